@@ -1,0 +1,488 @@
+"""The queue engine: named lanes of jobs, each lane running one job at a time.
+
+Everything here runs on one asyncio event loop and is not thread-safe: call the engine from the
+loop's thread (the ``ProcessQueue`` facade shows how to drive it from another thread). Operations
+return at once; those that take time (``kill``) return an awaitable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional
+
+from pq_tui.core.events import (
+    Event,
+    JobExited,
+    JobId,
+    JobMoved,
+    JobOutput,
+    JobQueued,
+    JobRemoved,
+    JobStarted,
+    JobUsage,
+    LanePaused,
+    LaneResumed,
+    OutputDropped,
+)
+from pq_tui.core.job import HandlerFactory, Job, Status
+from pq_tui.core.logfile import log_file_name
+from pq_tui.core.proctree import Usage
+from pq_tui.core.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LANE = "default"
+DEFAULT_KILL_GRACE = 5.0
+# Output reaches subscribers in batches: at most this often under a flood...
+BATCH_INTERVAL = 0.05
+# ...or sooner, once a batch holds this many lines.
+BATCH_MAX_LINES = 2000
+
+
+@dataclass
+class Lane:
+    name: str
+    queued: deque = field(default_factory=deque)  # of Job, in start order
+    running: Optional[Job] = None
+    paused: bool = False
+
+
+class Subscription:
+    """A subscriber's view of the event stream.
+
+    Events wait here until the subscriber takes them. Output may pile up only to
+    ``max_pending_lines``; past that a slow subscriber gets an ``OutputDropped`` count instead of
+    the lines (which are all in the job's log file), so it never holds up a job or memory.
+    """
+
+    def __init__(self, engine: "Engine", max_pending_lines: int) -> None:
+        self._engine = engine
+        self.max_pending_lines = max_pending_lines
+        self._events: deque = deque()
+        self._pending_lines = 0
+        self._waiter: Optional[asyncio.Future] = None
+        self.closed = False
+
+    def _put(self, event: Event) -> None:
+        if isinstance(event, (JobOutput, JobUsage)):
+            size = len(event.lines) if isinstance(event, JobOutput) else 1
+            if self._pending_lines + size > self.max_pending_lines:
+                if isinstance(event, JobOutput):
+                    self._note_dropped(event.job_id, size)
+                return
+            self._pending_lines += size
+        self._events.append(event)
+        self._wake()
+
+    def _note_dropped(self, job_id: JobId, count: int) -> None:
+        last = self._events[-1] if self._events else None
+        if isinstance(last, OutputDropped) and last.job_id == job_id:
+            last.count += count
+        else:
+            self._events.append(OutputDropped(job_id, count))
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _take(self, limit: Optional[int]) -> list:
+        taken = []
+        while self._events and (limit is None or len(taken) < limit):
+            event = self._events.popleft()
+            if isinstance(event, JobOutput):
+                self._pending_lines -= len(event.lines)
+            elif isinstance(event, JobUsage):
+                self._pending_lines -= 1
+            taken.append(event)
+        return taken
+
+    async def batch(self) -> list:
+        """Every event waiting (at least one); ``[]`` once the subscription is closed."""
+        while not self._events:
+            if self.closed:
+                return []
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._take(None)
+
+    async def get(self) -> Event:
+        while not self._events:
+            if self.closed:
+                raise EOFError("subscription closed")
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._take(1)[0]
+
+    def __aiter__(self) -> "Subscription":
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self.get()
+        except EOFError:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        self.closed = True
+        self._engine._subscriptions.discard(self)
+        self._wake()
+
+    def __enter__(self) -> "Subscription":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Engine:
+    """Lanes of jobs, their processes, and a stream of events about them."""
+
+    def __init__(
+        self,
+        log_dir: str,
+        *,
+        root_dir: Optional[str] = None,
+        base_env: Optional[Mapping[str, str]] = None,
+        kill_grace: float = DEFAULT_KILL_GRACE,
+        profile: bool = False,
+        tail_lines: int = 1000,
+    ) -> None:
+        self.log_dir = os.path.abspath(log_dir)
+        self._root_given = root_dir is not None
+        self.root_dir = os.path.abspath(os.path.expanduser(root_dir or os.getcwd()))
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.kill_grace = kill_grace
+        self.profile = profile
+        self.tail_lines = tail_lines
+        self._jobs: dict[JobId, Job] = {}
+        self._lanes: dict[str, Lane] = {}
+        self._runners: dict[JobId, JobRunner] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._subscriptions: set[Subscription] = set()
+        self._pending_output: dict[JobId, list] = {}
+        self._flush_handle: Optional[asyncio.TimerHandle] = None
+        self._waiters: dict[tuple[str, JobId], list[asyncio.Future]] = {}
+        self._idle_waiters: list[asyncio.Future] = []
+
+    # -- looking ---------------------------------------------------------------------------------
+
+    def get(self, job_id: JobId) -> Optional[Job]:
+        return self._jobs.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        """Every job the engine knows, in the order they were first pushed."""
+        return list(self._jobs.values())
+
+    def lanes(self) -> dict[str, Lane]:
+        return dict(self._lanes)
+
+    def lane(self, name: str) -> Lane:
+        if name not in self._lanes:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"a lane name must be a non-empty string, got {name!r}")
+            self._lanes[name] = Lane(name)
+        return self._lanes[name]
+
+    def position(self, job_id: JobId) -> Optional[int]:
+        """Index of a queued job among its lane's queued jobs."""
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not Status.QUEUED:
+            return None
+        return self._lanes[job.lane].queued.index(job)
+
+    def is_active(self, job_id: JobId) -> bool:
+        job = self._jobs.get(job_id)
+        return job is not None and not job.status.finished
+
+    def is_idle(self) -> bool:
+        return all(lane.running is None and not lane.queued for lane in self._lanes.values())
+
+    # -- changing --------------------------------------------------------------------------------
+
+    def push(
+        self,
+        job_id: JobId,
+        data: Mapping[str, Any],
+        lane: str = DEFAULT_LANE,
+        *,
+        handler_factory: Optional[HandlerFactory] = None,
+    ) -> Job:
+        """Queue a job at the end of ``lane``. ``data`` is copied. A finished job's id may be
+        pushed again (a new run); an id that is queued or running may not."""
+        if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
+            raise TypeError(f"a job id is an int or a str, got {job_id!r}")
+        if not isinstance(data, Mapping):
+            raise TypeError(f"job data must be a dict, got {type(data).__name__}")
+        previous = self._jobs.get(job_id)
+        if previous is not None and not previous.status.finished:
+            raise ValueError(f"job {job_id!r} is already {previous.status.value}")
+        target = self.lane(lane)
+        job = Job(
+            job_id,
+            lane,
+            dict(data),
+            run=previous.run + 1 if previous is not None else 1,
+            handler_factory=handler_factory,
+            tail_lines=self.tail_lines,
+        )
+        self._jobs.pop(job_id, None)  # a new run goes to the end of the listing
+        self._jobs[job_id] = job
+        target.queued.append(job)
+        self._emit(JobQueued(job_id, lane, len(target.queued) - 1, dict(job.data)))
+        self._kick(target)
+        return job
+
+    def requeue(self, job_id: JobId) -> Job:
+        """A new run of a finished job, with the same input, at the end of its lane."""
+        job = self._require(job_id)
+        if not job.status.finished:
+            raise ValueError(f"job {job_id!r} is {job.status.value}, not finished")
+        return self.push(job_id, job.input, job.lane, handler_factory=job.handler_factory)
+
+    def remove(self, job_id: JobId) -> Optional[dict]:
+        """Take a queued job out of its lane; returns its data, or None if it is not queued."""
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not Status.QUEUED:
+            return None
+        self._lanes[job.lane].queued.remove(job)
+        job.status = Status.REMOVED
+        job.data["error"] = "removed before it started"
+        job.data["time-end"] = time.time()
+        self._emit(JobRemoved(job_id, dict(job.data)))
+        self._resolve(job)
+        return job.snapshot()
+
+    def kill(self, job_id: JobId, force: bool = False) -> Optional[asyncio.Future]:
+        """Kill a running job's tree: SIGTERM, the grace period, then SIGKILL (``force``: SIGKILL
+        at once). Returns a future of the job's final data, or None if it is not running."""
+        job = self._jobs.get(job_id)
+        runner = self._runners.get(job_id)
+        if job is None or runner is None or job.status.finished:
+            return None
+        runner.kill(force=force)
+        return asyncio.ensure_future(self.wait_finished(job_id))
+
+    def move(self, job_id: JobId, index: int, lane: Optional[str] = None) -> int:
+        """Move a queued job to ``index`` among the queued jobs of ``lane`` (its own lane when
+        None). The index is clamped; negative counts from the end. Returns the new index."""
+        job = self._require(job_id)
+        if job.status is not Status.QUEUED:
+            raise ValueError(f"job {job_id!r} is {job.status.value}; only queued jobs move")
+        source = self._lanes[job.lane]
+        target = self.lane(lane if lane is not None else job.lane)
+        source.queued.remove(job)
+        size = len(target.queued)
+        if index < 0:
+            index += size + 1
+        index = max(0, min(index, size))
+        target.queued.insert(index, job)
+        job.lane = target.name
+        job.data["queue"] = target.name
+        self._emit(JobMoved(job_id, target.name, index))
+        if target is not source:
+            self._kick(target)
+        return index
+
+    def shift(self, job_id: JobId, delta: int) -> int:
+        """Move a queued job ``delta`` places later in its lane (negative: earlier)."""
+        position = self.position(job_id)
+        if position is None:
+            job = self._require(job_id)
+            raise ValueError(f"job {job_id!r} is {job.status.value}; only queued jobs move")
+        return self.move(job_id, max(0, position + delta))
+
+    def pause(self, lane: str) -> None:
+        """Start nothing new in ``lane``; its running job goes on."""
+        target = self.lane(lane)
+        if not target.paused:
+            target.paused = True
+            self._emit(LanePaused(lane))
+
+    def resume(self, lane: str) -> None:
+        target = self.lane(lane)
+        if target.paused:
+            target.paused = False
+            self._emit(LaneResumed(lane))
+            self._kick(target)
+
+    def subscribe(self, max_pending_lines: int = 20_000) -> Subscription:
+        subscription = Subscription(self, max_pending_lines)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    # -- waiting ---------------------------------------------------------------------------------
+
+    async def wait_started(self, job_id: JobId) -> Optional[Job]:
+        """Returns once the job has a process or has ended without one; None if unknown."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        if job.pid is None and not job.status.finished:
+            await self._wait_for("started", job_id)
+        return self._jobs.get(job_id)
+
+    async def wait_finished(self, job_id: JobId) -> Optional[dict]:
+        """The final data of the job's current run; None if unknown."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        if not job.status.finished:
+            await self._wait_for("finished", job_id)
+            job = self._jobs[job_id]
+        return job.snapshot()
+
+    async def wait_idle(self) -> None:
+        """Returns once no job is queued or running (jobs pushed meanwhile count)."""
+        while not self.is_idle():
+            future = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(future)
+            await future
+
+    async def shutdown(self, kill: bool = True) -> None:
+        """Remove the queued jobs, then kill the running ones (or wait for them: ``kill=False``),
+        and wait until every job's tree is gone."""
+        for lane in self._lanes.values():
+            for job in list(lane.queued):
+                self.remove(job.id)
+        if kill:
+            for job_id in list(self._runners):
+                self.kill(job_id)
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+        for subscription in list(self._subscriptions):
+            subscription.close()
+
+    # -- inside ----------------------------------------------------------------------------------
+
+    def _require(self, job_id: JobId) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"no job {job_id!r}")
+        return job
+
+    def _kick(self, lane: Lane) -> None:
+        if lane.paused or lane.running is not None or not lane.queued:
+            return
+        job = lane.queued.popleft()
+        lane.running = job
+        runner = JobRunner(
+            job,
+            root_dir=self.root_dir,
+            root_given=self._root_given,
+            base_env=self.base_env,
+            log_path=os.path.join(self.log_dir, log_file_name(job.id, job.run)),
+            kill_grace=self.kill_grace,
+            profile=bool(job.data.get("profile", self.profile)),
+            on_lines=self._on_lines,
+            on_started=self._on_started,
+            on_usage=self._on_usage,
+        )
+        self._runners[job.id] = runner
+        # The job is no longer queued, even before its process exists.
+        job.status = Status.RUNNING
+        self._track(asyncio.ensure_future(self._run(lane, runner)))
+
+    def _track(self, task: asyncio.Task) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, lane: Lane, runner: JobRunner) -> None:
+        job = runner.job
+        try:
+            await runner.run()
+        except Exception as exc:  # a bug of ours must not take the lane down with it
+            log.exception("job %r: internal error", job.id)
+            job.status = Status.FAILED
+            job.data["error"] = f"internal error: {type(exc).__name__}: {exc}"
+            job.data.setdefault("warnings", []).append(traceback.format_exc())
+        finally:
+            self._runners.pop(job.id, None)
+            lane.running = None
+            cleanup = runner.cleanup_task
+            if cleanup is not None and not cleanup.done():
+                self._track(cleanup)
+            self._flush_job_output(job.id)
+            self._call_handler(job, "on_exit", job.snapshot())
+            self._emit(JobExited(job.id, dict(job.data)))
+            self._resolve(job)
+            if job.status in (Status.FAILED, Status.TIMED_OUT) and job.data.get("on_failure") == "pause":
+                self.pause(lane.name)
+            self._kick(lane)
+
+    def _on_started(self, job: Job) -> None:
+        self._call_handler(job, "on_start", job.pid)
+        self._emit(JobStarted(job.id, job.pid, dict(job.data)))
+        self._resolve_kind("started", job.id)
+
+    def _on_usage(self, job: Job, usage: Usage) -> None:
+        job.cpu_percent = usage.cpu_percent
+        job.rss = usage.rss
+        self._emit(JobUsage(job.id, usage.cpu_percent, usage.rss))
+
+    def _on_lines(self, job: Job, stream: str, lines: list) -> None:
+        tagged = [(stream, line) for line in lines]
+        job.tail.extend(tagged)
+        pending = self._pending_output.setdefault(job.id, [])
+        pending.extend(tagged)
+        if len(pending) >= BATCH_MAX_LINES:
+            self._flush_job_output(job.id)
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(
+                BATCH_INTERVAL, self._flush_all_output
+            )
+
+    def _flush_all_output(self) -> None:
+        self._flush_handle = None
+        for job_id in list(self._pending_output):
+            self._flush_job_output(job_id)
+
+    def _flush_job_output(self, job_id: JobId) -> None:
+        lines = self._pending_output.pop(job_id, None)
+        if not lines:
+            return
+        job = self._jobs[job_id]
+        self._call_handler(job, "on_output", lines)
+        self._emit(JobOutput(job_id, tuple(lines)))
+
+    def _call_handler(self, job: Job, method: str, *args: Any) -> None:
+        callback = getattr(job.handler, method, None)
+        if callback is None:
+            return
+        try:
+            callback(*args)
+        except Exception as exc:
+            # Recorded in the job's data, where whoever waits for the job will see it.
+            job.data.setdefault("warnings", []).append(
+                f"handler {method} raised {type(exc).__name__}: {exc}"
+            )
+
+    def _emit(self, event: Event) -> None:
+        for subscription in list(self._subscriptions):
+            subscription._put(event)
+
+    def _wait_for(self, kind: str, job_id: JobId) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault((kind, job_id), []).append(future)
+        return future
+
+    def _resolve_kind(self, kind: str, job_id: JobId) -> None:
+        for future in self._waiters.pop((kind, job_id), ()):
+            if not future.done():
+                future.set_result(None)
+
+    def _resolve(self, job: Job) -> None:
+        """The job has ended: release everyone waiting on it, and on idleness."""
+        self._resolve_kind("started", job.id)
+        self._resolve_kind("finished", job.id)
+        if self.is_idle():
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for future in waiters:
+                if not future.done():
+                    future.set_result(None)

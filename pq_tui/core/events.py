@@ -1,0 +1,91 @@
+"""What the engine tells its subscribers. Past-tense names: each says what has happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Tuple, Union
+
+JobId = Union[int, str]
+Line = Tuple[str, str]  # (stream, text); stream is "out" or "err"
+
+
+@dataclass(frozen=True)
+class JobQueued:
+    job_id: JobId
+    lane: str
+    index: int  # position among the lane's queued jobs
+    data: dict
+
+
+@dataclass(frozen=True)
+class JobStarted:
+    job_id: JobId
+    pid: int
+    data: dict
+
+
+@dataclass(frozen=True)
+class JobOutput:
+    """A batch of lines, in the order the job wrote them."""
+
+    job_id: JobId
+    lines: tuple[Line, ...]
+
+
+@dataclass
+class OutputDropped:
+    """Lines a slow subscriber did not get (the job's log file has them all)."""
+
+    job_id: JobId
+    count: int
+
+
+@dataclass(frozen=True)
+class JobUsage:
+    job_id: JobId
+    cpu_percent: float
+    rss: int
+
+
+@dataclass(frozen=True)
+class JobExited:
+    """The job has finished: ok, failed, killed, timed out, or could not start."""
+
+    job_id: JobId
+    data: dict
+
+
+@dataclass(frozen=True)
+class JobRemoved:
+    job_id: JobId
+    data: dict
+
+
+@dataclass(frozen=True)
+class JobMoved:
+    job_id: JobId
+    lane: str
+    index: int
+
+
+@dataclass(frozen=True)
+class LanePaused:
+    lane: str
+
+
+@dataclass(frozen=True)
+class LaneResumed:
+    lane: str
+
+
+Event = Union[
+    JobQueued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRemoved, JobMoved,
+    LanePaused, LaneResumed,
+]
+
+
+def describe(event: Any) -> str:
+    """A short human line for an event, for logs and debugging."""
+    name = type(event).__name__
+    job_id = getattr(event, "job_id", None)
+    return f"{name}({job_id!r})" if job_id is not None else f"{name}({getattr(event, 'lane', '')})"

@@ -1,0 +1,98 @@
+"""A job: its process data (the original library's dict) and what the engine tracks beside it."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections import deque
+from enum import Enum
+from typing import Any, Callable, Optional
+
+from pq_tui.core.events import JobId, Line
+
+
+class Status(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    KILLED = "killed"
+    TIMED_OUT = "timed-out"
+    REMOVED = "removed"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (Status.QUEUED, Status.RUNNING)
+
+    @property
+    def state(self) -> int:
+        """The original's numeric state: 0 queued, 1 running, 2 ok, -1 anything else."""
+        return {Status.QUEUED: 0, Status.RUNNING: 1, Status.OK: 2}.get(self, -1)
+
+
+# Keys the engine writes into the process data; everything else is the caller's input.
+RESULT_KEYS = frozenset(
+    {
+        "state", "status", "queue", "error", "exit", "stderr", "pid", "time-queue", "time-start",
+        "time-end", "duration", "final", "log", "killed", "timed-out", "warnings", "peak-rss",
+        "cpu-time",
+    }
+)
+
+HandlerFactory = Callable[[JobId, dict, dict], Any]
+
+
+class Job:
+    """One run of a job. The engine alone mutates it, on its event loop's thread."""
+
+    def __init__(
+        self,
+        job_id: JobId,
+        lane: str,
+        data: dict,
+        *,
+        run: int = 1,
+        handler_factory: Optional[HandlerFactory] = None,
+        tail_lines: int = 1000,
+    ) -> None:
+        self.id = job_id
+        self.lane = lane
+        self.run = run
+        self.input = copy.deepcopy({k: v for k, v in data.items() if k not in RESULT_KEYS})
+        self.data: dict = copy.deepcopy(self.input)
+        self.handler_factory = handler_factory
+        self.handler: Any = None
+        self.tail: deque[Line] = deque(maxlen=tail_lines)
+        self.pid: Optional[int] = None
+        self.started_at: Optional[float] = None  # time.monotonic()
+        self.ended_at: Optional[float] = None
+        self.cpu_percent: Optional[float] = None
+        self.rss: Optional[int] = None
+        self.log_path: Optional[str] = None
+        self._status = Status.QUEUED
+        self.data.update(state=0, status="queued", queue=lane, **{"time-queue": time.time()})
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @status.setter
+    def status(self, status: Status) -> None:
+        self._status = status
+        self.data["state"] = status.state
+        self.data["status"] = status.value
+
+    @property
+    def duration(self) -> Optional[float]:
+        """Seconds since the start (while running) or from start to end."""
+        if self.started_at is None:
+            return None
+        end = self.ended_at if self.ended_at is not None else time.monotonic()
+        return end - self.started_at
+
+    def snapshot(self) -> dict:
+        """A copy of the process data that the caller may keep and change."""
+        return copy.deepcopy(self.data)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id!r} lane={self.lane!r} {self._status.value}>"

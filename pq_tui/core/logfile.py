@@ -1,0 +1,57 @@
+"""The per-job log file: the complete record of a job's output.
+
+One line of output is one line of the file, behind a two-character tag that says where it came
+from, so that the order of stdout and stderr is kept and each stays distinguishable:
+``"O "`` stdout, ``"E "`` stderr, ``"# "`` a note from pq-tui (command, pid, exit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import Iterable, Iterator
+
+TAGS = {"out": "O ", "err": "E ", "note": "# "}
+STREAMS = {tag: stream for stream, tag in TAGS.items()}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def log_file_name(job_id, run: int) -> str:
+    """A file name for a job id that may hold any character; different ids never collide."""
+    text = str(job_id)
+    safe = _UNSAFE.sub("_", text).strip("._") or "job"
+    if safe != text:
+        # Ids that clean up to the same name ("a/b", "a b") keep apart by a digest of the original.
+        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        safe = f"{safe[:60]}-{digest}"
+    return f"{safe}.{run}.log"
+
+
+class LogWriter:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        # newline="" so that a log written on Windows reads the same everywhere.
+        self._file = open(path, "w", encoding="utf-8", errors="replace", newline="")
+
+    def write(self, stream: str, lines: Iterable[str]) -> None:
+        tag = TAGS[stream]
+        self._file.write("".join(f"{tag}{line}\n" for line in lines))
+
+    def note(self, text: str) -> None:
+        self.write("note", text.splitlines() or [""])
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_log(path: str) -> Iterator[tuple[str, str]]:
+    """(stream, text) for each line of a log file; stream is "out", "err" or "note"."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        for raw in f:
+            line = raw[:-1] if raw.endswith("\n") else raw
+            yield STREAMS.get(line[:2], "out"), line[2:]

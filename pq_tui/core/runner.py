@@ -1,0 +1,380 @@
+"""Run one job: spawn its process, stream its output, wait for it, kill its tree."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from typing import Callable, Mapping, Optional
+
+from pq_tui.core.expand import (
+    IS_WINDOWS,
+    JobInputError,
+    build_command,
+    build_env,
+    resolve_cwd,
+    shell_variables,
+)
+from pq_tui.core.job import Job, Status
+from pq_tui.core.lines import LineSplitter
+from pq_tui.core.logfile import LogWriter
+from pq_tui.core.proctree import SIGKILL, ProcessTree, Usage
+
+# After the main process exits, how long its pipes may stay open (a grandchild holding them)
+# before we stop reading; the lane must not hang on them.
+PIPE_DRAIN_TIMEOUT = 1.0
+# How long to wait for SIGKILLed processes to vanish before reporting them as survivors.
+KILL_VERIFY_TIMEOUT = 5.0
+SAMPLE_INTERVAL = 1.0
+
+
+def signal_description(returncode: int) -> str:
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    return f"killed by {name}"
+
+
+class _Protocol(asyncio.SubprocessProtocol):
+    def __init__(self, runner: "JobRunner") -> None:
+        self._runner = runner
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Called before any output is delivered, so the log says "pid" before the first line.
+        self._runner._on_connected(transport)
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self._runner._on_data(fd, data)
+
+    def pipe_connection_lost(self, fd: int, exc: Optional[Exception]) -> None:
+        self._runner._on_pipe_closed(fd)
+
+    def process_exited(self) -> None:
+        self._runner._on_exited()
+
+
+class JobRunner:
+    """Runs ``job`` once. The engine supplies the callbacks through which results flow out."""
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        root_dir: str,
+        root_given: bool,
+        base_env: Mapping[str, str],
+        log_path: str,
+        kill_grace: float,
+        profile: bool,
+        on_lines: Callable[[Job, str, list], None],
+        on_started: Callable[[Job], None],
+        on_usage: Callable[[Job, Usage], None],
+    ) -> None:
+        self.job = job
+        self._root_dir = root_dir
+        self._root_given = root_given
+        self._base_env = base_env
+        self._log_path = log_path
+        self.kill_grace = kill_grace
+        self._profile = profile
+        self._on_lines = on_lines
+        self._on_started = on_started
+        self._on_usage = on_usage
+        self._splitters = {1: LineSplitter(), 2: LineSplitter()}
+        self._open_pipes = {1, 2}
+        self._log: Optional[LogWriter] = None
+        self._transport: Optional[asyncio.SubprocessTransport] = None
+        self.tree: Optional[ProcessTree] = None
+        self._exited: Optional[asyncio.Future] = None
+        self._pipes_closed: Optional[asyncio.Future] = None
+        self._kill_task: Optional[asyncio.Task] = None
+        self._kill_forced = False
+        self._kill_task_forced = False
+        self.kill_requested = False
+        self.timed_out = False
+        self.stderr_lines = 0
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        job = self.job
+        data = job.data
+        job.started_at = time.monotonic()
+        data["time-start"] = time.time()
+        final: dict = {"cmd": None, "cwd": None, "env": {}}
+        data["final"] = final
+        try:
+            argv, cwd, env = self._prepare(final)
+            timeout = _timeout_of(data.get("timeout"))
+            self._log = LogWriter(self._log_path)
+        except JobInputError as exc:
+            self._fail_to_start(str(exc))
+            return
+        except OSError as exc:
+            self._fail_to_start(f"cannot write the log file {self._log_path}: {exc.strerror or exc}")
+            return
+        data["log"] = job.log_path = self._log_path
+        self._log.note(f"cmd: {subprocess.list2cmdline(argv) if IS_WINDOWS else _shell_quote(argv)}")
+        self._log.note(f"cwd: {cwd}")
+        try:
+            await self._spawn(argv, cwd, env)
+        except JobInputError as exc:
+            self._log.note(f"error: {exc}")
+            self._log.close()
+            self._fail_to_start(str(exc))
+            return
+        sampler = asyncio.ensure_future(self._sample_forever()) if self._profile else None
+        try:
+            await self._wait_for_exit(timeout)
+        finally:
+            if sampler is not None:
+                sampler.cancel()
+        await self._after_exit()
+
+    def _prepare(self, final: dict) -> tuple[list[str], str, dict]:
+        job = self.job
+        data = job.data
+        if "cmd" not in data or data["cmd"] is None:
+            raise JobInputError("cmd is missing")
+        calculated = {
+            "_ID_": str(job.id),
+            "_PROCESS_ROOT_DIR_": self._root_dir if self._root_given else "",
+            **shell_variables(),
+        }
+        env = build_env(self._base_env, data.get("env"), calculated)
+        final["env"] = env
+        if job.handler_factory is not None:
+            try:
+                job.handler = job.handler_factory(job.id, data, dict(env))
+            except Exception as exc:
+                raise JobInputError(
+                    f"could not create the process handler: {type(exc).__name__}: {exc}"
+                ) from None
+        env["_HANDLER_"] = type(job.handler).__name__ if job.handler is not None else ""
+        cwd = resolve_cwd(data.get("cwd"), self._root_dir, env)
+        env["_WORKDIR_"] = cwd
+        final["cwd"] = cwd
+        argv = build_command(data["cmd"], env)
+        final["cmd"] = argv
+        return argv, cwd, env
+
+    async def _spawn(self, argv: list[str], cwd: str, env: dict) -> None:
+        loop = asyncio.get_running_loop()
+        self._exited = loop.create_future()
+        self._pipes_closed = loop.create_future()
+        if IS_WINDOWS:
+            isolation = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+        else:
+            # Its own session: the operator's Ctrl-C does not reach it, and one killpg reaches
+            # its whole tree.
+            isolation = {"start_new_session": True}
+        try:
+            await loop.subprocess_exec(
+                lambda: _Protocol(self),
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=env,
+                **isolation,
+            )
+        except FileNotFoundError:
+            raise JobInputError(f"command not found: {argv[0]}") from None
+        except PermissionError:
+            raise JobInputError(f"permission denied: {argv[0]}") from None
+        except OSError as exc:
+            raise JobInputError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
+        self._on_started(self.job)
+        if self.kill_requested:
+            self._start_kill(self._kill_forced)
+
+    async def _wait_for_exit(self, timeout: Optional[float]) -> None:
+        assert self._exited is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(self._exited), timeout)
+        except asyncio.TimeoutError:
+            self.timed_out = True
+            self._start_kill(force=False)
+            await self._exited
+
+    async def _after_exit(self) -> None:
+        job = self.job
+        tree = self.tree
+        assert tree is not None and self._transport is not None
+        # The main process is gone; whatever it left behind in its group goes too.
+        if self._kill_task is None and tree.survivors():
+            self._start_kill(force=False)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pipes_closed), PIPE_DRAIN_TIMEOUT)
+        except asyncio.TimeoutError:
+            # Something outside the group still holds a pipe: stop reading and move on.
+            self._log.note("output pipes still open after exit (a detached process holds them)")
+        self._transport.close()
+        for fd in (1, 2):
+            self._flush_splitter(fd)
+        if self.kill_requested or self.timed_out:
+            # A kill reports only once the tree is gone. asyncio.wait, not await: an escalation to
+            # SIGKILL cancels the task we would be awaiting and starts another.
+            while self._kill_task is not None and not self._kill_task.done():
+                await asyncio.wait([self._kill_task])
+        self._finish(self._transport.get_returncode())
+
+    def _finish(self, returncode: Optional[int]) -> None:
+        job = self.job
+        data = job.data
+        job.ended_at = time.monotonic()
+        data["time-end"] = time.time()
+        data["duration"] = round(job.ended_at - job.started_at, 6)
+        data["exit"] = returncode
+        data["stderr"] = self.stderr_lines
+        if self.tree is not None and self.tree.peak_rss:
+            data["peak-rss"] = self.tree.peak_rss
+            data["cpu-time"] = round(self.tree.cpu_time, 3)
+        timeout = data.get("timeout")
+        if self.timed_out:
+            job.status = Status.TIMED_OUT
+            data["timed-out"] = True
+            data["error"] = f"timed out after {float(timeout):g}s and was killed"
+        elif self.kill_requested:
+            job.status = Status.KILLED
+            data["killed"] = True
+            data["error"] = "killed" + (" (SIGKILL)" if self._kill_forced else "")
+        elif returncode == 0:
+            job.status = Status.OK
+        else:
+            job.status = Status.FAILED
+            if returncode is not None and returncode < 0:
+                data["error"] = signal_description(returncode)
+            else:
+                data["error"] = f"exited with code {returncode}"
+        self._log.note(f"{job.status.value}: exit {returncode} after {data['duration']:.3f}s")
+        self._log.close()
+
+    def _fail_to_start(self, message: str) -> None:
+        job = self.job
+        job.ended_at = time.monotonic()
+        job.data["time-end"] = time.time()
+        job.data["error"] = message
+        job.data["stderr"] = 0
+        job.status = Status.FAILED
+
+    # -- output ----------------------------------------------------------------------------------
+
+    def _on_connected(self, transport: asyncio.SubprocessTransport) -> None:
+        self._transport = transport
+        pid = transport.get_pid()
+        self.tree = ProcessTree(pid)
+        self.job.pid = pid
+        self.job.data["pid"] = pid
+        self.job.status = Status.RUNNING
+        self._log.note(f"pid: {pid}")
+
+    def _on_data(self, fd: int, data: bytes) -> None:
+        lines = self._splitters[fd].feed(data)
+        if lines:
+            self._emit(fd, lines)
+
+    def _on_pipe_closed(self, fd: int) -> None:
+        self._flush_splitter(fd)
+        self._open_pipes.discard(fd)
+        if not self._open_pipes and self._pipes_closed is not None and not self._pipes_closed.done():
+            self._pipes_closed.set_result(None)
+
+    def _flush_splitter(self, fd: int) -> None:
+        lines = self._splitters[fd].flush()
+        if lines:
+            self._emit(fd, lines)
+
+    def _emit(self, fd: int, lines: list) -> None:
+        stream = "err" if fd == 2 else "out"
+        if fd == 2:
+            self.stderr_lines += len(lines)
+        self._log.write(stream, lines)
+        # One flush per chunk read: the file stays current for `tail -f` at the cost of one write
+        # per read.
+        self._log.flush()
+        self._on_lines(self.job, stream, lines)
+
+    def _on_exited(self) -> None:
+        if self._exited is not None and not self._exited.done():
+            self._exited.set_result(None)
+
+    # -- kill ------------------------------------------------------------------------------------
+
+    def kill(self, force: bool = False) -> None:
+        """Ask for the tree to die: TERM, grace, KILL; ``force`` sends KILL at once."""
+        main_exited = self._exited is not None and self._exited.done()
+        if not main_exited and not self.timed_out:
+            self.kill_requested = True
+        self._kill_forced = self._kill_forced or force
+        if self.tree is not None:  # else _spawn starts the kill as soon as there is a pid
+            self._start_kill(force)
+
+    def _start_kill(self, force: bool) -> None:
+        in_progress = self._kill_task is not None and not self._kill_task.done()
+        if in_progress and (not force or self._kill_task_forced):
+            return
+        if in_progress:
+            self._kill_task.cancel()  # escalate a TERM-and-wait to an immediate KILL
+        self._kill_task_forced = force
+        self._kill_task = asyncio.ensure_future(self._kill_tree(force))
+
+    @property
+    def cleanup_task(self) -> Optional[asyncio.Task]:
+        """The kill of the job's tree or of what it left behind, which may outlive the job."""
+        return self._kill_task
+
+    async def _kill_tree(self, force: bool) -> None:
+        tree = self.tree
+        assert tree is not None
+        tree.remember_descendants()
+        if not force:
+            tree.signal(signal.SIGTERM)
+            if await self._wait_gone(self.kill_grace):
+                return
+        tree.signal(SIGKILL)
+        if not await self._wait_gone(KILL_VERIFY_TIMEOUT):
+            survivors = tree.survivors()
+            self.job.data.setdefault("warnings", []).append(
+                f"processes survived SIGKILL: {', '.join(map(str, survivors))}"
+            )
+
+    async def _wait_gone(self, seconds: float) -> bool:
+        tree = self.tree
+        deadline = time.monotonic() + seconds
+        delay = 0.01
+        while tree.survivors():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        return True
+
+    # -- profiling -------------------------------------------------------------------------------
+
+    async def _sample_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            # psutil reads /proc synchronously; off the loop it cannot stall output streaming.
+            usage = await loop.run_in_executor(None, self.tree.sample)
+            if usage is not None:
+                self._on_usage(self.job, usage)
+            await asyncio.sleep(SAMPLE_INTERVAL)
+
+
+def _timeout_of(value) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise JobInputError(f"timeout: expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _shell_quote(argv: list[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(arg) for arg in argv)
