@@ -1,0 +1,260 @@
+"""The original library's synchronous API, as a thin facade over the engine.
+
+``ProcessQueue`` runs one lane of an :class:`~pq_tui.core.Engine` on its own daemon thread and
+event loop. Its methods may be called from any thread: each one hands its work to the loop and
+waits for the answer, so the engine is only ever touched on the loop's thread. Handler callbacks
+run on that thread too; from inside them the non-blocking methods (``push_back``, ``remove``,
+``query_items``, ``start``) call the engine directly, and the blocking ones raise ``RuntimeError``
+rather than deadlock the queue.
+
+    with ProcessQueue(None, None) as queue:
+        queue.push_back(1, {"cmd": ["echo", "hello"]})
+        queue.wait_for_empty()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import threading
+from typing import Any, Callable, Coroutine, Optional
+
+from pq_tui.core import DEFAULT_LANE, Engine, JobId
+
+__all__ = ["ProcessHandler", "ProcessQueue"]
+
+
+class ProcessHandler:
+    """Callbacks for one job's process; subclass it and override what you need.
+
+    Every callback runs on the queue's thread. An exception raised in one is recorded in the job's
+    ``data["warnings"]``; the job and the queue go on.
+    """
+
+    def on_start(self, pid: int) -> None:
+        """The process has started."""
+
+    def on_stdout(self, line: str) -> None:
+        """One line the process wrote to stdout (without its line ending)."""
+
+    def on_stderr(self, line: str) -> None:
+        """One line the process wrote to stderr (without its line ending)."""
+
+    def on_exit(self, data: dict) -> None:
+        """The job has finished, also when its process could not be started (say, command not
+        found); ``data`` is a copy of its final data."""
+
+    def on_output(self, lines: list) -> None:
+        """The engine's batch of ``(stream, text)`` lines, dispatched one by one in order.
+
+        A line whose callback raises does not cost the lines after it: the first exception is
+        raised once the batch is through, for the engine to record.
+        """
+        first_error: Optional[Exception] = None
+        for stream, text in lines:
+            try:
+                if stream == "err":
+                    self.on_stderr(text)
+                else:
+                    self.on_stdout(text)
+            except Exception as exc:
+                if first_error is None:
+                    first_error = exc
+        if first_error is not None:
+            raise first_error
+
+
+async def _call_sync(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return function(*args, **kwargs)
+
+
+class ProcessQueue:
+    """One lane of jobs, run one at a time, driven from ordinary (non-async) code."""
+
+    LANE = DEFAULT_LANE
+
+    def __init__(
+        self,
+        root_dir: Optional[str] = None,
+        base_environment_vars_dict: Optional[dict] = None,
+        *,
+        log_dir: Optional[str] = None,
+        kill_grace: float = 5.0,
+        profile: bool = False,
+    ) -> None:
+        # The logs are the record of what ran: a fresh directory is kept after stop() and close().
+        self.log_dir = log_dir if log_dir is not None else tempfile.mkdtemp(prefix="pq-tui-")
+        # The engine copies the environment (os.environ when None) and never mutates it.
+        self._engine = Engine(
+            self.log_dir,
+            root_dir=root_dir,
+            base_env=base_environment_vars_dict,
+            kill_grace=kill_grace,
+            profile=profile,
+        )
+        # Paused until start(): pushes just queue. Safe here, before the loop thread exists.
+        self._engine.pause(self.LANE)
+        self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="pq-tui-queue", daemon=True)
+        self._thread.start()
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    @property
+    def root_dir(self) -> str:
+        return self._engine.root_dir
+
+    # -- the handler ------------------------------------------------------------------------------
+
+    def create_process_handler(self, id: JobId, process: dict, env_dict: dict) -> ProcessHandler:
+        """The handler for one run of job ``id``; override it. ``process`` is the job's live data
+        (read it on the queue's thread only), ``env_dict`` a copy of the job's environment."""
+        return ProcessHandler()
+
+    def _make_handler(self, job_id: JobId, data: dict, env: dict) -> Optional[ProcessHandler]:
+        handler = self.create_process_handler(job_id, data, env)
+        if handler is not None and not isinstance(handler, ProcessHandler):
+            raise TypeError(
+                f"create_process_handler must return a ProcessHandler, got {type(handler).__name__}"
+            )
+        return handler
+
+    # -- starting and stopping --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start running the queued jobs, one at a time."""
+        self._call(self._engine.resume, self.LANE)
+
+    def stop(self, kill: bool = False) -> None:
+        """Start nothing more, remove the queued jobs (releasing their waiters), and wait for the
+        running job to finish, or kill it (``kill=True``). ``start()`` resumes afterwards."""
+        self._wait("stop", self._stop(kill))
+
+    async def _stop(self, kill: bool) -> None:
+        # Paused first, so that nothing starts meanwhile (say, a job pushed by an on_exit).
+        self._engine.pause(self.LANE)
+        # Also waits for the job's whole tree to be gone, leftovers included.
+        await self._engine.shutdown(kill=kill)
+
+    def close(self) -> None:
+        """Kill what still runs, drop what is queued, and end the queue's thread. Idempotent."""
+        if self._closed:
+            return
+        self._refuse_on_loop_thread("close")
+        try:
+            self._submit(self._close())
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    async def _close(self) -> None:
+        await self._stop(kill=True)
+        await self._loop.shutdown_asyncgens()
+        await self._loop.shutdown_default_executor()
+
+    def __enter__(self) -> "ProcessQueue":
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            # Leaving on an exception (Ctrl-C included) must not wait for a long job.
+            self.stop(kill=exc_type is not None)
+        finally:
+            self.close()
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    def push_back(self, id: JobId, data: dict) -> None:
+        """Queue job ``id`` (an int or a str) at the end; ``data`` is copied. Raises ``ValueError``
+        if ``id`` is still queued or running (a finished id runs again)."""
+        self._call(self._engine.push, id, data, self.LANE, handler_factory=self._make_handler)
+
+    def remove(self, id: JobId) -> Optional[dict]:
+        """Take a queued job out: its data, or None if it is not queued (a running job stays)."""
+        return self._call(self._engine.remove, id)
+
+    def query_items(self) -> dict:
+        """``{id: data}`` (copies) for the running job, then the queued ones in order."""
+        return self._call(self._query_items)
+
+    def _query_items(self) -> dict:
+        lane = self._engine.lane(self.LANE)
+        jobs = ([lane.running] if lane.running is not None else []) + list(lane.queued)
+        return {job.id: job.snapshot() for job in jobs}
+
+    def wait_for_process(self, id: JobId, _sleep_interval_fsec: float = 0.25) -> tuple:
+        """``(pid, data)`` once the job's process has started; ``(None, data)`` if the job ended
+        without a process; ``(None, None)`` for an unknown id. (The interval is unused.)"""
+        return self._wait("wait_for_process", self._wait_for_process(id))
+
+    async def _wait_for_process(self, job_id: JobId) -> tuple:
+        job = await self._engine.wait_started(job_id)
+        if job is None:
+            return None, None
+        return job.pid, job.snapshot()
+
+    def remove_or_kill(self, id: JobId, _sleep_interval_fsec: float = 0.25) -> Optional[dict]:
+        """Remove a queued job, or kill a running one and wait until its tree is gone; its data
+        (a finished job's too), or None for an unknown id. (The interval is unused.)"""
+        return self._wait("remove_or_kill", self._remove_or_kill(id))
+
+    async def _remove_or_kill(self, job_id: JobId) -> Optional[dict]:
+        data = self._engine.remove(job_id)
+        if data is not None:
+            return data
+        killed = self._engine.kill(job_id)
+        if killed is not None:
+            return await killed
+        return await self._engine.wait_finished(job_id)
+
+    def wait_for_task_finished(self, id: JobId) -> Optional[dict]:
+        """The job's data once it has finished (at once if it already has); None if unknown."""
+        return self._wait("wait_for_task_finished", self._engine.wait_finished(id))
+
+    def wait_for_empty(self) -> None:
+        """Return once no job is queued or running, counting jobs pushed meanwhile. (Before
+        ``start()`` or after ``stop()``, queued jobs wait for a ``start()`` from elsewhere.)"""
+        self._wait("wait_for_empty", self._engine.wait_idle())
+
+    # -- crossing to the loop's thread ------------------------------------------------------------
+
+    def _on_loop_thread(self) -> bool:
+        return threading.get_ident() == self._thread.ident
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the ProcessQueue is closed")
+
+    def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run a non-blocking engine operation on the loop's thread and return its result."""
+        if self._on_loop_thread():  # inside a handler callback: the engine is right here
+            return function(*args, **kwargs)
+        self._check_open()
+        return self._submit(_call_sync(function, *args, **kwargs))
+
+    def _refuse_on_loop_thread(self, name: str) -> None:
+        if self._on_loop_thread():
+            raise RuntimeError(
+                f"ProcessQueue.{name}() blocks, and was called on the queue's own thread (from a"
+                " handler callback?), where it would wait forever"
+            )
+
+    def _wait(self, name: str, coroutine: Coroutine) -> Any:
+        """Run a coroutine on the loop's thread and block until it is done."""
+        try:
+            self._refuse_on_loop_thread(name)
+            self._check_open()
+        except RuntimeError:
+            coroutine.close()  # never started: no "never awaited" warning
+            raise
+        return self._submit(coroutine)
+
+    def _submit(self, coroutine: Coroutine) -> Any:
+        # Exceptions raised on the loop (ValueError, TypeError...) are re-raised here.
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
