@@ -177,7 +177,8 @@ class Engine:
         return self._jobs.get(job_id)
 
     def jobs(self) -> list[Job]:
-        """Every job the engine knows, in the order they were first pushed."""
+        """Every job the engine knows, in the order they were pushed (a new run of an id counts
+        as a new push)."""
         return list(self._jobs.values())
 
     def lanes(self) -> dict[str, Lane]:
@@ -235,7 +236,7 @@ class Engine:
         self._jobs.pop(job_id, None)  # a new run goes to the end of the listing
         self._jobs[job_id] = job
         target.queued.append(job)
-        self._emit(JobQueued(job_id, lane, len(target.queued) - 1, dict(job.data)))
+        self._emit(JobQueued(job_id, lane, len(target.queued) - 1, job.snapshot()))
         self._kick(target)
         return job
 
@@ -255,7 +256,7 @@ class Engine:
         job.status = Status.REMOVED
         job.data["error"] = "removed before it started"
         job.data["time-end"] = time.time()
-        self._emit(JobRemoved(job_id, dict(job.data)))
+        self._emit(JobRemoved(job_id, job.snapshot()))
         self._resolve(job)
         return job.snapshot()
 
@@ -347,8 +348,10 @@ class Engine:
 
     async def shutdown(self, kill: bool = True) -> None:
         """Remove the queued jobs, then kill the running ones (or wait for them: ``kill=False``),
-        and wait until every job's tree is gone."""
-        for lane in self._lanes.values():
+        and wait until every job's tree is gone. The lanes stay paused: nothing pushed meanwhile
+        (by a handler's on_exit, say) starts."""
+        for lane in list(self._lanes.values()):
+            self.pause(lane.name)
             for job in list(lane.queued):
                 self.remove(job.id)
         if kill:
@@ -377,7 +380,7 @@ class Engine:
             root_dir=self.root_dir,
             root_given=self._root_given,
             base_env=self.base_env,
-            log_path=os.path.join(self.log_dir, log_file_name(job.id, job.run)),
+            log_path=self._free_log_path(job),
             kill_grace=self.kill_grace,
             profile=bool(job.data.get("profile", self.profile)),
             on_lines=self._on_lines,
@@ -388,6 +391,15 @@ class Engine:
         # The job is no longer queued, even before its process exists.
         job.status = Status.RUNNING
         self._track(asyncio.ensure_future(self._run(lane, runner)))
+
+    def _free_log_path(self, job: Job) -> str:
+        """A log file name no earlier engine in the same folder has used for this job."""
+        run = job.run
+        while True:
+            path = os.path.join(self.log_dir, log_file_name(job.id, run))
+            if not os.path.exists(path):
+                return path
+            run += 1
 
     def _track(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
@@ -400,6 +412,7 @@ class Engine:
         except Exception as exc:  # a bug of ours must not take the lane down with it
             log.exception("job %r: internal error", job.id)
             job.status = Status.FAILED
+            job.data.setdefault("time-end", time.time())
             job.data["error"] = f"internal error: {type(exc).__name__}: {exc}"
             job.data.setdefault("warnings", []).append(traceback.format_exc())
         finally:
@@ -410,7 +423,7 @@ class Engine:
                 self._track(cleanup)
             self._flush_job_output(job.id)
             self._call_handler(job, "on_exit", job.snapshot())
-            self._emit(JobExited(job.id, dict(job.data)))
+            self._emit(JobExited(job.id, job.snapshot()))
             self._resolve(job)
             if job.status in (Status.FAILED, Status.TIMED_OUT) and job.data.get("on_failure") == "pause":
                 self.pause(lane.name)
@@ -418,7 +431,7 @@ class Engine:
 
     def _on_started(self, job: Job) -> None:
         self._call_handler(job, "on_start", job.pid)
-        self._emit(JobStarted(job.id, job.pid, dict(job.data)))
+        self._emit(JobStarted(job.id, job.pid, job.snapshot()))
         self._resolve_kind("started", job.id)
 
     def _on_usage(self, job: Job, usage: Usage) -> None:
@@ -429,6 +442,9 @@ class Engine:
     def _on_lines(self, job: Job, stream: str, lines: list) -> None:
         tagged = [(stream, line) for line in lines]
         job.tail.extend(tagged)
+        job.line_count += len(tagged)
+        if stream == "err":
+            job.stderr_count += len(tagged)
         pending = self._pending_output.setdefault(job.id, [])
         pending.extend(tagged)
         if len(pending) >= BATCH_MAX_LINES:
@@ -449,7 +465,7 @@ class Engine:
             return
         job = self._jobs[job_id]
         self._call_handler(job, "on_output", lines)
-        self._emit(JobOutput(job_id, tuple(lines)))
+        self._emit(JobOutput(job_id, job.line_count - len(lines), tuple(lines)))
 
     def _call_handler(self, job: Job, method: str, *args: Any) -> None:
         callback = getattr(job.handler, method, None)

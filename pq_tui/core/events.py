@@ -26,9 +26,11 @@ class JobStarted:
 
 @dataclass(frozen=True)
 class JobOutput:
-    """A batch of lines, in the order the job wrote them."""
+    """A batch of lines, in the order the job wrote them. ``seq`` numbers the first of them
+    among all the job's lines, so a view loaded from ``Job.tail`` can skip what it has."""
 
     job_id: JobId
+    seq: int
     lines: tuple[Line, ...]
 
 

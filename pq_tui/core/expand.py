@@ -66,7 +66,7 @@ def build_env(
     return env
 
 
-def resolve_cwd(cwd: Any, root: str, env: Mapping[str, str]) -> str:
+def resolve_cwd(cwd: Any, root: str, env: Mapping[str, str], create: bool = True) -> str:
     """The absolute working directory, created if missing (as the original did)."""
     if cwd is None:
         parts: list[str] = []
@@ -80,10 +80,13 @@ def resolve_cwd(cwd: Any, root: str, env: Mapping[str, str]) -> str:
     path = os.path.abspath(os.path.join(root, *[p for p in expanded if p]))
     if os.path.exists(path) and not os.path.isdir(path):
         raise JobInputError(f"cwd {path!r} is not a directory")
+    if not create:
+        return path
     try:
         os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise JobInputError(f"cwd {path!r} could not be created: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise JobInputError(f"cwd {path!r} could not be created: {message}") from None
     return path
 
 

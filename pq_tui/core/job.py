@@ -69,6 +69,8 @@ class Job:
         self.cpu_percent: Optional[float] = None
         self.rss: Optional[int] = None
         self.log_path: Optional[str] = None
+        self.line_count = 0  # lines of output so far; numbers JobOutput batches
+        self.stderr_count = 0
         self._status = Status.QUEUED
         self.data.update(state=0, status="queued", queue=lane, **{"time-queue": time.time()})
 

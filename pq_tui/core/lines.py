@@ -53,23 +53,36 @@ class LineSplitter:
     def _decode_lines(self, block: bytes) -> list[str]:
         # One decode for the whole block is much cheaper than one per line.
         lines = block.decode("utf-8", errors="replace").split("\n")
+        # A character comes from at most 4 bytes: only a line this long may be over the limit.
+        if max(map(len, lines)) * 4 > self.max_line:
+            return self._decode_lines_cut(block)
+        return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+    def _decode_lines_cut(self, block: bytes) -> list[str]:
+        # The limit is in bytes and lines are cut where _cut_overlong cuts them, so that the lines
+        # do not depend on where the chunks happened to end.
         out = []
-        limit = self.max_line
-        for line in lines:
-            if line.endswith("\r"):
-                line = line[:-1]
-            if len(line) > limit:
-                out.extend(line[i : i + limit] for i in range(0, len(line), limit))
-            else:
-                out.append(line)
+        for raw in block.split(b"\n"):
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            pieces, rest = self._split(raw)
+            out.extend(pieces)
+            out.append(rest.decode("utf-8", errors="replace"))
         return out
 
     def _cut_overlong(self) -> list[str]:
-        pieces = []
         buf = self._pending
+        # A trailing "\r" may be the start of a "\r\n": it is not content yet, keep it pending.
+        cr = buf.endswith(b"\r")
+        pieces, rest = self._split(buf[:-1] if cr else buf)
+        self._pending = rest + b"\r" if cr else rest
+        return pieces
+
+    def _split(self, buf: bytes) -> tuple[list[str], bytes]:
+        """Pieces of at most ``max_line`` bytes cut off ``buf``, and what is left (not over it)."""
+        pieces = []
         while len(buf) > self.max_line:
             cut = _utf8_safe_cut(buf, self.max_line)
             pieces.append(buf[:cut].decode("utf-8", errors="replace"))
             buf = buf[cut:]
-        self._pending = buf
-        return pieces
+        return pieces, buf

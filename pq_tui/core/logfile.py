@@ -15,14 +15,16 @@ from typing import Iterable, Iterator
 TAGS = {"out": "O ", "err": "E ", "note": "# "}
 STREAMS = {tag: stream for stream, tag in TAGS.items()}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def log_file_name(job_id, run: int) -> str:
     """A file name for a job id that may hold any character; different ids never collide."""
     text = str(job_id)
     safe = _UNSAFE.sub("_", text).strip("._") or "job"
-    if safe != text:
-        # Ids that clean up to the same name ("a/b", "a b") keep apart by a digest of the original.
+    if safe != text or len(text) > 60 or (isinstance(job_id, str) and _INTEGER.fullmatch(text)):
+        # Ids that clean up to the same name ("a/b", "a b") keep apart by a digest of the original,
+        # and so do the ids 7 and "7"; a long id is cut short (a file name has at most 255 bytes).
         digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
         safe = f"{safe[:60]}-{digest}"
     return f"{safe}.{run}.log"
@@ -51,7 +53,9 @@ class LogWriter:
 
 def read_log(path: str) -> Iterator[tuple[str, str]]:
     """(stream, text) for each line of a log file; stream is "out", "err" or "note"."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+    # newline="\n": only "\n" ends a line. With newline="" a lone "\r" in the output (a progress
+    # bar) would end one too, and the rest of that line would lose its tag.
+    with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
         for raw in f:
             line = raw[:-1] if raw.endswith("\n") else raw
             yield STREAMS.get(line[:2], "out"), line[2:]

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from typing import List, Optional, Tuple
 
 IS_WINDOWS = sys.platform.startswith("win")
 SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)
@@ -26,7 +27,7 @@ def _psutil():
     return psutil
 
 
-def _proc_group_members(pgid: int) -> list[int] | None:
+def _proc_group_members(pgid: int) -> Optional[List[int]]:
     """Live (non-zombie) members of a process group, from /proc; None where there is no /proc."""
     try:
         entries = os.listdir("/proc")
@@ -63,7 +64,7 @@ class ProcessTree:
         self.pgid = pid  # start_new_session makes the main process a group leader
         self._known: dict[int, object] = {}  # pid -> psutil.Process seen in the tree
         self._cpu_by_pid: dict[int, float] = {}
-        self._last_sample: tuple[float, float] | None = None  # (monotonic, total cpu seconds)
+        self._last_sample: Optional[Tuple[float, float]] = None  # (monotonic, total cpu seconds)
         self.peak_rss = 0
 
     def _tree_processes(self) -> list:
@@ -125,7 +126,7 @@ class ProcessTree:
                 del self._known[pid]
         return sorted(alive)
 
-    def sample(self) -> Usage | None:
+    def sample(self) -> Optional[Usage]:
         """Resource use of the live tree; None without psutil or once the tree is gone."""
         psutil = _psutil()
         if psutil is None:

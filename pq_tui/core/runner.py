@@ -9,17 +9,11 @@ import subprocess
 import time
 from typing import Callable, Mapping, Optional
 
-from pq_tui.core.expand import (
-    IS_WINDOWS,
-    JobInputError,
-    build_command,
-    build_env,
-    resolve_cwd,
-    shell_variables,
-)
+from pq_tui.core.expand import IS_WINDOWS, JobInputError
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lines import LineSplitter
 from pq_tui.core.logfile import LogWriter
+from pq_tui.core.plan import Plan, job_environment, plan_job
 from pq_tui.core.proctree import SIGKILL, ProcessTree, Usage
 
 # After the main process exits, how long its pipes may stay open (a grandchild holding them)
@@ -95,7 +89,6 @@ class JobRunner:
         self._kill_task_forced = False
         self.kill_requested = False
         self.timed_out = False
-        self.stderr_lines = 0
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -107,7 +100,7 @@ class JobRunner:
         final: dict = {"cmd": None, "cwd": None, "env": {}}
         data["final"] = final
         try:
-            argv, cwd, env = self._prepare(final)
+            plan = self._prepare(final)
             timeout = _timeout_of(data.get("timeout"))
             self._log = LogWriter(self._log_path)
         except JobInputError as exc:
@@ -117,49 +110,42 @@ class JobRunner:
             self._fail_to_start(f"cannot write the log file {self._log_path}: {exc.strerror or exc}")
             return
         data["log"] = job.log_path = self._log_path
-        self._log.note(f"cmd: {subprocess.list2cmdline(argv) if IS_WINDOWS else _shell_quote(argv)}")
-        self._log.note(f"cwd: {cwd}")
         try:
-            await self._spawn(argv, cwd, env)
-        except JobInputError as exc:
-            self._log.note(f"error: {exc}")
-            self._log.close()
-            self._fail_to_start(str(exc))
-            return
-        sampler = asyncio.ensure_future(self._sample_forever()) if self._profile else None
-        try:
-            await self._wait_for_exit(timeout)
-        finally:
-            if sampler is not None:
-                sampler.cancel()
-        await self._after_exit()
-
-    def _prepare(self, final: dict) -> tuple[list[str], str, dict]:
-        job = self.job
-        data = job.data
-        if "cmd" not in data or data["cmd"] is None:
-            raise JobInputError("cmd is missing")
-        calculated = {
-            "_ID_": str(job.id),
-            "_PROCESS_ROOT_DIR_": self._root_dir if self._root_given else "",
-            **shell_variables(),
-        }
-        env = build_env(self._base_env, data.get("env"), calculated)
-        final["env"] = env
-        if job.handler_factory is not None:
+            self._log.note(f"cmd: {plan.display_cmd}")
+            self._log.note(f"cwd: {plan.cwd}")
             try:
-                job.handler = job.handler_factory(job.id, data, dict(env))
+                await self._spawn(plan.argv, plan.cwd, plan.env)
+            except JobInputError as exc:
+                self._log.note(f"error: {exc}")
+                self._fail_to_start(str(exc))
+                return
+            sampler = asyncio.ensure_future(self._sample_forever()) if self._profile else None
+            try:
+                await self._wait_for_exit(timeout)
+            finally:
+                if sampler is not None:
+                    sampler.cancel()
+            await self._after_exit()
+        finally:
+            self._log.close()
+
+    def _prepare(self, final: dict) -> Plan:
+        job = self.job
+        where = {"root_dir": self._root_dir, "base_env": self._base_env, "root_given": self._root_given}
+        if job.handler_factory is not None:
+            # The handler comes first, so that it hears of every failure (its on_exit), bad env
+            # included: then it gets the environment without the job's own variables.
+            try:
+                env = job_environment(job.id, job.data, **where)
+            except JobInputError:
+                env = job_environment(job.id, {}, **where)
+            try:
+                job.handler = job.handler_factory(job.id, job.data, env)
             except Exception as exc:
                 raise JobInputError(
                     f"could not create the process handler: {type(exc).__name__}: {exc}"
                 ) from None
-        env["_HANDLER_"] = type(job.handler).__name__ if job.handler is not None else ""
-        cwd = resolve_cwd(data.get("cwd"), self._root_dir, env)
-        env["_WORKDIR_"] = cwd
-        final["cwd"] = cwd
-        argv = build_command(data["cmd"], env)
-        final["cmd"] = argv
-        return argv, cwd, env
+        return plan_job(job.id, job.data, handler=job.handler, final=final, **where)
 
     async def _spawn(self, argv: list[str], cwd: str, env: dict) -> None:
         loop = asyncio.get_running_loop()
@@ -188,7 +174,8 @@ class JobRunner:
             raise JobInputError(f"permission denied: {argv[0]}") from None
         except OSError as exc:
             raise JobInputError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
-        self._on_started(self.job)
+        except ValueError as exc:  # a NUL byte in an argument, "=" in an environment name...
+            raise JobInputError(f"cannot start {argv[0]}: {exc}") from None
         if self.kill_requested:
             self._start_kill(self._kill_forced)
 
@@ -230,7 +217,7 @@ class JobRunner:
         data["time-end"] = time.time()
         data["duration"] = round(job.ended_at - job.started_at, 6)
         data["exit"] = returncode
-        data["stderr"] = self.stderr_lines
+        data["stderr"] = job.stderr_count
         if self.tree is not None and self.tree.peak_rss:
             data["peak-rss"] = self.tree.peak_rss
             data["cpu-time"] = round(self.tree.cpu_time, 3)
@@ -252,7 +239,6 @@ class JobRunner:
             else:
                 data["error"] = f"exited with code {returncode}"
         self._log.note(f"{job.status.value}: exit {returncode} after {data['duration']:.3f}s")
-        self._log.close()
 
     def _fail_to_start(self, message: str) -> None:
         job = self.job
@@ -272,6 +258,9 @@ class JobRunner:
         self.job.data["pid"] = pid
         self.job.status = Status.RUNNING
         self._log.note(f"pid: {pid}")
+        # Here, not after subprocess_exec returns: output read while asyncio connects the pipes is
+        # delivered before that, and subscribers must see JobStarted before the job's output.
+        self._on_started(self.job)
 
     def _on_data(self, fd: int, data: bytes) -> None:
         lines = self._splitters[fd].feed(data)
@@ -291,8 +280,6 @@ class JobRunner:
 
     def _emit(self, fd: int, lines: list) -> None:
         stream = "err" if fd == 2 else "out"
-        if fd == 2:
-            self.stderr_lines += len(lines)
         self._log.write(stream, lines)
         # One flush per chunk read: the file stays current for `tail -f` at the cost of one write
         # per read.
@@ -369,12 +356,7 @@ class JobRunner:
 def _timeout_of(value) -> Optional[float]:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+    # "not value > 0" and not "value <= 0": NaN must be refused too (asyncio fires it at once).
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise JobInputError(f"timeout: expected a positive number of seconds, got {value!r}")
     return float(value)
-
-
-def _shell_quote(argv: list[str]) -> str:
-    import shlex
-
-    return " ".join(shlex.quote(arg) for arg in argv)

@@ -1,0 +1,45 @@
+"""pq_tui.core is plain asyncio: it must never import Textual."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("no_leftover_processes")
+
+REPO = Path(__file__).resolve().parents[1]
+CORE = REPO / "pq_tui" / "core"
+
+_TEXTUAL_IMPORT = re.compile(r"^\s*(import\s+textual\b|from\s+textual\b)", re.MULTILINE)
+
+
+def test_core_sources_do_not_import_textual():
+    sources = sorted(CORE.glob("*.py"))
+    assert len(sources) >= 8
+    offenders = [path.name for path in sources if _TEXTUAL_IMPORT.search(path.read_text("utf-8"))]
+    assert offenders == []
+
+
+def test_the_pattern_would_catch_an_import():
+    assert _TEXTUAL_IMPORT.search("x = 1\nfrom textual.app import App\n")
+    assert _TEXTUAL_IMPORT.search("    import textual\n")
+    assert not _TEXTUAL_IMPORT.search("import textualize_not\n# textual is for the UI\n")
+
+
+def test_importing_core_loads_no_textual():
+    code = (
+        "import sys, pq_tui.core, pq_tui.core.engine, pq_tui.core.runner\n"
+        "import pq_tui.core.proctree, pq_tui.core.logfile, pq_tui.core.expand\n"
+        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
+        "print(repr(bad))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
