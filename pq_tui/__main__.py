@@ -1,0 +1,3 @@
+from pq_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The ``pq-tui`` command line: the console, and ``run``/``check`` for scripts and CI boxes."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Optional, Sequence
+
+from pq_tui import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+MAIN_EPILOG = """\
+commands:
+  run FILE.toml ...     run the jobs without the console, print their output, exit 0/1/2
+  check FILE.toml ...   validate the files and show what would run
+
+examples:
+  pq-tui examples/demo.toml           open the console with the demo's jobs queued
+  pq-tui run examples/build-and-test.toml
+  pq-tui check builds.toml tests.toml
+"""
+
+RUN_EPILOG = """\
+Every output line is printed behind its job id ("id | line"; "id ! line" for stderr), then a
+summary. Exit status: 0 when every job succeeded, 1 when any failed, 2 for bad input (nothing is
+run), 130 when interrupted with Ctrl-C (running jobs' process trees are killed first).
+
+examples:
+  pq-tui run examples/build-and-test.toml
+  pq-tui run --log-dir ./logs a.toml b.toml
+"""
+
+CHECK_EPILOG = """\
+Exit status 0 when the files are valid, 2 otherwise. Nothing is started and no directory is made.
+
+example:
+  pq-tui check examples/demo.toml
+"""
+
+
+def _main_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pq-tui",
+        description="A process-queue console: lanes of jobs, live output, logs on disk.",
+        epilog=MAIN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pq-tui {__version__}")
+    parser.add_argument("files", nargs="*", metavar="FILE.toml", help="job files to queue")
+    return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    # NaN would never end the grace period; a negative one means nothing.
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds (0 or more), got {text!r}")
+    return value
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pq-tui run",
+        description="Run the jobs of TOML files without the console.",
+        epilog=RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE.toml")
+    parser.add_argument("--log-dir", help="where the jobs' log files go (default: a new folder "
+                        "under the user's state directory)")
+    parser.add_argument("--kill-grace", type=_seconds, default=5.0, metavar="SECONDS",
+                        help="time between SIGTERM and SIGKILL when a job is killed (default 5)")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    return parser
+
+
+def _check_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pq-tui check",
+        description="Validate TOML job files and print what would run.",
+        epilog=CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE.toml")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:
+        # Ctrl-C before `run` has its own handler in place (or after it is gone): no traceback.
+        return EXIT_INTERRUPTED
+
+
+def _main(args: list) -> int:
+    if args and args[0] == "run":
+        from pq_tui.run import run_command
+
+        return run_command(_run_parser().parse_args(args[1:]))
+    if args and args[0] == "check":
+        from pq_tui.run import check_command
+
+        return check_command(_check_parser().parse_args(args[1:]))
+    options = _main_parser().parse_args(args)
+    return _open_console(options.files)
+
+
+def _open_console(files: list[str]) -> int:
+    print("pq-tui: the console is not built yet; use `pq-tui run FILE.toml` for now.",
+          file=sys.stderr)
+    return EXIT_BAD_INPUT

@@ -1,0 +1,256 @@
+"""``pq-tui run`` and ``pq-tui check``: the job files without the console."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import signal
+import sys
+import time
+from typing import Optional
+
+from pq_tui.core import (
+    Engine,
+    JobExited,
+    JobInputError,
+    JobOutput,
+    JobStarted,
+    OutputDropped,
+    Status,
+)
+from pq_tui.core.plan import plan_job
+from pq_tui.jobfile import JobFileError, JobSpec, load_job_files
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_LANE_COLOURS = ("36", "35", "33", "32", "34", "96")  # cyan, magenta, yellow, green, blue, bright cyan
+# Terminal escape sequences in a job's own output: CSI (colours, cursor moves), OSC (titles,
+# links), the short ones (charset, keypad), and a lone ESC.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~]|)")
+
+
+def default_log_dir() -> str:
+    """A new folder per run under the user's state directory, so runs never overwrite each other."""
+    from platformdirs import user_state_dir
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join(user_state_dir("pq-tui"), "runs", f"{stamp}-{os.getpid()}")
+
+
+def _load(files: list[str]) -> Optional[list[JobSpec]]:
+    try:
+        return load_job_files(files)
+    except JobFileError as exc:
+        for problem in exc.problems:
+            print(f"pq-tui: {problem}", file=sys.stderr)
+        return None
+
+
+def _plan(specs: list[JobSpec]) -> Optional[list]:
+    """Work out every job's command and cwd (an unknown {VAR}, say, is bad input); print the
+    problems and return None if any job cannot run. Creates nothing."""
+    root = os.getcwd()
+    plans = []
+    problems = []
+    for spec in specs:
+        try:
+            plans.append((spec, plan_job(spec.id, spec.data, root_dir=root, base_env=os.environ,
+                                         create_cwd=False)))
+        except JobInputError as exc:
+            problems.append(f"pq-tui: {spec.source}: job \"{spec.id}\": {exc}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return None if problems else plans
+
+
+def check_command(options: argparse.Namespace) -> int:
+    specs = _load(options.files)
+    if specs is None:
+        return EXIT_BAD_INPUT
+    plans = _plan(specs)
+    if plans is None:
+        return EXIT_BAD_INPUT
+    for spec, plan in plans:
+        extras = [f"timeout {_span(spec.data['timeout'])}"] if spec.data.get("timeout") else []
+        if spec.data.get("on_failure") == "pause":
+            extras.append("pauses the lane on failure")
+        _write(f"[{spec.lane}] {spec.id}" + (f"  ({', '.join(extras)})" if extras else "") + "\n")
+        # A multi-line shell script stays on one line here; \n marks where its lines break.
+        _write(f"    cmd: {plan.display_cmd.replace(chr(10), chr(92) + 'n')}\n")
+        _write(f"    cwd: {plan.cwd}\n")
+    lanes = list(dict.fromkeys(spec.lane for spec in specs))
+    _write(f"\n{len(specs)} job(s) in {len(lanes)} lane(s): {', '.join(lanes)}; nothing was started\n")
+    return EXIT_OK
+
+
+def run_command(options: argparse.Namespace) -> int:
+    specs = _load(options.files)
+    # All or nothing: a job that cannot start must not leave its lane-mates half run.
+    if specs is None or _plan(specs) is None:
+        return EXIT_BAD_INPUT
+    colour = options.color == "always" or (
+        options.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    )
+    log_dir = options.log_dir or default_log_dir()
+    return asyncio.run(_run(specs, log_dir, options.kill_grace, colour))
+
+
+class _Printer:
+    """Formats events as lines behind job ids; writes them off the event loop."""
+
+    def __init__(self, specs: list[JobSpec], colour: bool) -> None:
+        self._width = max(len(spec.id) for spec in specs)
+        self._colour = colour
+        lanes = list(dict.fromkeys(spec.lane for spec in specs))
+        self._lane_of = {spec.id: spec.lane for spec in specs}
+        self._lane_colour = {lane: _LANE_COLOURS[i % len(_LANE_COLOURS)] for i, lane in enumerate(lanes)}
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self._colour else text
+
+    def _prefix(self, job_id, mark: str, mark_colour: str = "") -> str:
+        label = self._paint(self._lane_colour[self._lane_of[job_id]], f"{job_id:<{self._width}}")
+        return f"{label} {self._paint(mark_colour, mark) if mark_colour else mark} "
+
+    def _text(self, text: str) -> str:
+        if "\x1b" not in text:
+            return text
+        # Without colour the output holds no escape sequence at all (the log file keeps them);
+        # with it, a job's unfinished colour must not bleed into the next line's prefix.
+        return text + "\x1b[0m" if self._colour else _ESCAPE.sub("", text)
+
+    def format(self, event) -> str:
+        if isinstance(event, JobOutput):
+            out = self._prefix(event.job_id, "|")
+            err = self._prefix(event.job_id, "!", "31")
+            return "".join(f"{err if stream == 'err' else out}{self._text(text)}\n"
+                           for stream, text in event.lines)
+        if not isinstance(event, (JobStarted, OutputDropped, JobExited)):
+            return ""  # lanes pausing at shutdown and the like: the summary tells the story
+        note = self._prefix(event.job_id, "#", "2")
+        if isinstance(event, JobStarted):
+            return f"{note}started, pid {event.pid}\n"
+        if isinstance(event, OutputDropped):
+            return f"{note}{event.count} line(s) not shown here (the log file has them)\n"
+        data = event.data
+        outcome = data["status"]
+        if data.get("error"):
+            # "killed" and "timed out after 5s" say it all; "failed" needs its reason.
+            failed = outcome == "failed"
+            outcome = f"{outcome}: {data['error']}" if failed else data["error"]
+        # A timeout's message already says how long the job ran.
+        timed_out = data.get("timed-out")
+        duration = f" after {_duration(data['duration'])}" if "duration" in data and not timed_out else ""
+        return f"{note}{outcome}{duration}\n"
+
+
+async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bool) -> int:
+    loop = asyncio.get_running_loop()
+    engine = Engine(log_dir, kill_grace=kill_grace)
+    printer = _Printer(specs, colour)
+    subscription = engine.subscribe(max_pending_lines=200_000)
+    interrupted = asyncio.Event()
+
+    def on_signal() -> None:
+        if interrupted.is_set():  # a second Ctrl-C: no more grace period
+            for job in engine.jobs():
+                engine.kill(job.id, force=True)
+        interrupted.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
+
+    async def print_events() -> None:
+        while True:
+            events = await subscription.batch()
+            if not events:
+                return
+            text = "".join(printer.format(event) for event in events)
+            if text:
+                # A slow terminal or pipe must stall only the printing, never the jobs.
+                await loop.run_in_executor(None, _write, text)
+
+    printing = asyncio.ensure_future(print_events())
+    for spec in specs:
+        engine.push(spec.id, spec.data, spec.lane)
+    idle = asyncio.ensure_future(engine.wait_idle())
+    stop = asyncio.ensure_future(interrupted.wait())
+    await asyncio.wait([idle, stop], return_when=asyncio.FIRST_COMPLETED)
+    if stop.done():
+        _write(printer._paint("33", "pq-tui: interrupted; killing the running jobs "
+                                    "(Ctrl-C again: at once)\n"))
+    idle.cancel()
+    stop.cancel()
+    await engine.shutdown(kill=True)
+    await printing
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(signum)
+
+    rows = []
+    for spec in specs:
+        data = engine.get(spec.id).data
+        exit_code = data.get("exit")
+        rows.append((
+            spec.id,
+            spec.lane,
+            data["status"],
+            _exit_text(exit_code),
+            _duration(data["duration"]) if "duration" in data else "-",
+        ))
+    _write("\n")
+    _print_table(("ID", "LANE", "STATE", "EXIT", "DURATION"), rows, right=(3, 4))
+    _write(f"logs: {engine.log_dir}\n")
+    if interrupted.is_set():
+        return EXIT_INTERRUPTED
+    ok = all(engine.get(spec.id).status is Status.OK for spec in specs)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _write(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+
+
+def _exit_text(code: Optional[int]) -> str:
+    """An exit status as a person reads it: a killed process shows its signal, not -15."""
+    if code is None:
+        return "-"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return str(code)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _span(seconds: float) -> str:
+    """A duration as it would be written in a job file: "90s" -> "1m30s", 2700 -> "45m"."""
+    whole = int(seconds)
+    if whole != seconds or whole < 60:
+        return f"{seconds:g}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if value)
+
+
+def _print_table(header: tuple, rows: list, right: tuple = ()) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        cells = [
+            str(cell).rjust(width) if index in right else str(cell).ljust(width)
+            for index, (cell, width) in enumerate(zip(row, widths))
+        ]
+        _write("  ".join(cells).rstrip() + "\n")
