@@ -49,6 +49,12 @@ def _main_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pq-tui {__version__}")
     parser.add_argument("files", nargs="*", metavar="FILE.toml", help="job files to queue")
+    parser.add_argument("--no-mouse", action="store_true",
+                        help="leave the mouse to the terminal (select and copy text as usual)")
+    parser.add_argument("--log-dir", help="where the jobs' log files go (default: a new folder "
+                        "under the user's state directory)")
+    parser.add_argument("--kill-grace", type=_seconds, default=5.0, metavar="SECONDS",
+                        help="time between SIGTERM and SIGKILL when a job is killed (default 5)")
     return parser
 
 
@@ -108,10 +114,17 @@ def _main(args: list) -> int:
 
         return check_command(_check_parser().parse_args(args[1:]))
     options = _main_parser().parse_args(args)
-    return _open_console(options.files)
+    return _open_console(options)
 
 
-def _open_console(files: list[str]) -> int:
-    print("pq-tui: the console is not built yet; use `pq-tui run FILE.toml` for now.",
-          file=sys.stderr)
-    return EXIT_BAD_INPUT
+def _open_console(options: argparse.Namespace) -> int:
+    from pq_tui.run import load_or_report
+
+    specs = load_or_report(options.files)
+    if specs is None:
+        return EXIT_BAD_INPUT
+    from pq_tui.ui.app import build_app
+
+    app = build_app(specs, log_dir=options.log_dir, kill_grace=options.kill_grace)
+    status = app.run(mouse=not options.no_mouse)
+    return status or 0

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import sys
-import time
 from typing import Optional
 
 from pq_tui.core import (
@@ -22,6 +21,7 @@ from pq_tui.core import (
 )
 from pq_tui.core.plan import plan_job
 from pq_tui.jobfile import JobFileError, JobSpec, load_job_files
+from pq_tui.paths import default_log_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -29,14 +29,6 @@ _LANE_COLOURS = ("36", "35", "33", "32", "34", "96")  # cyan, magenta, yellow, g
 # Terminal escape sequences in a job's own output: CSI (colours, cursor moves), OSC (titles,
 # links), the short ones (charset, keypad), and a lone ESC.
 _ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~]|)")
-
-
-def default_log_dir() -> str:
-    """A new folder per run under the user's state directory, so runs never overwrite each other."""
-    from platformdirs import user_state_dir
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join(user_state_dir("pq-tui"), "runs", f"{stamp}-{os.getpid()}")
 
 
 def _load(files: list[str]) -> Optional[list[JobSpec]]:
@@ -65,6 +57,15 @@ def _plan(specs: list[JobSpec]) -> Optional[list]:
     return None if problems else plans
 
 
+def load_or_report(files: list[str]) -> Optional[list[JobSpec]]:
+    """The jobs of ``files`` if every one of them can run; else print why (stderr) and None."""
+    specs = _load(files)
+    # All or nothing: a job that cannot start must not leave its lane-mates half run.
+    if specs is None or _plan(specs) is None:
+        return None
+    return specs
+
+
 def check_command(options: argparse.Namespace) -> int:
     specs = _load(options.files)
     if specs is None:
@@ -86,9 +87,8 @@ def check_command(options: argparse.Namespace) -> int:
 
 
 def run_command(options: argparse.Namespace) -> int:
-    specs = _load(options.files)
-    # All or nothing: a job that cannot start must not leave its lane-mates half run.
-    if specs is None or _plan(specs) is None:
+    specs = load_or_report(options.files)
+    if specs is None:
         return EXIT_BAD_INPUT
     colour = options.color == "always" or (
         options.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ

@@ -1,0 +1,557 @@
+"""The console: a live job table over the selected job's log, keys for everything."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+import signal
+from pathlib import Path
+from typing import Iterable, Optional
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer
+
+from pq_tui.core import (
+    DEFAULT_LANE,
+    Engine,
+    Job,
+    JobId,
+    JobOutput,
+    JobUsage,
+    OutputDropped,
+    Status,
+)
+from pq_tui.jobfile import JobFileError, JobSpec, load_job_file
+from pq_tui.ui.screens import ConfirmScreen, HelpScreen, OpenFileScreen, PromptScreen
+from pq_tui.ui.widgets.job_table import JobTable
+from pq_tui.ui.widgets.log_pane import LogPane
+from pq_tui.ui.widgets.log_view import LogView
+from pq_tui.ui.widgets.status_bar import StatusBar
+
+# Events are applied at most this often; under a flood they wait in the subscription meanwhile,
+# so a busy job costs the UI a few refreshes a second, not one per line.
+REFRESH_INTERVAL = 0.1
+TICK_INTERVAL = 1.0  # clocks and resources of running jobs
+_LANE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+QUEUED_ONLY = {"remove_job", "move", "move_front", "move_lane"}
+NEEDS_PANE_JOB = {"search", "next_match", "previous_match", "follow", "pager"}
+
+
+class PQApp(App[int]):
+    """pq-tui's console over an engine (local now; the interface allows a remote one)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "pq-tui"
+
+    BINDINGS = [
+        Binding("o", "open_file", "Open", id="open", tooltip="Push the jobs of a TOML file"),
+        Binding("a", "add_command", "Add", id="add", tooltip="Add one command to the lane"),
+        Binding("d,delete", "remove_job", "Remove", id="remove", tooltip="Remove the queued job"),
+        Binding("k", "kill_job(False)", "Kill", id="kill", tooltip="TERM, grace period, KILL"),
+        Binding("K", "kill_job(True)", "Kill now", id="force-kill", show=False,
+                tooltip="SIGKILL the job's tree at once"),
+        Binding("left_square_bracket,shift+up", "move(-1)", "Up", id="move-up",
+                tooltip="Move the queued job up"),
+        Binding("right_square_bracket,shift+down", "move(1)", "Down", id="move-down",
+                tooltip="Move the queued job down"),
+        Binding("t", "move_front", "Front", id="move-front", show=False,
+                tooltip="Move the queued job to the front of its lane"),
+        Binding("m", "move_lane", "To lane", id="move-lane", show=False,
+                tooltip="Move the queued job to another lane"),
+        Binding("r", "requeue", "Requeue", id="requeue", tooltip="Run the finished job again"),
+        Binding("p", "toggle_pause", "Pause", id="pause", tooltip="Pause or resume the job's lane"),
+        Binding("s", "toggle_split", "Split", id="split", show=False,
+                tooltip="Show two log panes side by side"),
+        Binding("z", "toggle_zoom", "Zoom", id="zoom", show=False,
+                tooltip="Log full screen, or back"),
+        Binding("slash", "search", "Find", id="search", tooltip="Search the job's output"),
+        Binding("n", "next_match", "Next match", id="next-match", show=False),
+        Binding("N", "previous_match", "Previous match", id="previous-match", show=False),
+        Binding("f", "follow", "Follow", id="follow", show=False, tooltip="Follow the log's tail"),
+        Binding("l", "pager", "Pager", id="pager", show=False,
+                tooltip="Open the full log in $PAGER"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("q", "quit_app", "Quit", id="quit"),
+    ]
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        specs: Iterable[JobSpec] = (),
+        start_dir: Optional[Path] = None,
+        log_lines: int = 5000,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self._initial_specs = list(specs)
+        self.start_dir = start_dir or Path.cwd()
+        self._log_lines = log_lines
+        self._ticker: Optional[Timer] = None
+        self._suspended = False
+        self._shutting_down = False
+        self._added = 0
+
+    # -- layout ----------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        yield JobTable(id="jobs")
+        with Horizontal(id="logs"):
+            yield LogPane(max_lines=self._log_lines, id="pane-main")
+            yield LogPane(max_lines=self._log_lines, id="pane-side", classes="hidden")
+        yield Footer()
+
+    @property
+    def table(self) -> JobTable:
+        return self.query_one(JobTable)
+
+    @property
+    def main_pane(self) -> LogPane:
+        return self.query_one("#pane-main", LogPane)
+
+    @property
+    def side_pane(self) -> LogPane:
+        return self.query_one("#pane-side", LogPane)
+
+    def _panes(self) -> list[LogPane]:
+        panes = [self.main_pane]
+        if not self.side_pane.has_class("hidden"):
+            panes.append(self.side_pane)
+        return panes
+
+    def _active_pane(self) -> LogPane:
+        """The pane that searches and follows: the focused one, else the main one."""
+        focused = self.focused
+        for pane in self._panes():
+            if focused is not None and pane in focused.ancestors_with_self:
+                return pane
+        return self.main_pane
+
+    def on_mount(self) -> None:
+        self._ticker = self.set_interval(TICK_INTERVAL, self._tick, pause=True)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGHUP, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, self._on_hangup)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread (tests) or no such signal here
+        self._consume_events()
+        if self._initial_specs:
+            self._push_specs(self._initial_specs)
+        self.table.focus()
+        self._sync()
+
+    # -- engine events ---------------------------------------------------------------------------
+
+    @work(group="engine-events", exclusive=True, description="apply engine events")
+    async def _consume_events(self) -> None:
+        subscription = self.engine.subscribe()
+        try:
+            while True:
+                events = await subscription.batch()
+                if not events:
+                    return
+                if not self._suspended:
+                    self._apply(events)
+                await asyncio.sleep(REFRESH_INTERVAL)
+        finally:
+            subscription.close()
+
+    def _apply(self, events: list) -> None:
+        shown = {pane.job_id: pane for pane in self._panes() if pane.job_id is not None}
+        output: dict[JobId, list] = {}
+        usage_of: set = set()
+        state_changed = False
+        for event in events:
+            if isinstance(event, JobOutput):
+                if event.job_id in shown:
+                    output.setdefault(event.job_id, []).extend(event.lines)
+            elif isinstance(event, OutputDropped):
+                if event.job_id in shown:
+                    output.setdefault(event.job_id, []).append(
+                        ("note", f"… {event.count} lines not shown here (the log file has them)")
+                    )
+            elif isinstance(event, JobUsage):
+                usage_of.add(event.job_id)
+            else:
+                state_changed = True
+        with self.batch_update():
+            for job_id, lines in output.items():
+                shown[job_id].append(lines)
+            if state_changed:
+                self._sync()
+            elif usage_of:
+                self.table.update_jobs(j for j in map(self.engine.get, usage_of) if j is not None)
+
+    def _sync(self) -> None:
+        """Table, status line, pane titles and keys after a change of state."""
+        jobs = self.engine.jobs()
+        lanes = self.engine.lanes()
+        self.table.sync(jobs, lanes)
+        self.query_one(StatusBar).sync(jobs, lanes)
+        self._show_selected()
+        for pane in self._panes():
+            pane.update_title(self.engine.get(pane.job_id) if pane.job_id is not None else None)
+        if self._ticker is not None:
+            if any(job.status is Status.RUNNING for job in jobs):
+                self._ticker.resume()
+            else:
+                self._ticker.pause()  # nothing ticks when nothing runs
+        self.refresh_bindings()
+
+    def _tick(self) -> None:
+        if self._suspended:
+            return
+        running = [job for job in self.engine.jobs() if job.status is Status.RUNNING]
+        self.table.update_jobs(running)
+
+    # -- selection -------------------------------------------------------------------------------
+
+    @property
+    def selected(self) -> Optional[Job]:
+        job_id = self.table.selected_id
+        return self.engine.get(job_id) if job_id is not None else None
+
+    @on(DataTable.RowHighlighted, "#jobs")
+    def _row_highlighted(self) -> None:
+        self._show_selected()
+        self.refresh_bindings()
+
+    def _show_selected(self) -> None:
+        job = self.selected
+        if job is None or self.main_pane.job_id != job.id:
+            self.main_pane.show(job)
+
+    @on(LogView.FollowChanged)
+    def _follow_changed(self, event: LogView.FollowChanged) -> None:
+        for pane in self._panes():
+            pane.update_follow()
+
+    @on(LogView.SearchChanged)
+    def _search_changed(self, event: LogView.SearchChanged) -> None:
+        pane = self._active_pane()
+        if not event.pattern:
+            pane.set_search_note("")
+        elif event.count:
+            pane.set_search_note(f"/{event.pattern} {event.index + 1}/{event.count}")
+        else:
+            pane.set_search_note(f"/{event.pattern} no match")
+
+    # -- which keys apply ------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
+        if not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
+            return True
+        job = self.selected
+        status = job.status if job is not None else None
+        if action in QUEUED_ONLY:
+            return status is Status.QUEUED
+        if action == "kill_job":
+            return status is Status.RUNNING
+        if action == "requeue":
+            return status is not None and status.finished
+        if action == "toggle_pause":
+            return job is not None
+        if action in NEEDS_PANE_JOB:
+            pane_job = self.engine.get(self._active_pane().job_id) if self._active_pane().job_id is not None else None
+            if action == "pager":
+                return pane_job is not None and bool(pane_job.log_path)
+            return pane_job is not None
+        return True
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def action_open_file(self) -> None:
+        def pushed(specs: Optional[list]) -> None:
+            if specs:
+                self._push_specs(specs)
+
+        self.push_screen(OpenFileScreen(self.start_dir, self._load_file), pushed)
+
+    def _load_file(self, path: Path) -> tuple[list, list[str]]:
+        active = [job.id for job in self.engine.jobs() if not job.status.finished]
+        try:
+            return load_job_file(path, existing_ids=[str(job_id) for job_id in active]), []
+        except JobFileError as exc:
+            return [], [str(problem) for problem in exc.problems]
+
+    def _push_file(self, path: Path) -> None:
+        specs, problems = self._load_file(path)
+        if problems:
+            shown = "\n".join(problems[:8])
+            more = f"\n… and {len(problems) - 8} more" if len(problems) > 8 else ""
+            self.notify(f"{shown}{more}\nNothing was pushed.", title=f"{path}: {len(problems)} problem(s)",
+                        severity="error", timeout=15)
+            return
+        self._push_specs(specs)
+
+    def _push_specs(self, specs: list[JobSpec]) -> None:
+        pushed = 0
+        for spec in specs:
+            try:
+                self.engine.push(spec.id, spec.data, spec.lane)
+                pushed += 1
+            except (ValueError, TypeError) as exc:
+                self.notify(str(exc), title=f"job {spec.id} not pushed", severity="error")
+        if pushed:
+            lanes = sorted({spec.lane for spec in specs})
+            self.notify(f"{pushed} job(s) queued in {', '.join(lanes)}")
+        self._sync()
+
+    def action_add_command(self) -> None:
+        job = self.selected
+        lane = job.lane if job is not None else DEFAULT_LANE
+
+        def add(command: Optional[str]) -> None:
+            if not command:
+                return
+            job_id = self._new_id(command)
+            self.engine.push(job_id, {"cmd": command, "cwd": str(self.start_dir)}, lane)
+            self._sync()
+            self.table.select(job_id)
+
+        self.push_screen(
+            PromptScreen(f"Add a command to lane {lane}", placeholder="make -j4 test",
+                         help_text="Runs through the shell in " + str(self.start_dir)),
+            add,
+        )
+
+    def _new_id(self, command: str) -> str:
+        word = re.sub(r"[^A-Za-z0-9._-]+", "", os.path.basename(command.split()[0])) or "cmd"
+        while True:
+            self._added += 1
+            candidate = f"{word}-{self._added}"
+            if self.engine.get(candidate) is None:
+                return candidate
+
+    def action_remove_job(self) -> None:
+        job = self.selected
+        if job is not None and self.engine.remove(job.id) is not None:
+            self.notify(f"removed {job.id}")
+        self._sync()
+
+    def action_kill_job(self, force: bool = False) -> None:
+        job = self.selected
+        if job is None or job.status is not Status.RUNNING:
+            return
+        if force:
+            self._kill(job.id, True)
+            return
+
+        def confirmed(yes: Optional[bool]) -> None:
+            if yes:
+                self._kill(job.id, False)
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Kill {job.id}?",
+                f"Its process tree (pid {job.pid}) gets SIGTERM, then SIGKILL after "
+                f"{self.engine.kill_grace:g}s. The log is kept.",
+                confirm_label="Kill",
+                danger=True,
+            ),
+            confirmed,
+        )
+
+    @work(group="kill", description="kill a job's process tree")
+    async def _kill(self, job_id: JobId, force: bool) -> None:
+        waiting = self.engine.kill(job_id, force=force)
+        if waiting is None:
+            return
+        data = await waiting
+        warnings = [w for w in data.get("warnings", ()) if "survived" in w]
+        if warnings:
+            self.notify("; ".join(warnings), title=f"kill of {job_id} incomplete", severity="error")
+
+    def action_move(self, delta: int) -> None:
+        job = self.selected
+        if job is not None and job.status is Status.QUEUED:
+            self.engine.shift(job.id, delta)
+            self._sync()
+
+    def action_move_front(self) -> None:
+        job = self.selected
+        if job is not None and job.status is Status.QUEUED:
+            self.engine.move(job.id, 0)
+            self._sync()
+
+    def action_move_lane(self) -> None:
+        job = self.selected
+        if job is None or job.status is not Status.QUEUED:
+            return
+
+        def validate(name: str) -> Optional[str]:
+            return None if _LANE_NAME.match(name) else "letters, digits, '.', '_' and '-' only"
+
+        def move(lane: Optional[str]) -> None:
+            if lane and self.engine.is_active(job.id) and job.status is Status.QUEUED:
+                self.engine.move(job.id, len(self.engine.lane(lane).queued), lane=lane)
+                self._sync()
+
+        self.push_screen(
+            PromptScreen(f"Move {job.id} to lane", placeholder="lane name", validate=validate,
+                         suggestions=list(self.engine.lanes())),
+            move,
+        )
+
+    def action_requeue(self) -> None:
+        job = self.selected
+        if job is not None and job.status.finished:
+            self.engine.requeue(job.id)
+            self._sync()
+
+    def action_toggle_pause(self) -> None:
+        job = self.selected
+        if job is None:
+            return
+        if self.engine.lane(job.lane).paused:
+            self.engine.resume(job.lane)
+        else:
+            self.engine.pause(job.lane)
+        self._sync()
+
+    def action_toggle_split(self) -> None:
+        side = self.side_pane
+        if side.has_class("hidden"):
+            # The side pane keeps the job shown now; the main pane goes on following the cursor.
+            side.remove_class("hidden")
+            side.show(self.engine.get(self.main_pane.job_id) if self.main_pane.job_id is not None else None)
+        else:
+            side.add_class("hidden")
+            side.show(None)
+
+    def action_toggle_zoom(self) -> None:
+        self.screen.toggle_class("zoomed")
+        if self.screen.has_class("zoomed"):
+            self._active_pane().view.focus()
+        else:
+            self.table.focus()
+
+    def action_search(self) -> None:
+        pane = self._active_pane()
+
+        def search(pattern: Optional[str]) -> None:
+            if pattern is None:
+                return
+            if pattern:
+                count = pane.view.search(pattern)
+                if not count:
+                    self.notify(f"no match for {pattern!r}", severity="warning")
+            else:
+                pane.view.clear_search()
+
+        self.push_screen(PromptScreen("Search the log", placeholder="text", allow_empty=True), search)
+
+    def action_next_match(self) -> None:
+        self._active_pane().view.next_match()
+
+    def action_previous_match(self) -> None:
+        self._active_pane().view.previous_match()
+
+    def action_follow(self) -> None:
+        self._active_pane().view.action_follow()
+
+    async def action_pager(self) -> None:
+        pane = self._active_pane()
+        job = self.engine.get(pane.job_id) if pane.job_id is not None else None
+        if job is None or not job.log_path:
+            return
+        command = shlex.split(os.environ.get("PAGER") or "less -R") + [job.log_path]
+        self._suspended = True
+        try:
+            with self.suspend():
+                # Awaited, not subprocess.call: the engine goes on reading its jobs' output meanwhile.
+                process = await asyncio.create_subprocess_exec(*command)
+                await process.wait()
+        except FileNotFoundError:
+            self.notify(f"pager not found: {command[0]} (set $PAGER)", severity="error")
+        finally:
+            self._suspended = False
+            for pane in self._panes():
+                shown = self.engine.get(pane.job_id) if pane.job_id is not None else None
+                pane.job_id = None
+                pane.show(shown)  # catch up on what arrived while the pager had the screen
+            self._sync()
+
+    def action_help(self) -> None:
+        rows = []
+        for binding in self.BINDINGS:
+            keys = ", ".join(self.get_key_display(Binding(key, "")) for key in binding.key.split(","))
+            rows.append((keys, binding.tooltip or binding.description, "Jobs"))
+        rows += [
+            ("↑ ↓ PgUp PgDn Home End", "move in the table or scroll the log", "Moving"),
+            ("Tab", "between the table and the log", "Moving"),
+            ("ctrl+p", "command palette: every action by name", "Moving"),
+        ]
+        self.push_screen(HelpScreen(rows))
+
+    def action_quit_app(self) -> None:
+        active = [job for job in self.engine.jobs() if not job.status.finished]
+        if not active:
+            self._quit()
+            return
+        running = [str(job.id) for job in active if job.status is Status.RUNNING]
+        queued = [str(job.id) for job in active if job.status is Status.QUEUED]
+        lines = []
+        if running:
+            lines.append(f"{len(running)} running ({', '.join(running[:5])}"
+                         f"{', …' if len(running) > 5 else ''}): their process trees will be killed.")
+        if queued:
+            lines.append(f"{len(queued)} queued: they will not run.")
+        lines.append(f"The logs are kept in {self.engine.log_dir}.")
+
+        def confirmed(yes: Optional[bool]) -> None:
+            if yes:
+                self._quit()
+
+        self.push_screen(ConfirmScreen("Quit pq-tui?", "\n".join(lines), confirm_label="Quit",
+                                       danger=True), confirmed)
+
+    @work(group="quit", exclusive=True, description="stop every job, then exit")
+    async def _quit(self) -> None:
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        if not self.engine.is_idle():
+            self.notify("stopping the jobs…", timeout=30)
+        await self.engine.shutdown(kill=True)
+        self.exit(0)
+
+    def _on_hangup(self) -> None:
+        # The terminal is gone (SSH dropped) or we are told to stop: no questions.
+        self._quit()
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            action, _, args = binding.action.partition("(")
+            if self.check_action(action, ()) is False:
+                continue
+            yield SystemCommand(
+                binding.description,
+                binding.tooltip or binding.description,
+                lambda action=binding.action: self.run_action(action),
+            )
+
+
+def build_app(
+    specs: Iterable[JobSpec] = (),
+    *,
+    log_dir: Optional[str] = None,
+    kill_grace: float = 5.0,
+    start_dir: Optional[Path] = None,
+) -> PQApp:
+    """The console with a local engine, as the command line and the tests make it."""
+    from pq_tui.paths import default_log_dir
+
+    engine = Engine(log_dir or default_log_dir(), kill_grace=kill_grace, profile=True)
+    return PQApp(engine, specs=specs, start_dir=start_dir)

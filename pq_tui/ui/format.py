@@ -1,0 +1,72 @@
+"""How job facts read in a narrow terminal cell."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Optional
+
+from pq_tui.core import Status
+
+# The Linux console's font has few glyphs beyond ASCII: there, states get ASCII marks.
+_GLYPHS = {
+    Status.QUEUED: "◌",
+    Status.RUNNING: "▶",
+    Status.OK: "✔",
+    Status.FAILED: "✘",
+    Status.KILLED: "■",
+    Status.TIMED_OUT: "⧖",
+    Status.REMOVED: "–",
+}
+_ASCII_GLYPHS = {
+    Status.QUEUED: ".",
+    Status.RUNNING: ">",
+    Status.OK: "+",
+    Status.FAILED: "x",
+    Status.KILLED: "#",
+    Status.TIMED_OUT: "T",
+    Status.REMOVED: "-",
+}
+_WORDS = {Status.TIMED_OUT: "timed out"}
+
+
+def ascii_only() -> bool:
+    return os.environ.get("TERM") == "linux"
+
+
+def glyph(status: Status) -> str:
+    return (_ASCII_GLYPHS if ascii_only() else _GLYPHS)[status]
+
+
+def state_label(status: Status) -> str:
+    return f"{glyph(status)} {_WORDS.get(status, status.value)}"
+
+
+def duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def clock(epoch: Optional[float]) -> str:
+    return "-" if epoch is None else time.strftime("%H:%M:%S", time.localtime(epoch))
+
+
+def size(nbytes: Optional[int]) -> str:
+    if nbytes is None:
+        return ""
+    value = float(nbytes)
+    unit = "B"
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024:
+            break
+        value /= 1024
+    # Four cells at most: "512B", "4.9M", "310M", "1.2G".
+    return f"{value:.0f}{unit}" if value >= 10 or unit == "B" else f"{value:.1f}{unit}"
+
+
+def percent(value: Optional[float]) -> str:
+    return "" if value is None else f"{value:.0f}%"

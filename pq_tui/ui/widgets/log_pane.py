@@ -1,0 +1,73 @@
+"""A job's log pane: a title line saying whose output it is, over the output itself."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Static
+
+from pq_tui.core import Job, JobId
+from pq_tui.ui import format as fmt
+from pq_tui.ui.widgets.log_view import LogView
+
+
+class LogPane(Vertical):
+    """Shows one job at a time; the app decides which and feeds it the job's new lines."""
+
+    def __init__(self, max_lines: int = 5000, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.job_id: Optional[JobId] = None
+        self._max_lines = max_lines
+        self._search = ""
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="pane-header"):
+            yield Static(classes="pane-title")
+            yield Static(classes="pane-follow")
+        yield LogView(max_lines=self._max_lines)
+
+    @property
+    def view(self) -> LogView:
+        return self.query_one(LogView)
+
+    def show(self, job: Optional[Job]) -> None:
+        """Switch to ``job`` (its tail so far), or to nothing."""
+        if job is None:
+            self.job_id = None
+            self.view.clear()
+        elif job.id != self.job_id:
+            self.job_id = job.id
+            self.view.load(list(job.tail))
+        self.update_title(job)
+
+    def append(self, lines: Sequence[tuple[str, str]]) -> None:
+        self.view.append(lines)
+
+    def update_title(self, job: Optional[Job]) -> None:
+        title = self.query_one(".pane-title", Static)
+        if job is None:
+            title.update(" no job selected")
+            return
+        parts = [str(job.id), job.lane, fmt.state_label(job.status)]
+        if job.pid:
+            parts.append(f"pid {job.pid}")
+        final = job.data.get("final") or {}
+        if final.get("cwd"):
+            parts.append(final["cwd"])
+        cmd = job.data.get("cmd")
+        parts.append(cmd if isinstance(cmd, str) else " ".join(map(str, cmd or ())))
+        title.update(Text(" " + " · ".join(p.replace("\n", " ⏎ ") for p in parts), no_wrap=True,
+                          overflow="ellipsis"))
+        self.update_follow()
+
+    def update_follow(self) -> None:
+        note = f"{self._search}  " if self._search else ""
+        follow = "● following" if self.view.following else "○ paused (f follows)"
+        self.query_one(".pane-follow", Static).update(f"{note}{follow} ")
+
+    def set_search_note(self, note: str) -> None:
+        self._search = note
+        self.update_follow()

@@ -1,0 +1,486 @@
+"""The log pane's content: a bounded, searchable tail of one job's output.
+
+Modelled on Textual's `Log`: lines are kept as the strings the job wrote and only the lines in
+view are turned into styled strips, so a flood of output costs a list extend per batch. Unlike
+`Log`, each line goes through `pq_tui.ui.ansi` first, so a job's escape sequences never reach the
+terminal, and stdout, stderr and pq-tui's own notes stay distinguishable.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from dataclasses import dataclass
+from typing import ClassVar, Iterable, List, Optional, Sequence, Tuple
+
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.events import Resize
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.reactive import var
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from pq_tui.ui import ansi
+
+Line = Tuple[str, str]
+"""(stream, text): stream is "out", "err" or "note" (a line from pq-tui itself)."""
+
+GUTTER_WIDTH = 1
+MAX_WIDTH = 2000
+"""Cells of a line that can be scrolled to; the log file has the rest."""
+
+_CACHE_SIZE = 1024
+
+
+class LogView(ScrollView, can_focus=True):
+    """A job's output, stdout and stderr interleaved, with follow mode and search."""
+
+    ALLOW_SELECT = False  # Text selection is not implemented; the log file is there to copy from.
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "log-view--stderr-gutter",
+        "log-view--note",
+        "log-view--match",
+        "log-view--current-match",
+    }
+
+    DEFAULT_CSS = """
+    LogView {
+        background: $surface;
+        color: $foreground;
+        &:focus {
+            background-tint: $foreground 5%;
+        }
+        & > .log-view--stderr-gutter {
+            color: $error;
+        }
+        & > .log-view--note {
+            color: $text-muted;
+            text-style: italic;
+        }
+        & > .log-view--match {
+            background: $accent 35%;
+            color: $text;
+        }
+        & > .log-view--current-match {
+            background: $accent;
+            color: $text;
+            text-style: bold;
+        }
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "scroll_up", "Scroll up", show=False, id="log-view.scroll-up"),
+        Binding("down", "scroll_down", "Scroll down", show=False, id="log-view.scroll-down"),
+        Binding("left", "scroll_left", "Scroll left", show=False, id="log-view.scroll-left"),
+        Binding("right", "scroll_right", "Scroll right", show=False, id="log-view.scroll-right"),
+        Binding("pageup", "page_up", "Page up", show=False, id="log-view.page-up"),
+        Binding("pagedown", "page_down", "Page down", show=False, id="log-view.page-down"),
+        Binding("home", "scroll_home", "Oldest line", show=False, id="log-view.home"),
+        Binding("end", "follow", "Newest line", show=False, id="log-view.end"),
+        Binding(
+            "f",
+            "follow",
+            "Follow",
+            tooltip="Jump to the newest line and keep up with new output",
+            id="log-view.follow",
+        ),
+        Binding(
+            "n",
+            "next_match",
+            "Next match",
+            tooltip="Show the next search match (wraps around)",
+            id="log-view.next-match",
+        ),
+        Binding(
+            "N",
+            "previous_match",
+            "Prev match",
+            tooltip="Show the previous search match (wraps around)",
+            id="log-view.previous-match",
+        ),
+    ]
+
+    following: var[bool] = var(True, init=False, bindings=True)
+    """Keep the newest line in view as lines arrive. Scrolling up turns it off."""
+
+    @dataclass
+    class FollowChanged(Message):
+        """Posted when follow mode turns on or off."""
+
+        log_view: LogView
+        following: bool
+
+        @property
+        def control(self) -> LogView:
+            return self.log_view
+
+    @dataclass
+    class SearchChanged(Message):
+        """Posted when the search pattern, its matches or the current match change."""
+
+        log_view: LogView
+        pattern: str
+        """The pattern searched for, or "" when there is no search."""
+        index: Optional[int]
+        """0-based position of the current match; None exactly when there are no matches."""
+        count: int
+        """Matches in the lines held (matches in dropped lines are gone)."""
+
+        @property
+        def control(self) -> LogView:
+            return self.log_view
+
+    def __init__(
+        self,
+        max_lines: int = 5000,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+        disabled: bool = False,
+    ) -> None:
+        """
+        Args:
+            max_lines: Lines to keep; older lines are dropped from the front.
+        """
+        super().__init__(name=name, id=id, classes=classes, disabled=disabled)
+        if max_lines < 1:
+            raise ValueError("max_lines must be at least 1")
+        self._max_lines = max_lines
+        self._lines: List[Line] = []
+        # Lines dropped from the front since the last load. Caches and matches are keyed by line
+        # number (index + dropped), which does not change when the front is dropped.
+        self._dropped = 0
+        self._width = 0
+        self._text_cache: LRUCache[int, Text] = LRUCache(_CACHE_SIZE)
+        self._strip_cache: LRUCache[int, Strip] = LRUCache(_CACHE_SIZE)
+        self._gutters: dict[str, Strip] | None = None
+        self._pattern = ""
+        self._finder: re.Pattern[str] | None = None
+        self._matches: List[Tuple[int, int, int]] = []  # (line number, start, end), sorted
+        self._current: int | None = None
+
+    @property
+    def max_lines(self) -> int:
+        """Lines kept at most."""
+        return self._max_lines
+
+    @property
+    def lines(self) -> Sequence[Line]:
+        """The lines held, oldest first. Read only."""
+        return self._lines
+
+    @property
+    def line_count(self) -> int:
+        """Number of lines held."""
+        return len(self._lines)
+
+    @property
+    def dropped(self) -> int:
+        """Lines dropped from the front since the last `load`: ``lines[0]`` is line ``dropped``."""
+        return self._dropped
+
+    @property
+    def search_pattern(self) -> str:
+        """The active search pattern, or ""."""
+        return self._pattern
+
+    @property
+    def match_count(self) -> int:
+        """Matches of the active search in the lines held."""
+        return len(self._matches)
+
+    @property
+    def match_index(self) -> int | None:
+        """0-based position of the current match; None exactly when there are no matches."""
+        return self._current
+
+    # Content
+
+    def append(self, lines: Sequence[Line]) -> None:
+        """Add a batch of (stream, text) lines at the end."""
+        if not lines:
+            return
+        search_before = (len(self._matches), self._current)
+        first_new = self._dropped + len(self._lines)
+        self._lines.extend(lines)
+        pruned = self._prune()
+        # A batch longer than max_lines loses its own head too.
+        first_kept = max(first_new, self._dropped)
+        new_lines = self._lines[first_kept - self._dropped :]
+        self._measure(new_lines)
+        if self._finder is not None:
+            self._find_matches(first_kept, new_lines)
+            if self._matches and self._current is None:
+                # Whenever there are matches one is current, so "3/17" and n/N always make sense.
+                self._current = 0
+                self._strip_cache.discard(self._matches[0][0])
+        self._update_virtual_size()
+        if self.following:
+            self._scroll_to_end()
+        elif pruned:
+            # Keep the same lines in view while the reader is looking at them.
+            self.scroll_to(y=self.scroll_y - pruned, animate=False, force=True)
+        self.refresh()
+        if (len(self._matches), self._current) != search_before:
+            self._post_search_changed()
+
+    def load(self, lines: Iterable[Line]) -> None:
+        """Replace the content, e.g. when the pane switches to another job.
+
+        Clears the search and follows the end.
+        """
+        self.clear_search()
+        self._lines = list(lines)
+        self._dropped = 0
+        self._prune()
+        self._width = 0
+        self._measure(self._lines)
+        self._text_cache.clear()
+        self._strip_cache.clear()
+        self._update_virtual_size()
+        self.following = True
+        self._scroll_to_end(x_axis=True)
+        self.refresh()
+
+    def clear(self) -> None:
+        """Remove every line."""
+        self.load(())
+
+    def _prune(self) -> int:
+        """Drop lines over max_lines from the front; return how many went."""
+        excess = len(self._lines) - self._max_lines
+        if excess <= 0:
+            return 0
+        del self._lines[:excess]
+        self._dropped += excess
+        # The caches need no work: dropped line numbers are never asked for again, and their
+        # entries age out of the LRU. Matches in dropped lines go now, so the count stays true.
+        cut = bisect_left(self._matches, (self._dropped,))
+        if cut:
+            del self._matches[:cut]
+            if self._current is not None:
+                self._current -= cut
+                if self._current < 0:
+                    self._current = None  # `append` picks another
+        return excess
+
+    def _measure(self, lines: Sequence[Line]) -> None:
+        if lines and self._width < MAX_WIDTH:
+            widest = max(ansi.cell_width_bound(text) for _, text in lines)
+            self._width = max(self._width, min(widest, MAX_WIDTH))
+
+    def _update_virtual_size(self) -> None:
+        self.virtual_size = Size(self._width + GUTTER_WIDTH, len(self._lines))
+
+    # Follow mode
+
+    def watch_following(self, following: bool) -> None:
+        if following:
+            self._scroll_to_end(x_axis=True)
+        self.post_message(self.FollowChanged(self, following))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # However the view moved up (keys, wheel, scrollbar, the app), the reader wants to stay
+        # there. A view clamped by a resize or a shorter load is still at the end: not a move.
+        if self.following and new_value < old_value and new_value < self.max_scroll_y:
+            self.following = False
+
+    def on_resize(self, event: Resize) -> None:
+        if self.following:
+            self._scroll_to_end()
+
+    def watch_show_horizontal_scrollbar(self, shown: bool) -> None:
+        # The first line too wide for the view brings a scrollbar that covers the last line,
+        # without a resize.
+        if self.following:
+            self._scroll_to_end()
+
+    def _scroll_to_end(self, x_axis: bool = False) -> None:
+        # Scrollbars are only worked out at the next layout: without force, Textual would refuse
+        # to scroll a view that has just outgrown its window.
+        self.scroll_end(animate=False, immediate=True, force=True, x_axis=x_axis)
+
+    def action_follow(self) -> None:
+        self.following = True
+
+    # Search
+
+    def search(self, pattern: str) -> int:
+        """Highlight every case-insensitive occurrence of ``pattern``; return how many there are.
+
+        The first match from the top of the view on becomes current and is scrolled into view,
+        which pauses following. An empty pattern clears the search.
+        """
+        if not pattern:
+            self.clear_search()
+            return 0
+        self._pattern = pattern
+        self._finder = re.compile(re.escape(pattern), re.IGNORECASE)
+        self._matches = []
+        self._current = None
+        self._find_matches(self._dropped, self._lines)
+        self._strip_cache.clear()
+        if self._matches:
+            self._current = self._first_match_in_view()
+            self._show_current_match()
+        self.refresh()
+        self._post_search_changed()
+        return len(self._matches)
+
+    def next_match(self) -> None:
+        """Make the next match current (wrapping around) and scroll to it; pauses following."""
+        self._step_match(1)
+
+    def previous_match(self) -> None:
+        """Make the previous match current (wrapping around) and scroll to it; pauses following."""
+        self._step_match(-1)
+
+    def clear_search(self) -> None:
+        """Remove the search and its highlights."""
+        if not self._pattern:
+            return
+        self._pattern = ""
+        self._finder = None
+        self._matches = []
+        self._current = None
+        self._strip_cache.clear()
+        self.refresh()
+        self._post_search_changed()
+
+    def action_next_match(self) -> None:
+        self.next_match()
+
+    def action_previous_match(self) -> None:
+        self.previous_match()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # None shows the key greyed out in the footer: it exists, but does nothing right now.
+        if action == "follow":
+            return None if self.following else True
+        if action in ("next_match", "previous_match"):
+            return True if self._matches else None
+        return True
+
+    def _find_matches(self, first_number: int, lines: Sequence[Line]) -> None:
+        assert self._finder is not None
+        finditer = self._finder.finditer
+        matches = self._matches
+        for number, (_, text) in enumerate(lines, first_number):
+            for match in finditer(ansi.plain(text)):
+                matches.append((number, match.start(), match.end()))
+
+    def _first_match_in_view(self) -> int:
+        """The first match from the top of the view on, else the first of all."""
+        index = bisect_left(self._matches, (self._dropped + round(self.scroll_y),))
+        return index if index < len(self._matches) else 0
+
+    def _step_match(self, step: int) -> None:
+        if not self._matches:
+            return
+        assert self._current is not None
+        self._strip_cache.discard(self._matches[self._current][0])
+        self._current = (self._current + step) % len(self._matches)
+        self._strip_cache.discard(self._matches[self._current][0])
+        self._show_current_match()
+        self.refresh()
+        self._post_search_changed()
+
+    def _show_current_match(self) -> None:
+        assert self._current is not None
+        number, start, end = self._matches[self._current]
+        index = number - self._dropped
+        plain = self._line_text(index).plain
+        x = cell_len(plain[:start])
+        # The gutter stays put while the text scrolls, so the text's window is a cell narrower.
+        region = Region(x, index, cell_len(plain[start:end]) + GUTTER_WIDTH, 1)
+        window = self.scrollable_content_region.at_offset(self.scroll_offset)
+        self.following = False
+        # A match already in view stays where it is; one out of view comes to the middle.
+        self.scroll_to_region(
+            region,
+            center=not window.contains_region(region),
+            animate=False,
+            force=True,
+            immediate=True,
+        )
+
+    def _post_search_changed(self) -> None:
+        self.refresh_bindings()
+        self.post_message(
+            self.SearchChanged(self, self._pattern, self._current, len(self._matches))
+        )
+
+    # Rendering
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strip_cache.clear()
+        self._gutters = None
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.size.width
+        base = self.rich_style
+        if index >= len(self._lines):
+            return Strip.blank(width, base)
+        text_width = width - GUTTER_WIDTH
+        text = self._content_strip(index).crop_extend(scroll_x, scroll_x + text_width, base)
+        return Strip.join([self._gutter(self._lines[index][0]), text])
+
+    def _gutter(self, stream: str) -> Strip:
+        if self._gutters is None:
+            blank = Strip.blank(GUTTER_WIDTH, self.rich_style)
+            stderr_style = self.get_component_rich_style("log-view--stderr-gutter")
+            self._gutters = {
+                "out": blank,
+                "note": blank,
+                "err": Strip([Segment("▌" * GUTTER_WIDTH, stderr_style)], GUTTER_WIDTH),
+            }
+        return self._gutters.get(stream, self._gutters["out"])
+
+    def _line_text(self, index: int) -> Text:
+        """The sanitised text of a line, cut at MAX_WIDTH cells."""
+        number = self._dropped + index
+        text = self._text_cache.get(number)
+        if text is None:
+            text = ansi.to_text(self._lines[index][1])
+            # Cells past MAX_WIDTH cannot be scrolled to, and cropping a huge strip on every
+            # repaint is not free.
+            text.truncate(MAX_WIDTH, overflow="crop")
+            self._text_cache[number] = text
+        return text
+
+    def _content_strip(self, index: int) -> Strip:
+        """A line's text, styled and uncropped: it does not depend on the widget's width."""
+        number = self._dropped + index
+        strip = self._strip_cache.get(number)
+        if strip is None:
+            text = self._line_text(index).copy()
+            if self._lines[index][0] == "note":
+                text.stylize_before(self.get_component_rich_style("log-view--note"))
+            self._highlight_matches(text, number)
+            segments = text.render(self.app.console)
+            strip = Strip(segments, text.cell_len).apply_style(self.rich_style)
+            self._strip_cache[number] = strip
+        return strip
+
+    def _highlight_matches(self, text: Text, number: int) -> None:
+        first = bisect_left(self._matches, (number,))
+        last = bisect_left(self._matches, (number + 1,))
+        if first == last:
+            return
+        match_style = self.get_component_rich_style("log-view--match")
+        current_style = self.get_component_rich_style("log-view--current-match")
+        for position in range(first, last):
+            _, start, end = self._matches[position]
+            text.stylize(current_style if position == self._current else match_style, start, end)

@@ -1,0 +1,55 @@
+"""The top line: which board, and per lane what runs, waits, passed and failed."""
+
+from __future__ import annotations
+
+import socket
+from collections import Counter
+from typing import Iterable
+
+from rich.text import Text
+from textual.widgets import Static
+
+from pq_tui.core import Job, Status
+from pq_tui.ui import format as fmt
+
+
+class StatusBar(Static):
+    COMPONENT_CLASSES = {
+        "status-bar--title",
+        "status-bar--paused",
+        "status-bar--running",
+        "status-bar--failed",
+        "status-bar--ok",
+    }
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.host = socket.gethostname()
+        self._last: Text | None = None
+
+    def sync(self, jobs: Iterable[Job], lanes: dict) -> None:
+        counts: dict[str, Counter] = {name: Counter() for name in lanes}
+        totals: Counter = Counter()
+        for job in jobs:
+            counts.setdefault(job.lane, Counter())[job.status] += 1
+            totals[job.status] += 1
+        style = lambda name: self.get_component_rich_style(f"status-bar--{name}", partial=True)  # noqa: E731
+        text = Text.assemble((" pq-tui", style("title")), f" · {self.host} ")
+        for name, count in counts.items():
+            text.append("│ ")
+            text.append(name, style="bold")
+            if lanes.get(name) is not None and lanes[name].paused:
+                text.append(f" {'||' if fmt.ascii_only() else '⏸'} paused", style=style("paused"))
+            if count[Status.RUNNING]:
+                text.append(f" {fmt.glyph(Status.RUNNING)}{count[Status.RUNNING]}", style=style("running"))
+            if count[Status.QUEUED]:
+                text.append(f" {fmt.glyph(Status.QUEUED)}{count[Status.QUEUED]}")
+            text.append(" ")
+        failed = totals[Status.FAILED] + totals[Status.KILLED] + totals[Status.TIMED_OUT]
+        text.append("│ ")
+        text.append(f"{fmt.glyph(Status.OK)}{totals[Status.OK]}", style=style("ok"))
+        text.append(" ")
+        text.append(f"{fmt.glyph(Status.FAILED)}{failed}", style=style("failed") if failed else "")
+        if text != self._last:  # an unchanged line costs no repaint
+            self._last = text
+            self.update(text)
