@@ -141,7 +141,7 @@ class PQApp(App[int]):
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGHUP, signal.SIGTERM):
             try:
-                loop.add_signal_handler(signum, self._on_hangup)
+                loop.add_signal_handler(signum, self._on_signal, signum)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests) or no such signal here
         self._consume_events()
@@ -167,17 +167,20 @@ class PQApp(App[int]):
             subscription.close()
 
     def _apply(self, events: list) -> None:
-        shown = {pane.job_id: pane for pane in self._panes() if pane.job_id is not None}
-        output: dict[JobId, list] = {}
+        panes_of: dict[JobId, list[LogPane]] = {}
+        for pane in self._panes():
+            if pane.job_id is not None:
+                panes_of.setdefault(pane.job_id, []).append(pane)
+        output: dict[LogPane, list] = {}
         usage_of: set = set()
         state_changed = False
         for event in events:
             if isinstance(event, JobOutput):
-                if event.job_id in shown:
-                    output.setdefault(event.job_id, []).extend(event.lines)
+                for pane in panes_of.get(event.job_id, ()):
+                    output.setdefault(pane, []).extend(pane.unseen(event.seq, event.lines))
             elif isinstance(event, OutputDropped):
-                if event.job_id in shown:
-                    output.setdefault(event.job_id, []).append(
+                for pane in panes_of.get(event.job_id, ()):
+                    output.setdefault(pane, []).append(
                         ("note", f"… {event.count} lines not shown here (the log file has them)")
                     )
             elif isinstance(event, JobUsage):
@@ -185,8 +188,9 @@ class PQApp(App[int]):
             else:
                 state_changed = True
         with self.batch_update():
-            for job_id, lines in output.items():
-                shown[job_id].append(lines)
+            for pane, lines in output.items():
+                if lines:
+                    pane.append(lines)
             if state_changed:
                 self._sync()
             elif usage_of:
@@ -200,7 +204,8 @@ class PQApp(App[int]):
         self.query_one(StatusBar).sync(jobs, lanes)
         self._show_selected()
         for pane in self._panes():
-            pane.update_title(self.engine.get(pane.job_id) if pane.job_id is not None else None)
+            # show() reloads a pane whose job has a new run (requeued), else just retitles it.
+            pane.show(self.engine.get(pane.job_id) if pane.job_id is not None else None)
         if self._ticker is not None:
             if any(job.status is Status.RUNNING for job in jobs):
                 self._ticker.resume()
@@ -227,9 +232,7 @@ class PQApp(App[int]):
         self.refresh_bindings()
 
     def _show_selected(self) -> None:
-        job = self.selected
-        if job is None or self.main_pane.job_id != job.id:
-            self.main_pane.show(job)
+        self.main_pane.show(self.selected)
 
     @on(LogView.FollowChanged)
     def _follow_changed(self, event: LogView.FollowChanged) -> None:
@@ -477,9 +480,7 @@ class PQApp(App[int]):
         finally:
             self._suspended = False
             for pane in self._panes():
-                shown = self.engine.get(pane.job_id) if pane.job_id is not None else None
-                pane.job_id = None
-                pane.show(shown)  # catch up on what arrived while the pager had the screen
+                pane.reload()  # catch up on what arrived while the pager had the screen
             self._sync()
 
     def action_help(self) -> None:
@@ -517,18 +518,22 @@ class PQApp(App[int]):
                                        danger=True), confirmed)
 
     @work(group="quit", exclusive=True, description="stop every job, then exit")
-    async def _quit(self) -> None:
+    async def _quit(self, signum: Optional[int] = None) -> None:
         if self._shutting_down:
             return
         self._shutting_down = True
         if not self.engine.is_idle():
             self.notify("stopping the jobs…", timeout=30)
         await self.engine.shutdown(kill=True)
-        self.exit(0)
+        if signum == signal.SIGHUP:
+            # The terminal is gone: Textual's teardown would wait forever to write to it. The
+            # jobs are dead and their logs closed, so there is nothing left to do.
+            os._exit(128 + signum)
+        self.exit(0 if signum is None else 128 + signum)
 
-    def _on_hangup(self) -> None:
-        # The terminal is gone (SSH dropped) or we are told to stop: no questions.
-        self._quit()
+    def _on_signal(self, signum: int) -> None:
+        # SSH dropped (SIGHUP) or we are told to stop (SIGTERM): no questions.
+        self._quit(signum)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

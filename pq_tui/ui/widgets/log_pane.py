@@ -20,6 +20,8 @@ class LogPane(Vertical):
     def __init__(self, max_lines: int = 5000, **kwargs) -> None:
         super().__init__(**kwargs)
         self.job_id: Optional[JobId] = None
+        self._job: Optional[Job] = None  # the run shown: a requeued job is a new Job
+        self._next_seq = 0  # number of the job's next line this pane has not shown yet
         self._max_lines = max_lines
         self._search = ""
 
@@ -36,12 +38,27 @@ class LogPane(Vertical):
     def show(self, job: Optional[Job]) -> None:
         """Switch to ``job`` (its tail so far), or to nothing."""
         if job is None:
-            self.job_id = None
+            self.job_id = self._job = None
             self.view.clear()
-        elif job.id != self.job_id:
-            self.job_id = job.id
+        elif job is not self._job:
+            self.job_id, self._job = job.id, job
             self.view.load(list(job.tail))
+            self._next_seq = job.line_count
         self.update_title(job)
+
+    def reload(self) -> None:
+        """Show the shown job's tail afresh (after the pane missed events)."""
+        job, self._job = self._job, None
+        self.show(job)
+
+    def unseen(self, seq: int, lines: Sequence[tuple[str, str]]) -> Sequence[tuple[str, str]]:
+        """The part of a batch (its first line numbered ``seq``) this pane has not shown: the
+        tail it loaded may already hold the start of it."""
+        skip = self._next_seq - seq
+        if skip >= len(lines):
+            return ()
+        self._next_seq = seq + len(lines)
+        return lines[skip:] if skip > 0 else lines
 
     def append(self, lines: Sequence[tuple[str, str]]) -> None:
         self.view.append(lines)
