@@ -41,6 +41,12 @@ REFRESH_INTERVAL = 0.1
 TICK_INTERVAL = 1.0  # clocks and resources of running jobs
 _LANE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
+HELP_GROUPS = (
+    ("Jobs", {"open", "add", "remove", "kill", "force-kill", "requeue"}),
+    ("Queue order", {"move-up", "move-down", "move-front", "move-lane", "pause"}),
+    ("Log", {"split", "zoom", "search", "next-match", "previous-match", "follow", "pager"}),
+    ("pq-tui", {"help", "quit"}),
+)
 QUEUED_ONLY = {"remove_job", "move", "move_front", "move_lane"}
 NEEDS_PANE_JOB = {"search", "next_match", "previous_match", "follow", "pager"}
 
@@ -487,11 +493,13 @@ class PQApp(App[int]):
         rows = []
         for binding in self.BINDINGS:
             keys = ", ".join(self.get_key_display(Binding(key, "")) for key in binding.key.split(","))
-            rows.append((keys, binding.tooltip or binding.description, "Jobs"))
+            group = next(name for name, ids in HELP_GROUPS if binding.id in ids)
+            rows.append((keys, binding.tooltip or binding.description, group))
         rows += [
-            ("↑ ↓ PgUp PgDn Home End", "move in the table or scroll the log", "Moving"),
-            ("Tab", "between the table and the log", "Moving"),
-            ("ctrl+p", "command palette: every action by name", "Moving"),
+            ("↑↓ PgUp PgDn", "move in the table, or scroll the log", "Moving around"),
+            ("Home, End", "first and last row; in the log, End follows", "Moving around"),
+            ("Tab", "between the table and the log", "Moving around"),
+            ("ctrl+p", "every action by name (command palette)", "Moving around"),
         ]
         self.push_screen(HelpScreen(rows))
 
