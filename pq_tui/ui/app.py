@@ -156,6 +156,10 @@ class PQApp(App[int]):
         self.table.focus()
         self._sync()
 
+    def on_resize(self) -> None:
+        # The table's columns depend on the width, which is known once the new layout is done.
+        self.call_after_refresh(self._sync)
+
     # -- engine events ---------------------------------------------------------------------------
 
     @work(group="engine-events", exclusive=True, description="apply engine events")

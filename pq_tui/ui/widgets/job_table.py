@@ -11,21 +11,22 @@ from textual.widgets import DataTable
 from pq_tui.core import Job, JobId, Status
 from pq_tui.ui import format as fmt
 
-# (key, label, right-aligned, shown in narrow terminals, width: None grows with the content)
+# (key, label, right-aligned, shown from this terminal width on, width: None grows with content)
+# At 80 columns the lane and the clocks go: the status line names the lanes, TIME says how long.
 COLUMNS = (
-    ("pos", "#", True, True, 2),
-    ("id", "ID", False, True, None),
-    ("lane", "LANE", False, False, None),
-    ("state", "STATE", False, True, 11),
-    ("pid", "PID", True, True, 7),
-    ("exit", "EXIT", True, True, 4),
-    ("started", "STARTED", False, False, 8),
-    ("time", "TIME", True, True, 7),
-    ("err", "ERR", True, True, 5),
-    ("cpu", "CPU", True, True, 4),
-    ("rss", "RSS", True, True, 5),
+    ("pos", "#", True, 0, 2),
+    ("id", "ID", False, 0, None),
+    ("lane", "LANE", False, 100, None),
+    ("state", "STATE", False, 0, 11),
+    ("pid", "PID", True, 0, 7),
+    ("exit", "EXIT", True, 0, 4),
+    ("queued", "QUEUED", False, 120, 8),
+    ("started", "STARTED", False, 100, 8),
+    ("time", "TIME", True, 0, 7),
+    ("err", "ERR", True, 0, 5),
+    ("cpu", "CPU", True, 0, 4),
+    ("rss", "RSS", True, 0, 5),
 )
-NARROW_BELOW = 100  # columns; under this LANE and STARTED go (the header names the lanes)
 
 
 def row_key(job_id: JobId) -> str:
@@ -68,7 +69,7 @@ class JobTable(DataTable):
         self._ids: dict[str, JobId] = {}  # row key -> job id
         self._order: list[str] = []
         self._cells: dict[str, tuple] = {}
-        self._narrow: Optional[bool] = None
+        self._shown_columns: Optional[tuple] = None
         self._positions: dict[str, int] = {}  # row key -> position among its lane's queued jobs
 
     # -- what the app asks -----------------------------------------------------------------------
@@ -86,9 +87,10 @@ class JobTable(DataTable):
 
     def sync(self, jobs: Iterable[Job], lanes: dict) -> None:
         """Bring the rows in line with the engine's jobs."""
-        narrow = self.size.width and self.size.width < NARROW_BELOW
-        if narrow != self._narrow:
-            self._narrow = narrow
+        width = self.app.size.width  # the table spans the screen
+        shown = tuple(column for column in COLUMNS if width >= column[3])
+        if shown != self._shown_columns:
+            self._shown_columns = shown
             self._rebuild_columns()
         ordered = display_order(jobs, lanes)
         self._positions = {
@@ -113,7 +115,7 @@ class JobTable(DataTable):
     # -- inside ----------------------------------------------------------------------------------
 
     def _columns(self) -> list[tuple]:
-        return [column for column in COLUMNS if column[3] or not self._narrow]
+        return list(self._shown_columns or ())
 
     def _rebuild_columns(self) -> None:
         self.clear(columns=True)
@@ -161,6 +163,7 @@ class JobTable(DataTable):
             "state": Text(fmt.state_label(status), style=self._style(status.value)),
             "pid": Text(str(job.pid) if job.pid else "-", justify="right"),
             "exit": Text("-" if exit_code is None else str(exit_code), justify="right"),
+            "queued": Text(fmt.clock(data.get("time-queue"))),
             "started": Text(fmt.clock(data.get("time-start"))),
             "time": Text(fmt.duration(job.duration), justify="right"),
             "err": Text(

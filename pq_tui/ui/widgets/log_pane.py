@@ -82,7 +82,8 @@ class LogPane(Vertical):
 
     def update_follow(self) -> None:
         note = f"{self._search}  " if self._search else ""
-        follow = "● following" if self.view.following else "○ paused (f follows)"
+        dot, ring = ("*", "o") if fmt.ascii_only() else ("●", "○")
+        follow = f"{dot} following" if self.view.following else f"{ring} paused (f follows)"
         self.query_one(".pane-follow", Static).update(f"{note}{follow} ")
 
     def set_search_note(self, note: str) -> None:
