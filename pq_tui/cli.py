@@ -40,22 +40,20 @@ example:
 """
 
 
-def _main_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pq-tui",
-        description="A process-queue console: lanes of jobs, live output, logs on disk.",
-        epilog=MAIN_EPILOG,
+def _parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"pq-tui {__version__}")
-    parser.add_argument("files", nargs="*", metavar="FILE.toml", help="job files to queue")
-    parser.add_argument("--no-mouse", action="store_true",
-                        help="leave the mouse to the terminal (select and copy text as usual)")
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-dir", help="where the jobs' log files go (default: a new folder "
                         "under the user's state directory)")
     parser.add_argument("--kill-grace", type=_seconds, default=5.0, metavar="SECONDS",
                         help="time between SIGTERM and SIGKILL when a job is killed (default 5)")
-    return parser
 
 
 def _seconds(text: str) -> float:
@@ -69,29 +67,27 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _main_parser() -> argparse.ArgumentParser:
+    parser = _parser("pq-tui", "A process-queue console: lanes of jobs, live output, logs on disk.",
+                     MAIN_EPILOG)
+    parser.add_argument("--version", action="version", version=f"pq-tui {__version__}")
+    parser.add_argument("files", nargs="*", metavar="FILE.toml", help="job files to queue")
+    parser.add_argument("--no-mouse", action="store_true",
+                        help="leave the mouse to the terminal (select and copy text as usual)")
+    _add_engine_options(parser)
+    return parser
+
+
 def _run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pq-tui run",
-        description="Run the jobs of TOML files without the console.",
-        epilog=RUN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = _parser("pq-tui run", "Run the jobs of TOML files without the console.", RUN_EPILOG)
     parser.add_argument("files", nargs="+", metavar="FILE.toml")
-    parser.add_argument("--log-dir", help="where the jobs' log files go (default: a new folder "
-                        "under the user's state directory)")
-    parser.add_argument("--kill-grace", type=_seconds, default=5.0, metavar="SECONDS",
-                        help="time between SIGTERM and SIGKILL when a job is killed (default 5)")
+    _add_engine_options(parser)
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
     return parser
 
 
 def _check_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pq-tui check",
-        description="Validate TOML job files and print what would run.",
-        epilog=CHECK_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = _parser("pq-tui check", "Validate TOML job files and print what would run.", CHECK_EPILOG)
     parser.add_argument("files", nargs="+", metavar="FILE.toml")
     return parser
 

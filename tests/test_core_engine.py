@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 
@@ -23,24 +22,13 @@ from pq_tui.core import (
     read_log,
 )
 
+from engine_helpers import engine_in, run
+
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
 PY = sys.executable
 
 
-def run(coro, timeout: float = 60):
-    """Run a test coroutine; a hang fails the test instead of blocking the suite."""
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@contextlib.asynccontextmanager
-async def engine_in(tmp_path, **options):
-    options.setdefault("kill_grace", 0.5)
-    engine = Engine(str(tmp_path / "logs"), root_dir=str(tmp_path), **options)
-    try:
-        yield engine
-    finally:
-        await engine.shutdown()
 
 
 async def drain(subscription) -> list:

@@ -14,7 +14,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pq_tui.core import Engine, JobOutput, JobUsage, read_log
+from pq_tui.core import JobOutput, JobUsage, read_log
+
+from engine_helpers import engine_in, run
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -22,18 +24,6 @@ PY = sys.executable
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(coro, timeout: float = 60):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@contextlib.asynccontextmanager
-async def engine_in(tmp_path, **options):
-    options.setdefault("kill_grace", 0.5)
-    engine = Engine(str(tmp_path / "logs"), root_dir=str(tmp_path), **options)
-    try:
-        yield engine
-    finally:
-        await engine.shutdown()
 
 
 def is_gone(pid: int, created: float = None) -> bool:

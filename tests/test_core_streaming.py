@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 
 import pytest
@@ -11,23 +10,13 @@ import pytest
 from pq_tui.core import Engine, JobOutput, JobQueued, JobStarted, OutputDropped, read_log
 from pq_tui.core.lines import MAX_LINE
 
+from engine_helpers import engine_in, run
+
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
 PY = sys.executable
 
 
-def run(coro, timeout: float = 60):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-@contextlib.asynccontextmanager
-async def engine_in(tmp_path, **options):
-    options.setdefault("kill_grace", 0.5)
-    engine = Engine(str(tmp_path / "logs"), root_dir=str(tmp_path), **options)
-    try:
-        yield engine
-    finally:
-        await engine.shutdown()
 
 
 async def run_job(tmp_path, data: dict, **options):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import time
@@ -189,7 +188,6 @@ class JobRunner:
             await self._exited
 
     async def _after_exit(self) -> None:
-        job = self.job
         tree = self.tree
         assert tree is not None and self._transport is not None
         # The main process is gone; whatever it left behind in its group goes too.

@@ -1,0 +1,24 @@
+"""What the core tests share: running a coroutine with a deadline, an engine that cleans up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from pq_tui.core import Engine
+
+
+def run(coro, timeout: float = 60):
+    """Run a test coroutine; a hang fails the test instead of blocking the suite."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@contextlib.asynccontextmanager
+async def engine_in(tmp_path, **options):
+    """An engine logging under tmp_path, with a short grace period, shut down afterwards."""
+    options.setdefault("kill_grace", 0.5)
+    engine = Engine(str(tmp_path / "logs"), root_dir=str(tmp_path), **options)
+    try:
+        yield engine
+    finally:
+        await engine.shutdown()
