@@ -29,10 +29,8 @@ class StatusBar(Static):
 
     def sync(self, jobs: Iterable[Job], lanes: dict) -> None:
         counts: dict[str, Counter] = {name: Counter() for name in lanes}
-        totals: Counter = Counter()
         for job in jobs:
             counts.setdefault(job.lane, Counter())[job.status] += 1
-            totals[job.status] += 1
         style = lambda name: self.get_component_rich_style(f"status-bar--{name}", partial=True)  # noqa: E731
         text = Text.assemble((" pq-tui", style("title")), f" · {self.host} ")
         for name, count in counts.items():
@@ -40,16 +38,17 @@ class StatusBar(Static):
             text.append(name, style="bold")
             if lanes.get(name) is not None and lanes[name].paused:
                 text.append(f" {'||' if fmt.ascii_only() else '⏸'} paused", style=style("paused"))
-            if count[Status.RUNNING]:
-                text.append(f" {fmt.glyph(Status.RUNNING)}{count[Status.RUNNING]}", style=style("running"))
-            if count[Status.QUEUED]:
-                text.append(f" {fmt.glyph(Status.QUEUED)}{count[Status.QUEUED]}")
+            failed = count[Status.FAILED] + count[Status.KILLED] + count[Status.TIMED_OUT]
+            # Only what is there: an idle lane with nothing done is just its name.
+            for number, status, look in (
+                (count[Status.RUNNING], Status.RUNNING, "running"),
+                (count[Status.QUEUED], Status.QUEUED, ""),
+                (count[Status.OK], Status.OK, "ok"),
+                (failed, Status.FAILED, "failed"),
+            ):
+                if number:
+                    text.append(f" {fmt.glyph(status)}{number}", style=style(look) if look else "")
             text.append(" ")
-        failed = totals[Status.FAILED] + totals[Status.KILLED] + totals[Status.TIMED_OUT]
-        text.append("│ ")
-        text.append(f"{fmt.glyph(Status.OK)}{totals[Status.OK]}", style=style("ok"))
-        text.append(" ")
-        text.append(f"{fmt.glyph(Status.FAILED)}{failed}", style=style("failed") if failed else "")
         if text != self._last:  # an unchanged line costs no repaint
             self._last = text
             self.update(text)
