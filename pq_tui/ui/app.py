@@ -114,7 +114,8 @@ class PQApp(App[int]):
         with Horizontal(id="logs"):
             yield LogPane(max_lines=self._log_lines, id="pane-main")
             yield LogPane(max_lines=self._log_lines, id="pane-side", classes="hidden")
-        yield Footer()
+        # ctrl+p still opens the palette; the help names it. At 80 columns the room is the keys'.
+        yield Footer(show_command_palette=False, compact=True)
 
     @property
     def table(self) -> JobTable:
@@ -251,7 +252,9 @@ class PQApp(App[int]):
 
     @on(LogView.SearchChanged)
     def _search_changed(self, event: LogView.SearchChanged) -> None:
-        pane = self._active_pane()
+        pane = event.log_view.parent
+        if not isinstance(pane, LogPane):
+            return
         if not event.pattern:
             pane.set_search_note("")
         elif event.count:
@@ -262,8 +265,16 @@ class PQApp(App[int]):
     # -- which keys apply ------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
-        if not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
-            return True
+        if self.screen is not self.screen_stack[0]:
+            # A dialog is open: its keys are its own, and "q" must not quit behind its back.
+            return action in ("quit", "command_palette") or not self._is_job_action(action)
+        return self._applies(action)
+
+    def _is_job_action(self, action: str) -> bool:
+        return any(binding.action.partition("(")[0] == action for binding in self.BINDINGS)
+
+    def _applies(self, action: str) -> bool:
+        """Whether a key's action makes sense for the selected job and the shown pane."""
         job = self.selected
         status = job.status if job is not None else None
         if action in QUEUED_ONLY:
@@ -275,7 +286,8 @@ class PQApp(App[int]):
         if action == "toggle_pause":
             return job is not None
         if action in NEEDS_PANE_JOB:
-            pane_job = self.engine.get(self._active_pane().job_id) if self._active_pane().job_id is not None else None
+            pane_id = self._active_pane().job_id
+            pane_job = self.engine.get(pane_id) if pane_id is not None else None
             if action == "pager":
                 return pane_job is not None and bool(pane_job.log_path)
             return pane_job is not None
@@ -548,10 +560,11 @@ class PQApp(App[int]):
         self._quit(signum)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":  # ours asks first when jobs would be killed
+                yield command
         for binding in self.BINDINGS:
-            action, _, args = binding.action.partition("(")
-            if self.check_action(action, ()) is False:
+            if not self._applies(binding.action.partition("(")[0]):
                 continue
             yield SystemCommand(
                 binding.description,
@@ -559,6 +572,10 @@ class PQApp(App[int]):
                 lambda action=binding.action: self.run_action(action),
             )
 
+    def action_quit(self) -> None:
+        # Textual's ctrl+q would exit at once and leave the jobs' trees running in their own
+        # sessions; it asks like q instead.
+        self.action_quit_app()
 
 def build_app(
     specs: Iterable[JobSpec] = (),

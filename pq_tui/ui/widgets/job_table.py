@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 from pq_tui.core import Job, JobId, Status
 from pq_tui.ui import format as fmt
 
-# (key, label, right-aligned, shown from this terminal width on, width: None grows with content)
+# (key, label, right-aligned, shown from this terminal width on, width: None shares what is left)
 # At 80 columns the lane and the clocks go: the status line names the lanes, TIME says how long.
 COLUMNS = (
     ("pos", "#", True, 0, 2),
@@ -87,8 +87,8 @@ class JobTable(DataTable):
 
     def sync(self, jobs: Iterable[Job], lanes: dict) -> None:
         """Bring the rows in line with the engine's jobs."""
-        width = self.app.size.width  # the table spans the screen
-        shown = tuple(column for column in COLUMNS if width >= column[3])
+        jobs = list(jobs)
+        shown = self._layout(jobs)
         if shown != self._shown_columns:
             self._shown_columns = shown
             self._rebuild_columns()
@@ -117,6 +117,23 @@ class JobTable(DataTable):
     def _columns(self) -> list[tuple]:
         return list(self._shown_columns or ())
 
+    def _layout(self, jobs: list[Job]) -> tuple:
+        """The columns for this width, ID and LANE sized to their content within the room left,
+        so that a long id is cut short (…) rather than pushing TIME off the screen."""
+        screen = self.app.size.width  # the table spans the screen
+        shown = [column for column in COLUMNS if screen >= column[3]]
+        fixed = sum(column[4] for column in shown if column[4] is not None)
+        # Each cell has one column of padding on both sides; one more for the scrollbar.
+        room = screen - fixed - 2 * len(shown) - 1
+        lane_width = min(max((len(job.lane) for job in jobs), default=4), 10)
+        if not any(column[0] == "lane" for column in shown):
+            lane_width = 0
+        id_width = max(8, min(max((len(str(job.id)) for job in jobs), default=8), room - lane_width))
+        sizes = {"id": id_width, "lane": max(lane_width, 4)}
+        return tuple(
+            column if column[4] is not None else (*column[:4], sizes[column[0]]) for column in shown
+        )
+
     def _rebuild_columns(self) -> None:
         self.clear(columns=True)
         self._order = []
@@ -142,8 +159,7 @@ class JobTable(DataTable):
                 continue
             for index, value in enumerate(cells):
                 if old is None or old[index] != value:
-                    column_key, *_, width = columns[index]
-                    self.update_cell(key, column_key, value, update_width=width is None)
+                    self.update_cell(key, columns[index][0], value)
             self._cells[key] = cells
 
     def _style(self, name: str) -> Style:
@@ -158,8 +174,8 @@ class JobTable(DataTable):
         stderr = job.stderr_count
         values = {
             "pos": Text(str(position) if position else "", justify="right"),
-            "id": Text(str(job.id)),
-            "lane": Text(job.lane),
+            "id": Text(str(job.id), no_wrap=True, overflow="ellipsis"),
+            "lane": Text(job.lane, no_wrap=True, overflow="ellipsis"),
             "state": Text(fmt.state_label(status), style=self._style(status.value)),
             "pid": Text(str(job.pid) if job.pid else "-", justify="right"),
             "exit": Text("-" if exit_code is None else str(exit_code), justify="right"),

@@ -84,7 +84,8 @@ class LogPane(Vertical):
         note = f"{self._search}  " if self._search else ""
         dot, ring = ("*", "o") if fmt.ascii_only() else ("●", "○")
         follow = f"{dot} following" if self.view.following else f"{ring} paused (f follows)"
-        self.query_one(".pane-follow", Static).update(f"{note}{follow} ")
+        # Text, not a str: a search for "[ERROR]" is not markup.
+        self.query_one(".pane-follow", Static).update(Text(f"{note}{follow} "))
 
     def set_search_note(self, note: str) -> None:
         self._search = note
