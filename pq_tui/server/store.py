@@ -1,0 +1,763 @@
+"""The server's persistent state: lanes, jobs, their order and results, in one SQLite file.
+
+The store mirrors the engine from its events (``apply``, ``apply_many``), so that after a crash or
+a reboot ``recover`` gives back what the engine held: the lanes with their pause flags, the queued
+jobs in order, the finished history, and every job that was running marked interrupted. Output is
+not stored: it lives in the jobs' log files, whose paths are.
+
+Durability: every ``apply``/``apply_many`` call is one transaction, committed and fsynced before it
+returns. The engine does not announce that it has taken a job off a lane's queue (it says so only
+once the process exists, ``JobStarted``), so the store works it out the way the engine decides it
+(see ``_kick``): when a lane is not paused and runs nothing, the head of its queue is being
+started. Such a run is recorded as "starting" in the same transaction as the event that let it
+start. Recovery marks "starting" and "running" runs interrupted. So:
+
+* a job whose start was recorded never comes back queued: it ends once, or is marked interrupted;
+* a job with no start recorded comes back queued, in its place, and runs later.
+
+What the server must do for "exactly once": get every event into the store *before the engine
+spawns the process that follows it*. Subscribers get events asynchronously, so a subscription
+alone cannot promise that; the engine needs a synchronous hook at emit time (or just before a
+spawn). A listener that collects the events and flushes them with ``loop.call_soon`` is enough:
+``Engine._kick`` emits first and then creates the runner's task, and the loop runs callbacks in
+the order they were scheduled, so the flush commits before the task's first step forks.
+``tests/test_store.py`` (the kill -9 test) does exactly this.
+
+Restoring after ``recover()``: create the lanes in order (``engine.lane``), pause those recorded
+paused, then push the queued jobs of each lane in the order ``load`` gives them, with their
+``input``. A push of a run the store has queued is taken as that same run coming back, and it
+keeps its place, so the order holds whether the lanes are paused or not. A stop that should keep
+the queue must stop feeding the store before ``engine.shutdown()``: shutdown removes the queued
+jobs and kills the running ones, and those events would be recorded like any others.
+
+One writer: one server process owns the file. Other processes (``pq-tui clean``) may open it too;
+SQLite's locking keeps them apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Optional, Union
+
+from pq_tui.core.engine import DEFAULT_LANE
+from pq_tui.core.events import (
+    JobExited,
+    JobId,
+    JobMoved,
+    JobOutput,
+    JobQueued,
+    JobRemoved,
+    JobStarted,
+    JobUsage,
+    LanePaused,
+    LaneResumed,
+    OutputDropped,
+)
+from pq_tui.core.job import RESULT_KEYS, Status
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+FILE_NAME = "state.sqlite3"
+
+# A run's status column: the engine's statuses, and "starting": taken off the queue by the engine
+# (as the store works out) but with no JobStarted recorded yet.
+STARTING = "starting"
+ACTIVE = (STARTING, Status.RUNNING.value)
+FINISHED = tuple(status.value for status in Status if status.finished)
+# Queue order keys (see Store._key_at): spaced this far apart, kept within SQLite's integers.
+KEY_GAP = 1 << 20
+KEY_LIMIT = 1 << 62
+# Output lives in log files; these events change nothing the store keeps.
+_IGNORED = (JobOutput, JobUsage, OutputDropped)
+
+_SCHEMA = (
+    """
+CREATE TABLE lanes (
+    ord     INTEGER PRIMARY KEY,        -- creation order
+    name    TEXT NOT NULL UNIQUE,
+    paused  INTEGER NOT NULL DEFAULT 0
+)""",
+    """
+CREATE TABLE runs (
+    job_id      TEXT NOT NULL,      -- the id as JSON: 7 or "7"; the quotes are the type tag
+    run         INTEGER NOT NULL,   -- 1, 2, ... for the runs of one id the store has seen
+    lane        TEXT NOT NULL,
+    status      TEXT NOT NULL,      -- queued, starting, running, or an end (ok, failed, ...)
+    pos         INTEGER,            -- sort key among the lane's queued jobs; NULL unless queued
+    input       TEXT NOT NULL,      -- JSON: the caller's data, without the engine's result keys
+    data        TEXT NOT NULL,      -- JSON: the engine's whole process data, as last reported
+    pid         INTEGER,
+    log_path    TEXT,
+    queued_at   REAL,
+    started_at  REAL,
+    ended_at    REAL,
+    end_seq     INTEGER,            -- the order in which runs ended; NULL until then
+    PRIMARY KEY (job_id, run)
+)""",
+    "CREATE INDEX runs_by_queue ON runs (lane, pos)",
+    "CREATE INDEX runs_by_status ON runs (lane, status)",
+    "CREATE INDEX runs_by_end ON runs (end_seq)",
+)
+
+
+class StoreError(Exception):
+    """The state file cannot be used."""
+
+
+class StoreVersionError(StoreError):
+    """The state file was written by a newer pq-tui."""
+
+
+@dataclass(frozen=True)
+class LaneState:
+    name: str
+    paused: bool
+
+
+@dataclass(frozen=True)
+class JobState:
+    """The latest (or, from ``history``, any) run of a job. ``status`` is the engine's, or
+    "starting" for a run taken off the queue whose process was not recorded (``recover`` turns
+    those, and "running" ones, into interrupted failures). ``input`` and ``data`` went through
+    JSON: tuples are lists, dict keys strings, and values JSON cannot hold their ``repr``."""
+
+    id: JobId
+    lane: str
+    run: int
+    status: str
+    input: dict
+    data: dict
+    log_path: Optional[str]
+
+
+@dataclass(frozen=True)
+class State:
+    lanes: list  # of LaneState, in creation order
+    jobs: list  # of JobState: finished (in end order), then per lane the running and queued ones
+
+
+def default_path() -> str:
+    """The state file beside the session log folders, under the user's state directory."""
+    from platformdirs import user_state_dir
+
+    return os.path.join(user_state_dir("pq-tui"), FILE_NAME)
+
+
+class Store:
+    """The state file. Make one with ``Store.open``. Its methods may be called from any thread,
+    one at a time (a lock sees to that)."""
+
+    def __init__(self, connection: sqlite3.Connection, path: str) -> None:
+        self.path = path
+        self.journal_mode = ""  # "wal", once open (see _set_up)
+        self._db: Optional[sqlite3.Connection] = connection
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._handlers = {
+            JobQueued: self._on_queued,
+            JobStarted: self._on_started,
+            JobExited: self._on_exited,
+            JobRemoved: self._on_removed,
+            JobMoved: self._on_moved,
+            LanePaused: self._on_paused,
+            LaneResumed: self._on_resumed,
+        }
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Union[str, "os.PathLike[str]"]) -> "Store":
+        """Open the state file, creating it (0600) and its folder (0700) if need be."""
+        path = os.path.abspath(os.fspath(path))
+        _make_private_dir(os.path.dirname(path))
+        _make_private_file(path)
+        try:
+            # isolation_level=None: no implicit transactions; ours are explicit (BEGIN IMMEDIATE).
+            db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the state file {path}: {exc}") from None
+        store = cls(db, path)
+        try:
+            store._set_up()
+        except BaseException:
+            db.close()
+            raise
+        return store
+
+    def _set_up(self) -> None:
+        db = self._connection()
+        try:
+            self._check_version(db.execute("PRAGMA user_version").fetchone()[0])
+            # WAL: readers (a second `pq-tui` looking) do not block the server's writes, and a
+            # commit appends to the log instead of rewriting pages.
+            self.journal_mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if self.journal_mode != "wal":  # a file system without shared memory (NFS, say)
+                log.warning("%s: journal mode %s, not WAL", self.path, self.journal_mode)
+            # In WAL mode every commit is atomic, and one that has returned survives the process
+            # being killed at any synchronous level (it is in the OS's cache). NORMAL does not
+            # fsync at commit, though, so a power cut or a kernel crash could lose the last
+            # commits, among them the record that a job had left the queue: after the reboot it
+            # would come back queued and run a second time. FULL fsyncs the WAL at every commit;
+            # commits are per batch of events, so that is one fsync per batch, not per event.
+            db.execute("PRAGMA synchronous = FULL")
+            with self._write() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                self._check_version(version)  # again: another process may have just set it up
+                if version == 0:
+                    tables = db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
+                    if tables:
+                        raise StoreError(f"{self.path} is an SQLite file, but not pq-tui's state")
+                    # One statement at a time: executescript would commit halfway.
+                    for statement in _SCHEMA:
+                        db.execute(statement)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.OperationalError as exc:  # locked, read-only, disk I/O...
+            raise StoreError(f"cannot use the state file {self.path}: {exc}") from None
+        except sqlite3.DatabaseError as exc:  # "file is not a database"
+            raise StoreError(f"{self.path} is not a pq-tui state file: {exc}") from None
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreVersionError(
+                f"{self.path} was written by a newer pq-tui (state format {version}; this one "
+                f"knows up to {SCHEMA_VERSION}): upgrade pq-tui, or move the file away to start "
+                f"afresh"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def apply(self, event: Any) -> None:
+        """Record one event; committed (fsynced) when this returns."""
+        self.apply_many((event,))
+
+    def apply_many(self, events: Iterable[Any]) -> None:
+        """Record events in order, in one transaction: committed (fsynced) when this returns, all
+        of them or, if this raises, none. Output and usage events are ignored, and so are event
+        types the store does not know."""
+        events = [event for event in events if not isinstance(event, _IGNORED)]
+        if not events:
+            return
+        with self._write():
+            for event in events:
+                handler = self._handlers.get(type(event))
+                if handler is None:
+                    log.debug("store: ignoring %r", event)
+                else:
+                    handler(event)
+
+    def _on_queued(self, event: JobQueued) -> None:
+        key = _id_key(event.job_id)
+        lane = _text(event.lane)
+        self._ensure_lane(lane)
+        data = event.data
+        latest = self._latest(key)
+        if latest is not None and latest["status"] == Status.QUEUED.value:
+            # The engine never pushes an id that is queued: this is the same run, pushed into a
+            # fresh engine by the server restoring it. It keeps its place (the engine's index is
+            # that of a queue being rebuilt), so restoring in order rebuilds the same queue.
+            if latest["lane"] != lane:
+                self._unqueue(latest)
+                pos = self._append_key(lane)
+            else:
+                pos = latest["pos"]
+            self._update(latest, lane=lane, pos=pos, input=_dump(_input_of(data)),
+                         data=_dump(data), queued_at=_time(data.get("time-queue")))
+        else:
+            if latest is not None and latest["status"] in ACTIVE:
+                # Nor does it push one that is running: that run ended without the store hearing
+                # of it (the server restarted without ``recover``).
+                self._interrupt(latest, time.time())
+            self._insert(key, latest["run"] + 1 if latest is not None else 1, lane, data,
+                         status=Status.QUEUED.value, pos=self._append_key(lane))
+        self._kick(lane)
+
+    def _on_started(self, event: JobStarted) -> None:
+        key = _id_key(event.job_id)
+        row = self._latest(key)
+        if row is None or row["status"] in FINISHED:
+            # A run the store never saw queued (it was attached late): record it from the event.
+            run = row["run"] + 1 if row is not None else 1
+            lane = _text(_lane_of(event.data))
+            self._ensure_lane(lane)
+            row = self._insert(key, run, lane, event.data, status=STARTING, pos=None)
+        elif row["pos"] is not None:
+            self._unqueue(row)
+        # One job at a time per lane: another "starting" there was a wrong guess; it goes back to
+        # the front of the queue.
+        for other in self._db.execute(
+            "SELECT * FROM runs WHERE lane = ? AND status = ? AND NOT (job_id = ? AND run = ?)",
+            (row["lane"], STARTING, key, row["run"]),
+        ).fetchall():
+            data = json.loads(other["data"])
+            data.update(state=0, status=Status.QUEUED.value)
+            self._update(other, status=Status.QUEUED.value, pos=self._key_at(other["lane"], 0),
+                         data=_dump(data))
+        self._update(row, status=Status.RUNNING.value, pos=None, pid=event.pid,
+                     data=_dump(event.data), started_at=_time(event.data.get("time-start")),
+                     log_path=_text_or_none(event.data.get("log")))
+
+    def _on_exited(self, event: JobExited) -> None:
+        lane = self._ended(event.job_id, event.data)
+        if lane is None:
+            return
+        status = event.data.get("status")
+        if status in (Status.FAILED.value, Status.TIMED_OUT.value) and (
+            event.data.get("on_failure") == "pause"
+        ):
+            # The engine pauses the lane before it would start the next job (LanePaused follows):
+            # so must we, or we would guess that the next job starts.
+            self._db.execute("UPDATE lanes SET paused = 1 WHERE name = ?", (lane,))
+        self._kick(lane)
+
+    def _on_removed(self, event: JobRemoved) -> None:
+        self._ended(event.job_id, event.data)
+
+    def _ended(self, job_id: JobId, data: dict) -> Optional[Any]:
+        """Record the end of a run; returns its lane, or None if the event was a repeat."""
+        key = _id_key(job_id)
+        row = self._latest(key)
+        if row is not None and row["status"] in FINISHED:
+            if row["queued_at"] == _time(data.get("time-queue"), None):
+                log.warning("store: job %r ended twice; the repeat is ignored", job_id)
+                return None
+            row = None  # the end of a later run the store never saw queued
+        if row is None:
+            latest = self._latest(key)
+            lane = _text(_lane_of(data))
+            self._ensure_lane(lane)
+            row = self._insert(key, latest["run"] + 1 if latest is not None else 1, lane, data,
+                               status=STARTING, pos=None)
+        elif row["pos"] is not None:  # ended without starting: we had not guessed its start
+            self._unqueue(row)
+        status = data.get("status")
+        if status not in FINISHED:
+            status = Status.FAILED.value
+        self._update(row, status=status, pos=None, data=_dump(data),
+                     pid=_int_or_none(data.get("pid")), ended_at=_time(data.get("time-end")),
+                     end_seq=self._next_end_seq(),
+                     log_path=_text_or_none(data.get("log")) or row["log_path"])
+        return row["lane"]
+
+    def _on_moved(self, event: JobMoved) -> None:
+        key = _id_key(event.job_id)
+        row = self._latest(key)
+        if row is None or row["status"] not in (Status.QUEUED.value, STARTING):
+            log.warning("store: %r moved but it is not queued here; ignored", event.job_id)
+            return
+        # Only queued jobs move: if we had it "starting", that guess was wrong.
+        if row["pos"] is not None:
+            self._unqueue(row)
+        target = _text(event.lane)
+        self._ensure_lane(target)
+        data = json.loads(row["data"])
+        data.update(state=0, status=Status.QUEUED.value, queue=event.lane)
+        self._update(row, lane=target, status=Status.QUEUED.value,
+                     pos=self._key_at(target, event.index), data=_dump(data))
+        if target != row["lane"]:
+            self._kick(target)
+
+    def _on_paused(self, event: LanePaused) -> None:
+        lane = _text(event.lane)
+        self._ensure_lane(lane)
+        self._db.execute("UPDATE lanes SET paused = 1 WHERE name = ?", (lane,))
+
+    def _on_resumed(self, event: LaneResumed) -> None:
+        lane = _text(event.lane)
+        self._ensure_lane(lane)
+        self._db.execute("UPDATE lanes SET paused = 0 WHERE name = ?", (lane,))
+        self._kick(lane)
+
+    def _kick(self, lane: Any) -> None:
+        """Mirror of ``Engine._kick``: a lane that is not paused and runs nothing starts the head
+        of its queue. The engine does this silently, at once, after the event we have just
+        recorded; we record it as "starting". If the engine's rule changes, change this."""
+        paused = self._db.execute("SELECT paused FROM lanes WHERE name = ?", (lane,)).fetchone()
+        if paused is None or paused[0]:
+            return
+        busy = self._db.execute(
+            "SELECT 1 FROM runs WHERE lane = ? AND status IN (?, ?) LIMIT 1", (lane, *ACTIVE)
+        ).fetchone()
+        if busy:
+            return
+        head = self._db.execute(
+            "SELECT * FROM runs WHERE lane = ? AND pos IS NOT NULL ORDER BY pos LIMIT 1", (lane,)
+        ).fetchone()
+        if head is None:
+            return
+        self._unqueue(head)
+        data = json.loads(head["data"])
+        data.update(state=1, status=Status.RUNNING.value)  # as the engine sets them
+        self._update(head, status=STARTING, pos=None, data=_dump(data))
+
+    # -- recovery --------------------------------------------------------------------------------
+
+    def recover(self) -> State:
+        """After the server stopped unexpectedly: every run that was starting or running is marked
+        interrupted (failed, its log kept) and its lane paused, so nothing starts before someone
+        looks. Returns the state to restore. Running it again changes nothing."""
+        now = time.time()
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT * FROM runs WHERE status IN (?, ?) "
+                "ORDER BY COALESCE(started_at, queued_at), job_id",
+                ACTIVE,
+            ).fetchall()
+            for row in rows:
+                self._interrupt(row, now)
+                db.execute("UPDATE lanes SET paused = 1 WHERE name = ?", (row["lane"],))
+        return self.load()
+
+    def _interrupt(self, row: Any, now: float) -> None:
+        data = json.loads(row["data"])
+        if row["status"] == Status.RUNNING.value:
+            error = f"interrupted: the pq-tui server stopped while it ran (pid {row['pid']})"
+        else:
+            error = ("interrupted: the pq-tui server stopped while it was starting it "
+                     "(it may not have run)")
+        data.update(state=-1, status=Status.FAILED.value, error=error, interrupted=True)
+        data["time-end"] = now
+        self._update(row, status=Status.FAILED.value, pos=None, data=_dump(data), ended_at=now,
+                     end_seq=self._next_end_seq())
+
+    # -- looking ---------------------------------------------------------------------------------
+
+    def load(self) -> State:
+        """The lanes, and the latest run of every job, in the order to restore them."""
+        with self._lock:
+            db = self._connection()
+            lanes = [LaneState(_untext(row["name"]), bool(row["paused"]))
+                     for row in db.execute("SELECT name, paused FROM lanes ORDER BY ord")]
+            rows = db.execute(
+                "SELECT runs.* FROM runs JOIN "
+                "(SELECT job_id, MAX(run) AS run FROM runs GROUP BY job_id) AS latest "
+                "USING (job_id, run)"
+            ).fetchall()
+        lane_order = {lane.name: i for i, lane in enumerate(lanes)}
+        finished = sorted((r for r in rows if r["status"] in FINISHED), key=lambda r: r["end_seq"])
+        waiting = sorted(
+            (r for r in rows if r["status"] not in FINISHED),
+            key=lambda r: (
+                lane_order.get(_untext(r["lane"]), len(lane_order)),
+                _untext(r["lane"]),
+                r["pos"] is not None,  # the running one before the queued ones,
+                r["pos"] or 0,  # which go by their keys
+            ),
+        )
+        return State(lanes, [_job_state(r) for r in finished + waiting])
+
+    def history(self, job_id: JobId) -> list:
+        """Every recorded run of a job (JobState), oldest first."""
+        with self._lock:
+            rows = self._connection().execute(
+                "SELECT * FROM runs WHERE job_id = ? ORDER BY run", (_id_key(job_id),)
+            ).fetchall()
+        return [_job_state(row) for row in rows]
+
+    # -- retention -------------------------------------------------------------------------------
+
+    def prune(
+        self,
+        keep_days: Optional[float] = None,
+        keep_last: Optional[int] = None,
+        *,
+        now: Optional[float] = None,
+    ) -> list:
+        """Delete finished runs that ended more than ``keep_days`` ago, and those beyond the
+        ``keep_last`` most recently ended; queued, starting and running ones stay. Returns the
+        log paths of the deleted runs (that no remaining run uses), for the caller to delete."""
+        if keep_days is not None and not keep_days >= 0:
+            raise ValueError(f"keep_days: expected a number >= 0, got {keep_days!r}")
+        if keep_last is not None and (isinstance(keep_last, bool) or not keep_last >= 0):
+            raise ValueError(f"keep_last: expected an integer >= 0, got {keep_last!r}")
+        if keep_days is None and keep_last is None:
+            return []
+        now = time.time() if now is None else now
+        finished = f"status IN ({', '.join('?' * len(FINISHED))})"
+        with self._write() as db:
+            doomed = {}
+            if keep_days is not None:
+                for row in db.execute(
+                    f"SELECT job_id, run, log_path, end_seq FROM runs "
+                    f"WHERE {finished} AND ended_at < ?",
+                    (*FINISHED, now - keep_days * 86400),
+                ):
+                    doomed[row["job_id"], row["run"]] = row
+            if keep_last is not None:
+                for row in db.execute(
+                    f"SELECT job_id, run, log_path, end_seq FROM runs WHERE {finished} "
+                    f"ORDER BY end_seq DESC LIMIT -1 OFFSET ?",
+                    (*FINISHED, int(keep_last)),
+                ):
+                    doomed[row["job_id"], row["run"]] = row
+            db.executemany("DELETE FROM runs WHERE job_id = ? AND run = ?", list(doomed))
+            paths = []
+            for row in sorted(doomed.values(), key=lambda r: r["end_seq"] or 0):
+                path = row["log_path"]
+                if path is not None and not db.execute(
+                    "SELECT 1 FROM runs WHERE log_path = ? LIMIT 1", (path,)
+                ).fetchone():
+                    paths.append(_untext(path))
+        return paths
+
+    def clear_finished(self) -> list:
+        """Delete every finished run (``pq-tui clean``); returns their log paths."""
+        return self.prune(keep_last=0)
+
+    # -- inside ----------------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"the state file {self.path} is closed")
+        return self._db
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. IMMEDIATE takes the write lock at once, so a second process
+        waits for it at the start instead of failing halfway."""
+        with self._lock:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:  # a failed COMMIT (disk full, say) leaves it open
+                    db.execute("ROLLBACK")
+                raise
+
+    def _latest(self, key: str) -> Optional[sqlite3.Row]:
+        return self._db.execute(
+            "SELECT * FROM runs WHERE job_id = ? ORDER BY run DESC LIMIT 1", (key,)
+        ).fetchone()
+
+    def _insert(self, key: str, run: int, lane: Any, data: dict, *, status: str,
+                pos: Optional[int]) -> sqlite3.Row:
+        self._db.execute(
+            "INSERT INTO runs (job_id, run, lane, status, pos, input, data, queued_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, run, lane, status, pos, _dump(_input_of(data)), _dump(data),
+             _time(data.get("time-queue"))),
+        )
+        return self._db.execute(
+            "SELECT * FROM runs WHERE job_id = ? AND run = ?", (key, run)
+        ).fetchone()
+
+    def _update(self, row: sqlite3.Row, **columns: Any) -> None:
+        names = ", ".join(f"{name} = ?" for name in columns)
+        self._db.execute(
+            f"UPDATE runs SET {names} WHERE job_id = ? AND run = ?",
+            (*columns.values(), row["job_id"], row["run"]),
+        )
+
+    def _ensure_lane(self, lane: Any) -> None:
+        self._db.execute("INSERT OR IGNORE INTO lanes (name) VALUES (?)", (lane,))
+
+    # Queue order: ``pos`` is a sort key, not an index. Keys are spaced KEY_GAP apart, so taking
+    # a job out of a queue (it starts, is removed, moves) touches its row alone, and a job moved
+    # in lands halfway between its new neighbours. When neighbours leave no room (some twenty
+    # moves into the same spot), the lane's keys are spaced out again: one UPDATE per queued job.
+
+    def _queued_count(self, lane: Any) -> int:
+        return self._db.execute(
+            "SELECT COUNT(*) FROM runs WHERE lane = ? AND pos IS NOT NULL", (lane,)
+        ).fetchone()[0]
+
+    def _unqueue(self, row: sqlite3.Row) -> None:
+        """Take a queued run out of its lane's order."""
+        self._db.execute("UPDATE runs SET pos = NULL WHERE job_id = ? AND run = ?",
+                         (row["job_id"], row["run"]))
+
+    def _append_key(self, lane: Any) -> int:
+        last = self._db.execute("SELECT MAX(pos) FROM runs WHERE lane = ?", (lane,)).fetchone()[0]
+        if last is None:
+            return 0
+        if last + KEY_GAP > KEY_LIMIT:
+            return self._respace(lane) * KEY_GAP
+        return last + KEY_GAP
+
+    def _key_at(self, lane: Any, index: int) -> int:
+        """A key that puts a job at ``index`` among the lane's queued jobs (clamped as the engine
+        clamps it; negative counts from the end)."""
+        if index < 0:
+            index = max(0, index + self._queued_count(lane) + 1)
+        for _ in range(2):
+            if index == 0:
+                before = None
+                after = self._db.execute(
+                    "SELECT MIN(pos) FROM runs WHERE lane = ?", (lane,)
+                ).fetchone()[0]
+            else:
+                keys = [row[0] for row in self._db.execute(
+                    "SELECT pos FROM runs WHERE lane = ? AND pos IS NOT NULL "
+                    "ORDER BY pos LIMIT 2 OFFSET ?", (lane, index - 1))]
+                if len(keys) < 2:  # at or past the end
+                    return self._append_key(lane)
+                before, after = keys
+            if after is None:
+                return 0
+            if before is None and after - KEY_GAP >= -KEY_LIMIT:
+                return after - KEY_GAP
+            if before is not None and after - before >= 2:
+                return (before + after) // 2
+            self._respace(lane)
+        raise AssertionError("no room in a queue just spaced out")  # pragma: no cover
+
+    def _respace(self, lane: Any) -> int:
+        """Give the lane's queued jobs the keys 0, KEY_GAP, 2 * KEY_GAP...; returns how many."""
+        rows = self._db.execute(
+            "SELECT job_id, run FROM runs WHERE lane = ? AND pos IS NOT NULL ORDER BY pos",
+            (lane,),
+        ).fetchall()
+        self._db.executemany(
+            "UPDATE runs SET pos = ? WHERE job_id = ? AND run = ?",
+            [(i * KEY_GAP, row["job_id"], row["run"]) for i, row in enumerate(rows)],
+        )
+        return len(rows)
+
+    def _next_end_seq(self) -> int:
+        return self._db.execute("SELECT COALESCE(MAX(end_seq), 0) + 1 FROM runs").fetchone()[0]
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def _make_private_dir(folder: str) -> None:
+    if os.path.isdir(folder):
+        return  # the user's own folder: its mode is theirs
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)  # makedirs' mode goes through the umask
+
+
+def _make_private_file(path: str) -> None:
+    """Create the file 0600 before SQLite does (SQLite gives its -wal and -shm the same mode)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+# -- values ----------------------------------------------------------------------------------------
+
+
+def _id_key(job_id: JobId) -> str:
+    if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
+        raise TypeError(f"a job id is an int or a str, got {job_id!r}")
+    # ensure_ascii: a str id holding a lone surrogate (from a file name) is stored escaped.
+    return json.dumps(job_id)
+
+
+def _text(value: str) -> Union[str, bytes]:
+    """A lane name or path for SQLite. A str SQLite cannot take (a lone surrogate, from an
+    undecodable file name) is stored as its bytes, and ``_untext`` makes it the same str again."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
+def _untext(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogatepass")
+    return value
+
+
+def _text_or_none(value: Any) -> Any:
+    return _text(value) if isinstance(value, str) else None
+
+
+def _int_or_none(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _time(value: Any, default: Any = "now") -> Optional[float]:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return time.time() if default == "now" else default
+
+
+def _lane_of(data: dict) -> str:
+    lane = data.get("queue")
+    return lane if isinstance(lane, str) and lane else DEFAULT_LANE
+
+
+def _input_of(data: dict) -> dict:
+    """What the caller gave, as ``Job`` keeps it: the data without the engine's result keys."""
+    return {key: value for key, value in data.items() if key not in RESULT_KEYS}
+
+
+def _dump(value: Any) -> str:
+    """JSON for a data dict. Job data is user data (TOML, a script's dict): JSON-safe as a rule,
+    but an odd value must not lose the job's record, so what JSON cannot hold becomes its repr."""
+    try:
+        return json.dumps(value, default=_repr)
+    except (TypeError, ValueError, RecursionError):  # a non-str key, a cycle, absurd nesting
+        pass
+    try:
+        return json.dumps(_jsonable(value, frozenset()))
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps({"unrecordable": _repr(value)})
+
+
+def _jsonable(value: Any, seen: frozenset) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if id(value) in seen:
+        return "<cycle>"
+    if isinstance(value, dict):
+        seen = seen | {id(value)}
+        return {_key(key): _jsonable(item, seen) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        seen = seen | {id(value)}
+        return [_jsonable(item, seen) for item in value]
+    return _repr(value)
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)  # as json.dumps itself writes such keys
+    return _repr(key)
+
+
+def _repr(value: Any) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _job_state(row: sqlite3.Row) -> JobState:
+    return JobState(
+        id=json.loads(row["job_id"]),
+        lane=_untext(row["lane"]),
+        run=row["run"],
+        status=row["status"],
+        input=json.loads(row["input"]),
+        data=json.loads(row["data"]),
+        log_path=_untext(row["log_path"]),
+    )
