@@ -64,9 +64,9 @@ class PQApp(App[int]):
         Binding("k", "kill_job(False)", "Kill", id="kill", tooltip="TERM, grace period, KILL"),
         Binding("K", "kill_job(True)", "Kill now", id="force-kill", show=False,
                 tooltip="SIGKILL the job's tree at once"),
-        Binding("left_square_bracket,shift+up", "move(-1)", "Up", id="move-up",
+        Binding("left_square_bracket,shift+up", "move(-1)", "Move up", id="move-up",
                 tooltip="Move the queued job up"),
-        Binding("right_square_bracket,shift+down", "move(1)", "Down", id="move-down",
+        Binding("right_square_bracket,shift+down", "move(1)", "Move down", id="move-down",
                 tooltip="Move the queued job down"),
         Binding("t", "move_front", "Front", id="move-front", show=False,
                 tooltip="Move the queued job to the front of its lane"),
@@ -104,30 +104,25 @@ class PQApp(App[int]):
         self._ticker: Optional[Timer] = None
         self._suspended = False
         self._shutting_down = False
+        self._asking_to_quit = False
         self._added = 0
 
     # -- layout ----------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield StatusBar(id="status")
-        yield JobTable(id="jobs")
+        # Kept as attributes: the event worker may run while a dialog is on top, or while the
+        # app is being torn down and queries would find nothing.
+        self.status_bar = StatusBar(id="status")
+        self.table = JobTable(id="jobs")
+        self.main_pane = LogPane(max_lines=self._log_lines, id="pane-main")
+        self.side_pane = LogPane(max_lines=self._log_lines, id="pane-side", classes="hidden")
+        yield self.status_bar
+        yield self.table
         with Horizontal(id="logs"):
-            yield LogPane(max_lines=self._log_lines, id="pane-main")
-            yield LogPane(max_lines=self._log_lines, id="pane-side", classes="hidden")
+            yield self.main_pane
+            yield self.side_pane
         # ctrl+p still opens the palette; the help names it. At 80 columns the room is the keys'.
         yield Footer(show_command_palette=False, compact=True)
-
-    @property
-    def table(self) -> JobTable:
-        return self.query_one(JobTable)
-
-    @property
-    def main_pane(self) -> LogPane:
-        return self.query_one("#pane-main", LogPane)
-
-    @property
-    def side_pane(self) -> LogPane:
-        return self.query_one("#pane-side", LogPane)
 
     def _panes(self) -> list[LogPane]:
         panes = [self.main_pane]
@@ -171,6 +166,8 @@ class PQApp(App[int]):
                 events = await subscription.batch()
                 if not events:
                     return
+                if not self.table.is_attached:
+                    return  # the app is closing
                 if not self._suspended:
                     self._apply(events)
                 await asyncio.sleep(REFRESH_INTERVAL)
@@ -212,7 +209,7 @@ class PQApp(App[int]):
         jobs = self.engine.jobs()
         lanes = self.engine.lanes()
         self.table.sync(jobs, lanes)
-        self.query_one(StatusBar).sync(jobs, lanes)
+        self.status_bar.sync(jobs, lanes)
         self._show_selected()
         for pane in self._panes():
             # show() reloads a pane whose job has a new run (requeued), else just retitles it.
@@ -520,6 +517,8 @@ class PQApp(App[int]):
         self.push_screen(HelpScreen(rows))
 
     def action_quit_app(self) -> None:
+        if self._asking_to_quit:
+            return  # q then ctrl+q: one question is enough
         active = [job for job in self.engine.jobs() if not job.status.finished]
         if not active:
             self._quit()
@@ -535,9 +534,11 @@ class PQApp(App[int]):
         lines.append(f"The logs are kept in {self.engine.log_dir}.")
 
         def confirmed(yes: Optional[bool]) -> None:
+            self._asking_to_quit = False
             if yes:
                 self._quit()
 
+        self._asking_to_quit = True
         self.push_screen(ConfirmScreen("Quit pq-tui?", "\n".join(lines), confirm_label="Quit",
                                        danger=True), confirmed)
 

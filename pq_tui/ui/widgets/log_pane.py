@@ -71,11 +71,12 @@ class LogPane(Vertical):
         parts = [str(job.id), job.lane, fmt.state_label(job.status)]
         if job.pid:
             parts.append(f"pid {job.pid}")
+        # The command before the directory: on a narrow screen the end of the title goes first.
+        cmd = job.data.get("cmd")
+        parts.append(cmd if isinstance(cmd, str) else " ".join(map(str, cmd or ())))
         final = job.data.get("final") or {}
         if final.get("cwd"):
             parts.append(final["cwd"])
-        cmd = job.data.get("cmd")
-        parts.append(cmd if isinstance(cmd, str) else " ".join(map(str, cmd or ())))
         title.update(Text(" " + " · ".join(p.replace("\n", " ⏎ ") for p in parts), no_wrap=True,
                           overflow="ellipsis"))
         self.update_follow()
