@@ -751,3 +751,26 @@ def test_a_new_engine_never_overwrites_an_older_log(tmp_path):
     second = run(once("second"))
     assert first["log"] != second["log"]
     assert out_lines(first) == ["first"] and out_lines(second) == ["second"]
+
+
+def test_journals_see_every_event_in_order_before_subscribers(tmp_path):
+    seen = []
+
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            subscription = engine.subscribe()
+
+            def journal(event):
+                # Synchronous and first: nothing is in the subscription yet for this event.
+                seen.append((type(event).__name__, len(subscription._events)))
+
+            engine.add_journal(journal)
+            engine.push("a", {"cmd": ["echo", "hi"]})
+            await engine.wait_idle()
+            engine.remove_journal(journal)
+            events = await drain(subscription)
+            return [type(event).__name__ for event in events]
+
+    names = run(main())
+    assert [name for name, _ in seen] == names
+    assert [pending for _, pending in seen] == list(range(len(names)))

@@ -14,7 +14,7 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from pq_tui.core.events import (
     Event,
@@ -166,6 +166,7 @@ class Engine:
         self._runners: dict[JobId, JobRunner] = {}
         self._tasks: set[asyncio.Task] = set()
         self._subscriptions: set[Subscription] = set()
+        self._journals: list[Callable[[Event], None]] = []
         self._pending_output: dict[JobId, list] = {}
         self._flush_handle: Optional[asyncio.TimerHandle] = None
         self._waiters: dict[tuple[str, JobId], list[asyncio.Future]] = {}
@@ -317,6 +318,16 @@ class Engine:
         subscription = Subscription(self, max_pending_lines)
         self._subscriptions.add(subscription)
         return subscription
+
+    def add_journal(self, journal: Callable[[Event], None]) -> None:
+        """Call ``journal(event)`` synchronously for every event, in order, before subscribers see
+        it: for a persistent record. A journal that defers its write with ``loop.call_soon``
+        still writes before the next job is spawned, since a lane's next job is started by a task
+        scheduled after the event that caused it."""
+        self._journals.append(journal)
+
+    def remove_journal(self, journal: Callable[[Event], None]) -> None:
+        self._journals.remove(journal)
 
     # -- waiting ---------------------------------------------------------------------------------
 
@@ -480,6 +491,8 @@ class Engine:
             )
 
     def _emit(self, event: Event) -> None:
+        for journal in list(self._journals):
+            journal(event)
         for subscription in list(self._subscriptions):
             subscription._put(event)
 
