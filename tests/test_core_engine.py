@@ -676,13 +676,6 @@ def test_timeout_not_reached(tmp_path):
     assert data["status"] == "ok" and "timed-out" not in data
 
 
-def test_describe_events():
-    from pq_tui.core.events import describe
-
-    assert describe(JobQueued("j", "lane", 0, {})) == "JobQueued('j')"
-    assert describe(JobExited(3, {})) == "JobExited(3)"
-    assert describe(LanePaused("lane")) == "LanePaused(lane)"
-
 
 def test_output_batches_are_numbered_and_stderr_counted_live(tmp_path):
     async def main():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Tuple, Union
+from typing import Tuple, Union
 
 JobId = Union[int, str]
 Line = Tuple[str, str]  # (stream, text); stream is "out" or "err"
@@ -85,9 +85,3 @@ Event = Union[
     LanePaused, LaneResumed,
 ]
 
-
-def describe(event: Any) -> str:
-    """A short human line for an event, for logs and debugging."""
-    name = type(event).__name__
-    job_id = getattr(event, "job_id", None)
-    return f"{name}({job_id!r})" if job_id is not None else f"{name}({getattr(event, 'lane', '')})"

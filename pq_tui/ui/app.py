@@ -306,16 +306,6 @@ class PQApp(App[int]):
         except JobFileError as exc:
             return [], [str(problem) for problem in exc.problems]
 
-    def _push_file(self, path: Path) -> None:
-        specs, problems = self._load_file(path)
-        if problems:
-            shown = "\n".join(problems[:8])
-            more = f"\n… and {len(problems) - 8} more" if len(problems) > 8 else ""
-            self.notify(f"{shown}{more}\nNothing was pushed.", title=f"{path}: {len(problems)} problem(s)",
-                        severity="error", timeout=15)
-            return
-        self._push_specs(specs)
-
     def _push_specs(self, specs: list[JobSpec]) -> None:
         pushed = 0
         for spec in specs:
