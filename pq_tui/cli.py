@@ -105,6 +105,8 @@ def _main(args: list) -> int:
         from pq_tui.run import run_command
 
         return run_command(_run_parser().parse_args(args[1:]))
+    if args and args[0] == "server":  # hidden: what a client starts (see pq_tui/server)
+        return _server_command(args[1:])
     if args and args[0] == "check":
         from pq_tui.run import check_command
 
@@ -124,3 +126,16 @@ def _open_console(options: argparse.Namespace) -> int:
     app = build_app(specs, log_dir=options.log_dir, kill_grace=options.kill_grace)
     status = app.run(mouse=not options.no_mouse)
     return status or 0
+
+
+def _server_command(args: list) -> int:
+    parser = _parser("pq-tui server", "Run the pq-tui server (clients start it when needed).", "")
+    parser.add_argument("--foreground", action="store_true",
+                        help="stay attached to the terminal and log to stderr")
+    parser.add_argument("--kill-grace", type=_seconds, default=None, metavar="SECONDS",
+                        help="time between SIGTERM and SIGKILL when a job is killed (default: "
+                        "$PQ_TUI_KILL_GRACE, else 5)")
+    options = parser.parse_args(args)
+    from pq_tui.server.server import run_server
+
+    return run_server(options.foreground, kill_grace=options.kill_grace)

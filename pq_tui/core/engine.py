@@ -103,6 +103,10 @@ class Subscription:
             taken.append(event)
         return taken
 
+    def take_nowait(self) -> list:
+        """Every event waiting now, possibly none."""
+        return self._take(None)
+
     async def batch(self) -> list:
         """Every event waiting (at least one); ``[]`` once the subscription is closed."""
         while not self._events:

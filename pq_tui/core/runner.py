@@ -256,6 +256,9 @@ class JobRunner:
         self.job.data["pid"] = pid
         self.job.status = Status.RUNNING
         self._log.note(f"pid: {pid}")
+        # On disk now: if the job is killed (or its server dies) before it prints anything, the
+        # log still says what ran.
+        self._log.flush()
         # Here, not after subprocess_exec returns: output read while asyncio connects the pipes is
         # delivered before that, and subscribers must see JobStarted before the job's output.
         self._on_started(self.job)

@@ -1,0 +1,326 @@
+"""The wire protocol between the pq-tui server and its clients: JSON lines over a Unix socket.
+
+One message is one JSON object on one line (UTF-8, ended by "\\n"), at most ``MAX_LINE`` bytes.
+See docs/protocol.md for the whole conversation; this module holds what both sides share: the
+framing, the message shapes, the request argument specs, and the events' encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import math
+from typing import Any, Dict, Optional, Tuple
+
+from pq_tui.core.events import (
+    Event,
+    JobExited,
+    JobMoved,
+    JobOutput,
+    JobQueued,
+    JobRemoved,
+    JobStarted,
+    JobUsage,
+    LanePaused,
+    LaneResumed,
+    OutputDropped,
+)
+
+PROTOCOL = 1
+SERVER_NAME = "pq-tui"
+MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
+STREAM_LIMIT = MAX_LINE + 1  # for asyncio streams: a whole line and its "\n" fit in the buffer
+DEFAULT_MAX_PENDING_LINES = 20_000
+DEFAULT_LOG_MAX_BYTES = 1024 * 1024
+MAX_LOG_MAX_BYTES = 8 * 1024 * 1024  # a log read's reply stays well under MAX_LINE
+
+
+class ProtocolError(Exception):
+    """A message that cannot be framed, parsed, or understood."""
+
+
+class LineTooLong(ProtocolError):
+    """A line over MAX_LINE bytes. The reader has skipped it; the next line can be read."""
+
+
+# -- framing -----------------------------------------------------------------------------------
+
+
+def encode(message: Dict[str, Any]) -> bytes:
+    """One message as a line of bytes. Values JSON cannot hold (in job data) become their repr;
+    NaN and infinities become null. Raises ProtocolError if the line would be over MAX_LINE."""
+    try:
+        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        text = json.dumps(jsonable(message), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
+    # surrogatepass: a str from an undecodable file name (a lone surrogate) still goes out; the
+    # reader replaces what it cannot decode.
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_LINE:
+        raise ProtocolError(f"message of {len(data)} bytes is over the limit of {MAX_LINE} bytes")
+    return data + b"\n"
+
+
+def decode(line: bytes) -> Dict[str, Any]:
+    """A line (with or without its "\\n") as a message: a JSON object with a str "type"."""
+    if len(line) > MAX_LINE + 1:
+        raise LineTooLong(f"line of {len(line)} bytes is over the limit of {MAX_LINE} bytes")
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"a line that is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        message = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, and RecursionError's cousins
+        raise ProtocolError(f"a line that is not JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("a line that is not usable JSON: nested too deeply") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(f"a message must be a JSON object, got {type(message).__name__}")
+    if not isinstance(message.get("type"), str):
+        raise ProtocolError('a message must have a "type" (a string)')
+    return message
+
+
+async def read_line(reader: asyncio.StreamReader) -> Optional[bytes]:
+    """The next line (with its "\\n"), or None at the end of the stream. A line over the stream's
+    limit is skipped up to its "\\n" and reported with LineTooLong, so the next one can be read.
+    Raises ProtocolError for a stream that ends in the middle of a line."""
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise ProtocolError("the connection closed in the middle of a message") from None
+        return None
+    except asyncio.LimitOverrunError as exc:
+        consumed = exc.consumed
+    size = 0
+    while True:  # discard the long line: what is buffered, then more, up to its "\n"
+        await reader.readexactly(consumed)
+        size += consumed
+        try:
+            size += len(await reader.readuntil(b"\n"))
+            break
+        except asyncio.IncompleteReadError:
+            return None
+        except asyncio.LimitOverrunError as exc:
+            consumed = exc.consumed
+    raise LineTooLong(f"a line of {size} bytes is over the limit of {MAX_LINE} bytes; skipped")
+
+
+async def read_message(reader: asyncio.StreamReader) -> Optional[Dict[str, Any]]:
+    """The next message, or None at the end of the stream; ProtocolError for a bad one."""
+    line = await read_line(reader)
+    return None if line is None else decode(line)
+
+
+def jsonable(value: Any, _depth: int = 0) -> Any:
+    """A copy of ``value`` that JSON can hold: tuples as lists, keys as strings, NaN as None,
+    anything else as its repr."""
+    if _depth > 100:
+        return "<nested too deeply>"
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_key(k): jsonable(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v, _depth + 1) for v in value]
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    return repr(key)
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def server_hello(version: str) -> Dict[str, Any]:
+    return {"type": "hello", "server": SERVER_NAME, "version": version, "protocol": PROTOCOL}
+
+
+def client_hello() -> Dict[str, Any]:
+    return {"type": "hello", "protocol": PROTOCOL}
+
+
+def mismatch_error(client_protocol: Any) -> Dict[str, Any]:
+    return error_message(
+        f"this server speaks protocol {PROTOCOL}, the client {client_protocol}: run the same "
+        f"pq-tui version (pq-tui shutdown stops the server)"
+    )
+
+
+def error_message(error: str, kind: str = "ProtocolError") -> Dict[str, Any]:
+    """A message about the connection itself, not a reply to a request."""
+    return {"type": "error", "error": error, "kind": kind}
+
+
+def request(request_id: int, op: str, **args: Any) -> Dict[str, Any]:
+    return {"type": "request", "id": request_id, "op": op, "args": args}
+
+
+def reply_ok(request_id: Any, result: Any) -> Dict[str, Any]:
+    return {"type": "reply", "id": request_id, "ok": True, "result": result}
+
+
+def reply_error(request_id: Any, error: str, kind: str) -> Dict[str, Any]:
+    return {"type": "reply", "id": request_id, "ok": False, "error": error, "kind": kind}
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+# The types an argument may have, by name, as JSON gives them.
+_TYPES = {
+    "job_id": "an int or a str",
+    "int": "an int",
+    "bool": "true or false",
+    "str": "a non-empty string",
+    "str?": "a non-empty string or null",
+    "dict": "an object",
+    "ids": "a list of job ids (ints or strs)",
+}
+
+# op -> {argument: (type, default)}; REQUIRED for a default means the argument must be given.
+REQUIRED = object()
+OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
+    "ping": {},
+    "snapshot": {},
+    "push": {"job_id": ("job_id", REQUIRED), "data": ("dict", REQUIRED),
+             "lane": ("str", "default")},
+    "remove": {"job_id": ("job_id", REQUIRED)},
+    "kill": {"job_id": ("job_id", REQUIRED), "force": ("bool", False)},
+    "move": {"job_id": ("job_id", REQUIRED), "index": ("int", REQUIRED), "lane": ("str?", None)},
+    "shift": {"job_id": ("job_id", REQUIRED), "delta": ("int", REQUIRED)},
+    "requeue": {"job_id": ("job_id", REQUIRED)},
+    "pause": {"lane": ("str", REQUIRED)},
+    "resume": {"lane": ("str", REQUIRED)},
+    "tail": {"job_id": ("job_id", REQUIRED)},
+    "log": {"job_id": ("job_id", REQUIRED), "offset": ("int", 0),
+            "max_bytes": ("int", DEFAULT_LOG_MAX_BYTES)},
+    "wait": {"job_ids": ("ids", [])},
+    "subscribe": {"max_pending_lines": ("int", DEFAULT_MAX_PENDING_LINES)},
+    "shutdown": {"kill": ("bool", False)},
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_job_id(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, str)
+
+
+def _type_ok(kind: str, value: Any) -> bool:
+    if kind == "job_id":
+        return _is_job_id(value)
+    if kind == "int":
+        return _is_int(value)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str) and value != ""
+    if kind == "str?":
+        return value is None or (isinstance(value, str) and value != "")
+    if kind == "dict":
+        return isinstance(value, dict)
+    if kind == "ids":
+        return isinstance(value, list) and all(_is_job_id(v) for v in value)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def parse_request(message: Dict[str, Any]) -> Tuple[Any, str, Dict[str, Any]]:
+    """(id, op, args with defaults filled in) of a request message. Raises ProtocolError for a
+    message that is not a usable request (with the id, if one could be read, as ``.request_id``)
+    and TypeError for bad arguments."""
+    request_id = message.get("id")
+    if not _is_int(request_id):
+        raise _with_id(ProtocolError('a request needs an "id" (an int)'), None)
+    extra = set(message) - {"type", "id", "op", "args"}
+    if extra:
+        raise _with_id(ProtocolError(f"a request has no field {_names(extra)}"), request_id)
+    op = message.get("op")
+    if op not in OPS:
+        known = ", ".join(sorted(OPS))
+        raise _with_id(ProtocolError(f"unknown op {op!r} (known: {known})"), request_id)
+    args = message.get("args", {})
+    if not isinstance(args, dict):
+        raise _with_id(TypeError(f'{op}: "args" must be an object'), request_id)
+    spec = OPS[op]
+    unknown = set(args) - set(spec)
+    if unknown:
+        raise _with_id(TypeError(f"{op}: unexpected argument {_names(unknown)}"), request_id)
+    parsed = {}
+    for name, (kind, default) in spec.items():
+        if name not in args:
+            if default is REQUIRED:
+                raise _with_id(TypeError(f"{op}: missing argument {name!r}"), request_id)
+            parsed[name] = list(default) if isinstance(default, list) else default
+            continue
+        value = args[name]
+        if not _type_ok(kind, value):
+            raise _with_id(
+                TypeError(f"{op}: {name!r} must be {_TYPES[kind]}, got {json.dumps(value)[:80]}"),
+                request_id,
+            )
+        parsed[name] = value
+    return request_id, op, parsed
+
+
+def _names(names: Any) -> str:
+    return ", ".join(repr(n) for n in sorted(names, key=str))
+
+
+def _with_id(exc: Exception, request_id: Any) -> Exception:
+    exc.request_id = request_id  # type: ignore[attr-defined]
+    return exc
+
+
+# -- events ------------------------------------------------------------------------------------
+
+EVENT_TYPES = {
+    cls.__name__: cls
+    for cls in (JobQueued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRemoved,
+                JobMoved, LanePaused, LaneResumed)
+}
+
+
+def encode_event(event: Event) -> Dict[str, Any]:
+    """``{"type": "event", "event": <class name>, <field>: <value>, ...}``; JobOutput's lines
+    as ``[[stream, text], ...]``."""
+    message: Dict[str, Any] = {"type": "event", "event": type(event).__name__}
+    for field in dataclasses.fields(event):
+        value = getattr(event, field.name)
+        if field.name == "lines":
+            value = [[stream, text] for stream, text in value]
+        elif field.name == "data":
+            value = jsonable(value)
+        message[field.name] = value
+    return message
+
+
+def decode_event(message: Dict[str, Any]) -> Event:
+    """The event dataclass of an event message; ProtocolError if it is not one."""
+    cls = EVENT_TYPES.get(message.get("event"))  # type: ignore[arg-type]
+    if message.get("type") != "event" or cls is None:
+        raise ProtocolError(f"not an event message: {str(message)[:200]}")
+    values = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in message:
+            raise ProtocolError(f"{cls.__name__} without {field.name!r}")
+        value = message[field.name]
+        if field.name == "lines":
+            value = tuple((stream, text) for stream, text in value)
+        values[field.name] = value
+    return cls(**values)

@@ -1,0 +1,888 @@
+"""The pq-tui server: one per user, it owns the engine so that jobs outlive the SSH connection.
+
+It listens on a Unix socket in the user's private runtime dir (see ``paths``), speaks the protocol
+of ``protocol`` (documented in docs/protocol.md), records the engine's state in the ``Store`` and
+restores it when it starts again, after a deliberate stop or a crash.
+
+Entry points: ``run_server`` (``pq-tui server [--foreground]``), ``serve`` (the coroutine),
+``start_server_process`` (what a client calls when no server answers) and ``connect`` (a client
+connection with the hello done).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import fcntl
+import logging
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from pq_tui import __version__
+from pq_tui.core.engine import Engine, Subscription
+from pq_tui.core.events import Event, JobOutput, JobStarted, JobUsage, OutputDropped
+from pq_tui.core.job import Job, Status
+from pq_tui.core.logfile import STREAMS
+from pq_tui.server import protocol
+from pq_tui.server.paths import RuntimeDirError, ServerPaths, prepare, server_paths
+from pq_tui.server.store import FINISHED, JobState, Store, StoreError
+
+log = logging.getLogger("pq_tui.server")
+
+DEFAULT_KILL_GRACE = 5.0
+HELLO_TIMEOUT = 30.0
+START_TIMEOUT = 15.0
+# A recovered job's process is taken for ours only if it was created this close to the job's
+# recorded start (seconds): a pid reused by an unrelated process is left alone.
+START_SLACK_BEFORE = 2.0
+START_SLACK_AFTER = 30.0
+_NOT_JOURNALED = (JobOutput, JobUsage, OutputDropped)
+
+
+class ServerError(Exception):
+    """The server cannot start or cannot be reached; the message is for the operator."""
+
+
+class AlreadyRunning(ServerError):
+    pass
+
+
+# -- the lock --------------------------------------------------------------------------------------
+
+
+def acquire_lock(paths: ServerPaths) -> int:
+    """Take the server's lock (an exclusive flock on the pid file) and return its fd, which must
+    stay open as long as the server runs. Raises AlreadyRunning if another server holds it."""
+    fd = os.open(paths.pid_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            os.close(fd)
+            raise
+        try:
+            pid = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        finally:
+            os.close(fd)
+        raise AlreadyRunning(
+            f"a pq-tui server is already running (pid {pid}) on {paths.socket}; "
+            f"`pq-tui shutdown` stops it"
+        ) from None
+    return fd
+
+
+def _write_pid(fd: int) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+
+
+def _socket_answers(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def _peer_uid(sock: Optional[socket.socket]) -> Optional[int]:
+    option = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or option is None:
+        return None  # not Linux: the 0700 runtime dir is the only guard
+    raw = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return uid
+
+
+# -- the server ------------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, paths: ServerPaths, kill_grace: float) -> None:
+        self.paths = paths
+        self.kill_grace = kill_grace
+        self.engine = Engine(paths.logs_dir, root_dir=os.path.expanduser("~"), profile=True,
+                             kill_grace=kill_grace)
+        self.store: Optional[Store] = None
+        # Finished runs restored from the store: the engine cannot hold finished jobs it did not
+        # run, so they live here and join the snapshot until the id is pushed again.
+        self.restored: Dict[Any, JobState] = {}
+        self.connections: set = set()
+        self.stopping = False
+        self.exit = asyncio.Event()
+        self._stop_task: Optional[asyncio.Task] = None
+        self._journal_pending: List[Event] = []
+        self._journal_scheduled = False
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def open_store(self) -> None:
+        self.store = Store.open(self.paths.state_file)
+        before = self.store.load()
+        active = [job for job in before.jobs if job.status not in FINISHED]
+        state = self.store.recover()
+        for job in active:
+            _kill_leftover(job)
+        self.engine.add_journal(self._journal)
+        for lane in state.lanes:
+            self.engine.lane(lane.name)
+            if lane.paused:
+                self.engine.pause(lane.name)
+        for job in state.jobs:
+            if job.status in FINISHED:
+                self.restored[job.id] = job
+            elif job.status == Status.QUEUED.value:
+                try:
+                    self.engine.push(job.id, job.input, job.lane)
+                except Exception:
+                    log.exception("could not restore the queued job %r", job.id)
+            else:  # recover() leaves nothing starting or running
+                log.warning("job %r restored as %s: skipped", job.id, job.status)
+        self._flush_journal()
+        log.info("restored %d lanes, %d queued jobs, %d finished", len(state.lanes),
+                 sum(1 for j in state.jobs if j.status == Status.QUEUED.value), len(self.restored))
+
+    def _journal(self, event: Event) -> None:
+        if isinstance(event, _NOT_JOURNALED):
+            return
+        self._journal_pending.append(event)
+        if isinstance(event, JobStarted):
+            # At once: the process exists already, and a kill -9 before a deferred flush would
+            # leave the store without its pid, so recovery could not kill what is left of it.
+            self._flush_journal()
+        elif not self._journal_scheduled:
+            self._journal_scheduled = True
+            # Before the task that spawns the next job takes its first step (see store.py).
+            asyncio.get_running_loop().call_soon(self._flush_journal)
+
+    def _flush_journal(self) -> None:
+        self._journal_scheduled = False
+        events, self._journal_pending = self._journal_pending, []
+        if not events or self.store is None:
+            return
+        try:
+            self.store.apply_many(events)
+        except Exception:
+            log.exception("could not record %d events in the state file", len(events))
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def running_jobs(self) -> List[Job]:
+        return [lane.running for lane in self.engine.lanes().values() if lane.running is not None]
+
+    def stop(self) -> "asyncio.Task":
+        """Stop the jobs (once): pause every lane (recorded, so the queue is kept and comes back
+        paused), kill the running jobs (recorded as killed), then stop recording and shut the
+        engine down. The server exits when ``exit`` is set (by the caller)."""
+        if self._stop_task is None:
+            self.stopping = True
+            self._stop_task = asyncio.ensure_future(self._stop())
+        return self._stop_task
+
+    async def _stop(self) -> None:
+        engine = self.engine
+        for name in list(engine.lanes()):
+            engine.pause(name)
+        waits = []
+        for job in self.running_jobs():
+            log.info("killing job %r (pid %s)", job.id, job.pid)
+            future = engine.kill(job.id)
+            if future is not None:
+                waits.append(future)
+        while self.running_jobs():
+            pending = [engine.wait_finished(job.id) for job in self.running_jobs()]
+            await asyncio.gather(*pending, return_exceptions=True)
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+        self._flush_journal()
+        engine.remove_journal(self._journal)
+        await engine.shutdown(kill=True)  # the queued jobs: removed here, kept in the store
+        log.info("jobs stopped")
+
+    def request_exit(self) -> None:
+        async def stop_then_exit() -> None:
+            try:
+                await self.stop()
+            finally:
+                self.exit.set()
+
+        asyncio.ensure_future(stop_then_exit())
+
+    # -- connections ---------------------------------------------------------------------------
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = Connection(self, reader, writer)
+        self.connections.add(connection)
+        try:
+            await connection.run()
+        except (ConnectionError, BrokenPipeError):
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("connection %s: internal error", connection.name)
+        finally:
+            self.connections.discard(connection)
+            connection.close()
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def job_info(self, job: Job) -> Dict[str, Any]:
+        return {
+            "id": job.id,
+            "lane": job.lane,
+            "run": job.run,
+            "status": job.status.value,
+            "data": protocol.jsonable(job.data),
+            "pid": job.pid,
+            "line_count": job.line_count,
+            "stderr_count": job.stderr_count,
+            "log_path": job.log_path,
+            "cpu_percent": job.cpu_percent,
+            "rss": job.rss,
+            "elapsed": job.duration if job.status is Status.RUNNING else None,
+            "restored": False,
+        }
+
+    def restored_info(self, state: JobState) -> Dict[str, Any]:
+        data = state.data
+        return {
+            "id": state.id,
+            "lane": state.lane,
+            "run": state.run,
+            "status": state.status,
+            "data": data,
+            "pid": data.get("pid"),
+            "line_count": None,  # unknown until the log is read (tail, log)
+            "stderr_count": data.get("stderr"),
+            "log_path": state.log_path,
+            "cpu_percent": None,
+            "rss": None,
+            "elapsed": None,
+            "restored": True,
+        }
+
+    def snapshot(self) -> Dict[str, Any]:
+        lanes = [
+            {
+                "name": lane.name,
+                "paused": lane.paused,
+                "queued": [job.id for job in lane.queued],
+                "running": lane.running.id if lane.running is not None else None,
+            }
+            for lane in self.engine.lanes().values()
+        ]
+        known = {job.id for job in self.engine.jobs()}
+        jobs = [self.restored_info(s) for key, s in self.restored.items() if key not in known]
+        jobs += [self.job_info(job) for job in self.engine.jobs()]
+        return {
+            "server": {"version": __version__, "protocol": protocol.PROTOCOL, "pid": os.getpid(),
+                       "stopping": self.stopping},
+            "lanes": lanes,
+            "jobs": jobs,
+        }
+
+    def find(self, job_id: Any) -> Tuple[Optional[Job], Optional[JobState]]:
+        job = self.engine.get(job_id)
+        if job is not None:
+            return job, None
+        state = self.restored.get(job_id)
+        if state is None:
+            raise KeyError(f"no job {job_id!r}")
+        return None, state
+
+    def _check_not_stopping(self, op: str) -> None:
+        if self.stopping:
+            raise RuntimeError(f"{op}: the server is shutting down")
+
+
+class Connection:
+    """One client. Requests are answered in order (``wait`` and ``shutdown`` answer when done);
+    once subscribed, events go out between replies, each reply after every event emitted before
+    it was computed and every event its request caused."""
+
+    _count = 0
+
+    def __init__(self, server: Server, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        Connection._count += 1
+        self.name = f"#{Connection._count}"
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.lock = asyncio.Lock()
+        self.subscription: Optional[Subscription] = None
+        self.carry: List[Event] = []  # events taken from the subscription, not yet written
+        self.tasks: set = set()
+        self.handlers: Dict[str, Callable[[Dict[str, Any]], Any]] = {
+            "ping": lambda args: "pong",
+            "snapshot": lambda args: server.snapshot(),
+            "push": self.op_push,
+            "remove": self.op_remove,
+            "kill": self.op_kill,
+            "move": lambda a: server.engine.move(a["job_id"], a["index"], a["lane"]),
+            "shift": lambda a: server.engine.shift(a["job_id"], a["delta"]),
+            "requeue": self.op_requeue,
+            "pause": lambda a: server.engine.pause(a["lane"]),
+            "resume": self.op_resume,
+            "tail": self.op_tail,
+            "log": self.op_log,
+            "subscribe": self.op_subscribe,
+        }
+
+    # -- the conversation ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        uid = _peer_uid(self.writer.get_extra_info("socket"))
+        if uid is not None and uid != os.getuid():
+            log.warning("connection %s from uid %d refused (the server runs as uid %d)",
+                        self.name, uid, os.getuid())
+            return
+        await self.send(protocol.server_hello(__version__))
+        try:
+            hello = await asyncio.wait_for(protocol.read_message(self.reader), HELLO_TIMEOUT)
+        except asyncio.TimeoutError:
+            await self.send(protocol.error_message("no hello from the client"))
+            return
+        except protocol.ProtocolError as exc:
+            await self.send(protocol.error_message(f"expected a hello: {exc}"))
+            return
+        if hello is None:
+            return
+        version = hello.get("protocol")
+        if hello.get("type") != "hello" or isinstance(version, bool) or not isinstance(version, int):
+            await self.send(protocol.error_message(
+                'expected a hello: {"type": "hello", "protocol": <int>}'))
+            return
+        if version != protocol.PROTOCOL:
+            log.info("connection %s: client speaks protocol %s; refused", self.name, version)
+            await self.send(protocol.mismatch_error(version))
+            return
+        while True:
+            try:
+                message = await protocol.read_message(self.reader)
+            except protocol.LineTooLong as exc:
+                await self.send(protocol.error_message(str(exc)))
+                continue
+            except protocol.ProtocolError as exc:
+                if "closed in the middle" in str(exc):
+                    return
+                await self.send(protocol.error_message(str(exc)))
+                continue
+            if message is None:
+                return
+            if message["type"] != "request":
+                await self.send(protocol.error_message(
+                    f"unexpected message type {message['type']!r} (expected a request)"))
+                continue
+            try:
+                request_id, op, args = protocol.parse_request(message)
+            except (protocol.ProtocolError, TypeError) as exc:
+                await self.send(protocol.reply_error(getattr(exc, "request_id", None), str(exc),
+                                                     type(exc).__name__))
+                continue
+            if op == "wait":
+                self._spawn(self.op_wait(request_id, args))
+            elif op == "shutdown":
+                self._spawn(self.op_shutdown(request_id, args))
+            else:
+                await self.answer(request_id, self.handlers[op], args)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def answer(self, request_id: int, handler: Callable, args: Dict[str, Any]) -> None:
+        """Compute the result and send it after every event emitted so far (those the request
+        caused included), with no pause in between: the reply describes the state those events
+        led to."""
+        async with self.lock:
+            try:
+                result = handler(args)
+                reply = protocol.reply_ok(request_id, protocol.jsonable(result))
+            except Exception as exc:
+                reply = protocol.reply_error(request_id, _message(exc), type(exc).__name__)
+                if not isinstance(exc, (ValueError, KeyError, TypeError, RuntimeError)):
+                    log.exception("request %s %r failed", request_id, handler)
+            self._write_events()  # those before the request, and those it caused
+            self._write(reply, request_id)
+            await self.writer.drain()
+
+    async def send(self, message: Dict[str, Any]) -> None:
+        async with self.lock:
+            self._write_events()
+            self._write(message, message.get("id"))
+            await self.writer.drain()
+
+    def _write(self, message: Dict[str, Any], request_id: Any = None) -> None:
+        try:
+            data = protocol.encode(message)
+        except protocol.ProtocolError as exc:
+            data = protocol.encode(protocol.reply_error(request_id, f"the reply is too large: "
+                                                        f"{exc}", "ProtocolError"))
+        self.writer.write(data)
+
+    def _write_events(self) -> None:
+        if self.subscription is not None:
+            # Taken without waiting (Subscription has no public non-blocking take).
+            self.carry.extend(self.subscription.take_nowait())
+        events, self.carry = self.carry, []
+        for event in events:
+            try:
+                data = protocol.encode(protocol.encode_event(event))
+            except protocol.ProtocolError:  # a batch of lines too large for one message
+                count = len(getattr(event, "lines", ()))
+                data = protocol.encode(protocol.encode_event(OutputDropped(event.job_id, count)))
+            self.writer.write(data)
+
+    async def forward_events(self, subscription: Subscription) -> None:
+        while True:
+            batch = await subscription.batch()
+            if not batch:
+                return
+            self.carry.extend(batch)
+            async with self.lock:
+                self._write_events()
+                await self.writer.drain()
+
+    def close(self) -> None:
+        if self.subscription is not None:
+            self.subscription.close()
+        for task in list(self.tasks):
+            task.cancel()
+        try:
+            self.writer.close()
+        except Exception:
+            pass
+
+    # -- ops -----------------------------------------------------------------------------------
+
+    def op_push(self, args: Dict[str, Any]) -> Any:
+        self.server._check_not_stopping("push")
+        job = self.server.engine.push(args["job_id"], args["data"], args["lane"])
+        self.server.restored.pop(job.id, None)
+        return job.snapshot()
+
+    def op_requeue(self, args: Dict[str, Any]) -> Any:
+        self.server._check_not_stopping("requeue")
+        job, state = self.server.find(args["job_id"])
+        if job is not None:
+            job = self.server.engine.requeue(job.id)
+        else:
+            job = self.server.engine.push(state.id, state.input, state.lane)
+            self.server.restored.pop(state.id, None)
+        return job.snapshot()
+
+    def op_resume(self, args: Dict[str, Any]) -> None:
+        self.server._check_not_stopping("resume")
+        self.server.engine.resume(args["lane"])
+
+    def op_remove(self, args: Dict[str, Any]) -> Any:
+        return self.server.engine.remove(args["job_id"])
+
+    def op_kill(self, args: Dict[str, Any]) -> Any:
+        engine = self.server.engine
+        future = engine.kill(args["job_id"], force=args["force"])
+        if future is None:
+            return None
+        future.add_done_callback(_ignore_result)
+        job = engine.get(args["job_id"])
+        return job.snapshot() if job is not None else None
+
+    def op_tail(self, args: Dict[str, Any]) -> Any:
+        job, state = self.server.find(args["job_id"])
+        if job is not None:
+            return {"lines": [list(line) for line in job.tail], "line_count": job.line_count,
+                    "stderr_count": job.stderr_count}
+        tail: collections.deque = collections.deque(maxlen=self.server.engine.tail_lines)
+        count = errors = 0
+        if state.log_path:
+            try:
+                with open(state.log_path, encoding="utf-8", errors="replace", newline="\n") as f:
+                    for raw in f:
+                        stream = STREAMS.get(raw[:2], "out")
+                        if stream == "note":
+                            continue
+                        count += 1
+                        errors += stream == "err"
+                        tail.append([stream, raw[2:].rstrip("\n")])
+            except OSError as exc:
+                raise ValueError(f"cannot read the log {state.log_path}: {exc.strerror}") from None
+        return {"lines": list(tail), "line_count": count, "stderr_count": errors}
+
+    def op_log(self, args: Dict[str, Any]) -> Any:
+        offset, max_bytes = args["offset"], args["max_bytes"]
+        if offset < 0:
+            raise ValueError(f"log: offset must be 0 or more, got {offset}")
+        if not 1 <= max_bytes <= protocol.MAX_LOG_MAX_BYTES:
+            raise ValueError(f"log: max_bytes must be 1 to {protocol.MAX_LOG_MAX_BYTES}")
+        job, state = self.server.find(args["job_id"])
+        if job is not None:
+            path, finished = job.log_path, job.status.finished
+        else:
+            path, finished = state.log_path, True
+        if path is None:  # queued, or ended before it had a log
+            return {"lines": [], "offset": offset, "finished": finished, "path": None}
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read(max_bytes)
+                # A line longer than max_bytes is read whole (up to the protocol's cap).
+                while b"\n" not in chunk and len(chunk) < protocol.MAX_LOG_MAX_BYTES:
+                    more = f.read(max_bytes)
+                    if not more:
+                        break
+                    chunk += more
+                at_end = not f.read(1)
+        except OSError as exc:
+            raise ValueError(f"cannot read the log {path}: {exc.strerror}") from None
+        # The log of a finished job is complete (closed before its status changed): read it to
+        # the end. Otherwise stop after the last whole line; the rest is still being written.
+        done = finished and at_end
+        cut = len(chunk) if done else chunk.rfind(b"\n") + 1
+        if cut == 0 and len(chunk) >= protocol.MAX_LOG_MAX_BYTES:
+            cut = len(chunk)  # an absurd line: in pieces
+        pieces = chunk[:cut].decode("utf-8", "replace").split("\n")
+        if pieces[-1] == "":
+            pieces.pop()
+        lines = [[STREAMS.get(piece[:2], "out"), piece[2:]] for piece in pieces]
+        return {"lines": lines, "offset": offset + cut, "finished": done, "path": path}
+
+    def op_subscribe(self, args: Dict[str, Any]) -> None:
+        if self.subscription is not None:
+            raise ValueError("subscribe: this connection is already subscribed")
+        if args["max_pending_lines"] < 0:
+            raise ValueError("subscribe: max_pending_lines must be 0 or more")
+        self.server._check_not_stopping("subscribe")
+        self.subscription = self.server.engine.subscribe(args["max_pending_lines"])
+        self._spawn(self.forward_events(self.subscription))
+
+    async def op_wait(self, request_id: int, args: Dict[str, Any]) -> None:
+        try:
+            ids = await self._wait_for(args["job_ids"])
+            handler: Callable = lambda a: self._wait_result(ids)
+        except Exception as exc:  # an unknown id: a KeyError at once
+            handler = _raiser(exc)
+        await self.answer(request_id, handler, args)
+
+    async def _wait_for(self, ids: List[Any]) -> List[Any]:
+        engine = self.server.engine
+        for job_id in ids:
+            self.server.find(job_id)
+        if not ids:
+            await engine.wait_idle()
+            return [job.id for job in engine.jobs()]
+        for job_id in ids:
+            if engine.get(job_id) is not None:
+                await engine.wait_finished(job_id)
+        return ids
+
+    def _wait_result(self, ids: List[Any]) -> Dict[str, Any]:
+        jobs = []
+        for job_id in ids:
+            job, state = self.server.find(job_id)
+            jobs.append({"job_id": job_id,
+                         "data": job.snapshot() if job is not None else state.data})
+        return {"jobs": jobs}
+
+    async def op_shutdown(self, request_id: int, args: Dict[str, Any]) -> None:
+        server = self.server
+        running = server.running_jobs()
+        if running and not args["kill"] and not server.stopping:
+            names = ", ".join(repr(job.id) for job in running)
+            await self.answer(request_id, _raiser(ValueError(
+                f"jobs are running: {names}; shut down with kill to kill them (the queued jobs "
+                f"are kept either way)")), args)
+            return
+        log.info("shutdown requested by connection %s (kill=%s)", self.name, args["kill"])
+        await server.stop()
+        await self.answer(request_id, lambda a: {"stopped": True}, args)
+        server.exit.set()
+
+
+def _raiser(exc: Exception) -> Callable:
+    def handler(args: Any) -> Any:
+        raise exc
+
+    return handler
+
+
+def _ignore_result(future: "asyncio.Future") -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
+def _kill_leftover(job: JobState) -> None:
+    """Kill what is left of a job that ran when the server died: its process tree, if the pid is
+    still the job's (created when the job started, by us) and not a later process's."""
+    pid = job.data.get("pid")
+    started = job.data.get("time-start")
+    log.debug("job %r was %s when the server stopped (pid %r)", job.id, job.status, pid)
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        created = proc.create_time()
+        if proc.uids().real != os.getuid():
+            return
+    except psutil.Error:
+        return
+    if not isinstance(started, (int, float)) or not (
+        started - START_SLACK_BEFORE <= created <= started + START_SLACK_AFTER
+    ):
+        log.info("job %r: pid %d is another process now; left alone", job.id, pid)
+        return
+    try:
+        victims = [proc] + proc.children(recursive=True)
+    except psutil.Error:
+        victims = [proc]
+    log.warning("job %r was interrupted; killing its leftover processes %s", job.id,
+                [p.pid for p in victims])
+    try:
+        if os.getpgid(pid) == pid:  # the job's own session and group (see runner.py)
+            os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    for victim in victims:
+        try:
+            victim.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=3)
+
+
+# -- serving ---------------------------------------------------------------------------------------
+
+
+async def serve(paths: ServerPaths, *, kill_grace: float = DEFAULT_KILL_GRACE,
+                lock_fd: Optional[int] = None) -> None:
+    """Run the server until a shutdown request or SIGTERM/SIGINT. Takes the lock unless given
+    its fd (``acquire_lock``); raises AlreadyRunning or ServerError if it cannot start."""
+    prepare(paths)
+    own_lock = lock_fd is None
+    if lock_fd is None:
+        lock_fd = acquire_lock(paths)
+    try:
+        _write_pid(lock_fd)
+        await _serve_locked(paths, kill_grace)
+    finally:
+        try:
+            os.unlink(paths.pid_file)
+        except OSError:
+            pass
+        if own_lock:
+            os.close(lock_fd)
+
+
+async def _serve_locked(paths: ServerPaths, kill_grace: float) -> None:
+    loop = asyncio.get_running_loop()
+    if os.path.lexists(paths.socket):
+        if _socket_answers(paths.socket):
+            raise ServerError(f"something already listens on {paths.socket} though no server "
+                              f"holds {paths.pid_file}: stop it, or remove the socket")
+        log.info("replacing the stale socket %s", paths.socket)
+        os.unlink(paths.socket)
+    server = Server(paths, kill_grace)
+    server.open_store()
+    listener = None
+    try:
+        old_umask = os.umask(0o177)
+        try:
+            listener = await asyncio.start_unix_server(server.handle, path=paths.socket,
+                                                       limit=protocol.STREAM_LIMIT)
+        finally:
+            os.umask(old_umask)
+        os.chmod(paths.socket, 0o600)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _on_stop_signal, server, sig)
+        # A handler, not SIG_IGN: an ignored signal would stay ignored in the jobs we spawn.
+        loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP ignored")
+        log.info("pq-tui server %s (pid %d) listening on %s", __version__, os.getpid(),
+                 paths.socket)
+        await server.exit.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        if listener is not None:
+            listener.close()
+        try:
+            os.unlink(paths.socket)
+        except OSError:
+            pass
+        if not server.stopping or (server._stop_task and not server._stop_task.done()):
+            await server.stop()  # an error above: still stop the jobs
+        for connection in list(server.connections):
+            connection.close()
+        if listener is not None:
+            await listener.wait_closed()
+        await asyncio.sleep(0)
+        server._flush_journal()
+        if server.store is not None:
+            server.store.close()
+        log.info("pq-tui server stopped")
+
+
+def _on_stop_signal(server: Server, sig: int) -> None:
+    log.info("%s: stopping (killing the running jobs)", signal.Signals(sig).name)
+    server.request_exit()
+
+
+def _kill_grace_from_env() -> float:
+    text = os.environ.get("PQ_TUI_KILL_GRACE")
+    if text:
+        try:
+            value = float(text)
+            if value >= 0:
+                return value
+        except ValueError:
+            pass
+        log.warning("PQ_TUI_KILL_GRACE=%r is not a number of seconds; using %g", text,
+                    DEFAULT_KILL_GRACE)
+    return DEFAULT_KILL_GRACE
+
+
+def run_server(foreground: bool, kill_grace: Optional[float] = None) -> int:
+    """``pq-tui server``: run the server here (``foreground``, logging to stderr) or detached
+    (a new session, standard streams on /dev/null, logging to server.log). Returns the exit
+    status: 0 after a clean stop, 1 if it could not start (another server runs, say)."""
+    paths = server_paths()
+    try:
+        prepare(paths)
+    except (OSError, ServerError, RuntimeDirError) as exc:
+        print(f"pq-tui server: {exc}", file=sys.stderr)
+        return 1
+    _set_up_logging(paths, foreground)
+    if kill_grace is None:
+        kill_grace = _kill_grace_from_env()
+    try:
+        lock_fd = acquire_lock(paths)
+    except (OSError, ServerError) as exc:
+        log.error("%s", exc)
+        if not foreground:
+            print(f"pq-tui server: {exc}", file=sys.stderr)
+        return 1
+    if not foreground:
+        _detach()
+    try:
+        asyncio.run(serve(paths, kill_grace=kill_grace, lock_fd=lock_fd))
+    except (ServerError, StoreError) as exc:
+        log.error("%s", exc)
+        return 1
+    except Exception:
+        log.exception("the server failed")
+        return 1
+    return 0
+
+
+def _set_up_logging(paths: ServerPaths, foreground: bool) -> None:
+    if foreground:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(paths.server_log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if os.environ.get("PQ_TUI_DEBUG") else logging.INFO)
+
+
+def _detach() -> None:
+    """Become a daemon: the parent returns at once (its caller reaps it), the child goes on in a
+    new session with no terminal, in the home folder, with its standard streams on /dev/null."""
+    pid = os.fork()
+    if pid:
+        os._exit(0)
+    try:
+        os.setsid()
+    except OSError:
+        pass
+    os.chdir(os.path.expanduser("~"))
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+
+
+# -- for clients -----------------------------------------------------------------------------------
+
+
+def start_server_process(paths: ServerPaths, *, timeout: float = START_TIMEOUT) -> None:
+    """Start a detached server for ``paths`` and return once its socket accepts connections (or
+    another server's does). Raises ServerError if it does not come up in ``timeout`` seconds."""
+    prepare(paths)
+    env = dict(os.environ, PQ_TUI_RUNTIME_DIR=paths.runtime_dir, PQ_TUI_STATE_DIR=paths.state_dir)
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "pq_tui", "server"],
+        cwd=package_parent,  # -m finds pq_tui here even when it is not installed
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        _out, err = launcher.communicate(timeout=timeout)  # it forks and exits at once
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+        launcher.wait()
+        raise ServerError("the pq-tui server did not start (the launcher hung)") from None
+    message = err.decode("utf-8", "replace").strip()
+    while time.monotonic() < deadline:
+        if _socket_answers(paths.socket):
+            return
+        if launcher.returncode != 0 and not os.path.exists(paths.pid_file):
+            break
+        time.sleep(0.05)
+    if _socket_answers(paths.socket):
+        return
+    detail = message or f"see {paths.server_log}"
+    raise ServerError(f"the pq-tui server did not start: {detail}")
+
+
+async def connect(paths: Optional[ServerPaths] = None
+                  ) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to the server and do the hello: returns the streams, ready for requests. Raises
+    ServerError if nothing listens, ProtocolError if the server refuses (the message says why)."""
+    paths = paths or server_paths()
+    try:
+        reader, writer = await asyncio.open_unix_connection(paths.socket,
+                                                            limit=protocol.STREAM_LIMIT)
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        raise ServerError(f"no pq-tui server on {paths.socket} ({exc.strerror})") from None
+    try:
+        hello = await protocol.read_message(reader)
+        if hello is None or hello.get("type") != "hello" or hello.get("server") != "pq-tui":
+            raise protocol.ProtocolError(f"not a pq-tui server on {paths.socket}: {hello!r}")
+        writer.write(protocol.encode(protocol.client_hello()))
+        await writer.drain()
+        if hello.get("protocol") != protocol.PROTOCOL:
+            answer = await protocol.read_message(reader)
+            error = (answer or {}).get("error") or (
+                f"the server speaks protocol {hello.get('protocol')}, this client "
+                f"{protocol.PROTOCOL}")
+            raise protocol.ProtocolError(error)
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer

@@ -1,0 +1,564 @@
+"""The pq-tui server: real server processes in temporary folders, talked to over its socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+import pytest
+
+from pq_tui.server import protocol
+from pq_tui.server.paths import ServerPaths
+from pq_tui.server.server import ServerError, connect, start_server_process
+
+pytestmark = [
+    pytest.mark.usefixtures("no_leftover_processes"),
+    pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets and signals"),
+]
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEADLINE = 20.0
+
+
+def run(coro, timeout: float = 40):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_gone(pid: int, timeout: float = DEADLINE) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if _gone(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+class Env:
+    """Paths and environment for servers under a test's tmp_path; remembers every pid to check."""
+
+    def __init__(self, tmp_path, monkeypatch) -> None:
+        # A short runtime dir: a Unix socket's path holds about 100 bytes.
+        self.runtime = tempfile.mkdtemp(prefix="pqt-")
+        self.tmp = tmp_path
+        self.paths = ServerPaths(self.runtime, str(tmp_path / "state"))
+        monkeypatch.setenv("PQ_TUI_RUNTIME_DIR", self.runtime)
+        monkeypatch.setenv("PQ_TUI_STATE_DIR", self.paths.state_dir)
+        monkeypatch.setenv("PQ_TUI_KILL_GRACE", "0.5")
+        self.pids: set = set()
+
+    def start(self) -> int:
+        start_server_process(self.paths)
+        pid = self.server_pid()
+        self.pids.add(pid)
+        return pid
+
+    def server_pid(self) -> int:
+        with open(self.paths.pid_file) as f:
+            return int(f.read().strip())
+
+    def foreground(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pq_tui", "server", "--foreground", *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=DEADLINE)
+
+    def cleanup(self) -> list:
+        leftovers = []
+        for pid in self.pids:
+            if not _gone(pid):
+                leftovers.append(pid)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        shutil.rmtree(self.runtime, ignore_errors=True)
+        return leftovers
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    environment = Env(tmp_path, monkeypatch)
+    yield environment
+    leftovers = environment.cleanup()
+    assert not leftovers, f"processes left running: {leftovers}"
+
+
+class Client:
+    """A test client: requests by op, events collected as they come."""
+
+    def __init__(self, reader, writer) -> None:
+        self.reader, self.writer = reader, writer
+        self.next_id = 0
+        self.events: list = []
+        self.replies: dict = {}
+
+    @classmethod
+    async def open(cls, env: Env) -> "Client":
+        return cls(*await connect(env.paths))
+
+    async def send(self, message: dict) -> None:
+        self.writer.write(protocol.encode(message))
+        await self.writer.drain()
+
+    async def _read(self) -> dict:
+        message = await asyncio.wait_for(protocol.read_message(self.reader), DEADLINE)
+        assert message is not None, "the server closed the connection"
+        if message["type"] == "event":
+            self.events.append(protocol.decode_event(message))
+        elif message["type"] == "reply":
+            self.replies[message["id"]] = message
+        return message
+
+    async def call(self, op: str, **args) -> dict:
+        self.next_id += 1
+        request_id = self.next_id
+        await self.send(protocol.request(request_id, op, **args))
+        while request_id not in self.replies:
+            await self._read()
+        return self.replies.pop(request_id)
+
+    async def ok(self, op: str, **args):
+        reply = await self.call(op, **args)
+        assert reply["ok"], reply
+        return reply["result"]
+
+    async def until(self, predicate) -> None:
+        while not predicate(self.events):
+            await self._read()
+
+    async def close(self) -> None:
+        self.writer.close()
+
+
+async def raw_connection(env: Env):
+    reader, writer = await asyncio.open_unix_connection(env.paths.socket,
+                                                        limit=protocol.STREAM_LIMIT)
+    hello = await protocol.read_message(reader)
+    return reader, writer, hello
+
+
+def sh(script: str, tmp) -> dict:
+    return {"cmd": script, "cwd": str(tmp)}
+
+
+def exited(events, job_id) -> bool:
+    return any(type(e).__name__ == "JobExited" and e.job_id == job_id for e in events)
+
+
+async def shutdown(env: Env, pid: int, kill: bool = True) -> None:
+    client = await Client.open(env)
+    assert (await client.ok("shutdown", kill=kill)) == {"stopped": True}
+    await client.close()
+    assert wait_gone(pid), "the server did not exit after shutdown"
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+
+def test_jobs_events_snapshot_and_logs(env):
+    pid = env.start()
+
+    async def main():
+        reader, writer, hello = await raw_connection(env)
+        assert hello == {"type": "hello", "server": "pq-tui", "version": hello["version"],
+                         "protocol": 1}
+        writer.close()
+        pusher = await Client.open(env)
+        watcher = await Client.open(env)
+        assert await watcher.ok("subscribe") is None
+        data = await pusher.ok("push", job_id=1, lane="A",
+                               data=sh("for i in 1 2 3; do echo $i; done; echo oops >&2", env.tmp))
+        assert data["status"] in ("queued", "running") and data["queue"] == "A"
+        await pusher.ok("push", job_id="two", lane="B", data=sh("echo hi; sleep 0.3; echo ho",
+                                                                 env.tmp))
+        result = await pusher.ok("wait", job_ids=[1, "two"])
+        assert [j["job_id"] for j in result["jobs"]] == [1, "two"]
+        assert [j["data"]["status"] for j in result["jobs"]] == ["ok", "ok"]
+        await watcher.until(lambda events: exited(events, 1) and exited(events, "two"))
+        kinds = {(type(e).__name__, e.job_id) for e in watcher.events if hasattr(e, "job_id")}
+        for job_id in (1, "two"):
+            for kind in ("JobQueued", "JobStarted", "JobOutput", "JobExited"):
+                assert (kind, job_id) in kinds
+        output = [line for e in watcher.events if type(e).__name__ == "JobOutput"
+                  and e.job_id == 1 for line in e.lines]
+        assert output == [("out", "1"), ("out", "2"), ("out", "3"), ("err", "oops")]
+
+        snapshot = await pusher.ok("snapshot")
+        lanes = {lane["name"]: lane for lane in snapshot["lanes"]}
+        assert lanes["A"] == {"name": "A", "paused": False, "queued": [], "running": None}
+        jobs = {job["id"]: job for job in snapshot["jobs"]}
+        assert set(jobs) == {1, "two"}  # the int and the str kept as they were
+        assert jobs[1]["line_count"] == 4 and jobs[1]["stderr_count"] == 1
+        assert jobs[1]["status"] == "ok" and jobs[1]["lane"] == "A"
+        assert os.path.isfile(jobs[1]["log_path"])
+
+        tail = await pusher.ok("tail", job_id=1)
+        assert tail["line_count"] == 4 and tail["lines"][-1] == ["err", "oops"]
+
+        # The log, read a few bytes at a time from the offsets the server returns.
+        lines, offset, reads = [], 0, 0
+        while True:
+            part = await pusher.ok("log", job_id="two", offset=offset, max_bytes=16)
+            lines += part["lines"]
+            assert part["offset"] >= offset
+            offset = part["offset"]
+            reads += 1
+            if part["finished"]:
+                break
+        assert reads > 2
+        assert [l for l in lines if l[0] != "note"] == [["out", "hi"], ["out", "ho"]]
+        assert any(l[0] == "note" and l[1].startswith("cmd:") for l in lines)
+        assert offset == os.path.getsize(jobs["two"]["log_path"])
+        await pusher.close()
+        await watcher.close()
+
+    run(main())
+    run(shutdown(env, pid))
+    assert not os.path.exists(env.paths.socket)
+
+
+def test_follow_a_running_jobs_log(env):
+    pid = env.start()
+
+    async def main():
+        client = await Client.open(env)
+        marker = env.tmp / "go"
+        await client.ok("push", job_id="f", data=sh(
+            f"echo first; while [ ! -e {marker} ]; do sleep 0.02; done; echo second", env.tmp))
+        while True:  # the first read: what is there while the job runs
+            part = await client.ok("log", job_id="f")
+            if any(line == ["out", "first"] for line in part["lines"]):
+                break
+            await asyncio.sleep(0.02)
+        assert not part["finished"]
+        marker.touch()
+        await client.ok("wait", job_ids=["f"])
+        rest = await client.ok("log", job_id="f", offset=part["offset"])
+        assert rest["finished"]
+        assert ["out", "first"] not in rest["lines"] and ["out", "second"] in rest["lines"]
+        await client.close()
+
+    run(main())
+    run(shutdown(env, pid))
+
+
+def test_bad_input_gets_errors_and_the_server_keeps_serving(env):
+    pid = env.start()
+
+    async def main():
+        # A client of another protocol version: the clear error, then the end.
+        reader, writer, _hello = await raw_connection(env)
+        writer.write(b'{"type":"hello","protocol":2}\n')
+        error = await protocol.read_message(reader)
+        assert error["type"] == "error"
+        assert error["error"] == ("this server speaks protocol 1, the client 2: run the same "
+                                  "pq-tui version (pq-tui shutdown stops the server)")
+        assert await reader.read() == b""
+        writer.close()
+        # ...and connect() reports it as a ProtocolError.
+
+        client = await Client.open(env)
+        other = await Client.open(env)
+        await client.send({"type": "request"})  # no id
+        bad = [
+            b"this is not json\n",
+            b"[1, 2]\n",
+            b"\xff\xfe\x00garbage\n",
+            b'{"type": "request", "id": 1, "op": "explode", "args": {}}\n',
+            b'{"type": "request", "id": 2, "op": "push", "args": {"job_id": 1.5, "data": {}}}\n',
+            b'{"type": "request", "id": 3, "op": "push", "args": {"job_id": 1}}\n',
+            b'{"type": "request", "id": 4, "op": "kill", "args": {"job_id": 1, "hard": true}}\n',
+            b'{"type": "request", "id": 5, "op": "move", "args": {"job_id": 1, "index": true}}\n',
+            b'{"type": "request", "id": 6, "op": "remove", "args": []}\n',
+            b'{"type": "request", "id": 7, "op": "move", "args": {"job_id": "x", "index": 0}}\n',
+            b'{"type": "request", "id": 8, "op": "pause", "args": {"lane": ""}}\n',
+            b'{"type": "mystery"}\n',
+        ]
+        for line in bad:
+            client.writer.write(line)
+        await client.writer.drain()
+        answers = [await client._read() for _ in range(len(bad) + 1)]
+        assert [a["type"] for a in answers] == ["reply", "error", "error", "error", "reply",
+                                                "reply", "reply", "reply", "reply", "reply",
+                                                "reply", "reply", "error"]
+        replies = {a["id"]: a for a in answers if a["type"] == "reply"}
+        client.replies.clear()
+        assert replies[None]["ok"] is False
+        assert replies[1]["kind"] == "ProtocolError" and "unknown op 'explode'" in replies[1]["error"]
+        assert replies[2]["kind"] == "TypeError" and "'job_id' must be" in replies[2]["error"]
+        assert replies[3]["kind"] == "TypeError" and "missing argument 'data'" in replies[3]["error"]
+        assert replies[4]["kind"] == "TypeError" and "unexpected argument 'hard'" in replies[4]["error"]
+        assert replies[5]["kind"] == "TypeError"
+        assert replies[6]["kind"] == "TypeError"
+        assert replies[7] == {"type": "reply", "id": 7, "ok": False, "error": "no job 'x'",
+                              "kind": "KeyError"}
+        assert replies[8]["kind"] == "TypeError"
+        assert "not UTF-8" in answers[3]["error"]
+
+        # A line over the limit: skipped with an error; the connection goes on.
+        client.writer.write(b"x" * (protocol.MAX_LINE + 10) + b"\n")
+        await client.writer.drain()
+        too_long = await client._read()
+        assert too_long["type"] == "error" and "over the limit" in too_long["error"]
+        assert await client.ok("ping") == "pong"
+        assert await other.ok("ping") == "pong"
+
+        # Random bytes, before the hello and after it, then an abrupt close.
+        for after_hello in (False, True):
+            reader, writer, _ = await raw_connection(env)
+            if after_hello:
+                writer.write(protocol.encode(protocol.client_hello()))
+            writer.write(os.urandom(200_000))
+            await writer.drain()
+            writer.transport.abort()
+        await asyncio.sleep(0.1)
+        assert await other.ok("ping") == "pong"
+        third = await Client.open(env)
+        assert await third.ok("ping") == "pong"
+        for c in (client, other, third):
+            await c.close()
+
+    run(main())
+    assert not _gone(pid)
+    run(shutdown(env, pid))
+
+
+def test_second_server_refuses_and_a_stale_socket_is_replaced(env):
+    pid = env.start()
+    second = env.foreground()
+    assert second.returncode == 1
+    assert "already running" in second.stderr and str(pid) in second.stderr
+    start_server_process(env.paths)  # a client racing another: finds the running server
+    assert env.server_pid() == pid
+
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pid)
+    assert os.path.exists(env.paths.socket)  # stale: nobody listens
+    new_pid = env.start()
+    assert new_pid != pid
+
+    async def main():
+        client = await Client.open(env)
+        assert await client.ok("ping") == "pong"
+        await client.close()
+
+    run(main())
+    run(shutdown(env, new_pid))
+
+
+def test_permissions_of_the_socket_and_the_runtime_dir(env):
+    pid = env.start()
+    assert stat.S_IMODE(os.stat(env.paths.socket).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(env.runtime).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(env.paths.state_file).st_mode) == 0o600
+    run(shutdown(env, pid))
+
+    os.chmod(env.runtime, 0o755)
+    refused = env.foreground()
+    assert refused.returncode == 1
+    assert "open to others" in refused.stderr and "chmod 700" in refused.stderr
+
+
+def test_a_new_runtime_dir_is_made_private(env, tmp_path, monkeypatch):
+    from pq_tui.server.paths import RuntimeDirError, ensure_runtime_dir, runtime_dir
+
+    fresh = os.path.join(env.runtime, "sub")
+    old = os.umask(0o022)
+    try:
+        ensure_runtime_dir(fresh)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o700
+    os.chmod(fresh, 0o750)
+    with pytest.raises(RuntimeDirError, match="open to others"):
+        ensure_runtime_dir(fresh)
+    monkeypatch.delenv("PQ_TUI_RUNTIME_DIR")
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1234")
+    assert runtime_dir() == "/run/user/1234/pq-tui"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert runtime_dir() == os.path.join(tempfile.gettempdir(), f"pq-tui-{os.getuid()}")
+
+
+def test_kill_9_mid_job_restores_the_queue_and_runs_nothing_twice(env):
+    pid = env.start()
+    marks = env.tmp / "marks"
+    marks.mkdir()
+
+    def job(name: str, rest: str = "") -> dict:
+        return sh(f"echo run >> {marks / name}; {rest}", env.tmp)
+
+    async def before():
+        client = await Client.open(env)
+        await client.ok("push", job_id="long", lane="A", data=job("long", "echo started; sleep 30"))
+        await client.ok("push", job_id="q1", lane="A", data=job("q1"))
+        await client.ok("push", job_id=2, lane="A", data=job("q2"))
+        while True:
+            snapshot = await client.ok("snapshot")
+            long = next(j for j in snapshot["jobs"] if j["id"] == "long")
+            if long["line_count"] and (marks / "long").exists():
+                break
+            await asyncio.sleep(0.02)
+        assert long["elapsed"] is not None and long["elapsed"] >= 0
+        await client.close()
+        return long["pid"]
+
+    job_pid = run(before())
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pid)
+    env.pids.add(job_pid)
+    assert not _gone(job_pid)  # orphaned, still running
+    new_pid = env.start()
+    assert wait_gone(job_pid, 5), "the interrupted job's process was not killed on recovery"
+
+    async def after():
+        client = await Client.open(env)
+        snapshot = await client.ok("snapshot")
+        lanes = {lane["name"]: lane for lane in snapshot["lanes"]}
+        assert lanes["A"]["paused"] is True
+        assert lanes["A"]["queued"] == ["q1", 2] and lanes["A"]["running"] is None
+        jobs = {j["id"]: j for j in snapshot["jobs"]}
+        assert jobs["long"]["status"] == "failed" and jobs["long"]["restored"] is True
+        assert jobs["long"]["data"]["interrupted"] is True
+        assert "interrupted" in jobs["long"]["data"]["error"]
+        assert not (marks / "q1").exists() and not (marks / "q2").exists()
+        # The restored job's log is still readable. (The log's first notes reach the file with
+        # the first output: a job killed before any output would leave an empty log.)
+        part = await client.ok("log", job_id="long")
+        assert part["finished"] and ["out", "started"] in part["lines"], part
+        tail = await client.ok("tail", job_id="long")
+        assert tail["lines"] == [["out", "started"]] and tail["line_count"] == 1
+        await client.ok("resume", lane="A")
+        done = await client.ok("wait", job_ids=["q1", 2])
+        assert [j["data"]["status"] for j in done["jobs"]] == ["ok", "ok"]
+        await client.close()
+
+    run(after())
+    for name in ("long", "q1", "q2"):
+        assert (marks / name).read_text() == "run\n", name
+    run(shutdown(env, new_pid))
+
+
+def test_sighup_is_ignored_and_sigterm_kills_the_jobs_and_stops(env):
+    pid = env.start()
+
+    async def start_job():
+        client = await Client.open(env)
+        await client.ok("push", job_id="s", lane="L", data=sh("sleep 30", env.tmp))
+        await client.ok("push", job_id="next", lane="L", data=sh("echo never", env.tmp))
+        job = None
+        while job is None or not job.get("pid"):
+            await asyncio.sleep(0.02)
+            snapshot = await client.ok("snapshot")
+            job = next(j for j in snapshot["jobs"] if j["id"] == "s")
+        refused = await client.call("shutdown", kill=False)
+        assert not refused["ok"] and "'s'" in refused["error"]
+        await client.close()
+        return job["pid"]
+
+    job_pid = run(start_job())
+    env.pids.add(job_pid)
+    os.kill(pid, signal.SIGHUP)
+    time.sleep(0.2)
+    assert not _gone(pid)
+
+    async def ping():
+        client = await Client.open(env)
+        assert await client.ok("ping") == "pong"
+        await client.close()
+
+    run(ping())
+    os.kill(pid, signal.SIGTERM)
+    assert wait_gone(pid)
+    assert _gone(job_pid)
+    assert not os.path.exists(env.paths.socket) and not os.path.exists(env.paths.pid_file)
+
+    # Next time: the killed job is recorded as killed, the queue kept (paused).
+    new_pid = env.start()
+
+    async def check():
+        client = await Client.open(env)
+        snapshot = await client.ok("snapshot")
+        jobs = {j["id"]: j for j in snapshot["jobs"]}
+        assert jobs["s"]["status"] == "killed"
+        lanes = {lane["name"]: lane for lane in snapshot["lanes"]}
+        assert lanes["L"]["queued"] == ["next"] and lanes["L"]["paused"]
+        await client.close()
+
+    run(check())
+    run(shutdown(env, new_pid))
+
+
+def test_jobs_survive_their_client(env):
+    pid = env.start()
+
+    async def main():
+        client = await Client.open(env)
+        await client.ok("subscribe", max_pending_lines=100)
+        await client.ok("push", job_id="count", data=sh(
+            "for i in $(seq 1 2000); do echo $i; done; sleep 0.5", env.tmp))
+        # The reply came after the event the push caused.
+        assert [type(e).__name__ for e in client.events][:1] == ["JobQueued"]
+        # max_pending_lines is small: the output may come as OutputDropped counts.
+        await client.until(lambda events: any(
+            type(e).__name__ in ("JobOutput", "OutputDropped") for e in events))
+        client.writer.transport.abort()  # gone mid-stream
+
+        again = await Client.open(env)
+        done = await again.ok("wait", job_ids=["count"])
+        assert done["jobs"][0]["data"]["status"] == "ok"
+        snapshot = await again.ok("snapshot")
+        path = next(j for j in snapshot["jobs"] if j["id"] == "count")["log_path"]
+        await again.close()
+        return path
+
+    path = run(main())
+    with open(path) as f:
+        numbers = [line[2:].strip() for line in f if line.startswith("O ")]
+    assert numbers == [str(i) for i in range(1, 2001)]
+    run(shutdown(env, pid))
+
+
+def test_connect_reports_a_version_mismatch_and_a_missing_server(env, monkeypatch):
+    with pytest.raises(ServerError, match="no pq-tui server"):
+        run(connect(env.paths))
+    pid = env.start()
+    monkeypatch.setattr(protocol, "PROTOCOL", 2)
+    with pytest.raises(protocol.ProtocolError, match="speaks protocol 1, the client 2"):
+        run(connect(env.paths))
+    monkeypatch.setattr(protocol, "PROTOCOL", 1)
+    run(shutdown(env, pid))
+
+
+def test_protocol_round_trips_every_event():
+    from pq_tui.core import events as ev
+
+    samples = [
+        ev.JobQueued(1, "A", 0, {"cmd": "x"}), ev.JobStarted("s", 42, {"pid": 42}),
+        ev.JobOutput(3, 10, (("out", "a"), ("err", "b"))), ev.OutputDropped("d", 5),
+        ev.JobUsage(1, 12.5, 1024), ev.JobExited(1, {"status": "ok"}),
+        ev.JobRemoved("r", {"status": "removed"}), ev.JobMoved(2, "B", 1),
+        ev.LanePaused("A"), ev.LaneResumed("A"),
+    ]
+    assert {type(e).__name__ for e in samples} == set(protocol.EVENT_TYPES)
+    for event in samples:
+        line = protocol.encode(protocol.encode_event(event))
+        assert line.endswith(b"\n") and b"\n" not in line[:-1]
+        assert protocol.decode_event(protocol.decode(line)) == event
+    assert json.loads(protocol.encode({"type": "x", "v": (1, float("nan"), object)}))["v"][:2] == [
+        1, None]
+    with pytest.raises(protocol.ProtocolError, match="over the limit"):
+        protocol.encode({"type": "x", "big": "y" * protocol.MAX_LINE})
