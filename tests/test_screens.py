@@ -22,18 +22,20 @@ SIZE = (80, 24)
 class Host(App):
     """Pushes one dialog at start and records what it dismisses with."""
 
-    def __init__(self, dialog: Screen) -> None:
+    def __init__(self, make_dialog: Callable[[], Screen]) -> None:
         super().__init__()
-        self.dialog = dialog
+        self.make_dialog = make_dialog
         self.results: list = []
 
     def on_mount(self) -> None:
-        self.push_screen(self.dialog, self.results.append)
+        self.push_screen(self.make_dialog(), self.results.append)
 
 
-def run(dialog: Screen, drive: Callable[[Host, Pilot], Awaitable[None]]) -> Host:
-    """Run ``drive`` against ``dialog`` at 80x24; returns the host to inspect afterwards."""
-    app = Host(dialog)
+def run(make_dialog: Callable[[], Screen], drive: Callable[[Host, Pilot], Awaitable[None]]) -> Host:
+    """Run ``drive`` against the dialog ``make_dialog`` makes, at 80x24; returns the host to
+    inspect afterwards. The dialog is made inside the running app: on Python 3.9 a widget made
+    outside an event loop fails (Textual creates asyncio locks in its constructor)."""
+    app = Host(make_dialog)
 
     async def inner() -> None:
         async with app.run_test(size=SIZE) as pilot:
@@ -96,7 +98,7 @@ def test_typed_path_and_enter_dismisses_with_the_jobs(job_dir: Path) -> None:
         await pilot.press(*"examples/demo.toml", "enter")
         await pilot.pause()
 
-    app = run(open_file(job_dir, loader), drive)
+    app = run(lambda: open_file(job_dir, loader), drive)
     assert app.results == [["jobs of demo.toml"]]
     assert loader.calls == [job_dir.resolve() / "examples" / "demo.toml"]
 
@@ -112,7 +114,7 @@ def test_problems_are_shown_and_the_dialog_stays_open(job_dir: Path) -> None:
         assert app.screen.query_one("#problems").display
         await pilot.press("escape")
 
-    assert run(open_file(job_dir), drive).results == [None]
+    assert run(lambda: open_file(job_dir), drive).results == [None]
 
 
 def test_a_missing_path_is_reported(job_dir: Path) -> None:
@@ -125,7 +127,7 @@ def test_a_missing_path_is_reported(job_dir: Path) -> None:
         assert text_of(app, "#headline") == "No such file: nope.toml"
         assert not app.screen.query_one("#problems").display
 
-    assert run(open_file(job_dir, loader), drive).results == []
+    assert run(lambda: open_file(job_dir, loader), drive).results == []
     assert loader.calls == []
 
 
@@ -139,7 +141,7 @@ def test_a_directory_moves_the_tree_there(job_dir: Path) -> None:
         await pilot.press(*"demo.toml", "enter")
         await pilot.pause()
 
-    assert run(open_file(job_dir), drive).results == [["jobs of demo.toml"]]
+    assert run(lambda: open_file(job_dir), drive).results == [["jobs of demo.toml"]]
 
 
 def test_tab_completes_a_job_file_from_a_prefix(job_dir: Path) -> None:
@@ -153,7 +155,7 @@ def test_tab_completes_a_job_file_from_a_prefix(job_dir: Path) -> None:
         await pilot.press("enter")
         await pilot.pause()
 
-    assert run(open_file(job_dir), drive).results == [["jobs of nightly.toml"]]
+    assert run(lambda: open_file(job_dir), drive).results == [["jobs of nightly.toml"]]
 
 
 def test_tab_without_a_suggestion_moves_to_the_tree(job_dir: Path) -> None:
@@ -161,7 +163,7 @@ def test_tab_without_a_suggestion_moves_to_the_tree(job_dir: Path) -> None:
         await pilot.press("tab")
         assert app.focused is app.screen.query_one(JobFileTree)
 
-    run(open_file(job_dir), drive)
+    run(lambda: open_file(job_dir), drive)
 
 
 def test_a_file_is_picked_in_the_tree_by_keyboard(job_dir: Path) -> None:
@@ -177,7 +179,7 @@ def test_a_file_is_picked_in_the_tree_by_keyboard(job_dir: Path) -> None:
         await pilot.press("down", "enter")  # onto examples/demo.toml, pick it
         await pilot.pause()
 
-    assert run(open_file(job_dir, loader), drive).results == [["jobs of demo.toml"]]
+    assert run(lambda: open_file(job_dir, loader), drive).results == [["jobs of demo.toml"]]
     assert loader.calls == [job_dir.resolve() / "examples" / "demo.toml"]
 
 
@@ -185,7 +187,7 @@ def test_escape_cancels_the_file_dialog(job_dir: Path) -> None:
     async def drive(app: Host, pilot: Pilot) -> None:
         await pilot.press(*"nightly", "escape")
 
-    assert run(open_file(job_dir), drive).results == [None]
+    assert run(lambda: open_file(job_dir), drive).results == [None]
 
 
 def test_a_loader_that_raises_is_reported_not_fatal(job_dir: Path) -> None:
@@ -197,7 +199,7 @@ def test_a_loader_that_raises_is_reported_not_fatal(job_dir: Path) -> None:
         await pilot.pause()
         assert text_of(app, "#headline") == "Could not load nightly.toml: disk on fire"
 
-    assert run(OpenFileScreen(job_dir, failing_loader), drive).results == []
+    assert run(lambda: OpenFileScreen(job_dir, failing_loader), drive).results == []
 
 
 def test_complete_path(job_dir: Path) -> None:
@@ -226,7 +228,7 @@ def test_prompt_returns_the_stripped_value() -> None:
     async def drive(app: Host, pilot: Pilot) -> None:
         await pilot.press(*"  make test ", "enter")
 
-    assert run(PromptScreen("Add a command to lane build"), drive).results == ["make test"]
+    assert run(lambda: PromptScreen("Add a command to lane build"), drive).results == ["make test"]
 
 
 def test_prompt_starts_with_the_initial_value_selected() -> None:
@@ -239,17 +241,17 @@ def test_prompt_starts_with_the_initial_value_selected() -> None:
     async def edit(app: Host, pilot: Pilot) -> None:
         await pilot.press("end", "backspace", "2", "enter")
 
-    assert run(PromptScreen("Search the log", value="error 1"), keep).results == ["error 1"]
-    assert run(PromptScreen("Search the log", value="error 1"), replace).results == ["warn"]
-    assert run(PromptScreen("Search the log", value="error 1"), edit).results == ["error 2"]
+    assert run(lambda: PromptScreen("Search the log", value="error 1"), keep).results == ["error 1"]
+    assert run(lambda: PromptScreen("Search the log", value="error 1"), replace).results == ["warn"]
+    assert run(lambda: PromptScreen("Search the log", value="error 1"), edit).results == ["error 2"]
 
 
 def test_an_empty_answer_cancels_unless_allowed() -> None:
     async def drive(app: Host, pilot: Pilot) -> None:
         await pilot.press("space", "enter")
 
-    assert run(PromptScreen("Search the log"), drive).results == [None]
-    assert run(PromptScreen("Search the log", allow_empty=True), drive).results == [""]
+    assert run(lambda: PromptScreen("Search the log"), drive).results == [None]
+    assert run(lambda: PromptScreen("Search the log", allow_empty=True), drive).results == [""]
 
 
 def test_a_validation_error_is_shown_and_the_prompt_stays_open() -> None:
@@ -268,7 +270,7 @@ def test_a_validation_error_is_shown_and_the_prompt_stays_open() -> None:
         assert not error.display
         await pilot.press("ctrl+u", *"test", "enter")
 
-    app = run(PromptScreen("Move job x to lane", validate=known_lane), drive)
+    app = run(lambda: PromptScreen("Move job x to lane", validate=known_lane), drive)
     assert app.results == ["test"]
 
 
@@ -276,7 +278,7 @@ def test_escape_cancels_the_prompt() -> None:
     async def drive(app: Host, pilot: Pilot) -> None:
         await pilot.press(*"make", "escape")
 
-    assert run(PromptScreen("Add a command to lane build"), drive).results == [None]
+    assert run(lambda: PromptScreen("Add a command to lane build"), drive).results == [None]
 
 
 def test_prompt_suggestions_complete_with_tab() -> None:
@@ -286,7 +288,7 @@ def test_prompt_suggestions_complete_with_tab() -> None:
         await wait_for(pilot, lambda: answer._suggestion == "test", "a suggestion")
         await pilot.press("tab", "enter")
 
-    app = run(PromptScreen("Move job x to lane", suggestions=["build", "test"]), drive)
+    app = run(lambda: PromptScreen("Move job x to lane", suggestions=["build", "test"]), drive)
     assert app.results == ["test"]
 
 
@@ -294,7 +296,7 @@ def test_prompt_title_is_not_markup() -> None:
     async def drive(app: Host, pilot: Pilot) -> None:
         assert app.screen.query_one("#dialog").border_title == r"Move job \[x] to lane"
 
-    run(PromptScreen("Move job [x] to lane"), drive)
+    run(lambda: PromptScreen("Move job [x] to lane"), drive)
 
 
 # -- confirm -------------------------------------------------------------------
@@ -325,7 +327,9 @@ def test_confirm_keys(danger: bool, keys: list[str], expected: bool) -> None:
         await pilot.press(*keys)
         await pilot.pause()
 
-    dialog = ConfirmScreen("Quit pq-tui?", MESSAGE, confirm_label="Kill and quit", danger=danger)
+    def dialog() -> ConfirmScreen:
+        return ConfirmScreen("Quit pq-tui?", MESSAGE, confirm_label="Kill and quit", danger=danger)
+
     assert run(dialog, drive).results == [expected]
 
 
@@ -334,7 +338,7 @@ def test_confirm_shows_the_message() -> None:
         assert text_of(app, "#message") == MESSAGE
         assert app.screen.has_class("-danger")
 
-    run(ConfirmScreen("Quit pq-tui?", MESSAGE, danger=True), drive)
+    run(lambda: ConfirmScreen("Quit pq-tui?", MESSAGE, danger=True), drive)
 
 
 # -- help ----------------------------------------------------------------------
@@ -361,7 +365,7 @@ def test_help_lists_the_rows_grouped() -> None:
         ]  # fmt: skip
         assert text_of(app, "#intro").startswith("pq-tui: lanes run side by side")
 
-    run(HelpScreen(ROWS), drive)
+    run(lambda: HelpScreen(ROWS), drive)
 
 
 @pytest.mark.parametrize("key", ["escape", "question_mark", "q"])
@@ -369,7 +373,7 @@ def test_help_closes(key: str) -> None:
     async def drive(app: Host, pilot: Pilot) -> None:
         await pilot.press(key)
 
-    assert run(HelpScreen(ROWS), drive).results == [None]
+    assert run(lambda: HelpScreen(ROWS), drive).results == [None]
 
 
 def test_help_scrolls_by_keyboard() -> None:
@@ -381,7 +385,7 @@ def test_help_scrolls_by_keyboard() -> None:
         await pilot.press("end")
         assert dialog.scroll_y == dialog.max_scroll_y
 
-    run(HelpScreen(rows), drive)
+    run(lambda: HelpScreen(rows), drive)
 
 
 # -- all of them at 80x24 ------------------------------------------------------
@@ -402,4 +406,4 @@ def test_the_dialog_fits_above_the_footer(make: Callable[[Path], Screen], tmp_pa
         above_footer = Region(0, 0, SIZE[0], SIZE[1] - 1)
         assert above_footer.contains_region(app.screen.query_one("#dialog").region)
 
-    run(make(tmp_path), drive)
+    run(lambda: make(tmp_path), drive)
