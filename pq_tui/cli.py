@@ -10,16 +10,28 @@ from typing import Optional, Sequence
 from pq_tui import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+_CLIENT_COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause",
+                    "resume", "wait", "shutdown")
 
 MAIN_EPILOG = """\
 commands:
   run FILE.toml ...     run the jobs without the console, print their output, exit 0/1/2
   check FILE.toml ...   validate the files and show what would run
 
+server commands (jobs that outlive the terminal; `pq-tui COMMAND --help` for each):
+  push FILE.toml ...    queue the jobs on the pq-tui server (starts it if needed)
+  status [--json]       lanes and jobs on the server
+  log ID [--follow]     a job's log
+  kill ID [--force]     kill a running job        remove ID     remove a queued job
+  move ID --up|--down|--front|--to N [--lane L]   requeue ID    run a finished job again
+  pause LANE            resume LANE               wait [ID ...] wait for jobs, exit 0/1/2
+  shutdown [--kill]     stop the server (the queued jobs are kept)
+
 examples:
   pq-tui examples/demo.toml           open the console with the demo's jobs queued
   pq-tui run examples/build-and-test.toml
   pq-tui check builds.toml tests.toml
+  pq-tui push builds.toml && pq-tui wait && pq-tui status
 """
 
 RUN_EPILOG = """\
@@ -107,6 +119,10 @@ def _main(args: list) -> int:
         return run_command(_run_parser().parse_args(args[1:]))
     if args and args[0] == "server":  # hidden: what a client starts (see pq_tui/server)
         return _server_command(args[1:])
+    if args and args[0] in _CLIENT_COMMANDS:  # the server's clients (pq_tui/commands.py)
+        from pq_tui.commands import main_command
+
+        return main_command(args[0], args[1:])
     if args and args[0] == "check":
         from pq_tui.run import check_command
 

@@ -1,0 +1,590 @@
+"""The script commands that talk to the pq-tui server: push, status, log, kill, remove, move,
+requeue, pause, resume, wait, shutdown.
+
+Each one opens a ``Client`` (only ``push`` starts a server when none runs), does its requests
+and returns an exit status:
+
+* 0: done (``wait``: every job ended ok);
+* 1: not possible now (a job that is not running for ``kill``, jobs running for ``shutdown``,
+  a failed job for ``wait``), or no server is running, or the server went away;
+* 2: bad input: a bad job file, an unknown job id (argparse's usage errors are 2 as well).
+
+Job ids on the command line are text; the server's ids are ints or strings (``7`` and ``"7"``
+are different jobs). ``resolve_id``: a string id with that text if the server has one, else an
+int id with that text (written the way Python writes the int: ``7``, not ``07``), else the id is
+unknown (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from pq_tui.server.client import Client, NotRunning, RemoteError, ServerError
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+FOLLOW_INTERVAL = 0.25  # seconds between log reads when --follow finds nothing new
+STOP_TIMEOUT = 15.0  # seconds `shutdown` waits for the server's process to end
+
+COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause", "resume",
+            "wait", "shutdown")
+
+NOT_RUNNING = "no pq-tui server is running"
+_INT = re.compile(r"-?[0-9]+")
+
+
+class UnknownJob(Exception):
+    pass
+
+
+class Failed(Exception):
+    """The command could not do it; the message is printed and the exit status is ``status``."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- parsers -------------------------------------------------------------------------------------
+
+_EPILOGS = {
+    "push": """\
+The files are validated like `pq-tui check` does: if anything is wrong, nothing is queued and
+the exit status is 2; the same when a job id is already queued or running on the server. A
+job's cwd is made absolute against the current folder (the server runs in the home folder);
+jobs get the server's environment plus their `env`. Starts the server if none runs.
+
+examples:
+  pq-tui push examples/build-and-test.toml
+  pq-tui push builds.toml tests.toml
+""",
+    "status": """\
+One row per job: lane, id, state, pid, exit, duration; queued jobs in start order. --json
+prints {"lanes": [...], "jobs": [...]} as the server's snapshot has them (docs/protocol.md).
+
+examples:
+  pq-tui status
+  pq-tui status --json | jq '.jobs[] | select(.status == "failed") | .id'
+""",
+    "log": """\
+Prints the job's log file (its latest run): stdout lines as they are, stderr lines behind "! ",
+pq-tui's notes (cmd, cwd, pid, the exit) behind "# ". --follow goes on until the job has
+finished and its log is printed to the end.
+
+examples:
+  pq-tui log build
+  pq-tui log build --follow
+""",
+    "kill": """\
+Kills a running job's process tree (SIGTERM, the server's grace period, then SIGKILL; --force:
+SIGKILL at once) and returns when it is gone. Exit status 1 if the job is not running.
+
+examples:
+  pq-tui kill build
+  pq-tui kill build --force
+""",
+    "remove": """\
+Takes a queued job out of its lane. Exit status 1 if the job is not queued.
+
+example:
+  pq-tui remove test-slow
+""",
+    "move": """\
+Moves a queued job among the queued jobs of its lane (or of --lane L: with --front, --to, or
+alone to go to the end of lane L). --to N counts from 1 (1 = the front).
+
+examples:
+  pq-tui move test-slow --down
+  pq-tui move urgent --front
+  pq-tui move lint --to 3
+  pq-tui move lint --lane B --front
+""",
+    "requeue": """\
+Queues a new run of a finished job (with the same input) at the end of its lane.
+
+example:
+  pq-tui requeue build
+""",
+    "pause": """\
+A paused lane starts nothing new; its running job goes on.
+
+example:
+  pq-tui pause A
+""",
+    "resume": """\
+Lets a paused lane start its queued jobs again (lanes come back paused after a restart).
+
+example:
+  pq-tui resume A
+""",
+    "wait": """\
+Waits until the jobs have finished (no id: until no job is queued or running; a paused lane
+with queued jobs keeps it waiting), then prints how each ended. Exit status 0 if every one
+ended ok, 1 if any did not, 2 for an unknown id. Without ids, every job the server has run
+since it started counts, but removed jobs do not.
+
+examples:
+  pq-tui wait
+  pq-tui wait build test && echo all good
+""",
+    "shutdown": """\
+Stops the server. With jobs running it refuses (exit status 1) unless --kill is given, which
+kills their process trees. The queued jobs are kept: they come back, their lanes paused, when
+the server starts again.
+
+examples:
+  pq-tui shutdown
+  pq-tui shutdown --kill
+""",
+}
+
+_DESCRIPTIONS = {
+    "push": "Queue the jobs of TOML files on the pq-tui server.",
+    "status": "Show the server's lanes and jobs.",
+    "log": "Print a job's log.",
+    "kill": "Kill a running job.",
+    "remove": "Remove a queued job.",
+    "move": "Move a queued job in its lane or to another lane.",
+    "requeue": "Run a finished job again.",
+    "pause": "Pause a lane.",
+    "resume": "Resume a paused lane.",
+    "wait": "Wait for jobs to finish.",
+    "shutdown": "Stop the pq-tui server.",
+}
+
+
+def _position(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a position (1 or more), got {text!r}")
+    return value
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    from pq_tui.cli import _parser
+
+    parser = _parser(f"pq-tui {command}", _DESCRIPTIONS[command], _EPILOGS[command])
+    if command == "push":
+        parser.add_argument("files", nargs="+", metavar="FILE.toml")
+    elif command == "status":
+        parser.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    elif command == "log":
+        parser.add_argument("job", metavar="ID")
+        parser.add_argument("-f", "--follow", action="store_true",
+                            help="keep printing until the job has finished")
+    elif command == "kill":
+        parser.add_argument("job", metavar="ID")
+        parser.add_argument("--force", action="store_true", help="SIGKILL at once")
+    elif command in ("remove", "requeue"):
+        parser.add_argument("job", metavar="ID")
+    elif command == "move":
+        parser.add_argument("job", metavar="ID")
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument("--up", action="store_true", help="one place earlier")
+        where.add_argument("--down", action="store_true", help="one place later")
+        where.add_argument("--front", action="store_true", help="first in the lane")
+        where.add_argument("--to", type=_position, metavar="N", help="to position N (1 = first)")
+        parser.add_argument("--lane", metavar="L", help="into lane L")
+    elif command in ("pause", "resume"):
+        parser.add_argument("lane", metavar="LANE")
+    elif command == "wait":
+        parser.add_argument("jobs", nargs="*", metavar="ID")
+    elif command == "shutdown":
+        parser.add_argument("--kill", action="store_true",
+                            help="kill the running jobs (else refuse while jobs run)")
+    return parser
+
+
+def main_command(command: str, args: List[str]) -> int:
+    """``pq-tui <command> args...``: parse, run, report; the exit status."""
+    parser = build_parser(command)
+    options = parser.parse_args(args)
+    if command == "move" and options.lane is None and not (
+            options.up or options.down or options.front or options.to):
+        parser.error("say where: --up, --down, --front, --to N or --lane L")
+    if command == "move" and options.lane is not None and (options.up or options.down):
+        parser.error("--lane goes with --front, --to N, or alone (the end of that lane)")
+    handler: Callable = _HANDLERS[command]
+    try:
+        return asyncio.run(handler(options))
+    except Failed as exc:
+        _error(str(exc))
+        return exc.status
+    except NotRunning:
+        _error(NOT_RUNNING)
+        return EXIT_FAILED
+    except RemoteError as exc:
+        _error(exc.message)
+        return EXIT_BAD_INPUT if exc.kind == "KeyError" else EXIT_FAILED
+    except ServerError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _error(message: str) -> None:
+    for line in message.splitlines() or [""]:
+        print(f"pq-tui: {line}", file=sys.stderr)
+
+
+def _write(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+
+
+def resolve_id(text: str, snapshot: Dict[str, Any]) -> Any:
+    """The server's id for a job named ``text`` on the command line (see the module's doc);
+    raises Failed (exit 2) if the server has no such job."""
+    ids = [job["id"] for job in snapshot["jobs"]]
+    if text in ids:
+        return text
+    if _INT.fullmatch(text) and str(int(text)) == text:
+        number = int(text)
+        if any(isinstance(i, int) and not isinstance(i, bool) and i == number for i in ids):
+            return number
+    raise Failed(f"no job {text!r} on the server", EXIT_BAD_INPUT)
+
+
+def _job(snapshot: Dict[str, Any], job_id: Any) -> Optional[Dict[str, Any]]:
+    found = None
+    for job in snapshot["jobs"]:
+        if job["id"] == job_id and type(job["id"]) is type(job_id):
+            found = job  # the last: the engine's run comes after a restored one
+    return found
+
+
+def _show(job_id: Any) -> str:
+    return str(job_id)
+
+
+async def _open(start: bool = False) -> Client:
+    return await Client.open(start=start)
+
+
+async def _with_job(options: argparse.Namespace, body: Callable) -> int:
+    client = await _open()
+    try:
+        snapshot = await client.request("snapshot")
+        job_id = resolve_id(options.job, snapshot)
+        return await body(client, snapshot, job_id)
+    finally:
+        client.close()
+
+
+# -- push ----------------------------------------------------------------------------------------
+
+
+async def cmd_push(options: argparse.Namespace) -> int:
+    from pq_tui.core.plan import plan_job
+    from pq_tui.run import load_or_report
+
+    specs = load_or_report(options.files)
+    if specs is None:
+        return EXIT_BAD_INPUT
+    root = os.getcwd()
+    jobs = []
+    for spec in specs:
+        data = dict(spec.data)
+        # The server runs in the home folder: send the cwd the job would have here (validated
+        # by load_or_report, so planning cannot fail now).
+        plan = plan_job(spec.id, data, root_dir=root, base_env=os.environ, create_cwd=False)
+        data["cwd"] = plan.cwd
+        jobs.append((spec, data))
+    client = await _open(start=True)
+    try:
+        snapshot = await client.request("snapshot")
+        busy = []
+        for spec, _data in jobs:
+            job = _job(snapshot, spec.id)
+            if job is not None and job["status"] in ("queued", "running"):
+                busy.append(f"job {spec.id!r} ({spec.source}) is already {job['status']} on the "
+                            f"server")
+        if busy:
+            raise Failed("\n".join(busy + ["nothing was queued"]), EXIT_BAD_INPUT)
+        queued: List[str] = []
+        for spec, data in jobs:
+            try:
+                await client.request("push", job_id=spec.id, data=data, lane=spec.lane)
+            except (RemoteError, ServerError) as exc:
+                done = ", ".join(queued) if queued else "none"
+                raise Failed(f"{getattr(exc, 'message', exc)}\nqueued before that: {done}"
+                             ) from None
+            queued.append(spec.id)
+            _write(f"queued [{spec.lane}] {spec.id}\n")
+        paused = {lane["name"] for lane in snapshot["lanes"] if lane["paused"]}
+        for lane in dict.fromkeys(spec.lane for spec in specs):
+            if lane in paused:
+                _write(f"lane {lane} is paused: its jobs wait for `pq-tui resume {lane}`\n")
+        return EXIT_OK
+    finally:
+        client.close()
+
+
+# -- status --------------------------------------------------------------------------------------
+
+
+def status_rows(snapshot: Dict[str, Any]) -> List[tuple]:
+    """The table's rows: lanes in creation order; in each, the jobs that are not queued (in the
+    snapshot's order), then the queued ones in start order."""
+    from pq_tui.run import _duration, _exit_text
+
+    lanes = [lane["name"] for lane in snapshot["lanes"]]
+    for job in snapshot["jobs"]:
+        if job["lane"] not in lanes:
+            lanes.append(job["lane"])
+    queued = {lane["name"]: lane["queued"] for lane in snapshot["lanes"]}
+    rows = []
+    for lane in lanes:
+        jobs = [job for job in snapshot["jobs"] if job["lane"] == lane]
+        ordered = [job for job in jobs if job["status"] != "queued"]
+        for job_id in queued.get(lane, []):
+            job = _job(snapshot, job_id)
+            if job is not None:
+                ordered.append(job)
+        for job in ordered:
+            data = job.get("data") or {}
+            if job["status"] == "running" and job.get("elapsed") is not None:
+                duration = _duration(job["elapsed"])
+            elif isinstance(data.get("duration"), (int, float)):
+                duration = _duration(data["duration"])
+            else:
+                duration = "-"
+            exit_code = data.get("exit")
+            rows.append((
+                lane,
+                _show(job["id"]),
+                job["status"],
+                "-" if job.get("pid") is None else str(job["pid"]),
+                _exit_text(exit_code) if isinstance(exit_code, int) else "-",
+                duration,
+            ))
+    return rows
+
+
+async def cmd_status(options: argparse.Namespace) -> int:
+    from pq_tui.run import _print_table
+
+    client = await _open()
+    try:
+        snapshot = await client.request("snapshot")
+    finally:
+        client.close()
+    if options.json:
+        _write(json.dumps({"lanes": snapshot["lanes"], "jobs": snapshot["jobs"]}, indent=2,
+                          ensure_ascii=False) + "\n")
+        return EXIT_OK
+    rows = status_rows(snapshot)
+    if rows:
+        _print_table(("LANE", "ID", "STATE", "PID", "EXIT", "DURATION"), rows, right=(3, 4, 5))
+    else:
+        _write("no jobs\n")
+    paused = [lane["name"] for lane in snapshot["lanes"] if lane["paused"]]
+    if paused:
+        _write(f"paused lanes: {', '.join(paused)}\n")
+    if snapshot["server"].get("stopping"):
+        _write("the server is shutting down\n")
+    return EXIT_OK
+
+
+# -- log -----------------------------------------------------------------------------------------
+
+_MARKS = {"out": "", "err": "! ", "note": "# "}
+
+
+def format_log_lines(lines: List[List[str]]) -> str:
+    return "".join(f"{_MARKS.get(stream, '')}{text}\n" for stream, text in lines)
+
+
+async def cmd_log(options: argparse.Namespace) -> int:
+    async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
+        offset = 0
+        while True:
+            part = await client.request("log", job_id=job_id, offset=offset)
+            if part["lines"]:
+                _write(format_log_lines(part["lines"]))
+            offset = part["offset"]
+            if part["finished"] or not options.follow:
+                return EXIT_OK
+            if not part["lines"]:
+                await asyncio.sleep(FOLLOW_INTERVAL)
+
+    return await _with_job(options, body)
+
+
+# -- kill, remove, move, requeue -----------------------------------------------------------------
+
+
+async def cmd_kill(options: argparse.Namespace) -> int:
+    async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
+        if await client.request("kill", job_id=job_id, force=options.force) is None:
+            status = (_job(snapshot, job_id) or {}).get("status", "unknown")
+            raise Failed(f"job {_show(job_id)!r} is not running (it is {status})")
+        # The kill returns at once; the job ends once its whole tree is gone.
+        result = await client.request("wait", job_ids=[job_id])
+        data = result["jobs"][0]["data"]
+        _write(f"{_show(job_id)}: {data.get('status')}\n")
+        return EXIT_OK
+
+    return await _with_job(options, body)
+
+
+async def cmd_remove(options: argparse.Namespace) -> int:
+    async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
+        if await client.request("remove", job_id=job_id) is None:
+            status = (_job(snapshot, job_id) or {}).get("status", "unknown")
+            raise Failed(f"job {_show(job_id)!r} is not queued (it is {status})")
+        _write(f"removed {_show(job_id)}\n")
+        return EXIT_OK
+
+    return await _with_job(options, body)
+
+
+async def cmd_move(options: argparse.Namespace) -> int:
+    async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
+        if options.up or options.down:
+            index = await client.request("shift", job_id=job_id, delta=-1 if options.up else 1)
+        else:
+            if options.front:
+                target = 0
+            elif options.to is not None:
+                target = options.to - 1
+            else:
+                target = -1  # --lane alone: the end of that lane
+            index = await client.request("move", job_id=job_id, index=target, lane=options.lane)
+        lane = options.lane or (_job(snapshot, job_id) or {}).get("lane", "?")
+        _write(f"{_show(job_id)}: position {index + 1} in lane {lane}\n")
+        return EXIT_OK
+
+    return await _with_job(options, body)
+
+
+async def cmd_requeue(options: argparse.Namespace) -> int:
+    async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
+        data = await client.request("requeue", job_id=job_id)
+        _write(f"requeued [{data.get('queue', '?')}] {_show(job_id)}\n")
+        return EXIT_OK
+
+    return await _with_job(options, body)
+
+
+# -- lanes ---------------------------------------------------------------------------------------
+
+
+async def _lane_command(options: argparse.Namespace, op: str) -> int:
+    client = await _open()
+    try:
+        snapshot = await client.request("snapshot")
+        await client.request(op, lane=options.lane)
+    finally:
+        client.close()
+    known = any(lane["name"] == options.lane for lane in snapshot["lanes"])
+    done = "paused" if op == "pause" else "resumed"
+    _write(f"{done} lane {options.lane}" + ("" if known else " (a new lane: no job yet)") + "\n")
+    return EXIT_OK
+
+
+async def cmd_pause(options: argparse.Namespace) -> int:
+    return await _lane_command(options, "pause")
+
+
+async def cmd_resume(options: argparse.Namespace) -> int:
+    return await _lane_command(options, "resume")
+
+
+# -- wait ----------------------------------------------------------------------------------------
+
+
+async def cmd_wait(options: argparse.Namespace) -> int:
+    client = await _open()
+    try:
+        snapshot = await client.request("snapshot")
+        ids = [resolve_id(text, snapshot) for text in dict.fromkeys(options.jobs)]
+        result = await client.request("wait", job_ids=ids)
+    finally:
+        client.close()
+    ok = True
+    for entry in result["jobs"]:
+        data = entry["data"] or {}
+        status = data.get("status", "?")
+        exit_code = data.get("exit")
+        detail = f" (exit {exit_code})" if isinstance(exit_code, int) and exit_code != 0 else ""
+        _write(f"{_show(entry['job_id'])}: {status}{detail}\n")
+        # Waiting for everything, a job someone removed is no failure; a job named is.
+        if status != "ok" and not (status == "removed" and not ids):
+            ok = False
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+# -- shutdown ------------------------------------------------------------------------------------
+
+
+async def cmd_shutdown(options: argparse.Namespace) -> int:
+    try:
+        client = await _open()
+    except NotRunning:
+        _write(f"{NOT_RUNNING}\n")
+        return EXIT_OK
+    try:
+        snapshot = await client.request("snapshot")
+        try:
+            await client.request("shutdown", kill=options.kill)
+        except RemoteError as exc:
+            if exc.kind == "ValueError":  # jobs are running
+                raise Failed(f"{exc.message}\nto kill them: pq-tui shutdown --kill") from None
+            raise
+    finally:
+        client.close()
+    pid = snapshot["server"].get("pid")
+    if isinstance(pid, int):
+        await _wait_gone(pid)
+    killed = [_show(job["id"]) for job in snapshot["jobs"] if job["status"] == "running"]
+    queued = sum(len(lane["queued"]) for lane in snapshot["lanes"])
+    if killed:
+        _write(f"killed: {', '.join(killed)}\n")
+    _write(f"the pq-tui server (pid {pid}) has stopped")
+    _write(f"; {queued} queued job(s) kept for its next start\n" if queued else "\n")
+    return EXIT_OK
+
+
+async def _wait_gone(pid: int) -> None:
+    """Until the server's process has exited, so that a server started right after it finds
+    the lock free. (It exits just after its reply.)"""
+    end = time.monotonic() + STOP_TIMEOUT
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:  # the pid is someone else's now
+            return
+        await asyncio.sleep(0.02)
+    raise Failed(f"the pq-tui server (pid {pid}) said it stopped but is still running")
+
+
+_HANDLERS: Dict[str, Callable] = {
+    "push": cmd_push,
+    "status": cmd_status,
+    "log": cmd_log,
+    "kill": cmd_kill,
+    "remove": cmd_remove,
+    "move": cmd_move,
+    "requeue": cmd_requeue,
+    "pause": cmd_pause,
+    "resume": cmd_resume,
+    "wait": cmd_wait,
+    "shutdown": cmd_shutdown,
+}

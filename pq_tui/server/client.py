@@ -1,0 +1,238 @@
+"""A client of the pq-tui server: one asyncio connection, requests matched to replies by id.
+
+::
+
+    client = await Client.open()            # starts a server if none runs (start=False: don't)
+    try:
+        snapshot = await client.request("snapshot")
+        await client.subscribe()
+        async for event in client.events():  # the engine's event dataclasses
+            ...
+    finally:
+        client.close()
+
+One reader task reads everything the server sends: replies resolve the futures of the requests
+waiting for them (requests may be in flight together), events go to a queue that ``events()``
+drains. When the connection is lost, the requests in flight fail with ``ServerError("the pq-tui
+server went away")`` and ``events()`` ends.
+
+The event queue is not bounded: the server already limits what waits for a slow subscriber
+(``max_pending_lines``), but only for what it has not yet written; a client that subscribes
+should keep reading ``events()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from typing import Any, AsyncIterator, Dict, Optional
+
+from pq_tui.core.events import Event
+from pq_tui.server import protocol
+from pq_tui.server.paths import RuntimeDirError, ServerPaths, server_paths
+from pq_tui.server.server import ServerError, connect, start_server_process
+
+__all__ = ["Client", "NotRunning", "RemoteError", "ServerError", "GONE"]
+
+log = logging.getLogger("pq_tui.client")
+
+GONE = "the pq-tui server went away"
+CONNECT_TIMEOUT = 30.0  # for the server's hello
+_END = object()  # the end of the events, in the queue
+
+
+class NotRunning(ServerError):
+    """No server answers, and the client was told not to start one."""
+
+
+class RemoteError(Exception):
+    """An error reply: ``kind`` is the server's kind (``KeyError``, ``ValueError``, ...) and
+    ``message`` is for the operator."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"RemoteError({self.kind!r}, {self.message!r})"
+
+
+class Client:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 paths: Optional[ServerPaths] = None) -> None:
+        self.paths = paths
+        self._reader = reader
+        self._writer = writer
+        self._ids = itertools.count(1)
+        self._pending: Dict[int, asyncio.Future] = {}
+        self._events: asyncio.Queue = asyncio.Queue()
+        self._write_lock = asyncio.Lock()
+        self._closed = False
+        self._reading = asyncio.ensure_future(self._read_loop())
+
+    # -- opening and closing -------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, paths: Optional[ServerPaths] = None, start: bool = True) -> "Client":
+        """Connect to the server of ``paths`` (default: this user's). When nothing answers, start
+        a server (``start=True``) and connect to it, or raise ``NotRunning`` (``start=False``).
+        Every other problem is a ServerError whose message is for the operator."""
+        paths = paths or server_paths()
+        try:
+            return cls(*await _connect(paths), paths=paths)
+        except NotRunning:
+            if not start:
+                raise
+        loop = asyncio.get_running_loop()
+        try:
+            # It blocks (it waits for the socket to answer): off the event loop.
+            await loop.run_in_executor(None, start_server_process, paths)
+        except RuntimeDirError as exc:
+            raise ServerError(str(exc)) from None
+        except OSError as exc:
+            raise ServerError(f"cannot start the pq-tui server: {exc}") from None
+        try:
+            return cls(*await _connect(paths), paths=paths)
+        except NotRunning as exc:
+            raise ServerError(f"the pq-tui server was started but does not answer: {exc}"
+                              ) from None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close the connection; requests in flight fail, ``events()`` ends."""
+        if self._closed:
+            return
+        self._closed = True
+        self._reading.cancel()
+        try:
+            self._writer.close()
+        except Exception:
+            pass
+        self._lost()
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+        try:
+            await self._writer.wait_closed()
+        except Exception:
+            pass
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def request(self, op: str, **args: Any) -> Any:
+        """Send a request and return its result. Raises RemoteError for an error reply and
+        ServerError if the connection is lost first."""
+        if self._closed:
+            raise ServerError(GONE)
+        request_id = next(self._ids)
+        future = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            data = protocol.encode(protocol.request(request_id, op, **args))
+            async with self._write_lock:  # one drain at a time (concurrent requests)
+                self._writer.write(data)
+                await self._writer.drain()
+        except (ConnectionError, OSError):
+            self._pending.pop(request_id, None)
+            self.close()
+            raise ServerError(GONE) from None
+        except BaseException:
+            self._pending.pop(request_id, None)
+            raise
+        try:
+            return await future
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def subscribe(self, max_pending_lines: Optional[int] = None) -> None:
+        """Ask for the engine's events on this connection (once per connection)."""
+        args = {} if max_pending_lines is None else {"max_pending_lines": max_pending_lines}
+        await self.request("subscribe", **args)
+
+    async def events(self) -> AsyncIterator[Event]:
+        """The events, decoded (``protocol.decode_event``), until the connection is lost or
+        closed. Subscribe first."""
+        while True:
+            event = await self._events.get()
+            if event is _END:
+                self._events.put_nowait(_END)  # for any other iterator
+                return
+            yield event
+
+    # -- the reader ----------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                try:
+                    line = await protocol.read_line(self._reader)
+                except protocol.LineTooLong as exc:  # skipped; the next line is readable
+                    log.warning("%s", exc)
+                    continue
+                if line is None:
+                    return
+                try:
+                    message = protocol.decode(line)
+                except protocol.ProtocolError as exc:
+                    log.warning("from the server: %s", exc)
+                    continue
+                self._dispatch(message)
+        except asyncio.CancelledError:
+            raise
+        except (protocol.ProtocolError, ConnectionError, OSError) as exc:
+            log.debug("connection lost: %s", exc)
+        finally:
+            self._lost()
+
+    def _dispatch(self, message: Dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "reply":
+            future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+            if future is None or future.done():
+                log.warning("a reply to no request: %s", str(message)[:200])
+                return
+            if message.get("ok"):
+                future.set_result(message.get("result"))
+            else:
+                future.set_exception(RemoteError(str(message.get("kind") or "Error"),
+                                                 str(message.get("error") or "")))
+        elif kind == "event":
+            try:
+                self._events.put_nowait(protocol.decode_event(message))
+            except (protocol.ProtocolError, TypeError, ValueError) as exc:
+                log.warning("a bad event: %s", exc)
+        elif kind == "error":
+            log.warning("the server says: %s", message.get("error"))
+        # anything else (a second hello?) is ignored: clients ignore what they do not know
+
+    def _lost(self) -> None:
+        self._closed = True
+        for future in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(ServerError(GONE))
+        self._pending.clear()
+        self._events.put_nowait(_END)
+
+
+async def _connect(paths: ServerPaths):
+    """``server.connect``, with "nothing answers" as NotRunning and every failure a ServerError."""
+    try:
+        return await asyncio.wait_for(connect(paths), CONNECT_TIMEOUT)
+    except asyncio.TimeoutError:
+        raise ServerError(f"the pq-tui server on {paths.socket} does not answer (no hello in "
+                          f"{CONNECT_TIMEOUT:g} s)") from None
+    except ServerError as exc:
+        raise NotRunning(f"no pq-tui server is running ({exc})") from None
+    except protocol.ProtocolError as exc:
+        raise ServerError(str(exc)) from None
+    except (ConnectionError, OSError) as exc:
+        raise ServerError(f"cannot connect to the pq-tui server on {paths.socket}: "
+                          f"{exc.strerror or exc}") from None
