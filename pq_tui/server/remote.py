@@ -1,0 +1,574 @@
+"""A mirror of the server's engine with the interface the console uses (``PQApp(RemoteEngine)``).
+
+::
+
+    engine = await RemoteEngine.connect()   # start=False: don't start a server
+    engine.on_error = lambda message: ...   # failures of requests sent by the sync operations
+    ...
+    engine.detach()                          # close the connection; the server's jobs go on
+
+How the mirror stays right:
+
+* ``connect`` subscribes first, then asks for a ``snapshot``. The server puts the reply after
+  every event emitted before it, and the connection keeps that order: the events read before the
+  snapshot reply are already in it (discarded), those after it are applied to it.
+* The connection (``_MirrorClient``) queues, for the requests the mirror makes (``snapshot``,
+  ``tail``), a marker in the event stream at the reply's place, so the background task that
+  applies events handles the reply exactly between the events around it.
+* Tails: at connect, ``tail`` is fetched for every running job and the last ``TAIL_FINISHED``
+  finished ones (``TAIL_CONCURRENCY`` at a time); a tail reply is the state after the events
+  before it, so it replaces the job's tail, ``line_count`` and ``stderr_count``, and later
+  ``JobOutput`` lines are numbered from there (``seq``). Jobs that start later get their output
+  from the events.
+* The sync operations (push, remove, move, shift, requeue, pause, resume) check what they can
+  against the mirror (raising like the engine), send the request without waiting and return at
+  once. Nothing is changed optimistically: the server's events change the mirror. A request the
+  server refuses, or one lost with the connection, is reported: appended to ``errors`` and passed
+  to ``on_error(message)`` when set.
+* ``kill`` returns a future of the job's final data, resolved by its ``JobExited`` event.
+* ``shutdown`` is the local engine's "kill everything and stop"; a console over a server must not
+  do that: it raises NotImplementedError. ``detach()`` closes the connection instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, List, Optional
+
+from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Subscription
+from pq_tui.core.events import (
+    Event,
+    JobExited,
+    JobId,
+    JobMoved,
+    JobOutput,
+    JobQueued,
+    JobRemoved,
+    JobStarted,
+    JobUsage,
+    LanePaused,
+    LaneResumed,
+    OutputDropped,
+)
+from pq_tui.core.job import Status
+from pq_tui.server import protocol
+from pq_tui.server.client import GONE, Client, RemoteError, ServerError
+from pq_tui.server.paths import ServerPaths, server_paths
+
+__all__ = ["RemoteEngine", "RemoteJob", "RemoteLane"]
+
+log = logging.getLogger("pq_tui.remote")
+
+TAIL_LINES = 1000  # as the server keeps
+TAIL_FINISHED = 20  # finished jobs whose tail is fetched at connect (the latest ones)
+TAIL_CONCURRENCY = 4
+MAX_ERRORS = 100
+
+
+class RemoteJob:
+    """One run of a job as the server last told: the attributes of ``pq_tui.core.Job`` that the
+    console reads."""
+
+    def __init__(self, job_id: JobId, lane: str, data: dict, run: int = 1) -> None:
+        self.id = job_id
+        self.lane = lane
+        self.run = run
+        self.data: dict = data
+        self.pid: Optional[int] = None
+        self.tail: Deque = deque(maxlen=TAIL_LINES)
+        self.line_count = 0
+        self.stderr_count = 0
+        self.cpu_percent: Optional[float] = None
+        self.rss: Optional[int] = None
+        self.log_path: Optional[str] = None
+        self.started_at: Optional[float] = None  # time.monotonic(), while running
+        self.restored = False
+        self._status = Status.QUEUED
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @status.setter
+    def status(self, status: Status) -> None:
+        self._status = status
+        self.data["state"] = status.state
+        self.data["status"] = status.value
+
+    @property
+    def duration(self) -> Optional[float]:
+        """Seconds since the start while running (ticking), else the server's final duration."""
+        if self._status is Status.RUNNING:
+            return None if self.started_at is None else time.monotonic() - self.started_at
+        duration = self.data.get("duration")
+        return duration if isinstance(duration, (int, float)) else None
+
+    def snapshot(self) -> dict:
+        return copy.deepcopy(self.data)
+
+    def __repr__(self) -> str:
+        return f"<RemoteJob {self.id!r} lane={self.lane!r} {self._status.value}>"
+
+
+class RemoteLane:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.queued: Deque[RemoteJob] = deque()
+        self.running: Optional[RemoteJob] = None
+        self.paused = False
+
+    def __repr__(self) -> str:
+        return f"<RemoteLane {self.name!r} queued={len(self.queued)} paused={self.paused}>"
+
+
+class _Mark:
+    """A reply to one of the mirror's requests, at its place in the event stream."""
+
+    def __init__(self, request_id: int, message: Dict[str, Any]) -> None:
+        self.request_id = request_id
+        self.message = message
+
+
+class _MirrorClient(Client):
+    """A Client whose ``request_marked`` replies come through the event stream, in order."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._marked: set = set()
+        super().__init__(*args, **kwargs)
+
+    async def request_marked(self, op: str, register: Callable[[int], None], **args: Any) -> int:
+        """Send a request whose reply comes as a ``_Mark`` among the events; ``register(id)`` is
+        called before it is sent."""
+        if self._closed:
+            raise ServerError(GONE)
+        request_id = next(self._ids)
+        self._marked.add(request_id)
+        register(request_id)
+        try:
+            data = protocol.encode(protocol.request(request_id, op, **args))
+            async with self._write_lock:
+                self._writer.write(data)
+                await self._writer.drain()
+        except (ConnectionError, OSError):
+            self._marked.discard(request_id)
+            self.close()
+            raise ServerError(GONE) from None
+        except BaseException:
+            self._marked.discard(request_id)
+            raise
+        return request_id
+
+    def _dispatch(self, message: Dict[str, Any]) -> None:
+        if message["type"] == "reply" and message.get("id") in self._marked:
+            self._marked.discard(message["id"])
+            self._events.put_nowait(_Mark(message["id"], message))
+            return
+        super()._dispatch(message)
+
+
+def _result(message: Dict[str, Any]) -> Any:
+    if message.get("ok"):
+        return message.get("result")
+    raise RemoteError(str(message.get("kind") or "Error"), str(message.get("error") or ""))
+
+
+class RemoteEngine:
+    """The server's engine, mirrored: what ``PQApp`` uses of ``pq_tui.core.Engine``."""
+
+    def __init__(self, client: _MirrorClient, paths: ServerPaths) -> None:
+        self.client = client
+        self.paths = paths
+        self.log_dir = os.path.join(paths.state_dir, "logs")
+        # The server does not tell its grace period: the one a server started from here gets.
+        try:
+            self.kill_grace = float(os.environ.get("PQ_TUI_KILL_GRACE", DEFAULT_KILL_GRACE))
+        except ValueError:
+            self.kill_grace = DEFAULT_KILL_GRACE
+        self.server_info: Dict[str, Any] = {}
+        self.errors: Deque[str] = deque(maxlen=MAX_ERRORS)
+        self.on_error: Optional[Callable[[str], None]] = None
+        self.connected = True
+        self._jobs: Dict[JobId, RemoteJob] = {}
+        self._lanes: Dict[str, RemoteLane] = {}
+        self._subscriptions: set = set()
+        self._tasks: set = set()
+        self._kill_waiters: Dict[JobId, List[asyncio.Future]] = {}
+        self._marks: Dict[int, tuple] = {}  # request id -> (handler, future)
+        self._snapshot_id: Optional[int] = None
+        self._applier: Optional[asyncio.Task] = None
+
+    # -- connecting ------------------------------------------------------------------------------
+
+    @classmethod
+    async def connect(cls, paths: Optional[ServerPaths] = None, start: bool = True
+                      ) -> "RemoteEngine":
+        """Connect (starting a server if none runs and ``start``), mirror the server's state and
+        the tails of its running and latest finished jobs. Raises ServerError / NotRunning."""
+        paths = paths or server_paths()
+        client = await _MirrorClient.open(paths, start=start)
+        engine = cls(client, paths)
+        try:
+            await client.subscribe()
+            engine._applier = asyncio.ensure_future(engine._apply_loop())
+            await engine._marked("snapshot", engine._load_snapshot)
+            await engine._fetch_tails()
+        except BaseException:
+            engine.detach()
+            raise
+        return engine
+
+    def detach(self) -> None:
+        """Close the connection: the local subscriptions end, the server and its jobs go on."""
+        self.connected = False
+        self.client.close()
+        if self._applier is not None:
+            self._applier.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        self._fail_waiters(ServerError("detached from the pq-tui server"))
+        for subscription in list(self._subscriptions):
+            subscription.close()
+
+    async def shutdown(self, kill: bool = True) -> None:
+        raise NotImplementedError(
+            "a remote engine does not stop the server's jobs: detach() (pq-tui shutdown stops "
+            "the server)")
+
+    async def _marked(self, op: str, handler: Callable[[Any], None], **args: Any) -> None:
+        """Send a request; ``handler(result)`` runs in the applier at the reply's place among the
+        events. Returns once it has run (raises the reply's error)."""
+        future = asyncio.get_running_loop().create_future()
+        ids: List[int] = []
+
+        def register(request_id: int) -> None:
+            ids.append(request_id)
+            self._marks[request_id] = (handler, future)
+
+        try:
+            await self.client.request_marked(op, register, **args)
+        except BaseException:
+            for request_id in ids:
+                self._marks.pop(request_id, None)
+            raise
+        await future
+
+    async def _fetch_tails(self) -> None:
+        running = [job for job in self._jobs.values() if job.status is Status.RUNNING]
+        finished = [job for job in self._jobs.values() if job.status.finished]
+        wanted = running + finished[-TAIL_FINISHED:] if TAIL_FINISHED else running
+        limit = asyncio.Semaphore(TAIL_CONCURRENCY)
+
+        async def one(job: RemoteJob) -> None:
+            async with limit:
+                try:
+                    await self._marked("tail", lambda result, job=job: self._load_tail(job, result),
+                                       job_id=job.id)
+                except RemoteError as exc:  # gone meanwhile, say: not worth failing the connect
+                    log.debug("tail of %r: %s", job.id, exc)
+
+        await asyncio.gather(*(one(job) for job in wanted))
+
+    # -- looking ---------------------------------------------------------------------------------
+
+    def get(self, job_id: JobId) -> Optional[RemoteJob]:
+        return self._jobs.get(job_id)
+
+    def jobs(self) -> List[RemoteJob]:
+        return list(self._jobs.values())
+
+    def lanes(self) -> Dict[str, RemoteLane]:
+        return dict(self._lanes)
+
+    def lane(self, name: str) -> RemoteLane:
+        """The lane; an unknown name gives an empty lane that is not kept (the server creates
+        lanes; they appear here with the event that names them)."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a lane name must be a non-empty string, got {name!r}")
+        return self._lanes.get(name) or RemoteLane(name)
+
+    def position(self, job_id: JobId) -> Optional[int]:
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not Status.QUEUED or job.lane not in self._lanes:
+            return None
+        try:
+            return list(self._lanes[job.lane].queued).index(job)
+        except ValueError:
+            return None
+
+    def is_active(self, job_id: JobId) -> bool:
+        job = self._jobs.get(job_id)
+        return job is not None and not job.status.finished
+
+    def is_idle(self) -> bool:
+        return all(lane.running is None and not lane.queued for lane in self._lanes.values())
+
+    def subscribe(self, max_pending_lines: int = 20_000) -> Subscription:
+        subscription = Subscription(self, max_pending_lines)  # type: ignore[arg-type]
+        if not self.connected:
+            subscription.closed = True
+        else:
+            self._subscriptions.add(subscription)
+        return subscription
+
+    # -- changing (sync: checked here, sent, applied when the server's events come) -------------
+
+    def push(self, job_id: JobId, data: Any, lane: str = DEFAULT_LANE) -> None:
+        if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
+            raise TypeError(f"a job id is an int or a str, got {job_id!r}")
+        if not isinstance(data, dict):
+            raise TypeError(f"job data must be a dict, got {type(data).__name__}")
+        if not isinstance(lane, str) or not lane:
+            raise ValueError(f"a lane name must be a non-empty string, got {lane!r}")
+        previous = self._jobs.get(job_id)
+        if previous is not None and not previous.status.finished:
+            raise ValueError(f"job {job_id!r} is already {previous.status.value}")
+        self._send(f"push {job_id!r}", "push", job_id=job_id, data=protocol.jsonable(data),
+                   lane=lane)
+
+    def requeue(self, job_id: JobId) -> None:
+        job = self._require(job_id)
+        if not job.status.finished:
+            raise ValueError(f"job {job_id!r} is {job.status.value}, not finished")
+        self._send(f"requeue {job_id!r}", "requeue", job_id=job_id)
+
+    def remove(self, job_id: JobId) -> Optional[dict]:
+        """The job's data if it is queued here (the removal is sent), else None."""
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not Status.QUEUED:
+            return None
+        self._send(f"remove {job_id!r}", "remove", job_id=job_id)
+        return job.snapshot()
+
+    def kill(self, job_id: JobId, force: bool = False) -> Optional[asyncio.Future]:
+        """A future of the job's final data (from its JobExited), or None if not running here.
+        It fails with ServerError if the connection is lost first."""
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not Status.RUNNING or not self.connected:
+            return None
+        future = asyncio.get_running_loop().create_future()
+        self._kill_waiters.setdefault(job_id, []).append(future)
+        self._send(f"kill {job_id!r}", "kill", job_id=job_id, force=bool(force))
+        return future
+
+    def move(self, job_id: JobId, index: int, lane: Optional[str] = None) -> int:
+        """The index the job should get (as the engine computes it from this mirror)."""
+        job = self._require(job_id)
+        if job.status is not Status.QUEUED:
+            raise ValueError(f"job {job_id!r} is {job.status.value}; only queued jobs move")
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"an index is an int, got {index!r}")
+        target = self.lane(lane if lane is not None else job.lane)
+        size = len(target.queued) - (1 if target.name == job.lane else 0)
+        if index < 0:
+            index += size + 1
+        index = max(0, min(index, size))
+        self._send(f"move {job_id!r}", "move", job_id=job_id, index=index, lane=target.name)
+        return index
+
+    def shift(self, job_id: JobId, delta: int) -> int:
+        position = self.position(job_id)
+        if position is None:
+            job = self._require(job_id)
+            raise ValueError(f"job {job_id!r} is {job.status.value}; only queued jobs move")
+        return self.move(job_id, max(0, position + delta))
+
+    def pause(self, lane: str) -> None:
+        self.lane(lane)  # checks the name
+        self._send(f"pause {lane}", "pause", lane=lane)
+
+    def resume(self, lane: str) -> None:
+        self.lane(lane)
+        self._send(f"resume {lane}", "resume", lane=lane)
+
+    # -- inside ----------------------------------------------------------------------------------
+
+    def _require(self, job_id: JobId) -> RemoteJob:
+        job = self._jobs.get(job_id)
+        if job is None:
+            raise KeyError(f"no job {job_id!r}")
+        return job
+
+    def _send(self, what: str, op: str, **args: Any) -> None:
+        if not self.connected or self.client.closed:
+            self._report(f"{what}: {GONE}")
+            return
+        task = asyncio.ensure_future(self._request(what, op, args))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _request(self, what: str, op: str, args: Dict[str, Any]) -> None:
+        try:
+            await self.client.request(op, **args)
+        except asyncio.CancelledError:
+            raise
+        except RemoteError as exc:
+            self._report(f"{what}: {exc.message}")
+        except Exception as exc:  # ServerError: the connection is gone
+            self._report(f"{what}: {exc}")
+
+    def _report(self, message: str) -> None:
+        log.warning("%s", message)
+        self.errors.append(message)
+        if self.on_error is not None:
+            try:
+                self.on_error(message)
+            except Exception:
+                log.exception("on_error failed")
+
+    def _lane_of(self, name: str) -> RemoteLane:
+        lane = self._lanes.get(name)
+        if lane is None:
+            lane = self._lanes[name] = RemoteLane(name)
+        return lane
+
+    def _fail_waiters(self, exc: Exception) -> None:
+        for waiters in self._kill_waiters.values():
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(exc)
+        self._kill_waiters.clear()
+        for _handler, future in self._marks.values():
+            if not future.done():
+                future.set_exception(exc)
+        self._marks.clear()
+
+    async def _apply_loop(self) -> None:
+        try:
+            async for item in self.client.events():
+                if isinstance(item, _Mark):
+                    self._apply_mark(item)
+                elif self._snapshot_id is not None:  # else: already in the snapshot to come
+                    try:
+                        self._apply(item)
+                    except Exception:
+                        log.exception("applying %r", item)
+                    for subscription in list(self._subscriptions):
+                        subscription._put(item)
+        finally:
+            if self.connected:  # lost, not detached
+                self.connected = False
+                self._report(GONE)
+            self._fail_waiters(ServerError(GONE))
+
+    def _apply_mark(self, mark: _Mark) -> None:
+        handler, future = self._marks.pop(mark.request_id, (None, None))
+        if handler is None:
+            return
+        try:
+            handler(_result(mark.message))
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+            return
+        if not future.done():
+            future.set_result(None)
+
+    def _load_snapshot(self, snapshot: Dict[str, Any]) -> None:
+        now = time.monotonic()
+        self.server_info = dict(snapshot.get("server") or {})
+        jobs: Dict[JobId, RemoteJob] = {}
+        for info in snapshot["jobs"]:
+            job = RemoteJob(info["id"], info["lane"], dict(info.get("data") or {}),
+                            run=info.get("run") or 1)
+            job.status = Status(info["status"])
+            job.pid = info.get("pid")
+            job.line_count = info.get("line_count") or 0
+            job.stderr_count = info.get("stderr_count") or 0
+            job.log_path = info.get("log_path")
+            job.cpu_percent = info.get("cpu_percent")
+            job.rss = info.get("rss")
+            job.restored = bool(info.get("restored"))
+            if info.get("elapsed") is not None:
+                job.started_at = now - info["elapsed"]
+            jobs.pop(job.id, None)
+            jobs[job.id] = job
+        lanes: Dict[str, RemoteLane] = {}
+        for info in snapshot["lanes"]:
+            lane = lanes[info["name"]] = RemoteLane(info["name"])
+            lane.paused = bool(info.get("paused"))
+            lane.queued.extend(jobs[job_id] for job_id in info.get("queued") or () if job_id in jobs)
+            if info.get("running") is not None:
+                lane.running = jobs.get(info["running"])
+        self._jobs, self._lanes = jobs, lanes
+        self._snapshot_id = id(snapshot)  # from now on, events apply
+
+    def _load_tail(self, job: RemoteJob, result: Dict[str, Any]) -> None:
+        if self._jobs.get(job.id) is not job:
+            return  # a new run meanwhile: its output comes with the events
+        job.tail = deque((tuple(line) for line in result.get("lines") or ()), maxlen=TAIL_LINES)
+        job.line_count = result.get("line_count") or 0
+        job.stderr_count = result.get("stderr_count") or 0
+
+    def _detach_from_lane(self, job: RemoteJob) -> None:
+        lane = self._lanes.get(job.lane)
+        if lane is None:
+            return
+        if job in lane.queued:
+            lane.queued.remove(job)
+        if lane.running is job:
+            lane.running = None
+
+    def _apply(self, event: Event) -> None:
+        if isinstance(event, JobQueued):
+            previous = self._jobs.pop(event.job_id, None)
+            if previous is not None:
+                self._detach_from_lane(previous)
+            job = RemoteJob(event.job_id, event.lane, dict(event.data),
+                            run=previous.run + 1 if previous is not None else 1)
+            job.status = Status.QUEUED
+            self._jobs[job.id] = job
+            queued = self._lane_of(event.lane).queued
+            queued.insert(min(max(event.index, 0), len(queued)), job)
+            return
+        if isinstance(event, (LanePaused, LaneResumed)):
+            self._lane_of(event.lane).paused = isinstance(event, LanePaused)
+            return
+        job = self._jobs.get(event.job_id)
+        if job is None:
+            return
+        if isinstance(event, JobStarted):
+            self._detach_from_lane(job)
+            self._lane_of(job.lane).running = job
+            job.data = dict(event.data)
+            job.status = Status.RUNNING
+            job.pid = event.pid
+            job.log_path = job.data.get("log") or job.log_path
+            job.started_at = time.monotonic()
+        elif isinstance(event, JobOutput):
+            skip = job.line_count - event.seq
+            lines = event.lines[skip:] if skip > 0 else event.lines
+            if skip >= len(event.lines):
+                return
+            job.tail.extend(lines)
+            job.stderr_count += sum(1 for stream, _text in lines if stream == "err")
+            job.line_count = event.seq + len(event.lines)
+        elif isinstance(event, OutputDropped):
+            job.line_count += event.count
+        elif isinstance(event, JobUsage):
+            job.cpu_percent, job.rss = event.cpu_percent, event.rss
+        elif isinstance(event, (JobExited, JobRemoved)):
+            self._detach_from_lane(job)
+            job.data = dict(event.data)
+            try:
+                job.status = Status(job.data.get("status"))
+            except ValueError:
+                job.status = Status.REMOVED if isinstance(event, JobRemoved) else Status.FAILED
+            job.log_path = job.data.get("log") or job.log_path
+            if isinstance(job.data.get("stderr"), int):
+                job.stderr_count = job.data["stderr"]  # counts the lines this client missed
+            job.cpu_percent = job.rss = None
+            if isinstance(event, JobExited):
+                for future in self._kill_waiters.pop(job.id, ()):
+                    if not future.done():
+                        future.set_result(job.snapshot())
+        elif isinstance(event, JobMoved):
+            self._detach_from_lane(job)
+            job.lane = event.lane
+            job.data["queue"] = event.lane
+            queued = self._lane_of(event.lane).queued
+            queued.insert(min(max(event.index, 0), len(queued)), job)
