@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import math
 import sys
 from typing import Optional, Sequence
@@ -86,6 +87,9 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("files", nargs="*", metavar="FILE.toml", help="job files to queue")
     parser.add_argument("--no-mouse", action="store_true",
                         help="leave the mouse to the terminal (select and copy text as usual)")
+    parser.add_argument("--attach", action="store_true",
+                        help="preview: run the jobs on the pq-tui server (started if needed) and "
+                        "attach to it; q detaches and the jobs go on")
     _add_engine_options(parser)
     return parser
 
@@ -137,11 +141,41 @@ def _open_console(options: argparse.Namespace) -> int:
     specs = load_or_report(options.files)
     if specs is None:
         return EXIT_BAD_INPUT
+    if options.attach:
+        return _attach_console(specs, mouse=not options.no_mouse)
     from pq_tui.ui.app import build_app
 
     app = build_app(specs, log_dir=options.log_dir, kill_grace=options.kill_grace)
     status = app.run(mouse=not options.no_mouse)
     return status or 0
+
+
+def _attach_console(specs: list, mouse: bool) -> int:
+    import asyncio
+
+    from pq_tui.commands import data_for_server
+    from pq_tui.server.remote import RemoteEngine
+    from pq_tui.server.server import ServerError
+    from pq_tui.ui.app import PQApp
+
+    specs = [replace(spec, data=data_for_server(spec)) for spec in specs]
+
+    async def attached() -> int:
+        engine = await RemoteEngine.connect(start=True)
+        try:
+            app = PQApp(engine, specs=specs, attached=True)
+            return await app.run_async(mouse=mouse) or 0
+        finally:
+            engine.detach()
+
+    try:
+        status = asyncio.run(attached())
+    except ServerError as exc:
+        print(f"pq-tui: {exc}", file=sys.stderr)
+        return 1
+    print("pq-tui: detached; the jobs go on in the pq-tui server "
+          "(pq-tui status shows them, pq-tui shutdown stops it).", file=sys.stderr)
+    return status
 
 
 def _server_command(args: list) -> int:

@@ -288,22 +288,24 @@ async def _with_job(options: argparse.Namespace, body: Callable) -> int:
 # -- push ----------------------------------------------------------------------------------------
 
 
-async def cmd_push(options: argparse.Namespace) -> int:
+def data_for_server(spec: Any) -> Dict[str, Any]:
+    """A job's data with the cwd it would have here made absolute: the server runs in the home
+    folder. The spec must have passed load_or_report, so planning cannot fail now."""
     from pq_tui.core.plan import plan_job
+
+    data = dict(spec.data)
+    plan = plan_job(spec.id, data, root_dir=os.getcwd(), base_env=os.environ, create_cwd=False)
+    data["cwd"] = plan.cwd
+    return data
+
+
+async def cmd_push(options: argparse.Namespace) -> int:
     from pq_tui.run import load_or_report
 
     specs = load_or_report(options.files)
     if specs is None:
         return EXIT_BAD_INPUT
-    root = os.getcwd()
-    jobs = []
-    for spec in specs:
-        data = dict(spec.data)
-        # The server runs in the home folder: send the cwd the job would have here (validated
-        # by load_or_report, so planning cannot fail now).
-        plan = plan_job(spec.id, data, root_dir=root, base_env=os.environ, create_cwd=False)
-        data["cwd"] = plan.cwd
-        jobs.append((spec, data))
+    jobs = [(spec, data_for_server(spec)) for spec in specs]
     client = await _open(start=True)
     try:
         snapshot = await client.request("snapshot")

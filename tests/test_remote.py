@@ -251,6 +251,36 @@ def test_the_console_over_a_remote_engine(server):
     assert not server.leftovers()
 
 
+def test_quitting_an_attached_console_detaches_and_the_job_goes_on(server):
+    from pq_tui.ui.app import PQApp
+
+    async def main():
+        engine = await RemoteEngine.connect(server.paths)
+        server.pids.add(engine.server_info["pid"])
+        engine.push("live", {"cmd": f"echo up; {server.blocker()}", "cwd": str(server.tmp)}, "B")
+        await until(lambda: (j := engine.get("live")) and j.pid, "live's start")
+        server.pids.update(_tree(engine.get("live").pid))
+
+        app = PQApp(engine, start_dir=server.tmp, attached=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            await pilot.press("q")  # a running job, yet no question: nothing will be killed
+            for _ in range(100):
+                if not app.is_running:
+                    break
+                await pilot.pause(0.05)
+            assert not app.is_running
+        assert not engine.connected
+        async with await Client.open(server.paths, start=False) as client:
+            snapshot = await client.request("snapshot")
+        assert [job["status"] for job in snapshot["jobs"]] == ["running"]
+        server.release()
+        await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert not server.leftovers()
+
+
 def test_a_connection_made_while_a_job_writes_has_every_line_once(server):
     """The snapshot, the tail and the events after them join up: nothing lost, nothing twice."""
 

@@ -90,14 +90,17 @@ class PQApp(App[int]):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine,  # or a RemoteEngine (pq_tui.server.remote): the same interface
         *,
         specs: Iterable[JobSpec] = (),
         start_dir: Optional[Path] = None,
         log_lines: int = 5000,
+        attached: bool = False,
     ) -> None:
         super().__init__()
         self.engine = engine
+        # Attached to a server (a RemoteEngine): leaving detaches, and the jobs go on there.
+        self.attached = attached
         self._initial_specs = list(specs)
         self.start_dir = start_dir or Path.cwd()
         self._log_lines = log_lines
@@ -146,6 +149,10 @@ class PQApp(App[int]):
                 loop.add_signal_handler(signum, self._on_signal, signum)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread (tests) or no such signal here
+        if self.attached:
+            self.engine.on_error = lambda message: self.notify(
+                message, title="pq-tui server", severity="error"
+            )
         self._consume_events()
         if self._initial_specs:
             self._push_specs(self._initial_specs)
@@ -379,7 +386,11 @@ class PQApp(App[int]):
         waiting = self.engine.kill(job_id, force=force)
         if waiting is None:
             return
-        data = await waiting
+        try:
+            data = await waiting
+        except Exception as exc:  # the server went away: say so, don't take the app down
+            self.notify(str(exc), title=f"kill of {job_id}", severity="error")
+            return
         warnings = [w for w in data.get("warnings", ()) if "survived" in w]
         if warnings:
             self.notify("; ".join(warnings), title=f"kill of {job_id} incomplete", severity="error")
@@ -510,7 +521,7 @@ class PQApp(App[int]):
         if self._asking_to_quit:
             return  # q then ctrl+q: one question is enough
         active = [job for job in self.engine.jobs() if not job.status.finished]
-        if not active:
+        if not active or self.attached:  # attached, leaving kills nothing: no question
             self._quit()
             return
         running = [str(job.id) for job in active if job.status is Status.RUNNING]
@@ -537,17 +548,21 @@ class PQApp(App[int]):
         if self._shutting_down:
             return
         self._shutting_down = True
-        if not self.engine.is_idle():
-            self.notify("stopping the jobs…", timeout=30)
-        await self.engine.shutdown(kill=True)
+        if self.attached:
+            self.engine.detach()
+        else:
+            if not self.engine.is_idle():
+                self.notify("stopping the jobs…", timeout=30)
+            await self.engine.shutdown(kill=True)
         if signum == signal.SIGHUP:
             # The terminal is gone: Textual's teardown would wait forever to write to it. The
-            # jobs are dead and their logs closed, so there is nothing left to do.
+            # jobs are dead (or, attached, in the server's hands), so there is nothing left to do.
             os._exit(128 + signum)
         self.exit(0 if signum is None else 128 + signum)
 
     def _on_signal(self, signum: int) -> None:
-        # SSH dropped (SIGHUP) or we are told to stop (SIGTERM): no questions.
+        # SSH dropped (SIGHUP) or we are told to stop (SIGTERM): no questions. Attached, that
+        # only detaches: surviving the dropped connection is what the server is for.
         self._quit(signum)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

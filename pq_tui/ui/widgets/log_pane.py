@@ -26,14 +26,14 @@ class LogPane(Vertical):
         self._search = ""
 
     def compose(self) -> ComposeResult:
+        # Held, not queried: messages may still reach the pane while the app tears it down.
+        self._title = Static(classes="pane-title")
+        self._follow = Static(classes="pane-follow")
+        self.view = LogView(max_lines=self._max_lines)
         with Horizontal(classes="pane-header"):
-            yield Static(classes="pane-title")
-            yield Static(classes="pane-follow")
-        yield LogView(max_lines=self._max_lines)
-
-    @property
-    def view(self) -> LogView:
-        return self.query_one(LogView)
+            yield self._title
+            yield self._follow
+        yield self.view
 
     def show(self, job: Optional[Job]) -> None:
         """Switch to ``job`` (its tail so far), or to nothing."""
@@ -64,7 +64,7 @@ class LogPane(Vertical):
         self.view.append(lines)
 
     def update_title(self, job: Optional[Job]) -> None:
-        title = self.query_one(".pane-title", Static)
+        title = self._title
         if job is None:
             title.update(" no job selected")
             return
@@ -86,7 +86,7 @@ class LogPane(Vertical):
         dot, ring = ("*", "o") if fmt.ascii_only() else ("●", "○")
         follow = f"{dot} following" if self.view.following else f"{ring} paused (f follows)"
         # Text, not a str: a search for "[ERROR]" is not markup.
-        self.query_one(".pane-follow", Static).update(Text(f"{note}{follow} "))
+        self._follow.update(Text(f"{note}{follow} "))
 
     def set_search_note(self, note: str) -> None:
         self._search = note
