@@ -18,6 +18,7 @@ import pytest
 
 from pq_tui.server.client import Client, NotRunning, RemoteError, ServerError
 from pq_tui.server.paths import ServerPaths
+from process_helpers import wait_gone
 
 pytestmark = [
     pytest.mark.usefixtures("no_leftover_processes"),
@@ -28,20 +29,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEADLINE = 20.0
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def wait_gone(pid: int, timeout: float = DEADLINE) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if _gone(pid):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def until(predicate, what: str, timeout: float = DEADLINE):

@@ -18,6 +18,7 @@ from pq_tui.core import Status
 from pq_tui.server.client import Client
 from pq_tui.server.paths import ServerPaths
 from pq_tui.server.remote import RemoteEngine
+from process_helpers import is_gone
 
 pytestmark = [
     pytest.mark.usefixtures("no_leftover_processes"),
@@ -26,12 +27,6 @@ pytestmark = [
 
 DEADLINE = 20.0
 
-
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def _tree(pid: int) -> list:
@@ -80,9 +75,9 @@ class Server:
 
     def leftovers(self) -> list:
         end = time.monotonic() + DEADLINE
-        while time.monotonic() < end and not all(_gone(pid) for pid in self.pids):
+        while time.monotonic() < end and not all(is_gone(pid) for pid in self.pids):
             time.sleep(0.02)
-        left = [pid for pid in self.pids if not _gone(pid)]
+        left = [pid for pid in self.pids if not is_gone(pid)]
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -244,7 +239,7 @@ def test_the_console_over_a_remote_engine(server):
                 await pilot.pause(0.05)
             assert len(rows()) == 3
             engine.detach()  # not shutdown: the server's jobs go on
-        assert not _gone(next(iter(_tree(engine.get("live").pid))))
+        assert not is_gone(next(iter(_tree(engine.get("live").pid))))
         await server.stop()
 
     asyncio.run(asyncio.wait_for(main(), 60))

@@ -13,12 +13,12 @@ import sys
 import tempfile
 import time
 
-import psutil
 import pytest
 
 from pq_tui.server import protocol
 from pq_tui.server.paths import ServerPaths
 from pq_tui.server.server import ServerError, connect, start_server_process
+from process_helpers import is_gone, wait_gone
 
 pytestmark = [
     pytest.mark.usefixtures("no_leftover_processes"),
@@ -33,20 +33,6 @@ def run(coro, timeout: float = 40):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def wait_gone(pid: int, timeout: float = DEADLINE) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if _gone(pid):
-            return True
-        time.sleep(0.02)
-    return False
 
 
 class Env:
@@ -79,7 +65,7 @@ class Env:
     def cleanup(self) -> list:
         leftovers = []
         for pid in self.pids:
-            if not _gone(pid):
+            if not is_gone(pid):
                 leftovers.append(pid)
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -333,7 +319,7 @@ def test_bad_input_gets_errors_and_the_server_keeps_serving(env):
             await c.close()
 
     run(main())
-    assert not _gone(pid)
+    assert not is_gone(pid)
     run(shutdown(env, pid))
 
 
@@ -420,7 +406,7 @@ def test_kill_9_mid_job_restores_the_queue_and_runs_nothing_twice(env):
     os.kill(pid, signal.SIGKILL)
     assert wait_gone(pid)
     env.pids.add(job_pid)
-    assert not _gone(job_pid)  # orphaned, still running
+    assert not is_gone(job_pid)  # orphaned, still running
     new_pid = env.start()
     assert wait_gone(job_pid, 5), "the interrupted job's process was not killed on recovery"
 
@@ -473,7 +459,7 @@ def test_sighup_is_ignored_and_sigterm_kills_the_jobs_and_stops(env):
     env.pids.add(job_pid)
     os.kill(pid, signal.SIGHUP)
     time.sleep(0.2)
-    assert not _gone(pid)
+    assert not is_gone(pid)
 
     async def ping():
         client = await Client.open(env)
@@ -483,7 +469,7 @@ def test_sighup_is_ignored_and_sigterm_kills_the_jobs_and_stops(env):
     run(ping())
     os.kill(pid, signal.SIGTERM)
     assert wait_gone(pid)
-    assert _gone(job_pid)
+    assert is_gone(job_pid)
     assert not os.path.exists(env.paths.socket) and not os.path.exists(env.paths.pid_file)
 
     # Next time: the killed job is recorded as killed, the queue kept (paused).
