@@ -173,8 +173,8 @@ class PQApp(App[int]):
                 events = await subscription.batch()
                 if not events:
                     return
-                if not self.table.is_attached:
-                    return  # the app is closing
+                if not self._alive():
+                    return
                 if not self._suspended:
                     self._apply(events)
                 await asyncio.sleep(REFRESH_INTERVAL)
@@ -211,8 +211,15 @@ class PQApp(App[int]):
             elif usage_of:
                 self.table.update_jobs(j for j in map(self.engine.get, usage_of) if j is not None)
 
+    def _alive(self) -> bool:
+        """False while the app is being torn down: messages and events may still arrive then,
+        after the screens are gone."""
+        return bool(self.screen_stack) and self.table.is_attached
+
     def _sync(self) -> None:
         """Table, status line, pane titles and keys after a change of state."""
+        if not self._alive():
+            return
         jobs = self.engine.jobs()
         lanes = self.engine.lanes()
         self.table.sync(jobs, lanes)
@@ -229,7 +236,7 @@ class PQApp(App[int]):
         self.refresh_bindings()
 
     def _tick(self) -> None:
-        if self._suspended:
+        if self._suspended or not self._alive():
             return
         running = [job for job in self.engine.jobs() if job.status is Status.RUNNING]
         self.table.update_jobs(running)
@@ -243,6 +250,8 @@ class PQApp(App[int]):
 
     @on(DataTable.RowHighlighted, "#jobs")
     def _row_highlighted(self) -> None:
+        if not self._alive():
+            return
         self._show_selected()
         self.refresh_bindings()
 
