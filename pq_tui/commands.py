@@ -26,6 +26,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from pq_tui.run import write_stdout as _write
 from pq_tui.server.client import Client, NotRunning, RemoteError, ServerError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -236,14 +237,6 @@ def main_command(command: str, args: List[str]) -> int:
 def _error(message: str) -> None:
     for line in message.splitlines() or [""]:
         print(f"pq-tui: {line}", file=sys.stderr)
-
-
-def _write(text: str) -> None:
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
 
 
 def resolve_id(text: str, snapshot: Dict[str, Any]) -> Any:

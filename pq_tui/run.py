@@ -77,12 +77,12 @@ def check_command(options: argparse.Namespace) -> int:
         extras = [f"timeout {_span(spec.data['timeout'])}"] if spec.data.get("timeout") else []
         if spec.data.get("on_failure") == "pause":
             extras.append("pauses the lane on failure")
-        _write(f"[{spec.lane}] {spec.id}" + (f"  ({', '.join(extras)})" if extras else "") + "\n")
+        write_stdout(f"[{spec.lane}] {spec.id}" + (f"  ({', '.join(extras)})" if extras else "") + "\n")
         # A multi-line shell script stays on one line here; \n marks where its lines break.
-        _write(f"    cmd: {plan.display_cmd.replace(chr(10), chr(92) + 'n')}\n")
-        _write(f"    cwd: {plan.cwd}\n")
+        write_stdout(f"    cmd: {plan.display_cmd.replace(chr(10), chr(92) + 'n')}\n")
+        write_stdout(f"    cwd: {plan.cwd}\n")
     lanes = list(dict.fromkeys(spec.lane for spec in specs))
-    _write(f"\n{len(specs)} job(s) in {len(lanes)} lane(s): {', '.join(lanes)}; nothing was started\n")
+    write_stdout(f"\n{len(specs)} job(s) in {len(lanes)} lane(s): {', '.join(lanes)}; nothing was started\n")
     return EXIT_OK
 
 
@@ -170,7 +170,7 @@ async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bo
             text = "".join(printer.format(event) for event in events)
             if text:
                 # A slow terminal or pipe must stall only the printing, never the jobs.
-                await loop.run_in_executor(None, _write, text)
+                await loop.run_in_executor(None, write_stdout, text)
 
     printing = asyncio.ensure_future(print_events())
     for spec in specs:
@@ -179,7 +179,7 @@ async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bo
     stop = asyncio.ensure_future(interrupted.wait())
     await asyncio.wait([idle, stop], return_when=asyncio.FIRST_COMPLETED)
     if stop.done():
-        _write(printer._paint("33", "pq-tui: interrupted; killing the running jobs "
+        write_stdout(printer._paint("33", "pq-tui: interrupted; killing the running jobs "
                                     "(Ctrl-C again: at once)\n"))
     idle.cancel()
     stop.cancel()
@@ -199,16 +199,17 @@ async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bo
             _exit_text(exit_code),
             _duration(data["duration"]) if "duration" in data else "-",
         ))
-    _write("\n")
+    write_stdout("\n")
     _print_table(("ID", "LANE", "STATE", "EXIT", "DURATION"), rows, right=(3, 4))
-    _write(f"logs: {engine.log_dir}\n")
+    write_stdout(f"logs: {engine.log_dir}\n")
     if interrupted.is_set():
         return EXIT_INTERRUPTED
     ok = all(engine.get(spec.id).status is Status.OK for spec in specs)
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def _write(text: str) -> None:
+def write_stdout(text: str) -> None:
+    """Print and flush; a reader that went away (``| head``) is not an error."""
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -253,4 +254,4 @@ def _print_table(header: tuple, rows: list, right: tuple = ()) -> None:
             str(cell).rjust(width) if index in right else str(cell).ljust(width)
             for index, (cell, width) in enumerate(zip(row, widths))
         ]
-        _write("  ".join(cells).rstrip() + "\n")
+        write_stdout("  ".join(cells).rstrip() + "\n")

@@ -42,7 +42,24 @@ RESULT_KEYS = frozenset(
 HandlerFactory = Callable[[JobId, dict, dict], Any]
 
 
-class Job:
+class HasStatus:
+    """A status kept in step with the original's ``state`` and ``status`` keys of ``data``."""
+
+    data: dict
+    _status: Status
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @status.setter
+    def status(self, status: Status) -> None:
+        self._status = status
+        self.data["state"] = status.state
+        self.data["status"] = status.value
+
+
+class Job(HasStatus):
     """One run of a job. The engine alone mutates it, on its event loop's thread."""
 
     def __init__(
@@ -73,16 +90,6 @@ class Job:
         self.stderr_count = 0
         self._status = Status.QUEUED
         self.data.update(state=0, status="queued", queue=lane, **{"time-queue": time.time()})
-
-    @property
-    def status(self) -> Status:
-        return self._status
-
-    @status.setter
-    def status(self, status: Status) -> None:
-        self._status = status
-        self.data["state"] = status.state
-        self.data["status"] = status.value
 
     @property
     def duration(self) -> Optional[float]:

@@ -55,7 +55,7 @@ from pq_tui.core.events import (
     LaneResumed,
     OutputDropped,
 )
-from pq_tui.core.job import Status
+from pq_tui.core.job import HasStatus, Status
 from pq_tui.server import protocol
 from pq_tui.server.client import GONE, Client, RemoteError, ServerError
 from pq_tui.server.paths import ServerPaths, server_paths
@@ -70,7 +70,7 @@ TAIL_CONCURRENCY = 4
 MAX_ERRORS = 100
 
 
-class RemoteJob:
+class RemoteJob(HasStatus):
     """One run of a job as the server last told: the attributes of ``pq_tui.core.Job`` that the
     console reads."""
 
@@ -89,16 +89,6 @@ class RemoteJob:
         self.started_at: Optional[float] = None  # time.monotonic(), while running
         self.restored = False
         self._status = Status.QUEUED
-
-    @property
-    def status(self) -> Status:
-        return self._status
-
-    @status.setter
-    def status(self, status: Status) -> None:
-        self._status = status
-        self.data["state"] = status.state
-        self.data["status"] = status.value
 
     @property
     def duration(self) -> Optional[float]:
