@@ -28,8 +28,13 @@ server commands (jobs that outlive the terminal; `pq-tui COMMAND --help` for eac
   pause LANE            resume LANE               wait [ID ...] wait for jobs, exit 0/1/2
   shutdown [--kill]     stop the server (the queued jobs are kept)
 
+The console runs on your pq-tui server (started if needed): q detaches and the jobs go on,
+a dropped SSH connection only detaches too, and `pq-tui` again shows the same queue and logs.
+
 examples:
-  pq-tui examples/demo.toml           open the console with the demo's jobs queued
+  pq-tui examples/demo.toml           queue the demo's jobs on the server and open the console
+  pq-tui                              the console again, after a detach or a dropped connection
+  pq-tui --embedded examples/demo.toml  no server: the jobs end with the console
   pq-tui run examples/build-and-test.toml
   pq-tui check builds.toml tests.toml
   pq-tui push builds.toml && pq-tui wait && pq-tui status
@@ -62,11 +67,15 @@ def _parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser
     )
 
 
-def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+def _add_engine_options(parser: argparse.ArgumentParser, embedded_only: bool = False) -> None:
+    only = " (with --embedded)" if embedded_only else ""
     parser.add_argument("--log-dir", help="where the jobs' log files go (default: a new folder "
-                        "under the user's state directory)")
-    parser.add_argument("--kill-grace", type=_seconds, default=5.0, metavar="SECONDS",
-                        help="time between SIGTERM and SIGKILL when a job is killed (default 5)")
+                        f"under the user's state directory){only}")
+    parser.add_argument("--kill-grace", type=_seconds, metavar="SECONDS",
+                        # None on the console: given without --embedded, it is a mistake.
+                        default=None if embedded_only else 5.0,
+                        help="time between SIGTERM and SIGKILL when a job is killed (default "
+                        f"5){only}")
 
 
 def _seconds(text: str) -> float:
@@ -87,10 +96,11 @@ def _main_parser() -> argparse.ArgumentParser:
     parser.add_argument("files", nargs="*", metavar="FILE.toml", help="job files to queue")
     parser.add_argument("--no-mouse", action="store_true",
                         help="leave the mouse to the terminal (select and copy text as usual)")
-    parser.add_argument("--attach", action="store_true",
-                        help="preview: run the jobs on the pq-tui server (started if needed) and "
-                        "attach to it; q detaches and the jobs go on")
-    _add_engine_options(parser)
+    parser.add_argument("--embedded", action="store_true",
+                        help="run the jobs inside the console, without the server: quitting or a "
+                        "dropped connection kills them")
+    parser.add_argument("--attach", action="store_true", help=argparse.SUPPRESS)  # the default now
+    _add_engine_options(parser, embedded_only=True)
     return parser
 
 
@@ -138,14 +148,20 @@ def _main(args: list) -> int:
 def _open_console(options: argparse.Namespace) -> int:
     from pq_tui.run import load_or_report
 
+    if not options.embedded and (options.log_dir is not None or options.kill_grace is not None):
+        print("pq-tui: --log-dir and --kill-grace are for --embedded; the server keeps its logs "
+              "under its state directory ($PQ_TUI_STATE_DIR) and takes its grace period from "
+              "$PQ_TUI_KILL_GRACE when it starts", file=sys.stderr)
+        return EXIT_BAD_INPUT
     specs = load_or_report(options.files)
     if specs is None:
         return EXIT_BAD_INPUT
-    if options.attach:
+    if not options.embedded:
         return _attach_console(specs, mouse=not options.no_mouse)
     from pq_tui.ui.app import build_app
 
-    app = build_app(specs, log_dir=options.log_dir, kill_grace=options.kill_grace)
+    kill_grace = 5.0 if options.kill_grace is None else options.kill_grace
+    app = build_app(specs, log_dir=options.log_dir, kill_grace=kill_grace)
     status = app.run(mouse=not options.no_mouse)
     return status or 0
 
@@ -164,18 +180,18 @@ def _attach_console(specs: list, mouse: bool) -> int:
         engine = await RemoteEngine.connect(start=True)
         try:
             app = PQApp(engine, specs=specs, attached=True)
-            return await app.run_async(mouse=mouse) or 0
+            status = await app.run_async(mouse=mouse) or 0
+            if app.exit_note:
+                print(app.exit_note, file=sys.stderr)
+            return status
         finally:
             engine.detach()
 
     try:
-        status = asyncio.run(attached())
+        return asyncio.run(attached())
     except ServerError as exc:
         print(f"pq-tui: {exc}", file=sys.stderr)
         return 1
-    print("pq-tui: detached; the jobs go on in the pq-tui server "
-          "(pq-tui status shows them, pq-tui shutdown stops it).", file=sys.stderr)
-    return status
 
 
 def _server_command(args: list) -> int:

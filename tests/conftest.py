@@ -38,3 +38,25 @@ def no_leftover_processes():
             continue
     if leftovers:
         pytest.fail(f"processes left running after the test: {leftovers}")
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """A pq-tui server's folders and environment (the server starts on first connect); at the
+    end, the server is stopped and none of its or its jobs' processes may be left."""
+    import asyncio
+    import os
+    import shutil
+
+    from server_helpers import DEADLINE, Server
+
+    environment = Server(tmp_path, monkeypatch)
+    yield environment
+    if os.path.exists(environment.paths.socket):  # a test that failed before stopping it
+        try:
+            asyncio.run(asyncio.wait_for(environment.stop(), DEADLINE))
+        except Exception:
+            pass
+    left = environment.leftovers()
+    shutil.rmtree(environment.runtime, ignore_errors=True)
+    assert not left, f"processes left running: {left}"

@@ -1,10 +1,16 @@
-"""Whether a process is gone, for tests that must prove nothing was left running."""
+"""Whether a process is gone, for tests that must prove nothing was left running; a program in a
+terminal of its own."""
 
 from __future__ import annotations
 
+import os
+import pty
+import signal
+import threading
 import time
 
 import psutil
+import pytest
 
 
 def is_gone(pid: int) -> bool:
@@ -22,3 +28,53 @@ def wait_gone(pid: int, timeout: float = 20.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+class Terminal:
+    """A program in a pseudo-terminal of its own (its controlling terminal): closing ``master``
+    hangs it up exactly as a dropped SSH connection does. What it writes is kept in ``output``
+    (a terminal nobody reads would block its writes)."""
+
+    def __init__(self, argv: list, cwd: str) -> None:
+        pid, master = pty.fork()
+        if pid == 0:  # the child
+            try:
+                os.chdir(cwd)
+                os.environ["TERM"] = "xterm-256color"
+                os.execv(argv[0], argv)
+            finally:
+                os._exit(127)
+        self.pid, self.master = pid, master
+        self.output = bytearray()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        master = self.master  # hang_up() sets the attribute to None under our feet
+        try:
+            while True:
+                chunk = os.read(master, 65536)
+                if not chunk:
+                    return
+                self.output.extend(chunk)
+        except OSError:
+            pass
+
+    def hang_up(self) -> None:
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+        self._reader.join(5)
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        """The exit status (negative: killed by that signal); kills it and fails at the timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                pytest.fail(f"{self.pid} did not exit")
+            time.sleep(0.05)

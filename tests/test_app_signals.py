@@ -1,21 +1,23 @@
-"""The console under a real terminal that goes away: SSH drops (SIGHUP), or SIGTERM.
+"""The embedded console (no server) under a real terminal that goes away: SSH drops (SIGHUP), or
+SIGTERM.
 
 The app runs in a pseudo-terminal of its own; closing our end hangs it up exactly as a dropped SSH
-connection does. Every job's process tree must die and the app must exit, not hang.
+connection does. Every job's process tree must die and the app must exit, not hang. (Attached to a
+server, the jobs go on instead: tests/test_attach.py.)
 """
 
 from __future__ import annotations
 
 import os
-import pty
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+
+from process_helpers import Terminal
 
 pytestmark = [
     pytest.mark.usefixtures("no_leftover_processes"),
@@ -50,25 +52,10 @@ cmd = "touch {tmp_path}/later-ran"
     return path
 
 
-def _start_app(tmp_path: Path) -> tuple[int, int, threading.Thread]:
+def _start_app(tmp_path: Path) -> Terminal:
     job_file = _job_file(tmp_path)
-    pid, master = pty.fork()
-    if pid == 0:  # the child: the app, with the pty as its controlling terminal
-        os.chdir(REPO)
-        os.environ["TERM"] = "xterm-256color"
-        os.execv(sys.executable, [sys.executable, "-m", "pq_tui", str(job_file),
-                                  "--log-dir", str(tmp_path / "logs"), "--kill-grace", "1"])
-
-    def drain() -> None:  # a terminal that nobody reads would block the app's writes
-        try:
-            while os.read(master, 65536):
-                pass
-        except OSError:
-            pass
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    return pid, master, reader
+    return Terminal([sys.executable, "-m", "pq_tui", "--embedded", str(job_file),
+                     "--log-dir", str(tmp_path / "logs"), "--kill-grace", "1"], cwd=str(REPO))
 
 
 def _job_pids(tmp_path: Path) -> list[int]:
@@ -79,19 +66,6 @@ def _job_pids(tmp_path: Path) -> list[int]:
         assert time.monotonic() < deadline, "the jobs never started"
         time.sleep(0.05)
     return [int(f.read_text()) for f in files]
-
-
-def _wait_exit(pid: int) -> int:
-    deadline = time.monotonic() + 30
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("the app did not exit")
-        time.sleep(0.05)
 
 
 def _alive(pids: list[int]) -> list[int]:
@@ -106,11 +80,10 @@ def _alive(pids: list[int]) -> list[int]:
 
 
 def test_hangup_kills_every_job_tree_and_exits(tmp_path):
-    pid, master, reader = _start_app(tmp_path)
+    app = _start_app(tmp_path)
     pids = _job_pids(tmp_path)
-    os.close(master)  # the SSH connection drops
-    assert _wait_exit(pid) == 128 + signal.SIGHUP
-    reader.join(5)
+    app.hang_up()  # the SSH connection drops
+    assert app.wait_exit() == 128 + signal.SIGHUP
     assert _alive(pids) == []
     assert not (tmp_path / "later-ran").exists()  # queued jobs do not start on the way out
     logs = list((tmp_path / "logs").glob("*.log"))
@@ -119,12 +92,11 @@ def test_hangup_kills_every_job_tree_and_exits(tmp_path):
 
 
 def test_sigterm_kills_every_job_tree_and_exits(tmp_path):
-    pid, master, reader = _start_app(tmp_path)
+    app = _start_app(tmp_path)
     pids = _job_pids(tmp_path)
-    os.kill(pid, signal.SIGTERM)
+    os.kill(app.pid, signal.SIGTERM)
     try:
-        assert _wait_exit(pid) == 128 + signal.SIGTERM
+        assert app.wait_exit() == 128 + signal.SIGTERM
     finally:
-        os.close(master)
-        reader.join(5)
+        app.hang_up()
     assert _alive(pids) == []

@@ -376,6 +376,15 @@ def test_bad_option_is_a_usage_error(tmp_path):
     assert "--kill-grace" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_the_consoles_engine_options_need_embedded(tmp_path):
+    path = job_file(tmp_path, '[[job]]\ncmd = "true"\n')
+    for option in (["--log-dir", tmp_path / "logs"], ["--kill-grace", "1"]):
+        result = pq(*option, path)
+        assert result.returncode == 2
+        assert result.stderr.startswith("pq-tui: --log-dir and --kill-grace are for --embedded;")
+    assert not (tmp_path / "logs").exists()
+
+
 # -- check ---------------------------------------------------------------------------------------
 
 

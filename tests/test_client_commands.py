@@ -19,6 +19,7 @@ import pytest
 from pq_tui.server.client import Client, NotRunning, RemoteError, ServerError
 from pq_tui.server.paths import ServerPaths
 from process_helpers import wait_gone
+from server_helpers import tree
 
 pytestmark = [
     pytest.mark.usefixtures("no_leftover_processes"),
@@ -39,14 +40,6 @@ def until(predicate, what: str, timeout: float = DEADLINE):
             return value
         time.sleep(0.05)
     raise AssertionError(f"never happened: {what}")
-
-
-def tree(pid: int) -> list:
-    try:
-        proc = psutil.Process(pid)
-        return [proc.pid] + [child.pid for child in proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 class Cli:

@@ -5,99 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import signal
 import sys
-import tempfile
-import time
 
-import psutil
 import pytest
 
 from pq_tui.core import Status
 from pq_tui.server.client import Client
-from pq_tui.server.paths import ServerPaths
 from pq_tui.server.remote import RemoteEngine
 from process_helpers import is_gone
+from server_helpers import DEADLINE, tree, until
 
 pytestmark = [
     pytest.mark.usefixtures("no_leftover_processes"),
     pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets and signals"),
 ]
-
-DEADLINE = 20.0
-
-
-
-def _tree(pid: int) -> list:
-    try:
-        proc = psutil.Process(pid)
-        return [proc.pid] + [child.pid for child in proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-async def until(predicate, what: str, timeout: float = DEADLINE):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.03)
-    raise AssertionError(f"never happened: {what}")
-
-
-class Server:
-    def __init__(self, tmp_path, monkeypatch) -> None:
-        self.runtime = tempfile.mkdtemp(prefix="pqr-")  # short: a socket path holds ~100 bytes
-        self.tmp = tmp_path
-        self.paths = ServerPaths(self.runtime, str(tmp_path / "state"))
-        monkeypatch.setenv("PQ_TUI_RUNTIME_DIR", self.runtime)
-        monkeypatch.setenv("PQ_TUI_STATE_DIR", self.paths.state_dir)
-        monkeypatch.setenv("PQ_TUI_KILL_GRACE", "0.5")
-        self.pids: set = set()
-
-    def blocker(self, name: str = "go") -> str:
-        return f"while [ ! -e {self.tmp / name} ]; do sleep 0.02; done"
-
-    def release(self, name: str = "go") -> None:
-        (self.tmp / name).touch()
-
-    async def stop(self) -> None:
-        """Shut the server down (killing its jobs); every pid it and its jobs had must go."""
-        async with await Client.open(self.paths, start=False) as client:
-            snapshot = await client.request("snapshot")
-            self.pids.add(snapshot["server"]["pid"])
-            for job in snapshot["jobs"]:
-                if job["status"] == "running" and job["pid"]:
-                    self.pids.update(_tree(job["pid"]))
-            assert await client.request("shutdown", kill=True) == {"stopped": True}
-
-    def leftovers(self) -> list:
-        end = time.monotonic() + DEADLINE
-        while time.monotonic() < end and not all(is_gone(pid) for pid in self.pids):
-            time.sleep(0.02)
-        left = [pid for pid in self.pids if not is_gone(pid)]
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        return left
-
-
-@pytest.fixture
-def server(tmp_path, monkeypatch):
-    environment = Server(tmp_path, monkeypatch)
-    yield environment
-    if os.path.exists(environment.paths.socket):  # a test that failed before stopping it
-        try:
-            asyncio.run(asyncio.wait_for(environment.stop(), DEADLINE))
-        except Exception:
-            pass
-    left = environment.leftovers()
-    shutil.rmtree(environment.runtime, ignore_errors=True)
-    assert not left, f"processes left running: {left}"
 
 
 def lane_ids(engine: RemoteEngine, lane: str) -> list:
@@ -120,7 +41,7 @@ def test_the_mirror_follows_the_server_and_a_later_connection_sees_the_same(serv
                            "held's first line")
         assert held.status is Status.RUNNING and held.pid and one.lane("B").running is held
         assert held.duration is not None and not one.is_idle()
-        server.pids.update(_tree(held.pid))
+        server.pids.update(tree(held.pid))
 
         # Checked against the mirror, at once.
         with pytest.raises(ValueError, match="already running"):
@@ -213,7 +134,7 @@ def test_the_console_over_a_remote_engine(server):
         engine.push("live", {"cmd": f"echo live-line; {server.blocker()}", "cwd": cwd}, "B")
         await until(lambda: (j := engine.get("live")) and j.tail, "live's output")
         await until(lambda: engine.get("done").status is Status.OK, "done ok")
-        server.pids.update(_tree(engine.get("live").pid))
+        server.pids.update(tree(engine.get("live").pid))
 
         app = PQApp(engine, start_dir=server.tmp)
         async with app.run_test(size=(120, 30)) as pilot:
@@ -239,7 +160,7 @@ def test_the_console_over_a_remote_engine(server):
                 await pilot.pause(0.05)
             assert len(rows()) == 3
             engine.detach()  # not shutdown: the server's jobs go on
-        assert not is_gone(next(iter(_tree(engine.get("live").pid))))
+        assert not is_gone(next(iter(tree(engine.get("live").pid))))
         await server.stop()
 
     asyncio.run(asyncio.wait_for(main(), 60))
@@ -254,7 +175,7 @@ def test_quitting_an_attached_console_detaches_and_the_job_goes_on(server):
         server.pids.add(engine.server_info["pid"])
         engine.push("live", {"cmd": f"echo up; {server.blocker()}", "cwd": str(server.tmp)}, "B")
         await until(lambda: (j := engine.get("live")) and j.pid, "live's start")
-        server.pids.update(_tree(engine.get("live").pid))
+        server.pids.update(tree(engine.get("live").pid))
 
         app = PQApp(engine, start_dir=server.tmp, attached=True)
         async with app.run_test(size=(100, 30)) as pilot:

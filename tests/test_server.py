@@ -16,9 +16,9 @@ import time
 import pytest
 
 from pq_tui.server import protocol
-from pq_tui.server.paths import ServerPaths
 from pq_tui.server.server import ServerError, connect, start_server_process
 from process_helpers import is_gone, wait_gone
+from server_helpers import Server
 
 pytestmark = [
     pytest.mark.usefixtures("no_leftover_processes"),
@@ -35,18 +35,8 @@ def run(coro, timeout: float = 40):
 
 
 
-class Env:
-    """Paths and environment for servers under a test's tmp_path; remembers every pid to check."""
-
-    def __init__(self, tmp_path, monkeypatch) -> None:
-        # A short runtime dir: a Unix socket's path holds about 100 bytes.
-        self.runtime = tempfile.mkdtemp(prefix="pqt-")
-        self.tmp = tmp_path
-        self.paths = ServerPaths(self.runtime, str(tmp_path / "state"))
-        monkeypatch.setenv("PQ_TUI_RUNTIME_DIR", self.runtime)
-        monkeypatch.setenv("PQ_TUI_STATE_DIR", self.paths.state_dir)
-        monkeypatch.setenv("PQ_TUI_KILL_GRACE", "0.5")
-        self.pids: set = set()
+class Env(Server):
+    """Servers under a test's tmp_path, started by hand; remembers every pid to check."""
 
     def start(self) -> int:
         start_server_process(self.paths)

@@ -182,6 +182,9 @@ class RemoteEngine:
         self.server_info: Dict[str, Any] = {}
         self.errors: Deque[str] = deque(maxlen=MAX_ERRORS)
         self.on_error: Optional[Callable[[str], None]] = None
+        # Called once when the server closes the connection (it stopped or crashed), not when we
+        # detach or stop it ourselves.
+        self.on_lost: Optional[Callable[[], None]] = None
         self.connected = True
         self._jobs: Dict[JobId, RemoteJob] = {}
         self._lanes: Dict[str, RemoteLane] = {}
@@ -226,8 +229,18 @@ class RemoteEngine:
 
     async def shutdown(self, kill: bool = True) -> None:
         raise NotImplementedError(
-            "a remote engine does not stop the server's jobs: detach() (pq-tui shutdown stops "
-            "the server)")
+            "a remote engine does not stop the server's jobs: detach(), or stop_server()")
+
+    async def stop_server(self, kill: bool = True) -> None:
+        """Stop the server (with ``kill``, its running jobs' trees are killed first; queued jobs
+        are kept, their lanes paused), then detach. Raises RemoteError / ServerError."""
+        self.connected = False  # the connection closing now is expected, not a loss
+        try:
+            await self.client.request("shutdown", kill=kill)
+        except BaseException:
+            self.connected = not self.client.closed
+            raise
+        self.detach()
 
     async def _marked(self, op: str, handler: Callable[[Any], None], **args: Any) -> None:
         """Send a request; ``handler(result)`` runs in the applier at the reply's place among the
@@ -443,6 +456,8 @@ class RemoteEngine:
             if self.connected:  # lost, not detached
                 self.connected = False
                 self._report(GONE)
+                if self.on_lost is not None:
+                    self.on_lost()
             self._fail_waiters(ServerError(GONE))
 
     def _apply_mark(self, mark: _Mark) -> None:

@@ -45,7 +45,7 @@ HELP_GROUPS = (
     ("Jobs", {"open", "add", "remove", "kill", "force-kill", "requeue"}),
     ("Queue order", {"move-up", "move-down", "move-front", "move-lane", "pause"}),
     ("Log", {"split", "zoom", "search", "next-match", "previous-match", "follow", "pager"}),
-    ("pq-tui", {"help", "quit"}),
+    ("pq-tui", {"help", "quit", "detach", "stop-server"}),
 )
 QUEUED_ONLY = {"remove_job", "move", "move_front", "move_lane"}
 NEEDS_PANE_JOB = {"search", "next_match", "previous_match", "follow", "pager"}
@@ -85,8 +85,17 @@ class PQApp(App[int]):
         Binding("l", "pager", "Pager", id="pager", show=False,
                 tooltip="Open the full log in $PAGER"),
         Binding("question_mark", "help", "Help", id="help"),
-        Binding("q", "quit_app", "Quit", id="quit"),
+        Binding("q", "quit_app", "Quit", id="quit",
+                tooltip="Quit (asks when jobs would be killed)"),
+        # Attached to a server, q leaves the jobs running there; only Q stops them.
+        Binding("q", "detach", "Detach", id="detach",
+                tooltip="Leave the console; the jobs go on in the pq-tui server"),
+        Binding("Q", "stop_server", "Stop server", id="stop-server", show=False,
+                tooltip="Kill every job's tree and stop the pq-tui server (asks first)"),
     ]
+    # Actions that exist only embedded, or only attached to a server.
+    EMBEDDED_ONLY = {"quit_app"}
+    ATTACHED_ONLY = {"detach", "stop_server"}
 
     def __init__(
         self,
@@ -109,6 +118,8 @@ class PQApp(App[int]):
         self._shutting_down = False
         self._asking_to_quit = False
         self._added = 0
+        # What the command line prints once the screen is restored (why the console ended).
+        self.exit_note: Optional[str] = None
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -153,6 +164,7 @@ class PQApp(App[int]):
             self.engine.on_error = lambda message: self.notify(
                 message, title="pq-tui server", severity="error"
             )
+            self.engine.on_lost = self._server_lost
         self._consume_events()
         if self._initial_specs:
             self._push_specs(self._initial_specs)
@@ -286,8 +298,17 @@ class PQApp(App[int]):
     def _is_job_action(self, action: str) -> bool:
         return any(binding.action.partition("(")[0] == action for binding in self.BINDINGS)
 
+    def _in_this_mode(self, action: str) -> bool:
+        if action in self.EMBEDDED_ONLY:
+            return not self.attached
+        if action in self.ATTACHED_ONLY:
+            return self.attached
+        return True
+
     def _applies(self, action: str) -> bool:
         """Whether a key's action makes sense for the selected job and the shown pane."""
+        if not self._in_this_mode(action):
+            return False
         job = self.selected
         status = job.status if job is not None else None
         if action in QUEUED_ONLY:
@@ -515,6 +536,8 @@ class PQApp(App[int]):
     def action_help(self) -> None:
         rows = []
         for binding in self.BINDINGS:
+            if not self._in_this_mode(binding.action.partition("(")[0]):
+                continue
             keys = ", ".join(self.get_key_display(Binding(key, "")) for key in binding.key.split(","))
             group = next(name for name, ids in HELP_GROUPS if binding.id in ids)
             rows.append((keys, binding.tooltip or binding.description, group))
@@ -529,18 +552,16 @@ class PQApp(App[int]):
     def action_quit_app(self) -> None:
         if self._asking_to_quit:
             return  # q then ctrl+q: one question is enough
-        active = [job for job in self.engine.jobs() if not job.status.finished]
-        if not active or self.attached:  # attached, leaving kills nothing: no question
+        if self.attached:  # leaving kills nothing: no question
+            self.action_detach()
+            return
+        running, queued = self._active_jobs()
+        if not running and not queued:
             self._quit()
             return
-        running = [str(job.id) for job in active if job.status is Status.RUNNING]
-        queued = [str(job.id) for job in active if job.status is Status.QUEUED]
-        lines = []
-        if running:
-            lines.append(f"{len(running)} running ({', '.join(running[:5])}"
-                         f"{', …' if len(running) > 5 else ''}): their process trees will be killed.")
+        lines = [running] if running else []
         if queued:
-            lines.append(f"{len(queued)} queued: they will not run.")
+            lines.append(f"{queued} queued: they will not run.")
         lines.append(f"The logs are kept in {self.engine.log_dir}.")
 
         def confirmed(yes: Optional[bool]) -> None:
@@ -551,6 +572,66 @@ class PQApp(App[int]):
         self._asking_to_quit = True
         self.push_screen(ConfirmScreen("Quit pq-tui?", "\n".join(lines), confirm_label="Quit",
                                        danger=True), confirmed)
+
+    def _active_jobs(self) -> tuple:
+        """("N running (ids): their process trees will be killed." or "", the queued count)."""
+        active = [job for job in self.engine.jobs() if not job.status.finished]
+        running = [str(job.id) for job in active if job.status is Status.RUNNING]
+        queued = sum(1 for job in active if job.status is Status.QUEUED)
+        running_line = ""
+        if running:
+            running_line = (f"{len(running)} running ({', '.join(running[:5])}"
+                            f"{', …' if len(running) > 5 else ''}): their process trees will be "
+                            "killed.")
+        return running_line, queued
+
+    def action_detach(self) -> None:
+        self.exit_note = ("pq-tui: detached; the jobs go on in the pq-tui server. `pq-tui` "
+                          "attaches again, `pq-tui status` lists them, `pq-tui shutdown` stops it.")
+        self._quit()
+
+    def action_stop_server(self) -> None:
+        if self._asking_to_quit:
+            return
+        running, queued = self._active_jobs()
+        lines = [running] if running else []
+        if queued:
+            lines.append(f"{queued} queued: kept for the next server, their lanes paused.")
+        lines.append(f"Finished jobs and logs are kept in {self.engine.log_dir}.")
+
+        def confirmed(yes: Optional[bool]) -> None:
+            self._asking_to_quit = False
+            if yes:
+                self._stop_server()
+
+        self._asking_to_quit = True
+        self.push_screen(ConfirmScreen("Stop the pq-tui server?", "\n".join(lines),
+                                       confirm_label="Stop", danger=True), confirmed)
+
+    @work(group="quit", exclusive=True, description="stop the server, then exit")
+    async def _stop_server(self) -> None:
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        if not self.engine.is_idle():
+            self.notify("stopping the jobs and the server…", timeout=30)
+        try:
+            await self.engine.stop_server(kill=True)
+        except Exception as exc:
+            self._shutting_down = False
+            self.notify(f"could not stop the server: {exc}", severity="error")
+            return
+        self.exit_note = "pq-tui: the pq-tui server has stopped; `pq-tui` starts it again."
+        self.exit(0)
+
+    def _server_lost(self) -> None:
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        self.exit_note = ("pq-tui: the pq-tui server closed the connection (stopped from "
+                          "elsewhere, or it crashed). `pq-tui` starts it again: the queue comes "
+                          "back, a job that was running is marked interrupted.")
+        self.exit(1)
 
     @work(group="quit", exclusive=True, description="stop every job, then exit")
     async def _quit(self, signum: Optional[int] = None) -> None:
@@ -589,7 +670,7 @@ class PQApp(App[int]):
 
     def action_quit(self) -> None:
         # Textual's ctrl+q would exit at once and leave the jobs' trees running in their own
-        # sessions; it asks like q instead.
+        # sessions; it asks like q instead (attached, it detaches).
         self.action_quit_app()
 
 def build_app(
