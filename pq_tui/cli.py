@@ -12,7 +12,7 @@ from pq_tui import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 _CLIENT_COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause",
-                    "resume", "wait", "shutdown")
+                    "resume", "wait", "clean", "shutdown")
 
 MAIN_EPILOG = """\
 commands:
@@ -26,6 +26,7 @@ server commands (jobs that outlive the terminal; `pq-tui COMMAND --help` for eac
   kill ID [--force]     kill a running job        remove ID     remove a queued job
   move ID --up|--down|--front|--to N [--lane L]   requeue ID    run a finished job again
   pause LANE            resume LANE               wait [ID ...] wait for jobs, exit 0/1/2
+  clean [ID ...]        drop finished jobs and their logs (--keep N, --older-than DAYS)
   shutdown [--kill]     stop the server (the queued jobs are kept)
 
 The console runs on your pq-tui server (started if needed): q detaches and the jobs go on,

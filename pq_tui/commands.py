@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import re
 import sys
@@ -34,7 +35,7 @@ FOLLOW_INTERVAL = 0.25  # seconds between log reads when --follow finds nothing 
 STOP_TIMEOUT = 15.0  # seconds `shutdown` waits for the server's process to end
 
 COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause", "resume",
-            "wait", "shutdown")
+            "wait", "clean", "shutdown")
 
 NOT_RUNNING = "no pq-tui server is running"
 _INT = re.compile(r"-?[0-9]+")
@@ -134,6 +135,18 @@ examples:
   pq-tui wait
   pq-tui wait build test && echo all good
 """,
+    "clean": """\
+Drops finished jobs from the server's history, and their log files. Without ids or options:
+every finished job. Queued and running jobs are never touched. The server also drops history by
+itself: it keeps the latest $PQ_TUI_KEEP_JOBS finished runs (1000) for $PQ_TUI_KEEP_DAYS days
+(30).
+
+examples:
+  pq-tui clean
+  pq-tui clean --keep 50
+  pq-tui clean --older-than 7
+  pq-tui clean build test
+""",
     "shutdown": """\
 Stops the server. With jobs running it refuses (exit status 1) unless --kill is given, which
 kills their process trees. The queued jobs are kept: they come back, their lanes paused, when
@@ -156,6 +169,7 @@ _DESCRIPTIONS = {
     "pause": "Pause a lane.",
     "resume": "Resume a paused lane.",
     "wait": "Wait for jobs to finish.",
+    "clean": "Drop finished jobs and their logs.",
     "shutdown": "Stop the pq-tui server.",
 }
 
@@ -167,6 +181,26 @@ def _position(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a position (1 or more), got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a count (0 or more), got {text!r}")
+    return value
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of days (0 or more), got {text!r}")
     return value
 
 
@@ -199,6 +233,12 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("lane", metavar="LANE")
     elif command == "wait":
         parser.add_argument("jobs", nargs="*", metavar="ID")
+    elif command == "clean":
+        parser.add_argument("jobs", nargs="*", metavar="ID", help="only these jobs")
+        parser.add_argument("--keep", type=_count, metavar="N",
+                            help="keep the N most recently finished")
+        parser.add_argument("--older-than", type=_days, metavar="DAYS",
+                            help="only jobs that ended more than DAYS days ago")
     elif command == "shutdown":
         parser.add_argument("--kill", action="store_true",
                             help="kill the running jobs (else refuse while jobs run)")
@@ -214,6 +254,9 @@ def main_command(command: str, args: List[str]) -> int:
         parser.error("say where: --up, --down, --front, --to N or --lane L")
     if command == "move" and options.lane is not None and (options.up or options.down):
         parser.error("--lane goes with --front, --to N, or alone (the end of that lane)")
+    if command == "clean" and options.jobs and (options.keep is not None
+                                                or options.older_than is not None):
+        parser.error("give job ids, or --keep/--older-than, not both")
     handler: Callable = _HANDLERS[command]
     try:
         return asyncio.run(handler(options))
@@ -524,6 +567,30 @@ async def cmd_wait(options: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+# -- clean ---------------------------------------------------------------------------------------
+
+
+async def cmd_clean(options: argparse.Namespace) -> int:
+    client = await _open()
+    try:
+        if options.jobs:
+            snapshot = await client.request("snapshot")
+            ids = [resolve_id(text, snapshot) for text in options.jobs]
+            active = [_show(job["id"]) for job in snapshot["jobs"]
+                      if job["id"] in ids and job["status"] in ("queued", "running")]
+            if active:
+                raise Failed(f"not finished: {', '.join(active)} (kill or remove them first)")
+            result = await client.request("forget", job_ids=ids)
+        else:
+            result = await client.request("clean", keep_last=options.keep,
+                                          older_than_days=options.older_than)
+    finally:
+        client.close()
+    forgotten = result["forgotten"]
+    _write(f"dropped {len(forgotten)} finished job(s) and their logs\n")
+    return EXIT_OK
+
+
 # -- shutdown ------------------------------------------------------------------------------------
 
 
@@ -581,5 +648,6 @@ _HANDLERS: Dict[str, Callable] = {
     "pause": cmd_pause,
     "resume": cmd_resume,
     "wait": cmd_wait,
+    "clean": cmd_clean,
     "shutdown": cmd_shutdown,
 }

@@ -213,3 +213,38 @@ def test_the_job_outlives_its_console_and_reattaching_shows_every_line(server, h
         lines = [line.rstrip("\n") for line in log if line.startswith("O ")]
     assert lines == [f"O line {i}" for i in range(1, LINES_BEFORE + LINES_AFTER + 1)]
     assert not server.leftovers()
+
+
+def test_an_older_finished_jobs_output_is_fetched_when_shown_and_clean_drops_it(server,
+                                                                                 monkeypatch):
+    from pq_tui.server import remote
+
+    async def main():
+        first = await RemoteEngine.connect(server.paths)
+        server.pids.add(first.server_info["pid"])
+        first.push("old", {"cmd": "echo old-line; echo old-err >&2", "cwd": str(server.tmp)})
+        await until(lambda: (j := first.get("old")) and j.status is Status.OK, "old ran")
+        log_path = first.get("old").log_path
+        first.detach()
+
+        monkeypatch.setattr(remote, "TAIL_FINISHED", 0)  # no tail fetched at connect
+        engine = await RemoteEngine.connect(server.paths, start=False)
+        assert not engine.get("old").tail and not engine.get("old").tail_loaded
+        app = PQApp(engine, start_dir=server.tmp, attached=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, lambda: rows(app) == ["'old'"], "the row")
+            app.table.select("old")
+            await settle(pilot, lambda: app.main_pane.view.lines == [
+                ("out", "old-line"), ("err", "old-err")], "the fetched tail shown")
+
+            await pilot.press("C")
+            await settle(pilot, lambda: len(app.screen_stack) > 1, "the question")
+            await pilot.press("y")
+            await settle(pilot, lambda: rows(app) == [], "the row dropped")
+            assert engine.get("old") is None and app.main_pane.view.lines == []
+            assert not os.path.exists(log_path)
+            await pilot.press("q")
+        await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert not server.leftovers()

@@ -340,6 +340,49 @@ cmd = "exit 3"
     assert unknown.returncode == 2 and "no job 'nope'" in unknown.stderr
 
 
+def test_clean_drops_finished_jobs_and_their_logs_and_it_lasts(cli):
+    cli.push("".join(f'[[job]]\nid = "j{i}"\ncmd = "echo {i}"\n' for i in range(1, 6))
+             + f'[[job]]\nid = "held"\nqueue = "B"\ncmd = "{blocker(cli)}"\n')
+    assert cli("wait", "j1", "j2", "j3", "j4", "j5").returncode == 0
+    logs = {job["id"]: job["log_path"] for job in cli.status()["jobs"]}
+    assert all(os.path.exists(logs[f"j{i}"]) for i in range(1, 6))
+
+    refused = cli("clean", "j1", "held")
+    assert refused.returncode == 1 and "not finished: held" in refused.stderr
+    assert cli("clean", "nope").returncode == 2
+
+    result = cli("clean", "j1", "j2")
+    assert result.returncode == 0 and result.stdout == "dropped 2 finished job(s) and their logs\n"
+    assert [job["id"] for job in cli.status()["jobs"]] == ["j3", "j4", "j5", "held"]
+    assert not os.path.exists(logs["j1"]) and not os.path.exists(logs["j2"])
+
+    result = cli("clean", "--keep", "1")  # the latest finished one stays
+    assert result.stdout == "dropped 2 finished job(s) and their logs\n"
+    assert [job["id"] for job in cli.status()["jobs"]] == ["j5", "held"]
+    assert os.path.exists(logs["j5"]) and not os.path.exists(logs["j3"])
+    assert cli("clean", "--older-than", "1").stdout.startswith("dropped 0 ")
+    assert cli("clean", "--keep", "-1").returncode == 2
+
+    # The store forgot them too: a new server restores only what is left.
+    release(cli)
+    assert cli("wait", "held").returncode == 0
+    assert cli("shutdown").returncode == 0
+    cli.env["PQ_TUI_KEEP_JOBS"] = "1"  # and keeps the latest finished one only
+    cli.push('[[job]]\nid = "new"\nqueue = "C"\ncmd = "exit 1"\n')  # starts a new server
+    assert cli("wait", "new").returncode == 1
+    assert cli("shutdown").returncode == 0
+    assert cli("status").returncode == 1  # no server
+    cli.push('[[job]]\nid = "j5"\nqueue = "A"\ncmd = "true"\n')
+    assert cli("wait").returncode == 0
+    # At its start the server kept the latest finished run only ("new"); j5 is a new job now.
+    assert [job["id"] for job in cli.status()["jobs"]] == ["new", "j5"]
+    assert not os.path.exists(logs["held"])
+
+    result = cli("clean")
+    assert result.stdout == "dropped 2 finished job(s) and their logs\n"
+    assert cli.status()["jobs"] == []
+
+
 def test_shutdown_refuses_while_a_job_runs(cli):
     cli.push(f'[[job]]\nid = "busy"\ncmd = "{blocker(cli)}"\n')
     until(lambda: cli.job("busy")["status"] == "running", "busy running")

@@ -15,6 +15,7 @@ from pq_tui.core import (
     JobOutput,
     JobQueued,
     JobRemoved,
+    JobsForgotten,
     JobStarted,
     LanePaused,
     LaneResumed,
@@ -160,6 +161,34 @@ def test_job_data_is_copied_and_results_not_taken_as_input(tmp_path):
 
 
 # -- remove, kill ------------------------------------------------------------------------------
+
+
+def test_forget_drops_finished_jobs_only_and_tells_the_subscribers(tmp_path):
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            engine.push("done", {"cmd": ["true"]})
+            await engine.wait_finished("done")
+            log_path = engine.get("done").log_path
+            sub = engine.subscribe()
+            engine.push("running", {"cmd": ["sleep", "30"]}, "B")
+            engine.push("queued", {"cmd": ["true"]}, "B")
+            forgotten = engine.forget(["done", "running", "queued", "elsewhere"])
+            assert forgotten == ["done", "elsewhere"]  # an unknown id is passed on
+            assert engine.get("done") is None
+            assert [job.id for job in engine.jobs()] == ["running", "queued"]
+            assert engine.forget([]) == []
+            # The id is free again: a new first run.
+            engine.push("done", {"cmd": ["true"]})
+            await engine.wait_finished("done")
+            assert engine.get("done").run == 1
+            await engine.kill("running")
+            await engine.wait_idle()
+            return log_path, await drain(sub)
+
+    log_path, events = run(main())
+    assert os.path.exists(log_path)  # the engine never deletes a log
+    assert [e for e in events if isinstance(e, JobsForgotten)] == [
+        JobsForgotten(("done", "elsewhere"))]
 
 
 def test_remove_queued(tmp_path):

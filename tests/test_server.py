@@ -527,7 +527,7 @@ def test_protocol_round_trips_every_event():
         ev.JobOutput(3, 10, (("out", "a"), ("err", "b"))), ev.OutputDropped("d", 5),
         ev.JobUsage(1, 12.5, 1024), ev.JobExited(1, {"status": "ok"}),
         ev.JobRemoved("r", {"status": "removed"}), ev.JobMoved(2, "B", 1),
-        ev.LanePaused("A"), ev.LaneResumed("A"),
+        ev.JobsForgotten((1, "two")), ev.LanePaused("A"), ev.LaneResumed("A"),
     ]
     assert {type(e).__name__ for e in samples} == set(protocol.EVENT_TYPES)
     for event in samples:

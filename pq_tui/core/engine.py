@@ -14,13 +14,14 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from pq_tui.core.events import (
     Event,
     JobExited,
     JobId,
     JobMoved,
+    JobsForgotten,
     JobOutput,
     JobQueued,
     JobRemoved,
@@ -264,6 +265,20 @@ class Engine:
         self._emit(JobRemoved(job_id, job.snapshot()))
         self._resolve(job)
         return job.snapshot()
+
+    def forget(self, job_ids: Iterable[JobId]) -> list:
+        """Drop finished jobs (their log files stay) and tell the subscribers; returns the ids
+        dropped. Queued and running jobs stay. Ids the engine does not know are passed on too:
+        a server keeps older history outside the engine, and its clients mirror it."""
+        forgotten = []
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if job is None or job.status.finished:
+                self._jobs.pop(job_id, None)
+                forgotten.append(job_id)
+        if forgotten:
+            self._emit(JobsForgotten(tuple(forgotten)))
+        return forgotten
 
     def kill(self, job_id: JobId, force: bool = False) -> Optional[asyncio.Future]:
         """Kill a running job's tree: SIGTERM, the grace period, then SIGKILL (``force``: SIGKILL

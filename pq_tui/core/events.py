@@ -71,6 +71,13 @@ class JobMoved:
 
 
 @dataclass(frozen=True)
+class JobsForgotten:
+    """Finished jobs dropped from the engine (cleaned up); their ids may be pushed anew."""
+
+    job_ids: tuple[JobId, ...]
+
+
+@dataclass(frozen=True)
 class LanePaused:
     lane: str
 
@@ -82,6 +89,6 @@ class LaneResumed:
 
 Event = Union[
     JobQueued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRemoved, JobMoved,
-    LanePaused, LaneResumed,
+    JobsForgotten, LanePaused, LaneResumed,
 ]
 

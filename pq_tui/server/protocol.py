@@ -20,6 +20,7 @@ from pq_tui.core.events import (
     JobOutput,
     JobQueued,
     JobRemoved,
+    JobsForgotten,
     JobStarted,
     JobUsage,
     LanePaused,
@@ -189,6 +190,8 @@ _TYPES = {
     "str?": "a non-empty string or null",
     "dict": "an object",
     "ids": "a list of job ids (ints or strs)",
+    "count?": "an int >= 0 or null",
+    "number?": "a number >= 0 or null",
 }
 
 # op -> {argument: (type, default)}; REQUIRED for a default means the argument must be given.
@@ -211,6 +214,8 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     "wait": {"job_ids": ("ids", [])},
     "subscribe": {"max_pending_lines": ("int", DEFAULT_MAX_PENDING_LINES)},
     "shutdown": {"kill": ("bool", False)},
+    "forget": {"job_ids": ("ids", REQUIRED)},
+    "clean": {"keep_last": ("count?", None), "older_than_days": ("number?", None)},
 }
 
 
@@ -237,6 +242,12 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, dict)
     if kind == "ids":
         return isinstance(value, list) and all(_is_job_id(v) for v in value)
+    if kind == "count?":
+        return value is None or (_is_int(value) and value >= 0)
+    if kind == "number?":
+        return value is None or (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value >= 0)
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -292,7 +303,7 @@ def _with_id(exc: Exception, request_id: Any) -> Exception:
 EVENT_TYPES = {
     cls.__name__: cls
     for cls in (JobQueued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRemoved,
-                JobMoved, LanePaused, LaneResumed)
+                JobMoved, JobsForgotten, LanePaused, LaneResumed)
 }
 
 
@@ -322,5 +333,7 @@ def decode_event(message: Dict[str, Any]) -> Event:
         value = message[field.name]
         if field.name == "lines":
             value = tuple((stream, text) for stream, text in value)
+        elif field.name == "job_ids":
+            value = tuple(value)
         values[field.name] = value
     return cls(**values)

@@ -38,7 +38,7 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional
 
 from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Subscription
 from pq_tui.core.events import (
@@ -49,6 +49,7 @@ from pq_tui.core.events import (
     JobOutput,
     JobQueued,
     JobRemoved,
+    JobsForgotten,
     JobStarted,
     JobUsage,
     LanePaused,
@@ -88,6 +89,8 @@ class RemoteJob(HasStatus):
         self.log_path: Optional[str] = None
         self.started_at: Optional[float] = None  # time.monotonic(), while running
         self.restored = False
+        # False for a finished job from the snapshot whose tail was not fetched (load_tail).
+        self.tail_loaded = True
         self._status = Status.QUEUED
 
     @property
@@ -268,13 +271,26 @@ class RemoteEngine:
 
         async def one(job: RemoteJob) -> None:
             async with limit:
-                try:
-                    await self._marked("tail", lambda result, job=job: self._load_tail(job, result),
-                                       job_id=job.id)
-                except RemoteError as exc:  # gone meanwhile, say: not worth failing the connect
-                    log.debug("tail of %r: %s", job.id, exc)
+                await self.load_tail(job.id)
 
         await asyncio.gather(*(one(job) for job in wanted))
+
+    async def load_tail(self, job_id: JobId) -> bool:
+        """Fetch a job's tail (the console asks when it shows an older finished job); False if
+        the server could not give it (the job or its log is gone)."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return False
+        try:
+            await self._marked("tail", lambda result, job=job: self._load_tail(job, result),
+                               job_id=job_id)
+        except RemoteError as exc:  # the log file is gone, say: shown instead of asking again
+            log.debug("tail of %r: %s", job_id, exc)
+            if self._jobs.get(job_id) is job:
+                job.tail = deque([("note", f"no output to show: {exc.message}")], maxlen=TAIL_LINES)
+                job.tail_loaded = True
+            return False
+        return True
 
     # -- looking ---------------------------------------------------------------------------------
 
@@ -357,6 +373,15 @@ class RemoteEngine:
         self._kill_waiters.setdefault(job_id, []).append(future)
         self._send(f"kill {job_id!r}", "kill", job_id=job_id, force=bool(force))
         return future
+
+    def forget(self, job_ids: Iterable[JobId]) -> list:
+        """Ask the server to drop these finished jobs and their logs; returns the ids asked for
+        (the JobsForgotten event removes them here)."""
+        ids = [job_id for job_id in job_ids
+               if (job := self._jobs.get(job_id)) is not None and job.status.finished]
+        if ids:
+            self._send(f"clean {len(ids)} jobs", "forget", job_ids=ids)
+        return ids
 
     def move(self, job_id: JobId, index: int, lane: Optional[str] = None) -> int:
         """The index the job should get (as the engine computes it from this mirror)."""
@@ -488,6 +513,7 @@ class RemoteEngine:
             job.cpu_percent = info.get("cpu_percent")
             job.rss = info.get("rss")
             job.restored = bool(info.get("restored"))
+            job.tail_loaded = job.status is Status.QUEUED
             if info.get("elapsed") is not None:
                 job.started_at = now - info["elapsed"]
             jobs.pop(job.id, None)
@@ -503,6 +529,7 @@ class RemoteEngine:
         self._snapshot_id = id(snapshot)  # from now on, events apply
 
     def _load_tail(self, job: RemoteJob, result: Dict[str, Any]) -> None:
+        job.tail_loaded = True
         if self._jobs.get(job.id) is not job:
             return  # a new run meanwhile: its output comes with the events
         job.tail = deque((tuple(line) for line in result.get("lines") or ()), maxlen=TAIL_LINES)
@@ -532,6 +559,10 @@ class RemoteEngine:
             return
         if isinstance(event, (LanePaused, LaneResumed)):
             self._lane_of(event.lane).paused = isinstance(event, LanePaused)
+            return
+        if isinstance(event, JobsForgotten):
+            for job_id in event.job_ids:
+                self._jobs.pop(job_id, None)
             return
         job = self._jobs.get(event.job_id)
         if job is None:

@@ -27,7 +27,15 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pq_tui import __version__
 from pq_tui.core.engine import Engine, Subscription
-from pq_tui.core.events import Event, JobOutput, JobStarted, JobUsage, OutputDropped
+from pq_tui.core.events import (
+    Event,
+    JobExited,
+    JobOutput,
+    JobsForgotten,
+    JobStarted,
+    JobUsage,
+    OutputDropped,
+)
 from pq_tui.core.job import Job, Status
 from pq_tui.core.logfile import STREAMS
 from pq_tui.server import protocol
@@ -39,11 +47,13 @@ log = logging.getLogger("pq_tui.server")
 DEFAULT_KILL_GRACE = 5.0
 HELLO_TIMEOUT = 30.0
 START_TIMEOUT = 15.0
+RETENTION_DELAY = 10.0  # after a job ends: retention runs at most this often
 # A recovered job's process is taken for ours only if it was created this close to the job's
 # recorded start (seconds): a pid reused by an unrelated process is left alone.
 START_SLACK_BEFORE = 2.0
 START_SLACK_AFTER = 30.0
-_NOT_JOURNALED = (JobOutput, JobUsage, OutputDropped)
+# The store hears of forgotten jobs from the server itself (Server.clean, Server.forget).
+_NOT_JOURNALED = (JobOutput, JobUsage, OutputDropped, JobsForgotten)
 
 
 class ServerError(Exception):
@@ -107,10 +117,40 @@ def _peer_uid(sock: Optional[socket.socket]) -> Optional[int]:
 # -- the server ------------------------------------------------------------------------------------
 
 
+class Retention:
+    """How much finished history the server keeps: the ``keep_last`` most recently ended runs,
+    none older than ``keep_days``. ``PQ_TUI_KEEP_JOBS`` and ``PQ_TUI_KEEP_DAYS`` set them."""
+
+    def __init__(self, keep_last: Optional[int] = 1000, keep_days: Optional[float] = 30.0) -> None:
+        self.keep_last = keep_last
+        self.keep_days = keep_days
+
+    @classmethod
+    def from_env(cls) -> "Retention":
+        retention = cls()
+        for name, attribute, kind in (("PQ_TUI_KEEP_JOBS", "keep_last", int),
+                                      ("PQ_TUI_KEEP_DAYS", "keep_days", float)):
+            text = os.environ.get(name)
+            if not text:
+                continue
+            try:
+                value = kind(text)
+                if not value >= 0:
+                    raise ValueError(text)
+                setattr(retention, attribute, value)
+            except ValueError:
+                log.warning("%s=%r is not a number >= 0; keeping the default %s", name, text,
+                            getattr(retention, attribute))
+        return retention
+
+
 class Server:
-    def __init__(self, paths: ServerPaths, kill_grace: float) -> None:
+    def __init__(self, paths: ServerPaths, kill_grace: float,
+                 retention: Optional[Retention] = None) -> None:
         self.paths = paths
         self.kill_grace = kill_grace
+        self.retention = retention or Retention.from_env()
+        self._retention_handle: Optional[asyncio.TimerHandle] = None
         self.engine = Engine(paths.logs_dir, root_dir=os.path.expanduser("~"), profile=True,
                              kill_grace=kill_grace)
         self.store: Optional[Store] = None
@@ -151,11 +191,15 @@ class Server:
         self._flush_journal()
         log.info("restored %d lanes, %d queued jobs, %d finished", len(state.lanes),
                  sum(1 for j in state.jobs if j.status == Status.QUEUED.value), len(self.restored))
+        self.apply_retention()
 
     def _journal(self, event: Event) -> None:
         if isinstance(event, _NOT_JOURNALED):
             return
         self._journal_pending.append(event)
+        if isinstance(event, JobExited) and self._retention_handle is None:
+            self._retention_handle = asyncio.get_running_loop().call_later(
+                RETENTION_DELAY, self.apply_retention)
         if isinstance(event, JobStarted):
             # At once: the process exists already, and a kill -9 before a deferred flush would
             # leave the store without its pid, so recovery could not kill what is left of it.
@@ -175,6 +219,60 @@ class Server:
         except Exception:
             log.exception("could not record %d events in the state file", len(events))
 
+    # -- history ---------------------------------------------------------------------------------
+
+    def apply_retention(self) -> list:
+        """Drop the finished history beyond the retention setting; returns the ids dropped."""
+        self._retention_handle = None
+        return self.clean(self.retention.keep_last, self.retention.keep_days)
+
+    def clean(self, keep_last: Optional[int], keep_days: Optional[float]) -> list:
+        """Drop finished runs beyond the ``keep_last`` latest and older than ``keep_days`` (both
+        None: every finished run), their logs with them; returns the ids of the jobs dropped."""
+        if self.store is None:
+            return []
+        self._flush_journal()
+        if keep_last is None and keep_days is None:
+            keep_last = 0
+        before = self.store.count_finished()
+        paths = self.store.prune(keep_days=keep_days, keep_last=keep_last)
+        if self.store.count_finished() == before:
+            return []
+        kept = {job.id for job in self.store.load().jobs}
+        finished = [job.id for job in self.engine.jobs() if job.status.finished]
+        gone = [job_id for job_id in finished + list(self.restored) if job_id not in kept]
+        return self._drop(gone, paths)
+
+    def forget(self, job_ids: List[Any]) -> list:
+        """Drop these finished jobs (every run of theirs) and their logs; returns the ids
+        dropped (queued and running ones stay)."""
+        ids = []
+        for job_id in job_ids:
+            job = self.engine.get(job_id)
+            if (job is not None and job.status.finished) or (job is None and job_id in
+                                                              self.restored):
+                ids.append(job_id)
+        if not ids:
+            return []
+        self._flush_journal()
+        paths = self.store.forget(ids) if self.store is not None else []
+        return self._drop(ids, paths)
+
+    def _drop(self, job_ids: List[Any], log_paths: List[str]) -> list:
+        for job_id in job_ids:
+            self.restored.pop(job_id, None)
+        dropped = self.engine.forget(job_ids) if job_ids else []
+        for path in log_paths:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not delete the log %s: %s", path, exc)
+        if dropped or log_paths:
+            log.info("dropped %d finished jobs, %d log files", len(dropped), len(log_paths))
+        return dropped
+
     # -- stopping ------------------------------------------------------------------------------
 
     def running_jobs(self) -> List[Job]:
@@ -190,6 +288,9 @@ class Server:
         return self._stop_task
 
     async def _stop(self) -> None:
+        if self._retention_handle is not None:
+            self._retention_handle.cancel()
+            self._retention_handle = None
         engine = self.engine
         for name in list(engine.lanes()):
             engine.pause(name)
@@ -338,6 +439,8 @@ class Connection:
             "tail": self.op_tail,
             "log": self.op_log,
             "subscribe": self.op_subscribe,
+            "forget": lambda a: {"forgotten": server.forget(a["job_ids"])},
+            "clean": lambda a: {"forgotten": server.clean(a["keep_last"], a["older_than_days"])},
         }
 
     # -- the conversation ----------------------------------------------------------------------

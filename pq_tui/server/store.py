@@ -466,6 +466,14 @@ class Store:
         )
         return State(lanes, [_job_state(r) for r in finished + waiting])
 
+    def count_finished(self) -> int:
+        """How many finished runs the store keeps."""
+        with self._lock:
+            return self._connection().execute(
+                f"SELECT COUNT(*) FROM runs WHERE status IN ({', '.join('?' * len(FINISHED))})",
+                FINISHED,
+            ).fetchone()[0]
+
     def history(self, job_id: JobId) -> list:
         """Every recorded run of a job (JobState), oldest first."""
         with self._lock:
@@ -510,19 +518,35 @@ class Store:
                     (*FINISHED, int(keep_last)),
                 ):
                     doomed[row["job_id"], row["run"]] = row
-            db.executemany("DELETE FROM runs WHERE job_id = ? AND run = ?", list(doomed))
-            paths = []
-            for row in sorted(doomed.values(), key=lambda r: r["end_seq"] or 0):
-                path = row["log_path"]
-                if path is not None and not db.execute(
-                    "SELECT 1 FROM runs WHERE log_path = ? LIMIT 1", (path,)
-                ).fetchone():
-                    paths.append(_untext(path))
-        return paths
+            return self._delete_runs(db, doomed)
 
     def clear_finished(self) -> list:
         """Delete every finished run (``pq-tui clean``); returns their log paths."""
         return self.prune(keep_last=0)
+
+    def forget(self, job_ids: Iterable[JobId]) -> list:
+        """Delete the finished runs of these jobs; returns their log paths, as ``prune`` does."""
+        finished = f"status IN ({', '.join('?' * len(FINISHED))})"
+        with self._write() as db:
+            doomed = {}
+            for job_id in job_ids:
+                for row in db.execute(
+                    f"SELECT job_id, run, log_path, end_seq FROM runs "
+                    f"WHERE job_id = ? AND {finished}", (_id_key(job_id), *FINISHED),
+                ):
+                    doomed[row["job_id"], row["run"]] = row
+            return self._delete_runs(db, doomed)
+
+    def _delete_runs(self, db: sqlite3.Connection, doomed: dict) -> list:
+        db.executemany("DELETE FROM runs WHERE job_id = ? AND run = ?", list(doomed))
+        paths = []
+        for row in sorted(doomed.values(), key=lambda r: r["end_seq"] or 0):
+            path = row["log_path"]
+            if path is not None and not db.execute(
+                "SELECT 1 FROM runs WHERE log_path = ? LIMIT 1", (path,)
+            ).fetchone():
+                paths.append(_untext(path))
+        return paths
 
     # -- inside ----------------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ TICK_INTERVAL = 1.0  # clocks and resources of running jobs
 _LANE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 HELP_GROUPS = (
-    ("Jobs", {"open", "add", "remove", "kill", "force-kill", "requeue"}),
+    ("Jobs", {"open", "add", "remove", "kill", "force-kill", "requeue", "clean"}),
     ("Queue order", {"move-up", "move-down", "move-front", "move-lane", "pause"}),
     ("Log", {"split", "zoom", "search", "next-match", "previous-match", "follow", "pager"}),
     ("pq-tui", {"help", "quit", "detach", "stop-server"}),
@@ -73,6 +73,8 @@ class PQApp(App[int]):
         Binding("m", "move_lane", "To lane", id="move-lane", show=False,
                 tooltip="Move the queued job to another lane"),
         Binding("r", "requeue", "Requeue", id="requeue", tooltip="Run the finished job again"),
+        Binding("C", "clean", "Clean", id="clean", show=False,
+                tooltip="Drop every finished job from the list (asks first)"),
         Binding("p", "toggle_pause", "Pause", id="pause", tooltip="Pause or resume the job's lane"),
         Binding("s", "toggle_split", "Split", id="split", show=False,
                 tooltip="Show two log panes side by side"),
@@ -120,6 +122,7 @@ class PQApp(App[int]):
         self._added = 0
         # What the command line prints once the screen is restored (why the console ended).
         self.exit_note: Optional[str] = None
+        self._fetching_tails: set = set()
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -239,7 +242,7 @@ class PQApp(App[int]):
         self._show_selected()
         for pane in self._panes():
             # show() reloads a pane whose job has a new run (requeued), else just retitles it.
-            pane.show(self.engine.get(pane.job_id) if pane.job_id is not None else None)
+            self._show(pane, self.engine.get(pane.job_id) if pane.job_id is not None else None)
         if self._ticker is not None:
             if any(job.status is Status.RUNNING for job in jobs):
                 self._ticker.resume()
@@ -268,7 +271,29 @@ class PQApp(App[int]):
         self.refresh_bindings()
 
     def _show_selected(self) -> None:
-        self.main_pane.show(self.selected)
+        self._show(self.main_pane, self.selected)
+
+    def _show(self, pane: LogPane, job: Optional[Job]) -> None:
+        pane.show(job)
+        # Attached, an older finished job's tail is fetched when it is first shown.
+        if job is not None and not getattr(job, "tail_loaded", True):
+            if job.id not in self._fetching_tails:
+                self._fetching_tails.add(job.id)
+                self._fetch_tail(job.id)
+
+    @work(group="tails", description="fetch a finished job's tail from the server")
+    async def _fetch_tail(self, job_id: JobId) -> None:
+        try:
+            await self.engine.load_tail(job_id)
+        except Exception as exc:  # the connection is gone: the console is ending anyway
+            self.log.warning(f"tail of {job_id!r}: {exc}")
+            return
+        finally:
+            self._fetching_tails.discard(job_id)
+        if self._alive():
+            for pane in self._panes():
+                if pane.job_id == job_id:
+                    pane.reload()
 
     @on(LogView.FollowChanged)
     def _follow_changed(self, event: LogView.FollowChanged) -> None:
@@ -462,6 +487,22 @@ class PQApp(App[int]):
             self.engine.requeue(job.id)
             self._sync()
 
+    def action_clean(self) -> None:
+        finished = [job.id for job in self.engine.jobs() if job.status.finished]
+        if not finished:
+            self.notify("no finished jobs to drop")
+            return
+        where = ("Their logs are deleted." if self.attached
+                 else f"Their logs stay in {self.engine.log_dir}.")
+
+        def confirmed(yes: Optional[bool]) -> None:
+            if yes:
+                self.engine.forget(finished)
+                self._sync()
+
+        self.push_screen(ConfirmScreen(f"Drop {len(finished)} finished jobs?", where,
+                                       confirm_label="Drop"), confirmed)
+
     def action_toggle_pause(self) -> None:
         job = self.selected
         if job is None:
@@ -477,7 +518,8 @@ class PQApp(App[int]):
         if side.has_class("hidden"):
             # The side pane keeps the job shown now; the main pane goes on following the cursor.
             side.remove_class("hidden")
-            side.show(self.engine.get(self.main_pane.job_id) if self.main_pane.job_id is not None else None)
+            self._show(side, self.engine.get(self.main_pane.job_id)
+                       if self.main_pane.job_id is not None else None)
         else:
             side.add_class("hidden")
             side.show(None)
