@@ -199,8 +199,9 @@ def test_kill_reaches_a_descendant_that_left_the_group(tmp_path):
 def test_detached_grandchild_holding_the_pipe_does_not_hang_the_lane(tmp_path):
     ready = tmp_path / "ready"
     # The main process exits only once the grandchild has left the group (else the engine would
-    # kill it with the group, and nothing would hold the pipe). The grandchild writes its pid.
-    script = (f"setsid sh -c 'echo $$ > {ready}.tmp; mv {ready}.tmp {ready}; exec sleep 30' & "
+    # kill it with the group, and nothing would hold the pipe). `env -i` takes the job's marker
+    # from it too, so the engine cannot know it: the pipe stays open. It writes its pid.
+    script = (f"setsid env -i sh -c 'echo $$ > {ready}.tmp; mv {ready}.tmp {ready}; exec sleep 30' & "
               f"i=0; while [ ! -e {ready} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; "
               "echo done")
 

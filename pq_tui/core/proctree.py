@@ -1,22 +1,32 @@
 """A job's process tree: signal it as one, find what survives, sample its resources.
 
 Each job runs in its own session, so its process group id is the main process's pid and one
-``killpg`` reaches every descendant that did not move itself elsewhere. psutil, imported only when
-needed, adds the descendants that left the group (``setsid``) and the resource samples; without it
-the group kill still works (the original's "fallback in case psutil is missing").
+``killpg`` reaches every descendant that did not move itself elsewhere. A process that left the
+group (``setsid``, a double-forked daemon whose parent is gone) is still found on Linux: every
+job's environment carries a marker of its own (``MARKER_VAR``) that its descendants inherit, and
+the /proc scan reads the environment of the processes started since the job (few, so cheap).
+psutil, imported only when needed, adds the descendants it saw and the resource samples; without
+it the group kill still works (the original's "fallback in case psutil is missing").
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 IS_WINDOWS = sys.platform.startswith("win")
 SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+MARKER_VAR = "PQ_TUI_JOB"
+
+
+def new_marker() -> str:
+    """A value for ``MARKER_VAR`` that no other job (of any engine) has."""
+    return secrets.token_hex(8)
 
 
 def _psutil():
@@ -27,8 +37,26 @@ def _psutil():
     return psutil
 
 
-def _proc_group_members(pgid: int) -> Optional[List[int]]:
-    """Live (non-zombie) members of a process group, from /proc; None where there is no /proc."""
+def _stat_fields(pid: Union[int, str]) -> Optional[List[bytes]]:
+    """/proc/PID/stat from its third field (the state) on; None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: fields follow the last ')'.
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def _start_ticks(pid: int) -> Optional[int]:
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields is not None and len(fields) > 19 else None
+
+
+def _proc_members(pgid: int, marker: Optional[bytes], since: Optional[int]) -> Optional[List[int]]:
+    """Live (non-zombie) processes of a job, from /proc: the members of its process group, and
+    those started at ``since`` (clock ticks after boot) or later whose environment holds
+    ``marker``. None where there is no /proc."""
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -37,15 +65,18 @@ def _proc_group_members(pgid: int) -> Optional[List[int]]:
     for entry in entries:
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
+        fields = _stat_fields(entry)
+        if fields is None or len(fields) < 20 or fields[0] == b"Z":
             continue
-        # The command name may hold spaces and parentheses: fields follow the last ')'.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+        if int(fields[2]) == pgid:
             members.append(int(entry))
+        elif marker is not None and since is not None and int(fields[19]) >= since:
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if marker in f.read().split(b"\0"):
+                        members.append(int(entry))
+            except OSError:
+                continue
     return members
 
 
@@ -59,9 +90,13 @@ class Usage:
 class ProcessTree:
     """The processes of one job, tracked from its main pid."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, marker: Optional[str] = None) -> None:
         self.pid = pid
         self.pgid = pid  # start_new_session makes the main process a group leader
+        # The job's MARKER_VAR value, and when its main process started: its descendants are
+        # the processes started since then that carry the marker.
+        self._marker = f"{MARKER_VAR}={marker}".encode() if marker else None
+        self._since = _start_ticks(pid) if marker and not IS_WINDOWS else None
         self._known: dict[int, object] = {}  # pid -> psutil.Process seen in the tree
         self._cpu_by_pid: dict[int, float] = {}
         self._last_sample: Optional[Tuple[float, float]] = None  # (monotonic, total cpu seconds)
@@ -91,6 +126,12 @@ class ProcessTree:
                 os.killpg(self.pgid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
+            if self._marker is not None:  # those that left the group
+                for pid in _proc_members(self.pgid, self._marker, self._since) or ():
+                    try:
+                        os.kill(pid, sig)
+                    except (ProcessLookupError, PermissionError):
+                        pass
         psutil = _psutil()
         if psutil is None:
             return
@@ -106,7 +147,7 @@ class ProcessTree:
         """Pids of the job's processes that are still alive (zombies count as dead)."""
         alive: set[int] = set()
         if not IS_WINDOWS:
-            members = _proc_group_members(self.pgid)
+            members = _proc_members(self.pgid, self._marker, self._since)
             if members is None:
                 try:
                     os.killpg(self.pgid, 0)

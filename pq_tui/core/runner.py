@@ -13,7 +13,7 @@ from pq_tui.core.job import Job, Status
 from pq_tui.core.lines import LineSplitter
 from pq_tui.core.logfile import LogWriter
 from pq_tui.core.plan import Plan, job_environment, plan_job
-from pq_tui.core.proctree import SIGKILL, ProcessTree, Usage
+from pq_tui.core.proctree import MARKER_VAR, SIGKILL, ProcessTree, Usage, new_marker
 
 # After the main process exits, how long its pipes may stay open (a grandchild holding them)
 # before we stop reading; the lane must not hang on them.
@@ -81,6 +81,8 @@ class JobRunner:
         self._log: Optional[LogWriter] = None
         self._transport: Optional[asyncio.SubprocessTransport] = None
         self.tree: Optional[ProcessTree] = None
+        # In the job's environment, so that its processes can be found wherever they go.
+        self._marker = new_marker()
         self._exited: Optional[asyncio.Future] = None
         self._pipes_closed: Optional[asyncio.Future] = None
         self._kill_task: Optional[asyncio.Task] = None
@@ -113,7 +115,7 @@ class JobRunner:
             self._log.note(f"cmd: {plan.display_cmd}")
             self._log.note(f"cwd: {plan.cwd}")
             try:
-                await self._spawn(plan.argv, plan.cwd, plan.env)
+                await self._spawn(plan.argv, plan.cwd, {**plan.env, MARKER_VAR: self._marker})
             except JobInputError as exc:
                 self._log.note(f"error: {exc}")
                 self._fail_to_start(str(exc))
@@ -127,6 +129,8 @@ class JobRunner:
             await self._after_exit()
         finally:
             self._log.close()
+            if self._log.error is not None:
+                data.setdefault("warnings", []).append(self._log.error)
 
     def _prepare(self, final: dict) -> Plan:
         job = self.job
@@ -251,7 +255,7 @@ class JobRunner:
     def _on_connected(self, transport: asyncio.SubprocessTransport) -> None:
         self._transport = transport
         pid = transport.get_pid()
-        self.tree = ProcessTree(pid)
+        self.tree = ProcessTree(pid, self._marker)
         self.job.pid = pid
         self.job.data["pid"] = pid
         self.job.status = Status.RUNNING
