@@ -143,7 +143,8 @@ class _Printer:
         # A timeout's message already says how long the job ran.
         timed_out = data.get("timed-out")
         duration = f" after {_duration(data['duration'])}" if "duration" in data and not timed_out else ""
-        return f"{note}{outcome}{duration}\n"
+        warnings = "".join(f"{note}warning: {w}\n" for w in data.get("warnings") or ())
+        return f"{note}{outcome}{duration}\n{warnings}"
 
 
 async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bool) -> int:

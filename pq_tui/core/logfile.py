@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Iterable, Iterator
+from typing import Iterator, Optional, Sequence
 
 TAGS = {"out": "O ", "err": "E ", "note": "# "}
 STREAMS = {tag: stream for stream, tag in TAGS.items()}
@@ -31,24 +31,55 @@ def log_file_name(job_id, run: int) -> str:
 
 
 class LogWriter:
+    """A job's log file. A failed write (disk full, file-size limit) does not stop the job or
+    its output: the file stops there and ``error`` says where and why."""
+
     def __init__(self, path: str) -> None:
         self.path = path
+        self.error: Optional[str] = None
+        self._lines = 0  # written to the file so far (flushed or not)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         # newline="" so that a log written on Windows reads the same everywhere.
         self._file = open(path, "w", encoding="utf-8", errors="replace", newline="")
 
-    def write(self, stream: str, lines: Iterable[str]) -> None:
+    def write(self, stream: str, lines: Sequence[str]) -> None:
+        if self.error is not None:
+            return
         tag = TAGS[stream]
-        self._file.write("".join(f"{tag}{line}\n" for line in lines))
+        try:
+            self._file.write("".join(f"{tag}{line}\n" for line in lines))
+        except OSError as exc:
+            self._failed(exc)
+            return
+        self._lines += len(lines)
 
     def note(self, text: str) -> None:
         self.write("note", text.splitlines() or [""])
 
     def flush(self) -> None:
-        self._file.flush()
+        if self.error is not None:
+            return
+        try:
+            self._file.flush()
+        except OSError as exc:
+            self._failed(exc)
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:
+            if self.error is None:
+                self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        # Some of the buffered lines may have reached the file: "after" is a lower bound.
+        self.error = (f"the log file {self.path} is incomplete: writing it failed after "
+                      f"{self._lines} lines or fewer ({exc.strerror or exc}); the rest of the "
+                      "output was shown but not kept")
+        try:
+            self._file.close()
+        except OSError:
+            pass  # the buffer could not be written either: dropped with the file
 
 
 def read_log(path: str) -> Iterator[tuple[str, str]]:

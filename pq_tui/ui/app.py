@@ -22,6 +22,7 @@ from pq_tui.core import (
     DEFAULT_LANE,
     Engine,
     Job,
+    JobExited,
     JobId,
     JobOutput,
     JobUsage,
@@ -217,6 +218,8 @@ class PQApp(App[int]):
                 usage_of.add(event.job_id)
             else:
                 state_changed = True
+                if isinstance(event, JobExited):
+                    self._report_warnings(event)
         with self.batch_update():
             for pane, lines in output.items():
                 if lines:
@@ -225,6 +228,13 @@ class PQApp(App[int]):
                 self._sync()
             elif usage_of:
                 self.table.update_jobs(j for j in map(self.engine.get, usage_of) if j is not None)
+
+    def _report_warnings(self, event: JobExited) -> None:
+        # Those of a kill the console asked for are told by _kill.
+        warnings = [w for w in event.data.get("warnings") or () if "survived" not in w]
+        if warnings:
+            self.notify("\n".join(map(str, warnings)), title=f"job {event.job_id}",
+                        severity="warning", timeout=15)
 
     def _alive(self) -> bool:
         """False while the app is being torn down: messages and events may still arrive then,
