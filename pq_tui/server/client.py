@@ -233,6 +233,9 @@ async def _connect(paths: ServerPaths):
         raise NotRunning(f"no pq-tui server is running ({exc})") from None
     except protocol.ProtocolError as exc:
         raise ServerError(str(exc)) from None
+    except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
+        # A server that is dying (killed) accepted us and went: as good as none.
+        raise NotRunning(f"no pq-tui server is running (it closed the connection: {exc})") from None
     except (ConnectionError, OSError) as exc:
         raise ServerError(f"cannot connect to the pq-tui server on {paths.socket}: "
                           f"{exc.strerror or exc}") from None

@@ -873,7 +873,12 @@ def run_server(foreground: bool, kill_grace: Optional[float] = None) -> int:
     except (OSError, ServerError, RuntimeDirError) as exc:
         print(f"pq-tui server: {exc}", file=sys.stderr)
         return 1
-    _set_up_logging(paths, foreground)
+    try:
+        _set_up_logging(paths, foreground)
+    except OSError as exc:
+        print(f"pq-tui server: cannot write its log {paths.server_log}: {exc.strerror or exc} "
+              "(PQ_TUI_STATE_DIR chooses another state directory)", file=sys.stderr)
+        return 1
     if kill_grace is None:
         kill_grace = _kill_grace_from_env()
     try:

@@ -178,8 +178,12 @@ class Store:
     def open(cls, path: Union[str, "os.PathLike[str]"]) -> "Store":
         """Open the state file, creating it (0600) and its folder (0700) if need be."""
         path = os.path.abspath(os.fspath(path))
-        _make_private_dir(os.path.dirname(path))
-        _make_private_file(path)
+        try:
+            _make_private_dir(os.path.dirname(path))
+            _make_private_file(path)
+        except OSError as exc:
+            raise StoreError(f"cannot create the state file {path}: "
+                             f"{exc.strerror or exc}") from None
         try:
             # isolation_level=None: no implicit transactions; ours are explicit (BEGIN IMMEDIATE).
             db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
