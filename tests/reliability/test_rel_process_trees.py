@@ -1,0 +1,226 @@
+"""Process trees: whatever a job started is gone after every way a job can end.
+
+Four shapes run side by side, one per lane: grandchildren, `setsid` escapees, a tree that ignores
+SIGTERM, and 200 children. Each job's processes carry a token in their environment, so the check
+is a psutil scan of every process on the machine, not of the tree the engine knows. The endings:
+kill, timeout, queue stop (engine shutdown), app quit (q, y), SIGHUP to the app, and server
+shutdown. A double-forked daemon (setsid, fork, the middle process exits) is a case of its own.
+
+Kill of the simpler trees is also in tests/test_core_proctree.py, q with a tree and a TERM-trapper
+in tests/test_app.py, SIGHUP/SIGTERM with a `sleep &` tree in tests/test_app_signals.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine_helpers import engine_in, run
+from process_helpers import wait_gone
+from rel_helpers import REPO, TOKEN_VAR, describe, marked, until, wait_none_marked
+
+pytestmark = [
+    pytest.mark.usefixtures("no_leftover_processes"),
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups and signals"),
+]
+
+# The shapes, as shell scripts; each touches READY/<name> once everything is started.
+SHAPES = {
+    "grandchildren": "sh -c 'sleep 300 & sleep 300 & wait' & "
+                     "sh -c 'sh -c \"sleep 300\" & wait' & touch {ready}; wait",
+    "setsid": "setsid sleep 300 & setsid sh -c 'sleep 300 & wait' & touch {ready}; wait",
+    "ignores-term": "trap '' TERM; sleep 300 & sh -c 'sleep 300' & touch {ready}; wait; wait",
+    "200-children": "i=0; while [ $i -lt 200 ]; do sleep 300 & i=$((i+1)); done; "
+                    "touch {ready}; wait",
+}
+# How many processes of each shape must be seen before the ending (so that a case cannot pass by
+# ending a tree that never grew).
+AT_LEAST = {"grandchildren": 6, "setsid": 4, "ignores-term": 3, "200-children": 201}
+
+
+def scripts(tmp_path: Path) -> dict:
+    ready = tmp_path / "ready"
+    ready.mkdir(exist_ok=True)
+    return {name: script.format(ready=ready / name) for name, script in SHAPES.items()}
+
+
+def wait_grown(tmp_path: Path, token: str, names=SHAPES) -> None:
+    for name in names:
+        until(lambda: (tmp_path / "ready" / name).exists(), f"{name} to start everything")
+        until(lambda: len(marked(f"{token}-{name}")) >= AT_LEAST[name],
+              f"{name} to have {AT_LEAST[name]} processes")
+
+
+def assert_all_gone(token: str) -> None:
+    left = wait_none_marked(token, 10)
+    assert not left, f"processes of the jobs left running: {describe(left)}"
+
+
+def job_data(tmp_path: Path, token: str, name: str, script: str, **extra) -> dict:
+    return {"cmd": script, "cwd": str(tmp_path), "env": {TOKEN_VAR: f"{token}-{name}"}, **extra}
+
+
+# -- engine: kill, timeout, queue stop --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ["kill", "timeout", "queue-stop"])
+def test_every_shape_leaves_nothing_after_an_engine_ending(tmp_path, token, ending):
+    async def main():
+        async with engine_in(tmp_path, kill_grace=0.5) as engine:
+            extra = {"timeout": 3} if ending == "timeout" else {}
+            for name, script in scripts(tmp_path).items():
+                engine.push(name, job_data(tmp_path, token, name, script, **extra), lane=name)
+            await asyncio.get_running_loop().run_in_executor(None, wait_grown, tmp_path, token)
+            if ending == "kill":
+                results = await asyncio.gather(*(engine.kill(name) for name in SHAPES))
+                assert {r["status"] for r in results} == {"killed"}
+            elif ending == "timeout":
+                results = [await engine.wait_finished(name) for name in SHAPES]
+                assert {r["status"] for r in results} == {"timed-out"}, results
+            else:
+                await engine.shutdown()
+                assert {engine.get(n).status.value for n in SHAPES} == {"killed"}
+            for name in SHAPES:
+                assert "warnings" not in engine.get(name).data, engine.get(name).data
+        assert_all_gone(token)
+
+    run(main(), timeout=60)
+
+
+# -- the app: q, and SIGHUP -------------------------------------------------------------------------
+
+
+def job_file(tmp_path: Path, token: str) -> Path:
+    parts = []
+    for name, script in scripts(tmp_path).items():
+        assert "'''" not in script
+        parts.append(f"[[job]]\nid = '{name}'\nqueue = '{name}'\ncmd = '''{script}'''\n"
+                     f"env = {{ {TOKEN_VAR} = '{token}-{name}' }}\n")
+    path = tmp_path / "trees.toml"
+    path.write_text("\n".join(parts))
+    return path
+
+
+def test_every_shape_leaves_nothing_after_the_app_quits(tmp_path, token):
+    from pq_tui.jobfile import load_job_files
+    from pq_tui.ui.app import build_app
+
+    app = build_app(load_job_files([job_file(tmp_path, token)]), log_dir=str(tmp_path / "logs"),
+                    kill_grace=0.5, start_dir=tmp_path)
+
+    async def main():
+        async with app.run_test(size=(100, 30)) as pilot:
+            try:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, wait_grown, tmp_path, token)
+                await pilot.press("q")
+                await pilot.press("y")
+                for _ in range(400):
+                    if not app.is_running:
+                        break
+                    await pilot.pause(0.05)
+                assert not app.is_running, "the app did not quit"
+            finally:
+                await app.engine.shutdown()
+        assert {app.engine.get(n).status.value for n in SHAPES} == {"killed"}
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert_all_gone(token)
+
+
+def test_every_shape_leaves_nothing_after_sighup_to_the_app(tmp_path, token):
+    """The SSH connection drops: the app in a real terminal (a pty) gets SIGHUP."""
+    master, slave = os.openpty()
+    app = subprocess.Popen(
+        [sys.executable, "-m", "pq_tui", "--embedded", str(job_file(tmp_path, token)), "--log-dir",
+         str(tmp_path / "logs"), "--kill-grace", "0.5"],
+        stdin=slave, stdout=slave, stderr=slave, cwd=REPO, start_new_session=True,
+        env=dict(os.environ, TERM="xterm-256color", PYTHONPATH=REPO))
+    os.close(slave)
+    import threading
+
+    def drain() -> None:  # a terminal nobody reads would block the app's writes
+        try:
+            while os.read(master, 65536):
+                pass
+        except OSError:
+            pass
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        wait_grown(tmp_path, token)
+        app.send_signal(signal.SIGHUP)
+        app.wait(30)
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait(10)
+        os.close(master)
+        reader.join(5)
+    assert_all_gone(token)
+
+
+# -- the server: shutdown --kill ----------------------------------------------------------------------
+
+
+def test_every_shape_leaves_nothing_after_server_shutdown(server, token):
+    from pq_tui.server.client import Client
+    from process_helpers import wait_gone
+
+    tmp_path = server.tmp
+
+    async def main():
+        async with await Client.open(server.paths) as client:  # starts the server
+            pid = (await client.request("snapshot"))["server"]["pid"]
+            server.pids.add(pid)
+            for name, script in scripts(tmp_path).items():
+                await client.request("push", job_id=name, lane=name,
+                                     data=job_data(tmp_path, token, name, script))
+            await asyncio.get_running_loop().run_in_executor(None, wait_grown, tmp_path, token)
+            assert await client.request("shutdown", kill=True) == {"stopped": True}
+        return pid
+
+    pid = asyncio.run(asyncio.wait_for(main(), 60))
+    assert wait_gone(pid), "the server did not exit"
+    assert_all_gone(token)
+
+
+# -- a double-forked daemon ---------------------------------------------------------------------------
+
+# setsid runs sh in a new session, sh starts the daemon in the background and exits: the daemon
+# is in neither the job's group nor its session, and its parent is init (or a subreaper).
+# It writes its pid, and the job waits for that before it goes on (or exits).
+DAEMON = ("setsid sh -c 'sleep 300 </dev/null >/dev/null 2>&1 & echo $! > {ready}.tmp; "
+          "mv {ready}.tmp {ready}'; while [ ! -e {ready} ]; do sleep 0.02; done")
+
+
+@pytest.mark.parametrize("ending", ["kill", "exit"])
+def test_a_double_forked_daemon_is_gone_after_the_job_ends(tmp_path, token, ending):
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    script = DAEMON.format(ready=ready / "daemon")
+    if ending != "exit":
+        script += "; sleep 300"
+
+    async def main():
+        async with engine_in(tmp_path, kill_grace=0.5) as engine:
+            engine.push("d", job_data(tmp_path, token, "d", script))
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, until, lambda: (ready / "daemon").exists(), "ready")
+            daemon = int((ready / "daemon").read_text())
+            if ending == "kill":
+                await engine.kill("d")
+            await engine.wait_finished("d")
+            return daemon
+
+    daemon = run(main(), timeout=60)
+    assert wait_gone(daemon), "the daemon survived"
+    left = wait_none_marked(token, 2)
+    assert not left, f"left running: {describe(left)}"
