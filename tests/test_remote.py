@@ -30,6 +30,9 @@ def test_the_mirror_follows_the_server_and_a_later_connection_sees_the_same(serv
         one = await RemoteEngine.connect(server.paths)  # starts the server
         server.pids.add(one.server_info["pid"])
         assert one.jobs() == [] and one.is_idle()
+        # The server's settings, as it told them (the fixture's PQ_TUI_KILL_GRACE).
+        assert one.kill_grace == 0.5
+        assert one.log_dir == os.path.join(server.paths.state_dir, "logs")
         cwd = str(server.tmp)
         one.push("quick", {"cmd": "echo one; echo two >&2", "cwd": cwd}, "A")
         one.push("held", {"cmd": f"echo started; {server.blocker()}", "cwd": cwd}, "B")

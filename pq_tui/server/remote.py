@@ -176,12 +176,9 @@ class RemoteEngine:
     def __init__(self, client: _MirrorClient, paths: ServerPaths) -> None:
         self.client = client
         self.paths = paths
+        # Until the snapshot tells the server's own.
         self.log_dir = os.path.join(paths.state_dir, "logs")
-        # The server does not tell its grace period: the one a server started from here gets.
-        try:
-            self.kill_grace = float(os.environ.get("PQ_TUI_KILL_GRACE", DEFAULT_KILL_GRACE))
-        except ValueError:
-            self.kill_grace = DEFAULT_KILL_GRACE
+        self.kill_grace = DEFAULT_KILL_GRACE
         self.server_info: Dict[str, Any] = {}
         self.errors: Deque[str] = deque(maxlen=MAX_ERRORS)
         self.on_error: Optional[Callable[[str], None]] = None
@@ -501,6 +498,11 @@ class RemoteEngine:
     def _load_snapshot(self, snapshot: Dict[str, Any]) -> None:
         now = time.monotonic()
         self.server_info = dict(snapshot.get("server") or {})
+        if isinstance(self.server_info.get("log_dir"), str):
+            self.log_dir = self.server_info["log_dir"]
+        grace = self.server_info.get("kill_grace")
+        if isinstance(grace, (int, float)) and not isinstance(grace, bool):
+            self.kill_grace = float(grace)
         jobs: Dict[JobId, RemoteJob] = {}
         for info in snapshot["jobs"]:
             job = RemoteJob(info["id"], info["lane"], dict(info.get("data") or {}),

@@ -388,7 +388,8 @@ class Server:
         jobs += [self.job_info(job) for job in self.engine.jobs()]
         return {
             "server": {"version": __version__, "protocol": protocol.PROTOCOL, "pid": os.getpid(),
-                       "stopping": self.stopping},
+                       "stopping": self.stopping, "kill_grace": self.kill_grace,
+                       "log_dir": self.engine.log_dir},
             "lanes": lanes,
             "jobs": jobs,
         }
