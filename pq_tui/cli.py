@@ -147,18 +147,19 @@ def _main(args: list) -> int:
 
 
 def _open_console(options: argparse.Namespace) -> int:
-    from pq_tui.run import load_or_report
+    from pq_tui.run import load_and_plan
 
     if not options.embedded and (options.log_dir is not None or options.kill_grace is not None):
         print("pq-tui: --log-dir and --kill-grace are for --embedded; the server keeps its logs "
               "under its state directory ($PQ_TUI_STATE_DIR) and takes its grace period from "
               "$PQ_TUI_KILL_GRACE when it starts", file=sys.stderr)
         return EXIT_BAD_INPUT
-    specs = load_or_report(options.files)
-    if specs is None:
+    plans = load_and_plan(options.files)
+    if plans is None:
         return EXIT_BAD_INPUT
     if not options.embedded:
-        return _attach_console(specs, mouse=not options.no_mouse)
+        return _attach_console(plans, mouse=not options.no_mouse)
+    specs = [spec for spec, _plan in plans]
     from pq_tui.ui.app import build_app
 
     kill_grace = 5.0 if options.kill_grace is None else options.kill_grace
@@ -167,7 +168,7 @@ def _open_console(options: argparse.Namespace) -> int:
     return status or 0
 
 
-def _attach_console(specs: list, mouse: bool) -> int:
+def _attach_console(plans: list, mouse: bool) -> int:
     import asyncio
 
     from pq_tui.commands import data_for_server
@@ -175,7 +176,7 @@ def _attach_console(specs: list, mouse: bool) -> int:
     from pq_tui.server.server import ServerError
     from pq_tui.ui.app import PQApp
 
-    specs = [replace(spec, data=data_for_server(spec)) for spec in specs]
+    specs = [replace(spec, data=data_for_server(spec, plan)) for spec, plan in plans]
 
     async def attached() -> int:
         engine = await RemoteEngine.connect(start=True)

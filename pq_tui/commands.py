@@ -33,6 +33,7 @@ from pq_tui.server.client import Client, NotRunning, RemoteError, ServerError
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 FOLLOW_INTERVAL = 0.25  # seconds between log reads when --follow finds nothing new
 STOP_TIMEOUT = 15.0  # seconds `shutdown` waits for the server's process to end
+PUSH_BATCH = 500  # jobs per push request
 
 COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause", "resume",
             "wait", "clean", "shutdown")
@@ -324,45 +325,44 @@ async def _with_job(options: argparse.Namespace, body: Callable) -> int:
 # -- push ----------------------------------------------------------------------------------------
 
 
-def data_for_server(spec: Any) -> Dict[str, Any]:
-    """A job's data with the cwd it would have here made absolute: the server runs in the home
-    folder. The spec must have passed load_or_report, so planning cannot fail now."""
-    from pq_tui.core.plan import plan_job
-
-    data = dict(spec.data)
-    plan = plan_job(spec.id, data, root_dir=os.getcwd(), base_env=os.environ, create_cwd=False)
-    data["cwd"] = plan.cwd
-    return data
+def data_for_server(spec: Any, plan: Any) -> Dict[str, Any]:
+    """A job's data with the cwd it has here (its plan, from ``run.load_and_plan``) made
+    absolute: the server runs in the home folder."""
+    return {**spec.data, "cwd": plan.cwd}
 
 
 async def cmd_push(options: argparse.Namespace) -> int:
-    from pq_tui.run import load_or_report
+    from pq_tui.run import load_and_plan
 
-    specs = load_or_report(options.files)
-    if specs is None:
+    plans = load_and_plan(options.files)
+    if plans is None:
         return EXIT_BAD_INPUT
-    jobs = [(spec, data_for_server(spec)) for spec in specs]
+    specs = [spec for spec, _plan in plans]
+    jobs = [(spec, data_for_server(spec, plan)) for spec, plan in plans]
     client = await _open(start=True)
     try:
         snapshot = await client.request("snapshot")
+        status_of = {(type(job["id"]), job["id"]): job["status"] for job in snapshot["jobs"]}
         busy = []
         for spec, _data in jobs:
-            job = _job(snapshot, spec.id)
-            if job is not None and job["status"] in ("queued", "running"):
-                busy.append(f"job {spec.id!r} ({spec.source}) is already {job['status']} on the "
-                            f"server")
+            status = status_of.get((type(spec.id), spec.id))
+            if status in ("queued", "running"):
+                busy.append(f"job {spec.id!r} ({spec.source}) is already {status} on the server")
         if busy:
             raise Failed("\n".join(busy + ["nothing was queued"]), EXIT_BAD_INPUT)
         queued: List[str] = []
-        for spec, data in jobs:
+        # In batches: one round trip per batch, not per job, and each message stays small.
+        for start in range(0, len(jobs), PUSH_BATCH):
+            batch = jobs[start:start + PUSH_BATCH]
             try:
-                await client.request("push", job_id=spec.id, data=data, lane=spec.lane)
+                await client.request("push_many", jobs=[
+                    {"job_id": spec.id, "data": data, "lane": spec.lane} for spec, data in batch])
             except (RemoteError, ServerError) as exc:
-                done = ", ".join(queued) if queued else "none"
+                done = ", ".join(map(str, queued)) if queued else "none"
                 raise Failed(f"{getattr(exc, 'message', exc)}\nqueued before that: {done}"
                              ) from None
-            queued.append(spec.id)
-            _write(f"queued [{spec.lane}] {spec.id}\n")
+            queued.extend(spec.id for spec, _data in batch)
+            _write("".join(f"queued [{spec.lane}] {spec.id}\n" for spec, _data in batch))
         paused = {lane["name"] for lane in snapshot["lanes"] if lane["paused"]}
         for lane in dict.fromkeys(spec.lane for spec in specs):
             if lane in paused:

@@ -299,6 +299,7 @@ _TOP_LEVEL_KEYS = ("defaults", "job")
 _ROOT = "root"
 _DEFAULTS = "defaults"
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_JOB_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*job[ \t]*\]\]", re.MULTILINE)
 
 
 class _Positions:
@@ -312,24 +313,57 @@ class _Positions:
     """
 
     def __init__(self, text: str) -> None:
-        self._lines: dict[tuple[Any, tuple[str, ...]], int] = {}
+        self._text = text
+        self._scanned: dict[tuple[Any, tuple[str, ...]], int] | None = None
         self._job_index = -1
-        self._scan(text)
+        self._headers: list[int] | None = None
+        self._jobs_expected: int | None = None
+
+    def expect_jobs(self, count: int) -> None:
+        """The number of [[job]] tables the document has: lets ``line(index)`` of a job header
+        come from a quick search (the full scan is slow on a file of thousands of jobs, and
+        only a problem needs it)."""
+        self._jobs_expected = count
 
     def line(self, scope: Any, path: tuple[str, ...] = ()) -> int | None:
+        if not path and isinstance(scope, int):
+            headers = self._job_headers()
+            if headers is not None and scope < len(headers):
+                return headers[scope]
+        lines = self._lines()
         for length in range(len(path), -1, -1):
-            line = self._lines.get((scope, path[:length]))
+            line = lines.get((scope, path[:length]))
             if line is not None:
                 return line
         if scope == _ROOT:
             return None
         # Jobs written as an inline array (job = [...]) have no header of their own.
-        return self._lines.get((_ROOT, (_DEFAULTS if scope == _DEFAULTS else "job",)))
+        return lines.get((_ROOT, (_DEFAULTS if scope == _DEFAULTS else "job",)))
+
+    def _lines(self) -> dict[tuple[Any, tuple[str, ...]], int]:
+        if self._scanned is None:
+            self._scanned = {}
+            self._scan(self._text)
+        return self._scanned
+
+    def _job_headers(self) -> list[int] | None:
+        """Lines of the [[job]] headers found by a search, if they are as many as the jobs (a
+        header-like line in a multi-line string, or jobs written otherwise, make the count
+        differ: then the full scan decides)."""
+        if self._headers is None and self._jobs_expected is not None:
+            headers = []
+            line, position = 1, 0
+            for match in _JOB_HEADER.finditer(self._text):
+                line += self._text.count("\n", position, match.start())
+                position = match.start()
+                headers.append(line)
+            self._headers = headers if len(headers) == self._jobs_expected else []
+        return self._headers or None
 
     def _record(self, full_path: list[str], line: int) -> None:
         if not full_path:
             return
-        self._lines.setdefault((_ROOT, (full_path[0],)), line)
+        self._scanned.setdefault((_ROOT, (full_path[0],)), line)
         if full_path[0] == _DEFAULTS:
             scope = _DEFAULTS
         elif full_path[0] == "job" and self._job_index >= 0:
@@ -338,7 +372,7 @@ class _Positions:
             return
         rest = tuple(full_path[1:])
         for length in range(len(rest) + 1):
-            self._lines.setdefault((scope, rest[:length]), line)
+            self._scanned.setdefault((scope, rest[:length]), line)
 
     def _scan(self, text: str) -> None:
         table: list[str] = []
@@ -492,7 +526,9 @@ class _Batch:
 
     def __init__(self, existing_ids: set) -> None:
         self.existing_ids = existing_ids
-        self.first_defined: dict[str, tuple[str, int | None]] = {}
+        # id -> (path, positions of that file, job index): the line is looked up only when a
+        # duplicate needs it.
+        self.first_defined: dict[str, tuple[str, _Positions, int]] = {}
 
 
 def _load_file(path: str | os.PathLike, batch: _Batch) -> tuple[list[JobSpec], list[Problem]]:
@@ -573,6 +609,7 @@ class _FileLoader:
         if not jobs:
             self.problems.append(_file_problem(self.path, "no jobs (expected at least one [[job]] table)"))
             return []
+        self.positions.expect_jobs(len(jobs))
         specs = []
         for index, table in enumerate(jobs):
             spec = self.load_job(index, table, default_fields)
@@ -643,7 +680,7 @@ class _FileLoader:
         in_queue = job_id in self.batch.existing_ids
         first = self.batch.first_defined.get(job_id)
         if not in_queue and first is None:
-            self.batch.first_defined[job_id] = (self.path, self.positions.line(index, ("id",)))
+            self.batch.first_defined[job_id] = (self.path, self.positions, index)
         elif generated:
             clash = "already in the queue" if in_queue else f"already used ({self._first_defined(*first)})"
             self.add(index, label, ("id",), f'generated id {_quote(job_id)} {clash}; set "id" to choose another')
@@ -652,7 +689,8 @@ class _FileLoader:
         else:
             self.add(index, None, ("id",), f"duplicate job id {_quote(job_id)} ({self._first_defined(*first)})")
 
-    def _first_defined(self, path: str, line: int | None) -> str:
+    def _first_defined(self, path: str, positions: _Positions, index: int) -> str:
+        line = positions.line(index, ("id",))
         if path != self.path:
             return f"first defined in {path}" if line is None else f"first defined in {path}:{line}"
         return "first defined earlier in this file" if line is None else f"first defined on line {line}"

@@ -40,30 +40,42 @@ def _load(files: list[str]) -> Optional[list[JobSpec]]:
         return None
 
 
-def _plan(specs: list[JobSpec]) -> Optional[list]:
-    """Work out every job's command and cwd (an unknown {VAR}, say, is bad input); print the
-    problems and return None if any job cannot run. Creates nothing."""
-    root = os.getcwd()
+def plan_specs(specs: list[JobSpec], root: Optional[str] = None) -> tuple[list, list[str]]:
+    """(spec, Plan) for every job (its command and cwd, from ``root``: the current folder by
+    default), and the problems of those that cannot run (an unknown {VAR}, a cwd that is a
+    file...). Creates nothing."""
+    root = os.getcwd() if root is None else root
+    base_env = dict(os.environ)  # once: reading os.environ decodes every variable each time
     plans = []
     problems = []
     for spec in specs:
         try:
-            plans.append((spec, plan_job(spec.id, spec.data, root_dir=root, base_env=os.environ,
+            plans.append((spec, plan_job(spec.id, spec.data, root_dir=root, base_env=base_env,
                                          create_cwd=False)))
         except JobInputError as exc:
-            problems.append(f"pq-tui: {spec.source}: job \"{spec.id}\": {exc}")
+            problems.append(f"{spec.source}: job \"{spec.id}\": {exc}")
+    return plans, problems
+
+
+def _plan(specs: list[JobSpec]) -> Optional[list]:
+    """``plan_specs``, the problems printed: None if any job cannot run."""
+    plans, problems = plan_specs(specs)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(f"pq-tui: {problem}", file=sys.stderr)
     return None if problems else plans
 
 
 def load_or_report(files: list[str]) -> Optional[list[JobSpec]]:
     """The jobs of ``files`` if every one of them can run; else print why (stderr) and None."""
+    plans = load_and_plan(files)
+    return None if plans is None else [spec for spec, _plan in plans]
+
+
+def load_and_plan(files: list[str]) -> Optional[list]:
+    """``load_or_report``, each job with its Plan (what would run, and where, from here)."""
     specs = _load(files)
     # All or nothing: a job that cannot start must not leave its lane-mates half run.
-    if specs is None or _plan(specs) is None:
-        return None
-    return specs
+    return None if specs is None else _plan(specs)
 
 
 def check_command(options: argparse.Namespace) -> int:

@@ -191,6 +191,7 @@ _TYPES = {
     "dict": "an object",
     "ids": "a list of job ids (ints or strs)",
     "count?": "an int >= 0 or null",
+    "jobs": 'a list of {"job_id": id, "data": {...}, "lane": "name"}',
     "number?": "a number >= 0 or null",
 }
 
@@ -214,6 +215,7 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     "wait": {"job_ids": ("ids", [])},
     "subscribe": {"max_pending_lines": ("int", DEFAULT_MAX_PENDING_LINES)},
     "shutdown": {"kill": ("bool", False)},
+    "push_many": {"jobs": ("jobs", REQUIRED)},
     "forget": {"job_ids": ("ids", REQUIRED)},
     "clean": {"keep_last": ("count?", None), "older_than_days": ("number?", None)},
 }
@@ -242,6 +244,12 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, dict)
     if kind == "ids":
         return isinstance(value, list) and all(_is_job_id(v) for v in value)
+    if kind == "jobs":
+        return isinstance(value, list) and all(
+            isinstance(job, dict) and set(job) == {"job_id", "data", "lane"}
+            and _is_job_id(job["job_id"]) and isinstance(job["data"], dict)
+            and isinstance(job["lane"], str) and job["lane"] != ""
+            for job in value)
     if kind == "count?":
         return value is None or (_is_int(value) and value >= 0)
     if kind == "number?":

@@ -430,6 +430,7 @@ class Connection:
             "ping": lambda args: "pong",
             "snapshot": lambda args: server.snapshot(),
             "push": self.op_push,
+            "push_many": self.op_push_many,
             "remove": self.op_remove,
             "kill": self.op_kill,
             "move": lambda a: server.engine.move(a["job_id"], a["index"], a["lane"]),
@@ -577,6 +578,25 @@ class Connection:
         job = self.server.engine.push(args["job_id"], args["data"], args["lane"])
         self.server.restored.pop(job.id, None)
         return job.snapshot()
+
+    def op_push_many(self, args: Dict[str, Any]) -> Any:
+        """Every job or none: all are checked before the first is pushed."""
+        self.server._check_not_stopping("push")
+        engine = self.server.engine
+        jobs = args["jobs"]
+        seen: set = set()
+        for job in jobs:
+            key = (type(job["job_id"]), job["job_id"])
+            if key in seen:
+                raise ValueError(f"job {job['job_id']!r} is given twice")
+            seen.add(key)
+            current = engine.get(job["job_id"])
+            if current is not None and not current.status.finished:
+                raise ValueError(f"job {job['job_id']!r} is already {current.status.value}")
+        for job in jobs:
+            engine.push(job["job_id"], job["data"], job["lane"])
+            self.server.restored.pop(job["job_id"], None)
+        return {"queued": [job["job_id"] for job in jobs]}
 
     def op_requeue(self, args: Dict[str, Any]) -> Any:
         self.server._check_not_stopping("requeue")

@@ -7,6 +7,7 @@ import os
 import re
 import shlex
 import signal
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -372,11 +373,23 @@ class PQApp(App[int]):
         self.push_screen(OpenFileScreen(self.start_dir, self._load_file), pushed)
 
     def _load_file(self, path: Path) -> tuple[list, list[str]]:
+        """The file's jobs, ready to push, or the problems that stop every one of them."""
+        from pq_tui.run import plan_specs
+
         active = [job.id for job in self.engine.jobs() if not job.status.finished]
         try:
-            return load_job_file(path, existing_ids=[str(job_id) for job_id in active]), []
+            specs = load_job_file(path, existing_ids=[str(job_id) for job_id in active])
         except JobFileError as exc:
             return [], [str(problem) for problem in exc.problems]
+        plans, problems = plan_specs(specs, root=str(self.start_dir))
+        if problems:
+            return [], problems
+        if self.attached:
+            # The server runs in another folder: each job takes its cwd from here.
+            from pq_tui.commands import data_for_server
+
+            specs = [replace(spec, data=data_for_server(spec, plan)) for spec, plan in plans]
+        return specs, []
 
     def _push_specs(self, specs: list[JobSpec]) -> None:
         pushed = 0
