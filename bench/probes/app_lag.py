@@ -1,0 +1,60 @@
+"""Benchmark 3 probe: the real `pq-tui` command line, plus an event-loop lag probe.
+
+    python app_lag.py OUT.json JOB_ID -- PQ-TUI-ARGS...
+
+Runs ``pq_tui.cli.main(PQ-TUI-ARGS)`` exactly as the ``pq-tui`` command does, with one addition:
+when the console mounts, a task on its event loop sleeps 10 ms over and over and records how late
+each wake-up is (the loop's lag: how long anything ready to run, a key press included, waits).
+Samples are kept from the moment job JOB_ID runs until it has finished; then OUT.json gets
+{"samples_ms": [...], "duration_s": ...}. Nothing else of the app is changed.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+INTERVAL = 0.01
+
+
+def install(out_path: str, job_id: str) -> None:
+    from pq_tui.ui import app as app_module
+
+    original = app_module.PQApp.on_mount
+
+    def on_mount(self) -> None:
+        original(self)
+        self._bench_probe = asyncio.get_running_loop().create_task(probe(self))
+
+    async def probe(app) -> None:
+        samples = []
+        started = None
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(INTERVAL)
+            lag = time.perf_counter() - before - INTERVAL
+            job = app.engine.get(job_id)
+            status = getattr(getattr(job, "status", None), "value", None)
+            if status == "running":
+                if started is None:
+                    started = before
+                samples.append(max(0.0, lag) * 1000.0)
+            elif started is not None and job is not None and job.status.finished:
+                samples.append(max(0.0, lag) * 1000.0)
+                break
+        tmp = out_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"samples_ms": samples, "duration_s": time.perf_counter() - started}, f)
+        os.replace(tmp, out_path)
+
+    app_module.PQApp.on_mount = on_mount
+
+
+if __name__ == "__main__":
+    out_path, job_id, sep, *args = sys.argv[1:]
+    assert sep == "--", "usage: app_lag.py OUT.json JOB_ID -- PQ-TUI-ARGS..."
+    install(out_path, job_id)
+    from pq_tui.cli import main
+
+    sys.exit(main(args))

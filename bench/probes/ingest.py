@@ -1,0 +1,41 @@
+"""Benchmark 2 probe: one job printing `seq 1 N` through the engine.
+
+    python ingest.py N LOG_DIR
+
+Prints "seconds stdout_lines_in_log_file": the seconds from the push until the job has finished
+(its log file closed), then the count of stdout lines in its log file (counted afterwards, not
+timed).
+"""
+
+import asyncio
+import sys
+import time
+
+
+async def main(count: int, log_dir: str) -> tuple:
+    from pq_tui.core import Engine
+
+    engine = Engine(log_dir)
+    start = time.perf_counter()
+    engine.push("flood", {"cmd": ["seq", "1", str(count)]}, "default")
+    await engine.wait_idle()
+    elapsed = time.perf_counter() - start
+    job = engine.get("flood")
+    if job.data.get("exit") != 0:
+        raise SystemExit(f"the job failed: {job.data.get('error')}")
+    await engine.shutdown(kill=True)
+    return elapsed, job.log_path
+
+
+def count_stdout_lines(path: str) -> int:
+    lines = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if raw.startswith(b"O "):
+                lines += 1
+    return lines
+
+
+if __name__ == "__main__":
+    seconds, path = asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+    print(f"{seconds:.6f} {count_stdout_lines(path)}")
