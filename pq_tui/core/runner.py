@@ -195,7 +195,7 @@ class JobRunner:
         tree = self.tree
         assert tree is not None and self._transport is not None
         # The main process is gone; whatever it left behind in its group goes too.
-        if self._kill_task is None and tree.survivors():
+        if self._kill_task is None and tree.left_in_group():
             self._start_kill(force=False)
         try:
             await asyncio.wait_for(asyncio.shield(self._pipes_closed), PIPE_DRAIN_TIMEOUT)

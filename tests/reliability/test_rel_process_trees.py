@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -201,8 +202,9 @@ DAEMON = ("setsid sh -c 'sleep 300 </dev/null >/dev/null 2>&1 & echo $! > {ready
           "mv {ready}.tmp {ready}'; while [ ! -e {ready} ]; do sleep 0.02; done")
 
 
-@pytest.mark.parametrize("ending", ["kill", "exit"])
-def test_a_double_forked_daemon_is_gone_after_the_job_ends(tmp_path, token, ending):
+def run_daemon_job(tmp_path, token, ending: str) -> int:
+    """Run a job that starts a double-forked daemon, end it (kill, or let it exit); the daemon's
+    pid."""
     ready = tmp_path / "ready"
     ready.mkdir()
     script = DAEMON.format(ready=ready / "daemon")
@@ -220,7 +222,20 @@ def test_a_double_forked_daemon_is_gone_after_the_job_ends(tmp_path, token, endi
             await engine.wait_finished("d")
             return daemon
 
-    daemon = run(main(), timeout=60)
+    return run(main(), timeout=60)
+
+
+def test_a_double_forked_daemon_is_gone_after_a_kill(tmp_path, token):
+    daemon = run_daemon_job(tmp_path, token, "kill")
     assert wait_gone(daemon), "the daemon survived"
     left = wait_none_marked(token, 2)
     assert not left, f"left running: {describe(left)}"
+
+
+def test_a_daemon_a_job_detaches_on_purpose_outlives_the_jobs_own_exit(tmp_path, token):
+    # What the job left in its own process group dies with it (test_core_proctree); a process
+    # that detached itself (setsid) is taken to be meant to stay, as with every peer tool. The
+    # token fixture kills it afterwards.
+    daemon = run_daemon_job(tmp_path, token, "exit")
+    time.sleep(0.5)
+    assert not wait_gone(daemon, timeout=0.1), "a detached daemon was killed at the job's exit"
