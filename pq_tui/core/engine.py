@@ -452,7 +452,8 @@ class Engine:
             if cleanup is not None and not cleanup.done():
                 self._track(cleanup)
             self._flush_job_output(job.id)
-            self._call_handler(job, "on_exit", job.snapshot())
+            if job.handler is not None:
+                self._call_handler(job, "on_exit", job.snapshot())
             self._emit(JobExited(job.id, job.snapshot()))
             self._resolve(job)
             if job.status in (Status.FAILED, Status.TIMED_OUT) and job.data.get("on_failure") == "pause":

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, TextIO
 
 TAGS = {"out": "O ", "err": "E ", "note": "# "}
 STREAMS = {tag: stream for stream, tag in TAGS.items()}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _INTEGER = re.compile(r"-?[0-9]+")
+_MADE: set = set()  # log folders made (or found) by this process
 
 
 def log_file_name(job_id, run: int) -> str:
@@ -38,9 +39,19 @@ class LogWriter:
         self.path = path
         self.error: Optional[str] = None
         self._lines = 0  # written to the file so far (flushed or not)
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        folder = os.path.dirname(path) or "."
+        if folder not in _MADE:  # one makedirs per folder, not per job
+            os.makedirs(folder, exist_ok=True)
+            _MADE.add(folder)
+        try:
+            self._file = self._open()
+        except FileNotFoundError:  # the folder was removed since: make it again
+            os.makedirs(folder, exist_ok=True)
+            self._file = self._open()
+
+    def _open(self) -> TextIO:
         # newline="" so that a log written on Windows reads the same everywhere.
-        self._file = open(path, "w", encoding="utf-8", errors="replace", newline="")
+        return open(self.path, "w", encoding="utf-8", errors="replace", newline="")
 
     def write(self, stream: str, lines: Sequence[str]) -> None:
         if self.error is not None:

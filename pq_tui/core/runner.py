@@ -13,6 +13,7 @@ from pq_tui.core.job import Job, Status
 from pq_tui.core.lines import LineSplitter
 from pq_tui.core.logfile import LogWriter
 from pq_tui.core.plan import Plan, job_environment, plan_job
+from pq_tui.core.childwatch import prefer_pidfd_watcher
 from pq_tui.core.proctree import MARKER_VAR, SIGKILL, ProcessTree, Usage, new_marker
 
 # After the main process exits, how long its pipes may stay open (a grandchild holding them)
@@ -151,6 +152,7 @@ class JobRunner:
         return plan_job(job.id, job.data, handler=job.handler, final=final, **where)
 
     async def _spawn(self, argv: list[str], cwd: str, env: dict) -> None:
+        prefer_pidfd_watcher()
         loop = asyncio.get_running_loop()
         self._exited = loop.create_future()
         self._pipes_closed = loop.create_future()
