@@ -17,7 +17,6 @@ import pytest
 from textual.command import CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Input, Label, OptionList, Static
-from textual.widgets.data_table import CellDoesNotExist
 from textual.widgets._footer import FooterKey  # the footer's key widget has no public module
 
 from pq_tui.core import Status
@@ -116,15 +115,12 @@ async def select(pilot: Pilot, app: PQApp, job_id: str) -> None:
 
 
 def row_ids(app: PQApp) -> list:
-    return [row.key.value for row in app.table.ordered_rows]
+    return app.table.row_keys()
 
 
 def cell(app: PQApp, job_id: str, column: str) -> Optional[str]:
     """The text of a table cell; None while the job has no row."""
-    try:
-        return str(app.table.get_cell(row_key(job_id), column))
-    except CellDoesNotExist:
-        return None
+    return app.table.cell_text(job_id, column)
 
 
 def static_text(widget: Static) -> str:

@@ -37,7 +37,7 @@ async def settle(pilot, predicate, what: str, timeout: float = DEADLINE):
 
 
 def rows(app: PQApp) -> list:
-    return [row.key.value for row in app.table.ordered_rows]  # row_key(): repr of the id
+    return app.table.row_keys()  # row_key(): repr of the id
 
 
 def test_two_consoles_show_the_same_queue_and_each_others_actions(server):

@@ -141,7 +141,7 @@ def test_the_console_over_a_remote_engine(server):
 
         app = PQApp(engine, start_dir=server.tmp)
         async with app.run_test(size=(120, 30)) as pilot:
-            rows = lambda: [row.key.value for row in app.table.ordered_rows]  # noqa: E731
+            rows = lambda: app.table.row_keys()  # noqa: E731
             for _ in range(300):
                 if len(rows()) == 2:
                     break

@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer
+from textual.widgets import Footer
 
 from pq_tui.core import (
     DEFAULT_LANE,
@@ -125,6 +125,7 @@ class PQApp(App[int]):
         # What the command line prints once the screen is restored (why the console ended).
         self.exit_note: Optional[str] = None
         self._fetching_tails: set = set()
+        self._keys_shown: tuple = ()
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -259,7 +260,7 @@ class PQApp(App[int]):
                 self._ticker.resume()
             else:
                 self._ticker.pause()  # nothing ticks when nothing runs
-        self.refresh_bindings()
+        self._refresh_keys()
 
     def _tick(self) -> None:
         if self._suspended or not self._alive():
@@ -274,12 +275,20 @@ class PQApp(App[int]):
         job_id = self.table.selected_id
         return self.engine.get(job_id) if job_id is not None else None
 
-    @on(DataTable.RowHighlighted, "#jobs")
+    @on(JobTable.RowHighlighted, "#jobs")
     def _row_highlighted(self) -> None:
         if not self._alive():
             return
         self._show_selected()
-        self.refresh_bindings()
+        self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        # Textual rebuilds the footer at every refresh_bindings: only when the keys that apply
+        # changed, so that moving the cursor through a long queue stays cheap.
+        keys = tuple(self._applies(binding.action.partition("(")[0]) for binding in self.BINDINGS)
+        if keys != self._keys_shown:
+            self._keys_shown = keys
+            self.refresh_bindings()
 
     def _show_selected(self) -> None:
         self._show(self.main_pane, self.selected)
