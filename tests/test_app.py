@@ -1277,3 +1277,34 @@ def test_exiting_while_a_job_floods_output_exits_cleanly(tmp_path: Path) -> None
 
     app = run_app(make_app(tmp_path), drive)
     assert app.return_code == 0
+
+
+def test_a_long_queue_scrolls_with_the_cursor_and_shows_its_last_row(tmp_path: Path) -> None:
+    # More jobs than rows: the table renders only what is in view, under a header that stays.
+    jobs = [{"id": "blocker", "queue": "a", "cmd": "sleep 30"}]
+    jobs += [{"id": f"job-{i:02}", "queue": "a", "cmd": "true"} for i in range(40)]
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await wait_status(pilot, app, "blocker", Status.RUNNING)
+        table = app.table
+        rows = table.size.height - 1  # under the header
+        assert len(row_ids(app)) == 41 > rows
+        await pilot.press("end")
+        assert table.selected_id == "job-39"
+        await pilot.pause()
+        lines = [table.render_line(y).text for y in range(table.size.height)]
+        assert " ID " in lines[0]  # the header stays on top
+        assert "job-39" in lines[-1] and f"job-{40 - rows:02}" in lines[1], lines
+        await pilot.press("home")
+        await pilot.pause()
+        assert table.selected_id == "blocker" and "blocker" in table.render_line(1).text
+        await pilot.press("pagedown")
+        assert table.selected_id == f"job-{rows - 2:02}"
+        # The cursor's row is painted in the cursor's style, others not.
+        cursor = table.get_component_rich_style("job-table--cursor")
+        y = table.cursor_row - table.scroll_offset.y + 1
+        assert any(segment.style and segment.style.bgcolor == cursor.bgcolor
+                   for segment in table.render_line(y))
+        assert cell(app, "job-05", "state") == label(Status.QUEUED)
+
+    run_app(make_app(tmp_path, jobs), drive, size=SMALL)

@@ -80,6 +80,37 @@ def _proc_members(pgid: int, marker: Optional[bytes], since: Optional[int]) -> O
     return members
 
 
+def _descendant_pids(pid: int) -> Optional[List[int]]:
+    """``pid`` and its descendants from /proc/PID/task/TID/children: a few small reads, where
+    psutil's children() reads the stat of every process. None where the kernel has no such
+    files (or the process is gone)."""
+    found = [pid]
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            if parent == pid:
+                return None
+            continue  # exited meanwhile
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", "rb") as f:
+                    children = [int(child) for child in f.read().split()]
+            except FileNotFoundError:
+                if parent == pid and not os.path.exists(f"/proc/{parent}/task/{task}"):
+                    continue  # that thread ended meanwhile
+                if parent == pid:
+                    return None  # a kernel without CONFIG_PROC_CHILDREN
+                continue
+            except OSError:
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return found
+
+
 @dataclass
 class Usage:
     cpu_percent: float
@@ -107,13 +138,25 @@ class ProcessTree:
         psutil = _psutil()
         if psutil is None:
             return []
-        try:
-            main = psutil.Process(self.pid)
-            procs = [main, *main.children(recursive=True)]
-        except psutil.Error:
-            return []
-        for proc in procs:
-            self._known.setdefault(proc.pid, proc)
+        pids = _descendant_pids(self.pid)
+        if pids is None:  # no /proc/PID/task/*/children here: psutil scans all of /proc
+            try:
+                main = psutil.Process(self.pid)
+                procs = [main, *main.children(recursive=True)]
+            except psutil.Error:
+                return []
+            for proc in procs:
+                self._known.setdefault(proc.pid, proc)
+            return procs
+        procs = []
+        for pid in pids:
+            proc = self._known.get(pid)
+            if proc is None:
+                try:
+                    proc = self._known[pid] = psutil.Process(pid)
+                except psutil.Error:
+                    continue
+            procs.append(proc)
         return procs
 
     def remember_descendants(self) -> None:

@@ -205,7 +205,6 @@ class PQApp(App[int]):
             if pane.job_id is not None:
                 panes_of.setdefault(pane.job_id, []).append(pane)
         output: dict[LogPane, list] = {}
-        usage_of: set = set()
         state_changed = False
         for event in events:
             if isinstance(event, JobOutput):
@@ -217,7 +216,7 @@ class PQApp(App[int]):
                         ("note", f"… {event.count} lines not shown here (the log file has them)")
                     )
             elif isinstance(event, JobUsage):
-                usage_of.add(event.job_id)
+                pass  # the once-a-second tick repaints the running jobs' rows
             else:
                 state_changed = True
                 if isinstance(event, JobExited):
@@ -228,8 +227,6 @@ class PQApp(App[int]):
                     pane.append(lines)
             if state_changed:
                 self._sync()
-            elif usage_of:
-                self.table.update_jobs(j for j in map(self.engine.get, usage_of) if j is not None)
 
     def _report_warnings(self, event: JobExited) -> None:
         # Those of a kill the console asked for are told by _kill.

@@ -83,6 +83,7 @@ class JobTable(ScrollView, can_focus=True):
     JobTable {
         background: $surface;
         color: $foreground;
+        overflow-x: hidden;
         & > .job-table--header {
             text-style: bold;
             background: $panel;
@@ -177,7 +178,7 @@ class JobTable(ScrollView, can_focus=True):
         self._positions = {
             row_key(job.id): index + 1 for lane in lanes.values() for index, job in enumerate(lane.queued)
         }
-        self.virtual_size = Size(self.size.width, len(self._rows) + 1)
+        self.virtual_size = Size(0, len(self._rows) + 1)  # the columns fit: no sideways scroll
         row = self._index.get(row_key(selected)) if selected is not None else None
         if row is not None:
             self.cursor_row = row
@@ -239,7 +240,7 @@ class JobTable(ScrollView, can_focus=True):
     # -- painting --------------------------------------------------------------------------------
 
     def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(event.size.width, len(self._rows) + 1)
+        self.virtual_size = Size(0, len(self._rows) + 1)
         self._scroll_to_cursor()
 
     def render_line(self, y: int) -> Strip:
