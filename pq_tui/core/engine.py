@@ -14,6 +14,7 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from pq_tui.core.events import (
@@ -80,6 +81,10 @@ class Subscription:
             self._pending_lines += size
         self._events.append(event)
         self._wake()
+
+    def has_room(self, lines: int) -> bool:
+        """Whether ``lines`` more lines of output would be kept (not dropped)."""
+        return not self.closed and self._pending_lines + lines <= self.max_pending_lines
 
     def _note_dropped(self, job_id: JobId, count: int) -> None:
         last = self._events[-1] if self._events else None
@@ -172,7 +177,7 @@ class Engine:
         self._tasks: set[asyncio.Task] = set()
         self._subscriptions: set[Subscription] = set()
         self._journals: list[Callable[[Event], None]] = []
-        self._pending_output: dict[JobId, list] = {}
+        self._pending_output: dict[JobId, tuple[list, int]] = {}  # job -> (runs, line count)
         self._flush_handle: Optional[asyncio.TimerHandle] = None
         self._waiters: dict[tuple[str, JobId], list[asyncio.Future]] = {}
         self._idle_waiters: list[asyncio.Future] = []
@@ -339,8 +344,8 @@ class Engine:
         return subscription
 
     def add_journal(self, journal: Callable[[Event], None]) -> None:
-        """Call ``journal(event)`` synchronously for every event, in order, before subscribers see
-        it: for a persistent record. A journal that defers its write with ``loop.call_soon``
+        """Call ``journal(event)`` synchronously for every event but output (the log files have
+        it), in order, before subscribers see it: for a persistent record. A journal that defers its write with ``loop.call_soon``
         still writes before the next job is spawned, since a lane's next job is started by a task
         scheduled after the event that caused it."""
         self._journals.append(journal)
@@ -471,14 +476,19 @@ class Engine:
         self._emit(JobUsage(job.id, usage.cpu_percent, usage.rss))
 
     def _on_lines(self, job: Job, stream: str, lines: list) -> None:
-        tagged = [(stream, line) for line in lines]
-        job.tail.extend(tagged)
-        job.line_count += len(tagged)
+        job.line_count += len(lines)
         if stream == "err":
-            job.stderr_count += len(tagged)
-        pending = self._pending_output.setdefault(job.id, [])
-        pending.extend(tagged)
-        if len(pending) >= BATCH_MAX_LINES:
+            job.stderr_count += len(lines)
+        job.tail.extend(zip(repeat(stream), lines[-self.tail_lines:]))
+        if not self._subscriptions and getattr(job.handler, "on_output", None) is None:
+            return  # nobody listens: the log file has the lines
+        # Kept as they came, (stream, lines) runs: the per-line tuples of an event are made at
+        # the flush, and only if someone has room for them.
+        runs, count = self._pending_output.get(job.id, ([], 0))
+        runs.append((stream, lines))
+        count += len(lines)
+        self._pending_output[job.id] = (runs, count)
+        if count >= BATCH_MAX_LINES:
             self._flush_job_output(job.id)
         elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(
@@ -491,12 +501,22 @@ class Engine:
             self._flush_job_output(job_id)
 
     def _flush_job_output(self, job_id: JobId) -> None:
-        lines = self._pending_output.pop(job_id, None)
-        if not lines:
+        runs, count = self._pending_output.pop(job_id, (None, 0))
+        if not count:
             return
         job = self._jobs[job_id]
+        seq = job.line_count - count
+        wanted = getattr(job.handler, "on_output", None) is not None or any(
+            subscription.has_room(count) for subscription in self._subscriptions)
+        if not wanted:
+            # A flood every subscriber is behind on: they get the count, not the lines (the log
+            # file has them all), and nobody pays for lines nobody will see.
+            for subscription in list(self._subscriptions):
+                subscription._note_dropped(job_id, count)
+            return
+        lines = [line for stream, texts in runs for line in zip(repeat(stream), texts)]
         self._call_handler(job, "on_output", lines)
-        self._emit(JobOutput(job_id, job.line_count - len(lines), tuple(lines)))
+        self._emit(JobOutput(job_id, seq, tuple(lines)))
 
     def _call_handler(self, job: Job, method: str, *args: Any) -> None:
         callback = getattr(job.handler, method, None)
@@ -511,8 +531,9 @@ class Engine:
             )
 
     def _emit(self, event: Event) -> None:
-        for journal in list(self._journals):
-            journal(event)
+        if not isinstance(event, JobOutput):  # output's record is the log file
+            for journal in list(self._journals):
+                journal(event)
         for subscription in list(self._subscriptions):
             subscription._put(event)
 

@@ -52,10 +52,13 @@ class LineSplitter:
 
     def _decode_lines(self, block: bytes) -> list[str]:
         # One decode for the whole block is much cheaper than one per line.
-        lines = block.decode("utf-8", errors="replace").split("\n")
+        text = block.decode("utf-8", errors="replace")
+        lines = text.split("\n")
         # A character comes from at most 4 bytes: only a line this long may be over the limit.
         if max(map(len, lines)) * 4 > self.max_line:
             return self._decode_lines_cut(block)
+        if "\r" not in text:  # the common case: no per-line work at all
+            return lines
         return [line[:-1] if line.endswith("\r") else line for line in lines]
 
     def _decode_lines_cut(self, block: bytes) -> list[str]:

@@ -54,11 +54,11 @@ class LogWriter:
         return open(self.path, "w", encoding="utf-8", errors="replace", newline="")
 
     def write(self, stream: str, lines: Sequence[str]) -> None:
-        if self.error is not None:
+        if self.error is not None or not lines:
             return
         tag = TAGS[stream]
         try:
-            self._file.write("".join(f"{tag}{line}\n" for line in lines))
+            self._file.write(tag + ("\n" + tag).join(lines) + "\n")
         except OSError as exc:
             self._failed(exc)
             return
