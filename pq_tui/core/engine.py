@@ -33,6 +33,7 @@ from pq_tui.core.events import (
     OutputDropped,
 )
 from pq_tui.core.job import HandlerFactory, Job, Status
+from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import log_file_name
 from pq_tui.core.proctree import Usage
 from pq_tui.core.runner import JobRunner
@@ -475,18 +476,18 @@ class Engine:
         job.rss = usage.rss
         self._emit(JobUsage(job.id, usage.cpu_percent, usage.rss))
 
-    def _on_lines(self, job: Job, stream: str, lines: list) -> None:
-        job.line_count += len(lines)
+    def _on_lines(self, job: Job, stream: str, lines: Lines) -> None:
+        job.line_count += lines.count
         if stream == "err":
-            job.stderr_count += len(lines)
-        job.tail.extend(zip(repeat(stream), lines[-self.tail_lines:]))
+            job.stderr_count += lines.count
+        job.tail.extend(zip(repeat(stream), lines.last(self.tail_lines)))
         if not self._subscriptions and getattr(job.handler, "on_output", None) is None:
             return  # nobody listens: the log file has the lines
         # Kept as they came, (stream, lines) runs: the per-line tuples of an event are made at
         # the flush, and only if someone has room for them.
         runs, count = self._pending_output.get(job.id, ([], 0))
         runs.append((stream, lines))
-        count += len(lines)
+        count += lines.count
         self._pending_output[job.id] = (runs, count)
         if count >= BATCH_MAX_LINES:
             self._flush_job_output(job.id)
@@ -514,7 +515,7 @@ class Engine:
             for subscription in list(self._subscriptions):
                 subscription._note_dropped(job_id, count)
             return
-        lines = [line for stream, texts in runs for line in zip(repeat(stream), texts)]
+        lines = [line for stream, chunk in runs for line in zip(repeat(stream), chunk.split())]
         self._call_handler(job, "on_output", lines)
         self._emit(JobOutput(job_id, seq, tuple(lines)))
 

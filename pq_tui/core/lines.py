@@ -18,6 +18,40 @@ def _utf8_safe_cut(data: bytes, limit: int) -> int:
     return cut if cut > 0 else limit
 
 
+class Lines:
+    """The complete lines of one chunk of output, kept as one string with "\\n" between them
+    (none after the last): writing them to a log file or counting them needs no per-line
+    object; ``split()`` makes the list for whoever wants the lines."""
+
+    __slots__ = ("text", "count")
+
+    def __init__(self, text: str, count: int) -> None:
+        self.text = text
+        self.count = count
+
+    @classmethod
+    def of(cls, lines: list[str]) -> "Lines":
+        return cls("\n".join(lines), len(lines))
+
+    def split(self) -> list[str]:
+        return self.text.split("\n") if self.count else []
+
+    def last(self, n: int) -> list[str]:
+        """The last ``n`` lines."""
+        if self.count <= n:
+            return self.split()
+        return self.text.rsplit("\n", n)[-n:] if n > 0 else []
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return f"Lines({self.split()!r})"
+
+
+NO_LINES = Lines("", 0)
+
+
 class LineSplitter:
     """Accumulates bytes and hands back complete, decoded lines.
 
@@ -32,34 +66,51 @@ class LineSplitter:
         self.max_line = max_line
 
     def feed(self, data: bytes) -> list[str]:
+        return self.feed_lines(data).split()
+
+    def flush(self) -> list[str]:
+        """The unterminated tail, emitted when the stream ends."""
+        return self.flush_lines().split()
+
+    def feed_lines(self, data: bytes) -> Lines:
         buf = self._pending + data if self._pending else data
         end = buf.rfind(b"\n")
         if end < 0:
             self._pending = buf
-            return self._cut_overlong() if len(buf) > self.max_line else []
+            return Lines.of(self._cut_overlong()) if len(buf) > self.max_line else NO_LINES
         self._pending = buf[end + 1 :]
         lines = self._decode_lines(buf[:end])
         if len(self._pending) > self.max_line:
-            lines.extend(self._cut_overlong())
+            lines = Lines.of(lines.split() + self._cut_overlong())
         return lines
 
-    def flush(self) -> list[str]:
-        """The unterminated tail, emitted when the stream ends."""
+    def flush_lines(self) -> Lines:
         if not self._pending:
-            return []
+            return NO_LINES
         tail, self._pending = self._pending, b""
         return self._decode_lines(tail)
 
-    def _decode_lines(self, block: bytes) -> list[str]:
+    def _decode_lines(self, block: bytes) -> Lines:
         # One decode for the whole block is much cheaper than one per line.
+        if self._has_overlong_line(block):
+            return Lines.of(self._decode_lines_cut(block))
         text = block.decode("utf-8", errors="replace")
-        lines = text.split("\n")
-        # A character comes from at most 4 bytes: only a line this long may be over the limit.
-        if max(map(len, lines)) * 4 > self.max_line:
-            return self._decode_lines_cut(block)
-        if "\r" not in text:  # the common case: no per-line work at all
-            return lines
-        return [line[:-1] if line.endswith("\r") else line for line in lines]
+        if "\r" in text:  # "\r\n" ends a line as "\n" does; a lone "\r" stays
+            text = text.replace("\r\n", "\n")
+            if text.endswith("\r"):
+                text = text[:-1]
+        return Lines(text, text.count("\n") + 1)
+
+    def _has_overlong_line(self, block: bytes) -> bool:
+        """Whether a line of ``block`` is over ``max_line`` bytes, without splitting it: each
+        step jumps to the last newline within reach, so a block takes a few searches."""
+        limit, position, size = self.max_line, 0, len(block)
+        while size - position > limit:
+            newline = block.rfind(b"\n", position, position + limit + 1)
+            if newline < 0:
+                return True
+            position = newline + 1
+        return False
 
     def _decode_lines_cut(self, block: bytes) -> list[str]:
         # The limit is in bytes and lines are cut where _cut_overlong cuts them, so that the lines

@@ -12,6 +12,8 @@ import os
 import re
 from typing import Iterator, Optional, Sequence, TextIO
 
+from pq_tui.core.lines import Lines
+
 TAGS = {"out": "O ", "err": "E ", "note": "# "}
 STREAMS = {tag: stream for stream, tag in TAGS.items()}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -54,15 +56,18 @@ class LogWriter:
         return open(self.path, "w", encoding="utf-8", errors="replace", newline="")
 
     def write(self, stream: str, lines: Sequence[str]) -> None:
-        if self.error is not None or not lines:
+        self.write_lines(stream, Lines.of(list(lines)))
+
+    def write_lines(self, stream: str, lines: Lines) -> None:
+        if self.error is not None or not lines.count:
             return
         tag = TAGS[stream]
         try:
-            self._file.write(tag + ("\n" + tag).join(lines) + "\n")
+            self._file.write(tag + lines.text.replace("\n", "\n" + tag) + "\n")
         except OSError as exc:
             self._failed(exc)
             return
-        self._lines += len(lines)
+        self._lines += lines.count
 
     def note(self, text: str) -> None:
         self.write("note", text.splitlines() or [""])

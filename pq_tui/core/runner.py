@@ -10,7 +10,7 @@ from typing import Callable, Mapping, Optional
 
 from pq_tui.core.expand import IS_WINDOWS, JobInputError
 from pq_tui.core.job import Job, Status
-from pq_tui.core.lines import LineSplitter
+from pq_tui.core.lines import LineSplitter, Lines
 from pq_tui.core.logfile import LogWriter
 from pq_tui.core.plan import Plan, job_environment, plan_job
 from pq_tui.core.childwatch import prefer_pidfd_watcher
@@ -63,7 +63,7 @@ class JobRunner:
         log_path: str,
         kill_grace: float,
         profile: bool,
-        on_lines: Callable[[Job, str, list], None],
+        on_lines: Callable[[Job, str, Lines], None],
         on_started: Callable[[Job], None],
         on_usage: Callable[[Job, Usage], None],
     ) -> None:
@@ -270,8 +270,8 @@ class JobRunner:
         self._on_started(self.job)
 
     def _on_data(self, fd: int, data: bytes) -> None:
-        lines = self._splitters[fd].feed(data)
-        if lines:
+        lines = self._splitters[fd].feed_lines(data)
+        if lines.count:
             self._emit(fd, lines)
 
     def _on_pipe_closed(self, fd: int) -> None:
@@ -281,13 +281,13 @@ class JobRunner:
             self._pipes_closed.set_result(None)
 
     def _flush_splitter(self, fd: int) -> None:
-        lines = self._splitters[fd].flush()
-        if lines:
+        lines = self._splitters[fd].flush_lines()
+        if lines.count:
             self._emit(fd, lines)
 
-    def _emit(self, fd: int, lines: list) -> None:
+    def _emit(self, fd: int, lines: Lines) -> None:
         stream = "err" if fd == 2 else "out"
-        self._log.write(stream, lines)
+        self._log.write_lines(stream, lines)
         # One flush per chunk read: the file stays current for `tail -f` at the cost of one write
         # per read.
         self._log.flush()
