@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 import math
 import sys
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from pq_tui import __version__
 
@@ -79,15 +79,25 @@ def _add_engine_options(parser: argparse.ArgumentParser, embedded_only: bool = F
                         f"5){only}")
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    # NaN would never end the grace period; a negative one means nothing.
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds (0 or more), got {text!r}")
-    return value
+def number_parser(convert: Callable[[str], Any], what: str, minimum: float = 0
+                  ) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)``, at least ``minimum``; NaN and infinities refused (a
+    NaN grace period would never end)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected {what} ({minimum:g} or more), got {text!r}")
+        return value
+
+    return parse
+
+
+_seconds = number_parser(float, "a number of seconds")
 
 
 def _main_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import re
 import sys
@@ -175,38 +174,10 @@ _DESCRIPTIONS = {
 }
 
 
-def _position(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a position (1 or more), got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a count (0 or more), got {text!r}")
-    return value
-
-
-def _days(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of days (0 or more), got {text!r}")
-    return value
-
-
 def build_parser(command: str) -> argparse.ArgumentParser:
-    from pq_tui.cli import _parser
+    from pq_tui.cli import _parser, number_parser
+
+    position = number_parser(int, "a position", minimum=1)
 
     parser = _parser(f"pq-tui {command}", _DESCRIPTIONS[command], _EPILOGS[command])
     if command == "push":
@@ -228,7 +199,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         where.add_argument("--up", action="store_true", help="one place earlier")
         where.add_argument("--down", action="store_true", help="one place later")
         where.add_argument("--front", action="store_true", help="first in the lane")
-        where.add_argument("--to", type=_position, metavar="N", help="to position N (1 = first)")
+        where.add_argument("--to", type=position, metavar="N", help="to position N (1 = first)")
         parser.add_argument("--lane", metavar="L", help="into lane L")
     elif command in ("pause", "resume"):
         parser.add_argument("lane", metavar="LANE")
@@ -236,9 +207,10 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("jobs", nargs="*", metavar="ID")
     elif command == "clean":
         parser.add_argument("jobs", nargs="*", metavar="ID", help="only these jobs")
-        parser.add_argument("--keep", type=_count, metavar="N",
+        parser.add_argument("--keep", type=number_parser(int, "a count"), metavar="N",
                             help="keep the N most recently finished")
-        parser.add_argument("--older-than", type=_days, metavar="DAYS",
+        parser.add_argument("--older-than", type=number_parser(float, "a number of days"),
+                            metavar="DAYS",
                             help="only jobs that ended more than DAYS days ago")
     elif command == "shutdown":
         parser.add_argument("--kill", action="store_true",

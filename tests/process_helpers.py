@@ -21,6 +21,17 @@ def is_gone(pid: int) -> bool:
         return True
 
 
+def until(predicate, what: str, timeout: float = 20.0):
+    """Wait for ``predicate()`` to be true; its value. Fails the test after ``timeout``."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.03)
+    raise AssertionError(f"never happened: {what}")
+
+
 def wait_gone(pid: int, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

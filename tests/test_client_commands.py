@@ -11,14 +11,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import psutil
 import pytest
 
 from pq_tui.server.client import Client, NotRunning, RemoteError, ServerError
 from pq_tui.server.paths import ServerPaths
-from process_helpers import wait_gone
+from process_helpers import until, wait_gone
 from server_helpers import tree
 
 pytestmark = [
@@ -30,16 +29,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEADLINE = 20.0
 
 
-
-
-def until(predicate, what: str, timeout: float = DEADLINE):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"never happened: {what}")
 
 
 class Cli:

@@ -67,16 +67,6 @@ def describe(procs: List[psutil.Process]) -> List[str]:
     return out
 
 
-def until(predicate, what: str, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.03)
-    raise AssertionError(f"never happened: {what}")
-
-
 def _mount(*args: str) -> bool:
     try:
         return subprocess.run(["mount", *args], capture_output=True, timeout=10).returncode == 0

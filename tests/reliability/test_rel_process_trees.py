@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from engine_helpers import engine_in, run
-from process_helpers import wait_gone
-from rel_helpers import REPO, TOKEN_VAR, describe, marked, until, wait_none_marked
+from process_helpers import until, wait_gone
+from rel_helpers import REPO, TOKEN_VAR, describe, marked, wait_none_marked
 
 pytestmark = [
     pytest.mark.usefixtures("no_leftover_processes"),
@@ -173,7 +173,6 @@ def test_every_shape_leaves_nothing_after_sighup_to_the_app(tmp_path, token):
 
 def test_every_shape_leaves_nothing_after_server_shutdown(server, token):
     from pq_tui.server.client import Client
-    from process_helpers import wait_gone
 
     tmp_path = server.tmp
 
