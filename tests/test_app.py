@@ -1306,5 +1306,10 @@ def test_a_long_queue_scrolls_with_the_cursor_and_shows_its_last_row(tmp_path: P
         assert any(segment.style and segment.style.bgcolor == cursor.bgcolor
                    for segment in table.render_line(y))
         assert cell(app, "job-05", "state") == label(Status.QUEUED)
+        # Other rows keep their state's colour.
+        queued = table.get_component_rich_style("job-table--queued", partial=True)
+        state = next(segment for line in range(1, table.size.height) if line != y
+                     for segment in table.render_line(line) if label(Status.QUEUED) in segment.text)
+        assert queued.color is not None and state.style.color == queued.color
 
     run_app(make_app(tmp_path, jobs), drive, size=SMALL)

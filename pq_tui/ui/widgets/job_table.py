@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Iterable, Optional
 
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
@@ -258,23 +259,32 @@ class JobTable(ScrollView, can_focus=True):
         return self._strip(self._cells(self._rows[row]), style, width)
 
     def _strip(self, cells: list[Text], style: Style, width: int) -> Strip:
-        line = Text(no_wrap=True, end="")
+        console = self.app.console
+        padding = Segment(" " * PADDING)
+        segments: list[Segment] = []
         for text, spec in zip(cells, self._columns):
             column_width, right = spec[4], spec[2]
             text = text.copy()
             if text.cell_len > column_width:
                 text.truncate(column_width, overflow="ellipsis")
-            pad = " " * (column_width - text.cell_len)
-            line.append(" " * PADDING)
+            pad = Segment(" " * (column_width - text.cell_len))
+            # A segment per cell (and per gap), not one per run of a style: exported SVGs place
+            # each at its column, so a renderer's idea of a space's width cannot shift the rest.
+            segments.append(padding)
             if right:
-                line.append(pad)
-            line.append_text(text)
+                segments.append(pad)
+            segments.extend(text.render(console, end=""))
             if not right:
-                line.append(pad)
-            line.append(" " * PADDING)
-        segments = list(line.render(self.app.console))
-        return Strip(segments).apply_style(self.rich_style + style).crop_extend(
-            0, width, self.rich_style + style)
+                segments.append(pad)
+            segments.append(padding)
+        line_style = self.rich_style + style
+        # Under the cells' own styles (a state's colour), except on the cursor's row, whose
+        # colours win so that it reads as one bar.
+        if style:
+            styled = Segment.apply_style(segments, post_style=line_style)
+        else:
+            styled = Segment.apply_style(segments, style=line_style)
+        return Strip(list(styled)).crop_extend(0, width, line_style)
 
     def _style(self, name: str) -> Style:
         style = self._styles.get(name)
@@ -311,15 +321,17 @@ class JobTable(ScrollView, can_focus=True):
             "pos": lambda: Text(str(position) if position else ""),
             "id": lambda: Text(str(job.id)),
             "lane": lambda: Text(job.lane),
-            "state": lambda: Text(fmt.state_label(status), style=self._style(status.value)),
+            # Text.styled: a span, which render() keeps (it leaves a Text's own style to its
+            # container).
+            "state": lambda: Text.styled(fmt.state_label(status), self._style(status.value)),
             "pid": lambda: Text(str(job.pid) if job.pid else "-"),
             "exit": lambda: Text("-" if exit_code is None else str(exit_code)),
             "queued": lambda: Text(fmt.clock(data.get("time-queue"))),
             "started": lambda: Text(fmt.clock(data.get("time-start"))),
             "time": lambda: Text(fmt.duration(job.duration)),
-            "err": lambda: Text(
+            "err": lambda: Text.styled(
                 str(stderr) if stderr or status is not Status.QUEUED else "-",
-                style=self._style("stderr") if stderr else "",
+                self._style("stderr") if stderr else "",
             ),
             "cpu": lambda: Text(fmt.percent(job.cpu_percent) if running else ""),
             "rss": lambda: Text(fmt.size(job.rss) if running else ""),

@@ -25,18 +25,30 @@ class StatusBar(Static):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.host = socket.gethostname()
-        self._last: Text | None = None
+        self._summary: tuple = ()
 
     def sync(self, jobs: Iterable[Job], lanes: dict) -> None:
         counts: dict[str, Counter] = {name: Counter() for name in lanes}
         for job in jobs:
             counts.setdefault(job.lane, Counter())[job.status] += 1
+        summary = tuple(
+            (name, lanes.get(name) is not None and lanes[name].paused, tuple(sorted(
+                (status.value, number) for status, number in count.items())))
+            for name, count in counts.items()
+        )
+        if summary != self._summary:  # an unchanged line costs no repaint
+            self._summary = summary
+            self.refresh()
+
+    def render(self) -> Text:
+        # Styled here, not in sync(): a sync may come before the widget's styles are set.
         style = lambda name: self.get_component_rich_style(f"status-bar--{name}", partial=True)  # noqa: E731
         text = Text.assemble((" pq-tui", style("title")), f" · {self.host} ")
-        for name, count in counts.items():
+        for name, paused, numbers in self._summary:
+            count = Counter({Status(status): number for status, number in numbers})
             text.append("│ ")
             text.append(name, style="bold")
-            if lanes.get(name) is not None and lanes[name].paused:
+            if paused:
                 text.append(f" {'||' if fmt.ascii_only() else '⏸'} paused", style=style("paused"))
             failed = count[Status.FAILED] + count[Status.KILLED] + count[Status.TIMED_OUT]
             # Only what is there: an idle lane with nothing done is just its name.
@@ -49,6 +61,4 @@ class StatusBar(Static):
                 if number:
                     text.append(f" {fmt.glyph(status)}{number}", style=style(look) if look else "")
             text.append(" ")
-        if text != self._last:  # an unchanged line costs no repaint
-            self._last = text
-            self.update(text)
+        return text
