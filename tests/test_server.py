@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import shutil
@@ -347,6 +348,72 @@ def test_permissions_of_the_socket_and_the_runtime_dir(env):
     refused = env.foreground()
     assert refused.returncode == 1
     assert "open to others" in refused.stderr and "chmod 700" in refused.stderr
+
+
+def _connect_as(uid: int, gid: int, path: str) -> str:
+    """Connect to ``path`` from a child process running as ``uid``: what happened, in a word
+    ("refused: <errno name>", "closed" without a hello, or "hello")."""
+    import socket as socket_module
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: another user
+        os.close(read_end)
+        outcome = "error"
+        try:
+            os.setgroups([])
+            os.setgid(gid)
+            os.setuid(uid)
+            sock = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
+            sock.settimeout(10)
+            try:
+                sock.connect(path)
+            except OSError as exc:
+                outcome = f"refused: {errno.errorcode.get(exc.errno, exc.errno)}"
+            else:
+                data = sock.recv(65536)
+                outcome = "hello" if b'"hello"' in data else "closed" if not data else "other"
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            outcome = f"error: {exc!r}"
+        finally:
+            os.write(write_end, outcome.encode())
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        outcome = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return outcome
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="needs root to become nobody")
+def test_a_client_of_another_user_is_refused(env):
+    import pwd
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody here")
+    pid = env.start()
+    # The socket's folder and mode keep other users out before the server hears of them.
+    assert _connect_as(nobody.pw_uid, nobody.pw_gid, env.paths.socket) == "refused: EACCES"
+    # Opened up by mistake, the server itself refuses them (SO_PEERCRED): no hello, closed.
+    os.chmod(env.runtime, 0o777)
+    os.chmod(env.paths.socket, 0o777)
+    try:
+        assert _connect_as(nobody.pw_uid, nobody.pw_gid, env.paths.socket) == "closed"
+    finally:
+        os.chmod(env.runtime, 0o700)
+        os.chmod(env.paths.socket, 0o600)
+
+    async def owner():  # and it goes on serving its own user
+        client = await Client.open(env)
+        assert await client.ok("ping") == "pong"
+        await client.close()
+
+    run(owner())
+    with open(env.paths.server_log) as log:
+        assert f"from uid {nobody.pw_uid} refused" in log.read()
+    run(shutdown(env, pid))
 
 
 def test_a_new_runtime_dir_is_made_private(env, tmp_path, monkeypatch):
