@@ -75,8 +75,8 @@ class Job(HasStatus):
         self.id = job_id
         self.lane = lane
         self.run = run
-        self.input = copy.deepcopy({k: v for k, v in data.items() if k not in RESULT_KEYS})
-        self.data: dict = copy.deepcopy(self.input)
+        self.input = _copy({k: v for k, v in data.items() if k not in RESULT_KEYS})
+        self.data: dict = _copy(self.input)
         self.handler_factory = handler_factory
         self.handler: Any = None
         self.tail: deque[Line] = deque(maxlen=tail_lines)
@@ -101,7 +101,23 @@ class Job(HasStatus):
 
     def snapshot(self) -> dict:
         """A copy of the process data that the caller may keep and change."""
-        return copy.deepcopy(self.data)
+        return _copy(self.data)
 
     def __repr__(self) -> str:
         return f"<Job {self.id!r} lane={self.lane!r} {self._status.value}>"
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _copy(value: Any) -> Any:
+    """copy.deepcopy for the JSON-like values process data holds, several times faster (it is
+    taken for every event of every job); anything else still goes through deepcopy."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _copy(item) for key, item in value.items()}
+    if kind is list:
+        return [_copy(item) for item in value]
+    if kind in _PLAIN:
+        return value
+    return copy.deepcopy(value)

@@ -293,7 +293,7 @@ class Store:
                 # of it (the server restarted without ``recover``).
                 self._interrupt(latest, time.time())
             self._insert(key, latest["run"] + 1 if latest is not None else 1, lane, data,
-                         status=Status.QUEUED.value, pos=self._append_key(lane))
+                         status=Status.QUEUED.value, pos=self._append_key(lane), row=False)
         self._kick(lane)
 
     def _on_started(self, event: JobStarted) -> None:
@@ -580,13 +580,16 @@ class Store:
         ).fetchone()
 
     def _insert(self, key: str, run: int, lane: Any, data: dict, *, status: str,
-                pos: Optional[int]) -> sqlite3.Row:
+                pos: Optional[int], row: bool = True) -> Optional[sqlite3.Row]:
+        """Insert a run; the new row, if ``row`` (reading it back is one more query)."""
         self._db.execute(
             "INSERT INTO runs (job_id, run, lane, status, pos, input, data, queued_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (key, run, lane, status, pos, _dump(_input_of(data)), _dump(data),
              _time(data.get("time-queue"))),
         )
+        if not row:
+            return None
         return self._db.execute(
             "SELECT * FROM runs WHERE job_id = ? AND run = ?", (key, run)
         ).fetchone()
