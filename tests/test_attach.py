@@ -98,6 +98,8 @@ def test_stopping_the_server_from_a_console_kills_the_jobs_and_ends_every_consol
         cwd = str(server.tmp)
         engine.push("live", {"cmd": "sleep 300 & wait", "cwd": cwd}, "A")
         engine.push("waiting", {"cmd": "echo later", "cwd": cwd}, "A")
+        engine.push("done", {"cmd": "true", "cwd": cwd}, "B")
+        await until(lambda: (j := engine.get("done")) and j.status is Status.OK, "done ran")
         live = await until(lambda: (j := engine.get("live")) and j.pid and j, "live's start")
         await until(lambda: len(tree(live.pid)) == 2, "live's child")
         job_pids = tree(live.pid)
@@ -106,7 +108,7 @@ def test_stopping_the_server_from_a_console_kills_the_jobs_and_ends_every_consol
         app = PQApp(engine, start_dir=server.tmp, attached=True)
         other = PQApp(other_engine, start_dir=server.tmp, attached=True)
         async with app.run_test(size=(100, 30)) as pilot, other.run_test(size=(100, 30)) as p2:
-            await settle(pilot, lambda: rows(app) == ["'live'", "'waiting'"], "the rows")
+            await settle(pilot, lambda: rows(app) == ["'live'", "'waiting'", "'done'"], "the rows")
             await pilot.press("Q")
             await settle(pilot, lambda: len(app.screen_stack) > 1, "the question")
             question = app.screen_stack[-1]
@@ -136,6 +138,7 @@ def test_stopping_the_server_from_a_console_kills_the_jobs_and_ends_every_consol
         try:
             assert engine.get("waiting").status is Status.QUEUED
             assert engine.lane("A").paused
+            assert not engine.lane("B").paused  # nothing was kept there: nothing to hold back
             assert engine.get("live").status is Status.KILLED
         finally:
             engine.detach()

@@ -279,9 +279,10 @@ class Server:
         return [lane.running for lane in self.engine.lanes().values() if lane.running is not None]
 
     def stop(self) -> "asyncio.Task":
-        """Stop the jobs (once): pause every lane (recorded, so the queue is kept and comes back
-        paused), kill the running jobs (recorded as killed), then stop recording and shut the
-        engine down. The server exits when ``exit`` is set (by the caller)."""
+        """Stop the jobs (once): pause the lanes that have jobs queued (recorded, so the queue is
+        kept and comes back paused), kill the running jobs (recorded as killed), then stop
+        recording and shut the engine down. The server exits when ``exit`` is set (by the
+        caller)."""
         if self._stop_task is None:
             self.stopping = True
             self._stop_task = asyncio.ensure_future(self._stop())
@@ -292,7 +293,10 @@ class Server:
             self._retention_handle.cancel()
             self._retention_handle = None
         engine = self.engine
-        for name in list(engine.lanes()):
+        # Every lane stops starting jobs now; after the kills, those left with nothing queued are
+        # resumed again (recorded), so that only a kept queue comes back paused.
+        paused_here = [name for name, lane in engine.lanes().items() if not lane.paused]
+        for name in paused_here:
             engine.pause(name)
         waits = []
         for job in self.running_jobs():
@@ -305,6 +309,10 @@ class Server:
             await asyncio.gather(*pending, return_exceptions=True)
         if waits:
             await asyncio.gather(*waits, return_exceptions=True)
+        lanes = engine.lanes()
+        for name in paused_here:
+            if not lanes[name].queued:
+                engine.resume(name)
         self._flush_journal()
         engine.remove_journal(self._journal)
         await engine.shutdown(kill=True)  # the queued jobs: removed here, kept in the store

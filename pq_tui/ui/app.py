@@ -408,6 +408,12 @@ class PQApp(App[int]):
         if pushed:
             lanes = sorted({spec.lane for spec in specs})
             self.notify(f"{pushed} job(s) queued in {', '.join(lanes)}")
+            known = self.engine.lanes()
+            paused = [name for name in lanes if name in known and known[name].paused]
+            if paused:
+                self.notify(f"{', '.join(paused)} paused: the jobs wait. p on one of them "
+                            "resumes its lane.", title="paused lanes", severity="warning",
+                            timeout=15)
         self._sync()
 
     def action_add_command(self) -> None:
