@@ -251,3 +251,33 @@ def test_an_older_finished_jobs_output_is_fetched_when_shown_and_clean_drops_it(
 
     asyncio.run(asyncio.wait_for(main(), 60))
     assert not server.leftovers()
+
+
+def test_jobs_opened_in_an_attached_console_run_in_the_consoles_folder(server):
+    # The server runs in the home folder: a job file's relative cwd must be the console's.
+    (server.tmp / "sub").mkdir()
+    job_file = server.tmp / "here.toml"
+    job_file.write_text('[[job]]\nid = "where"\ncwd = "sub"\ncmd = "pwd"\n'
+                        '[[job]]\nid = "bad"\ncmd = "echo {NO_SUCH_VARIABLE_HERE}"\n')
+
+    async def main():
+        engine = await RemoteEngine.connect(server.paths)
+        server.pids.add(engine.server_info["pid"])
+        app = PQApp(engine, start_dir=server.tmp, attached=True)
+        async with app.run_test(size=(100, 30)) as pilot:
+            specs, problems = app._load_file(job_file)
+            assert specs == [] and len(problems) == 1 and "NO_SUCH_VARIABLE_HERE" in problems[0]
+            job_file.write_text('[[job]]\nid = "where"\ncwd = "sub"\ncmd = "pwd"\n')
+            specs, problems = app._load_file(job_file)
+            assert problems == [] and specs[0].data["cwd"] == str(server.tmp / "sub")
+            app._push_specs(specs)
+            await settle(pilot, lambda: (j := engine.get("where")) is not None
+                         and j.status is Status.OK, "where ran")
+            app.table.select("where")
+            await settle(pilot, lambda: ("out", str(server.tmp / "sub")) in app.main_pane.view.lines,
+                         "pwd's answer")
+            await pilot.press("q")
+        await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert not server.leftovers()
