@@ -112,6 +112,36 @@ def state_path(tmp_path) -> Path:
 # -- mirroring the engine --------------------------------------------------------------------------
 
 
+def test_a_push_of_many_jobs_in_one_batch_mirrors_the_engine(tmp_path):
+    # One batch of JobQueued events into several lanes (free, paused, busy) and then a move and
+    # more pushes: what the store remembers within a run of pushes must not outlive it.
+    async def main():
+        with Store.open(state_path(tmp_path)) as store:
+            async with engine_in(tmp_path) as engine:
+                feeder = Feeder(engine, store)
+                engine.pause("paused")
+                engine.push("blocker", {"cmd": ["sleep", "30"]}, "busy")
+                await feeder.sync()
+                for i in range(30):
+                    lane = ("free", "paused", "busy")[i % 3]
+                    engine.push(f"job-{i}", {"cmd": ["sleep", "30"]}, lane)
+                batch = feeder.subscription.take_nowait()
+                assert sum(isinstance(event, JobQueued) for event in batch) == 30
+                store.apply_many(batch)  # the whole push in one transaction, as the server does
+                assert_mirrors(store, engine)
+                engine.move("job-29", 0)  # busy: to the front
+                engine.push("late", {"cmd": ["true"]}, "busy")
+                engine.push("later", {"cmd": ["true"]}, "paused")
+                await feeder.sync()
+                assert_mirrors(store, engine)
+                state = {job.id: job for job in store.load().jobs}
+                assert state["job-0"].status in ("starting", "running")  # free: the first ran
+                assert state["job-3"].status == "queued"  # and only the first
+                assert state["job-1"].status == "queued"  # paused
+
+    run(main())
+
+
 def test_queue_order_after_moves_removes_and_shifts_between_lanes(tmp_path):
     async def main():
         async with engine_in(tmp_path) as engine:

@@ -162,6 +162,11 @@ class Store:
         self._db: Optional[sqlite3.Connection] = connection
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        # Within a run of JobQueued events (a push of many jobs), per lane: it exists and a push
+        # cannot start anything there (paused, or busy since the run's first push), and the last
+        # queue key given. What any other event may change, it forgets (_forget_queue_run).
+        self._settled: set = set()
+        self._tail_keys: dict = {}
         self._handlers = {
             JobQueued: self._on_queued,
             JobStarted: self._on_started,
@@ -263,17 +268,27 @@ class Store:
         if not events:
             return
         with self._write():
-            for event in events:
-                handler = self._handlers.get(type(event))
-                if handler is None:
-                    log.debug("store: ignoring %r", event)
-                else:
-                    handler(event)
+            try:
+                for event in events:
+                    if not isinstance(event, JobQueued):
+                        self._forget_queue_run()
+                    handler = self._handlers.get(type(event))
+                    if handler is None:
+                        log.debug("store: ignoring %r", event)
+                    else:
+                        handler(event)
+            finally:
+                self._forget_queue_run()
+
+    def _forget_queue_run(self) -> None:
+        self._settled.clear()
+        self._tail_keys.clear()
 
     def _on_queued(self, event: JobQueued) -> None:
         key = _id_key(event.job_id)
         lane = _text(event.lane)
-        self._ensure_lane(lane)
+        if lane not in self._settled:
+            self._ensure_lane(lane)
         data = event.data
         latest = self._latest(key)
         if latest is not None and latest["status"] == Status.QUEUED.value:
@@ -285,6 +300,7 @@ class Store:
                 pos = self._append_key(lane)
             else:
                 pos = latest["pos"]
+                self._tail_keys.pop(lane, None)  # a key given before may be below this one
             self._update(latest, lane=lane, pos=pos, input=_dump(_input_of(data)),
                          data=_dump(data), queued_at=_time(data.get("time-queue")))
         else:
@@ -294,7 +310,10 @@ class Store:
                 self._interrupt(latest, time.time())
             self._insert(key, latest["run"] + 1 if latest is not None else 1, lane, data,
                          status=Status.QUEUED.value, pos=self._append_key(lane), row=False)
-        self._kick(lane)
+        if lane not in self._settled:
+            self._kick(lane)
+            # Paused, or busy now: the next pushes in this run cannot start anything here.
+            self._settled.add(lane)
 
     def _on_started(self, event: JobStarted) -> None:
         key = _id_key(event.job_id)
@@ -620,12 +639,18 @@ class Store:
                          (row["job_id"], row["run"]))
 
     def _append_key(self, lane: Any) -> int:
-        last = self._db.execute("SELECT MAX(pos) FROM runs WHERE lane = ?", (lane,)).fetchone()[0]
+        last = self._tail_keys.get(lane)
         if last is None:
-            return 0
-        if last + KEY_GAP > KEY_LIMIT:
-            return self._respace(lane) * KEY_GAP
-        return last + KEY_GAP
+            last = self._db.execute(
+                "SELECT MAX(pos) FROM runs WHERE lane = ?", (lane,)).fetchone()[0]
+        if last is None:
+            key = 0
+        elif last + KEY_GAP > KEY_LIMIT:
+            key = self._respace(lane) * KEY_GAP
+        else:
+            key = last + KEY_GAP
+        self._tail_keys[lane] = key
+        return key
 
     def _key_at(self, lane: Any, index: int) -> int:
         """A key that puts a job at ``index`` among the lane's queued jobs (clamped as the engine
