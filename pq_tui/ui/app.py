@@ -185,7 +185,9 @@ class PQApp(App[int]):
 
     @work(group="engine-events", exclusive=True, description="apply engine events")
     async def _consume_events(self) -> None:
-        subscription = self.engine.subscribe()
+        # No more pending output than a pane holds: under a flood, what would scroll out of the
+        # pane before it is seen is only counted (the log file has it).
+        subscription = self.engine.subscribe(max_pending_lines=self._log_lines)
         try:
             while True:
                 events = await subscription.batch()
