@@ -150,7 +150,7 @@ def counts(**by_status: int) -> str:
 
 
 def pane_title(pane: LogPane) -> str:
-    return static_text(pane.query_one(".pane-title", Static))
+    return str(pane.query_one(".pane-title").render())
 
 
 def pane_note(pane: LogPane) -> str:

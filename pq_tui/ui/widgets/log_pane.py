@@ -7,11 +7,29 @@ from typing import Optional, Sequence
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
 from textual.widgets import Static
 
 from pq_tui.core import Job, JobId
 from pq_tui.ui import format as fmt
 from pq_tui.ui.widgets.log_view import LogView
+
+
+class TitleLine(Widget):
+    """One line of text in a box whose size the CSS fixes: a new text repaints it without the
+    layout pass a Static's update() asks for (the title changes at every cursor move)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._text: Text = Text()
+
+    def set(self, text: Text) -> None:
+        if text != self._text:
+            self._text = text
+            self.refresh()
+
+    def render(self) -> Text:
+        return self._text
 
 
 class LogPane(Vertical):
@@ -24,10 +42,11 @@ class LogPane(Vertical):
         self._next_seq = 0  # number of the job's next line this pane has not shown yet
         self._max_lines = max_lines
         self._search = ""
+        self._follow_text: Optional[Text] = None
 
     def compose(self) -> ComposeResult:
         # Held, not queried: messages may still reach the pane while the app tears it down.
-        self._title = Static(classes="pane-title")
+        self._title = TitleLine(classes="pane-title")
         self._follow = Static(classes="pane-follow")
         self.view = LogView(max_lines=self._max_lines)
         with Horizontal(classes="pane-header"):
@@ -66,7 +85,7 @@ class LogPane(Vertical):
     def update_title(self, job: Optional[Job]) -> None:
         title = self._title
         if job is None:
-            title.update(" no job selected")
+            title.set(Text(" no job selected"))
             return
         parts = [str(job.id), job.lane, fmt.state_label(job.status)]
         if job.pid:
@@ -77,16 +96,19 @@ class LogPane(Vertical):
         final = job.data.get("final") or {}
         if final.get("cwd"):
             parts.append(final["cwd"])
-        title.update(Text(" " + " · ".join(p.replace("\n", " ⏎ ") for p in parts), no_wrap=True,
-                          overflow="ellipsis"))
+        title.set(Text(" " + " · ".join(p.replace("\n", " ⏎ ") for p in parts), no_wrap=True,
+                       overflow="ellipsis"))
         self.update_follow()
 
     def update_follow(self) -> None:
         note = f"{self._search}  " if self._search else ""
         dot, ring = ("*", "o") if fmt.ascii_only() else ("●", "○")
         follow = f"{dot} following" if self.view.following else f"{ring} paused (f follows)"
-        # Text, not a str: a search for "[ERROR]" is not markup.
-        self._follow.update(Text(f"{note}{follow} "))
+        # Text, not a str: a search for "[ERROR]" is not markup. Unchanged, no layout pass.
+        text = Text(f"{note}{follow} ")
+        if text != self._follow_text:
+            self._follow_text = text
+            self._follow.update(text)
 
     def set_search_note(self, note: str) -> None:
         self._search = note
