@@ -8,6 +8,7 @@ import pty
 import signal
 import threading
 import time
+from typing import Optional
 
 import psutil
 import pytest
@@ -32,6 +33,21 @@ def until(predicate, what: str, timeout: float = 20.0):
     raise AssertionError(f"never happened: {what}")
 
 
+def kill_leftovers(pids, timeout: float = 20.0) -> list:
+    """The pids still alive after ``timeout`` (0: now), each SIGKILLed so that it cannot disturb
+    the tests that follow."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(is_gone(pid) for pid in pids):
+        time.sleep(0.02)
+    left = [pid for pid in pids if not is_gone(pid)]
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return left
+
+
 def wait_gone(pid: int, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -46,17 +62,19 @@ class Terminal:
     hangs it up exactly as a dropped SSH connection does. What it writes is kept in ``output``
     (a terminal nobody reads would block its writes)."""
 
-    def __init__(self, argv: list, cwd: str) -> None:
+    def __init__(self, argv: list, cwd: str, env: Optional[dict] = None) -> None:
         pid, master = pty.fork()
         if pid == 0:  # the child
             try:
                 os.chdir(cwd)
                 os.environ["TERM"] = "xterm-256color"
+                os.environ.update(env or {})
                 os.execv(argv[0], argv)
             finally:
                 os._exit(127)
         self.pid, self.master = pid, master
         self.output = bytearray()
+        self._status: Optional[int] = None
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
 
@@ -77,13 +95,19 @@ class Terminal:
             self.master = None
         self._reader.join(5)
 
+    def running(self) -> bool:
+        if self._status is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self._status = os.waitstatus_to_exitcode(status)
+        return self._status is None
+
     def wait_exit(self, timeout: float = 30.0) -> int:
         """The exit status (negative: killed by that signal); kills it and fails at the timeout."""
         deadline = time.monotonic() + timeout
         while True:
-            done, status = os.waitpid(self.pid, os.WNOHANG)
-            if done:
-                return os.waitstatus_to_exitcode(status)
+            if not self.running():
+                return self._status
             if time.monotonic() > deadline:
                 os.kill(self.pid, signal.SIGKILL)
                 os.waitpid(self.pid, 0)

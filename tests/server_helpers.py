@@ -4,8 +4,6 @@ attached console)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import tempfile
 import time
 
@@ -13,7 +11,7 @@ import psutil
 
 from pq_tui.server.client import Client
 from pq_tui.server.paths import ServerPaths
-from process_helpers import is_gone
+from process_helpers import kill_leftovers
 
 DEADLINE = 20.0
 
@@ -63,13 +61,4 @@ class Server:
             assert await client.request("shutdown", kill=True) == {"stopped": True}
 
     def leftovers(self) -> list:
-        end = time.monotonic() + DEADLINE
-        while time.monotonic() < end and not all(is_gone(pid) for pid in self.pids):
-            time.sleep(0.02)
-        left = [pid for pid in self.pids if not is_gone(pid)]
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        return left
+        return kill_leftovers(self.pids, DEADLINE)

@@ -17,7 +17,7 @@ import pytest
 
 from pq_tui.server.client import Client, NotRunning, RemoteError, ServerError
 from pq_tui.server.paths import ServerPaths
-from process_helpers import until, wait_gone
+from process_helpers import kill_leftovers, until, wait_gone
 from server_helpers import tree
 
 pytestmark = [
@@ -100,12 +100,7 @@ class Cli:
                 self._note_trees(json.loads(result.stdout))
             result = self("shutdown", "--kill")
             assert result.returncode == 0, result.stderr
-        leftovers = [pid for pid in self.pids if not wait_gone(pid)]
-        for pid in leftovers:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        leftovers = kill_leftovers(self.pids)
         shutil.rmtree(self.runtime, ignore_errors=True)
         return leftovers
 

@@ -18,7 +18,7 @@ import pytest
 
 from pq_tui.server import protocol
 from pq_tui.server.server import ServerError, connect, start_server_process
-from process_helpers import is_gone, wait_gone
+from process_helpers import is_gone, kill_leftovers, wait_gone
 from server_helpers import Server
 
 pytestmark = [
@@ -54,14 +54,7 @@ class Env(Server):
                               cwd=ROOT, capture_output=True, text=True, timeout=DEADLINE)
 
     def cleanup(self) -> list:
-        leftovers = []
-        for pid in self.pids:
-            if not is_gone(pid):
-                leftovers.append(pid)
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+        leftovers = kill_leftovers(self.pids, timeout=0)
         shutil.rmtree(self.runtime, ignore_errors=True)
         return leftovers
 

@@ -9,7 +9,7 @@ import shlex
 import signal
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -642,15 +642,20 @@ class PQApp(App[int]):
         if queued:
             lines.append(f"{queued} queued: they will not run.")
         lines.append(f"The logs are kept in {self.engine.log_dir}.")
+        self._ask_before_leaving("Quit pq-tui?", lines, "Quit", self._quit)
+
+    def _ask_before_leaving(self, title: str, lines: list, label: str,
+                            then: Callable[[], Any]) -> None:
+        """One question at a time (q then ctrl+q, or Q twice, asks once); ``then`` on yes."""
 
         def confirmed(yes: Optional[bool]) -> None:
             self._asking_to_quit = False
             if yes:
-                self._quit()
+                then()
 
         self._asking_to_quit = True
-        self.push_screen(ConfirmScreen("Quit pq-tui?", "\n".join(lines), confirm_label="Quit",
-                                       danger=True), confirmed)
+        self.push_screen(ConfirmScreen(title, "\n".join(lines), confirm_label=label, danger=True),
+                         confirmed)
 
     def _active_jobs(self) -> tuple:
         """("N running (ids): their process trees will be killed." or "", the queued count)."""
@@ -677,15 +682,7 @@ class PQApp(App[int]):
         if queued:
             lines.append(f"{queued} queued: kept for the next server, their lanes paused.")
         lines.append(f"Finished jobs and logs are kept in {self.engine.log_dir}.")
-
-        def confirmed(yes: Optional[bool]) -> None:
-            self._asking_to_quit = False
-            if yes:
-                self._stop_server()
-
-        self._asking_to_quit = True
-        self.push_screen(ConfirmScreen("Stop the pq-tui server?", "\n".join(lines),
-                                       confirm_label="Stop", danger=True), confirmed)
+        self._ask_before_leaving("Stop the pq-tui server?", lines, "Stop", self._stop_server)
 
     @work(group="quit", exclusive=True, description="stop the server, then exit")
     async def _stop_server(self) -> None:

@@ -13,9 +13,7 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import pytest
 from engine_helpers import engine_in, run
 from pq_tui.core.lines import MAX_LINE
 from pq_tui.core.logfile import read_log
+from process_helpers import Terminal
 from rel_helpers import REPO
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
@@ -144,43 +143,25 @@ def test_the_console_shows_safe_text_and_writes_no_job_sequence(tmp_path):
 
 def test_no_job_sequence_reaches_a_real_terminal(tmp_path):
     """End to end: `pq-tui --embedded` in a pty; every byte it writes to the terminal is read."""
-    master, slave = os.openpty()
-    app = subprocess.Popen(
+    app = Terminal(
         [sys.executable, "-m", "pq_tui", "--embedded", str(hostile_job_file(tmp_path)),
          "--log-dir", str(tmp_path / "logs"), "--kill-grace", "0.5"],
-        stdin=slave, stdout=slave, stderr=slave, cwd=REPO, start_new_session=True,
-        env=dict(os.environ, TERM="xterm-256color", PYTHONPATH=REPO, COLUMNS="120", LINES="40"))
-    os.close(slave)
-    chunks = []
-
-    def read() -> None:
-        try:
-            while True:
-                data = os.read(master, 65536)
-                if not data:
-                    return
-                chunks.append(data)
-        except OSError:
-            return
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+        cwd=REPO, env={"PYTHONPATH": REPO, "COLUMNS": "120", "LINES": "40"})
     try:
         deadline = time.monotonic() + 30
-        while LAST not in b"".join(chunks):
+        while LAST not in app.output:
             assert time.monotonic() < deadline, "the job's last line never reached the screen"
-            assert app.poll() is None, b"".join(chunks)[-2000:]
+            assert app.running(), bytes(app.output[-2000:])
             time.sleep(0.05)
         time.sleep(0.3)
-        app.send_signal(signal.SIGTERM)
-        app.wait(30)
+        os.kill(app.pid, signal.SIGTERM)
+        app.wait_exit(30)
     finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait(10)
-        reader.join(5)
-        os.close(master)
-    written = b"".join(chunks)
+        if app.running():
+            os.kill(app.pid, signal.SIGKILL)
+            app.wait_exit(10)
+        app.hang_up()
+    written = bytes(app.output)
     for needle in (b"PWNED", b"\x1b]0;", b"\x1b]2;", b"\x1b]52;", b"\x1b[200~", b"\x1bP",
                    b"\x1bc", b"\x1b[2;5H\x1b", b"\x1b[10A", b"\x1b[3J", b"\xc2\x9b", b"\xc2\x9d",
                    b"\x00", b"\x08", b"\x0b", b"\x0c", b"\x7f"):

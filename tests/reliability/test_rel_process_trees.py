@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from engine_helpers import engine_in, run
-from process_helpers import until, wait_gone
+from process_helpers import Terminal, until, wait_gone
 from rel_helpers import REPO, TOKEN_VAR, describe, marked, wait_none_marked
 
 pytestmark = [
@@ -137,34 +136,19 @@ def test_every_shape_leaves_nothing_after_the_app_quits(tmp_path, token):
 
 def test_every_shape_leaves_nothing_after_sighup_to_the_app(tmp_path, token):
     """The SSH connection drops: the app in a real terminal (a pty) gets SIGHUP."""
-    master, slave = os.openpty()
-    app = subprocess.Popen(
+    app = Terminal(
         [sys.executable, "-m", "pq_tui", "--embedded", str(job_file(tmp_path, token)), "--log-dir",
          str(tmp_path / "logs"), "--kill-grace", "0.5"],
-        stdin=slave, stdout=slave, stderr=slave, cwd=REPO, start_new_session=True,
-        env=dict(os.environ, TERM="xterm-256color", PYTHONPATH=REPO))
-    os.close(slave)
-    import threading
-
-    def drain() -> None:  # a terminal nobody reads would block the app's writes
-        try:
-            while os.read(master, 65536):
-                pass
-        except OSError:
-            pass
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
+        cwd=REPO, env={"PYTHONPATH": REPO})
     try:
         wait_grown(tmp_path, token)
-        app.send_signal(signal.SIGHUP)
-        app.wait(30)
+        os.kill(app.pid, signal.SIGHUP)
+        app.wait_exit(30)
     finally:
-        if app.poll() is None:
-            app.kill()
-            app.wait(10)
-        os.close(master)
-        reader.join(5)
+        if app.running():
+            os.kill(app.pid, signal.SIGKILL)
+            app.wait_exit(10)
+        app.hang_up()
     assert_all_gone(token)
 
 
