@@ -8,7 +8,7 @@ import subprocess
 import time
 from typing import Callable, Mapping, Optional
 
-from pq_tui.core.expand import IS_WINDOWS, JobInputError
+from pq_tui.core.expand import IS_WINDOWS, JobInputError, make_cwd
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lines import LineSplitter, Lines
 from pq_tui.core.logfile import LogWriter
@@ -120,6 +120,9 @@ class JobRunner:
             self._log.note(f"cmd: {plan.display_cmd}")
             self._log.note(f"cwd: {plan.cwd}")
             try:
+                if plan.cwd_missing:
+                    make_cwd(plan.cwd)
+                    self._log.note("cwd did not exist: created it (create_cwd = true)")
                 await self._spawn(plan.argv, plan.cwd, {**plan.env, MARKER_VAR: self._marker})
             except JobInputError as exc:
                 self._log.note(f"error: {exc}")
@@ -177,7 +180,9 @@ class JobRunner:
                 env=env,
                 **isolation,
             )
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if exc.filename == cwd:  # gone since the plan looked
+                raise JobInputError(f"cwd {cwd!r} does not exist") from None
             raise JobInputError(f"command not found: {argv[0]}") from None
         except PermissionError:
             raise JobInputError(f"permission denied: {argv[0]}") from None

@@ -4,11 +4,17 @@ D14: a kill that races the job's own exit. A job whose main process had already 
 asyncio had not reaped yet, or reaped with its process_exited still to come) or was inside its
 exit when our signal went ended by itself: its exit code says how, never `killed` with exit 0.
 A job our signal reached is `killed`, also one that traps SIGTERM and exits 0 because of it.
+
+D16: a missing cwd. Without `create_cwd = true` it is an error, with one line that says what to
+set: at check time for `check`, `run` and `push` (exit 2, nothing runs, nothing is created), and
+at the start for the engine's API and the protocol. With it, `check` says the folder will be made,
+and the job's log says it was.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import subprocess
@@ -19,6 +25,7 @@ import pytest
 
 from engine_helpers import engine_in, run
 from pq_tui.core import JobStarted
+from pq_tui.core.logfile import read_log
 from pq_tui.core.proctree import ProcessTree, _stat_fields
 from pq_tui.server.client import Client
 from rel_helpers import DEADLINE, REPO
@@ -79,21 +86,27 @@ def test_a_kill_racing_the_jobs_exit_never_says_killed_with_exit_0(tmp_path):
 def wait_zombie(pid: int) -> None:
     """Block (the caller's event loop too) until ``pid`` has exited but is not reaped."""
     deadline = time.monotonic() + DEADLINE
-    while (_stat_fields(pid) or [b"?"])[0] != b"Z":
+    while True:
+        fields = _stat_fields(pid)
+        assert fields is not None, f"{pid} was reaped already"
+        if fields[0] == b"Z":
+            return
         assert time.monotonic() < deadline, f"{pid} never became a zombie"
         time.sleep(0.001)
 
 
 def test_a_kill_that_comes_when_the_job_is_a_zombie_leaves_it_ok(tmp_path):
-    """The race made certain: the loop is held until the process has exited, so asyncio has
-    not seen the exit when kill() comes."""
+    """The race made certain: the loop is held from before the job exits until it is a
+    zombie, so asyncio has not seen the exit when kill() comes."""
+    go = tmp_path / "go"
 
     async def main():
         async with engine_in(tmp_path) as engine:
             with engine.subscribe() as events:
-                engine.push("z", {"cmd": ["sh", "-c", "exit 0"]})
+                engine.push("z", {"cmd": ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.01; done"]})
                 while not isinstance(await events.get(), JobStarted):
                     pass
+                go.touch()
                 wait_zombie(engine.get("z").pid)
                 killed = engine.kill("z")
                 assert killed is not None  # asyncio does not know yet: the kill goes ahead
@@ -163,3 +176,108 @@ def test_through_the_server_a_racing_kill_leaves_the_job_its_own_end_and_wait_ag
     assert ended_by_themselves
     waited = pq_tui("wait", *ended_by_themselves, cwd=tmp_path)
     assert waited.returncode == 0, waited.stdout + waited.stderr
+
+
+# -- D16: a missing cwd ---------------------------------------------------------------------------
+
+
+def missing_cwd_error(path) -> str:
+    return f"cwd {str(path)!r} does not exist; set create_cwd = true to create it"
+
+
+def job_file(tmp_path, cwd, marker, create: str = "") -> str:
+    """A job in the missing ``cwd`` and a lane-mate that leaves ``marker`` if it runs."""
+    path = tmp_path / "jobs.toml"
+    path.write_text(
+        f"[defaults]\n{create}\n"
+        f'[[job]]\nid = "build"\ncwd = {json.dumps(str(cwd))}\ncmd = "pwd"\n'
+        f'[[job]]\nid = "after"\ncwd = {json.dumps(str(tmp_path))}\n'
+        f'cmd = "touch {marker}"\n'
+    )
+    return str(path)
+
+
+def test_check_and_run_refuse_a_missing_cwd_and_create_nothing(tmp_path):
+    missing = tmp_path / "typo" / "dir"
+    marker = tmp_path / "after-ran"
+    jobs = job_file(tmp_path, missing, marker)
+    for command in (["check"], ["run", "--log-dir", tmp_path / "logs"]):
+        result = pq_tui(*command, jobs, cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        assert result.stderr == f'pq-tui: {jobs}:3: job "build": {missing_cwd_error(missing)}\n'
+        assert not (tmp_path / "typo").exists() and not marker.exists()
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize("where", ["defaults", "job"])
+def test_create_cwd_true_is_shown_by_check_then_made_and_noted_in_the_log(tmp_path, where):
+    missing = tmp_path / "new" / "dir"
+    marker = tmp_path / "after-ran"
+    jobs = job_file(tmp_path, missing, marker, create="create_cwd = true" if where == "defaults" else "")
+    if where == "job":
+        text = open(jobs).read().replace('id = "build"\n', 'id = "build"\ncreate_cwd = true\n')
+        open(jobs, "w").write(text)
+    checked = pq_tui("check", jobs, cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert f"    cwd: {missing}  (does not exist: made when the job starts, create_cwd = true)\n" \
+        in checked.stdout
+    assert not (tmp_path / "new").exists()
+
+    ran = pq_tui("run", "--log-dir", tmp_path / "logs", jobs, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert missing.is_dir() and marker.exists()
+    [log] = (tmp_path / "logs").glob("build*.log")
+    lines = read_log(str(log))
+    assert ("note", "cwd did not exist: created it (create_cwd = true)") in lines
+    assert ("out", str(missing)) in lines
+
+
+def test_engine_api_a_missing_cwd_fails_the_job_at_start_and_creates_nothing(tmp_path):
+    missing = tmp_path / "typo"
+
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            engine.push("typo", {"cmd": ["pwd"], "cwd": str(missing)})
+            engine.push("asked", {"cmd": ["pwd"], "cwd": "made/{_ID_}", "create_cwd": True})
+            engine.push("bad-flag", {"cmd": ["pwd"], "cwd": str(missing), "create_cwd": "yes"})
+            engine.push("next", {"cmd": ["true"]})
+            await engine.wait_idle()
+            return {job.id: job.snapshot() for job in engine.jobs()}
+
+    jobs = run(main())
+    assert jobs["typo"]["status"] == "failed" and "pid" not in jobs["typo"]
+    assert jobs["typo"]["error"] == missing_cwd_error(missing)
+    assert jobs["bad-flag"]["status"] == "failed"
+    assert jobs["bad-flag"]["error"] == "create_cwd: expected true or false, got 'yes'"
+    assert not missing.exists()
+    assert jobs["next"]["status"] == "ok"  # the lane goes on
+    assert jobs["asked"]["status"] == "ok", jobs["asked"]
+    assert (tmp_path / "made" / "asked").is_dir()
+    assert ("note", "cwd did not exist: created it (create_cwd = true)") in read_log(jobs["asked"]["log"])
+
+
+def test_server_push_refuses_a_missing_cwd_and_the_protocol_fails_the_job(server, tmp_path):
+    missing = tmp_path / "typo" / "dir"
+    marker = tmp_path / "after-ran"
+    jobs = job_file(tmp_path, missing, marker)
+    pushed = pq_tui("push", jobs, cwd=tmp_path)
+    assert pushed.returncode == 2, pushed.stdout + pushed.stderr
+    assert pushed.stderr == f'pq-tui: {jobs}:3: job "build": {missing_cwd_error(missing)}\n'
+
+    async def main():
+        async with await Client.open(server.paths) as client:
+            assert (await client.request("snapshot"))["jobs"] == []  # nothing was queued
+            await client.request("push", job_id="typo", data={"cmd": "pwd", "cwd": str(missing)})
+            await client.request("push", job_id="asked", lane="B", data={
+                "cmd": "pwd", "cwd": str(tmp_path / "made"), "create_cwd": True})
+            done = await client.request("wait", job_ids=["typo", "asked"])
+            return {job["job_id"]: job["data"] for job in done["jobs"]}
+
+    ended = asyncio.run(asyncio.wait_for(main(), DEADLINE * 2))
+    assert ended["typo"]["status"] == "failed"
+    assert ended["typo"]["error"] == missing_cwd_error(missing)
+    assert not (tmp_path / "typo").exists() and not marker.exists()
+    assert ended["asked"]["status"] == "ok", ended["asked"]
+    log = pq_tui("log", "asked", cwd=tmp_path)
+    assert "# cwd did not exist: created it (create_cwd = true)\n" in log.stdout
+    assert (tmp_path / "made").is_dir()
