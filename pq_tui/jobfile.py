@@ -41,7 +41,8 @@ class JobSpec:
     ``lane`` comes from "queue" ("default" when absent). ``data`` is the
     engine's process data: "cmd" (list of str, or a str for the shell), "cwd"
     (str or None, unexpanded), "env" (dict of str), "timeout" (seconds or
-    None), "on_failure", "profile" and "meta" (only when given) and "source".
+    None), "on_failure", "create_cwd", "profile" and "meta" (only when given)
+    and "source".
     ``source`` is "file:line" of the job's [[job]] header.
     """
 
@@ -216,6 +217,12 @@ def _convert_cwd(value: Any, report: Report) -> str | None:
     return value
 
 
+def _convert_create_cwd(value: Any, report: Report) -> bool | None:
+    if not isinstance(value, bool):
+        report(f'"create_cwd" must be true or false, got {_describe(value)}')
+    return value
+
+
 def _convert_env(value: Any, report: Report) -> dict[str, str] | None:
     if not isinstance(value, dict):
         report(f'"env" must be a table of strings, got {_describe(value)}')
@@ -281,6 +288,7 @@ _CONVERTERS: dict[str, Callable[[Any, Report], Any]] = {
     "id": _convert_id,
     "cmd": _convert_cmd,
     "cwd": _convert_cwd,
+    "create_cwd": _convert_create_cwd,
     "env": _convert_env,
     "queue": _convert_queue,
     "timeout": _convert_timeout,
@@ -706,6 +714,8 @@ def _process_data(defaults: dict, job: dict, source: str) -> dict:
         "timeout": merged.get("timeout"),
         "on_failure": merged.get("on_failure", "continue"),
     }
+    if "create_cwd" in merged:
+        data["create_cwd"] = merged["create_cwd"]
     if "profile" in merged:
         data["profile"] = merged["profile"]
     if "meta" in merged:

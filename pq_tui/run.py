@@ -50,8 +50,7 @@ def plan_specs(specs: list[JobSpec], root: Optional[str] = None) -> tuple[list, 
     problems = []
     for spec in specs:
         try:
-            plans.append((spec, plan_job(spec.id, spec.data, root_dir=root, base_env=base_env,
-                                         create_cwd=False)))
+            plans.append((spec, plan_job(spec.id, spec.data, root_dir=root, base_env=base_env)))
         except JobInputError as exc:
             problems.append(f"{spec.source}: job \"{spec.id}\": {exc}")
     return plans, problems
@@ -92,7 +91,8 @@ def check_command(options: argparse.Namespace) -> int:
         write_stdout(f"[{spec.lane}] {spec.id}" + (f"  ({', '.join(extras)})" if extras else "") + "\n")
         # A multi-line shell script stays on one line here; \n marks where its lines break.
         write_stdout(f"    cmd: {plan.display_cmd.replace(chr(10), chr(92) + 'n')}\n")
-        write_stdout(f"    cwd: {plan.cwd}\n")
+        missing = "  (does not exist: made when the job starts, create_cwd = true)"
+        write_stdout(f"    cwd: {plan.cwd}{missing if plan.cwd_missing else ''}\n")
     lanes = list(dict.fromkeys(spec.lane for spec in specs))
     write_stdout(f"\n{len(specs)} job(s) in {len(lanes)} lane(s): {', '.join(lanes)}; nothing was started\n")
     return EXIT_OK

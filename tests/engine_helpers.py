@@ -15,8 +15,10 @@ def run(coro, timeout: float = 60):
 
 @contextlib.asynccontextmanager
 async def engine_in(tmp_path, **options):
-    """An engine logging under tmp_path, with a short grace period, shut down afterwards."""
+    """An engine logging under tmp_path, with a short grace period, shut down afterwards. Its
+    root folder is tmp_path, made if missing: a job's cwd must exist."""
     options.setdefault("kill_grace", 0.5)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     engine = Engine(str(tmp_path / "logs"), root_dir=str(tmp_path), **options)
     try:
         yield engine

@@ -395,6 +395,7 @@ def test_check_prints_what_would_run_and_starts_nothing(tmp_path):
 [defaults]
 queue = "build"
 cwd = {toml_str(workdir)}
+create_cwd = true
 timeout = "45m"
 
 [[job]]
@@ -414,7 +415,7 @@ cwd = {toml_str(tmp_path)}
     lines = result.stdout.splitlines()
     assert lines[0] == "[build] make-marker  (timeout 45m)"
     assert lines[1] == f"    cmd: touch {marker}"
-    assert lines[2] == f"    cwd: {workdir}"
+    assert lines[2] == f"    cwd: {workdir}  (does not exist: made when the job starts, create_cwd = true)"
     assert lines[3] == "[talk] shout  (timeout 45m)"
     # the final command: {WHO} expanded, a string run through the shell
     assert re.fullmatch(rf"    cmd: /bin/\w+ -c: echo hello world > {re.escape(str(marker))}", lines[4])

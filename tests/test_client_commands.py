@@ -143,6 +143,7 @@ queue = "B"
 cmd = "{blocker(cli)}"
 """)
     # From another folder: the job's relative cwd is taken from there, not from the server's.
+    (cli.tmp / "sub").mkdir()
     pushed = cli("push", path, cwd=str(cli.tmp))
     assert pushed.returncode == 0, pushed.stderr
     assert pushed.stdout.splitlines() == ["queued [A] here", "queued [B] held"]

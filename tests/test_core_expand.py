@@ -8,7 +8,14 @@ import os
 import pytest
 
 from pq_tui.core import Engine, JobInputError, read_log
-from pq_tui.core.expand import build_command, build_env, expand, resolve_cwd, shell_variables
+from pq_tui.core.expand import (
+    build_command,
+    build_env,
+    expand,
+    make_cwd,
+    resolve_cwd,
+    shell_variables,
+)
 from pq_tui.core.logfile import LogWriter, log_file_name
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
@@ -113,34 +120,38 @@ def test_cwd_none_is_the_root(tmp_path):
     assert resolve_cwd(None, str(tmp_path), ENV) == str(tmp_path)
 
 
-def test_cwd_relative_is_under_the_root_and_created(tmp_path):
+def test_cwd_relative_is_under_the_root(tmp_path):
+    (tmp_path / "sub" / "world").mkdir(parents=True)
     path = resolve_cwd("sub/{NAME}", str(tmp_path), ENV)
     assert path == str(tmp_path / "sub" / "world")
-    assert os.path.isdir(path)
 
 
 def test_cwd_list_is_joined_and_empty_parts_dropped(tmp_path):
-    path = resolve_cwd(["a", "{EMPTY}", "b{_ID_}"], str(tmp_path), ENV)
+    path = resolve_cwd(["a", "{EMPTY}", "b{_ID_}"], str(tmp_path), ENV, create=True)
     assert path == str(tmp_path / "a" / "b7")
-    assert os.path.isdir(path)
 
 
 def test_cwd_absolute(tmp_path):
     target = tmp_path / "abs"
+    target.mkdir()
     assert resolve_cwd(str(target), "/nonexistent-root", ENV) == str(target)
-    assert target.is_dir()
 
 
 def test_cwd_tilde_is_the_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    path = resolve_cwd("~/work", "/nonexistent-root", ENV)
+    path = resolve_cwd("~/work", "/nonexistent-root", ENV, create=True)
     assert path == str(tmp_path / "home" / "work")
-    assert os.path.isdir(path)
 
 
-def test_cwd_missing_is_created(tmp_path):
-    path = resolve_cwd(str(tmp_path / "x" / "y" / "z"), str(tmp_path), ENV)
-    assert os.path.isdir(path)
+def test_cwd_missing_is_an_error_unless_create_cwd_and_resolving_creates_nothing(tmp_path):
+    missing = tmp_path / "x" / "y" / "z"
+    with pytest.raises(JobInputError) as info:
+        resolve_cwd(str(missing), str(tmp_path), ENV)
+    assert str(info.value) == f"cwd {str(missing)!r} does not exist; set create_cwd = true to create it"
+    assert resolve_cwd(str(missing), str(tmp_path), ENV, create=True) == str(missing)
+    assert not (tmp_path / "x").exists()
+    make_cwd(str(missing))
+    assert missing.is_dir()
 
 
 def test_cwd_file_is_an_error(tmp_path):
@@ -181,6 +192,7 @@ def test_job_sees_its_env_cwd_and_calculated_variables(tmp_path):
                         "{_ID_}"],
                 "env": {"OVERRIDDEN": "job", "N": 42, "_ID_": "not me"},
                 "cwd": ["work", "{_ID_}"],
+                "create_cwd": True,
             })
             return await engine.wait_finished("job-1")
         finally:

@@ -305,7 +305,7 @@ def test_parse_duration_rejects_zero_and_negative(value, shown):
             '[[job]]\ncmd = "x"\ncolour = "red"\n',
             [
                 'builds.toml:3: job #1: unknown key "colour" (expected one of: '
-                "id, cmd, cwd, env, queue, timeout, on_failure, profile, meta)"
+                "id, cmd, cwd, create_cwd, env, queue, timeout, on_failure, profile, meta)"
             ],
             id="unknown-key-no-suggestion",
         ),

@@ -339,11 +339,15 @@ def test_cwd_forms(make_queue, root, tmp_path):
         "absolute": (str(tmp_path / "abs"), tmp_path / "abs"),
     }
     for job_id, (cwd, expected) in cases.items():
-        data = run_one(q, job_id, {"cmd": ["pwd"], "cwd": cwd})
+        data = run_one(q, job_id, {"cmd": ["pwd"], "cwd": cwd, "create_cwd": True})
         assert data["state"] == 2, data.get("error")
         assert data["final"]["cwd"] == str(expected)
-        assert expected.is_dir()  # created when missing
+        assert expected.is_dir()  # created when missing, as asked
         assert q.lines(job_id) == [str(expected)]
+    # The original did not document making a missing cwd: without create_cwd it is an error.
+    data = run_one(q, "missing", {"cmd": ["pwd"], "cwd": "not/made"})
+    assert data["state"] == -1 and "does not exist; set create_cwd = true" in data["error"]
+    assert not (root / "not").exists()
 
 
 def test_cwd_that_is_a_file_is_an_error(make_queue, root):

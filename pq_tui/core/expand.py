@@ -66,8 +66,9 @@ def build_env(
     return env
 
 
-def resolve_cwd(cwd: Any, root: str, env: Mapping[str, str], create: bool = True) -> str:
-    """The absolute working directory, created if missing (as the original did)."""
+def resolve_cwd(cwd: Any, root: str, env: Mapping[str, str], create: bool = False) -> str:
+    """The absolute working directory. It must exist, unless ``create`` (the job's create_cwd):
+    then ``make_cwd`` makes it when the job starts. Creates nothing."""
     if cwd is None:
         parts: list[str] = []
     elif isinstance(cwd, str):
@@ -78,16 +79,24 @@ def resolve_cwd(cwd: Any, root: str, env: Mapping[str, str], create: bool = True
         raise JobInputError(f"cwd: expected a path or a list of path parts, got {cwd!r}")
     expanded = [os.path.expanduser(expand(p, env, "cwd")) for p in parts]
     path = os.path.abspath(os.path.join(root, *[p for p in expanded if p]))
-    if os.path.exists(path) and not os.path.isdir(path):
+    if "\0" in path:  # os.path says "no such folder" to it
+        raise JobInputError(f"cwd {path!r}: a path cannot hold a null byte")
+    if os.path.isdir(path):
+        return path
+    if os.path.exists(path):
         raise JobInputError(f"cwd {path!r} is not a directory")
     if not create:
-        return path
+        # A typo must not run a build in a new empty folder.
+        raise JobInputError(f"cwd {path!r} does not exist; set create_cwd = true to create it")
+    return path
+
+
+def make_cwd(path: str) -> None:
+    """Create a missing working directory (a job with create_cwd)."""
     try:
         os.makedirs(path, exist_ok=True)
-    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
-        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise JobInputError(f"cwd {path!r} could not be created: {message}") from None
-    return path
+    except OSError as exc:
+        raise JobInputError(f"cwd {path!r} could not be created: {exc.strerror or exc}") from None
 
 
 def build_command(cmd: Any, env: Mapping[str, str]) -> list[str]:

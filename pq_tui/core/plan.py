@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ class Plan:
     cwd: str
     env: dict
     script: Optional[str] = None  # the shell script, when cmd was a string
+    cwd_missing: bool = False  # and create_cwd is set: the runner makes it
 
     @property
     def display_cmd(self) -> str:
@@ -61,10 +63,10 @@ def plan_job(
     base_env: Mapping[str, str],
     root_given: bool = False,
     handler: Any = None,
-    create_cwd: bool = True,
     final: Optional[dict] = None,
 ) -> Plan:
-    """Work out how to spawn a job. Raises JobInputError with a message for the operator.
+    """Work out how to spawn a job (creating nothing). Raises JobInputError with a message for
+    the operator.
 
     ``final``, when given, is filled in as far as the plan got, so that a job that fails here
     still shows what it would have run.
@@ -75,10 +77,13 @@ def plan_job(
     if data.get("cmd") is None:
         raise JobInputError("cmd is missing")
     env["_HANDLER_"] = type(handler).__name__ if handler is not None else ""
+    create_cwd = data.get("create_cwd", False)
+    if not isinstance(create_cwd, bool):
+        raise JobInputError(f"create_cwd: expected true or false, got {create_cwd!r}")
     cwd = resolve_cwd(data.get("cwd"), root_dir, env, create=create_cwd)
     env["_WORKDIR_"] = cwd
     final["cwd"] = cwd
     argv = build_command(data["cmd"], env)
     final["cmd"] = argv
     script = argv[-1] if isinstance(data["cmd"], str) else None
-    return Plan(argv, cwd, env, script)
+    return Plan(argv, cwd, env, script, cwd_missing=create_cwd and not os.path.isdir(cwd))

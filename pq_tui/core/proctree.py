@@ -22,6 +22,7 @@ from typing import List, Optional, Tuple, Union
 IS_WINDOWS = sys.platform.startswith("win")
 SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)
 MARKER_VAR = "PQ_TUI_JOB"
+PF_EXITING = 0x4  # Linux's task flag for "inside exit()": no signal is delivered any more
 
 
 def new_marker() -> str:
@@ -158,6 +159,23 @@ class ProcessTree:
                     continue
             procs.append(proc)
         return procs
+
+    def main_exited(self) -> bool:
+        """Whether the main process (a child of ours, not yet known to be reaped) has exited or
+        is inside its exit already: a signal can no longer end it."""
+        fields = _stat_fields(self.pid)
+        if fields is not None and len(fields) > 17:
+            # A leader that is a zombie or exiting while other threads run (its main thread
+            # ended alone) still lives on.
+            exiting = fields[0] in (b"Z", b"X") or bool(int(fields[6]) & PF_EXITING)
+            return exiting and int(fields[17]) <= 1
+        if not hasattr(os, "waitid"):  # Windows: only asyncio knows
+            return False
+        try:
+            # WNOWAIT only looks: the child watcher still reaps it and gets its status.
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:  # reaped already (by a watcher thread, just now)
+            return True
 
     def remember_descendants(self) -> None:
         """Note the current descendants, so that those leaving the group can still be reached."""

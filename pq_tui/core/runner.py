@@ -8,7 +8,7 @@ import subprocess
 import time
 from typing import Callable, Mapping, Optional
 
-from pq_tui.core.expand import IS_WINDOWS, JobInputError
+from pq_tui.core.expand import IS_WINDOWS, JobInputError, make_cwd
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lines import LineSplitter, Lines
 from pq_tui.core.logfile import LogWriter
@@ -91,6 +91,10 @@ class JobRunner:
         self._kill_task_forced = False
         self.kill_requested = False
         self.timed_out = False
+        # Whether a signal of ours reached the main process before it had exited: only then did
+        # the kill (or the timeout) end the job, also when the job traps SIGTERM and exits 0. A
+        # job that exited by itself as the kill came ended by itself: its exit code says how.
+        self._signalled_alive = False
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -116,6 +120,9 @@ class JobRunner:
             self._log.note(f"cmd: {plan.display_cmd}")
             self._log.note(f"cwd: {plan.cwd}")
             try:
+                if plan.cwd_missing:
+                    make_cwd(plan.cwd)
+                    self._log.note("cwd did not exist: created it (create_cwd = true)")
                 await self._spawn(plan.argv, plan.cwd, {**plan.env, MARKER_VAR: self._marker})
             except JobInputError as exc:
                 self._log.note(f"error: {exc}")
@@ -173,7 +180,9 @@ class JobRunner:
                 env=env,
                 **isolation,
             )
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if exc.filename == cwd:  # gone since the plan looked
+                raise JobInputError(f"cwd {cwd!r} does not exist") from None
             raise JobInputError(f"command not found: {argv[0]}") from None
         except PermissionError:
             raise JobInputError(f"permission denied: {argv[0]}") from None
@@ -226,11 +235,11 @@ class JobRunner:
             data["peak-rss"] = self.tree.peak_rss
             data["cpu-time"] = round(self.tree.cpu_time, 3)
         timeout = data.get("timeout")
-        if self.timed_out:
+        if self.timed_out and self._signalled_alive:
             job.status = Status.TIMED_OUT
             data["timed-out"] = True
             data["error"] = f"timed out after {float(timeout):g}s and was killed"
-        elif self.kill_requested:
+        elif self.kill_requested and self._signalled_alive:
             job.status = Status.KILLED
             data["killed"] = True
             data["error"] = "killed" + (" (SIGKILL)" if self._kill_forced else "")
@@ -327,15 +336,30 @@ class JobRunner:
         assert tree is not None
         tree.remember_descendants()
         if not force:
-            tree.signal(signal.SIGTERM)
+            self._signal_tree(signal.SIGTERM)
             if await self._wait_gone(self.kill_grace):
                 return
-        tree.signal(SIGKILL)
+        self._signal_tree(SIGKILL)
         if not await self._wait_gone(KILL_VERIFY_TIMEOUT):
             survivors = tree.survivors()
             self.job.data.setdefault("warnings", []).append(
                 f"processes survived SIGKILL: {', '.join(map(str, survivors))}"
             )
+
+    def _signal_tree(self, sig: int) -> None:
+        # Looked at here, right before the signal goes, not when the kill was asked for: asyncio
+        # hears of an exit a few loop iterations after it happened, and a main process that is
+        # already a zombie (or inside its exit) cannot be ended by this signal.
+        if not self._signalled_alive and self._main_alive():
+            self._signalled_alive = True
+        self.tree.signal(sig)
+
+    def _main_alive(self) -> bool:
+        if (self._exited is not None and self._exited.done()) or (
+            self._transport is not None and self._transport.get_returncode() is not None
+        ):
+            return False
+        return not self.tree.main_exited()
 
     async def _wait_gone(self, seconds: float) -> bool:
         tree = self.tree
