@@ -202,7 +202,9 @@ def _attach_console(plans: list, mouse: bool) -> int:
     try:
         return asyncio.run(attached())
     except ServerError as exc:
-        print(f"pq-tui: {exc}", file=sys.stderr)
+        from pq_tui.run import write_error
+
+        write_error(str(exc))
         return 1
 
 

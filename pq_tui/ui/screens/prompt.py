@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, Static
 
+from pq_tui.core.safe import printable, printable_lines
 from pq_tui.ui.screens._input import CompletingInput
 
 
@@ -66,8 +67,9 @@ class PromptScreen(ModalScreen[Optional[str]]):
         allow_empty: bool = False,
     ) -> None:
         super().__init__()
-        self.title_text = title
-        self.help_text = help_text
+        # They name jobs, lanes and folders: foreign text, shown escaped.
+        self.title_text = printable(title)
+        self.help_text = printable_lines(help_text)
         self.placeholder = placeholder
         self.initial_value = value
         self.validate_answer = validate
