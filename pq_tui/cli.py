@@ -42,7 +42,8 @@ examples:
 """
 
 RUN_EPILOG = """\
-Every output line is printed behind its job id ("id | line"; "id ! line" for stderr), then a
+Every output line is printed behind its job id ("id | line"; "id ! line" for stderr), as the
+console shows it (colours with --color, no other escape sequence: the log file keeps them), then a
 summary. Exit status: 0 when every job succeeded, 1 when any failed, 2 for bad input (nothing is
 run), 130 when interrupted with Ctrl-C (running jobs' process trees are killed first).
 

@@ -76,8 +76,9 @@ examples:
   pq-tui status --json | jq '.jobs[] | select(.status == "failed") | .id'
 """,
     "log": """\
-Prints the job's log file (its latest run): stdout lines as they are, stderr lines behind "! ",
-pq-tui's notes (cmd, cwd, pid, the exit) behind "# ". --follow goes on until the job has
+Prints the job's log file (its latest run): stdout lines as the console shows them (their
+colours on a terminal, no other escape sequence or control character: the file keeps those),
+stderr lines behind "! ", pq-tui's notes (cmd, cwd, pid, the exit) behind "# ". --follow goes on until the job has
 finished and its log is printed to the end.
 
 examples:

@@ -411,11 +411,11 @@ class PQApp(App[int]):
                 self.notify(str(exc), title=f"job {spec.id} not pushed", severity="error")
         if pushed:
             lanes = sorted({spec.lane for spec in specs})
-            self.notify(f"{pushed} job(s) queued in {', '.join(lanes)}")
+            self.notify(f"{pushed} job(s) queued in {', '.join(map(printable, lanes))}")
             known = self.engine.lanes()
             paused = [name for name in lanes if name in known and known[name].paused]
             if paused:
-                self.notify(f"{', '.join(paused)} paused: the jobs wait. p on one of them "
+                self.notify(f"{', '.join(map(printable, paused))} paused: the jobs wait. p on one of them "
                             "resumes its lane.", title="paused lanes", severity="warning",
                             timeout=15)
         self._sync()
@@ -449,7 +449,7 @@ class PQApp(App[int]):
     def action_remove_job(self) -> None:
         job = self.selected
         if job is not None and self.engine.remove(job.id) is not None:
-            self.notify(f"removed {job.id}")
+            self.notify(f"removed {printable(job.id)}")
         self._sync()
 
     def action_kill_job(self, force: bool = False) -> None:

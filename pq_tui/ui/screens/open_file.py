@@ -204,9 +204,14 @@ class OpenFileScreen(ModalScreen[Optional[list]]):
     @on(DirectoryTree.FileSelected)
     def _file_picked(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
+        shown = self._display(event.path)
+        if has_unsafe(shown):
+            # An Input draws its text raw: such a name is opened, not typed in.
+            self._open(str(event.path))
+            return
         path_input = self.query_one("#path", Input)
-        path_input.value = self._display(event.path)
-        self._open(path_input.value)
+        path_input.value = shown
+        self._open(shown)
 
     @on(Input.Submitted, "#path")
     def _path_submitted(self, event: Input.Submitted) -> None:
