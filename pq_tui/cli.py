@@ -183,6 +183,7 @@ def _attach_console(plans: list, mouse: bool) -> int:
     import asyncio
 
     from pq_tui.commands import data_for_server
+    from pq_tui.run import write_error
     from pq_tui.server.remote import RemoteEngine
     from pq_tui.server.server import ServerError
     from pq_tui.ui.app import PQApp
@@ -203,8 +204,6 @@ def _attach_console(plans: list, mouse: bool) -> int:
     try:
         return asyncio.run(attached())
     except ServerError as exc:
-        from pq_tui.run import write_error
-
         write_error(str(exc))
         return 1
 

@@ -78,8 +78,8 @@ examples:
     "log": """\
 Prints the job's log file (its latest run): stdout lines as the console shows them (their
 colours on a terminal, no other escape sequence or control character: the file keeps those),
-stderr lines behind "! ", pq-tui's notes (cmd, cwd, pid, the exit) behind "# ". --follow goes on until the job has
-finished and its log is printed to the end.
+stderr lines behind "! ", pq-tui's notes (cmd, cwd, pid, the exit) behind "# ". --follow goes
+on until the job has finished and its log is printed to the end.
 
 examples:
   pq-tui log build
@@ -325,7 +325,7 @@ async def cmd_push(options: argparse.Namespace) -> int:
         for spec, _data in jobs:
             status = status_of.get((type(spec.id), spec.id))
             if status in ("queued", "running"):
-                busy.append(f"job {str(spec.id)!r} ({_show(spec.source)}) is already {status} "
+                busy.append(f"job {spec.id!r} ({_show(spec.source)}) is already {status} "
                             "on the server")
         if busy:
             raise Failed("\n".join(busy + ["nothing was queued"]), EXIT_BAD_INPUT)
@@ -341,11 +341,13 @@ async def cmd_push(options: argparse.Namespace) -> int:
                 raise Failed(f"{getattr(exc, 'message', exc)}\nqueued before that: {done}"
                              ) from None
             queued.extend(spec.id for spec, _data in batch)
-            _write("".join(f"queued [{_show(spec.lane)}] {_show(spec.id)}\n" for spec, _data in batch))
+            _write("".join(f"queued [{_show(spec.lane)}] {_show(spec.id)}\n"
+                           for spec, _data in batch))
         paused = {lane["name"] for lane in snapshot["lanes"] if lane["paused"]}
         for lane in dict.fromkeys(spec.lane for spec in specs):
             if lane in paused:
-                _write(f"lane {_show(lane)} is paused: its jobs wait for `pq-tui resume {_show(lane)}`\n")
+                _write(f"lane {_show(lane)} is paused: its jobs wait for "
+                       f"`pq-tui resume {_show(lane)}`\n")
         return EXIT_OK
     finally:
         client.close()
@@ -402,8 +404,9 @@ async def cmd_status(options: argparse.Namespace) -> int:
         client.close()
     if options.json:
         # JSON escapes C0 controls itself; json_printable escapes C1 and bidi controls too.
-        write_stdout(json_printable(json.dumps({"lanes": snapshot["lanes"], "jobs": snapshot["jobs"]},
-                                               indent=2, ensure_ascii=False)) + "\n")
+        text = json.dumps({"lanes": snapshot["lanes"], "jobs": snapshot["jobs"]}, indent=2,
+                          ensure_ascii=False)
+        write_stdout(json_printable(text) + "\n")
         return EXIT_OK
     rows = status_rows(snapshot)
     if rows:

@@ -123,7 +123,8 @@ class _Printer:
         return f"\x1b[{code}m{text}\x1b[0m" if self._colour else text
 
     def _prefix(self, job_id, mark: str, mark_colour: str = "") -> str:
-        label = self._paint(self._lane_colour[self._lane_of[job_id]], f"{self._label[job_id]:<{self._width}}")
+        label = self._paint(self._lane_colour[self._lane_of[job_id]],
+                            f"{self._label[job_id]:<{self._width}}")
         return f"{label} {self._paint(mark_colour, mark) if mark_colour else mark} "
 
     def format(self, event) -> str:

@@ -415,8 +415,8 @@ class PQApp(App[int]):
             known = self.engine.lanes()
             paused = [name for name in lanes if name in known and known[name].paused]
             if paused:
-                self.notify(f"{', '.join(map(printable, paused))} paused: the jobs wait. p on one of them "
-                            "resumes its lane.", title="paused lanes", severity="warning",
+                self.notify(f"{', '.join(map(printable, paused))} paused: the jobs wait. p on one "
+                            "of them resumes its lane.", title="paused lanes", severity="warning",
                             timeout=15)
         self._sync()
 
