@@ -42,7 +42,8 @@ examples:
 """
 
 RUN_EPILOG = """\
-Every output line is printed behind its job id ("id | line"; "id ! line" for stderr), then a
+Every output line is printed behind its job id ("id | line"; "id ! line" for stderr), as the
+console shows it (colours with --color, no other escape sequence: the log file keeps them), then a
 summary. Exit status: 0 when every job succeeded, 1 when any failed, 2 for bad input (nothing is
 run), 130 when interrupted with Ctrl-C (running jobs' process trees are killed first).
 
@@ -182,6 +183,7 @@ def _attach_console(plans: list, mouse: bool) -> int:
     import asyncio
 
     from pq_tui.commands import data_for_server
+    from pq_tui.run import write_error
     from pq_tui.server.remote import RemoteEngine
     from pq_tui.server.server import ServerError
     from pq_tui.ui.app import PQApp
@@ -202,7 +204,7 @@ def _attach_console(plans: list, mouse: bool) -> int:
     try:
         return asyncio.run(attached())
     except ServerError as exc:
-        print(f"pq-tui: {exc}", file=sys.stderr)
+        write_error(str(exc))
         return 1
 
 

@@ -22,11 +22,12 @@ import asyncio
 import json
 import os
 import re
-import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from pq_tui.run import write_stdout as _write
+from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
+from pq_tui.run import colour_on_stdout, write_stdout
+from pq_tui.run import write_error as _error
 from pq_tui.server.client import Client, NotRunning, RemoteError, ServerError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -75,9 +76,10 @@ examples:
   pq-tui status --json | jq '.jobs[] | select(.status == "failed") | .id'
 """,
     "log": """\
-Prints the job's log file (its latest run): stdout lines as they are, stderr lines behind "! ",
-pq-tui's notes (cmd, cwd, pid, the exit) behind "# ". --follow goes on until the job has
-finished and its log is printed to the end.
+Prints the job's log file (its latest run): stdout lines as the console shows them (their
+colours on a terminal, no other escape sequence or control character: the file keeps those),
+stderr lines behind "! ", pq-tui's notes (cmd, cwd, pid, the exit) behind "# ". --follow goes
+on until the job has finished and its log is printed to the end.
 
 examples:
   pq-tui log build
@@ -250,9 +252,10 @@ def main_command(command: str, args: List[str]) -> int:
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _error(message: str) -> None:
-    for line in message.splitlines() or [""]:
-        print(f"pq-tui: {line}", file=sys.stderr)
+def _write(text: str) -> None:
+    """Print lines pq-tui laid out. The ids, lanes and messages in them are foreign text: each
+    line is made printable here as well, so that no new message can forget it."""
+    write_stdout(printable_lines(text))
 
 
 def resolve_id(text: str, snapshot: Dict[str, Any]) -> Any:
@@ -277,7 +280,10 @@ def _job(snapshot: Dict[str, Any], job_id: Any) -> Optional[Dict[str, Any]]:
 
 
 def _show(job_id: Any) -> str:
-    return str(job_id)
+    """A job id (or a lane name) as printed: its control characters shown escaped, so that an id
+    cannot break a line, retitle the terminal or write its clipboard. (In quotes, ``repr`` of the
+    text escapes the same characters.)"""
+    return printable(job_id)
 
 
 async def _open(start: bool = False) -> Client:
@@ -319,7 +325,8 @@ async def cmd_push(options: argparse.Namespace) -> int:
         for spec, _data in jobs:
             status = status_of.get((type(spec.id), spec.id))
             if status in ("queued", "running"):
-                busy.append(f"job {spec.id!r} ({spec.source}) is already {status} on the server")
+                busy.append(f"job {spec.id!r} ({_show(spec.source)}) is already {status} "
+                            "on the server")
         if busy:
             raise Failed("\n".join(busy + ["nothing was queued"]), EXIT_BAD_INPUT)
         queued: List[str] = []
@@ -330,15 +337,17 @@ async def cmd_push(options: argparse.Namespace) -> int:
                 await client.request("push_many", jobs=[
                     {"job_id": spec.id, "data": data, "lane": spec.lane} for spec, data in batch])
             except (RemoteError, ServerError) as exc:
-                done = ", ".join(map(str, queued)) if queued else "none"
+                done = ", ".join(map(_show, queued)) if queued else "none"
                 raise Failed(f"{getattr(exc, 'message', exc)}\nqueued before that: {done}"
                              ) from None
             queued.extend(spec.id for spec, _data in batch)
-            _write("".join(f"queued [{spec.lane}] {spec.id}\n" for spec, _data in batch))
+            _write("".join(f"queued [{_show(spec.lane)}] {_show(spec.id)}\n"
+                           for spec, _data in batch))
         paused = {lane["name"] for lane in snapshot["lanes"] if lane["paused"]}
         for lane in dict.fromkeys(spec.lane for spec in specs):
             if lane in paused:
-                _write(f"lane {lane} is paused: its jobs wait for `pq-tui resume {lane}`\n")
+                _write(f"lane {_show(lane)} is paused: its jobs wait for "
+                       f"`pq-tui resume {_show(lane)}`\n")
         return EXIT_OK
     finally:
         client.close()
@@ -394,8 +403,10 @@ async def cmd_status(options: argparse.Namespace) -> int:
     finally:
         client.close()
     if options.json:
-        _write(json.dumps({"lanes": snapshot["lanes"], "jobs": snapshot["jobs"]}, indent=2,
-                          ensure_ascii=False) + "\n")
+        # JSON escapes C0 controls itself; json_printable escapes C1 and bidi controls too.
+        text = json.dumps({"lanes": snapshot["lanes"], "jobs": snapshot["jobs"]}, indent=2,
+                          ensure_ascii=False)
+        write_stdout(json_printable(text) + "\n")
         return EXIT_OK
     rows = status_rows(snapshot)
     if rows:
@@ -404,7 +415,7 @@ async def cmd_status(options: argparse.Namespace) -> int:
         _write("no jobs\n")
     paused = [lane["name"] for lane in snapshot["lanes"] if lane["paused"]]
     if paused:
-        _write(f"paused lanes: {', '.join(paused)}\n")
+        _write(f"paused lanes: {', '.join(map(_show, paused))}\n")
     if snapshot["server"].get("stopping"):
         _write("the server is shutting down\n")
     return EXIT_OK
@@ -415,17 +426,24 @@ async def cmd_status(options: argparse.Namespace) -> int:
 _MARKS = {"out": "", "err": "! ", "note": "# "}
 
 
-def format_log_lines(lines: List[List[str]]) -> str:
-    return "".join(f"{_MARKS.get(stream, '')}{text}\n" for stream, text in lines)
+def format_log_lines(lines: List[List[str]], colour: bool = False) -> str:
+    """Log lines as printed: the job's output as the console shows it (its colours kept with
+    ``colour``, nothing else a terminal acts on), pq-tui's notes with what they quote escaped."""
+    return "".join(
+        f"{_MARKS.get(stream, '')}"
+        f"{printable(text) if stream == 'note' else output_line(text, colour)}\n"
+        for stream, text in lines)
 
 
 async def cmd_log(options: argparse.Namespace) -> int:
+    colour = colour_on_stdout()
+
     async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
         offset = 0
         while True:
             part = await client.request("log", job_id=job_id, offset=offset)
             if part["lines"]:
-                _write(format_log_lines(part["lines"]))
+                write_stdout(format_log_lines(part["lines"], colour))
             offset = part["offset"]
             if part["finished"] or not options.follow:
                 return EXIT_OK
@@ -442,7 +460,7 @@ async def cmd_kill(options: argparse.Namespace) -> int:
     async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
         if await client.request("kill", job_id=job_id, force=options.force) is None:
             status = (_job(snapshot, job_id) or {}).get("status", "unknown")
-            raise Failed(f"job {_show(job_id)!r} is not running (it is {status})")
+            raise Failed(f"job {str(job_id)!r} is not running (it is {status})")
         # The kill returns at once; the job ends once its whole tree is gone.
         result = await client.request("wait", job_ids=[job_id])
         data = result["jobs"][0]["data"]
@@ -456,7 +474,7 @@ async def cmd_remove(options: argparse.Namespace) -> int:
     async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
         if await client.request("remove", job_id=job_id) is None:
             status = (_job(snapshot, job_id) or {}).get("status", "unknown")
-            raise Failed(f"job {_show(job_id)!r} is not queued (it is {status})")
+            raise Failed(f"job {str(job_id)!r} is not queued (it is {status})")
         _write(f"removed {_show(job_id)}\n")
         return EXIT_OK
 
@@ -476,7 +494,7 @@ async def cmd_move(options: argparse.Namespace) -> int:
                 target = -1  # --lane alone: the end of that lane
             index = await client.request("move", job_id=job_id, index=target, lane=options.lane)
         lane = options.lane or (_job(snapshot, job_id) or {}).get("lane", "?")
-        _write(f"{_show(job_id)}: position {index + 1} in lane {lane}\n")
+        _write(f"{_show(job_id)}: position {index + 1} in lane {_show(lane)}\n")
         return EXIT_OK
 
     return await _with_job(options, body)
@@ -485,7 +503,7 @@ async def cmd_move(options: argparse.Namespace) -> int:
 async def cmd_requeue(options: argparse.Namespace) -> int:
     async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
         data = await client.request("requeue", job_id=job_id)
-        _write(f"requeued [{data.get('queue', '?')}] {_show(job_id)}\n")
+        _write(f"requeued [{_show(data.get('queue', '?'))}] {_show(job_id)}\n")
         return EXIT_OK
 
     return await _with_job(options, body)
@@ -503,7 +521,8 @@ async def _lane_command(options: argparse.Namespace, op: str) -> int:
         client.close()
     known = any(lane["name"] == options.lane for lane in snapshot["lanes"])
     done = "paused" if op == "pause" else "resumed"
-    _write(f"{done} lane {options.lane}" + ("" if known else " (a new lane: no job yet)") + "\n")
+    _write(f"{done} lane {_show(options.lane)}" + ("" if known else " (a new lane: no job yet)")
+           + "\n")
     return EXIT_OK
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from pq_tui.core.safe import has_unsafe, json_printable, printable
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:
@@ -76,7 +78,8 @@ class Problem:
             if self.column is not None:
                 location += f":{self.column}"
         context = f"{self.job}: " if self.job else ""
-        return f"{location}: {context}{self.message}"
+        # One line, whatever the file's name or a message quotes (tomllib's own included).
+        return printable(f"{location}: {context}{self.message}")
 
 
 class JobFileError(Exception):
@@ -140,8 +143,9 @@ def _duration_seconds(value: Any) -> float | None:
 
 
 def _quote(text: str) -> str:
-    # JSON quoting escapes newlines and control characters, keeping messages on one line.
-    return json.dumps(text, ensure_ascii=False)
+    # JSON quoting escapes newlines and control characters, keeping messages on one line; C1
+    # and bidi controls are escaped the same way.
+    return json_printable(json.dumps(text, ensure_ascii=False))
 
 
 def _describe(value: Any) -> str:
@@ -188,6 +192,11 @@ def _convert_id(value: Any, report: Report) -> str | None:
         report(f'"id" must be a string, got {_describe(value)}')
     elif not value.strip():
         report('"id" must not be empty')
+    elif has_unsafe(value):
+        # An id is printed everywhere: one that could retitle a terminal, write its clipboard
+        # or break a table line is a mistake or an attack (the API's ids are shown escaped).
+        report(f'"id" must not contain control characters (a newline, a tab, an escape, bidi '
+               f"controls), got {_quote(value)}")
     return value
 
 

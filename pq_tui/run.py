@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import signal
 import sys
 from typing import Optional
@@ -20,15 +19,13 @@ from pq_tui.core import (
     Status,
 )
 from pq_tui.core.plan import plan_job
+from pq_tui.core.safe import output_line, printable, printable_lines
 from pq_tui.jobfile import JobFileError, JobSpec, load_job_files
 from pq_tui.paths import default_log_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 _LANE_COLOURS = ("36", "35", "33", "32", "34", "96")  # cyan, magenta, yellow, green, blue, bright cyan
-# Terminal escape sequences in a job's own output: CSI (colours, cursor moves), OSC (titles,
-# links), the short ones (charset, keypad), and a lone ESC.
-_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[ -/]*[0-~]|)")
 
 
 def _load(files: list[str]) -> Optional[list[JobSpec]]:
@@ -36,7 +33,7 @@ def _load(files: list[str]) -> Optional[list[JobSpec]]:
         return load_job_files(files)
     except JobFileError as exc:
         for problem in exc.problems:
-            print(f"pq-tui: {problem}", file=sys.stderr)
+            write_error(str(problem))
         return None
 
 
@@ -60,7 +57,7 @@ def _plan(specs: list[JobSpec]) -> Optional[list]:
     """``plan_specs``, the problems printed: None if any job cannot run."""
     plans, problems = plan_specs(specs)
     for problem in problems:
-        print(f"pq-tui: {problem}", file=sys.stderr)
+        write_error(problem)
     return None if problems else plans
 
 
@@ -88,13 +85,16 @@ def check_command(options: argparse.Namespace) -> int:
         extras = [f"timeout {_span(spec.data['timeout'])}"] if spec.data.get("timeout") else []
         if spec.data.get("on_failure") == "pause":
             extras.append("pauses the lane on failure")
-        write_stdout(f"[{spec.lane}] {spec.id}" + (f"  ({', '.join(extras)})" if extras else "") + "\n")
-        # A multi-line shell script stays on one line here; \n marks where its lines break.
-        write_stdout(f"    cmd: {plan.display_cmd.replace(chr(10), chr(92) + 'n')}\n")
+        write_stdout(f"[{printable(spec.lane)}] {printable(spec.id)}"
+                     + (f"  ({', '.join(extras)})" if extras else "") + "\n")
+        # A multi-line shell script stays on one line here; \n marks where its lines break, and
+        # a \r or an escape sequence cannot hide what runs behind what is shown.
+        write_stdout(f"    cmd: {printable(plan.display_cmd)}\n")
         missing = "  (does not exist: made when the job starts, create_cwd = true)"
-        write_stdout(f"    cwd: {plan.cwd}{missing if plan.cwd_missing else ''}\n")
-    lanes = list(dict.fromkeys(spec.lane for spec in specs))
-    write_stdout(f"\n{len(specs)} job(s) in {len(lanes)} lane(s): {', '.join(lanes)}; nothing was started\n")
+        write_stdout(f"    cwd: {printable(plan.cwd)}{missing if plan.cwd_missing else ''}\n")
+    lanes = [printable(lane) for lane in dict.fromkeys(spec.lane for spec in specs)]
+    write_stdout(f"\n{len(specs)} job(s) in {len(lanes)} lane(s): {', '.join(lanes)}; "
+                 "nothing was started\n")
     return EXIT_OK
 
 
@@ -102,9 +102,7 @@ def run_command(options: argparse.Namespace) -> int:
     specs = load_or_report(options.files)
     if specs is None:
         return EXIT_BAD_INPUT
-    colour = options.color == "always" or (
-        options.color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    )
+    colour = options.color == "always" or (options.color == "auto" and colour_on_stdout())
     log_dir = options.log_dir or default_log_dir()
     return asyncio.run(_run(specs, log_dir, options.kill_grace, colour))
 
@@ -113,7 +111,9 @@ class _Printer:
     """Formats events as lines behind job ids; writes them off the event loop."""
 
     def __init__(self, specs: list[JobSpec], colour: bool) -> None:
-        self._width = max(len(spec.id) for spec in specs)
+        # Ids are shown escaped (a job file's id may hold anything the API allows).
+        self._label = {spec.id: printable(spec.id) for spec in specs}
+        self._width = max(map(len, self._label.values()))
         self._colour = colour
         lanes = list(dict.fromkeys(spec.lane for spec in specs))
         self._lane_of = {spec.id: spec.lane for spec in specs}
@@ -123,21 +123,16 @@ class _Printer:
         return f"\x1b[{code}m{text}\x1b[0m" if self._colour else text
 
     def _prefix(self, job_id, mark: str, mark_colour: str = "") -> str:
-        label = self._paint(self._lane_colour[self._lane_of[job_id]], f"{job_id:<{self._width}}")
+        label = self._paint(self._lane_colour[self._lane_of[job_id]],
+                            f"{self._label[job_id]:<{self._width}}")
         return f"{label} {self._paint(mark_colour, mark) if mark_colour else mark} "
-
-    def _text(self, text: str) -> str:
-        if "\x1b" not in text:
-            return text
-        # Without colour the output holds no escape sequence at all (the log file keeps them);
-        # with it, a job's unfinished colour must not bleed into the next line's prefix.
-        return text + "\x1b[0m" if self._colour else _ESCAPE.sub("", text)
 
     def format(self, event) -> str:
         if isinstance(event, JobOutput):
             out = self._prefix(event.job_id, "|")
             err = self._prefix(event.job_id, "!", "31")
-            return "".join(f"{err if stream == 'err' else out}{self._text(text)}\n"
+            # As the console shows it: colours (if on) and nothing else a terminal acts on.
+            return "".join(f"{err if stream == 'err' else out}{output_line(text, self._colour)}\n"
                            for stream, text in event.lines)
         if not isinstance(event, (JobStarted, OutputDropped, JobExited)):
             return ""  # lanes pausing at shutdown and the like: the summary tells the story
@@ -155,8 +150,9 @@ class _Printer:
         # A timeout's message already says how long the job ran.
         timed_out = data.get("timed-out")
         duration = f" after {_duration(data['duration'])}" if "duration" in data and not timed_out else ""
-        warnings = "".join(f"{note}warning: {w}\n" for w in data.get("warnings") or ())
-        return f"{note}{outcome}{duration}\n{warnings}"
+        # An error or a warning may quote the command, the cwd or a path: shown escaped.
+        warnings = "".join(f"{note}warning: {printable(w)}\n" for w in data.get("warnings") or ())
+        return f"{note}{printable(outcome)}{duration}\n{warnings}"
 
 
 async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bool) -> int:
@@ -221,6 +217,11 @@ async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bo
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def colour_on_stdout() -> bool:
+    """``--color auto``: colours on a terminal, unless $NO_COLOR is set."""
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
 def write_stdout(text: str) -> None:
     """Print and flush; a reader that went away (``| head``) is not an error."""
     try:
@@ -228,6 +229,13 @@ def write_stdout(text: str) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         pass
+
+
+def write_error(message: str) -> None:
+    """``message`` on stderr, each of its lines behind "pq-tui: ". Messages quote ids, commands
+    and paths: whatever a terminal would act on in them is shown escaped."""
+    for line in printable_lines(message).split("\n"):
+        print(f"pq-tui: {line}", file=sys.stderr)
 
 
 def _exit_text(code: Optional[int]) -> str:
@@ -261,7 +269,8 @@ def _span(seconds: float) -> str:
 
 
 def _print_table(header: tuple, rows: list, right: tuple = ()) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    rows = [tuple(map(printable, row)) for row in rows]  # ids and lanes: foreign text
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
     for row in (header, *rows):
         cells = [
             str(cell).rjust(width) if index in right else str(cell).ljust(width)

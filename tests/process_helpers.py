@@ -113,3 +113,24 @@ class Terminal:
                 os.waitpid(self.pid, 0)
                 pytest.fail(f"{self.pid} did not exit")
             time.sleep(0.05)
+
+
+def written_until(argv: list, cwd: str, env: dict, needle: bytes, timeout: float = 30.0) -> bytes:
+    """Every byte a console in a terminal of its own wrote, until ``needle`` was among them (and
+    a moment more, to paint the rest); then SIGTERM ends it. Fails if it never appears."""
+    app = Terminal(argv, cwd=cwd, env=env)
+    try:
+        deadline = time.monotonic() + timeout
+        while needle not in app.output:
+            assert time.monotonic() < deadline, f"never on the screen: {needle!r}"
+            assert app.running(), bytes(app.output[-2000:])
+            time.sleep(0.05)
+        time.sleep(0.3)
+        os.kill(app.pid, signal.SIGTERM)
+        app.wait_exit(timeout)
+    finally:
+        if app.running():
+            os.kill(app.pid, signal.SIGKILL)
+            app.wait_exit(10)
+        app.hang_up()
+    return bytes(app.output)

@@ -13,6 +13,7 @@ import re
 from typing import Iterator, Optional, Sequence, TextIO
 
 from pq_tui.core.lines import Lines
+from pq_tui.core.safe import printable
 
 TAGS = {"out": "O ", "err": "E ", "note": "# "}
 STREAMS = {tag: stream for stream, tag in TAGS.items()}
@@ -70,7 +71,9 @@ class LogWriter:
         self._lines += lines.count
 
     def note(self, text: str) -> None:
-        self.write("note", text.splitlines() or [""])
+        # A note is pq-tui's line, but quotes a command, a folder, an error: a \r or an escape
+        # in those must not hide the rest of it, in `pq-tui log` or in a pager.
+        self.write("note", [printable(line) for line in text.rstrip("\n").split("\n")])
 
     def flush(self) -> None:
         if self.error is not None:

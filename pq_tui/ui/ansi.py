@@ -23,6 +23,9 @@ from rich.ansi import AnsiDecoder
 from rich.cells import cell_len
 from rich.text import Text
 
+from pq_tui.core.safe import SGR as _SGR
+from pq_tui.core.safe import terminal_line as _sanitize
+
 __all__ = ["TAB_SIZE", "cell_width_bound", "plain", "to_text"]
 
 TAB_SIZE = 8
@@ -32,40 +35,6 @@ _needs_work = re.compile(r"[\x00-\x1f\x7f-\x9f]").search
 
 # What is left to do once colours are gone and tabs expanded: in most coloured lines, nothing.
 _needs_sanitizing = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]").search
-
-# The only escape sequence let through. Parameters are digits, ';' or ':' and nothing else, so
-# private sequences that also end in "m" (e.g. xterm's ``CSI > 4 ; 2 m``) are not mistaken for it.
-_SGR = re.compile(r"\x1b\[[0-9;:]*m")
-
-# Everything a terminal would act on, except SGR. Alternatives are tried in order, so the string
-# forms are matched before the catch-all two-character escape. A sequence cut off by the end of
-# the line is removed up to there: its unfinished tail is what the terminal would have swallowed.
-_UNSAFE = re.compile(
-    r"""
-    \x1b\[(?![0-9;:]*m)[0-?]*[ -/]*[@-~]?      # CSI other than SGR: cursor, erase, modes...
-    | \x9b[0-?]*[ -/]*[@-~]?                   # 8-bit CSI, SGR included (Rich does not read it)
-    | (?:\x1b\]|\x9d).*?(?:\x07|\x1b\\|\x9c|$)  # OSC (titles, hyperlinks), ended by BEL or ST
-    | (?:\x1b[PX^_]|[\x90\x98\x9e\x9f]).*?(?:\x1b\\|\x9c|$)  # DCS, SOS, PM, APC, ended by ST
-    | \x1b(?!\[)[ -/]*[0-~]?                   # ESC c, ESC 7, ESC ( B ... or a lone ESC
-    | [\x00-\x08\x0a-\x0c\x0e-\x1a\x1c-\x1f\x7f-\x9f]  # other controls; tab and CR come later
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-
-
-def _sanitize(line: str) -> str:
-    """The line reduced to visible text, tabs and SGR sequences only, carriage returns resolved."""
-    line = _UNSAFE.sub("", line)
-    if "\r" not in line:
-        return line
-    parts = line.split("\r")
-    # The last part with visible text is what a terminal ends up showing.
-    keep = len(parts) - 1
-    while keep > 0 and not _SGR.sub("", parts[keep]):
-        keep -= 1
-    # Colours set before that carriage return still apply after it, as on a terminal.
-    carried = "".join(_SGR.findall("".join(parts[:keep])))
-    return carried + parts[keep]
 
 
 def _expand_tabs(line: str) -> str:

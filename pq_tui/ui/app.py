@@ -30,6 +30,7 @@ from pq_tui.core import (
     OutputDropped,
     Status,
 )
+from pq_tui.core.safe import printable, printable_lines
 from pq_tui.jobfile import JobFileError, JobSpec, load_job_file
 from pq_tui.ui.screens import ConfirmScreen, HelpScreen, OpenFileScreen, PromptScreen
 from pq_tui.ui.widgets.job_table import JobTable
@@ -126,6 +127,7 @@ class PQApp(App[int]):
         self.exit_note: Optional[str] = None
         self._fetching_tails: set = set()
         self._keys_shown: tuple = ()
+        self._textual_markup = False  # see notify()
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -409,12 +411,12 @@ class PQApp(App[int]):
                 self.notify(str(exc), title=f"job {spec.id} not pushed", severity="error")
         if pushed:
             lanes = sorted({spec.lane for spec in specs})
-            self.notify(f"{pushed} job(s) queued in {', '.join(lanes)}")
+            self.notify(f"{pushed} job(s) queued in {', '.join(map(printable, lanes))}")
             known = self.engine.lanes()
             paused = [name for name in lanes if name in known and known[name].paused]
             if paused:
-                self.notify(f"{', '.join(paused)} paused: the jobs wait. p on one of them "
-                            "resumes its lane.", title="paused lanes", severity="warning",
+                self.notify(f"{', '.join(map(printable, paused))} paused: the jobs wait. p on one "
+                            "of them resumes its lane.", title="paused lanes", severity="warning",
                             timeout=15)
         self._sync()
 
@@ -447,7 +449,7 @@ class PQApp(App[int]):
     def action_remove_job(self) -> None:
         job = self.selected
         if job is not None and self.engine.remove(job.id) is not None:
-            self.notify(f"removed {job.id}")
+            self.notify(f"removed {printable(job.id)}")
         self._sync()
 
     def action_kill_job(self, force: bool = False) -> None:
@@ -660,7 +662,7 @@ class PQApp(App[int]):
     def _active_jobs(self) -> tuple:
         """("N running (ids): their process trees will be killed." or "", the queued count)."""
         active = [job for job in self.engine.jobs() if not job.status.finished]
-        running = [str(job.id) for job in active if job.status is Status.RUNNING]
+        running = [printable(job.id) for job in active if job.status is Status.RUNNING]
         queued = sum(1 for job in active if job.status is Status.QUEUED)
         running_line = ""
         if running:
@@ -730,6 +732,22 @@ class PQApp(App[int]):
         # SSH dropped (SIGHUP) or we are told to stop (SIGTERM): no questions. Attached, that
         # only detaches: surviving the dropped connection is what the server is for.
         self._quit(signum)
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: Optional[float] = None, markup: Optional[bool] = None) -> None:
+        """Every notification goes through here. Its text names jobs, lanes and files, and
+        quotes errors: shown escaped, and not markup unless asked for (an id "[@click=...]"
+        must not become a link that runs an action)."""
+        super().notify(printable_lines(message), title=printable(title), severity=severity,
+                       timeout=timeout, markup=self._textual_markup if markup is None else markup)
+
+    def action_help_quit(self) -> None:
+        # Textual's own hint (ctrl+c: "Press ctrl+q to quit") is markup.
+        self._textual_markup = True
+        try:
+            super().action_help_quit()
+        finally:
+            self._textual_markup = False
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for command in super().get_system_commands(screen):

@@ -10,11 +10,8 @@ splitter's chunk boundaries (tests/test_core_lines.py); the escape filter line b
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ import pytest
 from engine_helpers import engine_in, run
 from pq_tui.core.lines import MAX_LINE
 from pq_tui.core.logfile import read_log
-from process_helpers import Terminal
+from process_helpers import written_until
 from rel_helpers import REPO
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
@@ -143,25 +140,10 @@ def test_the_console_shows_safe_text_and_writes_no_job_sequence(tmp_path):
 
 def test_no_job_sequence_reaches_a_real_terminal(tmp_path):
     """End to end: `pq-tui --embedded` in a pty; every byte it writes to the terminal is read."""
-    app = Terminal(
+    written = written_until(
         [sys.executable, "-m", "pq_tui", "--embedded", str(hostile_job_file(tmp_path)),
          "--log-dir", str(tmp_path / "logs"), "--kill-grace", "0.5"],
-        cwd=REPO, env={"PYTHONPATH": REPO, "COLUMNS": "120", "LINES": "40"})
-    try:
-        deadline = time.monotonic() + 30
-        while LAST not in app.output:
-            assert time.monotonic() < deadline, "the job's last line never reached the screen"
-            assert app.running(), bytes(app.output[-2000:])
-            time.sleep(0.05)
-        time.sleep(0.3)
-        os.kill(app.pid, signal.SIGTERM)
-        app.wait_exit(30)
-    finally:
-        if app.running():
-            os.kill(app.pid, signal.SIGKILL)
-            app.wait_exit(10)
-        app.hang_up()
-    written = bytes(app.output)
+        cwd=REPO, env={"PYTHONPATH": REPO, "COLUMNS": "120", "LINES": "40"}, needle=LAST)
     for needle in (b"PWNED", b"\x1b]0;", b"\x1b]2;", b"\x1b]52;", b"\x1b[200~", b"\x1bP",
                    b"\x1bc", b"\x1b[2;5H\x1b", b"\x1b[10A", b"\x1b[3J", b"\xc2\x9b", b"\xc2\x9d",
                    b"\x00", b"\x08", b"\x0b", b"\x0c", b"\x7f"):

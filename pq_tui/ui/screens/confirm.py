@@ -9,6 +9,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Static
 
+from pq_tui.core.safe import printable, printable_lines
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Dismisses with True on ``y`` (or Enter on the focused confirm button), else False.
@@ -64,8 +66,9 @@ class ConfirmScreen(ModalScreen[bool]):
         danger: bool = False,
     ) -> None:
         super().__init__(classes="-danger" if danger else None)
-        self.title_text = title
-        self.message = message
+        # They name jobs and folders: foreign text, shown escaped.
+        self.title_text = printable(title)
+        self.message = printable_lines(message)
         self.confirm_label = confirm_label
         self.cancel_label = cancel_label
         self.danger = danger

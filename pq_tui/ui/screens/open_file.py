@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,6 +19,7 @@ from textual.suggester import Suggester
 from textual.widget import Widget
 from textual.widgets import DirectoryTree, Footer, Input, Static
 
+from pq_tui.core.safe import has_unsafe, printable, printable_lines
 from pq_tui.ui.screens._input import CompletingInput
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ def complete_path(value: str, start_dir: Path) -> str | None:
                     continue
                 if entry.name.startswith(".") and not show_hidden:
                     continue
+                if has_unsafe(entry.name):  # not typeable, and not to be drawn raw
+                    continue
                 if entry.is_dir():
                     names.append(entry.name + "/")
                 elif entry.name.endswith(JOB_FILE_SUFFIX):
@@ -82,6 +86,10 @@ class JobFileTree(DirectoryTree):
     ICON_NODE_EXPANDED = "▼ "
     ICON_FILE = "  "
 
+    def process_label(self, label: str | Text) -> Text:
+        # A file name may hold any character but "/" and NUL: drawn escaped.
+        return super().process_label(printable(label) if isinstance(label, str) else label)
+
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [
             path
@@ -103,9 +111,9 @@ class StartDirLine(Widget):
     def __init__(self, path: Path, *, id: str | None = None) -> None:
         super().__init__(id=id)
         try:
-            self.path_text = str(Path("~") / path.relative_to(Path.home()))
+            self.path_text = printable(Path("~") / path.relative_to(Path.home()))
         except ValueError:
-            self.path_text = str(path)
+            self.path_text = printable(path)
 
     def render(self) -> Content:
         room = max(self.size.width - len(self.PREFIX), 1)
@@ -196,9 +204,14 @@ class OpenFileScreen(ModalScreen[Optional[list]]):
     @on(DirectoryTree.FileSelected)
     def _file_picked(self, event: DirectoryTree.FileSelected) -> None:
         event.stop()
+        shown = self._display(event.path)
+        if has_unsafe(shown):
+            # An Input draws its text raw: such a name is opened, not typed in.
+            self._open(str(event.path))
+            return
         path_input = self.query_one("#path", Input)
-        path_input.value = self._display(event.path)
-        self._open(path_input.value)
+        path_input.value = shown
+        self._open(shown)
 
     @on(Input.Submitted, "#path")
     def _path_submitted(self, event: Input.Submitted) -> None:
@@ -240,8 +253,10 @@ class OpenFileScreen(ModalScreen[Optional[list]]):
         self._report(f"{shown} is a directory: pick a .toml file in it.")
 
     def _report(self, headline: str, details: list[str] | None = None) -> None:
-        self.query_one("#headline", Static).update(headline)
-        self.query_one("#problem-lines", Static).update("\n".join(details or ()))
+        # Paths and problems quote file names, ids and commands: shown escaped.
+        self.query_one("#headline", Static).update(printable_lines(headline))
+        self.query_one("#problem-lines", Static).update(
+            "\n".join(map(printable_lines, details or ())))
         problems = self.query_one("#problems", VerticalScroll)
         problems.display = bool(details)
         problems.scroll_home(animate=False)

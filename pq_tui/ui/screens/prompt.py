@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Footer, Input, Static
 
+from pq_tui.core.safe import has_unsafe, printable, printable_lines
 from pq_tui.ui.screens._input import CompletingInput
 
 
@@ -66,12 +67,14 @@ class PromptScreen(ModalScreen[Optional[str]]):
         allow_empty: bool = False,
     ) -> None:
         super().__init__()
-        self.title_text = title
-        self.help_text = help_text
+        # They name jobs, lanes and folders: foreign text, shown escaped.
+        self.title_text = printable(title)
+        self.help_text = printable_lines(help_text)
         self.placeholder = placeholder
         self.initial_value = value
         self.validate_answer = validate
-        self.suggestions = list(suggestions)
+        # An Input draws its suggestion raw; a lane name that cannot be typed is not suggested.
+        self.suggestions = [text for text in suggestions if not has_unsafe(text)]
         self.allow_empty = allow_empty
 
     def compose(self) -> ComposeResult:

@@ -22,6 +22,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from pq_tui.core import Job, JobId, Status
+from pq_tui.core.safe import printable
 from pq_tui.ui import format as fmt
 
 # (key, label, right-aligned, shown from this terminal width on, width: None shares what is left)
@@ -301,10 +302,11 @@ class JobTable(ScrollView, can_focus=True):
         fixed = sum(column[4] for column in shown if column[4] is not None)
         # Each cell has its padding on both sides; one more column for the scrollbar.
         room = screen - fixed - 2 * PADDING * len(shown) - 1
-        lane_width = min(max((len(job.lane) for job in jobs), default=4), 10)
+        lane_width = min(max((len(printable(job.lane)) for job in jobs), default=4), 10)
         if not any(column[0] == "lane" for column in shown):
             lane_width = 0
-        id_width = max(8, min(max((len(str(job.id)) for job in jobs), default=8), room - lane_width))
+        id_width = max(8, min(max((len(printable(job.id)) for job in jobs), default=8),
+                              room - lane_width))
         sizes = {"id": id_width, "lane": max(lane_width, 4)}
         return tuple(
             column if column[4] is not None else (*column[:4], sizes[column[0]]) for column in shown
@@ -319,8 +321,9 @@ class JobTable(ScrollView, can_focus=True):
         stderr = job.stderr_count
         values = {
             "pos": lambda: Text(str(position) if position else ""),
-            "id": lambda: Text(str(job.id)),
-            "lane": lambda: Text(job.lane),
+            # Ids and lanes come from job files and the API: shown escaped, never raw.
+            "id": lambda: Text(printable(job.id)),
+            "lane": lambda: Text(printable(job.lane)),
             # Text.styled: a span, which render() keeps (it leaves a Text's own style to its
             # container).
             "state": lambda: Text.styled(fmt.state_label(status), self._style(status.value)),

@@ -11,6 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from pq_tui.core import Job, JobId
+from pq_tui.core.safe import printable
 from pq_tui.ui import format as fmt
 from pq_tui.ui.widgets.log_view import LogView
 
@@ -96,7 +97,9 @@ class LogPane(Vertical):
         final = job.data.get("final") or {}
         if final.get("cwd"):
             parts.append(final["cwd"])
-        title.set(Text(" " + " · ".join(p.replace("\n", " ⏎ ") for p in parts), no_wrap=True,
+        # Id, command and cwd are foreign: a \r or an escape in the command must not let the
+        # title show a fake one (a multi-line script shows its \n, as `pq-tui check` does).
+        title.set(Text(" " + " · ".join(map(printable, parts)), no_wrap=True,
                        overflow="ellipsis"))
         self.update_follow()
 

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from pq_tui.core import Job, Status
+from pq_tui.core.safe import printable
 from pq_tui.ui import format as fmt
 
 
@@ -47,7 +48,7 @@ class StatusBar(Static):
         for name, paused, numbers in self._summary:
             count = Counter({Status(status): number for status, number in numbers})
             text.append("│ ")
-            text.append(name, style="bold")
+            text.append(printable(name), style="bold")
             if paused:
                 text.append(f" {'||' if fmt.ascii_only() else '⏸'} paused", style=style("paused"))
             failed = count[Status.FAILED] + count[Status.KILLED] + count[Status.TIMED_OUT]
