@@ -634,25 +634,28 @@ def _read_job_file(path: str | os.PathLike) -> bytes:
 
 
 _TOO_DEEP = f"nested too deeply (more than {MAX_NESTING} levels of arrays and tables)"
-# What nests in the parser: arrays and inline tables. Strings and comments are taken whole, so
-# that brackets inside them do not count.
+_STRING = r'"""(?:[^\\]|\\.)*?"{3,5}|\'\'\'.*?\'{3,5}|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\''
+_KEY_PART = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\')'
+# What nests: arrays and inline tables (the parser recurses into each), and keys dotted deeper
+# than the limit (the parser takes time quadratic in their depth). Strings and comments are
+# taken whole, so that brackets and dots inside them do not count.
 _NESTING_TOKEN = re.compile(
-    r'"""(?:[^\\]|\\.)*?"{3,5}|\'\'\'.*?\'{3,5}|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*|[\[\]{}]',
-    re.DOTALL,
-)
+    rf"\.[ \t]*{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART}){{{MAX_NESTING - 1},}}|{_STRING}|#[^\n]*"
+    r"|[\[\]{}]", re.DOTALL)
 
 
 def _too_deeply_nested(path: str, text: str) -> Problem | None:
-    """A problem if brackets nest deeper than MAX_NESTING: the TOML parser recurses once per
-    level (and a compiled one has no recursion limit to stop it). One pass, no recursion."""
-    if text.count("[") + text.count("{") <= MAX_NESTING:
+    """A problem if brackets, or the dots of one key, nest deeper than MAX_NESTING: the TOML
+    parser recurses once per bracket (and a compiled one has no recursion limit to stop it).
+    One pass, no recursion."""
+    if text.count("[") + text.count("{") + text.count(".") <= MAX_NESTING:
         return None
     depth = 0
     for match in _NESTING_TOKEN.finditer(text):
         char = match.group()[0]
-        if char in "[{":
+        if char in "[{.":
             depth += 1
-            if depth > MAX_NESTING:
+            if depth > MAX_NESTING or char == ".":
                 start = match.start()
                 line = text.count("\n", 0, start) + 1
                 column = start - text.rfind("\n", 0, start)

@@ -175,6 +175,9 @@ DEEP = {
     "arrays-700": "x = " + "[" * 700 + "]" * 700 + "\n" + GOOD,
     "inline-tables-5000": "x = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n" + GOOD,
     "meta-arrays-in-a-job": GOOD + "meta = {a = " + "[" * 2000 + "]" * 2000 + "}\n",
+    # No brackets, but tables all the same; tomllib takes quadratic time over such a key.
+    "dotted-key-50000": GOOD + "meta." + ".".join(["a"] * 50_000) + " = 1\n",
+    "dotted-header-5000": "[" + ".".join(['"a"'] * 5000) + "]\n" + GOOD,
 }
 
 
@@ -244,9 +247,11 @@ def test_deep_nesting_is_caught_in_a_thread_with_a_small_stack(tmp_path):
     assert len(outcome) == 1 and "nested too deeply" in outcome[0], outcome
 
 
-def test_dotted_keys_thousands_deep_in_meta_are_a_problem_in_linear_time(tmp_path):
+def test_meta_nested_too_deeply_by_dots_and_brackets_together_is_a_problem(tmp_path):
+    # Neither the dots (10) nor the brackets (25) are over the limit, the two together are:
+    # deep-copying and sending the job's meta would recurse through all of them.
     path = tmp_path / "dotted.toml"
-    path.write_text(GOOD + "meta." + ".".join(["a"] * 3000) + " = 1\n")
+    path.write_text(GOOD + "meta." + ".".join("abcdefghij") + " = " + "[" * 25 + "]" * 25 + "\n")
     with pytest.raises(JobFileError) as caught:
         load_job_files([path])
     assert [str(p) for p in caught.value.problems] == [
@@ -373,3 +378,25 @@ def test_a_runtime_dir_too_long_for_a_socket_names_the_fix(tmp_path, monkeypatch
                        "set PQ_TUI_RUNTIME_DIR to a shorter folder", status=1)
         assert "AF_UNIX" not in done.stderr
     assert not long_dir.exists(), "a runtime dir made for a socket that cannot be"
+
+
+# -- docs/reliability.md's "a log folder that cannot be made": the lane goes on ----------------------
+
+
+def test_a_log_folder_that_cannot_be_made_fails_each_job_and_the_lane_goes_on(tmp_path):
+    from pq_tui.core import Engine
+
+    (tmp_path / "not-a-dir").write_text("x")
+
+    async def main() -> list:
+        engine = Engine(str(tmp_path / "not-a-dir" / "logs"), root_dir=str(tmp_path))
+        try:
+            for job_id in ("first", "second"):
+                engine.push(job_id, {"cmd": ["echo", "hi"]}, "L")
+            return [await engine.wait_finished(job_id) for job_id in ("first", "second")]
+        finally:
+            await engine.shutdown()
+
+    for data in asyncio.run(asyncio.wait_for(main(), 60)):
+        assert data["status"] == "failed", data
+        assert data["error"].startswith("cannot write the log file "), data["error"]
