@@ -518,8 +518,8 @@ async def _lane_command(options: argparse.Namespace, op: str) -> int:
     try:
         snapshot = await client.request("snapshot")
         try:
-            await client.request(op, lane=options.lane, **(
-                {"create": True} if getattr(options, "create", False) else {}))
+            create = {"create": True} if op == "pause" and options.create else {}
+            await client.request(op, lane=options.lane, **create)
         except RemoteError as exc:
             if exc.kind == "KeyError" and op == "pause":
                 raise Failed(f"{exc.message}\nto pause a new lane before pushing to it: "

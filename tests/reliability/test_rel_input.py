@@ -23,6 +23,7 @@ from pq_tui import jobfile
 from pq_tui.jobfile import MAX_FILE_BYTES, MAX_NESTING, JobFileError, load_job_files
 from pq_tui.ui.app import build_app
 from pq_tui.ui.screens import OpenFileScreen
+from process_helpers import wait_gone
 from rel_helpers import DEADLINE, REPO
 
 pytestmark = [pytest.mark.usefixtures("no_leftover_processes"),
@@ -400,3 +401,38 @@ def test_a_log_folder_that_cannot_be_made_fails_each_job_and_the_lane_goes_on(tm
     for data in asyncio.run(asyncio.wait_for(main(), 60)):
         assert data["status"] == "failed", data
         assert data["error"].startswith("cannot write the log file "), data["error"]
+
+
+def test_a_lane_an_older_version_let_through_comes_back_with_its_jobs(server):
+    """Before the rule, `pq-tui pause 'old lane!'` and `move --lane` made such lanes; a state
+    file may hold one, with queued jobs: the server still starts, and they still run."""
+    import sqlite3
+
+    from pq_tui.server.client import Client
+
+    async def queue_one() -> int:
+        async with await Client.open(server.paths) as client:
+            pid = (await client.request("snapshot"))["server"]["pid"]
+            server.pids.add(pid)
+            await client.request("pause", lane="old", create=True)
+            await client.request("push", job_id="kept", data={"cmd": "true"}, lane="old")
+            assert await client.request("shutdown", kill=True) == {"stopped": True}
+            return pid
+
+    async def restart() -> None:
+        async with await Client.open(server.paths) as client:  # starts the server again
+            snapshot = await client.request("snapshot")
+            server.pids.add(snapshot["server"]["pid"])
+            [lane] = snapshot["lanes"]
+            assert lane["name"] == "old lane!" and lane["queued"] == ["kept"] and lane["paused"]
+            await client.request("resume", lane="old lane!")
+            done = await client.request("wait", job_ids=["kept"])
+            assert done["jobs"][0]["data"]["status"] == "ok"
+
+    assert wait_gone(asyncio.run(asyncio.wait_for(queue_one(), 60))), "the server did not stop"
+    db = sqlite3.connect(server.paths.state_file)
+    with db:
+        db.execute("UPDATE lanes SET name = 'old lane!' WHERE name = 'old'")
+        db.execute("UPDATE runs SET lane = 'old lane!' WHERE lane = 'old'")
+    db.close()
+    asyncio.run(asyncio.wait_for(restart(), 60))
