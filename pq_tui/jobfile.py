@@ -257,8 +257,10 @@ def _convert_env(value: Any, report: Report) -> dict[str, str] | None:
 def _convert_queue(value: Any, report: Report) -> str | None:
     if not isinstance(value, str):
         report(f'"queue" must be a string, got {_describe(value)}')
-    elif lane_name_problem(value) is not None:
-        report(f'"queue" {lane_name_problem(value)}')
+    else:
+        problem = lane_name_problem(value)
+        if problem is not None:
+            report(f'"queue" {problem}')
     return value
 
 
@@ -653,15 +655,16 @@ def _too_deeply_nested(path: str, text: str) -> Problem | None:
     depth = 0
     for match in _NESTING_TOKEN.finditer(text):
         char = match.group()[0]
-        if char in "[{.":
+        if char in "[{":
             depth += 1
-            if depth > MAX_NESTING or char == ".":
-                start = match.start()
-                line = text.count("\n", 0, start) + 1
-                column = start - text.rfind("\n", 0, start)
-                return Problem(path, line, column, None, None, f"invalid TOML: {_TOO_DEEP}")
         elif char in "]}":
             depth = max(depth - 1, 0)
+        # A token starts with a dot only for a key dotted too deeply.
+        if depth > MAX_NESTING or char == ".":
+            start = match.start()
+            line = text.count("\n", 0, start) + 1
+            column = start - text.rfind("\n", 0, start)
+            return Problem(path, line, column, None, None, f"invalid TOML: {_TOO_DEEP}")
     return None
 
 
