@@ -25,6 +25,7 @@ import re
 import time
 from typing import Any, Callable, Dict, List, Optional
 
+from pq_tui.core.lanes import check_lane_name
 from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
 from pq_tui.run import colour_on_stdout, write_stdout
 from pq_tui.run import write_error as _error
@@ -101,7 +102,8 @@ example:
 """,
     "move": """\
 Moves a queued job among the queued jobs of its lane (or of --lane L: with --front, --to, or
-alone to go to the end of lane L). --to N counts from 1 (1 = the front).
+alone to go to the end of lane L). --to N counts from 1 (1 = the front). A lane L that does
+not exist yet is made (its name: letters, digits, ".", "_" and "-").
 
 examples:
   pq-tui move test-slow --down
@@ -116,13 +118,16 @@ example:
   pq-tui requeue build
 """,
     "pause": """\
-A paused lane starts nothing new; its running job goes on.
+A paused lane starts nothing new; its running job goes on. A lane that does not exist is an
+error (exit status 2), unless --create makes it: a lane paused before jobs are pushed to it.
 
-example:
+examples:
   pq-tui pause A
+  pq-tui pause nightly --create && pq-tui push nightly.toml
 """,
     "resume": """\
-Lets a paused lane start its queued jobs again (lanes come back paused after a restart).
+Lets a paused lane start its queued jobs again (lanes come back paused after a restart). A lane
+that does not exist is an error (exit status 2).
 
 example:
   pq-tui resume A
@@ -202,9 +207,13 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         where.add_argument("--down", action="store_true", help="one place later")
         where.add_argument("--front", action="store_true", help="first in the lane")
         where.add_argument("--to", type=position, metavar="N", help="to position N (1 = first)")
-        parser.add_argument("--lane", metavar="L", help="into lane L")
+        parser.add_argument("--lane", type=_lane_name, metavar="L", help="into lane L")
     elif command in ("pause", "resume"):
-        parser.add_argument("lane", metavar="LANE")
+        parser.add_argument("lane", type=_lane_name, metavar="LANE")
+        if command == "pause":
+            parser.add_argument("--create", action="store_true",
+                                help="make the lane if it does not exist (paused, for jobs "
+                                "pushed later)")
     elif command == "wait":
         parser.add_argument("jobs", nargs="*", metavar="ID")
     elif command == "clean":
@@ -218,6 +227,13 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--kill", action="store_true",
                             help="kill the running jobs (else refuse while jobs run)")
     return parser
+
+
+def _lane_name(text: str) -> str:
+    try:
+        return check_lane_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main_command(command: str, args: List[str]) -> int:
@@ -494,7 +510,10 @@ async def cmd_move(options: argparse.Namespace) -> int:
                 target = -1  # --lane alone: the end of that lane
             index = await client.request("move", job_id=job_id, index=target, lane=options.lane)
         lane = options.lane or (_job(snapshot, job_id) or {}).get("lane", "?")
-        _write(f"{_show(job_id)}: position {index + 1} in lane {_show(lane)}\n")
+        new = options.lane is not None and all(known["name"] != lane
+                                               for known in snapshot["lanes"])
+        _write(f"{_show(job_id)}: position {index + 1} in lane {_show(lane)}"
+               + (" (a new lane)" if new else "") + "\n")
         return EXIT_OK
 
     return await _with_job(options, body)
@@ -516,7 +535,14 @@ async def _lane_command(options: argparse.Namespace, op: str) -> int:
     client = await _open()
     try:
         snapshot = await client.request("snapshot")
-        await client.request(op, lane=options.lane)
+        try:
+            create = {"create": True} if op == "pause" and options.create else {}
+            await client.request(op, lane=options.lane, **create)
+        except RemoteError as exc:
+            if exc.kind == "KeyError" and op == "pause":
+                raise Failed(f"{exc.message}\nto pause a new lane before pushing to it: "
+                             f"pq-tui pause {options.lane} --create", EXIT_BAD_INPUT) from None
+            raise
     finally:
         client.close()
     known = any(lane["name"] == options.lane for lane in snapshot["lanes"])

@@ -14,17 +14,24 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from pq_tui.core.lanes import lane_name_problem
 from pq_tui.core.safe import has_unsafe, json_printable, printable
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
+
+# The largest job file read: a device or a huge file must not fill the memory.
+MAX_FILE_BYTES = 16 * 2**20
+# How deep arrays and tables may nest: the parser and the copies of "meta" recurse per level.
+MAX_NESTING = 32
 
 __all__ = [
     "JobFileError",
@@ -181,7 +188,6 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 Report = Callable[..., None]
 
-_LANE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _ON_FAILURE = ("continue", "pause")
 
 
@@ -259,10 +265,10 @@ def _convert_env(value: Any, report: Report) -> dict[str, str] | None:
 def _convert_queue(value: Any, report: Report) -> str | None:
     if not isinstance(value, str):
         report(f'"queue" must be a string, got {_describe(value)}')
-    elif not value:
-        report('"queue" must not be empty')
-    elif not _LANE_NAME.fullmatch(value):
-        report(f'"queue" may only contain letters, digits, ".", "_" and "-", got {_quote(value)}')
+    else:
+        problem = lane_name_problem(value)
+        if problem is not None:
+            report(f'"queue" {problem}')
     return value
 
 
@@ -290,7 +296,27 @@ def _convert_profile(value: Any, report: Report) -> bool | None:
 def _convert_meta(value: Any, report: Report) -> dict | None:
     if not isinstance(value, dict):
         report(f'"meta" must be a table, got {_describe(value)}')
+    elif _depth(value) > MAX_NESTING:
+        # Dotted keys nest without brackets; the copies and the JSON of the job data recurse.
+        report(f'"meta" is nested too deeply (more than {MAX_NESTING} levels)')
     return value
+
+
+def _depth(value: Any) -> int:
+    """How deep tables and arrays nest in ``value`` (a scalar: 0), without recursion."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_NESTING:
+            return deepest
+        stack.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 _CONVERTERS: dict[str, Callable[[Any, Report], Any]] = {
@@ -316,6 +342,7 @@ _TOP_LEVEL_KEYS = ("defaults", "job")
 _ROOT = "root"
 _DEFAULTS = "defaults"
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_LOOKUP_DEPTH = 2
 _JOB_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*job[ \t]*\]\]", re.MULTILINE)
 
 
@@ -387,7 +414,9 @@ class _Positions:
             scope = self._job_index
         else:
             return
-        rest = tuple(full_path[1:])
+        # Lookups go no deeper than a key and a subkey (an env variable); recording every
+        # prefix of a key dotted thousands of times deep would take quadratic time.
+        rest = tuple(full_path[1:_LOOKUP_DEPTH + 1])
         for length in range(len(rest) + 1):
             self._scanned.setdefault((scope, rest[:length]), line)
 
@@ -551,11 +580,11 @@ class _Batch:
 def _load_file(path: str | os.PathLike, batch: _Batch) -> tuple[list[JobSpec], list[Problem]]:
     name = str(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = _read_job_file(path)
+    except _Unreadable as error:
+        return [], [_file_problem(name, str(error))]
     except FileNotFoundError:
         return [], [_file_problem(name, "file not found")]
-    except IsADirectoryError:
-        return [], [_file_problem(name, "is a directory, not a file")]
     except PermissionError:
         return [], [_file_problem(name, "permission denied")]
     except OSError as error:
@@ -566,13 +595,85 @@ def _load_file(path: str | os.PathLike, batch: _Batch) -> tuple[list[JobSpec], l
     except UnicodeDecodeError as error:
         bad_byte = raw[error.start]
         return [], [_file_problem(name, f"not valid UTF-8 (byte 0x{bad_byte:02x} at offset {error.start})")]
+    too_deep = _too_deeply_nested(name, text)
+    if too_deep is not None:
+        return [], [too_deep]
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         return [], [_syntax_problem(name, text, str(error))]
+    except RecursionError:  # called from deep in a stack already: the scan above left room
+        return [], [_file_problem(name, f"invalid TOML: {_TOO_DEEP}")]
     loader = _FileLoader(name, Path(path).stem, _Positions(text), batch)
     specs = loader.load(document)
     return specs, loader.problems
+
+
+class _Unreadable(Exception):
+    """A job file that is not read at all; the message says why."""
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (a named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _read_job_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES. A FIFO would block the open and
+    the read for good, and a device may never end: what the opened file is decides, not a stat
+    before the open (the path may change in between)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
+        raise _Unreadable(f"is {kind}, not a regular file")
+    with open(fd, "rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)  # a file that grows meanwhile is still cut off
+    if len(data) > MAX_FILE_BYTES:
+        raise _Unreadable(f"is over {MAX_FILE_BYTES // 2**20} MiB, the most a job file may hold")
+    return data
+
+
+_TOO_DEEP = f"nested too deeply (more than {MAX_NESTING} levels of arrays and tables)"
+_STRING = r'"""(?:[^\\]|\\.)*?"{3,5}|\'\'\'.*?\'{3,5}|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\''
+_KEY_PART = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\')'
+# What nests: arrays and inline tables (the parser recurses into each), and keys dotted deeper
+# than the limit (the parser takes time quadratic in their depth). Strings and comments are
+# taken whole, so that brackets and dots inside them do not count.
+_NESTING_TOKEN = re.compile(
+    rf"\.[ \t]*{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART}){{{MAX_NESTING - 1},}}|{_STRING}|#[^\n]*"
+    r"|[\[\]{}]", re.DOTALL)
+
+
+def _too_deeply_nested(path: str, text: str) -> Problem | None:
+    """A problem if brackets, or the dots of one key, nest deeper than MAX_NESTING: the TOML
+    parser recurses once per bracket (and a compiled one has no recursion limit to stop it).
+    One pass, no recursion."""
+    if text.count("[") + text.count("{") + text.count(".") <= MAX_NESTING:
+        return None
+    depth = 0
+    for match in _NESTING_TOKEN.finditer(text):
+        char = match.group()[0]
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+        # A token starts with a dot only for a key dotted too deeply.
+        if depth > MAX_NESTING or char == ".":
+            start = match.start()
+            line = text.count("\n", 0, start) + 1
+            column = start - text.rfind("\n", 0, start)
+            return Problem(path, line, column, None, None, f"invalid TOML: {_TOO_DEEP}")
+    return None
 
 
 def _file_problem(path: str, message: str) -> Problem:

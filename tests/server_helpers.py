@@ -10,7 +10,7 @@ import time
 import psutil
 
 from pq_tui.server.client import Client
-from pq_tui.server.paths import ServerPaths
+from pq_tui.server.paths import ServerPaths, check_socket_path
 from process_helpers import kill_leftovers
 
 DEADLINE = 20.0
@@ -39,6 +39,7 @@ class Server:
         self.runtime = tempfile.mkdtemp(prefix="pqr-")  # short: a socket path holds ~100 bytes
         self.tmp = tmp_path
         self.paths = ServerPaths(self.runtime, str(tmp_path / "state"))
+        check_socket_path(self.paths.socket)  # a long $TMPDIR: say so, not "AF_UNIX path too long"
         monkeypatch.setenv("PQ_TUI_RUNTIME_DIR", self.runtime)
         monkeypatch.setenv("PQ_TUI_STATE_DIR", self.paths.state_dir)
         monkeypatch.setenv("PQ_TUI_KILL_GRACE", "0.5")

@@ -265,10 +265,10 @@ def test_jobs_opened_in_an_attached_console_run_in_the_consoles_folder(server):
         server.pids.add(engine.server_info["pid"])
         app = PQApp(engine, start_dir=server.tmp, attached=True)
         async with app.run_test(size=(100, 30)) as pilot:
-            specs, problems = app._load_file(job_file)
+            specs, problems = await app._load_file(job_file)
             assert specs == [] and len(problems) == 1 and "NO_SUCH_VARIABLE_HERE" in problems[0]
             job_file.write_text('[[job]]\nid = "where"\ncwd = "sub"\ncmd = "pwd"\n')
-            specs, problems = app._load_file(job_file)
+            specs, problems = await app._load_file(job_file)
             assert problems == [] and specs[0].data["cwd"] == str(server.tmp / "sub")
             app._push_specs(specs)
             await settle(pilot, lambda: (j := engine.get("where")) is not None

@@ -422,7 +422,7 @@ def test_client_api_ids_events_and_a_lost_server(cli):
         cli._note_server()
         watcher = await Client.open(cli.paths, start=False)
         await watcher.subscribe()
-        await pusher.request("pause", lane="hold")
+        await pusher.request("pause", lane="hold", create=True)
         # Concurrent requests, each answered by its own reply.
         ping, data, snapshot = await asyncio.gather(
             pusher.request("ping"),

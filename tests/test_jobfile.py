@@ -511,7 +511,7 @@ def test_file_not_found():
 def test_directory():
     Path("jobs.toml").mkdir()
 
-    assert errors("jobs.toml") == ["jobs.toml: is a directory, not a file"]
+    assert errors("jobs.toml") == ["jobs.toml: is a directory, not a regular file"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can read files without permission")

@@ -79,7 +79,7 @@ class StubLoader:
     def __init__(self) -> None:
         self.calls: list[Path] = []
 
-    def __call__(self, path: Path) -> tuple[list, list[str]]:
+    async def __call__(self, path: Path) -> tuple[list, list[str]]:
         self.calls.append(path)
         lines = path.read_text().splitlines()
         problems = [f"{path}:{number}: bad line" for number, line in enumerate(lines, 1) if "bad" in line]
@@ -191,7 +191,7 @@ def test_escape_cancels_the_file_dialog(job_dir: Path) -> None:
 
 
 def test_a_loader_that_raises_is_reported_not_fatal(job_dir: Path) -> None:
-    def failing_loader(path: Path) -> tuple[list, list[str]]:
+    async def failing_loader(path: Path) -> tuple[list, list[str]]:
         raise RuntimeError("disk on fire")
 
     async def drive(app: Host, pilot: Pilot) -> None:

@@ -33,6 +33,7 @@ from pq_tui.core.events import (
     OutputDropped,
 )
 from pq_tui.core.job import HandlerFactory, Job, Status
+from pq_tui.core.lanes import check_lane_name
 from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import log_file_name
 from pq_tui.core.proctree import Usage
@@ -197,9 +198,16 @@ class Engine:
         return dict(self._lanes)
 
     def lane(self, name: str) -> Lane:
+        """The lane called ``name``, made (empty) if it is new; a new name must pass
+        ``check_lane_name`` (ValueError)."""
         if name not in self._lanes:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"a lane name must be a non-empty string, got {name!r}")
+            self._lanes[name] = Lane(check_lane_name(name))
+        return self._lanes[name]
+
+    def restore_lane(self, name: str) -> Lane:
+        """``lane``, for a lane a saved state had: its name is not checked again (older versions
+        let any name through, and its jobs must come back)."""
+        if name not in self._lanes:
             self._lanes[name] = Lane(name)
         return self._lanes[name]
 
@@ -326,7 +334,8 @@ class Engine:
         return self.move(job_id, max(0, position + delta))
 
     def pause(self, lane: str) -> None:
-        """Start nothing new in ``lane``; its running job goes on."""
+        """Start nothing new in ``lane``; its running job goes on. A new lane is made (paused
+        before anything is pushed to it)."""
         target = self.lane(lane)
         if not target.paused:
             target.paused = True

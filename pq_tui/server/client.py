@@ -231,7 +231,7 @@ async def _connect(paths: ServerPaths):
                           f"{CONNECT_TIMEOUT:g} s)") from None
     except ServerError as exc:
         raise NotRunning(f"no pq-tui server is running ({exc})") from None
-    except protocol.ProtocolError as exc:
+    except (protocol.ProtocolError, RuntimeDirError) as exc:
         raise ServerError(str(exc)) from None
     except (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError) as exc:
         # A server that is dying (killed) accepted us and went: as good as none.

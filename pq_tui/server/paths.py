@@ -120,14 +120,20 @@ def ensure_runtime_dir(path: str) -> None:
     check_runtime_dir(path)
 
 
-def prepare(paths: ServerPaths) -> None:
-    """Create (and check) every folder the server needs. Raises RuntimeDirError or OSError."""
-    ensure_runtime_dir(paths.runtime_dir)
-    if len(os.fsencode(paths.socket)) > MAX_SOCKET_PATH:
+def check_socket_path(path: str) -> None:
+    """Raise RuntimeDirError, with what to do, if ``path`` is too long to bind or connect a Unix
+    socket to (the OS would only say "AF_UNIX path too long")."""
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         raise RuntimeDirError(
-            f"the socket path {paths.socket} is too long for a Unix socket: set "
+            f"the socket path {path} is too long for a Unix socket: set "
             f"PQ_TUI_RUNTIME_DIR to a shorter folder"
         )
+
+
+def prepare(paths: ServerPaths) -> None:
+    """Create (and check) every folder the server needs. Raises RuntimeDirError or OSError."""
+    check_socket_path(paths.socket)
+    ensure_runtime_dir(paths.runtime_dir)
     for folder in (paths.state_dir, paths.logs_dir):
         if not os.path.isdir(folder):
             os.makedirs(folder, mode=0o700, exist_ok=True)

@@ -207,7 +207,7 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     "move": {"job_id": ("job_id", REQUIRED), "index": ("int", REQUIRED), "lane": ("str?", None)},
     "shift": {"job_id": ("job_id", REQUIRED), "delta": ("int", REQUIRED)},
     "requeue": {"job_id": ("job_id", REQUIRED)},
-    "pause": {"lane": ("str", REQUIRED)},
+    "pause": {"lane": ("str", REQUIRED), "create": ("bool", False)},
     "resume": {"lane": ("str", REQUIRED)},
     "tail": {"job_id": ("job_id", REQUIRED)},
     "log": {"job_id": ("job_id", REQUIRED), "offset": ("int", 0),

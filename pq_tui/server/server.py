@@ -37,9 +37,11 @@ from pq_tui.core.events import (
     OutputDropped,
 )
 from pq_tui.core.job import Job, Status
+from pq_tui.core.lanes import check_lane_name, unknown_lane
 from pq_tui.core.logfile import STREAMS
 from pq_tui.server import protocol
-from pq_tui.server.paths import RuntimeDirError, ServerPaths, prepare, server_paths
+from pq_tui.server.paths import (RuntimeDirError, ServerPaths, check_socket_path, prepare,
+                                 server_paths)
 from pq_tui.server.store import FINISHED, JobState, Store, StoreError
 
 log = logging.getLogger("pq_tui.server")
@@ -175,7 +177,7 @@ class Server:
             _kill_leftover(job)
         self.engine.add_journal(self._journal)
         for lane in state.lanes:
-            self.engine.lane(lane.name)
+            self.engine.restore_lane(lane.name)
             if lane.paused:
                 self.engine.pause(lane.name)
         for job in state.jobs:
@@ -444,7 +446,7 @@ class Connection:
             "move": lambda a: server.engine.move(a["job_id"], a["index"], a["lane"]),
             "shift": lambda a: server.engine.shift(a["job_id"], a["delta"]),
             "requeue": self.op_requeue,
-            "pause": lambda a: server.engine.pause(a["lane"]),
+            "pause": self.op_pause,
             "resume": self.op_resume,
             "tail": self.op_tail,
             "log": self.op_log,
@@ -593,7 +595,10 @@ class Connection:
         engine = self.server.engine
         jobs = args["jobs"]
         seen: set = set()
+        lanes = engine.lanes()
         for job in jobs:
+            if job["lane"] not in lanes:
+                check_lane_name(job["lane"])
             key = (type(job["job_id"]), job["job_id"])
             if key in seen:
                 raise ValueError(f"job {job['job_id']!r} is given twice")
@@ -616,9 +621,21 @@ class Connection:
             self.server.restored.pop(state.id, None)
         return job.snapshot()
 
+    def op_pause(self, args: Dict[str, Any]) -> None:
+        # A typo must not make a lane that lasts: a new lane only when asked for.
+        if not args["create"]:
+            self._existing_lane(args["lane"])
+        self.server.engine.pause(args["lane"])
+
     def op_resume(self, args: Dict[str, Any]) -> None:
         self.server._check_not_stopping("resume")
+        self._existing_lane(args["lane"])
         self.server.engine.resume(args["lane"])
+
+    def _existing_lane(self, name: str) -> None:
+        lanes = self.server.engine.lanes()
+        if name not in lanes:
+            raise unknown_lane(name, lanes)
 
     def op_remove(self, args: Dict[str, Any]) -> Any:
         return self.server.engine.remove(args["job_id"])
@@ -1000,8 +1017,10 @@ def start_server_process(paths: ServerPaths, *, timeout: float = START_TIMEOUT) 
 async def connect(paths: Optional[ServerPaths] = None
                   ) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Connect to the server and do the hello: returns the streams, ready for requests. Raises
-    ServerError if nothing listens, ProtocolError if the server refuses (the message says why)."""
+    ServerError if nothing listens, ProtocolError if the server refuses (the message says why),
+    RuntimeDirError if the socket's path is too long to connect to."""
     paths = paths or server_paths()
+    check_socket_path(paths.socket)
     try:
         reader, writer = await asyncio.open_unix_connection(paths.socket,
                                                             limit=protocol.STREAM_LIMIT)

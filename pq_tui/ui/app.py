@@ -30,6 +30,7 @@ from pq_tui.core import (
     OutputDropped,
     Status,
 )
+from pq_tui.core.lanes import lane_name_problem
 from pq_tui.core.safe import printable, printable_lines
 from pq_tui.jobfile import JobFileError, JobSpec, load_job_file
 from pq_tui.ui.screens import ConfirmScreen, HelpScreen, OpenFileScreen, PromptScreen
@@ -42,7 +43,6 @@ from pq_tui.ui.widgets.status_bar import StatusBar
 # so a busy job costs the UI a few refreshes a second, not one per line.
 REFRESH_INTERVAL = 0.1
 TICK_INTERVAL = 1.0  # clocks and resources of running jobs
-_LANE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 
 HELP_GROUPS = (
     ("Jobs", {"open", "add", "remove", "kill", "force-kill", "requeue", "clean"}),
@@ -382,13 +382,17 @@ class PQApp(App[int]):
 
         self.push_screen(OpenFileScreen(self.start_dir, self._load_file), pushed)
 
-    def _load_file(self, path: Path) -> tuple[list, list[str]]:
-        """The file's jobs, ready to push, or the problems that stop every one of them."""
+    async def _load_file(self, path: Path) -> tuple[list, list[str]]:
+        """The file's jobs, ready to push, or the problems that stop every one of them. The
+        file is read and planned in a thread: the event loop never waits for a disk."""
+        active = [str(job.id) for job in self.engine.jobs() if not job.status.finished]
+        return await asyncio.to_thread(self._load_and_plan, path, active)
+
+    def _load_and_plan(self, path: Path, active: list) -> tuple[list, list[str]]:
         from pq_tui.run import plan_specs
 
-        active = [job.id for job in self.engine.jobs() if not job.status.finished]
         try:
-            specs = load_job_file(path, existing_ids=[str(job_id) for job_id in active])
+            specs = load_job_file(path, existing_ids=active)
         except JobFileError as exc:
             return [], [str(problem) for problem in exc.problems]
         plans, problems = plan_specs(specs, root=str(self.start_dir))
@@ -507,7 +511,8 @@ class PQApp(App[int]):
             return
 
         def validate(name: str) -> Optional[str]:
-            return None if _LANE_NAME.match(name) else "letters, digits, '.', '_' and '-' only"
+            problem = lane_name_problem(name)
+            return None if problem is None else f"the name {problem}"
 
         def move(lane: Optional[str]) -> None:
             if lane and self.engine.is_active(job.id) and job.status is Status.QUEUED:

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pq_tui.jobfile import JobFileError, JobSpec, load_job_files
+from pq_tui.jobfile import MAX_NESTING, JobFileError, JobSpec, load_job_files
 from rel_helpers import REPO
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
@@ -113,6 +113,27 @@ def documents(draw) -> str:
     return "\n".join(lines) + "\n"
 
 
+@st.composite
+def deeply_nested(draw) -> str:
+    """A document with one value nested hundreds to thousands of levels deep (arrays, inline
+    tables, a mix; closed, or cut off), at the top, in [defaults] or in a job's meta or cmd."""
+    depth = draw(st.one_of(st.integers(MAX_NESTING - 2, MAX_NESTING + 2), st.integers(100, 5000)))
+    kinds = draw(st.lists(st.sampled_from([("[", "]"), ("{a = ", "}"), ("[1, ", "]")]),
+                          min_size=1, max_size=3))
+    levels = [kinds[i % len(kinds)] for i in range(depth)]
+    closed = draw(st.booleans())
+    value = ("".join(o for o, _ in levels) + "1"
+             + ("".join(c for _, c in reversed(levels)) if closed else ""))
+    where = draw(st.sampled_from(["top", "defaults", "meta", "cmd"]))
+    job = '[[job]]\ncmd = "true"\n'
+    if where == "top":
+        return f"x = {value}\n{job}"
+    if where == "defaults":
+        return f"[defaults]\nmeta = {{deep = {value}}}\n{job}"
+    return job.replace('cmd = "true"\n', "") + (
+        f"meta = {{deep = {value}}}\ncmd = \"true\"\n" if where == "meta" else f"cmd = {value}\n")
+
+
 TOKENS = [b"[[job]]\n", b"[defaults]\n", b"\n", b"=", b'"', b"'''", b'"""', b"{", b"}", b"[",
           b"]", b"#", b"\\", b",", b"\x00", b"\xff", b"\xef\xbb\xbf", b"\r", b"\t", b" = 1\n",
           b'id = "x"\n', b'cmd = ""\n', b"timeout = -5\n", b"queue = ''\n", b"env = {A = 1}\n",
@@ -173,6 +194,19 @@ def test_random_toml_documents_load_or_give_a_clear_error(tmp_path):
 
     @FUZZ
     @given(documents())
+    def check(text):
+        path.write_text(text, encoding="utf-8")
+        assert_loads_or_explains(path)
+        assert_check_command_answers(path)
+
+    check()
+
+
+def test_deeply_nested_documents_load_or_give_a_clear_error(tmp_path):
+    path = tmp_path / "deep.toml"
+
+    @settings(FUZZ, max_examples=examples(40))
+    @given(deeply_nested())
     def check(text):
         path.write_text(text, encoding="utf-8")
         assert_loads_or_explains(path)

@@ -102,7 +102,7 @@ def test_ten_thousand_queued_twenty_chatty_lanes_two_consoles(server, token):
             pid = (await client.request("snapshot"))["server"]["pid"]
             server.pids.add(pid)
             proc = psutil.Process(pid)
-            await client.request("pause", lane="bulk")
+            await client.request("pause", lane="bulk", create=True)
             for start in range(0, QUEUED, 1000):  # pipelined, 1000 requests at a time
                 await asyncio.gather(*(client.request(
                     "push", job_id=f"bulk-{i}", lane="bulk",

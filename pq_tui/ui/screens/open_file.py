@@ -6,10 +6,10 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Awaitable, Callable, Iterable, Optional
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 
 JOB_FILE_SUFFIX = ".toml"
 
-Loader = Callable[[Path], tuple[list, list[str]]]
+# Returns (jobs, problems); a coroutine, so that it can read the file off the event loop.
+Loader = Callable[[Path], Awaitable[tuple[list, list[str]]]]
 
 
 def resolve_typed_path(text: str, start_dir: Path) -> Path:
@@ -125,7 +126,8 @@ class OpenFileScreen(ModalScreen[Optional[list]]):
     """Asks for a job file and loads it; dismisses with the jobs, or None if cancelled.
 
     The file is loaded by ``load``, which returns ``(jobs, problems)``. If there are problems
-    the dialog shows them and stays open: nothing is pushed until the file loads cleanly.
+    the dialog shows them and stays open: nothing is pushed until the file loads cleanly. The
+    path is looked at off the event loop (a hung network mount must not freeze the console).
     """
 
     DEFAULT_CSS = """
@@ -223,16 +225,28 @@ class OpenFileScreen(ModalScreen[Optional[list]]):
         if not text:
             self._report("Type a path or pick a file below.")
             return
-        path = resolve_typed_path(text, self.start_dir).resolve()
+        self._open_path(text)
+
+    @work(group="open-file", exclusive=True, description="open a job file")
+    async def _open_path(self, text: str) -> None:
+        def look() -> tuple[Path, str]:
+            path = resolve_typed_path(text, self.start_dir).resolve()
+            return path, "directory" if path.is_dir() else "file" if path.exists() else "missing"
+
+        try:
+            path, kind = await asyncio.to_thread(look)
+        except Exception as error:  # a symlink loop, say
+            self._report(f"Could not open {text}: {error}")
+            return
         shown = self._display(path)
-        if path.is_dir():
+        if kind == "directory":
             self._enter_directory(path)
             return
-        if not path.exists():
+        if kind == "missing":
             self._report(f"No such file: {shown}")
             return
         try:
-            jobs, problems = self.load(path)
+            jobs, problems = await self.load(path)
         except Exception as error:  # a loader bug must not take the console down with it
             log.exception("loading %s failed", path)
             self._report(f"Could not load {shown}: {error}")

@@ -1,0 +1,45 @@
+"""The one rule for lane names, for every way a lane gets named: job files ("queue"), the engine's
+API, the server's requests, the command line and the console."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from typing import Any, Iterable, Optional
+
+LANE_NAME_CHARACTERS = 'letters, digits, ".", "_" and "-"'
+_LANE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_LANES_NAMED = 20  # in an "unknown lane" message: more would not fit a line
+
+
+def lane_name_problem(name: Any) -> Optional[str]:
+    """What is wrong with ``name`` as a lane name, worded to follow its subject ('"queue" ...',
+    "a lane name ..."); None if it is a good name."""
+    if not isinstance(name, str):
+        return f"must be a string, got {type(name).__name__}"
+    if not name:
+        return "must not be empty"
+    if not _LANE_NAME.fullmatch(name):
+        # JSON quoting: control characters stay visible and the message stays on one line.
+        return f"may only contain {LANE_NAME_CHARACTERS}, got {json.dumps(name, ensure_ascii=False)}"
+    return None
+
+
+def check_lane_name(name: Any) -> str:
+    """``name`` if it may name a lane; else ValueError saying why."""
+    problem = lane_name_problem(name)
+    if problem is not None:
+        raise ValueError(f"a lane name {problem}")
+    return name
+
+
+def unknown_lane(name: str, known: Iterable[str]) -> KeyError:
+    """The error for a lane that does not exist: names the lanes there are, and the closest."""
+    known = list(known)
+    if not known:
+        return KeyError(f"no lane {name!r} (there are no lanes yet)")
+    shown = ", ".join(known[:_LANES_NAMED]) + (", ..." if len(known) > _LANES_NAMED else "")
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return KeyError(f"no lane {name!r}; lanes: {shown}{hint}")
