@@ -4,9 +4,10 @@ API, the server's requests, the command line and the console."""
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from typing import Any, Iterable, Optional
+
+from pq_tui.core.safe import printable
 
 LANE_NAME_CHARACTERS = 'letters, digits, ".", "_" and "-"'
 _LANE_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -21,8 +22,7 @@ def lane_name_problem(name: Any) -> Optional[str]:
     if not name:
         return "must not be empty"
     if not _LANE_NAME.fullmatch(name):
-        # JSON quoting: control characters stay visible and the message stays on one line.
-        return f"may only contain {LANE_NAME_CHARACTERS}, got {json.dumps(name, ensure_ascii=False)}"
+        return f'may only contain {LANE_NAME_CHARACTERS}, got "{printable(name)}"'
     return None
 
 
