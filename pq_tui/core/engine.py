@@ -38,6 +38,7 @@ from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import log_file_name
 from pq_tui.core.proctree import Usage
 from pq_tui.core.runner import JobRunner
+from pq_tui.core.tail import TAIL_LINES
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class Engine:
         base_env: Optional[Mapping[str, str]] = None,
         kill_grace: float = DEFAULT_KILL_GRACE,
         profile: bool = False,
-        tail_lines: int = 1000,
+        tail_lines: int = TAIL_LINES,
     ) -> None:
         self.log_dir = os.path.abspath(log_dir)
         self._root_given = root_dir is not None
@@ -467,6 +468,7 @@ class Engine:
             if cleanup is not None and not cleanup.done():
                 self._track(cleanup)
             self._flush_job_output(job.id)
+            job.tail.shrink()  # its log file has the rest
             if job.handler is not None:
                 self._call_handler(job, "on_exit", job.snapshot())
             self._emit(JobExited(job.id, job.snapshot()))
@@ -489,7 +491,7 @@ class Engine:
         job.line_count += lines.count
         if stream == "err":
             job.stderr_count += lines.count
-        job.tail.extend(zip(repeat(stream), lines.last(self.tail_lines)))
+        job.tail.add(stream, lines.last(self.tail_lines))
         if not self._subscriptions and getattr(job.handler, "on_output", None) is None:
             return  # nobody listens: the log file has the lines
         # Kept as they came, (stream, lines) runs: the per-line tuples of an event are made at
