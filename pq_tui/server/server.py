@@ -12,13 +12,13 @@ connection with the hello done).
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import fcntl
 import logging
 import os
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -38,7 +38,8 @@ from pq_tui.core.events import (
 )
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lanes import check_lane_name, unknown_lane
-from pq_tui.core.logfile import STREAMS
+from pq_tui.core.logfile import STREAMS, count_log_lines, read_log_tail
+from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
 from pq_tui.server import protocol
 from pq_tui.server.paths import (RuntimeDirError, ServerPaths, check_socket_path, prepare,
                                  server_paths)
@@ -374,7 +375,7 @@ class Server:
             "status": state.status,
             "data": data,
             "pid": data.get("pid"),
-            "line_count": None,  # unknown until the log is read (tail, log)
+            "line_count": data.get("lines"),
             "stderr_count": data.get("stderr"),
             "log_path": state.log_path,
             "cpu_percent": None,
@@ -510,6 +511,8 @@ class Connection:
                 self._spawn(self.op_wait(request_id, args))
             elif op == "shutdown":
                 self._spawn(self.op_shutdown(request_id, args))
+            elif asyncio.iscoroutinefunction(self.handlers[op]):
+                await self.answer_after(request_id, self.handlers[op], args)
             else:
                 await self.answer(request_id, self.handlers[op], args)
 
@@ -533,6 +536,17 @@ class Connection:
             self._write_events()  # those before the request, and those it caused
             self._write(reply, request_id)
             await self.writer.drain()
+
+    async def answer_after(self, request_id: int, work: Callable, args: Dict[str, Any]) -> None:
+        """Answer a request whose work awaits (file work in a thread): the event loop serves the
+        other connections meanwhile, and this one reads its next request only after the reply,
+        so that its replies keep their order."""
+        try:
+            result = await work(args)
+            handler: Callable = lambda a: result
+        except Exception as exc:
+            handler = _raiser(exc)
+        await self.answer(request_id, handler, args)
 
     async def send(self, message: Dict[str, Any]) -> None:
         async with self.lock:
@@ -649,28 +663,26 @@ class Connection:
         job = engine.get(args["job_id"])
         return job.snapshot() if job is not None else None
 
-    def op_tail(self, args: Dict[str, Any]) -> Any:
+    async def op_tail(self, args: Dict[str, Any]) -> Any:
         job, state = self.server.find(args["job_id"])
         if job is not None:
             return {"lines": [list(line) for line in job.tail], "line_count": job.line_count,
                     "stderr_count": job.stderr_count}
-        tail: collections.deque = collections.deque(maxlen=self.server.engine.tail_lines)
-        count = errors = 0
-        if state.log_path:
+        lines, data = [], state.data
+        if state.log_path:  # as short as a finished job's tail in memory, from its log's end
             try:
-                with open(state.log_path, encoding="utf-8", errors="replace", newline="\n") as f:
-                    for raw in f:
-                        stream = STREAMS.get(raw[:2], "out")
-                        if stream == "note":
-                            continue
-                        count += 1
-                        errors += stream == "err"
-                        tail.append([stream, raw[2:].rstrip("\n")])
+                lines = await _in_thread(read_log_tail, state.log_path, FINISHED_TAIL_LINES,
+                                         FINISHED_TAIL_CHARS)
+                if not isinstance(data.get("lines"), int):
+                    # Not counted when it ended (interrupted by a crash): once, off the loop.
+                    data["lines"], data["stderr"] = await _in_thread(count_log_lines,
+                                                                     state.log_path)
             except OSError as exc:
                 raise ValueError(f"cannot read the log {state.log_path}: {exc.strerror}") from None
-        return {"lines": list(tail), "line_count": count, "stderr_count": errors}
+        return {"lines": [list(line) for line in lines], "line_count": data.get("lines"),
+                "stderr_count": data.get("stderr")}
 
-    def op_log(self, args: Dict[str, Any]) -> Any:
+    async def op_log(self, args: Dict[str, Any]) -> Any:
         offset, max_bytes = args["offset"], args["max_bytes"]
         if offset < 0:
             raise ValueError(f"log: offset must be 0 or more, got {offset}")
@@ -682,31 +694,11 @@ class Connection:
         else:
             path, finished = state.log_path, True
         if path is None:  # queued, or ended before it had a log
-            return {"lines": [], "offset": offset, "finished": finished, "path": None}
+            return {"lines": [], "offset": offset, "finished": finished, "path": None, "size": 0}
         try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read(max_bytes)
-                # A line longer than max_bytes is read whole (up to the protocol's cap).
-                while b"\n" not in chunk and len(chunk) < protocol.MAX_LOG_MAX_BYTES:
-                    more = f.read(max_bytes)
-                    if not more:
-                        break
-                    chunk += more
-                at_end = not f.read(1)
+            return await _in_thread(_read_log_part, path, offset, max_bytes, finished)
         except OSError as exc:
             raise ValueError(f"cannot read the log {path}: {exc.strerror}") from None
-        # The log of a finished job is complete (closed before its status changed): read it to
-        # the end. Otherwise stop after the last whole line; the rest is still being written.
-        done = finished and at_end
-        cut = len(chunk) if done else chunk.rfind(b"\n") + 1
-        if cut == 0 and len(chunk) >= protocol.MAX_LOG_MAX_BYTES:
-            cut = len(chunk)  # an absurd line: in pieces
-        pieces = chunk[:cut].decode("utf-8", "replace").split("\n")
-        if pieces[-1] == "":
-            pieces.pop()
-        lines = [[STREAMS.get(piece[:2], "out"), piece[2:]] for piece in pieces]
-        return {"lines": lines, "offset": offset + cut, "finished": done, "path": path}
 
     def op_subscribe(self, args: Dict[str, Any]) -> None:
         if self.subscription is not None:
@@ -758,6 +750,45 @@ class Connection:
         await server.stop()
         await self.answer(request_id, lambda a: {"stopped": True}, args)
         server.exit.set()
+
+
+def _in_thread(function: Callable, *args: Any) -> "asyncio.Future":
+    """Run file work in a thread: a huge or slow file never holds up the event loop, which serves
+    every connection and every job."""
+    return asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> Dict[str, Any]:
+    """The ``log`` op's reply: up to ``max_bytes`` of the log from ``offset`` (in a thread)."""
+    with open(path, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        size = f.seek(0, os.SEEK_END)
+        # Mid-line (a read cut an overlong line): the first piece has no tag.
+        within = offset > 0 and os.pread(f.fileno(), 1, offset - 1) not in (b"\n", b"")
+        f.seek(offset)
+        chunk = f.read(max_bytes)
+        # A line longer than max_bytes is read whole (up to the protocol's cap).
+        while b"\n" not in chunk and len(chunk) < protocol.MAX_LOG_MAX_BYTES:
+            more = f.read(max_bytes)
+            if not more:
+                break
+            chunk += more
+        at_end = not f.read(1)
+    # The log of a finished job is complete (closed before its status changed): read it to
+    # the end. Otherwise stop after the last whole line; the rest is still being written.
+    done = finished and at_end
+    cut = len(chunk) if done else chunk.rfind(b"\n") + 1
+    if cut == 0 and len(chunk) >= protocol.MAX_LOG_MAX_BYTES:
+        cut = _utf8_safe_cut(chunk, len(chunk) - 1)  # an absurd line: in pieces
+    pieces = chunk[:cut].decode("utf-8", "replace").split("\n")
+    if pieces[-1] == "":
+        pieces.pop()
+    lines = [[STREAMS.get(piece[:2], "out"), piece[2:]] for piece in pieces]
+    if within and lines:
+        lines[0] = ["out", pieces[0]]
+    return {"lines": lines, "offset": offset + cut, "finished": done, "path": path,
+            "size": max(size, offset + cut)}
 
 
 def _raiser(exc: Exception) -> Callable:
