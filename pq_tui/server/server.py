@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import socket
-import stat
 import struct
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pq_tui.core.events import (
 )
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lanes import check_lane_name, unknown_lane
-from pq_tui.core.logfile import STREAMS, count_log_lines, read_log_tail
+from pq_tui.core.logfile import STREAMS, count_log_lines, open_log, read_log_tail
 from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
 from pq_tui.server import protocol
 from pq_tui.server.paths import (RuntimeDirError, ServerPaths, check_socket_path, prepare,
@@ -166,6 +165,7 @@ class Server:
         self._stop_task: Optional[asyncio.Task] = None
         self._journal_pending: List[Event] = []
         self._journal_scheduled = False
+        self._deletions: set = set()  # of log files, running in threads
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -265,16 +265,18 @@ class Server:
         for job_id in job_ids:
             self.restored.pop(job_id, None)
         dropped = self.engine.forget(job_ids) if job_ids else []
-        for path in log_paths:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("could not delete the log %s: %s", path, exc)
+        if log_paths:  # in a thread: a thousand unlinks on a slow disk would hold up the loop
+            deleting = _in_thread(_delete_logs, log_paths)
+            self._deletions.add(deleting)
+            deleting.add_done_callback(self._deletions.discard)
         if dropped or log_paths:
             log.info("dropped %d finished jobs, %d log files", len(dropped), len(log_paths))
         return dropped
+
+    async def logs_deleted(self) -> None:
+        """Once the log files dropped so far are deleted."""
+        if self._deletions:
+            await asyncio.wait(list(self._deletions))
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -452,8 +454,8 @@ class Connection:
             "tail": self.op_tail,
             "log": self.op_log,
             "subscribe": self.op_subscribe,
-            "forget": lambda a: {"forgotten": server.forget(a["job_ids"])},
-            "clean": lambda a: {"forgotten": server.clean(a["keep_last"], a["older_than_days"])},
+            "forget": self.op_forget,
+            "clean": self.op_clean,
         }
 
     # -- the conversation ----------------------------------------------------------------------
@@ -521,14 +523,17 @@ class Connection:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def answer(self, request_id: int, handler: Callable, args: Dict[str, Any]) -> None:
+    async def answer(self, request_id: int, handler: Callable, args: Dict[str, Any],
+                     plain: bool = False) -> None:
         """Compute the result and send it after every event emitted so far (those the request
         caused included), with no pause in between: the reply describes the state those events
-        led to."""
+        led to. ``plain``: the result holds only lists, dicts, str and numbers (not copied)."""
         async with self.lock:
             try:
                 result = handler(args)
-                reply = protocol.reply_ok(request_id, protocol.jsonable(result))
+                if not plain:
+                    result = protocol.jsonable(result)
+                reply = protocol.reply_ok(request_id, result)
             except Exception as exc:
                 reply = protocol.reply_error(request_id, _message(exc), type(exc).__name__)
                 if not isinstance(exc, (ValueError, KeyError, TypeError, RuntimeError)):
@@ -540,13 +545,14 @@ class Connection:
     async def answer_after(self, request_id: int, work: Callable, args: Dict[str, Any]) -> None:
         """Answer a request whose work awaits (file work in a thread): the event loop serves the
         other connections meanwhile, and this one reads its next request only after the reply,
-        so that its replies keep their order."""
+        so that its replies keep their order. The work's result is plain: a log part's 100,000
+        lines are not copied on the loop."""
         try:
             result = await work(args)
             handler: Callable = lambda a: result
         except Exception as exc:
             handler = _raiser(exc)
-        await self.answer(request_id, handler, args)
+        await self.answer(request_id, handler, args, plain=True)
 
     async def send(self, message: Dict[str, Any]) -> None:
         async with self.lock:
@@ -682,6 +688,16 @@ class Connection:
         return {"lines": [list(line) for line in lines], "line_count": data.get("lines"),
                 "stderr_count": data.get("stderr")}
 
+    async def op_forget(self, args: Dict[str, Any]) -> Any:
+        forgotten = self.server.forget(args["job_ids"])
+        await self.server.logs_deleted()
+        return {"forgotten": forgotten}
+
+    async def op_clean(self, args: Dict[str, Any]) -> Any:
+        forgotten = self.server.clean(args["keep_last"], args["older_than_days"])
+        await self.server.logs_deleted()
+        return {"forgotten": forgotten}
+
     async def op_log(self, args: Dict[str, Any]) -> Any:
         offset, max_bytes = args["offset"], args["max_bytes"]
         if offset < 0:
@@ -758,11 +774,19 @@ def _in_thread(function: Callable, *args: Any) -> "asyncio.Future":
     return asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
+def _delete_logs(paths: List[str]) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not delete the log %s: %s", path, exc)
+
+
 def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> Dict[str, Any]:
     """The ``log`` op's reply: up to ``max_bytes`` of the log from ``offset`` (in a thread)."""
-    with open(path, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
+    with open_log(path) as f:
         size = f.seek(0, os.SEEK_END)
         # Mid-line (a read cut an overlong line): the first piece has no tag.
         within = offset > 0 and os.pread(f.fileno(), 1, offset - 1) not in (b"\n", b"")
