@@ -19,7 +19,8 @@ How the mirror stays right:
   finished ones (``TAIL_CONCURRENCY`` at a time); a tail reply is the state after the events
   before it, so it replaces the job's tail, ``line_count`` and ``stderr_count``, and later
   ``JobOutput`` lines are numbered from there (``seq``). Jobs that start later get their output
-  from the events.
+  from the events. Tails are bounded as the server's (``pq_tui.core.tail``): a finished job's is
+  a few KiB, and the console reads the end of its log file to show more.
 * The sync operations (push, remove, move, shift, requeue, pause, resume) check what they can
   against the mirror (raising like the engine), send the request without waiting and return at
   once. Nothing is changed optimistically: the server's events change the mirror. A request the
