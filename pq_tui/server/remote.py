@@ -473,8 +473,10 @@ class RemoteEngine:
                         self._apply(item)
                     except Exception:
                         log.exception("applying %r", item)
+                    chars = (sum(len(text) for _stream, text in item.lines)
+                             if isinstance(item, JobOutput) else 0)
                     for subscription in list(self._subscriptions):
-                        subscription._put(item)
+                        subscription._put(item, chars)  # bounded as the engine's
         finally:
             if self.connected:  # lost, not detached
                 self.connected = False

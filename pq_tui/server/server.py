@@ -513,6 +513,10 @@ class Connection:
                 self._spawn(self.op_wait(request_id, args))
             elif op == "shutdown":
                 self._spawn(self.op_shutdown(request_id, args))
+            elif op == "tail" and self.server.engine.get(args["job_id"]) is None:
+                # Read from its log in a thread; an engine job's tail is taken with the events
+                # before it (below), as its JobOutput seq numbers rely on.
+                await self.answer_after(request_id, self.op_restored_tail, args)
             elif asyncio.iscoroutinefunction(self.handlers[op]):
                 await self.answer_after(request_id, self.handlers[op], args)
             else:
@@ -669,11 +673,13 @@ class Connection:
         job = engine.get(args["job_id"])
         return job.snapshot() if job is not None else None
 
-    async def op_tail(self, args: Dict[str, Any]) -> Any:
-        job, state = self.server.find(args["job_id"])
-        if job is not None:
-            return {"lines": [list(line) for line in job.tail], "line_count": job.line_count,
-                    "stderr_count": job.stderr_count}
+    def op_tail(self, args: Dict[str, Any]) -> Any:
+        job = self.server.engine.get(args["job_id"])  # a restored one: op_restored_tail
+        return {"lines": [list(line) for line in job.tail], "line_count": job.line_count,
+                "stderr_count": job.stderr_count}
+
+    async def op_restored_tail(self, args: Dict[str, Any]) -> Any:
+        _job, state = self.server.find(args["job_id"])
         lines, data = [], state.data
         if state.log_path:  # as short as a finished job's tail in memory, from its log's end
             try:
