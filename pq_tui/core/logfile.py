@@ -180,7 +180,7 @@ def read_log_tail(path: str, max_lines: int, max_bytes: int) -> List[Line]:
             group = _output_lines(block)
             found += len(group)
             groups.append(group)
-        if not found and partial:  # one line over the budget: its end, from where a character starts
+        if not found and partial:  # one line over the budget: its end, where a character starts
             piece = partial[-max_bytes:]
             start = 0
             while start < min(3, len(piece)) and (piece[start] & 0xC0) == 0x80:

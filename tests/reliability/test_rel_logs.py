@@ -179,7 +179,8 @@ def test_a_tail_that_must_count_a_big_log_holds_up_no_other_connection(server):
         pid = (await client.request("snapshot"))["server"]["pid"]
         server.pids.add(pid)
         await client.request("push", job_id="cut",
-                             data={"cmd": f"echo started; {server.blocker()}", "cwd": str(server.tmp)})
+                             data={"cmd": f"echo started; {server.blocker()}",
+                                   "cwd": str(server.tmp)})
         job = await until_snapshot(client, lambda snap: _job(snap, "cut")["line_count"] == 1)
         server.pids.update(tree(job["pid"]))
         client.close()
@@ -241,7 +242,8 @@ def test_a_fifo_in_place_of_a_log_is_refused_at_once(server):
 def test_reading_the_end_of_a_log_keeps_tags_characters_and_a_huge_last_line(tmp_path):
     path = tmp_path / "x.log"
     # Multi-byte characters across every block boundary, notes between the lines.
-    lines = [("err" if i % 3 == 0 else "out", "ü€😀" * (i % 50) + str(i)) for i in range(20_000)]
+    lines = [("err" if i % 3 == 0 else "out", "ü€😀" * (i % 50) + str(i))
+             for i in range(20_000)]
     with open(path, "w", encoding="utf-8", newline="") as f:
         for i, (stream, text) in enumerate(lines):
             f.write(("E " if stream == "err" else "O ") + text + "\n")
@@ -261,7 +263,7 @@ def test_reading_the_end_of_a_log_keeps_tags_characters_and_a_huge_last_line(tmp
     assert count_log_lines(str(path))[0] == len(lines) + 1
 
 
-# -- D6: tails bounded in bytes ----------------------------------------------------------------------
+# -- D6: tails bounded in bytes -------------------------------------------------------------------
 
 HUGE_LINE = "head -c 70000000 /dev/zero | tr '\\0' x; echo"
 PROGRESS_BAR = ("python3 -c \"import sys\nfor i in range(550000): "
