@@ -15,7 +15,6 @@ import stat
 from typing import BinaryIO, Iterator, List, Optional, Sequence, TextIO
 
 from pq_tui.core.events import Line
-
 from pq_tui.core.lines import Lines
 from pq_tui.core.safe import printable
 

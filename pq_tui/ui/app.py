@@ -313,7 +313,7 @@ class PQApp(App[int]):
                                             LOG_END_BYTES)
         except OSError as exc:
             lines = None
-            note = f"cannot read the log {job.log_path}: {exc.strerror or exc}"
+            note = f"cannot read the log {printable(job.log_path)}: {exc.strerror or exc}"
         if not self._alive() or pane.shown is not job:
             return
         if lines is None:
