@@ -455,15 +455,21 @@ async def cmd_log(options: argparse.Namespace) -> int:
     colour = colour_on_stdout()
 
     async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
-        offset = 0
+        # Part by part, each written before the next is asked for: any size in bounded memory.
+        offset, size = 0, None
         while True:
             part = await client.request("log", job_id=job_id, offset=offset)
             if part["lines"]:
                 write_stdout(format_log_lines(part["lines"], colour))
-            offset = part["offset"]
-            if part["finished"] or not options.follow:
+            moved, offset = part["offset"] != offset, part["offset"]
+            if part["finished"]:
                 return EXIT_OK
-            if not part["lines"]:
+            if not options.follow:
+                # A running job's log: what it held at the first read (its last line once whole).
+                size = part.get("size", 0) if size is None else size
+                if offset >= size or not moved:
+                    return EXIT_OK
+            elif not part["lines"]:
                 await asyncio.sleep(FOLLOW_INTERVAL)
 
     return await _with_job(options, body)

@@ -9,6 +9,7 @@ import pytest
 
 from pq_tui.core import Engine, JobOutput, JobQueued, JobStarted, OutputDropped, read_log
 from pq_tui.core.lines import MAX_LINE
+from pq_tui.core.tail import FINISHED_TAIL_LINES
 
 from engine_helpers import engine_in, run
 
@@ -172,9 +173,11 @@ def test_flood_with_slow_subscribers_loses_nothing_in_the_log(tmp_path):
     assert check_numbered_output(slow_seen["events"], total) > 0
     assert [type(e) for e in slow_seen["events"][:2]] == [JobQueued, JobStarted]
 
-    # The in-memory tail is bounded and holds the last lines.
-    assert len(job.tail) == 500
-    assert job.tail[0] == ("out", str(total - 499)) and job.tail[-1] == ("out", str(total))
+    # The in-memory tail is bounded and holds the last lines; once the job has ended, only a
+    # few of them (tail_lines bounds it while the job runs).
+    assert len(job.tail) == FINISHED_TAIL_LINES
+    assert list(job.tail) == [("out", str(i)) for i in range(total - FINISHED_TAIL_LINES + 1,
+                                                             total + 1)]
 
 
 def test_output_never_comes_before_job_started(tmp_path):

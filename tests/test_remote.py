@@ -206,15 +206,21 @@ def test_a_connection_made_while_a_job_writes_has_every_line_once(server):
     async def main():
         one = await RemoteEngine.connect(server.paths)
         server.pids.add(one.server_info["pid"])
-        one.push("count", {"cmd": "for i in $(seq 1 400); do echo $i; sleep 0.002; done",
-                           "cwd": str(server.tmp)})
+        # It waits before it ends: a finished job's tail is cut short (its log has the rest).
+        one.push("count", {"cmd": "for i in $(seq 1 400); do echo $i; sleep 0.002; done; "
+                                  + server.blocker(), "cwd": str(server.tmp)})
         await until(lambda: (j := one.get("count")) and j.line_count > 20, "the first lines")
         two = await RemoteEngine.connect(server.paths, start=False)
+        for engine in (one, two):
+            job = await until(lambda: (j := engine.get("count")) and j.line_count == 400 and j,
+                              "count's 400 lines")
+            assert list(job.tail) == [("out", str(i)) for i in range(1, 401)]
+        server.release()
         for engine in (one, two):
             job = await until(lambda: (j := engine.get("count")) and j.status.finished and j,
                               "count finished")
             assert job.status is Status.OK and job.line_count == 400
-            assert list(job.tail) == [("out", str(i)) for i in range(1, 401)]
+            assert list(job.tail) == [("out", str(i)) for i in range(351, 401)]
         one.detach()
         two.detach()
         await server.stop()

@@ -38,6 +38,7 @@ from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import log_file_name
 from pq_tui.core.proctree import Usage
 from pq_tui.core.runner import JobRunner
+from pq_tui.core.tail import TAIL_LINES
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,11 @@ DEFAULT_LANE = "default"
 DEFAULT_KILL_GRACE = 5.0
 # Output reaches subscribers in batches: at most this often under a flood...
 BATCH_INTERVAL = 0.05
-# ...or sooner, once a batch holds this many lines.
+# ...or sooner, once a batch holds this many lines or characters.
 BATCH_MAX_LINES = 2000
+BATCH_MAX_CHARS = 1024 * 1024
+# Output waiting for one subscriber, in characters: lines may be 64 KiB long.
+MAX_PENDING_CHARS = 8 * 1024 * 1024
 
 
 @dataclass
@@ -61,32 +65,42 @@ class Subscription:
     """A subscriber's view of the event stream.
 
     Events wait here until the subscriber takes them. Output may pile up only to
-    ``max_pending_lines``; past that a slow subscriber gets an ``OutputDropped`` count instead of
-    the lines (which are all in the job's log file), so it never holds up a job or memory.
+    ``max_pending_lines`` and ``max_pending_chars``; past that a slow subscriber gets an
+    ``OutputDropped`` count instead of the lines (which are all in the job's log file), so it
+    never holds up a job or memory.
     """
 
-    def __init__(self, engine: "Engine", max_pending_lines: int) -> None:
+    def __init__(self, engine: "Engine", max_pending_lines: int,
+                 max_pending_chars: int = MAX_PENDING_CHARS) -> None:
         self._engine = engine
         self.max_pending_lines = max_pending_lines
+        self.max_pending_chars = max_pending_chars
         self._events: deque = deque()
         self._pending_lines = 0
+        self._pending_chars = 0
+        self._output_chars: deque = deque()  # of each JobOutput waiting, in order
         self._waiter: Optional[asyncio.Future] = None
         self.closed = False
 
-    def _put(self, event: Event) -> None:
+    def _put(self, event: Event, chars: int = 0) -> None:
+        """``chars``: of a JobOutput's lines, as far as the caller counts them."""
         if isinstance(event, (JobOutput, JobUsage)):
             size = len(event.lines) if isinstance(event, JobOutput) else 1
-            if self._pending_lines + size > self.max_pending_lines:
+            if not self.has_room(size, chars):
                 if isinstance(event, JobOutput):
                     self._note_dropped(event.job_id, size)
                 return
             self._pending_lines += size
+            if isinstance(event, JobOutput):
+                self._pending_chars += chars
+                self._output_chars.append(chars)
         self._events.append(event)
         self._wake()
 
-    def has_room(self, lines: int) -> bool:
-        """Whether ``lines`` more lines of output would be kept (not dropped)."""
-        return not self.closed and self._pending_lines + lines <= self.max_pending_lines
+    def has_room(self, lines: int, chars: int = 0) -> bool:
+        """Whether ``lines`` more lines of output (of ``chars`` characters) would be kept."""
+        return (not self.closed and self._pending_lines + lines <= self.max_pending_lines
+                and self._pending_chars + chars <= self.max_pending_chars)
 
     def _note_dropped(self, job_id: JobId, count: int) -> None:
         last = self._events[-1] if self._events else None
@@ -106,6 +120,7 @@ class Subscription:
             event = self._events.popleft()
             if isinstance(event, JobOutput):
                 self._pending_lines -= len(event.lines)
+                self._pending_chars -= self._output_chars.popleft()
             elif isinstance(event, JobUsage):
                 self._pending_lines -= 1
             taken.append(event)
@@ -164,7 +179,7 @@ class Engine:
         base_env: Optional[Mapping[str, str]] = None,
         kill_grace: float = DEFAULT_KILL_GRACE,
         profile: bool = False,
-        tail_lines: int = 1000,
+        tail_lines: int = TAIL_LINES,
     ) -> None:
         self.log_dir = os.path.abspath(log_dir)
         self._root_given = root_dir is not None
@@ -179,7 +194,8 @@ class Engine:
         self._tasks: set[asyncio.Task] = set()
         self._subscriptions: set[Subscription] = set()
         self._journals: list[Callable[[Event], None]] = []
-        self._pending_output: dict[JobId, tuple[list, int]] = {}  # job -> (runs, line count)
+        # job -> (runs, line count, characters)
+        self._pending_output: dict[JobId, tuple[list, int, int]] = {}
         self._flush_handle: Optional[asyncio.TimerHandle] = None
         self._waiters: dict[tuple[str, JobId], list[asyncio.Future]] = {}
         self._idle_waiters: list[asyncio.Future] = []
@@ -467,6 +483,7 @@ class Engine:
             if cleanup is not None and not cleanup.done():
                 self._track(cleanup)
             self._flush_job_output(job.id)
+            job.tail.shrink()  # its log file has the rest
             if job.handler is not None:
                 self._call_handler(job, "on_exit", job.snapshot())
             self._emit(JobExited(job.id, job.snapshot()))
@@ -489,16 +506,17 @@ class Engine:
         job.line_count += lines.count
         if stream == "err":
             job.stderr_count += lines.count
-        job.tail.extend(zip(repeat(stream), lines.last(self.tail_lines)))
+        job.tail.add(stream, lines.last(self.tail_lines))
         if not self._subscriptions and getattr(job.handler, "on_output", None) is None:
             return  # nobody listens: the log file has the lines
         # Kept as they came, (stream, lines) runs: the per-line tuples of an event are made at
         # the flush, and only if someone has room for them.
-        runs, count = self._pending_output.get(job.id, ([], 0))
+        runs, count, chars = self._pending_output.get(job.id, ([], 0, 0))
         runs.append((stream, lines))
         count += lines.count
-        self._pending_output[job.id] = (runs, count)
-        if count >= BATCH_MAX_LINES:
+        chars += len(lines.text)
+        self._pending_output[job.id] = (runs, count, chars)
+        if count >= BATCH_MAX_LINES or chars >= BATCH_MAX_CHARS:
             self._flush_job_output(job.id)
         elif self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(
@@ -511,13 +529,13 @@ class Engine:
             self._flush_job_output(job_id)
 
     def _flush_job_output(self, job_id: JobId) -> None:
-        runs, count = self._pending_output.pop(job_id, (None, 0))
+        runs, count, chars = self._pending_output.pop(job_id, (None, 0, 0))
         if not count:
             return
         job = self._jobs[job_id]
         seq = job.line_count - count
         wanted = getattr(job.handler, "on_output", None) is not None or any(
-            subscription.has_room(count) for subscription in self._subscriptions)
+            subscription.has_room(count, chars) for subscription in self._subscriptions)
         if not wanted:
             # A flood every subscriber is behind on: they get the count, not the lines (the log
             # file has them all), and nobody pays for lines nobody will see.
@@ -526,7 +544,7 @@ class Engine:
             return
         lines = [line for stream, chunk in runs for line in zip(repeat(stream), chunk.split())]
         self._call_handler(job, "on_output", lines)
-        self._emit(JobOutput(job_id, seq, tuple(lines)))
+        self._emit(JobOutput(job_id, seq, tuple(lines)), chars)
 
     def _call_handler(self, job: Job, method: str, *args: Any) -> None:
         callback = getattr(job.handler, method, None)
@@ -540,12 +558,12 @@ class Engine:
                 f"handler {method} raised {type(exc).__name__}: {exc}"
             )
 
-    def _emit(self, event: Event) -> None:
+    def _emit(self, event: Event, chars: int = 0) -> None:
         if not isinstance(event, JobOutput):  # output's record is the log file
             for journal in list(self._journals):
                 journal(event)
         for subscription in list(self._subscriptions):
-            subscription._put(event)
+            subscription._put(event, chars)
 
     def _wait_for(self, kind: str, job_id: JobId) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()

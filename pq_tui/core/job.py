@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 import time
-from collections import deque
 from enum import Enum
 from typing import Any, Callable, Optional
 
-from pq_tui.core.events import JobId, Line
+from pq_tui.core.events import JobId
+from pq_tui.core.tail import TAIL_LINES, Tail
 
 
 class Status(str, Enum):
@@ -35,7 +35,7 @@ RESULT_KEYS = frozenset(
     {
         "state", "status", "queue", "error", "exit", "stderr", "pid", "time-queue", "time-start",
         "time-end", "duration", "final", "log", "killed", "timed-out", "warnings", "peak-rss",
-        "cpu-time",
+        "cpu-time", "lines",
     }
 )
 
@@ -70,7 +70,7 @@ class Job(HasStatus):
         *,
         run: int = 1,
         handler_factory: Optional[HandlerFactory] = None,
-        tail_lines: int = 1000,
+        tail_lines: int = TAIL_LINES,
     ) -> None:
         self.id = job_id
         self.lane = lane
@@ -79,7 +79,7 @@ class Job(HasStatus):
         self.data: dict = _copy(self.input)
         self.handler_factory = handler_factory
         self.handler: Any = None
-        self.tail: deque[Line] = deque(maxlen=tail_lines)
+        self.tail = Tail(max_lines=tail_lines)
         self.pid: Optional[int] = None
         self.started_at: Optional[float] = None  # time.monotonic()
         self.ended_at: Optional[float] = None

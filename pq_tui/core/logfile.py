@@ -7,11 +7,14 @@ from, so that the order of stdout and stderr is kept and each stays distinguisha
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
-from typing import Iterator, Optional, Sequence, TextIO
+import stat
+from typing import BinaryIO, Iterator, List, Optional, Sequence, TextIO
 
+from pq_tui.core.events import Line
 from pq_tui.core.lines import Lines
 from pq_tui.core.safe import printable
 
@@ -109,3 +112,91 @@ def read_log(path: str) -> Iterator[tuple[str, str]]:
         for raw in f:
             line = raw[:-1] if raw.endswith("\n") else raw
             yield STREAMS.get(line[:2], "out"), line[2:]
+
+
+TAIL_BLOCK = 64 * 1024  # read_log_tail reads the file backwards this much at a time
+COUNT_BLOCK = 1024 * 1024
+
+
+def open_log(path: str) -> BinaryIO:
+    """A log file opened to read, refused (OSError EINVAL) if it is not a regular file: a FIFO
+    in its place would block the reader for good, a device would never end."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def count_log_lines(path: str) -> tuple[int, int]:
+    """(output lines, stderr lines) of a log file, read through in blocks (bounded memory; the
+    time grows with the file: for a run whose counts were not recorded)."""
+    newlines = notes = errors = 0
+    last = b""
+    with open_log(path) as f:
+        while True:
+            block = f.read(COUNT_BLOCK)
+            if not block:
+                break
+            newlines += block.count(b"\n")
+            # A tag follows a "\n" or starts the file; the two bytes before join a tag that
+            # straddles two blocks (three bytes: never counted twice).
+            joined = (last or b"\n") + block
+            notes += joined.count(b"\n# ")
+            errors += joined.count(b"\nE ")
+            last = joined[-2:]
+    ended = not last or last.endswith(b"\n")
+    return newlines + (0 if ended else 1) - notes, errors
+
+
+def read_log_tail(path: str, max_lines: int, max_bytes: int) -> List[Line]:
+    """The last output lines of a log file, oldest first: (stream, text), stream "out" or "err"
+    (pq-tui's notes are left out), at most ``max_lines`` of them from the last ``max_bytes`` or
+    so of the file. The file is read from its end, block by block, so the cost does not depend on
+    its size. A line longer than ``max_bytes`` on its own keeps its end; a last line without its
+    "\n" counts. Raises OSError."""
+    with open_log(path) as f:
+        end = position = f.seek(0, os.SEEK_END)
+        groups: List[List[Line]] = []  # the newest first
+        found = 0
+        partial = b""  # the earliest line seen so far, whose start is further back
+        while position > 0 and found < max_lines and end - position < max_bytes:
+            size = min(TAIL_BLOCK, position)
+            position -= size
+            f.seek(position)
+            block = f.read(size) + partial
+            if position > 0:
+                first = block.find(b"\n")
+                if first < 0:
+                    partial = block
+                    continue
+                partial, block = block[:first], block[first + 1:]
+            else:
+                partial = b""
+            group = _output_lines(block)
+            found += len(group)
+            groups.append(group)
+        if not found and partial:  # one line over the budget: its end, where a character starts
+            piece = partial[-max_bytes:]
+            start = 0
+            while start < min(3, len(piece)) and (piece[start] & 0xC0) == 0x80:
+                start += 1
+            groups.append([("out", piece[start:].decode("utf-8", errors="replace"))])
+    lines = [line for group in reversed(groups) for line in group]
+    return lines[-max_lines:] if max_lines > 0 else []
+
+
+def _output_lines(block: bytes) -> List[Line]:
+    if block.endswith(b"\n"):
+        block = block[:-1]
+    if not block:
+        return []
+    lines = []
+    for raw in block.decode("utf-8", errors="replace").split("\n"):
+        stream = STREAMS.get(raw[:2], "out")
+        if stream != "note":
+            lines.append((stream, raw[2:]))
+    return lines

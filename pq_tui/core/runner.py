@@ -231,6 +231,7 @@ class JobRunner:
         data["duration"] = round(job.ended_at - job.started_at, 6)
         data["exit"] = returncode
         data["stderr"] = job.stderr_count
+        data["lines"] = job.line_count  # a restored run's count, without reading its log
         if self.tree is not None and self.tree.peak_rss:
             data["peak-rss"] = self.tree.peak_rss
             data["cpu-time"] = round(self.tree.cpu_time, 3)
@@ -258,7 +259,7 @@ class JobRunner:
         job.ended_at = time.monotonic()
         job.data["time-end"] = time.time()
         job.data["error"] = message
-        job.data["stderr"] = 0
+        job.data["stderr"] = job.data["lines"] = 0
         job.status = Status.FAILED
 
     # -- output ----------------------------------------------------------------------------------

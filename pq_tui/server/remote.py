@@ -19,7 +19,8 @@ How the mirror stays right:
   finished ones (``TAIL_CONCURRENCY`` at a time); a tail reply is the state after the events
   before it, so it replaces the job's tail, ``line_count`` and ``stderr_count``, and later
   ``JobOutput`` lines are numbered from there (``seq``). Jobs that start later get their output
-  from the events.
+  from the events. Tails are bounded as the server's (``pq_tui.core.tail``): a finished job's is
+  a few KiB, and the console reads the end of its log file to show more.
 * The sync operations (push, remove, move, shift, requeue, pause, resume) check what they can
   against the mirror (raising like the engine), send the request without waiting and return at
   once. Nothing is changed optimistically: the server's events change the mirror. A request the
@@ -57,6 +58,7 @@ from pq_tui.core.events import (
     OutputDropped,
 )
 from pq_tui.core.job import HasStatus, Status
+from pq_tui.core.tail import Tail
 from pq_tui.server import protocol
 from pq_tui.server.client import GONE, Client, RemoteError, ServerError
 from pq_tui.server.paths import ServerPaths, server_paths
@@ -65,7 +67,6 @@ __all__ = ["RemoteEngine", "RemoteJob", "RemoteLane"]
 
 log = logging.getLogger("pq_tui.remote")
 
-TAIL_LINES = 1000  # as the server keeps
 TAIL_FINISHED = 20  # finished jobs whose tail is fetched at connect (the latest ones)
 TAIL_CONCURRENCY = 4
 MAX_ERRORS = 100
@@ -81,7 +82,7 @@ class RemoteJob(HasStatus):
         self.run = run
         self.data: dict = data
         self.pid: Optional[int] = None
-        self.tail: Deque = deque(maxlen=TAIL_LINES)
+        self.tail = Tail()  # bounded as the server's; shrunk when the job ends
         self.line_count = 0
         self.stderr_count = 0
         self.cpu_percent: Optional[float] = None
@@ -284,7 +285,7 @@ class RemoteEngine:
         except RemoteError as exc:  # the log file is gone, say: shown instead of asking again
             log.debug("tail of %r: %s", job_id, exc)
             if self._jobs.get(job_id) is job:
-                job.tail = deque([("note", f"no output to show: {exc.message}")], maxlen=TAIL_LINES)
+                job.tail = Tail([("note", f"no output to show: {exc.message}")])
                 job.tail_loaded = True
             return False
         return True
@@ -472,8 +473,10 @@ class RemoteEngine:
                         self._apply(item)
                     except Exception:
                         log.exception("applying %r", item)
+                    chars = (sum(len(text) for _stream, text in item.lines)
+                             if isinstance(item, JobOutput) else 0)
                     for subscription in list(self._subscriptions):
-                        subscription._put(item)
+                        subscription._put(item, chars)  # bounded as the engine's
         finally:
             if self.connected:  # lost, not detached
                 self.connected = False
@@ -534,7 +537,9 @@ class RemoteEngine:
         job.tail_loaded = True
         if self._jobs.get(job.id) is not job:
             return  # a new run meanwhile: its output comes with the events
-        job.tail = deque((tuple(line) for line in result.get("lines") or ()), maxlen=TAIL_LINES)
+        job.tail = Tail(tuple(line) for line in result.get("lines") or ())
+        if job.status.finished:
+            job.tail.shrink()
         job.line_count = result.get("line_count") or 0
         job.stderr_count = result.get("stderr_count") or 0
 
@@ -600,6 +605,7 @@ class RemoteEngine:
             if isinstance(job.data.get("stderr"), int):
                 job.stderr_count = job.data["stderr"]  # counts the lines this client missed
             job.cpu_percent = job.rss = None
+            job.tail.shrink()  # the console reads a finished job's output from its log
             if isinstance(event, JobExited):
                 for future in self._kill_waiters.pop(job.id, ()):
                     if not future.done():

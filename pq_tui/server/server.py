@@ -12,7 +12,6 @@ connection with the hello done).
 from __future__ import annotations
 
 import asyncio
-import collections
 import errno
 import fcntl
 import logging
@@ -38,7 +37,8 @@ from pq_tui.core.events import (
 )
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lanes import check_lane_name, unknown_lane
-from pq_tui.core.logfile import STREAMS
+from pq_tui.core.logfile import STREAMS, count_log_lines, open_log, read_log_tail
+from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
 from pq_tui.server import protocol
 from pq_tui.server.paths import (RuntimeDirError, ServerPaths, check_socket_path, prepare,
                                  server_paths)
@@ -165,6 +165,7 @@ class Server:
         self._stop_task: Optional[asyncio.Task] = None
         self._journal_pending: List[Event] = []
         self._journal_scheduled = False
+        self._deletions: set = set()  # of log files, running in threads
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -264,16 +265,18 @@ class Server:
         for job_id in job_ids:
             self.restored.pop(job_id, None)
         dropped = self.engine.forget(job_ids) if job_ids else []
-        for path in log_paths:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("could not delete the log %s: %s", path, exc)
+        if log_paths:  # in a thread: a thousand unlinks on a slow disk would hold up the loop
+            deleting = _in_thread(_delete_logs, log_paths)
+            self._deletions.add(deleting)
+            deleting.add_done_callback(self._deletions.discard)
         if dropped or log_paths:
             log.info("dropped %d finished jobs, %d log files", len(dropped), len(log_paths))
         return dropped
+
+    async def logs_deleted(self) -> None:
+        """Once the log files dropped so far are deleted."""
+        if self._deletions:
+            await asyncio.wait(list(self._deletions))
 
     # -- stopping ------------------------------------------------------------------------------
 
@@ -374,7 +377,7 @@ class Server:
             "status": state.status,
             "data": data,
             "pid": data.get("pid"),
-            "line_count": None,  # unknown until the log is read (tail, log)
+            "line_count": data.get("lines"),
             "stderr_count": data.get("stderr"),
             "log_path": state.log_path,
             "cpu_percent": None,
@@ -451,8 +454,8 @@ class Connection:
             "tail": self.op_tail,
             "log": self.op_log,
             "subscribe": self.op_subscribe,
-            "forget": lambda a: {"forgotten": server.forget(a["job_ids"])},
-            "clean": lambda a: {"forgotten": server.clean(a["keep_last"], a["older_than_days"])},
+            "forget": self.op_forget,
+            "clean": self.op_clean,
         }
 
     # -- the conversation ----------------------------------------------------------------------
@@ -510,6 +513,12 @@ class Connection:
                 self._spawn(self.op_wait(request_id, args))
             elif op == "shutdown":
                 self._spawn(self.op_shutdown(request_id, args))
+            elif op == "tail" and self.server.engine.get(args["job_id"]) is None:
+                # Read from its log in a thread; an engine job's tail is taken with the events
+                # before it (below), as its JobOutput seq numbers rely on.
+                await self.answer_after(request_id, self.op_restored_tail, args)
+            elif asyncio.iscoroutinefunction(self.handlers[op]):
+                await self.answer_after(request_id, self.handlers[op], args)
             else:
                 await self.answer(request_id, self.handlers[op], args)
 
@@ -518,14 +527,17 @@ class Connection:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def answer(self, request_id: int, handler: Callable, args: Dict[str, Any]) -> None:
+    async def answer(self, request_id: int, handler: Callable, args: Dict[str, Any],
+                     plain: bool = False) -> None:
         """Compute the result and send it after every event emitted so far (those the request
         caused included), with no pause in between: the reply describes the state those events
-        led to."""
+        led to. ``plain``: the result holds only lists, dicts, str and numbers (not copied)."""
         async with self.lock:
             try:
                 result = handler(args)
-                reply = protocol.reply_ok(request_id, protocol.jsonable(result))
+                if not plain:
+                    result = protocol.jsonable(result)
+                reply = protocol.reply_ok(request_id, result)
             except Exception as exc:
                 reply = protocol.reply_error(request_id, _message(exc), type(exc).__name__)
                 if not isinstance(exc, (ValueError, KeyError, TypeError, RuntimeError)):
@@ -533,6 +545,18 @@ class Connection:
             self._write_events()  # those before the request, and those it caused
             self._write(reply, request_id)
             await self.writer.drain()
+
+    async def answer_after(self, request_id: int, work: Callable, args: Dict[str, Any]) -> None:
+        """Answer a request whose work awaits (file work in a thread): the event loop serves the
+        other connections meanwhile, and this one reads its next request only after the reply,
+        so that its replies keep their order. The work's result is plain: a log part's 100,000
+        lines are not copied on the loop."""
+        try:
+            result = await work(args)
+            handler: Callable = lambda a: result
+        except Exception as exc:
+            handler = _raiser(exc)
+        await self.answer(request_id, handler, args, plain=True)
 
     async def send(self, message: Dict[str, Any]) -> None:
         async with self.lock:
@@ -650,27 +674,37 @@ class Connection:
         return job.snapshot() if job is not None else None
 
     def op_tail(self, args: Dict[str, Any]) -> Any:
-        job, state = self.server.find(args["job_id"])
-        if job is not None:
-            return {"lines": [list(line) for line in job.tail], "line_count": job.line_count,
-                    "stderr_count": job.stderr_count}
-        tail: collections.deque = collections.deque(maxlen=self.server.engine.tail_lines)
-        count = errors = 0
-        if state.log_path:
+        job = self.server.engine.get(args["job_id"])  # a restored one: op_restored_tail
+        return {"lines": [list(line) for line in job.tail], "line_count": job.line_count,
+                "stderr_count": job.stderr_count}
+
+    async def op_restored_tail(self, args: Dict[str, Any]) -> Any:
+        _job, state = self.server.find(args["job_id"])
+        lines, data = [], state.data
+        if state.log_path:  # as short as a finished job's tail in memory, from its log's end
             try:
-                with open(state.log_path, encoding="utf-8", errors="replace", newline="\n") as f:
-                    for raw in f:
-                        stream = STREAMS.get(raw[:2], "out")
-                        if stream == "note":
-                            continue
-                        count += 1
-                        errors += stream == "err"
-                        tail.append([stream, raw[2:].rstrip("\n")])
+                lines = await _in_thread(read_log_tail, state.log_path, FINISHED_TAIL_LINES,
+                                         FINISHED_TAIL_CHARS)
+                if not isinstance(data.get("lines"), int):
+                    # Not counted when it ended (interrupted by a crash): once, off the loop.
+                    data["lines"], data["stderr"] = await _in_thread(count_log_lines,
+                                                                     state.log_path)
             except OSError as exc:
                 raise ValueError(f"cannot read the log {state.log_path}: {exc.strerror}") from None
-        return {"lines": list(tail), "line_count": count, "stderr_count": errors}
+        return {"lines": [list(line) for line in lines], "line_count": data.get("lines"),
+                "stderr_count": data.get("stderr")}
 
-    def op_log(self, args: Dict[str, Any]) -> Any:
+    async def op_forget(self, args: Dict[str, Any]) -> Any:
+        forgotten = self.server.forget(args["job_ids"])
+        await self.server.logs_deleted()
+        return {"forgotten": forgotten}
+
+    async def op_clean(self, args: Dict[str, Any]) -> Any:
+        forgotten = self.server.clean(args["keep_last"], args["older_than_days"])
+        await self.server.logs_deleted()
+        return {"forgotten": forgotten}
+
+    async def op_log(self, args: Dict[str, Any]) -> Any:
         offset, max_bytes = args["offset"], args["max_bytes"]
         if offset < 0:
             raise ValueError(f"log: offset must be 0 or more, got {offset}")
@@ -682,31 +716,11 @@ class Connection:
         else:
             path, finished = state.log_path, True
         if path is None:  # queued, or ended before it had a log
-            return {"lines": [], "offset": offset, "finished": finished, "path": None}
+            return {"lines": [], "offset": offset, "finished": finished, "path": None, "size": 0}
         try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                chunk = f.read(max_bytes)
-                # A line longer than max_bytes is read whole (up to the protocol's cap).
-                while b"\n" not in chunk and len(chunk) < protocol.MAX_LOG_MAX_BYTES:
-                    more = f.read(max_bytes)
-                    if not more:
-                        break
-                    chunk += more
-                at_end = not f.read(1)
+            return await _in_thread(_read_log_part, path, offset, max_bytes, finished)
         except OSError as exc:
             raise ValueError(f"cannot read the log {path}: {exc.strerror}") from None
-        # The log of a finished job is complete (closed before its status changed): read it to
-        # the end. Otherwise stop after the last whole line; the rest is still being written.
-        done = finished and at_end
-        cut = len(chunk) if done else chunk.rfind(b"\n") + 1
-        if cut == 0 and len(chunk) >= protocol.MAX_LOG_MAX_BYTES:
-            cut = len(chunk)  # an absurd line: in pieces
-        pieces = chunk[:cut].decode("utf-8", "replace").split("\n")
-        if pieces[-1] == "":
-            pieces.pop()
-        lines = [[STREAMS.get(piece[:2], "out"), piece[2:]] for piece in pieces]
-        return {"lines": lines, "offset": offset + cut, "finished": done, "path": path}
 
     def op_subscribe(self, args: Dict[str, Any]) -> None:
         if self.subscription is not None:
@@ -758,6 +772,53 @@ class Connection:
         await server.stop()
         await self.answer(request_id, lambda a: {"stopped": True}, args)
         server.exit.set()
+
+
+def _in_thread(function: Callable, *args: Any) -> "asyncio.Future":
+    """Run file work in a thread: a huge or slow file never holds up the event loop, which serves
+    every connection and every job."""
+    return asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def _delete_logs(paths: List[str]) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("could not delete the log %s: %s", path, exc)
+
+
+def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> Dict[str, Any]:
+    """The ``log`` op's reply: up to ``max_bytes`` of the log from ``offset`` (in a thread)."""
+    with open_log(path) as f:
+        size = f.seek(0, os.SEEK_END)
+        # Mid-line (a read cut an overlong line): the first piece has no tag.
+        within = offset > 0 and os.pread(f.fileno(), 1, offset - 1) not in (b"\n", b"")
+        f.seek(offset)
+        chunk = f.read(max_bytes)
+        # A line longer than max_bytes is read whole (up to the protocol's cap).
+        while b"\n" not in chunk and len(chunk) < protocol.MAX_LOG_MAX_BYTES:
+            more = f.read(max_bytes)
+            if not more:
+                break
+            chunk += more
+        at_end = not f.read(1)
+    # The log of a finished job is complete (closed before its status changed): read it to
+    # the end. Otherwise stop after the last whole line; the rest is still being written.
+    done = finished and at_end
+    cut = len(chunk) if done else chunk.rfind(b"\n") + 1
+    if cut == 0 and len(chunk) >= protocol.MAX_LOG_MAX_BYTES:
+        cut = _utf8_safe_cut(chunk, len(chunk) - 1)  # an absurd line: in pieces
+    pieces = chunk[:cut].decode("utf-8", "replace").split("\n")
+    if pieces[-1] == "":
+        pieces.pop()
+    lines = [[STREAMS.get(piece[:2], "out"), piece[2:]] for piece in pieces]
+    if within and lines:
+        lines[0] = ["out", pieces[0]]
+    return {"lines": lines, "offset": offset + cut, "finished": done, "path": path,
+            "size": max(size, offset + cut)}
 
 
 def _raiser(exc: Exception) -> Callable:

@@ -31,6 +31,7 @@ from pq_tui.core import (
     Status,
 )
 from pq_tui.core.lanes import lane_name_problem
+from pq_tui.core.logfile import read_log_tail
 from pq_tui.core.safe import printable, printable_lines
 from pq_tui.jobfile import JobFileError, JobSpec, load_job_file
 from pq_tui.ui.screens import ConfirmScreen, HelpScreen, OpenFileScreen, PromptScreen
@@ -43,6 +44,7 @@ from pq_tui.ui.widgets.status_bar import StatusBar
 # so a busy job costs the UI a few refreshes a second, not one per line.
 REFRESH_INTERVAL = 0.1
 TICK_INTERVAL = 1.0  # clocks and resources of running jobs
+LOG_END_BYTES = 1024 * 1024  # of a finished job's log, read when a pane shows it
 
 HELP_GROUPS = (
     ("Jobs", {"open", "add", "remove", "kill", "force-kill", "requeue", "clean"}),
@@ -125,7 +127,6 @@ class PQApp(App[int]):
         self._added = 0
         # What the command line prints once the screen is restored (why the console ended).
         self.exit_note: Optional[str] = None
-        self._fetching_tails: set = set()
         self._keys_shown: tuple = ()
         self._textual_markup = False  # see notify()
 
@@ -294,27 +295,31 @@ class PQApp(App[int]):
     def _show_selected(self) -> None:
         self._show(self.main_pane, self.selected)
 
-    def _show(self, pane: LogPane, job: Optional[Job]) -> None:
-        pane.show(job)
-        # Attached, an older finished job's tail is fetched when it is first shown.
-        if job is not None and not getattr(job, "tail_loaded", True):
-            if job.id not in self._fetching_tails:
-                self._fetching_tails.add(job.id)
-                self._fetch_tail(job.id)
+    def _show(self, pane: LogPane, job: Optional[Job], again: bool = False) -> None:
+        """Show ``job`` in ``pane`` (``again``: afresh, the pane missed events)."""
+        fresh = job is not None and (again or job is not pane.shown)
+        if again:
+            pane.reload()
+        else:
+            pane.show(job)
+        # A finished job keeps only a short tail in memory: the pane gets the end of its log.
+        if fresh and job.status.finished and job.log_path:
+            self.run_worker(self._show_log_end(pane, job), group=f"log-end-{pane.id}",
+                            exclusive=True, description="read the end of a finished job's log")
 
-    @work(group="tails", description="fetch a finished job's tail from the server")
-    async def _fetch_tail(self, job_id: JobId) -> None:
+    async def _show_log_end(self, pane: LogPane, job: Job) -> None:
         try:
-            await self.engine.load_tail(job_id)
-        except Exception as exc:  # the connection is gone: the console is ending anyway
-            self.log.warning(f"tail of {job_id!r}: {exc}")
+            lines = await asyncio.to_thread(read_log_tail, job.log_path, self._log_lines,
+                                            LOG_END_BYTES)
+        except OSError as exc:
+            lines = None
+            note = f"cannot read the log {printable(job.log_path)}: {exc.strerror or exc}"
+        if not self._alive() or pane.shown is not job:
             return
-        finally:
-            self._fetching_tails.discard(job_id)
-        if self._alive():
-            for pane in self._panes():
-                if pane.job_id == job_id:
-                    pane.reload()
+        if lines is None:
+            pane.append([("note", note)])
+        else:
+            pane.load(lines)
 
     @on(LogView.FollowChanged)
     def _follow_changed(self, event: LogView.FollowChanged) -> None:
@@ -616,7 +621,7 @@ class PQApp(App[int]):
         finally:
             self._suspended = False
             for pane in self._panes():
-                pane.reload()  # catch up on what arrived while the pager had the screen
+                self._show(pane, pane.shown, again=True)  # what arrived while the pager ran
             self._sync()
 
     def action_help(self) -> None:

@@ -66,6 +66,15 @@ class LogPane(Vertical):
             self._next_seq = job.line_count
         self.update_title(job)
 
+    @property
+    def shown(self) -> Optional[Job]:
+        """The run shown."""
+        return self._job
+
+    def load(self, lines: Sequence[tuple[str, str]]) -> None:
+        """Show these lines of the shown job instead (a finished job's, from its log)."""
+        self.view.load(lines)
+
     def reload(self) -> None:
         """Show the shown job's tail afresh (after the pane missed events)."""
         job, self._job = self._job, None
