@@ -34,6 +34,10 @@ class RuntimeDirError(Exception):
     """The runtime dir cannot be used safely; the message says why and what to do."""
 
 
+class StateDirError(RuntimeDirError):
+    """The state dir cannot be used; the message says why and what to do."""
+
+
 @dataclass(frozen=True)
 class ServerPaths:
     runtime_dir: str
@@ -134,6 +138,14 @@ def prepare(paths: ServerPaths) -> None:
     """Create (and check) every folder the server needs. Raises RuntimeDirError or OSError."""
     check_socket_path(paths.socket)
     ensure_runtime_dir(paths.runtime_dir)
+    home = os.path.expanduser("~")
+    if (os.path.isabs(home) and not os.path.isdir(home)
+            and os.path.commonpath([home, paths.state_dir]) == home):
+        # A system account's HOME (/nonexistent): making it would make up a home folder.
+        raise StateDirError(
+            f"the state dir {paths.state_dir} is in the home folder {home}, which does not "
+            f"exist: set PQ_TUI_STATE_DIR to a folder for pq-tui's state (or HOME to your home)"
+        )
     for folder in (paths.state_dir, paths.logs_dir):
         if not os.path.isdir(folder):
             os.makedirs(folder, mode=0o700, exist_ok=True)

@@ -42,7 +42,7 @@ from pq_tui.core.logfile import STREAMS
 from pq_tui.server import protocol
 from pq_tui.server.paths import (RuntimeDirError, ServerPaths, check_socket_path, prepare,
                                  server_paths)
-from pq_tui.server.store import FINISHED, JobState, Store, StoreError
+from pq_tui.server.store import FINISHED, JobState, Store, StoreCorrupt, StoreError, set_aside
 
 log = logging.getLogger("pq_tui.server")
 
@@ -153,7 +153,7 @@ class Server:
         self.kill_grace = kill_grace
         self.retention = retention or Retention.from_env()
         self._retention_handle: Optional[asyncio.TimerHandle] = None
-        self.engine = Engine(paths.logs_dir, root_dir=os.path.expanduser("~"), profile=True,
+        self.engine = Engine(paths.logs_dir, root_dir=_home_or_root(), profile=True,
                              kill_grace=kill_grace)
         self.store: Optional[Store] = None
         # Finished runs restored from the store: the engine cannot hold finished jobs it did not
@@ -165,11 +165,24 @@ class Server:
         self._stop_task: Optional[asyncio.Task] = None
         self._journal_pending: List[Event] = []
         self._journal_scheduled = False
+        self.moved_aside: Optional[str] = None  # where a damaged state file went (open_store)
+        self.start_notes: List[str] = []  # for the client that started the server
 
     # -- state ---------------------------------------------------------------------------------
 
     def open_store(self) -> None:
-        self.store = Store.open(self.paths.state_file)
+        path = self.paths.state_file
+        try:
+            self.store = Store.open(path)
+        except StoreCorrupt as exc:
+            # Nothing in it can be read, and a board that refuses to start helps nobody: the
+            # file is kept whole beside the new one, and the operator told where.
+            self.moved_aside = set_aside(path)
+            note = (f"{exc}: moved it to {self.moved_aside} and started with an empty state "
+                    f"(the job logs are still in {self.paths.logs_dir})")
+            log.warning("%s", note)
+            self.start_notes.append(note)
+            self.store = Store.open(path)
         before = self.store.load()
         active = [job for job in before.jobs if job.status not in FINISHED]
         state = self.store.recover()
@@ -823,16 +836,19 @@ def _kill_leftover(job: JobState) -> None:
 
 
 async def serve(paths: ServerPaths, *, kill_grace: float = DEFAULT_KILL_GRACE,
-                lock_fd: Optional[int] = None) -> None:
+                lock_fd: Optional[int] = None,
+                ready: Optional[Callable[[List[str]], None]] = None) -> None:
     """Run the server until a shutdown request or SIGTERM/SIGINT. Takes the lock unless given
-    its fd (``acquire_lock``); raises AlreadyRunning or ServerError if it cannot start."""
+    its fd (``acquire_lock``); raises AlreadyRunning or ServerError if it cannot start.
+    ``ready(notes)`` is called once it listens, with what the operator should hear of its
+    start (a damaged state file set aside, say)."""
     prepare(paths)
     own_lock = lock_fd is None
     if lock_fd is None:
         lock_fd = acquire_lock(paths)
     try:
         _write_pid(lock_fd)
-        await _serve_locked(paths, kill_grace)
+        await _serve_locked(paths, kill_grace, ready)
     finally:
         try:
             os.unlink(paths.pid_file)
@@ -842,7 +858,8 @@ async def serve(paths: ServerPaths, *, kill_grace: float = DEFAULT_KILL_GRACE,
             os.close(lock_fd)
 
 
-async def _serve_locked(paths: ServerPaths, kill_grace: float) -> None:
+async def _serve_locked(paths: ServerPaths, kill_grace: float,
+                        ready: Optional[Callable[[List[str]], None]]) -> None:
     loop = asyncio.get_running_loop()
     if os.path.lexists(paths.socket):
         if _socket_answers(paths.socket):
@@ -867,6 +884,8 @@ async def _serve_locked(paths: ServerPaths, kill_grace: float) -> None:
         loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP ignored")
         log.info("pq-tui server %s (pid %d) listening on %s", __version__, os.getpid(),
                  paths.socket)
+        if ready is not None:
+            ready(server.start_notes)
         await server.exit.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -934,15 +953,19 @@ def run_server(foreground: bool, kill_grace: Optional[float] = None) -> int:
         if not foreground:
             print(f"pq-tui server: {exc}", file=sys.stderr)
         return 1
-    if not foreground:
-        _detach()
+    report = None if foreground else _detach(paths)
     try:
-        asyncio.run(serve(paths, kill_grace=kill_grace, lock_fd=lock_fd))
-    except (ServerError, StoreError) as exc:
+        asyncio.run(serve(paths, kill_grace=kill_grace, lock_fd=lock_fd,
+                          ready=report.ready if report is not None else None))
+    except (ServerError, StoreError, OSError) as exc:
         log.error("%s", exc)
+        if report is not None:
+            report.failed(str(exc))
         return 1
-    except Exception:
+    except Exception as exc:
         log.exception("the server failed")
+        if report is not None:
+            report.failed(f"internal error: {type(exc).__name__}: {exc} (see {paths.server_log})")
         return 1
     return 0
 
@@ -958,22 +981,80 @@ def _set_up_logging(paths: ServerPaths, foreground: bool) -> None:
     root.setLevel(logging.DEBUG if os.environ.get("PQ_TUI_DEBUG") else logging.INFO)
 
 
-def _detach() -> None:
-    """Become a daemon: the parent returns at once (its caller reaps it), the child goes on in a
-    new session with no terminal, in the home folder, with its standard streams on /dev/null."""
+def _home_or_root() -> str:
+    """The folder the server runs in: the home folder, or / for an account without one."""
+    home = os.path.expanduser("~")
+    return home if os.path.isdir(home) else "/"
+
+
+class _StartReport:
+    """The daemon's word to the launcher that waits for it (see ``_detach``): one line each,
+    ``note: ...`` for what the operator should hear, then ``ready`` or ``error: ...``."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd: Optional[int] = fd
+
+    def ready(self, notes: List[str]) -> None:
+        self._send([f"note: {note}" for note in notes] + ["ready"])
+
+    def failed(self, error: str) -> None:
+        self._send([f"error: {error}"])
+
+    def _send(self, lines: List[str]) -> None:
+        if self.fd is None:
+            return
+        text = "".join(" ".join(line.splitlines()) + "\n" for line in lines)
+        try:
+            os.write(self.fd, text.encode("utf-8", "replace"))
+        except OSError:
+            pass  # the launcher is gone: nobody to tell
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _detach(paths: ServerPaths) -> _StartReport:
+    """Become a daemon: the child goes on in a new session with no terminal, in the home folder,
+    with its standard streams on /dev/null. The parent waits until the child says it listens or
+    why it cannot start, prints that on stderr and exits (0: listening), so the client that
+    launched it hears of a failure at once, not after START_TIMEOUT."""
+    read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid:
-        os._exit(0)
+        os.close(write_fd)
+        os._exit(_wait_for_start(read_fd, paths))
+    os.close(read_fd)
     try:
         os.setsid()
     except OSError:
         pass
-    os.chdir(os.path.expanduser("~"))
+    os.chdir(_home_or_root())
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     if null > 2:
         os.close(null)
+    return _StartReport(write_fd)
+
+
+def _wait_for_start(read_fd: int, paths: ServerPaths) -> int:
+    chunks = []
+    while True:
+        chunk = os.read(read_fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    status, said = 1, []
+    for line in b"".join(chunks).decode("utf-8", "replace").splitlines():
+        kind, _, text = line.partition(": ")
+        if line == "ready":
+            status = 0
+        elif kind in ("note", "error"):
+            said.append(f"pq-tui server: {text}\n")
+    if not chunks:
+        said.append(f"pq-tui server: it stopped while starting; see {paths.server_log}\n")
+    os.write(2, "".join(said).encode("utf-8", "replace"))
+    return status
 
 
 # -- for clients -----------------------------------------------------------------------------------
@@ -1002,6 +1083,12 @@ def start_server_process(paths: ServerPaths, *, timeout: float = START_TIMEOUT) 
         launcher.wait()
         raise ServerError("the pq-tui server did not start (the launcher hung)") from None
     message = err.decode("utf-8", "replace").strip()
+    message = "\n".join(line[len("pq-tui server: "):] if line.startswith("pq-tui server: ")
+                         else line for line in message.splitlines())
+    if launcher.returncode == 0:
+        for line in message.splitlines():  # notes of a server that did start
+            print(f"pq-tui: {line}", file=sys.stderr)
+        message = ""
     while time.monotonic() < deadline:
         if _socket_answers(paths.socket):
             return
