@@ -35,6 +35,7 @@ from pq_tui.core.events import (
     JobStarted,
     JobUsage,
     OutputDropped,
+    StoreStatus,
 )
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lanes import check_lane_name, unknown_lane
@@ -50,6 +51,7 @@ DEFAULT_KILL_GRACE = 5.0
 HELLO_TIMEOUT = 30.0
 START_TIMEOUT = 15.0
 RETENTION_DELAY = 10.0  # after a job ends: retention runs at most this often
+STORE_RETRY = 2.0  # while the state file cannot be written: how often to try again (seconds)
 # A recovered job's process is taken for ours only if it was created this close to the job's
 # recorded start (seconds): a pid reused by an unrelated process is left alone.
 START_SLACK_BEFORE = 2.0
@@ -166,6 +168,11 @@ class Server:
         self._journal_pending: List[Event] = []
         self._journal_scheduled = False
         self.moved_aside: Optional[str] = None  # where a damaged state file went (open_store)
+        # Why the state file cannot be written, while it cannot: the events it lacks wait in
+        # _journal_pending, and no job starts (see _may_start).
+        self.store_error: Optional[str] = None
+        self._store_retry: Optional[asyncio.TimerHandle] = None
+        self._store_said: Tuple[Optional[str], int] = (None, 0)  # the last StoreStatus
         self.start_notes: List[str] = []  # for the client that started the server
 
     # -- state ---------------------------------------------------------------------------------
@@ -189,6 +196,7 @@ class Server:
         for job in active:
             _kill_leftover(job)
         self.engine.add_journal(self._journal)
+        self.engine.start_gate = self._may_start
         for lane in state.lanes:
             self.engine.restore_lane(lane.name)
             if lane.paused:
@@ -196,7 +204,9 @@ class Server:
         for job in state.jobs:
             if job.status in FINISHED:
                 self.restored[job.id] = job
+                self.engine.set_last_run(job.id, job.run)
             elif job.status == Status.QUEUED.value:
+                self.engine.set_last_run(job.id, job.run - 1)  # the run it is, not a new one
                 try:
                     self.engine.push(job.id, job.input, job.lane)
                 except Exception:
@@ -231,14 +241,64 @@ class Server:
             return
         try:
             self.store.apply_many(events)
-        except Exception:
-            log.exception("could not record %d events in the state file", len(events))
+        except Exception as exc:
+            # Kept, in order, for the next flush: dropped, the record would be wrong for good
+            # (a finished job queued again after a crash, say).
+            self._journal_pending = events
+            self._store_failed(exc)
+        else:
+            if self.store_error is not None:
+                self._store_recovered()
+
+    def _may_start(self, job: Job) -> bool:
+        """The engine's start gate. Durability before start: what led to this start (and the
+        store's record that it starts) is committed first, or the job waits."""
+        self._flush_journal()
+        return self.store_error is None
+
+    def _store_failed(self, exc: Exception) -> None:
+        error = _write_error(self.store.path if self.store else "", exc)
+        if self.store_error is None:
+            log.error("%s: %d events kept in memory, no job starts until they are written",
+                      error, len(self._journal_pending))
+        self.store_error = error
+        self._announce_store()
+        if self._store_retry is None:
+            self._store_retry = asyncio.get_running_loop().call_later(STORE_RETRY, self._retry_store)
+
+    def _retry_store(self) -> None:
+        self._store_retry = None
+        self._flush_journal()
+
+    def _store_recovered(self) -> None:
+        log.info("the state file %s is written again", self.store.path)
+        self.store_error = None
+        if self._store_retry is not None:
+            self._store_retry.cancel()
+            self._store_retry = None
+        self._announce_store()
+        # Not from within the flush: that may run inside the engine's own start of a job.
+        asyncio.get_running_loop().call_soon(self.engine.start_waiting)
+
+    def _announce_store(self) -> None:
+        info = self.store_info()
+        said = (info["error"], info["unrecorded"])
+        if said != self._store_said:
+            self._store_said = said
+            self.engine.announce(StoreStatus(*said))
+
+    def store_info(self) -> Dict[str, Any]:
+        return {"path": self.paths.state_file, "error": self.store_error,
+                "unrecorded": len(self._journal_pending) if self.store_error else 0,
+                "moved_aside": self.moved_aside}
 
     # -- history ---------------------------------------------------------------------------------
 
     def apply_retention(self) -> list:
         """Drop the finished history beyond the retention setting; returns the ids dropped."""
         self._retention_handle = None
+        if self.store_error is not None:
+            return []  # the next job end tries again
         return self.clean(self.retention.keep_last, self.retention.keep_days)
 
     def clean(self, keep_last: Optional[int], keep_days: Optional[float]) -> list:
@@ -246,7 +306,7 @@ class Server:
         None: every finished run), their logs with them; returns the ids of the jobs dropped."""
         if self.store is None:
             return []
-        self._flush_journal()
+        self._check_store_written("clean")
         if keep_last is None and keep_days is None:
             keep_last = 0
         before = self.store.count_finished()
@@ -269,9 +329,15 @@ class Server:
                 ids.append(job_id)
         if not ids:
             return []
-        self._flush_journal()
+        self._check_store_written("clean")
         paths = self.store.forget(ids) if self.store is not None else []
         return self._drop(ids, paths)
+
+    def _check_store_written(self, op: str) -> None:
+        # What is kept is worked out from the store: one that lacks events would drop jobs.
+        self._flush_journal()
+        if self.store_error is not None:
+            raise RuntimeError(f"{op}: {self.store_error}; try again once it can be written")
 
     def _drop(self, job_ids: List[Any], log_paths: List[str]) -> list:
         for job_id in job_ids:
@@ -329,6 +395,10 @@ class Server:
             if not lanes[name].queued:
                 engine.resume(name)
         self._flush_journal()
+        if self.store_error is not None:
+            log.error("stopping with %d events not in the state file (%s): after a restart, "
+                      "the jobs they concern are as last recorded (started ones interrupted)",
+                      len(self._journal_pending), self.store_error)
         engine.remove_journal(self._journal)
         await engine.shutdown(kill=True)  # the queued jobs: removed here, kept in the store
         log.info("jobs stopped")
@@ -412,7 +482,7 @@ class Server:
         return {
             "server": {"version": __version__, "protocol": protocol.PROTOCOL, "pid": os.getpid(),
                        "stopping": self.stopping, "kill_grace": self.kill_grace,
-                       "log_dir": self.engine.log_dir},
+                       "log_dir": self.engine.log_dir, "store": self.store_info()},
             "lanes": lanes,
             "jobs": jobs,
         }
@@ -771,6 +841,13 @@ class Connection:
         await server.stop()
         await self.answer(request_id, lambda a: {"stopped": True}, args)
         server.exit.set()
+
+
+def _write_error(path: str, exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    if "disk is full" in text:  # SQLITE_FULL: SQLite's words for ENOSPC (or EFBIG)
+        text += f" ({os.strerror(errno.ENOSPC)})"
+    return f"cannot write the state file {path}: {text}"
 
 
 def _raiser(exc: Exception) -> Callable:
