@@ -1,8 +1,10 @@
 """The state file: full (D5), run numbers across restarts (D15), and start-up failures (D11).
 
 A full state disk is a real one: a small tmpfs mounted as the state dir and filled with a ballast
-file (skipped where mount is not allowed), with real servers killed with SIGKILL and started
-again as a client's next command starts them. Start-up failures run the real `pq-tui` command.
+file (skipped where mount is not allowed), or, with no privilege, the server's own file-size limit
+(RLIMIT_FSIZE, lowered under the state file's size from outside, as prlimit does), with real
+servers killed with SIGKILL and started again as a client's next command starts them. Start-up
+failures run the real `pq-tui` command.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import errno
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -62,16 +65,50 @@ def pq(server, *args: str, env: dict = None, timeout: float = DEADLINE):
                  PQ_TUI_STATE_DIR=server.paths.state_dir, PYTHONPATH=REPO, **(env or {})))
 
 
+class FullDisk:
+    """The disk of a state dir, filled and freed on demand."""
+
+    def __init__(self, kind: str, state_dir: str) -> None:
+        self.kind = kind
+        self.state_dir = state_dir
+        self.undo = None
+
+    def fill(self, server_pid: int) -> None:
+        if self.kind == "tmpfs":
+            ballast = fill(self.state_dir)
+            self.undo = lambda: os.unlink(ballast)
+            return
+        # Writes past the files' present ends fail (EFBIG: Python ignores SIGXFSZ).
+        import psutil
+
+        proc = psutil.Process(server_pid)
+        limit = resource.RLIMIT_FSIZE
+        soft, hard = proc.rlimit(limit)
+        names = [n for n in os.listdir(self.state_dir) if n.startswith("state.sqlite3")]
+        proc.rlimit(limit, (max(os.path.getsize(os.path.join(self.state_dir, n))
+                                for n in names), hard))
+        self.undo = lambda: proc.is_running() and proc.rlimit(limit, (soft, hard))
+
+    def free(self) -> None:
+        self.undo()
+
+
+KINDS = ["tmpfs", "file-size-limit"]
+
+
 @contextlib.contextmanager
-def state_on_a_small_disk(server, monkeypatch):
-    """The server's state dir on a 2 MiB tmpfs; the server is stopped before it is unmounted."""
+def state_on_a_small_disk(server, monkeypatch, kind: str):
+    """A FullDisk for the server's state dir (a 2 MiB tmpfs, or its own folder with a file-size
+    limit); the server is stopped before the tmpfs is unmounted."""
     from pq_tui.server.paths import ServerPaths
 
-    with small_tmpfs("2m") as mount:
-        server.paths = ServerPaths(server.runtime, mount)
-        monkeypatch.setenv("PQ_TUI_STATE_DIR", mount)
+    with contextlib.ExitStack() as stack:
+        if kind == "tmpfs":
+            mount = stack.enter_context(small_tmpfs("2m"))
+            server.paths = ServerPaths(server.runtime, mount)
+            monkeypatch.setenv("PQ_TUI_STATE_DIR", mount)
         try:
-            yield mount
+            yield FullDisk(kind, server.paths.state_dir)
         finally:
             if os.path.exists(server.paths.socket):
                 with contextlib.suppress(Exception):
@@ -84,17 +121,18 @@ async def store_of(client) -> dict:
     return (await client.request("snapshot"))["server"]["store"]
 
 
-async def fill_until_unrecorded(client, mount: str) -> tuple:
+async def fill_until_unrecorded(client, disk: FullDisk) -> dict:
     """Fill the disk, then push jobs into a paused lane until the server cannot record them:
-    the state file's log may have room left in pages it already has. (ballast, store info)"""
+    the state file's log may have room left in pages it already has. Returns server.store."""
+    snapshot = await client.request("snapshot")
     await client.request("pause", lane="filler")
-    ballast = fill(mount)
+    disk.fill(snapshot["server"]["pid"])
     for i in range(200):
         await client.request("push", job_id=f"filler-{i}", lane="filler",
                              data={"cmd": "true", "pad": FILLER})
         store = await store_of(client)
         if store["error"]:
-            return ballast, store
+            return store
     raise AssertionError("the state file took 200 big pushes on a full disk")
 
 
@@ -121,12 +159,13 @@ async def kill_9(server, pid: int) -> None:
 # -- D5: a full state disk -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_full_state_disk_is_shown_and_after_kill_9_no_job_runs_twice(server, token,
-                                                                       monkeypatch):
+                                                                       monkeypatch, kind):
     from pq_tui.server.client import Client
     from pq_tui.server.remote import RemoteEngine
 
-    async def main(mount):
+    async def main(disk):
         client = await Client.open(server.paths)
         pid = (await client.request("snapshot"))["server"]["pid"]
         server.pids.add(pid)
@@ -136,9 +175,11 @@ def test_a_full_state_disk_is_shown_and_after_kill_9_no_job_runs_twice(server, t
         console = await RemoteEngine.connect(server.paths, start=False)
         try:
             await until(lambda: console.get("long") and console.get("long").pid, "long runs")
-            ballast, store = await fill_until_unrecorded(client, mount)
-            assert store["path"] == os.path.join(mount, "state.sqlite3")
-            assert store["path"] in store["error"] and "full" in store["error"], store
+            store = await fill_until_unrecorded(client, disk)
+            assert store["path"] == server.paths.state_file
+            assert store["path"] in store["error"], store
+            if kind == "tmpfs":
+                assert "No space left on device" in store["error"], store
             assert store["unrecorded"] >= 1, store
             # The console hears of it (a StoreStatus event), and the status command shows it.
             await until(lambda: (console.server_info.get("store") or {}).get("error"),
@@ -161,7 +202,7 @@ def test_a_full_state_disk_is_shown_and_after_kill_9_no_job_runs_twice(server, t
             client.close()
         await kill_9(server, pid)
 
-        os.unlink(ballast)  # the operator makes room, and the next command starts the server
+        disk.free()  # the operator makes room, and the next command starts the server
         client = await Client.open(server.paths)
         try:
             snapshot = await client.request("snapshot")
@@ -180,25 +221,27 @@ def test_a_full_state_disk_is_shown_and_after_kill_9_no_job_runs_twice(server, t
             client.close()
         return {j["id"]: j for j in snapshot["jobs"]}
 
-    with state_on_a_small_disk(server, monkeypatch) as mount:
-        jobs = asyncio.run(asyncio.wait_for(main(mount), 120))
+    with state_on_a_small_disk(server, monkeypatch, kind) as disk:
+        jobs = asyncio.run(asyncio.wait_for(main(disk), 120))
         assert jobs["next"]["status"] == "ok" and jobs["next"]["run"] == 1
         assert jobs["long"]["status"] == "failed" and jobs["long"]["run"] == 1
         assert sorted(ran(server)) == ["long", "next"], ran(server)  # each ran once
 
 
-def test_the_server_retries_once_space_is_back_and_held_starts_go_on(server, token, monkeypatch):
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_server_retries_once_space_is_back_and_held_starts_go_on(server, token, monkeypatch,
+                                                                     kind):
     from pq_tui.core.events import StoreStatus
     from pq_tui.server.client import Client
     from pq_tui.server.remote import RemoteEngine
 
-    async def main(mount):
+    async def main(disk):
         client = await Client.open(server.paths)
         server.pids.add((await client.request("snapshot"))["server"]["pid"])
         console = await RemoteEngine.connect(server.paths, start=False)
         heard = console.subscribe()
         try:
-            ballast, _store = await fill_until_unrecorded(client, mount)
+            await fill_until_unrecorded(client, disk)
             # A start that cannot be recorded first is held: the job stays queued.
             await client.request("push", job_id="held", lane="work",
                                  data=job(server, token, "held"))
@@ -208,7 +251,7 @@ def test_the_server_retries_once_space_is_back_and_held_starts_go_on(server, tok
             assert snapshot["server"]["store"]["error"]
             assert ran(server) == []
 
-            os.unlink(ballast)
+            disk.free()
             await until(lambda: (console.server_info.get("store") or {}).get("error") is None,
                         "the warning to clear after space is back", DEADLINE)
             await asyncio.wait_for(client.request("wait", job_ids=["held"]), DEADLINE)
@@ -232,10 +275,142 @@ def test_the_server_retries_once_space_is_back_and_held_starts_go_on(server, tok
             client.close()
         return snapshot
 
-    with state_on_a_small_disk(server, monkeypatch) as mount:
-        snapshot = asyncio.run(asyncio.wait_for(main(mount), 120))
+    with state_on_a_small_disk(server, monkeypatch, kind) as disk:
+        snapshot = asyncio.run(asyncio.wait_for(main(disk), 120))
     jobs = {j["id"]: j for j in snapshot["jobs"]}
     assert jobs["held"]["status"] == "ok", jobs["held"]
     fillers = [j for j in jobs if j.startswith("filler-")]
     assert fillers and all(jobs[j]["status"] == "queued" for j in fillers)
     assert ran(server) == ["held"]
+
+
+# -- D15: run numbers across restarts --------------------------------------------------------------
+
+
+def test_run_numbers_and_log_names_go_on_across_restarts(server, token):
+    from pq_tui.server.client import Client
+    from pq_tui.server.store import Store
+
+    data = job(server, token, "a")
+
+    async def start():
+        client = await Client.open(server.paths)
+        server.pids.add((await client.request("snapshot"))["server"]["pid"])
+        return client
+
+    async def run_once(client, op: str) -> dict:
+        args = {"job_id": "a"} if op == "requeue" else {"job_id": "a", "data": data, "lane": "L"}
+        reply = await client.request(op, **args)
+        snapshot = await client.request("snapshot")
+        rows = [j for j in snapshot["jobs"] if j["id"] == "a"]
+        assert len(rows) == 1, rows  # one row per id: the latest run's
+        await asyncio.wait_for(client.request("wait", job_ids=["a"]), DEADLINE)
+        snapshot = await client.request("snapshot")
+        row = [j for j in snapshot["jobs"] if j["id"] == "a"][0]
+        return {"queued": rows[0], "ended": row, "reply": reply}
+
+    async def main():
+        seen = []
+        for op in ("push", "requeue", "requeue", "push"):  # a restart before each but the first
+            client = await start()
+            try:
+                seen.append(await run_once(client, op))
+            finally:
+                client.close()
+            await server.stop()
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(main(), 120))
+    for run, step in enumerate(seen, 1):
+        assert step["queued"]["run"] == run, step  # the new run's row, queued or started
+        assert step["queued"]["status"] in ("queued", "running"), step
+        assert step["ended"]["run"] == run and step["ended"]["status"] == "ok", step
+        assert os.path.basename(step["ended"]["log_path"]) == f"a.{run}.log", step
+    with Store.open(server.paths.state_file) as store:
+        history = store.history("a")
+    assert [(s.run, os.path.basename(s.log_path)) for s in history] == [
+        (run, f"a.{run}.log") for run in (1, 2, 3, 4)]
+    assert ran(server) == ["a"] * 4
+
+
+# -- D11: start-up failures ------------------------------------------------------------------------
+
+
+def start_deadline() -> float:
+    """A generous limit, and still half of what a client used to wait for a server that died."""
+    from pq_tui.server.server import START_TIMEOUT
+
+    return START_TIMEOUT / 2
+
+
+def one_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def write_jobs(server) -> str:
+    path = server.tmp / "jobs.toml"
+    path.write_text(f'[[job]]\nid = "one"\ncmd = "echo one >> {server.tmp / "record"}"\n')
+    return str(path)
+
+
+def test_a_damaged_state_file_is_set_aside_and_the_server_starts(server):
+    os.makedirs(server.paths.state_dir)
+    with open(server.paths.state_file, "wb") as f:
+        f.write(b"this is not a database\n" * 200)
+    done = pq(server, "push", write_jobs(server), timeout=start_deadline())
+    assert done.returncode == 0, done.stderr
+    line = one_line(done.stderr)
+    aside = [name for name in os.listdir(server.paths.state_dir) if ".corrupt-" in name]
+    assert len(aside) == 1, os.listdir(server.paths.state_dir)
+    assert os.path.join(server.paths.state_dir, aside[0]) in line and "damaged" in line, line
+    with open(os.path.join(server.paths.state_dir, aside[0]), "rb") as f:
+        assert f.read().startswith(b"this is not a database")  # kept whole
+    with open(server.paths.server_log, encoding="utf-8") as f:
+        assert aside[0] in f.read()
+    # The board works, and status says what happened.
+    waited = pq(server, "wait", "one")
+    assert waited.returncode == 0, waited.stderr
+    shown = pq(server, "status")
+    assert "the state file was damaged: moved to" in shown.stdout and aside[0] in shown.stdout
+    assert json.loads(pq(server, "status", "--json").stdout)["store"]["moved_aside"].endswith(
+        aside[0])
+    assert pq(server, "shutdown").returncode == 0
+
+
+def test_a_server_that_cannot_start_says_why_at_once(server):
+    os.makedirs(server.paths.state_dir)
+    db = sqlite3.connect(server.paths.state_file)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    done = pq(server, "push", write_jobs(server), timeout=start_deadline())
+    assert done.returncode == 1, done
+    line = one_line(done.stderr)
+    assert server.paths.state_file in line and "newer pq-tui" in line, line
+    assert "server.log" not in line
+    assert not os.path.exists(server.paths.pid_file)
+
+
+def test_a_home_that_does_not_exist_is_a_clear_error_or_works_with_a_state_dir(server):
+    home = os.path.join(tempfile.gettempdir(), f"pq-no-home-{os.getpid()}")
+    assert not os.path.exists(home)
+    env = dict(os.environ, HOME=home, PQ_TUI_RUNTIME_DIR=server.runtime, PYTHONPATH=REPO)
+    env.pop("PQ_TUI_STATE_DIR", None)
+    env.pop("XDG_STATE_HOME", None)
+    done = subprocess.run([sys.executable, "-m", "pq_tui", "push", write_jobs(server)],
+                          cwd=REPO, capture_output=True, text=True, env=env,
+                          timeout=start_deadline())
+    assert done.returncode == 1, done
+    line = one_line(done.stderr)
+    assert home in line and "does not exist" in line and "PQ_TUI_STATE_DIR" in line, line
+    assert not os.path.exists(home), "a home folder was made up"
+
+    # With a state dir of its own, the server runs (in /, not in the missing home).
+    done = pq(server, "push", write_jobs(server), env={"HOME": home}, timeout=start_deadline())
+    assert done.returncode == 0, done.stderr
+    assert pq(server, "wait", "one", env={"HOME": home}).returncode == 0
+    assert ran(server) == ["one"]
+    assert not os.path.exists(home)
+    assert pq(server, "shutdown", env={"HOME": home}).returncode == 0
