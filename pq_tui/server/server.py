@@ -257,14 +257,15 @@ class Server:
         return self.store_error is None
 
     def _store_failed(self, exc: Exception) -> None:
-        error = _write_error(self.store.path if self.store else "", exc)
+        error = _write_error(self.store.path, exc)
         if self.store_error is None:
             log.error("%s: %d events kept in memory, no job starts until they are written",
                       error, len(self._journal_pending))
         self.store_error = error
         self._announce_store()
         if self._store_retry is None:
-            self._store_retry = asyncio.get_running_loop().call_later(STORE_RETRY, self._retry_store)
+            self._store_retry = asyncio.get_running_loop().call_later(STORE_RETRY,
+                                                                      self._retry_store)
 
     def _retry_store(self) -> None:
         self._store_retry = None

@@ -23,6 +23,10 @@ spawn). A listener that collects the events and flushes them with ``loop.call_so
 the order they were scheduled, so the flush commits before the task's first step forks.
 ``tests/test_store.py`` (the kill -9 test) does exactly this.
 
+A call that raises (a full disk) has recorded none of its events: give them again, in order,
+with the ones that came since. Until they are in, nothing the engine starts would be recorded
+as starting, so the server holds the starts (``Engine.start_gate``; see ``Server._may_start``).
+
 Restoring after ``recover()``: create the lanes in order (``engine.lane``), pause those recorded
 paused, then push the queued jobs of each lane in the order ``load`` gives them, with their
 ``input``. A push of a run the store has queued is taken as that same run coming back, and it

@@ -414,3 +414,40 @@ def test_a_home_that_does_not_exist_is_a_clear_error_or_works_with_a_state_dir(s
     assert ran(server) == ["one"]
     assert not os.path.exists(home)
     assert pq(server, "shutdown", env={"HOME": home}).returncode == 0
+
+
+def test_the_attached_console_shows_that_the_record_is_incomplete(server, monkeypatch):
+    from pq_tui.server.client import Client
+    from pq_tui.server.remote import RemoteEngine
+    from pq_tui.ui.app import PQApp
+
+    def notes(app) -> str:
+        return " ".join(str(n.message) for n in app._notifications)
+
+    async def settle(pilot, predicate, what: str) -> None:
+        await until(predicate, what)
+        await pilot.pause(0.05)
+
+    async def main(disk):
+        engine = await RemoteEngine.connect(server.paths)
+        server.pids.add(engine.server_info["pid"])
+        client = await Client.open(server.paths, start=False)
+        app = PQApp(engine, start_dir=server.tmp, attached=True)
+        try:
+            async with app.run_test(size=(140, 30)) as pilot:
+                await fill_until_unrecorded(client, disk)
+                await settle(pilot, lambda: "not saved" in str(app.status_bar.render()),
+                             "the status line to say the state is not saved")
+                await settle(pilot, lambda: "the record is incomplete" in notes(app),
+                             "a notification naming the error")
+                assert server.paths.state_file in notes(app)
+                disk.free()
+                await settle(pilot, lambda: "not saved" not in str(app.status_bar.render()),
+                             "the warning to clear")
+                await settle(pilot, lambda: "written again" in notes(app), "the all-clear")
+        finally:
+            client.close()
+            engine.detach()
+
+    with state_on_a_small_disk(server, monkeypatch, "file-size-limit") as disk:
+        asyncio.run(asyncio.wait_for(main(disk), 120))

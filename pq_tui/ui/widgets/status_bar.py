@@ -48,7 +48,8 @@ class StatusBar(Static):
         text = Text.assemble((" pq-tui", style("title")), f" · {self.host} ")
         for item in self._summary:
             if isinstance(item, str):
-                text.append(f"│ {'!' if fmt.ascii_only() else '⚠'} {item} ", style=style("failed"))
+                mark = "!" if fmt.ascii_only() else "⚠"
+                text.append(f"│ {mark} {item} ", style=style("failed"))
                 continue
             name, paused, numbers = item
             count = Counter({Status(status): number for status, number in numbers})
