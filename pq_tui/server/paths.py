@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from pq_tui.paths import missing_home
+
 SOCKET_NAME = "server.sock"
 PID_NAME = "server.pid"
 LOG_NAME = "server.log"
@@ -138,10 +140,8 @@ def prepare(paths: ServerPaths) -> None:
     """Create (and check) every folder the server needs. Raises RuntimeDirError or OSError."""
     check_socket_path(paths.socket)
     ensure_runtime_dir(paths.runtime_dir)
-    home = os.path.expanduser("~")
-    if (os.path.isabs(home) and not os.path.isdir(home)
-            and os.path.commonpath([home, paths.state_dir]) == home):
-        # A system account's HOME (/nonexistent): making it would make up a home folder.
+    home = missing_home(paths.state_dir)
+    if home is not None:  # making it would make up a home folder
         raise StateDirError(
             f"the state dir {paths.state_dir} is in the home folder {home}, which does not "
             f"exist: set PQ_TUI_STATE_DIR to a folder for pq-tui's state (or HOME to your home)"

@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import resource
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -414,6 +415,19 @@ def test_a_home_that_does_not_exist_is_a_clear_error_or_works_with_a_state_dir(s
     assert ran(server) == ["one"]
     assert not os.path.exists(home)
     assert pq(server, "shutdown", env={"HOME": home}).returncode == 0
+
+    # Embedded (no server), the session's logs go to a new private folder in the temp folder.
+    done = subprocess.run([sys.executable, "-m", "pq_tui", "run", write_jobs(server)], cwd=REPO,
+                          capture_output=True, text=True, env=env, timeout=DEADLINE)
+    assert done.returncode == 0, done.stderr
+    logs = done.stdout.strip().splitlines()[-1].partition("logs: ")[2]
+    try:
+        assert os.path.dirname(logs) == tempfile.gettempdir(), done.stdout
+        assert os.stat(logs).st_mode & 0o077 == 0
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
+    assert ran(server) == ["one", "one"]
+    assert not os.path.exists(home)
 
 
 def test_the_attached_console_shows_that_the_record_is_incomplete(server, monkeypatch):
