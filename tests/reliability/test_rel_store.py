@@ -323,8 +323,7 @@ def test_run_numbers_and_log_names_go_on_across_restarts(server, token):
 
     seen = asyncio.run(asyncio.wait_for(main(), 120))
     for run, step in enumerate(seen, 1):
-        assert step["queued"]["run"] == run, step  # the new run's row, queued or started
-        assert step["queued"]["status"] in ("queued", "running"), step
+        assert step["queued"]["run"] == run, step  # the new run's row, whatever its state
         assert step["ended"]["run"] == run and step["ended"]["status"] == "ok", step
         assert os.path.basename(step["ended"]["log_path"]) == f"a.{run}.log", step
     with Store.open(server.paths.state_file) as store:
