@@ -41,8 +41,8 @@ from pq_tui.core.job import Job, Status
 from pq_tui.core.lanes import check_lane_name, unknown_lane
 from pq_tui.core.logfile import STREAMS
 from pq_tui.server import protocol
-from pq_tui.server.paths import (RuntimeDirError, ServerPaths, check_socket_path, prepare,
-                                 server_paths)
+from pq_tui.server.paths import (LOGS_NAME, RuntimeDirError, ServerPaths, check_socket_path,
+                                 prepare, server_paths)
 from pq_tui.server.store import FINISHED, JobState, Store, StoreCorrupt, StoreError, set_aside
 
 log = logging.getLogger("pq_tui.server")
@@ -183,10 +183,15 @@ class Server:
             self.store = Store.open(path)
         except StoreCorrupt as exc:
             # Nothing in it can be read, and a board that refuses to start helps nobody: the
-            # file is kept whole beside the new one, and the operator told where.
+            # file is kept whole beside the new one, and the operator told where. Its logs go
+            # with it: left here, their names would push the new runs' logs off their numbers.
             self.moved_aside = set_aside(path)
-            note = (f"{exc}: moved it to {self.moved_aside} and started with an empty state "
-                    f"(the job logs are still in {self.paths.logs_dir})")
+            suffix = self.moved_aside[len(path):]  # .corrupt-<time>
+            logs = os.path.join(self.paths.state_dir, LOGS_NAME + suffix)
+            os.rename(self.paths.logs_dir, logs)
+            os.mkdir(self.paths.logs_dir, 0o700)
+            note = (f"{exc}: moved it to {self.moved_aside} and its job logs to {logs}, and "
+                    f"started with an empty state")
             log.warning("%s", note)
             self.start_notes.append(note)
             self.store = Store.open(path)

@@ -357,22 +357,32 @@ def write_jobs(server) -> str:
 
 
 def test_a_damaged_state_file_is_set_aside_and_the_server_starts(server):
-    os.makedirs(server.paths.state_dir)
+    os.makedirs(server.paths.logs_dir)
     with open(server.paths.state_file, "wb") as f:
         f.write(b"this is not a database\n" * 200)
+    with open(os.path.join(server.paths.logs_dir, "one.1.log"), "w") as f:
+        f.write("an old run's log\n")
     done = pq(server, "push", write_jobs(server), timeout=start_deadline())
     assert done.returncode == 0, done.stderr
     line = one_line(done.stderr)
     aside = [name for name in os.listdir(server.paths.state_dir) if ".corrupt-" in name]
-    assert len(aside) == 1, os.listdir(server.paths.state_dir)
-    assert os.path.join(server.paths.state_dir, aside[0]) in line and "damaged" in line, line
+    aside.sort(key=lambda name: not name.startswith("state"))
+    assert len(aside) == 2 and aside[0].startswith("state.sqlite3.corrupt-"), aside
+    assert aside[1] == "logs" + aside[0][len("state.sqlite3"):], aside
+    for name in aside:
+        assert os.path.join(server.paths.state_dir, name) in line and "damaged" in line, line
     with open(os.path.join(server.paths.state_dir, aside[0]), "rb") as f:
         assert f.read().startswith(b"this is not a database")  # kept whole
+    with open(os.path.join(server.paths.state_dir, aside[1], "one.1.log")) as f:
+        assert f.read() == "an old run's log\n"  # and its logs beside it
     with open(server.paths.server_log, encoding="utf-8") as f:
         assert aside[0] in f.read()
     # The board works, and status says what happened.
     waited = pq(server, "wait", "one")
     assert waited.returncode == 0, waited.stderr
+    # The new run 1 has the log name of run 1 (the old logs are not in its way).
+    log_path = json.loads(pq(server, "status", "--json").stdout)["jobs"][0]["log_path"]
+    assert log_path == os.path.join(server.paths.logs_dir, "one.1.log"), log_path
     shown = pq(server, "status")
     assert "the state file was damaged: moved to" in shown.stdout and aside[0] in shown.stdout
     assert json.loads(pq(server, "status", "--json").stdout)["store"]["moved_aside"].endswith(
