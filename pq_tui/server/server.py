@@ -40,6 +40,7 @@ from pq_tui.core.events import (
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lanes import check_lane_name, unknown_lane
 from pq_tui.core.logfile import STREAMS
+from pq_tui.core.safe import printable
 from pq_tui.server import protocol
 from pq_tui.server.paths import (LOGS_NAME, RuntimeDirError, ServerPaths, check_socket_path,
                                  prepare, server_paths)
@@ -1170,7 +1171,7 @@ def start_server_process(paths: ServerPaths, *, timeout: float = START_TIMEOUT) 
                          else line for line in message.splitlines())
     if launcher.returncode == 0:
         for line in message.splitlines():  # notes of a server that did start
-            print(f"pq-tui: {line}", file=sys.stderr)
+            print(f"pq-tui: {printable(line)}", file=sys.stderr)
         message = ""
     while time.monotonic() < deadline:
         if _socket_answers(paths.socket):

@@ -126,7 +126,7 @@ async def fill_until_unrecorded(client, disk: FullDisk) -> dict:
     """Fill the disk, then push jobs into a paused lane until the server cannot record them:
     the state file's log may have room left in pages it already has. Returns server.store."""
     snapshot = await client.request("snapshot")
-    await client.request("pause", lane="filler")
+    await client.request("pause", lane="filler", create=True)
     disk.fill(snapshot["server"]["pid"])
     for i in range(200):
         await client.request("push", job_id=f"filler-{i}", lane="filler",
