@@ -69,8 +69,9 @@ examples:
   pq-tui push builds.toml tests.toml
 """,
     "status": """\
-One row per job: lane, id, state, pid, exit, duration; queued jobs in start order. --json
-prints {"lanes": [...], "jobs": [...]} as the server's snapshot has them (docs/protocol.md).
+One row per job: lane, id, state, pid, exit, duration; queued jobs in start order. Below, a
+warning if the server cannot write its state file. --json prints {"lanes": [...], "jobs":
+[...], "store": {...}} as the server's snapshot has them (docs/protocol.md).
 
 examples:
   pq-tui status
@@ -420,7 +421,8 @@ async def cmd_status(options: argparse.Namespace) -> int:
         client.close()
     if options.json:
         # JSON escapes C0 controls itself; json_printable escapes C1 and bidi controls too.
-        text = json.dumps({"lanes": snapshot["lanes"], "jobs": snapshot["jobs"]}, indent=2,
+        text = json.dumps({"lanes": snapshot["lanes"], "jobs": snapshot["jobs"],
+                           "store": snapshot["server"].get("store")}, indent=2,
                           ensure_ascii=False)
         write_stdout(json_printable(text) + "\n")
         return EXIT_OK
@@ -434,7 +436,22 @@ async def cmd_status(options: argparse.Namespace) -> int:
         _write(f"paused lanes: {', '.join(map(_show, paused))}\n")
     if snapshot["server"].get("stopping"):
         _write("the server is shutting down\n")
+    for line in store_warnings(snapshot["server"].get("store") or {}):
+        _write(f"{line}\n")
     return EXIT_OK
+
+
+def store_warnings(store: Dict[str, Any]) -> List[str]:
+    """What the operator must know of the server's state file (the snapshot's server.store)."""
+    lines = []
+    if store.get("error"):
+        lines.append(f"the record is incomplete: {store['error']}; {store.get('unrecorded')} "
+                     f"changes wait in the server's memory, and no job starts until they are "
+                     f"written (tried again every few seconds)")
+    if store.get("moved_aside"):
+        lines.append(f"the state file was damaged: moved to {store['moved_aside']}; the server "
+                     f"started with an empty state")
+    return lines
 
 
 # -- log -----------------------------------------------------------------------------------------

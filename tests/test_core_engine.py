@@ -143,6 +143,44 @@ def test_push_of_a_finished_id_is_a_new_run(tmp_path):
     assert out_lines(first) == ["first"] and out_lines(second) == ["second"]
 
 
+def test_set_last_run_numbers_the_next_push_on_until_forgotten(tmp_path):
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            engine.set_last_run("a", 3)  # runs a server's store knows, this engine does not
+            engine.set_last_run("b", 7)
+            engine.forget(["b"])
+            engine.push("a", {"cmd": ["true"]})
+            engine.push("b", {"cmd": ["true"]})
+            a, b = await engine.wait_finished("a"), await engine.wait_finished("b")
+            return engine.get("a").run, a["log"], engine.get("b").run
+
+    run_a, log_a, run_b = run(main())
+    assert run_a == 4 and os.path.basename(log_a) == "a.4.log"
+    assert run_b == 1
+
+
+def test_a_start_gate_holds_starts_until_start_waiting(tmp_path):
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            asked = []
+            engine.start_gate = lambda job: asked.append(job.id) or open_
+            open_ = False
+            engine.push("x", {"cmd": ["true"]}, "A")
+            engine.push("y", {"cmd": ["true"]}, "A")
+            await asyncio.sleep(0.2)
+            held = [engine.get(i).status for i in ("x", "y")]
+            open_ = True
+            engine.start_waiting()
+            await engine.wait_finished("y")
+            return asked, held, [engine.get(i).status for i in ("x", "y")]
+
+    asked, held, after = run(main())
+    assert held == [Status.QUEUED, Status.QUEUED]
+    assert after == [Status.OK, Status.OK]
+    # Only ever the head, each time it could start: two pushes, start_waiting, x's end.
+    assert asked == ["x", "x", "x", "y"]
+
+
 def test_job_data_is_copied_and_results_not_taken_as_input(tmp_path):
     async def main():
         async with engine_in(tmp_path) as engine:

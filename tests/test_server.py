@@ -588,6 +588,7 @@ def test_protocol_round_trips_every_event():
         ev.JobUsage(1, 12.5, 1024), ev.JobExited(1, {"status": "ok"}),
         ev.JobRemoved("r", {"status": "removed"}), ev.JobMoved(2, "B", 1),
         ev.JobsForgotten((1, "two")), ev.LanePaused("A"), ev.LaneResumed("A"),
+        ev.StoreStatus("cannot write the state file s: full", 3), ev.StoreStatus(None, 0),
     ]
     assert {type(e).__name__ for e in samples} == set(protocol.EVENT_TYPES)
     for event in samples:

@@ -29,7 +29,7 @@ from pq_tui.core import (
     JobUsage,
     OutputDropped,
 )
-from pq_tui.server.store import Store, StoreError, StoreVersionError
+from pq_tui.server.store import Store, StoreCorrupt, StoreError, StoreVersionError
 
 from engine_helpers import engine_in, run
 
@@ -700,7 +700,7 @@ def test_schema_version_is_checked(tmp_path):
 
     garbage = tmp_path / "garbage.sqlite3"
     garbage.write_bytes(b"this is not a database\n" * 100)
-    with pytest.raises(StoreError, match="not a pq-tui state file"):
+    with pytest.raises(StoreCorrupt, match="is damaged .file is not a database"):
         Store.open(garbage)
 
 

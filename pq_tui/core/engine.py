@@ -199,6 +199,12 @@ class Engine:
         self._flush_handle: Optional[asyncio.TimerHandle] = None
         self._waiters: dict[tuple[str, JobId], list[asyncio.Future]] = {}
         self._idle_waiters: list[asyncio.Future] = []
+        # Runs of ids this engine does not hold, as a caller (a server's store) knows them.
+        self._last_runs: dict[JobId, int] = {}
+        # Asked before a job is taken off its lane's queue to start: False holds the start (the
+        # job stays at the head) until start_waiting(). A server that must record a start
+        # before it happens (its state file may be full) says no while it cannot.
+        self.start_gate: Optional[Callable[[Job], bool]] = None
 
     # -- looking ---------------------------------------------------------------------------------
 
@@ -265,7 +271,7 @@ class Engine:
             job_id,
             lane,
             dict(data),
-            run=previous.run + 1 if previous is not None else 1,
+            run=(previous.run if previous is not None else self._last_runs.pop(job_id, 0)) + 1,
             handler_factory=handler_factory,
             tail_lines=self.tail_lines,
         )
@@ -302,6 +308,7 @@ class Engine:
         a server keeps older history outside the engine, and its clients mirror it."""
         forgotten = []
         for job_id in job_ids:
+            self._last_runs.pop(job_id, None)
             job = self._jobs.get(job_id)
             if job is None or job.status.finished:
                 self._jobs.pop(job_id, None)
@@ -363,6 +370,25 @@ class Engine:
             target.paused = False
             self._emit(LaneResumed(lane))
             self._kick(target)
+
+    def set_last_run(self, job_id: JobId, run: int) -> None:
+        """The run number of an earlier run of ``job_id`` that this engine did not make (a server
+        restoring its history): the next push of the id is run ``run + 1``, so run numbers and
+        log names go on. Forgotten with the id (``forget``)."""
+        if job_id not in self._jobs:
+            self._last_runs[job_id] = run
+
+    def start_waiting(self) -> None:
+        """Start what each lane may start now: after ``start_gate`` held a start and would let
+        it through again."""
+        for lane in list(self._lanes.values()):
+            self._kick(lane)
+
+    def announce(self, event: Event) -> None:
+        """Pass an event that is not the engine's own (a server's ``StoreStatus``) to the
+        subscribers, in order with the engine's events; journals do not see it."""
+        for subscription in list(self._subscriptions):
+            subscription._put(event)
 
     def subscribe(self, max_pending_lines: int = 20_000) -> Subscription:
         subscription = Subscription(self, max_pending_lines)
@@ -433,6 +459,8 @@ class Engine:
 
     def _kick(self, lane: Lane) -> None:
         if lane.paused or lane.running is not None or not lane.queued:
+            return
+        if self.start_gate is not None and not self.start_gate(lane.queued[0]):
             return
         job = lane.queued.popleft()
         lane.running = job

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 JobId = Union[int, str]
 Line = Tuple[str, str]  # (stream, text); stream is "out" or "err"
@@ -87,8 +87,18 @@ class LaneResumed:
     lane: str
 
 
+@dataclass(frozen=True)
+class StoreStatus:
+    """A server's, not the engine's: whether its state file holds every event. ``error`` (the
+    file and why it cannot be written) while it does not, and then ``unrecorded`` events wait in
+    the server's memory and no job starts; None again once they are written."""
+
+    error: Optional[str]
+    unrecorded: int
+
+
 Event = Union[
     JobQueued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRemoved, JobMoved,
-    JobsForgotten, LanePaused, LaneResumed,
+    JobsForgotten, LanePaused, LaneResumed, StoreStatus,
 ]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 MAX_LINE = 64 * 1024
 
 
-def _utf8_safe_cut(data: bytes, limit: int) -> int:
+def utf8_safe_cut(data: bytes, limit: int) -> int:
     """Where to cut ``data`` near ``limit`` without splitting a UTF-8 sequence."""
     cut = limit
     # Step back over continuation bytes (0b10xxxxxx), at most 3 of them.
@@ -136,7 +136,7 @@ class LineSplitter:
         """Pieces of at most ``max_line`` bytes cut off ``buf``, and what is left (not over it)."""
         pieces = []
         while len(buf) > self.max_line:
-            cut = _utf8_safe_cut(buf, self.max_line)
+            cut = utf8_safe_cut(buf, self.max_line)
             pieces.append(buf[:cut].decode("utf-8", errors="replace"))
             buf = buf[cut:]
         return pieces, buf

@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
+from pq_tui.paths import missing_home
+
 SOCKET_NAME = "server.sock"
 PID_NAME = "server.pid"
 LOG_NAME = "server.log"
@@ -32,6 +34,10 @@ MAX_SOCKET_PATH = 103
 
 class RuntimeDirError(Exception):
     """The runtime dir cannot be used safely; the message says why and what to do."""
+
+
+class StateDirError(RuntimeDirError):
+    """The state dir cannot be used; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,12 @@ def prepare(paths: ServerPaths) -> None:
     """Create (and check) every folder the server needs. Raises RuntimeDirError or OSError."""
     check_socket_path(paths.socket)
     ensure_runtime_dir(paths.runtime_dir)
+    home = missing_home(paths.state_dir)
+    if home is not None:  # making it would make up a home folder
+        raise StateDirError(
+            f"the state dir {paths.state_dir} is in the home folder {home}, which does not "
+            f"exist: set PQ_TUI_STATE_DIR to a folder for pq-tui's state (or HOME to your home)"
+        )
     for folder in (paths.state_dir, paths.logs_dir):
         if not os.path.isdir(folder):
             os.makedirs(folder, mode=0o700, exist_ok=True)

@@ -26,6 +26,7 @@ from pq_tui.core.events import (
     LanePaused,
     LaneResumed,
     OutputDropped,
+    StoreStatus,
 )
 
 PROTOCOL = 1
@@ -311,7 +312,7 @@ def _with_id(exc: Exception, request_id: Any) -> Exception:
 EVENT_TYPES = {
     cls.__name__: cls
     for cls in (JobQueued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRemoved,
-                JobMoved, JobsForgotten, LanePaused, LaneResumed)
+                JobMoved, JobsForgotten, LanePaused, LaneResumed, StoreStatus)
 }
 
 

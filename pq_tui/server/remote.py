@@ -56,6 +56,7 @@ from pq_tui.core.events import (
     LanePaused,
     LaneResumed,
     OutputDropped,
+    StoreStatus,
 )
 from pq_tui.core.job import HasStatus, Status
 from pq_tui.core.tail import Tail
@@ -570,6 +571,10 @@ class RemoteEngine:
         if isinstance(event, JobsForgotten):
             for job_id in event.job_ids:
                 self._jobs.pop(job_id, None)
+            return
+        if isinstance(event, StoreStatus):
+            store = self.server_info["store"] = dict(self.server_info.get("store") or {})
+            store.update(error=event.error, unrecorded=event.unrecorded)
             return
         job = self._jobs.get(event.job_id)
         if job is None:

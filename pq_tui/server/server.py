@@ -34,15 +34,18 @@ from pq_tui.core.events import (
     JobStarted,
     JobUsage,
     OutputDropped,
+    StoreStatus,
 )
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lanes import check_lane_name, unknown_lane
 from pq_tui.core.logfile import STREAMS, count_log_lines, open_log, read_log_tail
+from pq_tui.core.lines import utf8_safe_cut
+from pq_tui.core.safe import printable
 from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
 from pq_tui.server import protocol
-from pq_tui.server.paths import (RuntimeDirError, ServerPaths, check_socket_path, prepare,
-                                 server_paths)
-from pq_tui.server.store import FINISHED, JobState, Store, StoreError
+from pq_tui.server.paths import (LOGS_NAME, RuntimeDirError, ServerPaths, check_socket_path,
+                                 prepare, server_paths)
+from pq_tui.server.store import FINISHED, JobState, Store, StoreCorrupt, StoreError, set_aside
 
 log = logging.getLogger("pq_tui.server")
 
@@ -50,6 +53,7 @@ DEFAULT_KILL_GRACE = 5.0
 HELLO_TIMEOUT = 30.0
 START_TIMEOUT = 15.0
 RETENTION_DELAY = 10.0  # after a job ends: retention runs at most this often
+STORE_RETRY = 2.0  # while the state file cannot be written: how often to try again (seconds)
 # A recovered job's process is taken for ours only if it was created this close to the job's
 # recorded start (seconds): a pid reused by an unrelated process is left alone.
 START_SLACK_BEFORE = 2.0
@@ -153,7 +157,7 @@ class Server:
         self.kill_grace = kill_grace
         self.retention = retention or Retention.from_env()
         self._retention_handle: Optional[asyncio.TimerHandle] = None
-        self.engine = Engine(paths.logs_dir, root_dir=os.path.expanduser("~"), profile=True,
+        self.engine = Engine(paths.logs_dir, root_dir=_home_or_root(), profile=True,
                              kill_grace=kill_grace)
         self.store: Optional[Store] = None
         # Finished runs restored from the store: the engine cannot hold finished jobs it did not
@@ -166,17 +170,41 @@ class Server:
         self._journal_pending: List[Event] = []
         self._journal_scheduled = False
         self._deletions: set = set()  # of log files, running in threads
+        self.moved_aside: Optional[str] = None  # where a damaged state file went (open_store)
+        # Why the state file cannot be written, while it cannot: the events it lacks wait in
+        # _journal_pending, and no job starts (see _may_start).
+        self.store_error: Optional[str] = None
+        self._store_retry: Optional[asyncio.TimerHandle] = None
+        self._store_said: Tuple[Optional[str], int] = (None, 0)  # the last StoreStatus
+        self.start_notes: List[str] = []  # for the client that started the server
 
     # -- state ---------------------------------------------------------------------------------
 
     def open_store(self) -> None:
-        self.store = Store.open(self.paths.state_file)
+        path = self.paths.state_file
+        try:
+            self.store = Store.open(path)
+        except StoreCorrupt as exc:
+            # Nothing in it can be read, and a board that refuses to start helps nobody: the
+            # file is kept whole beside the new one, and the operator told where. Its logs go
+            # with it: left here, their names would push the new runs' logs off their numbers.
+            self.moved_aside = set_aside(path)
+            suffix = self.moved_aside[len(path):]  # .corrupt-<time>
+            logs = os.path.join(self.paths.state_dir, LOGS_NAME + suffix)
+            os.rename(self.paths.logs_dir, logs)
+            os.mkdir(self.paths.logs_dir, 0o700)
+            note = (f"{exc}: moved it to {self.moved_aside} and its job logs to {logs}, and "
+                    f"started with an empty state")
+            log.warning("%s", note)
+            self.start_notes.append(note)
+            self.store = Store.open(path)
         before = self.store.load()
         active = [job for job in before.jobs if job.status not in FINISHED]
         state = self.store.recover()
         for job in active:
             _kill_leftover(job)
         self.engine.add_journal(self._journal)
+        self.engine.start_gate = self._may_start
         for lane in state.lanes:
             self.engine.restore_lane(lane.name)
             if lane.paused:
@@ -184,7 +212,9 @@ class Server:
         for job in state.jobs:
             if job.status in FINISHED:
                 self.restored[job.id] = job
+                self.engine.set_last_run(job.id, job.run)
             elif job.status == Status.QUEUED.value:
+                self.engine.set_last_run(job.id, job.run - 1)  # the run it is, not a new one
                 try:
                     self.engine.push(job.id, job.input, job.lane)
                 except Exception:
@@ -219,14 +249,65 @@ class Server:
             return
         try:
             self.store.apply_many(events)
-        except Exception:
-            log.exception("could not record %d events in the state file", len(events))
+        except Exception as exc:
+            # Kept, in order, for the next flush: dropped, the record would be wrong for good
+            # (a finished job queued again after a crash, say).
+            self._journal_pending = events
+            self._store_failed(exc)
+        else:
+            if self.store_error is not None:
+                self._store_recovered()
+
+    def _may_start(self, job: Job) -> bool:
+        """The engine's start gate. Durability before start: what led to this start (and the
+        store's record that it starts) is committed first, or the job waits."""
+        self._flush_journal()
+        return self.store_error is None
+
+    def _store_failed(self, exc: Exception) -> None:
+        error = _write_error(self.store.path, exc)
+        if self.store_error is None:
+            log.error("%s: %d events kept in memory, no job starts until they are written",
+                      error, len(self._journal_pending))
+        self.store_error = error
+        self._announce_store()
+        if self._store_retry is None:
+            self._store_retry = asyncio.get_running_loop().call_later(STORE_RETRY,
+                                                                      self._retry_store)
+
+    def _retry_store(self) -> None:
+        self._store_retry = None
+        self._flush_journal()
+
+    def _store_recovered(self) -> None:
+        log.info("the state file %s is written again", self.store.path)
+        self.store_error = None
+        if self._store_retry is not None:
+            self._store_retry.cancel()
+            self._store_retry = None
+        self._announce_store()
+        # Not from within the flush: that may run inside the engine's own start of a job.
+        asyncio.get_running_loop().call_soon(self.engine.start_waiting)
+
+    def _announce_store(self) -> None:
+        info = self.store_info()
+        said = (info["error"], info["unrecorded"])
+        if said != self._store_said:
+            self._store_said = said
+            self.engine.announce(StoreStatus(*said))
+
+    def store_info(self) -> Dict[str, Any]:
+        return {"path": self.paths.state_file, "error": self.store_error,
+                "unrecorded": len(self._journal_pending) if self.store_error else 0,
+                "moved_aside": self.moved_aside}
 
     # -- history ---------------------------------------------------------------------------------
 
     def apply_retention(self) -> list:
         """Drop the finished history beyond the retention setting; returns the ids dropped."""
         self._retention_handle = None
+        if self.store_error is not None:
+            return []  # the next job end tries again
         return self.clean(self.retention.keep_last, self.retention.keep_days)
 
     def clean(self, keep_last: Optional[int], keep_days: Optional[float]) -> list:
@@ -234,7 +315,7 @@ class Server:
         None: every finished run), their logs with them; returns the ids of the jobs dropped."""
         if self.store is None:
             return []
-        self._flush_journal()
+        self._check_store_written("clean")
         if keep_last is None and keep_days is None:
             keep_last = 0
         before = self.store.count_finished()
@@ -257,9 +338,15 @@ class Server:
                 ids.append(job_id)
         if not ids:
             return []
-        self._flush_journal()
+        self._check_store_written("clean")
         paths = self.store.forget(ids) if self.store is not None else []
         return self._drop(ids, paths)
+
+    def _check_store_written(self, op: str) -> None:
+        # What is kept is worked out from the store: one that lacks events would drop jobs.
+        self._flush_journal()
+        if self.store_error is not None:
+            raise RuntimeError(f"{op}: {self.store_error}; try again once it can be written")
 
     def _drop(self, job_ids: List[Any], log_paths: List[str]) -> list:
         for job_id in job_ids:
@@ -319,6 +406,10 @@ class Server:
             if not lanes[name].queued:
                 engine.resume(name)
         self._flush_journal()
+        if self.store_error is not None:
+            log.error("stopping with %d events not in the state file (%s): after a restart, "
+                      "the jobs they concern are as last recorded (started ones interrupted)",
+                      len(self._journal_pending), self.store_error)
         engine.remove_journal(self._journal)
         await engine.shutdown(kill=True)  # the queued jobs: removed here, kept in the store
         log.info("jobs stopped")
@@ -402,7 +493,7 @@ class Server:
         return {
             "server": {"version": __version__, "protocol": protocol.PROTOCOL, "pid": os.getpid(),
                        "stopping": self.stopping, "kill_grace": self.kill_grace,
-                       "log_dir": self.engine.log_dir},
+                       "log_dir": self.engine.log_dir, "store": self.store_info()},
             "lanes": lanes,
             "jobs": jobs,
         }
@@ -810,7 +901,7 @@ def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> Di
     done = finished and at_end
     cut = len(chunk) if done else chunk.rfind(b"\n") + 1
     if cut == 0 and len(chunk) >= protocol.MAX_LOG_MAX_BYTES:
-        cut = _utf8_safe_cut(chunk, len(chunk) - 1)  # an absurd line: in pieces
+        cut = utf8_safe_cut(chunk, len(chunk) - 1)  # an absurd line: in pieces
     pieces = chunk[:cut].decode("utf-8", "replace").split("\n")
     if pieces[-1] == "":
         pieces.pop()
@@ -819,6 +910,13 @@ def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> Di
         lines[0] = ["out", pieces[0]]
     return {"lines": lines, "offset": offset + cut, "finished": done, "path": path,
             "size": max(size, offset + cut)}
+
+
+def _write_error(path: str, exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    if "disk is full" in text:  # SQLITE_FULL: SQLite's words for ENOSPC (or EFBIG)
+        text += f" ({os.strerror(errno.ENOSPC)})"
+    return f"cannot write the state file {path}: {text}"
 
 
 def _raiser(exc: Exception) -> Callable:
@@ -884,16 +982,19 @@ def _kill_leftover(job: JobState) -> None:
 
 
 async def serve(paths: ServerPaths, *, kill_grace: float = DEFAULT_KILL_GRACE,
-                lock_fd: Optional[int] = None) -> None:
+                lock_fd: Optional[int] = None,
+                ready: Optional[Callable[[List[str]], None]] = None) -> None:
     """Run the server until a shutdown request or SIGTERM/SIGINT. Takes the lock unless given
-    its fd (``acquire_lock``); raises AlreadyRunning or ServerError if it cannot start."""
+    its fd (``acquire_lock``); raises AlreadyRunning or ServerError if it cannot start.
+    ``ready(notes)`` is called once it listens, with what the operator should hear of its
+    start (a damaged state file set aside, say)."""
     prepare(paths)
     own_lock = lock_fd is None
     if lock_fd is None:
         lock_fd = acquire_lock(paths)
     try:
         _write_pid(lock_fd)
-        await _serve_locked(paths, kill_grace)
+        await _serve_locked(paths, kill_grace, ready)
     finally:
         try:
             os.unlink(paths.pid_file)
@@ -903,7 +1004,8 @@ async def serve(paths: ServerPaths, *, kill_grace: float = DEFAULT_KILL_GRACE,
             os.close(lock_fd)
 
 
-async def _serve_locked(paths: ServerPaths, kill_grace: float) -> None:
+async def _serve_locked(paths: ServerPaths, kill_grace: float,
+                        ready: Optional[Callable[[List[str]], None]]) -> None:
     loop = asyncio.get_running_loop()
     if os.path.lexists(paths.socket):
         if _socket_answers(paths.socket):
@@ -928,6 +1030,8 @@ async def _serve_locked(paths: ServerPaths, kill_grace: float) -> None:
         loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP ignored")
         log.info("pq-tui server %s (pid %d) listening on %s", __version__, os.getpid(),
                  paths.socket)
+        if ready is not None:
+            ready(server.start_notes)
         await server.exit.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -995,15 +1099,19 @@ def run_server(foreground: bool, kill_grace: Optional[float] = None) -> int:
         if not foreground:
             print(f"pq-tui server: {exc}", file=sys.stderr)
         return 1
-    if not foreground:
-        _detach()
+    report = None if foreground else _detach(paths)
     try:
-        asyncio.run(serve(paths, kill_grace=kill_grace, lock_fd=lock_fd))
-    except (ServerError, StoreError) as exc:
+        asyncio.run(serve(paths, kill_grace=kill_grace, lock_fd=lock_fd,
+                          ready=report.ready if report is not None else None))
+    except (ServerError, StoreError, OSError) as exc:
         log.error("%s", exc)
+        if report is not None:
+            report.failed(str(exc))
         return 1
-    except Exception:
+    except Exception as exc:
         log.exception("the server failed")
+        if report is not None:
+            report.failed(f"internal error: {type(exc).__name__}: {exc} (see {paths.server_log})")
         return 1
     return 0
 
@@ -1019,22 +1127,80 @@ def _set_up_logging(paths: ServerPaths, foreground: bool) -> None:
     root.setLevel(logging.DEBUG if os.environ.get("PQ_TUI_DEBUG") else logging.INFO)
 
 
-def _detach() -> None:
-    """Become a daemon: the parent returns at once (its caller reaps it), the child goes on in a
-    new session with no terminal, in the home folder, with its standard streams on /dev/null."""
+def _home_or_root() -> str:
+    """The folder the server runs in: the home folder, or / for an account without one."""
+    home = os.path.expanduser("~")
+    return home if os.path.isdir(home) else "/"
+
+
+class _StartReport:
+    """The daemon's word to the launcher that waits for it (see ``_detach``): one line each,
+    ``note: ...`` for what the operator should hear, then ``ready`` or ``error: ...``."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd: Optional[int] = fd
+
+    def ready(self, notes: List[str]) -> None:
+        self._send([f"note: {note}" for note in notes] + ["ready"])
+
+    def failed(self, error: str) -> None:
+        self._send([f"error: {error}"])
+
+    def _send(self, lines: List[str]) -> None:
+        if self.fd is None:
+            return
+        text = "".join(" ".join(line.splitlines()) + "\n" for line in lines)
+        try:
+            os.write(self.fd, text.encode("utf-8", "replace"))
+        except OSError:
+            pass  # the launcher is gone: nobody to tell
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _detach(paths: ServerPaths) -> _StartReport:
+    """Become a daemon: the child goes on in a new session with no terminal, in the home folder,
+    with its standard streams on /dev/null. The parent waits until the child says it listens or
+    why it cannot start, prints that on stderr and exits (0: listening), so the client that
+    launched it hears of a failure at once, not after START_TIMEOUT."""
+    read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid:
-        os._exit(0)
+        os.close(write_fd)
+        os._exit(_wait_for_start(read_fd, paths))
+    os.close(read_fd)
     try:
         os.setsid()
     except OSError:
         pass
-    os.chdir(os.path.expanduser("~"))
+    os.chdir(_home_or_root())
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     if null > 2:
         os.close(null)
+    return _StartReport(write_fd)
+
+
+def _wait_for_start(read_fd: int, paths: ServerPaths) -> int:
+    chunks = []
+    while True:
+        chunk = os.read(read_fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    status, said = 1, []
+    for line in b"".join(chunks).decode("utf-8", "replace").splitlines():
+        kind, _, text = line.partition(": ")
+        if line == "ready":
+            status = 0
+        elif kind in ("note", "error"):
+            said.append(f"pq-tui server: {text}\n")
+    if not chunks:
+        said.append(f"pq-tui server: it stopped while starting; see {paths.server_log}\n")
+    os.write(2, "".join(said).encode("utf-8", "replace"))
+    return status
 
 
 # -- for clients -----------------------------------------------------------------------------------
@@ -1063,6 +1229,12 @@ def start_server_process(paths: ServerPaths, *, timeout: float = START_TIMEOUT) 
         launcher.wait()
         raise ServerError("the pq-tui server did not start (the launcher hung)") from None
     message = err.decode("utf-8", "replace").strip()
+    message = "\n".join(line[len("pq-tui server: "):] if line.startswith("pq-tui server: ")
+                         else line for line in message.splitlines())
+    if launcher.returncode == 0:
+        for line in message.splitlines():  # notes of a server that did start
+            print(f"pq-tui: {printable(line)}", file=sys.stderr)
+        message = ""
     while time.monotonic() < deadline:
         if _socket_answers(paths.socket):
             return

@@ -23,6 +23,10 @@ spawn). A listener that collects the events and flushes them with ``loop.call_so
 the order they were scheduled, so the flush commits before the task's first step forks.
 ``tests/test_store.py`` (the kill -9 test) does exactly this.
 
+A call that raises (a full disk) has recorded none of its events: give them again, in order,
+with the ones that came since. Until they are in, nothing the engine starts would be recorded
+as starting, so the server holds the starts (``Engine.start_gate``; see ``Server._may_start``).
+
 Restoring after ``recover()``: create the lanes in order (``engine.lane``), pause those recorded
 paused, then push the queued jobs of each lane in the order ``load`` gives them, with their
 ``input``. A push of a run the store has queued is taken as that same run coming back, and it
@@ -117,6 +121,10 @@ class StoreVersionError(StoreError):
     """The state file was written by a newer pq-tui."""
 
 
+class StoreCorrupt(StoreError):
+    """The state file is damaged: not an SQLite database, or one that fails its check."""
+
+
 @dataclass(frozen=True)
 class LaneState:
     name: str
@@ -206,6 +214,11 @@ class Store:
         db = self._connection()
         try:
             self._check_version(db.execute("PRAGMA user_version").fetchone()[0])
+            # Damage found now can be set aside whole; found later, it would fail a write halfway
+            # through the server's work. The file is small (retention bounds it): a quick read.
+            verdict = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if verdict != "ok":
+                raise StoreCorrupt(f"the state file {self.path} is damaged ({verdict})")
             # WAL: readers (a second `pq-tui` looking) do not block the server's writes, and a
             # commit appends to the log instead of rewriting pages.
             self.journal_mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -231,8 +244,8 @@ class Store:
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.OperationalError as exc:  # locked, read-only, disk I/O...
             raise StoreError(f"cannot use the state file {self.path}: {exc}") from None
-        except sqlite3.DatabaseError as exc:  # "file is not a database"
-            raise StoreError(f"{self.path} is not a pq-tui state file: {exc}") from None
+        except sqlite3.DatabaseError as exc:  # "file is not a database", "malformed"
+            raise StoreCorrupt(f"the state file {self.path} is damaged ({exc})") from None
 
     def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
@@ -696,6 +709,22 @@ class Store:
 
 
 # -- files -----------------------------------------------------------------------------------------
+
+
+def set_aside(path: str) -> str:
+    """Rename a damaged state file (and its -wal and -shm) to ``<path>.corrupt-<time>``, for
+    whoever wants to recover something from it; returns the new name."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = f"{path}.corrupt-{stamp}"
+    number = 1
+    while os.path.lexists(aside):
+        number += 1
+        aside = f"{path}.corrupt-{stamp}-{number}"
+    os.rename(path, aside)
+    for suffix in ("-wal", "-shm"):
+        if os.path.lexists(path + suffix):
+            os.rename(path + suffix, aside + suffix)
+    return aside
 
 
 def _make_private_dir(folder: str) -> None:

@@ -33,6 +33,7 @@ from pq_tui.core import (
 from pq_tui.core.lanes import lane_name_problem
 from pq_tui.core.logfile import read_log_tail
 from pq_tui.core.safe import printable, printable_lines
+from pq_tui.core.events import StoreStatus
 from pq_tui.jobfile import JobFileError, JobSpec, load_job_file
 from pq_tui.ui.screens import ConfirmScreen, HelpScreen, OpenFileScreen, PromptScreen
 from pq_tui.ui.widgets.job_table import JobTable
@@ -129,6 +130,7 @@ class PQApp(App[int]):
         self.exit_note: Optional[str] = None
         self._keys_shown: tuple = ()
         self._textual_markup = False  # see notify()
+        self._store_warned = False
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -174,6 +176,12 @@ class PQApp(App[int]):
                 message, title="pq-tui server", severity="error"
             )
             self.engine.on_lost = self._server_lost
+            store = self.engine.server_info.get("store") or {}
+            self._report_store(store.get("error"))
+            if store.get("moved_aside"):
+                self.notify(f"the state file was damaged: moved to {store['moved_aside']}; the "
+                            f"server started with an empty state", title="pq-tui server",
+                            severity="warning", timeout=30)
         self._consume_events()
         if self._initial_specs:
             self._push_specs(self._initial_specs)
@@ -226,6 +234,8 @@ class PQApp(App[int]):
                 state_changed = True
                 if isinstance(event, JobExited):
                     self._report_warnings(event)
+                elif isinstance(event, StoreStatus):
+                    self._report_store(event.error)
         with self.batch_update():
             for pane, lines in output.items():
                 if lines:
@@ -240,6 +250,21 @@ class PQApp(App[int]):
             self.notify("\n".join(map(str, warnings)), title=f"job {event.job_id}",
                         severity="warning", timeout=15)
 
+    def _report_store(self, error: Optional[str]) -> None:
+        if error is not None and not self._store_warned:
+            self.notify(f"the record is incomplete: {error}; no job starts until it is written",
+                        title="pq-tui server", severity="error", timeout=30)
+        elif error is None and self._store_warned:
+            self.notify("the state file is written again; jobs start again",
+                        title="pq-tui server")
+        self._store_warned = error is not None
+
+    def _store_note(self) -> str:
+        store = (getattr(self.engine, "server_info", None) or {}).get("store") or {}
+        if not store.get("error"):
+            return ""
+        return f"not saved: {store.get('unrecorded')} changes, starts held"
+
     def _alive(self) -> bool:
         """False while the app is being torn down: messages and events may still arrive then,
         after the screens are gone."""
@@ -252,7 +277,7 @@ class PQApp(App[int]):
         jobs = self.engine.jobs()
         lanes = self.engine.lanes()
         self.table.sync(jobs, lanes)
-        self.status_bar.sync(jobs, lanes)
+        self.status_bar.sync(jobs, lanes, self._store_note())
         self._show_selected()
         for pane in self._panes():
             # show() reloads a pane whose job has a new run (requeued), else just retitles it.

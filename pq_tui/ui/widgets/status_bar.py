@@ -28,11 +28,12 @@ class StatusBar(Static):
         self.host = socket.gethostname()
         self._summary: tuple = ()
 
-    def sync(self, jobs: Iterable[Job], lanes: dict) -> None:
+    def sync(self, jobs: Iterable[Job], lanes: dict, warning: str = "") -> None:
+        """``warning``: the server's, shown first (its state file cannot be written, say)."""
         counts: dict[str, Counter] = {name: Counter() for name in lanes}
         for job in jobs:
             counts.setdefault(job.lane, Counter())[job.status] += 1
-        summary = tuple(
+        summary = ((warning,) if warning else ()) + tuple(
             (name, lanes.get(name) is not None and lanes[name].paused, tuple(sorted(
                 (status.value, number) for status, number in count.items())))
             for name, count in counts.items()
@@ -45,7 +46,12 @@ class StatusBar(Static):
         # Styled here, not in sync(): a sync may come before the widget's styles are set.
         style = lambda name: self.get_component_rich_style(f"status-bar--{name}", partial=True)  # noqa: E731
         text = Text.assemble((" pq-tui", style("title")), f" · {self.host} ")
-        for name, paused, numbers in self._summary:
+        for item in self._summary:
+            if isinstance(item, str):
+                mark = "!" if fmt.ascii_only() else "⚠"
+                text.append(f"│ {mark} {item} ", style=style("failed"))
+                continue
+            name, paused, numbers = item
             count = Counter({Status(status): number for status, number in numbers})
             text.append("│ ")
             text.append(printable(name), style="bold")
