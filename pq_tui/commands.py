@@ -708,13 +708,17 @@ async def cmd_shutdown(options: argparse.Namespace) -> int:
 async def _wait_gone(pid: int) -> None:
     """Until the server's process has exited, so that a server started right after it finds
     the lock free. (It exits just after its reply.)"""
+    import psutil
+
     end = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < end:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        except PermissionError:  # the pid is someone else's now
+            proc = psutil.Process(pid)
+            # A zombie has exited (its parent, not init, reaps it: a server started by hand);
+            # another uid's process has the pid now.
+            if proc.status() == psutil.STATUS_ZOMBIE or proc.uids().real != os.getuid():
+                return
+        except psutil.Error:
             return
         await asyncio.sleep(0.02)
     raise Failed(f"the pq-tui server (pid {pid}) said it stopped but is still running")

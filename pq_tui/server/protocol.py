@@ -160,7 +160,7 @@ def row_data(data: Any) -> Dict[str, Any]:
     """A job's data as snapshot rows, ``wait`` results, replies and events carry it: bounded,
     whatever the job holds. ``final.env`` is left out; strings over MAX_TEXT characters, lists
     and objects over MAX_ITEMS items are cut, with a note in the value; ``"cut"`` lists the
-    paths left out or cut. The ``job`` op gives the whole data."""
+    keys whose values were cut, and "final.env". The ``job`` op gives the whole data."""
     cut: List[str] = []
     value = _bounded(data if isinstance(data, dict) else {}, (), cut)
     if len(json.dumps(value, ensure_ascii=False)) > MAX_ROW:
@@ -168,7 +168,7 @@ def row_data(data: Any) -> Dict[str, Any]:
                  if key in value and not isinstance(value[key], (dict, list))}
         cut.append("*")
     if cut:
-        value["cut"] = cut
+        value["cut"] = list(dict.fromkeys(cut))
     return value
 
 
@@ -178,27 +178,26 @@ def _bounded(value: Any, path: Tuple[str, ...], cut: List[str]) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if len(path) > MAX_DEPTH:
-        cut.append(".".join(path))
+        cut.append(path[0] if path else "*")
         return "…[nested too deeply, cut]"
     if isinstance(value, dict):
         items = [(_key(k), v) for k, v in value.items()]
         kept = [(k, v) for k, v in items if path + (k,) not in _LEFT_OUT]
-        if len(kept) < len(items):
-            cut.extend(".".join(path + (k,)) for k, _v in items if path + (k,) in _LEFT_OUT)
+        cut.extend(".".join(path + (k,)) for k, _v in items if path + (k,) in _LEFT_OUT)
         out = {k: _bounded(v, path + (k,), cut) for k, v in kept[:MAX_ITEMS]}
         if len(kept) > MAX_ITEMS:
-            cut.append(".".join(path))
+            cut.append(path[0] if path else "*")
             out["…"] = f"{len(kept) - MAX_ITEMS} more, cut"
         return out
     if isinstance(value, (list, tuple)):
         out_list = [_bounded(v, path + (str(i),), cut) for i, v in enumerate(value[:MAX_ITEMS])]
         if len(value) > MAX_ITEMS:
-            cut.append(".".join(path))
+            cut.append(path[0] if path else "*")
             out_list.append(f"…[{len(value) - MAX_ITEMS} more, cut]")
         return out_list
     text = value if isinstance(value, str) else jsonable(value)
     if len(text) > MAX_TEXT:
-        cut.append(".".join(path))
+        cut.append(path[0] if path else "*")
         return f"{text[:MAX_TEXT]}…[{len(text)} characters, cut]"
     return text
 

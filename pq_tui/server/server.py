@@ -512,8 +512,15 @@ class Server:
     def job_entry(self, job_id: Any) -> Dict[str, Any]:
         """One job's entry with its whole data (the latest run)."""
         job, state = self.find(job_id)
-        return self.job_info(job, whole=True) if job is not None else self.restored_info(
+        entry = self.job_info(job, whole=True) if job is not None else self.restored_info(
             state, whole=True)
+        try:
+            protocol.encode(protocol.reply_ok(0, entry))
+        except protocol.ProtocolError as exc:
+            raise ValueError(f"job {job_id!r}: its whole data is too large to send ({exc}); "
+                             f"its row in the snapshot has it cut, its log is "
+                             f"{entry['log_path']}") from None
+        return entry
 
     def find(self, job_id: Any) -> Tuple[Optional[Job], Optional[JobState]]:
         job = self.engine.get(job_id)
