@@ -556,6 +556,7 @@ class Connection:
         self.tasks: set = set()
         # push_many batches sent with "more": queued together by the last one, or never.
         self.staged: List[Dict[str, Any]] = []
+        self.staged_keys: set = set()
         self.handlers: Dict[str, Callable[[Dict[str, Any]], Any]] = {
             "ping": lambda args: "pong",
             "snapshot": lambda args: server.snapshot(),
@@ -746,12 +747,17 @@ class Connection:
         """Every job or none, across batches: with ``more`` the jobs are checked and staged on
         this connection; the batch without it queues every staged job in one step. A batch that
         fails drops what was staged; so does the connection closing."""
-        staged, self.staged = self.staged + args["jobs"], []
+        jobs = args["jobs"]
+        earlier, keys = self.staged, self.staged_keys
+        self.staged, self.staged_keys = [], set()
         self.server._check_not_stopping("push")
-        self._check_push(staged)
+        self._check_push(jobs, keys)
         if args["more"]:
-            self.staged = staged
-            return {"staged": len(staged)}
+            earlier.extend(jobs)
+            self.staged, self.staged_keys = earlier, keys
+            return {"staged": len(earlier)}
+        self._check_push(earlier, set())  # meanwhile, another client may have pushed one
+        staged = earlier + jobs
         engine = self.server.engine
         pushed = []
         try:
@@ -766,9 +772,10 @@ class Connection:
             self.server.restored.pop(job["job_id"], None)
         return {"queued": len(staged)}
 
-    def _check_push(self, jobs: List[Dict[str, Any]]) -> None:
+    def _check_push(self, jobs: List[Dict[str, Any]], seen: set) -> None:
+        """Raises ValueError for a job whose id is in ``seen`` (which gets the others' ids) or
+        queued or running, or whose new lane's name is refused."""
         engine = self.server.engine
-        seen: set = set()
         lanes = engine.lanes()
         for job in jobs:
             if job["lane"] not in lanes:
