@@ -80,7 +80,8 @@ warning if the server cannot write its state file, then the server's version, pr
 --json prints {"server": {...}, "lanes": [...], "jobs": [...], "store": {...}} as the server's
 snapshot has them (docs/protocol.md): each job's data without the environment it ran with, very
 long values cut (its "cut" lists them); with IDs, those jobs' whole data. A server of another
-pq-tui version: its version, protocol and pid only (exit 1).
+pq-tui version: its version, protocol and pid only (exit 1); no server: {"server": {"running":
+false}} (exit 1).
 
 examples:
   pq-tui status
@@ -429,6 +430,10 @@ async def cmd_status(options: argparse.Namespace) -> int:
         client = await _open()
     except VersionMismatch as exc:
         return _other_version_status(options, exc)
+    except NotRunning:
+        if options.json:
+            _write(json.dumps({"server": {"running": False}}) + "\n")
+        raise
     try:
         snapshot = await client.request("snapshot")
         if options.jobs:

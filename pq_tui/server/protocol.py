@@ -32,7 +32,7 @@ from pq_tui.core.events import (
 PROTOCOL = 2
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
-PART_BYTES = 1024 * 1024  # a reply's list longer than this comes in "part" messages
+PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
 # The ops a server accepts whatever protocol the client's hello says (docs/protocol.md: frozen),
 # so that any pq-tui can stop any other's server.
 CONTROL_OPS = ("ping", "shutdown")

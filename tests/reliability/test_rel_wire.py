@@ -63,6 +63,21 @@ def snapshot_of(server) -> dict:
     return json.loads(ok(pq(server, "status", "--json")).stdout)
 
 
+async def snapshot_lines(paths) -> list:
+    """The raw lines of a snapshot's answer: its parts, then its reply."""
+    reader, writer = await asyncio.open_unix_connection(paths.socket, limit=protocol.STREAM_LIMIT)
+    try:
+        await protocol.read_message(reader)
+        writer.write(protocol.encode(protocol.client_hello()))
+        writer.write(protocol.encode(protocol.request(1, "snapshot")))
+        lines = []
+        while not lines or json.loads(lines[-1])["type"] != "reply":
+            lines.append(await asyncio.wait_for(protocol.read_line(reader), DEADLINE))
+        return lines
+    finally:
+        writer.close()
+
+
 def one_line_error(result: subprocess.CompletedProcess) -> str:
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("pq-tui: "), result.stderr
@@ -177,6 +192,10 @@ def test_a_push_over_16_mib_queues_every_job(server):
     assert rows["b3"]["data"]["cut"] == ["cmd"] and len(rows["b3"]["data"]["cmd"]) < 1100
     whole = json.loads(ok(pq(server, "status", "--json", "b3")).stdout)["jobs"][0]
     assert whole["data"]["cmd"] == "true " + "x" * 40_000
+    # The snapshot came in parts, none much over PART_BYTES.
+    lines = asyncio.run(snapshot_lines(server.paths))
+    assert [json.loads(line)["type"] for line in lines[:-1]] == ["part"] * (len(lines) - 1)
+    assert len(lines) > 1 and max(map(len, lines)) < protocol.PART_BYTES + protocol.MAX_ROW * 2
     server.release()
 
 
@@ -313,6 +332,8 @@ def test_a_server_of_another_protocol_is_named_and_stopped(server, number):
         stopped = ok(pq(server, "shutdown"))
         assert stopped.stdout == f"the pq-tui server (pid {pid}) has stopped\n"
         assert proc.wait(DEADLINE) == 0
+        gone = pq(server, "status", "--json")
+        assert gone.returncode == 1 and json.loads(gone.stdout) == {"server": {"running": False}}
     finally:
         if proc.poll() is None:
             proc.kill()
