@@ -217,9 +217,14 @@ def client_hello(protocol: int = PROTOCOL) -> Dict[str, Any]:
 
 
 def mismatch_text(server_protocol: Any, client_protocol: Any, pid: Any) -> str:
+    # A client of protocol 1 has no control connection: its `pq-tui shutdown` cannot stop a
+    # newer server, SIGTERM can (and keeps the queue, as shutdown does).
+    if isinstance(client_protocol, int) and client_protocol < 2:
+        how = f"`kill {pid}` (its queue is kept)"
+    else:
+        how = f"`pq-tui shutdown` (its queue is kept; or `kill {pid}`)"
     return (f"the pq-tui server (pid {pid}) speaks protocol {server_protocol}, this client "
-            f"{client_protocol}: stop it with `pq-tui shutdown` (its queue is kept; or "
-            f"`kill {pid}`), then run the command again")
+            f"{client_protocol}: stop it with {how}, then run the command again")
 
 
 def mismatch_error(client_protocol: Any, pid: int) -> Dict[str, Any]:

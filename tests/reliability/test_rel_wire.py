@@ -338,3 +338,25 @@ def test_a_server_of_another_protocol_is_named_and_stopped(server, number):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_client_of_protocol_1_is_told_the_command_that_works_for_it(server):
+    async def main() -> None:
+        async with await Client.open(server.paths) as client:  # starts the server
+            pid = client.hello["pid"]
+            server.pids.add(pid)
+        reader, writer = await asyncio.open_unix_connection(server.paths.socket,
+                                                            limit=protocol.STREAM_LIMIT)
+        try:
+            await protocol.read_message(reader)
+            writer.write(b'{"type":"hello","protocol":1}\n')
+            error = await asyncio.wait_for(protocol.read_message(reader), DEADLINE)
+            # Its own `pq-tui shutdown` cannot stop this server; SIGTERM can.
+            assert error["error"].endswith(f"this client 1: stop it with `kill {pid}` (its "
+                                           f"queue is kept), then run the command again")
+            writer.write(protocol.encode(protocol.request(1, "ping")))
+            assert (await protocol.read_message(reader))["result"] == "pong"
+        finally:
+            writer.close()
+
+    asyncio.run(asyncio.wait_for(main(), DEADLINE))
