@@ -11,7 +11,9 @@ How the mirror stays right:
 
 * ``connect`` subscribes first, then asks for a ``snapshot``. The server puts the reply after
   every event emitted before it, and the connection keeps that order: the events read before the
-  snapshot reply are already in it (discarded), those after it are applied to it.
+  snapshot reply are already in it (discarded), those after it are applied to it. (A long job
+  list comes in ``part`` messages right before the reply, with no event between: the Client
+  joins them into the reply.)
 * The connection (``_MirrorClient``) queues, for the requests the mirror makes (``snapshot``,
   ``tail``), a marker in the event stream at the reply's place, so the background task that
   applies events handles the reply exactly between the events around it.
