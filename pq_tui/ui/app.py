@@ -440,7 +440,7 @@ class PQApp(App[int]):
         busy = [spec.id for spec in specs if self.engine.is_active(spec.id)]
         try:
             if busy:
-                raise ValueError(f"already queued or running: {', '.join(map(str, busy))}")
+                raise ValueError(f"already queued or running: {', '.join(map(printable, busy))}")
             if self.attached:
                 self.engine.push_many([(spec.id, spec.data, spec.lane) for spec in specs])
             else:
