@@ -184,6 +184,7 @@ def _attach_console(plans: list, mouse: bool) -> int:
 
     from pq_tui.commands import data_for_server
     from pq_tui.run import write_error
+    from pq_tui.server.client import RemoteError
     from pq_tui.server.remote import RemoteEngine
     from pq_tui.server.server import ServerError
     from pq_tui.ui.app import PQApp
@@ -203,7 +204,7 @@ def _attach_console(plans: list, mouse: bool) -> int:
 
     try:
         return asyncio.run(attached())
-    except ServerError as exc:
+    except (ServerError, RemoteError) as exc:  # RemoteError: the server refused the snapshot
         write_error(str(exc))
         return 1
 

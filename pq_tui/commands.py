@@ -29,12 +29,18 @@ from pq_tui.core.lanes import check_lane_name
 from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
 from pq_tui.run import colour_on_stdout, write_stdout
 from pq_tui.run import write_error as _error
-from pq_tui.server.client import Client, NotRunning, RemoteError, ServerError
+from pq_tui.server.client import (
+    Client,
+    NotRunning,
+    RemoteError,
+    ServerError,
+    TooLarge,
+    VersionMismatch,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 FOLLOW_INTERVAL = 0.25  # seconds between log reads when --follow finds nothing new
 STOP_TIMEOUT = 15.0  # seconds `shutdown` waits for the server's process to end
-PUSH_BATCH = 500  # jobs per push request
 
 COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause", "resume",
             "wait", "clean", "shutdown")
@@ -70,12 +76,17 @@ examples:
 """,
     "status": """\
 One row per job: lane, id, state, pid, exit, duration; queued jobs in start order. Below, a
-warning if the server cannot write its state file. --json prints {"lanes": [...], "jobs":
-[...], "store": {...}} as the server's snapshot has them (docs/protocol.md).
+warning if the server cannot write its state file, then the server's version, protocol and pid.
+--json prints {"server": {...}, "lanes": [...], "jobs": [...], "store": {...}} as the server's
+snapshot has them (docs/protocol.md): each job's data without the environment it ran with, very
+long values cut (its "cut" lists them); with IDs, those jobs' whole data. A server of another
+pq-tui version: its version, protocol and pid only (exit 1); no server: {"server": {"running":
+false}} (exit 1).
 
 examples:
   pq-tui status
   pq-tui status --json | jq '.jobs[] | select(.status == "failed") | .id'
+  pq-tui status --json build
 """,
     "log": """\
 Prints the job's log file (its latest run): stdout lines as the console shows them (their
@@ -191,6 +202,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     if command == "push":
         parser.add_argument("files", nargs="+", metavar="FILE.toml")
     elif command == "status":
+        parser.add_argument("jobs", nargs="*", metavar="ID", help="only these jobs")
         parser.add_argument("--json", action="store_true", help="print the snapshot as JSON")
     elif command == "log":
         parser.add_argument("job", metavar="ID")
@@ -346,20 +358,20 @@ async def cmd_push(options: argparse.Namespace) -> int:
                             "on the server")
         if busy:
             raise Failed("\n".join(busy + ["nothing was queued"]), EXIT_BAD_INPUT)
-        queued: List[str] = []
-        # In batches: one round trip per batch, not per job, and each message stays small.
-        for start in range(0, len(jobs), PUSH_BATCH):
-            batch = jobs[start:start + PUSH_BATCH]
-            try:
-                await client.request("push_many", jobs=[
-                    {"job_id": spec.id, "data": data, "lane": spec.lane} for spec, data in batch])
-            except (RemoteError, ServerError) as exc:
-                done = ", ".join(map(_show, queued)) if queued else "none"
-                raise Failed(f"{getattr(exc, 'message', exc)}\nqueued before that: {done}"
-                             ) from None
-            queued.extend(spec.id for spec, _data in batch)
-            _write("".join(f"queued [{_show(spec.lane)}] {_show(spec.id)}\n"
-                           for spec, _data in batch))
+        entries = [{"job_id": spec.id, "data": data, "lane": spec.lane} for spec, data in jobs]
+        try:
+            await client.push_many(entries)
+        except TooLarge as exc:
+            raise Failed(f"{exc}; nothing was queued", EXIT_BAD_INPUT) from None
+        except RemoteError as exc:
+            raise Failed(f"{exc.message}; nothing was queued",
+                         EXIT_BAD_INPUT if exc.kind in ("ValueError", "TypeError") else EXIT_FAILED
+                         ) from None
+        except ServerError as exc:
+            raise Failed(f"{exc}: the push may not have been completed; `pq-tui status` shows "
+                         f"what is queued") from None
+        _write("".join(f"queued [{_show(spec.lane)}] {_show(spec.id)}\n"
+                       for spec, _data in jobs))
         paused = {lane["name"] for lane in snapshot["lanes"] if lane["paused"]}
         for lane in dict.fromkeys(spec.lane for spec in specs):
             if lane in paused:
@@ -414,14 +426,29 @@ def status_rows(snapshot: Dict[str, Any]) -> List[tuple]:
 async def cmd_status(options: argparse.Namespace) -> int:
     from pq_tui.run import _print_table
 
-    client = await _open()
+    try:
+        client = await _open()
+    except VersionMismatch as exc:
+        return _other_version_status(options, exc)
+    except NotRunning:
+        if options.json:
+            _write(json.dumps({"server": {"running": False}}) + "\n")
+        raise
     try:
         snapshot = await client.request("snapshot")
+        if options.jobs:
+            ids = [resolve_id(text, snapshot) for text in dict.fromkeys(options.jobs)]
+            if options.json:
+                entries = [await client.request("job", job_id=job_id) for job_id in ids]
+            else:
+                entries = [job for job in snapshot["jobs"] if job["id"] in ids]
+            snapshot = {**snapshot, "jobs": entries}
     finally:
         client.close()
+    server = {**snapshot["server"], "running": True}
     if options.json:
         # JSON escapes C0 controls itself; json_printable escapes C1 and bidi controls too.
-        text = json.dumps({"lanes": snapshot["lanes"], "jobs": snapshot["jobs"],
+        text = json.dumps({"server": server, "lanes": snapshot["lanes"], "jobs": snapshot["jobs"],
                            "store": snapshot["server"].get("store")}, indent=2,
                           ensure_ascii=False)
         write_stdout(json_printable(text) + "\n")
@@ -438,6 +465,7 @@ async def cmd_status(options: argparse.Namespace) -> int:
         _write("the server is shutting down\n")
     for line in store_warnings(snapshot["server"].get("store") or {}):
         _write(f"{line}\n")
+    _write(_server_line(server))
     return EXIT_OK
 
 
@@ -452,6 +480,25 @@ def store_warnings(store: Dict[str, Any]) -> List[str]:
         lines.append(f"the state file was damaged: moved to {store['moved_aside']}; the server "
                      f"started with an empty state")
     return lines
+
+
+def _other_version_status(options: argparse.Namespace, exc: VersionMismatch) -> int:
+    """What a client can tell of a server of another protocol: its hello's fixed part."""
+    hello = exc.hello
+    server = {"version": hello.get("version"), "protocol": hello.get("protocol"),
+              "pid": hello.get("pid"), "running": True}
+    if options.json:
+        write_stdout(json_printable(json.dumps({"server": server}, indent=2,
+                                               ensure_ascii=False)) + "\n")
+    else:
+        _write(_server_line(server))
+    _error(str(exc))
+    return EXIT_FAILED
+
+
+def _server_line(server: Dict[str, Any]) -> str:
+    return (f"server: pq-tui {_show(server.get('version'))} (protocol "
+            f"{_show(server.get('protocol'))}), pid {_show(server.get('pid'))}\n")
 
 
 # -- log -----------------------------------------------------------------------------------------
@@ -635,26 +682,27 @@ async def cmd_clean(options: argparse.Namespace) -> int:
 
 
 async def cmd_shutdown(options: argparse.Namespace) -> int:
+    # A control connection: it works with a server of any pq-tui version, and asks for nothing
+    # that could fail (the shutdown reply says what was killed and kept).
     try:
-        client = await _open()
+        client = await Client.open(start=False, control=True)
     except NotRunning:
         _write(f"{NOT_RUNNING}\n")
         return EXIT_OK
+    pid = client.hello.get("pid")
     try:
-        snapshot = await client.request("snapshot")
         try:
-            await client.request("shutdown", kill=options.kill)
+            result = await client.request("shutdown", kill=options.kill)
         except RemoteError as exc:
             if exc.kind == "ValueError":  # jobs are running
                 raise Failed(f"{exc.message}\nto kill them: pq-tui shutdown --kill") from None
             raise
     finally:
         client.close()
-    pid = snapshot["server"].get("pid")
     if isinstance(pid, int):
         await _wait_gone(pid)
-    killed = [_show(job["id"]) for job in snapshot["jobs"] if job["status"] == "running"]
-    queued = sum(len(lane["queued"]) for lane in snapshot["lanes"])
+    killed = [_show(job_id) for job_id in result.get("killed") or ()]
+    queued = result.get("queued")
     if killed:
         _write(f"killed: {', '.join(killed)}\n")
     _write(f"the pq-tui server (pid {pid}) has stopped")
@@ -665,13 +713,17 @@ async def cmd_shutdown(options: argparse.Namespace) -> int:
 async def _wait_gone(pid: int) -> None:
     """Until the server's process has exited, so that a server started right after it finds
     the lock free. (It exits just after its reply.)"""
+    import psutil
+
     end = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < end:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        except PermissionError:  # the pid is someone else's now
+            proc = psutil.Process(pid)
+            # A zombie has exited (its parent, not init, reaps it: a server started by hand);
+            # another uid's process has the pid now.
+            if proc.status() == psutil.STATUS_ZOMBIE or proc.uids().real != os.getuid():
+                return
+        except psutil.Error:
             return
         await asyncio.sleep(0.02)
     raise Failed(f"the pq-tui server (pid {pid}) said it stopped but is still running")

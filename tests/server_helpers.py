@@ -59,7 +59,7 @@ class Server:
             for job in snapshot["jobs"]:
                 if job["status"] == "running" and job["pid"]:
                     self.pids.update(tree(job["pid"]))
-            assert await client.request("shutdown", kill=True) == {"stopped": True}
+            assert (await client.request("shutdown", kill=True))["stopped"] is True
 
     def leftovers(self) -> list:
         return kill_leftovers(self.pids, DEADLINE)

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from pq_tui.server import protocol
-from pq_tui.server.server import ServerError, connect, start_server_process
+from pq_tui.server.server import ServerError, VersionMismatch, connect, start_server_process
 from process_helpers import is_gone, kill_leftovers, wait_gone
 from server_helpers import Server
 
@@ -78,7 +78,8 @@ class Client:
 
     @classmethod
     async def open(cls, env: Env) -> "Client":
-        return cls(*await connect(env.paths))
+        reader, writer, _hello = await connect(env.paths)
+        return cls(reader, writer)
 
     async def send(self, message: dict) -> None:
         self.writer.write(protocol.encode(message))
@@ -131,7 +132,7 @@ def exited(events, job_id) -> bool:
 
 async def shutdown(env: Env, pid: int, kill: bool = True) -> None:
     client = await Client.open(env)
-    assert (await client.ok("shutdown", kill=kill)) == {"stopped": True}
+    assert (await client.ok("shutdown", kill=kill))["stopped"] is True
     await client.close()
     assert wait_gone(pid), "the server did not exit after shutdown"
 
@@ -145,7 +146,7 @@ def test_jobs_events_snapshot_and_logs(env):
     async def main():
         reader, writer, hello = await raw_connection(env)
         assert hello == {"type": "hello", "server": "pq-tui", "version": hello["version"],
-                         "protocol": 1}
+                         "protocol": protocol.PROTOCOL, "pid": pid}
         writer.close()
         pusher = await Client.open(env)
         watcher = await Client.open(env)
@@ -230,16 +231,23 @@ def test_bad_input_gets_errors_and_the_server_keeps_serving(env):
     pid = env.start()
 
     async def main():
-        # A client of another protocol version: the clear error, then the end.
+        # A client of another protocol version: the clear error, then the control ops only.
         reader, writer, _hello = await raw_connection(env)
-        writer.write(b'{"type":"hello","protocol":2}\n')
+        writer.write(b'{"type":"hello","protocol":99}\n')
         error = await protocol.read_message(reader)
         assert error["type"] == "error"
-        assert error["error"] == ("this server speaks protocol 1, the client 2: run the same "
-                                  "pq-tui version (pq-tui shutdown stops the server)")
-        assert await reader.read() == b""
+        assert error["error"] == (
+            f"the pq-tui server (pid {pid}) speaks protocol {protocol.PROTOCOL}, this client 99: "
+            f"stop it with `pq-tui shutdown` (its queue is kept; or `kill {pid}`), then run the "
+            f"command again")
+        writer.write(b'{"type":"request","id":1,"op":"snapshot"}\n'
+                     b'{"type":"request","id":2,"op":"ping"}\n')
+        refused = await protocol.read_message(reader)
+        assert refused["id"] == 1 and refused["kind"] == "ProtocolError"
+        assert "speaks protocol" in refused["error"]
+        assert await protocol.read_message(reader) == {"type": "reply", "id": 2, "ok": True,
+                                                       "result": "pong"}
         writer.close()
-        # ...and connect() reports it as a ProtocolError.
 
         client = await Client.open(env)
         other = await Client.open(env)
@@ -572,10 +580,12 @@ def test_connect_reports_a_version_mismatch_and_a_missing_server(env, monkeypatc
     with pytest.raises(ServerError, match="no pq-tui server"):
         run(connect(env.paths))
     pid = env.start()
-    monkeypatch.setattr(protocol, "PROTOCOL", 2)
-    with pytest.raises(protocol.ProtocolError, match="speaks protocol 1, the client 2"):
+    real = protocol.PROTOCOL
+    monkeypatch.setattr(protocol, "PROTOCOL", real + 1)
+    with pytest.raises(VersionMismatch, match=f"pid {pid}.* speaks protocol {real}, this client "
+                                              f"{real + 1}"):
         run(connect(env.paths))
-    monkeypatch.setattr(protocol, "PROTOCOL", 1)
+    monkeypatch.setattr(protocol, "PROTOCOL", real)
     run(shutdown(env, pid))
 
 

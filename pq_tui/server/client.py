@@ -12,8 +12,8 @@
         client.close()
 
 One reader task reads everything the server sends: replies resolve the futures of the requests
-waiting for them (requests may be in flight together), events go to a queue that ``events()``
-drains. When the connection is lost, the requests in flight fail with ``ServerError("the pq-tui
+waiting for them (requests may be in flight together; a reply's ``part`` messages are joined
+into it), events go to a queue that ``events()`` drains. When the connection is lost, the requests in flight fail with ``ServerError("the pq-tui
 server went away")`` and ``events()`` ends.
 
 The event queue is not bounded: the server already limits what waits for a slow subscriber
@@ -25,25 +25,33 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
-from typing import Any, AsyncIterator, Dict, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from pq_tui.core.events import Event
 from pq_tui.server import protocol
 from pq_tui.server.paths import RuntimeDirError, ServerPaths, server_paths
-from pq_tui.server.server import ServerError, connect, start_server_process
+from pq_tui.server.server import ServerError, VersionMismatch, connect, start_server_process
 
-__all__ = ["Client", "NotRunning", "RemoteError", "ServerError", "GONE"]
+__all__ = ["Client", "NotRunning", "RemoteError", "ServerError", "VersionMismatch", "GONE",
+           "TooLarge"]
 
 log = logging.getLogger("pq_tui.client")
 
 GONE = "the pq-tui server went away"
 CONNECT_TIMEOUT = 30.0  # for the server's hello
+PUSH_BATCH = 500  # jobs per push_many request, at most
+PUSH_BATCH_BYTES = 4 * 1024 * 1024  # and about this many bytes
 _END = object()  # the end of the events, in the queue
 
 
 class NotRunning(ServerError):
     """No server answers, and the client was told not to start one."""
+
+
+class TooLarge(ServerError):
+    """A request that one message cannot hold; nothing was sent."""
 
 
 class RemoteError(Exception):
@@ -61,12 +69,16 @@ class RemoteError(Exception):
 
 class Client:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 paths: Optional[ServerPaths] = None) -> None:
+                 paths: Optional[ServerPaths] = None,
+                 hello: Optional[Dict[str, Any]] = None) -> None:
         self.paths = paths
+        # The server's hello: "version", "protocol", "pid" (those three in every version).
+        self.hello: Dict[str, Any] = hello or {}
         self._reader = reader
         self._writer = writer
         self._ids = itertools.count(1)
         self._pending: Dict[int, asyncio.Future] = {}
+        self._parts: Dict[int, List[Any]] = {}  # request id -> the jobs of its parts so far
         self._events: asyncio.Queue = asyncio.Queue()
         self._write_lock = asyncio.Lock()
         self._closed = False
@@ -75,13 +87,16 @@ class Client:
     # -- opening and closing -------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, paths: Optional[ServerPaths] = None, start: bool = True) -> "Client":
+    async def open(cls, paths: Optional[ServerPaths] = None, start: bool = True,
+                   control: bool = False) -> "Client":
         """Connect to the server of ``paths`` (default: this user's). When nothing answers, start
         a server (``start=True``) and connect to it, or raise ``NotRunning`` (``start=False``).
-        Every other problem is a ServerError whose message is for the operator."""
+        A server of another protocol raises VersionMismatch, unless ``control``: then the
+        connection is for ``protocol.CONTROL_OPS`` only. Every other problem is a ServerError
+        whose message is for the operator."""
         paths = paths or server_paths()
         try:
-            return cls(*await _connect(paths), paths=paths)
+            return cls._made(await _connect(paths, control), paths)
         except NotRunning:
             if not start:
                 raise
@@ -94,10 +109,15 @@ class Client:
         except OSError as exc:
             raise ServerError(f"cannot start the pq-tui server: {exc}") from None
         try:
-            return cls(*await _connect(paths), paths=paths)
+            return cls._made(await _connect(paths, control), paths)
         except NotRunning as exc:
             raise ServerError(f"the pq-tui server was started but does not answer: {exc}"
                               ) from None
+
+    @classmethod
+    def _made(cls, connection: tuple, paths: ServerPaths) -> "Client":
+        reader, writer, hello = connection
+        return cls(reader, writer, paths=paths, hello=hello)
 
     @property
     def closed(self) -> bool:
@@ -132,11 +152,10 @@ class Client:
         ServerError if the connection is lost first."""
         if self._closed:
             raise ServerError(GONE)
-        request_id = next(self._ids)
+        data, request_id = self._encode(op, args)
         future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            data = protocol.encode(protocol.request(request_id, op, **args))
             async with self._write_lock:  # one drain at a time (concurrent requests)
                 self._writer.write(data)
                 await self._writer.drain()
@@ -151,6 +170,35 @@ class Client:
             return await future
         finally:
             self._pending.pop(request_id, None)
+
+    def _encode(self, op: str, args: Dict[str, Any]) -> Tuple[bytes, int]:
+        request_id = next(self._ids)
+        try:
+            return protocol.encode(protocol.request(request_id, op, **args)), request_id
+        except protocol.ProtocolError as exc:
+            raise TooLarge(f"the {op} request is too large for one message: {exc}") from None
+
+    async def push_many(self, jobs: List[Dict[str, Any]]) -> int:
+        """Queue ``jobs`` (``{"job_id", "data", "lane"}`` each), every one or none, in as many
+        ``push_many`` requests as their size needs (staged on the server until the last one).
+        Returns how many were queued. Raises TooLarge naming a job that no message can hold
+        (nothing sent), RemoteError if the server refuses, ServerError if the connection is
+        lost (then nothing was queued, unless it was lost after the last batch was sent)."""
+        sizes = push_sizes(jobs)
+        batches: List[List[Dict[str, Any]]] = [[]]
+        total = 0
+        for job, size in zip(jobs, sizes):
+            batch = batches[-1]
+            if batch and (len(batch) >= PUSH_BATCH or total + size > PUSH_BATCH_BYTES):
+                batches.append([])
+                total = 0
+            batches[-1].append(job)
+            total += size + 1
+        result: Dict[str, Any] = {}
+        for index, batch in enumerate(batches):
+            result = await self.request("push_many", jobs=batch,
+                                        more=index < len(batches) - 1)
+        return int(result.get("queued") or 0)
 
     async def subscribe(self, max_pending_lines: Optional[int] = None) -> None:
         """Ask for the engine's events on this connection (once per connection)."""
@@ -194,27 +242,43 @@ class Client:
 
     def _dispatch(self, message: Dict[str, Any]) -> None:
         kind = message["type"]
+        if kind == "part":
+            jobs = message.get("jobs")
+            if isinstance(message.get("id"), int) and isinstance(jobs, list):
+                self._parts.setdefault(message["id"], []).extend(jobs)
+            return
         if kind == "reply":
-            future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
-            if future is None or future.done():
-                log.warning("a reply to no request: %s", str(message)[:200])
-                return
-            if message.get("ok"):
-                future.set_result(message.get("result"))
-            else:
-                future.set_exception(RemoteError(str(message.get("kind") or "Error"),
-                                                 str(message.get("error") or "")))
+            parts = self._parts.pop(message.get("id"), None)  # type: ignore[arg-type]
+            result = message.get("result")
+            if parts is not None and isinstance(result, dict):
+                message["result"] = {**result, "jobs": parts + list(result.get("jobs") or ())}
+            self._reply(message)
         elif kind == "event":
             try:
                 self._events.put_nowait(protocol.decode_event(message))
             except (protocol.ProtocolError, TypeError, ValueError) as exc:
                 log.warning("a bad event: %s", exc)
         elif kind == "error":
-            log.warning("the server says: %s", message.get("error"))
+            # A server of another protocol says so first; a control connection expects that.
+            level = logging.WARNING if self.hello.get("protocol") == protocol.PROTOCOL else \
+                logging.DEBUG
+            log.log(level, "the server says: %s", message.get("error"))
         # anything else (a second hello?) is ignored: clients ignore what they do not know
+
+    def _reply(self, message: Dict[str, Any]) -> None:
+        future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+        if future is None or future.done():
+            log.warning("a reply to no request: %s", str(message)[:200])
+            return
+        if message.get("ok"):
+            future.set_result(message.get("result"))
+        else:
+            future.set_exception(RemoteError(str(message.get("kind") or "Error"),
+                                             str(message.get("error") or "")))
 
     def _lost(self) -> None:
         self._closed = True
+        self._parts.clear()
         for future in list(self._pending.values()):
             if not future.done():
                 future.set_exception(ServerError(GONE))
@@ -222,13 +286,28 @@ class Client:
         self._events.put_nowait(_END)
 
 
-async def _connect(paths: ServerPaths):
+def push_sizes(jobs: List[Dict[str, Any]]) -> List[int]:
+    """The bytes each job takes in a push_many request; TooLarge names the first job that no
+    message can hold."""
+    sizes = [len(json.dumps(protocol.jsonable(job), ensure_ascii=False).encode(
+        "utf-8", "surrogatepass")) for job in jobs]
+    room = protocol.MAX_LINE - 200  # the request's own fields
+    for job, size in zip(jobs, sizes):
+        if size > room:
+            raise TooLarge(f"job {job['job_id']!r} is {size} bytes, more than one message holds "
+                           f"({protocol.MAX_LINE} bytes)")
+    return sizes
+
+
+async def _connect(paths: ServerPaths, control: bool = False):
     """``server.connect``, with "nothing answers" as NotRunning and every failure a ServerError."""
     try:
-        return await asyncio.wait_for(connect(paths), CONNECT_TIMEOUT)
+        return await asyncio.wait_for(connect(paths, control=control), CONNECT_TIMEOUT)
     except asyncio.TimeoutError:
         raise ServerError(f"the pq-tui server on {paths.socket} does not answer (no hello in "
                           f"{CONNECT_TIMEOUT:g} s)") from None
+    except VersionMismatch:
+        raise
     except ServerError as exc:
         raise NotRunning(f"no pq-tui server is running ({exc})") from None
     except (protocol.ProtocolError, RuntimeDirError) as exc:

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import json
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from pq_tui.core.events import (
     Event,
@@ -29,9 +29,13 @@ from pq_tui.core.events import (
     StoreStatus,
 )
 
-PROTOCOL = 1
+PROTOCOL = 2
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
+PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
+# The ops a server accepts whatever protocol the client's hello says (docs/protocol.md: frozen),
+# so that any pq-tui can stop any other's server.
+CONTROL_OPS = ("ping", "shutdown")
 STREAM_LIMIT = MAX_LINE + 1  # for asyncio streams: a whole line and its "\n" fit in the buffer
 DEFAULT_MAX_PENDING_LINES = 20_000
 DEFAULT_LOG_MAX_BYTES = 1024 * 1024
@@ -52,14 +56,9 @@ class LineTooLong(ProtocolError):
 def encode(message: Dict[str, Any]) -> bytes:
     """One message as a line of bytes. Values JSON cannot hold (in job data) become their repr;
     NaN and infinities become null. Raises ProtocolError if the line would be over MAX_LINE."""
-    try:
-        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
-        text = json.dumps(jsonable(message), ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False)
-    # surrogatepass: a str from an undecodable file name (a lone surrogate) still goes out; the
-    # reader replaces what it cannot decode.
-    data = text.encode("utf-8", "surrogatepass")
+    # surrogatepass (in _dumps): a str from an undecodable file name (a lone surrogate) still
+    # goes out; the reader replaces what it cannot decode.
+    data = _dumps(message)
     if len(data) > MAX_LINE:
         raise ProtocolError(f"message of {len(data)} bytes is over the limit of {MAX_LINE} bytes")
     return data + b"\n"
@@ -145,22 +144,91 @@ def _key(key: Any) -> str:
     return repr(key)
 
 
+# -- a job's data in rows ----------------------------------------------------------------------
+
+MAX_TEXT = 1024  # characters of one string in a job's row data
+MAX_ITEMS = 64  # items of one list or object in it
+MAX_DEPTH = 8
+MAX_ROW = 64 * 1024  # bytes of a job's row data; over it, only ROW_KEYS are kept
+# What the console and the commands show of a job.
+ROW_KEYS = ("status", "exit", "error", "duration", "time-queue", "time-start", "time-end", "log",
+            "queue", "stderr", "pid", "cmd", "cwd", "killed", "timed-out", "interrupted")
+_LEFT_OUT = {("final", "env")}  # the whole environment a job ran with: big, and not for a row
+
+
+def row_data(data: Any) -> Dict[str, Any]:
+    """A job's data as snapshot rows, ``wait`` results, replies and events carry it: bounded,
+    whatever the job holds. ``final.env`` is left out; strings over MAX_TEXT characters, lists
+    and objects over MAX_ITEMS items are cut, with a note in the value; ``"cut"`` lists the
+    keys whose values were cut, and "final.env". The ``job`` op gives the whole data."""
+    cut: List[str] = []
+    value = _bounded(data if isinstance(data, dict) else {}, (), cut)
+    if len(json.dumps(value, ensure_ascii=False)) > MAX_ROW:
+        value = {key: value[key] for key in ROW_KEYS
+                 if key in value and not isinstance(value[key], (dict, list))}
+        cut.append("*")
+    if cut:
+        value["cut"] = list(dict.fromkeys(cut))
+    return value
+
+
+def _bounded(value: Any, path: Tuple[str, ...], cut: List[str]) -> Any:
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if len(path) > MAX_DEPTH:
+        cut.append(path[0] if path else "*")
+        return "…[nested too deeply, cut]"
+    if isinstance(value, dict):
+        items = [(_key(k), v) for k, v in value.items()]
+        kept = [(k, v) for k, v in items if path + (k,) not in _LEFT_OUT]
+        cut.extend(".".join(path + (k,)) for k, _v in items if path + (k,) in _LEFT_OUT)
+        out = {k: _bounded(v, path + (k,), cut) for k, v in kept[:MAX_ITEMS]}
+        if len(kept) > MAX_ITEMS:
+            cut.append(path[0] if path else "*")
+            out["…"] = f"{len(kept) - MAX_ITEMS} more, cut"
+        return out
+    if isinstance(value, (list, tuple)):
+        out_list = [_bounded(v, path + (str(i),), cut) for i, v in enumerate(value[:MAX_ITEMS])]
+        if len(value) > MAX_ITEMS:
+            cut.append(path[0] if path else "*")
+            out_list.append(f"…[{len(value) - MAX_ITEMS} more, cut]")
+        return out_list
+    text = value if isinstance(value, str) else jsonable(value)
+    if len(text) > MAX_TEXT:
+        cut.append(path[0] if path else "*")
+        return f"{text[:MAX_TEXT]}…[{len(text)} characters, cut]"
+    return text
+
+
 # -- messages ----------------------------------------------------------------------------------
 
 
-def server_hello(version: str) -> Dict[str, Any]:
-    return {"type": "hello", "server": SERVER_NAME, "version": version, "protocol": PROTOCOL}
+def server_hello(version: str, pid: int) -> Dict[str, Any]:
+    """These fields stay in every protocol version (docs/protocol.md), so that any client can
+    say which server it found."""
+    return {"type": "hello", "server": SERVER_NAME, "version": version, "protocol": PROTOCOL,
+            "pid": pid}
 
 
-def client_hello() -> Dict[str, Any]:
-    return {"type": "hello", "protocol": PROTOCOL}
+def client_hello(protocol: int = PROTOCOL) -> Dict[str, Any]:
+    return {"type": "hello", "protocol": protocol}
 
 
-def mismatch_error(client_protocol: Any) -> Dict[str, Any]:
-    return error_message(
-        f"this server speaks protocol {PROTOCOL}, the client {client_protocol}: run the same "
-        f"pq-tui version (pq-tui shutdown stops the server)"
-    )
+def mismatch_text(server_protocol: Any, client_protocol: Any, pid: Any) -> str:
+    # A client of protocol 1 has no control connection: its `pq-tui shutdown` cannot stop a
+    # newer server, SIGTERM can (and keeps the queue, as shutdown does).
+    if isinstance(client_protocol, int) and client_protocol < 2:
+        how = f"`kill {pid}` (its queue is kept)"
+    else:
+        how = f"`pq-tui shutdown` (its queue is kept; or `kill {pid}`)"
+    return (f"the pq-tui server (pid {pid}) speaks protocol {server_protocol}, this client "
+            f"{client_protocol}: stop it with {how}, then run the command again")
+
+
+def mismatch_error(client_protocol: Any, pid: int) -> Dict[str, Any]:
+    return error_message(mismatch_text(PROTOCOL, client_protocol, pid))
 
 
 def error_message(error: str, kind: str = "ProtocolError") -> Dict[str, Any]:
@@ -178,6 +246,45 @@ def reply_ok(request_id: Any, result: Any) -> Dict[str, Any]:
 
 def reply_error(request_id: Any, error: str, kind: str) -> Dict[str, Any]:
     return {"type": "reply", "id": request_id, "ok": False, "error": error, "kind": kind}
+
+
+def encode_reply(request_id: int, result: Any) -> List[bytes]:
+    """A successful reply as lines. A result whose ``"jobs"`` list is over PART_BYTES comes as
+    ``{"type": "part", "id": <id>, "jobs": [...]}`` messages of at most about PART_BYTES each,
+    then the reply with ``"jobs": []``; the client joins the parts' jobs, in order. Every line is
+    written at once, so nothing comes in between. Raises ProtocolError for a line over
+    MAX_LINE (one job's entry, say)."""
+    items = result.get("jobs") if isinstance(result, dict) else None
+    if not isinstance(items, list):
+        return [encode(reply_ok(request_id, result))]
+    encoded = [_dumps(item) for item in items]
+    if sum(len(item) + 1 for item in encoded) <= PART_BYTES:
+        return [encode(reply_ok(request_id, result))]
+    lines: List[bytes] = []
+    chunk: List[bytes] = []
+    size = 0
+    head = b'{"type":"part","id":%d,"jobs":[' % request_id
+    for item in encoded:
+        if chunk and size + len(item) > PART_BYTES:
+            lines.append(head + b",".join(chunk) + b"]}\n")
+            chunk, size = [], 0
+        if len(head) + len(item) + 3 > MAX_LINE:
+            raise ProtocolError(f"one entry of {len(item)} bytes is over the limit of {MAX_LINE} "
+                                f"bytes")
+        chunk.append(item)
+        size += len(item) + 1
+    lines.append(head + b",".join(chunk) + b"]}\n")
+    lines.append(encode(reply_ok(request_id, {**result, "jobs": []})))
+    return lines
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        text = json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
+    return text.encode("utf-8", "surrogatepass")
 
 
 # -- requests ----------------------------------------------------------------------------------
@@ -201,6 +308,7 @@ REQUIRED = object()
 OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     "ping": {},
     "snapshot": {},
+    "job": {"job_id": ("job_id", REQUIRED)},
     "push": {"job_id": ("job_id", REQUIRED), "data": ("dict", REQUIRED),
              "lane": ("str", "default")},
     "remove": {"job_id": ("job_id", REQUIRED)},
@@ -216,7 +324,7 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     "wait": {"job_ids": ("ids", [])},
     "subscribe": {"max_pending_lines": ("int", DEFAULT_MAX_PENDING_LINES)},
     "shutdown": {"kill": ("bool", False)},
-    "push_many": {"jobs": ("jobs", REQUIRED)},
+    "push_many": {"jobs": ("jobs", REQUIRED), "more": ("bool", False)},
     "forget": {"job_ids": ("ids", REQUIRED)},
     "clean": {"keep_last": ("count?", None), "older_than_days": ("number?", None)},
 }
@@ -325,7 +433,7 @@ def encode_event(event: Event) -> Dict[str, Any]:
         if field.name == "lines":
             value = [[stream, text] for stream, text in value]
         elif field.name == "data":
-            value = jsonable(value)
+            value = row_data(value)
         message[field.name] = value
     return message
 

@@ -11,7 +11,9 @@ How the mirror stays right:
 
 * ``connect`` subscribes first, then asks for a ``snapshot``. The server puts the reply after
   every event emitted before it, and the connection keeps that order: the events read before the
-  snapshot reply are already in it (discarded), those after it are applied to it.
+  snapshot reply are already in it (discarded), those after it are applied to it. (A long job
+  list comes in ``part`` messages right before the reply, with no event between: the Client
+  joins them into the reply.)
 * The connection (``_MirrorClient``) queues, for the requests the mirror makes (``snapshot``,
   ``tail``), a marker in the event stream at the reply's place, so the background task that
   applies events handles the reply exactly between the events around it.
@@ -21,7 +23,8 @@ How the mirror stays right:
   ``JobOutput`` lines are numbered from there (``seq``). Jobs that start later get their output
   from the events. Tails are bounded as the server's (``pq_tui.core.tail``): a finished job's is
   a few KiB, and the console reads the end of its log file to show more.
-* The sync operations (push, remove, move, shift, requeue, pause, resume) check what they can
+* The sync operations (push, push_many, remove, move, shift, requeue, pause, resume) check what
+  they can
   against the mirror (raising like the engine), send the request without waiting and return at
   once. Nothing is changed optimistically: the server's events change the mirror. A request the
   server refuses, or one lost with the connection, is reported: appended to ``errors`` and passed
@@ -61,7 +64,7 @@ from pq_tui.core.events import (
 from pq_tui.core.job import HasStatus, Status
 from pq_tui.core.tail import Tail
 from pq_tui.server import protocol
-from pq_tui.server.client import GONE, Client, RemoteError, ServerError
+from pq_tui.server.client import GONE, Client, RemoteError, ServerError, TooLarge, push_sizes
 from pq_tui.server.paths import ServerPaths, server_paths
 
 __all__ = ["RemoteEngine", "RemoteJob", "RemoteLane"]
@@ -141,11 +144,10 @@ class _MirrorClient(Client):
         called before it is sent."""
         if self._closed:
             raise ServerError(GONE)
-        request_id = next(self._ids)
+        data, request_id = self._encode(op, args)
         self._marked.add(request_id)
         register(request_id)
         try:
-            data = protocol.encode(protocol.request(request_id, op, **args))
             async with self._write_lock:
                 self._writer.write(data)
                 await self._writer.drain()
@@ -158,12 +160,12 @@ class _MirrorClient(Client):
             raise
         return request_id
 
-    def _dispatch(self, message: Dict[str, Any]) -> None:
-        if message["type"] == "reply" and message.get("id") in self._marked:
+    def _reply(self, message: Dict[str, Any]) -> None:
+        if message.get("id") in self._marked:
             self._marked.discard(message["id"])
             self._events.put_nowait(_Mark(message["id"], message))
             return
-        super()._dispatch(message)
+        super()._reply(message)
 
 
 def _result(message: Dict[str, Any]) -> Any:
@@ -348,6 +350,29 @@ class RemoteEngine:
         self._send(f"push {job_id!r}", "push", job_id=job_id, data=protocol.jsonable(data),
                    lane=lane)
 
+    def push_many(self, jobs: List[tuple]) -> None:
+        """Push ``(job_id, data, lane)`` jobs, every one or none (``Client.push_many``). What the
+        mirror can tell (an id queued or running, a job too large to send) raises here, and
+        nothing is sent; a refusal of the server is reported like the other operations'."""
+        entries = []
+        for job_id, data, lane in jobs:
+            previous = self._jobs.get(job_id)
+            if previous is not None and not previous.status.finished:
+                raise ValueError(f"job {job_id!r} is already {previous.status.value}")
+            entries.append({"job_id": job_id, "data": protocol.jsonable(data), "lane": lane})
+        try:
+            push_sizes(entries)
+        except TooLarge as exc:
+            raise ValueError(f"{exc}: nothing pushed") from None
+        if not self.connected or self.client.closed:
+            self._report(f"push {len(entries)} jobs: {GONE}")
+            return
+        task = asyncio.ensure_future(self._guarded(f"push {len(entries)} jobs",
+                                                   self.client.push_many(entries)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
     def requeue(self, job_id: JobId) -> None:
         job = self._require(job_id)
         if not job.status.finished:
@@ -429,8 +454,11 @@ class RemoteEngine:
         task.add_done_callback(self._tasks.discard)
 
     async def _request(self, what: str, op: str, args: Dict[str, Any]) -> None:
+        await self._guarded(what, self.client.request(op, **args))
+
+    async def _guarded(self, what: str, request: Any) -> None:
         try:
-            await self.client.request(op, **args)
+            await request
         except asyncio.CancelledError:
             raise
         except RemoteError as exc:

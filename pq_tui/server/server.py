@@ -70,6 +70,14 @@ class AlreadyRunning(ServerError):
     pass
 
 
+class VersionMismatch(ServerError):
+    """The server speaks another protocol; ``hello`` is its hello (version, protocol, pid)."""
+
+    def __init__(self, message: str, hello: Dict[str, Any]) -> None:
+        super().__init__(message)
+        self.hello = hello
+
+
 # -- the lock --------------------------------------------------------------------------------------
 
 
@@ -442,13 +450,14 @@ class Server:
 
     # -- answers -------------------------------------------------------------------------------
 
-    def job_info(self, job: Job) -> Dict[str, Any]:
+    def job_info(self, job: Job, whole: bool = False) -> Dict[str, Any]:
+        """A job's entry: its data bounded (``protocol.row_data``), or ``whole``."""
         return {
             "id": job.id,
             "lane": job.lane,
             "run": job.run,
             "status": job.status.value,
-            "data": protocol.jsonable(job.data),
+            "data": protocol.jsonable(job.data) if whole else protocol.row_data(job.data),
             "pid": job.pid,
             "line_count": job.line_count,
             "stderr_count": job.stderr_count,
@@ -459,14 +468,14 @@ class Server:
             "restored": False,
         }
 
-    def restored_info(self, state: JobState) -> Dict[str, Any]:
+    def restored_info(self, state: JobState, whole: bool = False) -> Dict[str, Any]:
         data = state.data
         return {
             "id": state.id,
             "lane": state.lane,
             "run": state.run,
             "status": state.status,
-            "data": data,
+            "data": protocol.jsonable(data) if whole else protocol.row_data(data),
             "pid": data.get("pid"),
             "line_count": data.get("lines"),
             "stderr_count": data.get("stderr"),
@@ -478,6 +487,8 @@ class Server:
         }
 
     def snapshot(self) -> Dict[str, Any]:
+        """Every lane and job. Each job's entry is bounded (``job_info``); the list goes out in
+        parts (``protocol.encode_reply``), so no message grows with the history."""
         lanes = [
             {
                 "name": lane.name,
@@ -497,6 +508,19 @@ class Server:
             "lanes": lanes,
             "jobs": jobs,
         }
+
+    def job_entry(self, job_id: Any) -> Dict[str, Any]:
+        """One job's entry with its whole data (the latest run)."""
+        job, state = self.find(job_id)
+        entry = self.job_info(job, whole=True) if job is not None else self.restored_info(
+            state, whole=True)
+        try:
+            protocol.encode(protocol.reply_ok(0, entry))
+        except protocol.ProtocolError as exc:
+            raise ValueError(f"job {job_id!r}: its whole data is too large to send ({exc}); "
+                             f"its row in the snapshot has it cut, its log is "
+                             f"{entry['log_path']}") from None
+        return entry
 
     def find(self, job_id: Any) -> Tuple[Optional[Job], Optional[JobState]]:
         job = self.engine.get(job_id)
@@ -530,9 +554,13 @@ class Connection:
         self.subscription: Optional[Subscription] = None
         self.carry: List[Event] = []  # events taken from the subscription, not yet written
         self.tasks: set = set()
+        # push_many batches sent with "more": queued together by the last one, or never.
+        self.staged: List[Dict[str, Any]] = []
+        self.staged_keys: set = set()
         self.handlers: Dict[str, Callable[[Dict[str, Any]], Any]] = {
             "ping": lambda args: "pong",
             "snapshot": lambda args: server.snapshot(),
+            "job": lambda a: server.job_entry(a["job_id"]),
             "push": self.op_push,
             "push_many": self.op_push_many,
             "remove": self.op_remove,
@@ -557,7 +585,7 @@ class Connection:
             log.warning("connection %s from uid %d refused (the server runs as uid %d)",
                         self.name, uid, os.getuid())
             return
-        await self.send(protocol.server_hello(__version__))
+        await self.send(protocol.server_hello(__version__, os.getpid()))
         try:
             hello = await asyncio.wait_for(protocol.read_message(self.reader), HELLO_TIMEOUT)
         except asyncio.TimeoutError:
@@ -573,10 +601,11 @@ class Connection:
             await self.send(protocol.error_message(
                 'expected a hello: {"type": "hello", "protocol": <int>}'))
             return
-        if version != protocol.PROTOCOL:
-            log.info("connection %s: client speaks protocol %s; refused", self.name, version)
-            await self.send(protocol.mismatch_error(version))
-            return
+        control_only = version != protocol.PROTOCOL
+        if control_only:
+            log.info("connection %s: client speaks protocol %s; only %s", self.name, version,
+                     "/".join(protocol.CONTROL_OPS))
+            await self.send(protocol.mismatch_error(version, os.getpid()))
         while True:
             try:
                 message = await protocol.read_message(self.reader)
@@ -599,6 +628,10 @@ class Connection:
             except (protocol.ProtocolError, TypeError) as exc:
                 await self.send(protocol.reply_error(getattr(exc, "request_id", None), str(exc),
                                                      type(exc).__name__))
+                continue
+            if control_only and op not in protocol.CONTROL_OPS:
+                await self.send(protocol.reply_error(request_id, protocol.mismatch_text(
+                    protocol.PROTOCOL, version, os.getpid()), "ProtocolError"))
                 continue
             if op == "wait":
                 self._spawn(self.op_wait(request_id, args))
@@ -628,13 +661,19 @@ class Connection:
                 result = handler(args)
                 if not plain:
                     result = protocol.jsonable(result)
-                reply = protocol.reply_ok(request_id, result)
+                try:
+                    lines = protocol.encode_reply(request_id, result)
+                except protocol.ProtocolError as exc:
+                    lines = [protocol.encode(protocol.reply_error(
+                        request_id, f"the reply is too large to send: {exc}", "ProtocolError"))]
             except Exception as exc:
-                reply = protocol.reply_error(request_id, _message(exc), type(exc).__name__)
+                lines = [protocol.encode(protocol.reply_error(request_id, _message(exc),
+                                                              type(exc).__name__))]
                 if not isinstance(exc, (ValueError, KeyError, TypeError, RuntimeError)):
                     log.exception("request %s %r failed", request_id, handler)
             self._write_events()  # those before the request, and those it caused
-            self._write(reply, request_id)
+            for line in lines:
+                self.writer.write(line)
             await self.writer.drain()
 
     async def answer_after(self, request_id: int, work: Callable, args: Dict[str, Any]) -> None:
@@ -659,8 +698,8 @@ class Connection:
         try:
             data = protocol.encode(message)
         except protocol.ProtocolError as exc:
-            data = protocol.encode(protocol.reply_error(request_id, f"the reply is too large: "
-                                                        f"{exc}", "ProtocolError"))
+            data = protocol.encode(protocol.reply_error(
+                request_id, f"the message is too large to send: {exc}", "ProtocolError"))
         self.writer.write(data)
 
     def _write_events(self) -> None:
@@ -702,14 +741,41 @@ class Connection:
         self.server._check_not_stopping("push")
         job = self.server.engine.push(args["job_id"], args["data"], args["lane"])
         self.server.restored.pop(job.id, None)
-        return job.snapshot()
+        return protocol.row_data(job.data)
 
     def op_push_many(self, args: Dict[str, Any]) -> Any:
-        """Every job or none: all are checked before the first is pushed."""
-        self.server._check_not_stopping("push")
-        engine = self.server.engine
+        """Every job or none, across batches: with ``more`` the jobs are checked and staged on
+        this connection; the batch without it queues every staged job in one step. A batch that
+        fails drops what was staged; so does the connection closing."""
         jobs = args["jobs"]
-        seen: set = set()
+        earlier, keys = self.staged, self.staged_keys
+        self.staged, self.staged_keys = [], set()
+        self.server._check_not_stopping("push")
+        self._check_push(jobs, keys)
+        if args["more"]:
+            earlier.extend(jobs)
+            self.staged, self.staged_keys = earlier, keys
+            return {"staged": len(earlier)}
+        self._check_push(earlier, set())  # meanwhile, another client may have pushed one
+        staged = earlier + jobs
+        engine = self.server.engine
+        pushed = []
+        try:
+            for job in staged:
+                pushed.append(engine.push(job["job_id"], job["data"], job["lane"]))
+        except Exception:
+            # Not expected after the checks; still none rather than some.
+            for job in pushed:
+                engine.remove(job.id)
+            raise
+        for job in staged:
+            self.server.restored.pop(job["job_id"], None)
+        return {"queued": len(staged)}
+
+    def _check_push(self, jobs: List[Dict[str, Any]], seen: set) -> None:
+        """Raises ValueError for a job whose id is in ``seen`` (which gets the others' ids) or
+        queued or running, or whose new lane's name is refused."""
+        engine = self.server.engine
         lanes = engine.lanes()
         for job in jobs:
             if job["lane"] not in lanes:
@@ -721,10 +787,6 @@ class Connection:
             current = engine.get(job["job_id"])
             if current is not None and not current.status.finished:
                 raise ValueError(f"job {job['job_id']!r} is already {current.status.value}")
-        for job in jobs:
-            engine.push(job["job_id"], job["data"], job["lane"])
-            self.server.restored.pop(job["job_id"], None)
-        return {"queued": [job["job_id"] for job in jobs]}
 
     def op_requeue(self, args: Dict[str, Any]) -> Any:
         self.server._check_not_stopping("requeue")
@@ -734,7 +796,7 @@ class Connection:
         else:
             job = self.server.engine.push(state.id, state.input, state.lane)
             self.server.restored.pop(state.id, None)
-        return job.snapshot()
+        return protocol.row_data(job.data)
 
     def op_pause(self, args: Dict[str, Any]) -> None:
         # A typo must not make a lane that lasts: a new lane only when asked for.
@@ -753,7 +815,8 @@ class Connection:
             raise unknown_lane(name, lanes)
 
     def op_remove(self, args: Dict[str, Any]) -> Any:
-        return self.server.engine.remove(args["job_id"])
+        data = self.server.engine.remove(args["job_id"])
+        return None if data is None else protocol.row_data(data)
 
     def op_kill(self, args: Dict[str, Any]) -> Any:
         engine = self.server.engine
@@ -762,7 +825,7 @@ class Connection:
             return None
         future.add_done_callback(_ignore_result)
         job = engine.get(args["job_id"])
-        return job.snapshot() if job is not None else None
+        return protocol.row_data(job.data) if job is not None else None
 
     def op_tail(self, args: Dict[str, Any]) -> Any:
         job = self.server.engine.get(args["job_id"])  # a restored one: op_restored_tail
@@ -847,7 +910,7 @@ class Connection:
         for job_id in ids:
             job, state = self.server.find(job_id)
             jobs.append({"job_id": job_id,
-                         "data": job.snapshot() if job is not None else state.data})
+                         "data": protocol.row_data(job.data if job is not None else state.data)})
         return {"jobs": jobs}
 
     async def op_shutdown(self, request_id: int, args: Dict[str, Any]) -> None:
@@ -860,8 +923,11 @@ class Connection:
                 f"are kept either way)")), args)
             return
         log.info("shutdown requested by connection %s (kill=%s)", self.name, args["kill"])
+        killed = [job.id for job in running]
+        queued = sum(len(lane.queued) for lane in server.engine.lanes().values())
         await server.stop()
-        await self.answer(request_id, lambda a: {"stopped": True}, args)
+        await self.answer(request_id, lambda a: {"stopped": True, "killed": killed,
+                                                 "queued": queued}, args)
         server.exit.set()
 
 
@@ -1247,11 +1313,13 @@ def start_server_process(paths: ServerPaths, *, timeout: float = START_TIMEOUT) 
     raise ServerError(f"the pq-tui server did not start: {detail}")
 
 
-async def connect(paths: Optional[ServerPaths] = None
-                  ) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Connect to the server and do the hello: returns the streams, ready for requests. Raises
-    ServerError if nothing listens, ProtocolError if the server refuses (the message says why),
-    RuntimeDirError if the socket's path is too long to connect to."""
+async def connect(paths: Optional[ServerPaths] = None, *, control: bool = False
+                  ) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter, Dict[str, Any]]:
+    """Connect to the server and do the hello: returns the streams, ready for requests, and the
+    server's hello. Raises ServerError if nothing listens, VersionMismatch if the server speaks
+    another protocol (unless ``control``: then only ``protocol.CONTROL_OPS`` may be sent),
+    ProtocolError if it is not a pq-tui server, RuntimeDirError if the socket's path is too long
+    to connect to."""
     paths = paths or server_paths()
     check_socket_path(paths.socket)
     try:
@@ -1263,15 +1331,25 @@ async def connect(paths: Optional[ServerPaths] = None
         hello = await protocol.read_message(reader)
         if hello is None or hello.get("type") != "hello" or hello.get("server") != "pq-tui":
             raise protocol.ProtocolError(f"not a pq-tui server on {paths.socket}: {hello!r}")
-        writer.write(protocol.encode(protocol.client_hello()))
+        hello = dict(hello)
+        if not isinstance(hello.get("pid"), int):  # protocol 1 does not say
+            hello["pid"] = _pid_in(paths.pid_file)
+        theirs = hello.get("protocol")
+        ours = protocol.PROTOCOL
+        if theirs != ours and not control:
+            raise VersionMismatch(protocol.mismatch_text(theirs, ours, hello["pid"]), hello)
+        # Protocol 1 has no control mode, but its ping and shutdown are the frozen ones.
+        writer.write(protocol.encode(protocol.client_hello(1 if theirs == 1 else ours)))
         await writer.drain()
-        if hello.get("protocol") != protocol.PROTOCOL:
-            answer = await protocol.read_message(reader)
-            error = (answer or {}).get("error") or (
-                f"the server speaks protocol {hello.get('protocol')}, this client "
-                f"{protocol.PROTOCOL}")
-            raise protocol.ProtocolError(error)
     except BaseException:
         writer.close()
         raise
-    return reader, writer
+    return reader, writer, hello
+
+
+def _pid_in(pid_file: str) -> Optional[int]:
+    try:
+        with open(pid_file, "rb") as f:
+            return int(f.read(32).strip())
+    except (OSError, ValueError):
+        return None

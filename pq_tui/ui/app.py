@@ -436,13 +436,20 @@ class PQApp(App[int]):
         return specs, []
 
     def _push_specs(self, specs: list[JobSpec]) -> None:
-        pushed = 0
-        for spec in specs:
-            try:
-                self.engine.push(spec.id, spec.data, spec.lane)
-                pushed += 1
-            except (ValueError, TypeError) as exc:
-                self.notify(str(exc), title=f"job {spec.id} not pushed", severity="error")
+        """Every job or none (a file is one push, as `pq-tui push` makes it)."""
+        busy = [spec.id for spec in specs if self.engine.is_active(spec.id)]
+        try:
+            if busy:
+                raise ValueError(f"already queued or running: {', '.join(map(printable, busy))}")
+            if self.attached:
+                self.engine.push_many([(spec.id, spec.data, spec.lane) for spec in specs])
+            else:
+                for spec in specs:
+                    self.engine.push(spec.id, spec.data, spec.lane)
+        except (ValueError, TypeError) as exc:
+            self.notify(str(exc), title="nothing pushed", severity="error")
+            return
+        pushed = len(specs)
         if pushed:
             lanes = sorted({spec.lane for spec in specs})
             self.notify(f"{pushed} job(s) queued in {', '.join(map(printable, lanes))}")

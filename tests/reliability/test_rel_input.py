@@ -416,7 +416,7 @@ def test_a_lane_an_older_version_let_through_comes_back_with_its_jobs(server):
             server.pids.add(pid)
             await client.request("pause", lane="old", create=True)
             await client.request("push", job_id="kept", data={"cmd": "true"}, lane="old")
-            assert await client.request("shutdown", kill=True) == {"stopped": True}
+            assert (await client.request("shutdown", kill=True))["stopped"] is True
             return pid
 
     async def restart() -> None:

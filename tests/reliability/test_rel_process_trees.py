@@ -170,7 +170,7 @@ def test_every_shape_leaves_nothing_after_server_shutdown(server, token):
                 await client.request("push", job_id=name, lane=name,
                                      data=job_data(tmp_path, token, name, script))
             await asyncio.get_running_loop().run_in_executor(None, wait_grown, tmp_path, token)
-            assert await client.request("shutdown", kill=True) == {"stopped": True}
+            assert (await client.request("shutdown", kill=True))["stopped"] is True
         return pid
 
     pid = asyncio.run(asyncio.wait_for(main(), 60))

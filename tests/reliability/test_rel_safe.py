@@ -241,7 +241,8 @@ def test_every_command_shows_hostile_ids_and_lanes_escaped(server):
     escaped = [printable(job_id) for job_id in HOSTILE_IDS]
 
     table = assert_safe(pq("status"), *escaped, printable(running), printable(queued))
-    assert len(table.splitlines()) == 1 + len(HOSTILE_IDS) + 4  # a newline in an id breaks no row
+    # A newline in an id breaks no row; the last line names the server.
+    assert len(table.splitlines()) == 1 + len(HOSTILE_IDS) + 4 + 1
 
     status, out, _err = result = pq("status", "--json")
     assert status == 0
