@@ -77,7 +77,7 @@ examples:
     "status": """\
 One row per job: lane, id, state, pid, exit, duration; queued jobs in start order. Below, a
 warning if the server cannot write its state file, then the server's version, protocol and pid.
---json prints {"server": {...}, "lanes": [...], "jobs": [...], "store": {...}} as the server's
+--json prints {"server": {..., "store": {...}}, "lanes": [...], "jobs": [...]} as the server's
 snapshot has them (docs/protocol.md): each job's data without the environment it ran with, very
 long values cut (its "cut" lists them); with IDs, those jobs' whole data. A server of another
 pq-tui version: its version, protocol and pid only (exit 1); no server: {"server": {"running":
@@ -448,9 +448,8 @@ async def cmd_status(options: argparse.Namespace) -> int:
     server = {**snapshot["server"], "running": True}
     if options.json:
         # JSON escapes C0 controls itself; json_printable escapes C1 and bidi controls too.
-        text = json.dumps({"server": server, "lanes": snapshot["lanes"], "jobs": snapshot["jobs"],
-                           "store": snapshot["server"].get("store")}, indent=2,
-                          ensure_ascii=False)
+        text = json.dumps({"server": server, "lanes": snapshot["lanes"], "jobs": snapshot["jobs"]},
+                          indent=2, ensure_ascii=False)
         write_stdout(json_printable(text) + "\n")
         return EXIT_OK
     rows = status_rows(snapshot)

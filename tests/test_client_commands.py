@@ -158,8 +158,9 @@ cmd = "{blocker(cli)}"
     assert cells["held"][:3] == ["B", "held", "running"] and cells["held"][4] == "-"
 
     snapshot = cli.status()
-    assert set(snapshot) == {"server", "lanes", "jobs", "store"}
-    assert snapshot["store"]["error"] is None and snapshot["store"]["unrecorded"] == 0
+    assert set(snapshot) == {"server", "lanes", "jobs"}
+    store = snapshot["server"]["store"]
+    assert store["error"] is None and store["unrecorded"] == 0
     assert snapshot["server"]["running"] is True and rows[-1].startswith("server: pq-tui ")
     assert [lane["name"] for lane in snapshot["lanes"]] == ["A", "B"]
     jobs = {job["id"]: job for job in snapshot["jobs"]}

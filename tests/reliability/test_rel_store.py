@@ -189,7 +189,7 @@ def test_a_full_state_disk_is_shown_and_after_kill_9_no_job_runs_twice(server, t
             assert shown.returncode == 0, shown.stderr
             assert "the record is incomplete" in shown.stdout and store["path"] in shown.stdout
             as_json = json.loads(pq(server, "status", "--json").stdout)
-            assert as_json["store"]["error"] and as_json["store"]["unrecorded"] >= 1
+            assert as_json["server"]["store"]["error"] and as_json["server"]["store"]["unrecorded"] >= 1
 
             # "long" ends ok meanwhile; its end cannot be recorded, so "next" does not start.
             server.release()
@@ -385,7 +385,7 @@ def test_a_damaged_state_file_is_set_aside_and_the_server_starts(server):
     assert log_path == os.path.join(server.paths.logs_dir, "one.1.log"), log_path
     shown = pq(server, "status")
     assert "the state file was damaged: moved to" in shown.stdout and aside[0] in shown.stdout
-    assert json.loads(pq(server, "status", "--json").stdout)["store"]["moved_aside"].endswith(
+    assert json.loads(pq(server, "status", "--json").stdout)["server"]["store"]["moved_aside"].endswith(
         aside[0])
     assert pq(server, "shutdown").returncode == 0
 
