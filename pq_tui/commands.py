@@ -472,9 +472,10 @@ def store_warnings(store: Dict[str, Any]) -> List[str]:
     """What the operator must know of the server's state file (the snapshot's server.store)."""
     lines = []
     if store.get("error"):
-        lines.append(f"the record is incomplete: {store['error']}; {store.get('unrecorded')} "
-                     f"changes wait in the server's memory, and no job starts until they are "
-                     f"written (tried again every few seconds)")
+        count = store.get("unrecorded")
+        lines.append(f"the record is incomplete: {store['error']}; {count} "
+                     f"{'change waits' if count == 1 else 'changes wait'} in the server's memory, and no job "
+                     f"starts until they are written (tried again every few seconds)")
     if store.get("moved_aside"):
         lines.append(f"the state file was damaged: moved to {store['moved_aside']}; the server "
                      f"started with an empty state")

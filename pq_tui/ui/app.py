@@ -263,7 +263,8 @@ class PQApp(App[int]):
         store = (getattr(self.engine, "server_info", None) or {}).get("store") or {}
         if not store.get("error"):
             return ""
-        return f"not saved: {store.get('unrecorded')} changes, starts held"
+        count = store.get("unrecorded")
+        return f"not saved: {count} change{'' if count == 1 else 's'}, starts held"
 
     def _alive(self) -> bool:
         """False while the app is being torn down: messages and events may still arrive then,
