@@ -14,12 +14,12 @@ import json
 import math
 import os
 import re
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from pq_tui.core.files import NotRegularFile, open_regular
 from pq_tui.core.lanes import lane_name_problem
 from pq_tui.core.safe import has_unsafe, json_printable, printable
 
@@ -583,6 +583,8 @@ def _load_file(path: str | os.PathLike, batch: _Batch) -> tuple[list[JobSpec], l
         raw = _read_job_file(path)
     except _Unreadable as error:
         return [], [_file_problem(name, str(error))]
+    except NotRegularFile as error:
+        return [], [_file_problem(name, error.strerror)]
     except FileNotFoundError:
         return [], [_file_problem(name, "file not found")]
     except PermissionError:
@@ -613,30 +615,9 @@ class _Unreadable(Exception):
     """A job file that is not read at all; the message says why."""
 
 
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (a named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
 def _read_job_file(path: str | os.PathLike) -> bytes:
-    """The bytes of a regular file of at most MAX_FILE_BYTES. A FIFO would block the open and
-    the read for good, and a device may never end: what the opened file is decides, not a stat
-    before the open (the path may change in between)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        os.close(fd)
-        raise
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
-        raise _Unreadable(f"is {kind}, not a regular file")
-    with open(fd, "rb") as file:
+    """The bytes of a regular file of at most MAX_FILE_BYTES."""
+    with open_regular(path) as file:
         data = file.read(MAX_FILE_BYTES + 1)  # a file that grows meanwhile is still cut off
     if len(data) > MAX_FILE_BYTES:
         raise _Unreadable(f"is over {MAX_FILE_BYTES // 2**20} MiB, the most a job file may hold")

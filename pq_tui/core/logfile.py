@@ -7,14 +7,13 @@ from, so that the order of stdout and stderr is kept and each stays distinguisha
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import re
-import stat
-from typing import BinaryIO, Iterator, List, Optional, Sequence, TextIO
+from typing import Iterator, List, Optional, Sequence, TextIO
 
 from pq_tui.core.events import Line
+from pq_tui.core.files import open_regular
 from pq_tui.core.lines import Lines
 from pq_tui.core.safe import printable
 
@@ -118,25 +117,12 @@ TAIL_BLOCK = 64 * 1024  # read_log_tail reads the file backwards this much at a 
 COUNT_BLOCK = 1024 * 1024
 
 
-def open_log(path: str) -> BinaryIO:
-    """A log file opened to read, refused (OSError EINVAL) if it is not a regular file: a FIFO
-    in its place would block the reader for good, a device would never end."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", path)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def count_log_lines(path: str) -> tuple[int, int]:
     """(output lines, stderr lines) of a log file, read through in blocks (bounded memory; the
     time grows with the file: for a run whose counts were not recorded)."""
     newlines = notes = errors = 0
     last = b""
-    with open_log(path) as f:
+    with open_regular(path) as f:
         while True:
             block = f.read(COUNT_BLOCK)
             if not block:
@@ -158,7 +144,7 @@ def read_log_tail(path: str, max_lines: int, max_bytes: int) -> List[Line]:
     so of the file. The file is read from its end, block by block, so the cost does not depend on
     its size. A line longer than ``max_bytes`` on its own keeps its end; a last line without its
     "\n" counts. Raises OSError."""
-    with open_log(path) as f:
+    with open_regular(path) as f:
         end = position = f.seek(0, os.SEEK_END)
         groups: List[List[Line]] = []  # the newest first
         found = 0

@@ -38,7 +38,8 @@ from pq_tui.core.events import (
 )
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lanes import check_lane_name, unknown_lane
-from pq_tui.core.logfile import STREAMS, count_log_lines, open_log, read_log_tail
+from pq_tui.core.files import open_regular
+from pq_tui.core.logfile import STREAMS, count_log_lines, read_log_tail
 from pq_tui.core.lines import utf8_safe_cut
 from pq_tui.core.safe import printable
 from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
@@ -949,7 +950,7 @@ def _delete_logs(paths: List[str]) -> None:
 
 def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> Dict[str, Any]:
     """The ``log`` op's reply: up to ``max_bytes`` of the log from ``offset`` (in a thread)."""
-    with open_log(path) as f:
+    with open_regular(path) as f:
         size = f.seek(0, os.SEEK_END)
         # Mid-line (a read cut an overlong line): the first piece has no tag.
         within = offset > 0 and os.pread(f.fileno(), 1, offset - 1) not in (b"\n", b"")
