@@ -45,12 +45,14 @@ class Kind:
     from_text: Callable[[str], Any]
 
 
-def _number(convert: Callable[[Any], Any], toml: bool) -> Callable[[Any], Any]:
+def _number(convert: Callable[[Any], Any], toml: bool,
+            maximum: float = math.inf) -> Callable[[Any], Any]:
     def check(value: Any) -> Any:
         if toml and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValueError(value)  # "5" in a TOML file is a string: a mistake to point out
         value = convert(value)
-        if not (math.isfinite(value) and value >= 0):  # a NaN grace period would never end
+        # A NaN grace period would never end.
+        if not (math.isfinite(value) and 0 <= value <= maximum):
             raise ValueError(value)
         return value
 
@@ -90,16 +92,14 @@ def _text_path(text: str) -> str:
     return os.path.abspath(os.path.expanduser(text))
 
 
-def _toml_path(value: Any) -> str:
-    return _text_path(_name(value))
-
-
 SECONDS = Kind("a number of seconds (0 or more)", _number(float, True), _number(float, False))
-COUNT = Kind("a whole number (0 or more)", _number(_whole, True), _number(int, False))
+_COUNT_MAX = 2**62  # SQLite's integers end at 2**63; no history is longer
+COUNT = Kind("a whole number (0 or more)", _number(_whole, True, _COUNT_MAX),
+             _number(int, False, _COUNT_MAX))
 DAYS = Kind("a number of days (0 or more)", _number(float, True), _number(float, False))
 NAME = Kind("a name (a string)", _name, _name)
 FLAG = Kind("true or false (1/0, yes/no, on/off in a variable)", _toml_flag, _text_flag)
-PATH = Kind("a folder's path", _toml_path, _text_path)
+PATH = Kind("a folder's path", _text_path, _text_path)  # variables only: never from the file
 
 
 @dataclass(frozen=True)

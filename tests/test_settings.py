@@ -103,6 +103,8 @@ def test_a_relative_xdg_config_home_is_ignored(monkeypatch, tmp_path):
     ('kill_grace = "5"', "config.toml:1: kill_grace = '5': expected a number of seconds"),
     ("kill_grace = true", "config.toml:1: kill_grace = true: expected a number of seconds"),
     ("\n\nkeep_jobs = 2.5", "config.toml:3: keep_jobs = 2.5: expected a whole number (0 or more)"),
+    ("keep_jobs = 18446744073709551616", "config.toml:1: keep_jobs = 18446744073709551616: "
+                                          "expected a whole number"),
     ("keep_days = inf", "config.toml:1: keep_days = inf: expected a number of days (0 or more)"),
     ('theme = ""', "config.toml:1: theme = '': expected a name (a string)"),
     ('debug = "yes"', "config.toml:1: debug = 'yes': expected true or false"),
@@ -126,6 +128,7 @@ def test_a_bad_file_is_one_line_naming_the_file_and_line(config, text, message):
     ("PQ_TUI_KILL_GRACE", "-0.5", "a number of seconds (0 or more)"),
     ("PQ_TUI_KILL_GRACE", "nan", "a number of seconds (0 or more)"),
     ("PQ_TUI_KEEP_JOBS", "2.5", "a whole number (0 or more)"),
+    ("PQ_TUI_KEEP_JOBS", str(2**64), "a whole number (0 or more)"),  # more than SQLite holds
     ("PQ_TUI_KEEP_DAYS", "-1", "a number of days (0 or more)"),
     ("PQ_TUI_DEBUG", "maybe", "true or false"),
 ])
