@@ -18,6 +18,7 @@ MAIN_EPILOG = """\
 commands:
   run FILE.toml ...     run the jobs without the console, print their output, exit 0/1/2
   check FILE.toml ...   validate the files and show what would run
+  config [--json]       the settings in force and where each came from
 
 server commands (jobs that outlive the terminal; `pq-tui COMMAND --help` for each):
   push FILE.toml ...    queue the jobs on the pq-tui server (starts it if needed)
@@ -59,6 +60,20 @@ example:
   pq-tui check examples/demo.toml
 """
 
+CONFIG_EPILOG = """\
+Each setting comes from its environment variable if set, else from the config file, else its
+default. The config file is $PQ_TUI_CONFIG, else $XDG_CONFIG_HOME/pq-tui/config.toml, else
+~/.config/pq-tui/config.toml; a TOML file of `name = value` lines, for example:
+
+  kill_grace = 10
+  keep_jobs = 200
+  theme = "nord"
+
+A running server keeps the settings it started with (after `pq-tui shutdown`, the next push or
+console starts it with the new ones). Exit status 0, or 2 when a setting is bad (the message
+names the file or the variable; the theme is checked against Textual's themes too).
+"""
+
 
 def _parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
@@ -74,10 +89,8 @@ def _add_engine_options(parser: argparse.ArgumentParser, embedded_only: bool = F
     parser.add_argument("--log-dir", help="where the jobs' log files go (default: a new folder "
                         f"under the user's state directory){only}")
     parser.add_argument("--kill-grace", type=_seconds, metavar="SECONDS",
-                        # None on the console: given without --embedded, it is a mistake.
-                        default=None if embedded_only else 5.0,
-                        help="time between SIGTERM and SIGKILL when a job is killed (default "
-                        f"5){only}")
+                        help="time between SIGTERM and SIGKILL when a job is killed (default: "
+                        f"the kill_grace setting, see `pq-tui config`){only}")
 
 
 def number_parser(convert: Callable[[str], Any], what: str, minimum: float = 0
@@ -142,7 +155,15 @@ def _main(args: list) -> int:
     if args and args[0] == "run":
         from pq_tui.run import run_command
 
-        return run_command(_run_parser().parse_args(args[1:]))
+        options = _run_parser().parse_args(args[1:])
+        settings = _settings()
+        if settings is None:
+            return EXIT_BAD_INPUT
+        if options.kill_grace is None:
+            options.kill_grace = settings.kill_grace
+        return run_command(options)
+    if args and args[0] == "config":
+        return _config_command(args[1:])
     if args and args[0] == "server":  # hidden: what a client starts (see pq_tui/server)
         return _server_command(args[1:])
     if args and args[0] in _CLIENT_COMMANDS:  # the server's clients (pq_tui/commands.py)
@@ -163,23 +184,49 @@ def _open_console(options: argparse.Namespace) -> int:
     if not options.embedded and (options.log_dir is not None or options.kill_grace is not None):
         print("pq-tui: --log-dir and --kill-grace are for --embedded; the server keeps its logs "
               "under its state directory ($PQ_TUI_STATE_DIR) and takes its grace period from "
-              "$PQ_TUI_KILL_GRACE when it starts", file=sys.stderr)
+              "the kill_grace setting when it starts (`pq-tui config`)", file=sys.stderr)
         return EXIT_BAD_INPUT
+    settings = _settings(console=True)
+    if settings is None:
+        return EXIT_BAD_INPUT
+    from pq_tui.settings import DEFAULT
+
+    # Unset, Textual chooses ($TEXTUAL_THEME included).
+    theme = None if settings.sources["theme"] == DEFAULT else settings.theme
     plans = load_and_plan(options.files)
     if plans is None:
         return EXIT_BAD_INPUT
     if not options.embedded:
-        return _attach_console(plans, mouse=not options.no_mouse)
+        return _attach_console(plans, mouse=not options.no_mouse, theme=theme)
     specs = [spec for spec, _plan in plans]
     from pq_tui.ui.app import build_app
 
-    kill_grace = 5.0 if options.kill_grace is None else options.kill_grace
-    app = build_app(specs, log_dir=options.log_dir, kill_grace=kill_grace)
+    kill_grace = settings.kill_grace if options.kill_grace is None else options.kill_grace
+    app = build_app(specs, log_dir=options.log_dir, kill_grace=kill_grace, theme=theme)
     status = app.run(mouse=not options.no_mouse)
     return status or 0
 
 
-def _attach_console(plans: list, mouse: bool) -> int:
+def _settings(console: bool = False) -> Optional[Any]:
+    """The settings in force (pq_tui.settings.Settings), or None once a bad one is told.
+    ``console``: the theme is checked too (only Textual knows its themes)."""
+    from pq_tui.run import write_error
+    from pq_tui.settings import SettingsError, load
+
+    try:
+        settings = load()
+        if console:
+            from textual.theme import BUILTIN_THEMES
+
+            if settings.theme not in BUILTIN_THEMES:
+                raise settings.error("theme", "a Textual theme: " + ", ".join(BUILTIN_THEMES))
+        return settings
+    except SettingsError as exc:
+        write_error(str(exc))
+        return None
+
+
+def _attach_console(plans: list, mouse: bool, theme: Optional[str]) -> int:
     import asyncio
 
     from pq_tui.commands import data_for_server
@@ -194,7 +241,7 @@ def _attach_console(plans: list, mouse: bool) -> int:
     async def attached() -> int:
         engine = await RemoteEngine.connect(start=True)
         try:
-            app = PQApp(engine, specs=specs, attached=True)
+            app = PQApp(engine, specs=specs, attached=True, theme=theme)
             status = await app.run_async(mouse=mouse) or 0
             if app.exit_note:
                 print(app.exit_note, file=sys.stderr)
@@ -215,8 +262,52 @@ def _server_command(args: list) -> int:
                         help="stay attached to the terminal and log to stderr")
     parser.add_argument("--kill-grace", type=_seconds, default=None, metavar="SECONDS",
                         help="time between SIGTERM and SIGKILL when a job is killed (default: "
-                        "$PQ_TUI_KILL_GRACE, else 5)")
+                        "the kill_grace setting, see `pq-tui config`)")
     options = parser.parse_args(args)
     from pq_tui.server.server import run_server
 
     return run_server(options.foreground, kill_grace=options.kill_grace)
+
+
+def _config_command(args: list) -> int:
+    import json
+
+    from pq_tui.core.safe import json_printable, printable
+    from pq_tui.server.paths import runtime_dir, state_dir
+    from pq_tui.settings import SETTINGS
+
+    parser = _parser("pq-tui config", "Print the settings in force and where each came from.",
+                     CONFIG_EPILOG)
+    parser.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    options = parser.parse_args(args)
+    settings = _settings(console=True)
+    if settings is None:
+        return EXIT_BAD_INPUT
+    worked_out = {"runtime_dir": runtime_dir, "state_dir": state_dir}
+    rows = []
+    for setting in SETTINGS:
+        value = getattr(settings, setting.name)
+        if value is None:
+            value = worked_out[setting.name]()
+        rows.append({"name": setting.name, "value": value, "from": settings.sources[setting.name],
+                     "variable": setting.env, "in_file": setting.in_file, "help": setting.help})
+    if options.json:
+        text = json.dumps({"config_file": settings.config_file,
+                           "config_found": settings.config_found, "settings": rows},
+                          indent=2, ensure_ascii=False)
+        sys.stdout.write(json_printable(text) + "\n")
+        return EXIT_OK
+
+    def shown(value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return printable(f"{value:g}" if isinstance(value, float) else value)
+
+    found = "" if settings.config_found else " (none there: the defaults hold)"
+    lines = [("setting", "value", "from"), *((row["name"], shown(row["value"]),
+                                              printable(row["from"])) for row in rows)]
+    widths = [max(len(line[column]) for line in lines) for column in range(2)]
+    for name, value, source in lines:
+        print(f"{name:<{widths[0]}}  {value:<{widths[1]}}  {source}".rstrip())
+    print(f"config file: {printable(settings.config_file)}{found}")
+    return EXIT_OK

@@ -157,8 +157,8 @@ examples:
     "clean": """\
 Drops finished jobs from the server's history, and their log files. Without ids or options:
 every finished job. Queued and running jobs are never touched. The server also drops history by
-itself: it keeps the latest $PQ_TUI_KEEP_JOBS finished runs (1000) for $PQ_TUI_KEEP_DAYS days
-(30).
+itself: it keeps the latest keep_jobs finished runs (1000) for keep_days days (30): the
+settings that `pq-tui config` shows.
 
 examples:
   pq-tui clean

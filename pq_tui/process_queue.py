@@ -19,7 +19,7 @@ import tempfile
 import threading
 from typing import Any, Callable, Coroutine, Optional
 
-from pq_tui.core import DEFAULT_LANE, Engine, JobId
+from pq_tui.core import DEFAULT_KILL_GRACE, DEFAULT_LANE, Engine, JobId
 
 __all__ = ["ProcessHandler", "ProcessQueue"]
 
@@ -79,7 +79,7 @@ class ProcessQueue:
         base_environment_vars_dict: Optional[dict] = None,
         *,
         log_dir: Optional[str] = None,
-        kill_grace: float = 5.0,
+        kill_grace: float = DEFAULT_KILL_GRACE,
         profile: bool = False,
     ) -> None:
         # The logs are the record of what ran: a fresh directory is kept after stop() and close().

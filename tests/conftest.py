@@ -5,6 +5,17 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _no_user_settings(tmp_path_factory, monkeypatch):
+    """The tests' settings are their own: the user's config file and PQ_TUI_* settings (which a
+    server started by a test inherits) stay out."""
+    from pq_tui.settings import CONFIG_VAR, SETTINGS
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+    for name in (CONFIG_VAR, *(s.env for s in SETTINGS if s.in_file)):
+        monkeypatch.delenv(name, raising=False)
+
+
 def _live_children() -> dict:
     """This process's live descendants (zombies ignored), by pid."""
     import psutil

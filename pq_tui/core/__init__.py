@@ -1,6 +1,6 @@
 """The engine: lanes, jobs, their processes and logs. Plain asyncio; never imports Textual."""
 
-from pq_tui.core.engine import DEFAULT_LANE, Engine, Lane, Subscription
+from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Engine, Lane, Subscription
 from pq_tui.core.events import (
     Event,
     JobExited,
@@ -21,7 +21,7 @@ from pq_tui.core.job import Job, Status
 from pq_tui.core.logfile import read_log
 
 __all__ = [
-    "DEFAULT_LANE", "Engine", "Event", "Job", "JobExited", "JobId", "JobInputError", "JobMoved",
-    "JobOutput", "JobQueued", "JobRemoved", "JobsForgotten", "JobStarted", "JobUsage", "Lane", "LanePaused",
+    "DEFAULT_KILL_GRACE", "DEFAULT_LANE", "Engine", "Event", "Job", "JobExited", "JobId",
+    "JobInputError", "JobMoved", "JobOutput", "JobQueued", "JobRemoved", "JobsForgotten", "JobStarted", "JobUsage", "Lane", "LanePaused",
     "LaneResumed", "OutputDropped", "Status", "Subscription", "read_log",
 ]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from pq_tui.paths import missing_home
+from pq_tui.settings import BY_NAME, env_value
 
 SOCKET_NAME = "server.sock"
 PID_NAME = "server.pid"
@@ -68,17 +69,18 @@ class ServerPaths:
 
 def runtime_dir(environ: Optional[Mapping[str, str]] = None) -> str:
     env = os.environ if environ is None else environ
-    if env.get("PQ_TUI_RUNTIME_DIR"):
-        return os.path.abspath(os.path.expanduser(env["PQ_TUI_RUNTIME_DIR"]))
+    given = env_value(BY_NAME["runtime_dir"], env)
+    if given:
+        return given
     if env.get("XDG_RUNTIME_DIR"):
         return os.path.join(os.path.abspath(env["XDG_RUNTIME_DIR"]), "pq-tui")
     return os.path.join(tempfile.gettempdir(), f"pq-tui-{os.getuid()}")
 
 
 def state_dir(environ: Optional[Mapping[str, str]] = None) -> str:
-    env = os.environ if environ is None else environ
-    if env.get("PQ_TUI_STATE_DIR"):
-        return os.path.abspath(os.path.expanduser(env["PQ_TUI_STATE_DIR"]))
+    given = env_value(BY_NAME["state_dir"], environ)
+    if given:
+        return given
     from platformdirs import user_state_dir
 
     return user_state_dir("pq-tui")

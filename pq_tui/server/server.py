@@ -25,7 +25,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pq_tui import __version__
-from pq_tui.core.engine import Engine, Subscription
+from pq_tui.core.engine import DEFAULT_KILL_GRACE, Engine, Subscription
 from pq_tui.core.events import (
     Event,
     JobExited,
@@ -47,10 +47,10 @@ from pq_tui.server import protocol
 from pq_tui.server.paths import (LOGS_NAME, RuntimeDirError, ServerPaths, check_socket_path,
                                  prepare, server_paths)
 from pq_tui.server.store import FINISHED, JobState, Store, StoreCorrupt, StoreError, set_aside
+from pq_tui.settings import BY_NAME, CONFIG_VAR, SettingsError, load
 
 log = logging.getLogger("pq_tui.server")
 
-DEFAULT_KILL_GRACE = 5.0
 HELLO_TIMEOUT = 30.0
 START_TIMEOUT = 15.0
 RETENTION_DELAY = 10.0  # after a job ends: retention runs at most this often
@@ -134,29 +134,12 @@ def _peer_uid(sock: Optional[socket.socket]) -> Optional[int]:
 
 class Retention:
     """How much finished history the server keeps: the ``keep_last`` most recently ended runs,
-    none older than ``keep_days``. ``PQ_TUI_KEEP_JOBS`` and ``PQ_TUI_KEEP_DAYS`` set them."""
+    none older than ``keep_days`` (the settings ``keep_jobs`` and ``keep_days``)."""
 
-    def __init__(self, keep_last: Optional[int] = 1000, keep_days: Optional[float] = 30.0) -> None:
+    def __init__(self, keep_last: Optional[int] = BY_NAME["keep_jobs"].default,
+                 keep_days: Optional[float] = BY_NAME["keep_days"].default) -> None:
         self.keep_last = keep_last
         self.keep_days = keep_days
-
-    @classmethod
-    def from_env(cls) -> "Retention":
-        retention = cls()
-        for name, attribute, kind in (("PQ_TUI_KEEP_JOBS", "keep_last", int),
-                                      ("PQ_TUI_KEEP_DAYS", "keep_days", float)):
-            text = os.environ.get(name)
-            if not text:
-                continue
-            try:
-                value = kind(text)
-                if not value >= 0:
-                    raise ValueError(text)
-                setattr(retention, attribute, value)
-            except ValueError:
-                log.warning("%s=%r is not a number >= 0; keeping the default %s", name, text,
-                            getattr(retention, attribute))
-        return retention
 
 
 class Server:
@@ -164,7 +147,7 @@ class Server:
                  retention: Optional[Retention] = None) -> None:
         self.paths = paths
         self.kill_grace = kill_grace
-        self.retention = retention or Retention.from_env()
+        self.retention = retention or Retention()
         self._retention_handle: Optional[asyncio.TimerHandle] = None
         self.engine = Engine(paths.logs_dir, root_dir=_home_or_root(), profile=True,
                              kill_grace=kill_grace)
@@ -1049,7 +1032,7 @@ def _kill_leftover(job: JobState) -> None:
 
 
 async def serve(paths: ServerPaths, *, kill_grace: float = DEFAULT_KILL_GRACE,
-                lock_fd: Optional[int] = None,
+                retention: Optional[Retention] = None, lock_fd: Optional[int] = None,
                 ready: Optional[Callable[[List[str]], None]] = None) -> None:
     """Run the server until a shutdown request or SIGTERM/SIGINT. Takes the lock unless given
     its fd (``acquire_lock``); raises AlreadyRunning or ServerError if it cannot start.
@@ -1061,7 +1044,7 @@ async def serve(paths: ServerPaths, *, kill_grace: float = DEFAULT_KILL_GRACE,
         lock_fd = acquire_lock(paths)
     try:
         _write_pid(lock_fd)
-        await _serve_locked(paths, kill_grace, ready)
+        await _serve_locked(paths, kill_grace, retention, ready)
     finally:
         try:
             os.unlink(paths.pid_file)
@@ -1071,7 +1054,7 @@ async def serve(paths: ServerPaths, *, kill_grace: float = DEFAULT_KILL_GRACE,
             os.close(lock_fd)
 
 
-async def _serve_locked(paths: ServerPaths, kill_grace: float,
+async def _serve_locked(paths: ServerPaths, kill_grace: float, retention: Optional[Retention],
                         ready: Optional[Callable[[List[str]], None]]) -> None:
     loop = asyncio.get_running_loop()
     if os.path.lexists(paths.socket):
@@ -1080,7 +1063,7 @@ async def _serve_locked(paths: ServerPaths, kill_grace: float,
                               f"holds {paths.pid_file}: stop it, or remove the socket")
         log.info("replacing the stale socket %s", paths.socket)
         os.unlink(paths.socket)
-    server = Server(paths, kill_grace)
+    server = Server(paths, kill_grace, retention)
     server.open_store()
     listener = None
     try:
@@ -1127,24 +1110,16 @@ def _on_stop_signal(server: Server, sig: int) -> None:
     server.request_exit()
 
 
-def _kill_grace_from_env() -> float:
-    text = os.environ.get("PQ_TUI_KILL_GRACE")
-    if text:
-        try:
-            value = float(text)
-            if value >= 0:
-                return value
-        except ValueError:
-            pass
-        log.warning("PQ_TUI_KILL_GRACE=%r is not a number of seconds; using %g", text,
-                    DEFAULT_KILL_GRACE)
-    return DEFAULT_KILL_GRACE
-
-
 def run_server(foreground: bool, kill_grace: Optional[float] = None) -> int:
     """``pq-tui server``: run the server here (``foreground``, logging to stderr) or detached
     (a new session, standard streams on /dev/null, logging to server.log). Returns the exit
-    status: 0 after a clean stop, 1 if it could not start (another server runs, say)."""
+    status: 0 after a clean stop, 1 if it could not start (another server runs, say, or a bad
+    setting: refused before anything is made, and told to the client that started it)."""
+    try:
+        settings = load()
+    except SettingsError as exc:
+        print(f"pq-tui server: {printable(str(exc))}", file=sys.stderr)
+        return 1
     paths = server_paths()
     try:
         prepare(paths)
@@ -1152,13 +1127,13 @@ def run_server(foreground: bool, kill_grace: Optional[float] = None) -> int:
         print(f"pq-tui server: {exc}", file=sys.stderr)
         return 1
     try:
-        _set_up_logging(paths, foreground)
+        _set_up_logging(paths, foreground, settings.debug)
     except OSError as exc:
         print(f"pq-tui server: cannot write its log {paths.server_log}: {exc.strerror or exc} "
               "(PQ_TUI_STATE_DIR chooses another state directory)", file=sys.stderr)
         return 1
     if kill_grace is None:
-        kill_grace = _kill_grace_from_env()
+        kill_grace = settings.kill_grace
     try:
         lock_fd = acquire_lock(paths)
     except (OSError, ServerError) as exc:
@@ -1168,7 +1143,8 @@ def run_server(foreground: bool, kill_grace: Optional[float] = None) -> int:
         return 1
     report = None if foreground else _detach(paths)
     try:
-        asyncio.run(serve(paths, kill_grace=kill_grace, lock_fd=lock_fd,
+        retention = Retention(settings.keep_jobs, settings.keep_days)
+        asyncio.run(serve(paths, kill_grace=kill_grace, retention=retention, lock_fd=lock_fd,
                           ready=report.ready if report is not None else None))
     except (ServerError, StoreError, OSError) as exc:
         log.error("%s", exc)
@@ -1183,7 +1159,7 @@ def run_server(foreground: bool, kill_grace: Optional[float] = None) -> int:
     return 0
 
 
-def _set_up_logging(paths: ServerPaths, foreground: bool) -> None:
+def _set_up_logging(paths: ServerPaths, foreground: bool, debug: bool) -> None:
     if foreground:
         handler: logging.Handler = logging.StreamHandler(sys.stderr)
     else:
@@ -1191,7 +1167,7 @@ def _set_up_logging(paths: ServerPaths, foreground: bool) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if os.environ.get("PQ_TUI_DEBUG") else logging.INFO)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
 def _home_or_root() -> str:
@@ -1278,6 +1254,8 @@ def start_server_process(paths: ServerPaths, *, timeout: float = START_TIMEOUT) 
     another server's does). Raises ServerError if it does not come up in ``timeout`` seconds."""
     prepare(paths)
     env = dict(os.environ, PQ_TUI_RUNTIME_DIR=paths.runtime_dir, PQ_TUI_STATE_DIR=paths.state_dir)
+    if env.get(CONFIG_VAR):  # the launcher runs elsewhere (cwd below): a relative path would move
+        env[CONFIG_VAR] = os.path.abspath(os.path.expanduser(env[CONFIG_VAR]))
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     launcher = subprocess.Popen(
         [sys.executable, "-m", "pq_tui", "server"],

@@ -20,6 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from pq_tui.core import (
+    DEFAULT_KILL_GRACE,
     DEFAULT_LANE,
     Engine,
     Job,
@@ -113,8 +114,11 @@ class PQApp(App[int]):
         start_dir: Optional[Path] = None,
         log_lines: int = 5000,
         attached: bool = False,
+        theme: Optional[str] = None,  # a Textual theme's name; None: Textual's default
     ) -> None:
         super().__init__()
+        if theme is not None:
+            self.theme = theme
         self.engine = engine
         # Attached to a server (a RemoteEngine): leaving detaches, and the jobs go on there.
         self.attached = attached
@@ -814,11 +818,12 @@ def build_app(
     specs: Iterable[JobSpec] = (),
     *,
     log_dir: Optional[str] = None,
-    kill_grace: float = 5.0,
+    kill_grace: float = DEFAULT_KILL_GRACE,
     start_dir: Optional[Path] = None,
+    theme: Optional[str] = None,
 ) -> PQApp:
     """The console with a local engine, as the command line and the tests make it."""
     from pq_tui.paths import default_log_dir
 
     engine = Engine(log_dir or default_log_dir(), kill_grace=kill_grace, profile=True)
-    return PQApp(engine, specs=specs, start_dir=start_dir)
+    return PQApp(engine, specs=specs, start_dir=start_dir, theme=theme)
