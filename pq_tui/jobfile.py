@@ -218,7 +218,10 @@ def _convert_cmd(value: Any, report: Report) -> str | list[str] | None:
         report('"cmd" must not be empty')
     for number, arg in enumerate(value, 1):
         if not isinstance(arg, str):
-            report(f'"cmd" element {number} must be a string, got {_describe(arg)}{_as_string_hint(arg)}')
+            report(
+                f'"cmd" element {number} must be a string, got {_describe(arg)}'
+                f"{_as_string_hint(arg)}"
+            )
     if value and isinstance(value[0], str) and not value[0].strip():
         report('"cmd" must not start with an empty program name')
     return list(value)
@@ -247,7 +250,9 @@ def _convert_env(value: Any, report: Report) -> dict[str, str] | None:
         # The OS refuses such names, so catch them here rather than at launch.
         if not name or "=" in name or "\0" in name:
             report(
-                f'env variable name {_quote(name)} is not valid (it must be non-empty, without "=")', (name,)
+                f"env variable name {_quote(name)} is not valid "
+                '(it must be non-empty, without "=")',
+                (name,),
             )
         if isinstance(setting, str):
             env[name] = setting
@@ -539,7 +544,9 @@ def _skip_multiline_string(text: str, i: int, line: int) -> tuple[int, int]:
 
 # -- loading -------------------------------------------------------------------
 
-_TOML_POSITION = re.compile(r"(?P<message>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)", re.DOTALL)
+_TOML_POSITION = re.compile(
+    r"(?P<message>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)", re.DOTALL
+)
 _TOML_AT_END = " (at end of document)"
 
 
@@ -548,7 +555,9 @@ def load_job_file(path: str | os.PathLike, existing_ids: Iterable[str] = ()) -> 
     return load_job_files([path], existing_ids)
 
 
-def load_job_files(paths: Iterable[str | os.PathLike], existing_ids: Iterable[str] = ()) -> list[JobSpec]:
+def load_job_files(
+    paths: Iterable[str | os.PathLike], existing_ids: Iterable[str] = ()
+) -> list[JobSpec]:
     """Load several job files as one batch.
 
     Job ids must be unique across all the files and must not be in
@@ -596,7 +605,9 @@ def _load_file(path: str | os.PathLike, batch: _Batch) -> tuple[list[JobSpec], l
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:
         bad_byte = raw[error.start]
-        return [], [_file_problem(name, f"not valid UTF-8 (byte 0x{bad_byte:02x} at offset {error.start})")]
+        return [], [
+            _file_problem(name, f"not valid UTF-8 (byte 0x{bad_byte:02x} at offset {error.start})")
+        ]
     too_deep = _too_deeply_nested(name, text)
     if too_deep is not None:
         return [], [too_deep]
@@ -696,7 +707,9 @@ class _FileLoader:
 
         defaults = document.get(_DEFAULTS, {})
         if not isinstance(defaults, dict):
-            self.add(_ROOT, None, (_DEFAULTS,), f'"defaults" must be a table, got {_describe(defaults)}')
+            self.add(
+                _ROOT, None, (_DEFAULTS,), f'"defaults" must be a table, got {_describe(defaults)}'
+            )
             defaults = {}
         default_fields = self.convert_table(_DEFAULTS, _DEFAULTS, defaults, _DEFAULTS_KEYS)
 
@@ -706,7 +719,9 @@ class _FileLoader:
             self.add(_ROOT, None, ("job",), message)
             return []
         if not jobs:
-            self.problems.append(_file_problem(self.path, "no jobs (expected at least one [[job]] table)"))
+            self.problems.append(
+                _file_problem(self.path, "no jobs (expected at least one [[job]] table)")
+            )
             return []
         self.positions.expect_jobs(len(jobs))
         specs = []
@@ -720,7 +735,9 @@ class _FileLoader:
         message = f"unknown top-level key {_quote(key)}"
         if key in _JOB_KEYS:
             return f"{message} (keys of a job go after a [[job]] header)"
-        return message + (_did_you_mean(key, _TOP_LEVEL_KEYS) or " (expected only [defaults] and [[job]])")
+        return message + (
+            _did_you_mean(key, _TOP_LEVEL_KEYS) or " (expected only [defaults] and [[job]])"
+        )
 
     def convert_table(self, scope: Any, label: str, table: dict, allowed: tuple[str, ...]) -> dict:
         """Convert the known keys of a table; a key with a problem is left out."""
@@ -729,7 +746,9 @@ class _FileLoader:
             if key in allowed:
                 before = len(self.problems)
 
-                def report(message: str, subkey: tuple[str, ...] = ()) -> None:
+                # key=key binds this key now: the converter reports before the loop moves on, but
+                # a closure over the loop variable would see whatever key came last.
+                def report(message: str, subkey: tuple[str, ...] = (), key: str = key) -> None:
                     self.add(scope, label, (key, *subkey), message)
 
                 converted = _CONVERTERS[key](value, report)
@@ -760,7 +779,9 @@ class _FileLoader:
             job_id = f"{self.stem}-{index + 1}"
             self.claim_id(index, label, job_id, generated=True)
 
-        fields = self.convert_table(index, label, {k: v for k, v in table.items() if k != "id"}, _JOB_KEYS)
+        fields = self.convert_table(
+            index, label, {k: v for k, v in table.items() if k != "id"}, _JOB_KEYS
+        )
         if "cmd" not in table:
             self.add(index, label, (), 'missing "cmd"')
         if len(self.problems) > before:
@@ -781,18 +802,30 @@ class _FileLoader:
         if not in_queue and first is None:
             self.batch.first_defined[job_id] = (self.path, self.positions, index)
         elif generated:
-            clash = "already in the queue" if in_queue else f"already used ({self._first_defined(*first)})"
-            self.add(index, label, ("id",), f'generated id {_quote(job_id)} {clash}; set "id" to choose another')
+            clash = (
+                "already in the queue" if in_queue
+                else f"already used ({self._first_defined(*first)})"
+            )
+            self.add(
+                index, label, ("id",),
+                f'generated id {_quote(job_id)} {clash}; set "id" to choose another',
+            )
         elif in_queue:
             self.add(index, label, ("id",), "id already in the queue")
         else:
-            self.add(index, None, ("id",), f"duplicate job id {_quote(job_id)} ({self._first_defined(*first)})")
+            self.add(
+                index, None, ("id",),
+                f"duplicate job id {_quote(job_id)} ({self._first_defined(*first)})",
+            )
 
     def _first_defined(self, path: str, positions: _Positions, index: int) -> str:
         line = positions.line(index, ("id",))
         if path != self.path:
             return f"first defined in {path}" if line is None else f"first defined in {path}:{line}"
-        return "first defined earlier in this file" if line is None else f"first defined on line {line}"
+        return (
+            "first defined earlier in this file" if line is None
+            else f"first defined on line {line}"
+        )
 
 
 def _process_data(defaults: dict, job: dict, source: str) -> dict:

@@ -25,7 +25,8 @@ from pq_tui.paths import default_log_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-_LANE_COLOURS = ("36", "35", "33", "32", "34", "96")  # cyan, magenta, yellow, green, blue, bright cyan
+# cyan, magenta, yellow, green, blue, bright cyan
+_LANE_COLOURS = ("36", "35", "33", "32", "34", "96")
 
 
 def _load(files: list[str]) -> Optional[list[JobSpec]]:
@@ -117,7 +118,9 @@ class _Printer:
         self._colour = colour
         lanes = list(dict.fromkeys(spec.lane for spec in specs))
         self._lane_of = {spec.id: spec.lane for spec in specs}
-        self._lane_colour = {lane: _LANE_COLOURS[i % len(_LANE_COLOURS)] for i, lane in enumerate(lanes)}
+        self._lane_colour = {
+            lane: _LANE_COLOURS[i % len(_LANE_COLOURS)] for i, lane in enumerate(lanes)
+        }
 
     def _paint(self, code: str, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self._colour else text
@@ -149,7 +152,9 @@ class _Printer:
             outcome = f"{outcome}: {data['error']}" if failed else data["error"]
         # A timeout's message already says how long the job ran.
         timed_out = data.get("timed-out")
-        duration = f" after {_duration(data['duration'])}" if "duration" in data and not timed_out else ""
+        duration = (
+            f" after {_duration(data['duration'])}" if "duration" in data and not timed_out else ""
+        )
         # An error or a warning may quote the command, the cwd or a path: shown escaped.
         warnings = "".join(f"{note}warning: {printable(w)}\n" for w in data.get("warnings") or ())
         return f"{note}{printable(outcome)}{duration}\n{warnings}"
@@ -265,7 +270,9 @@ def _span(seconds: float) -> str:
         return f"{seconds:g}s"
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
-    return "".join(f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if value)
+    return "".join(
+        f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if value
+    )
 
 
 def _print_table(header: tuple, rows: list, right: tuple = ()) -> None:

@@ -178,7 +178,7 @@ cmd = ["sh", "-c", {toml_str(beta)}]
     assert texts(jobs["beta"], "|") == [f"b line {i}" for i in range(1, 6)]
     assert texts(jobs["beta"], "!") == []
     assert texts(jobs["gamma"], "|") == ["g one", "g two"]
-    for job_id, entries in jobs.items():
+    for _job_id, entries in jobs.items():
         notes = texts(entries, "#")
         assert notes[0].startswith("started, pid "), notes
         assert re.fullmatch(r"ok after \d+\.\ds", notes[-1]), notes

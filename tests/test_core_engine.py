@@ -151,7 +151,8 @@ def test_set_last_run_numbers_the_next_push_on_until_forgotten(tmp_path):
             engine.forget(["b"])
             engine.push("a", {"cmd": ["true"]})
             engine.push("b", {"cmd": ["true"]})
-            a, b = await engine.wait_finished("a"), await engine.wait_finished("b")
+            a = await engine.wait_finished("a")
+            await engine.wait_finished("b")
             return engine.get("a").run, a["log"], engine.get("b").run
 
     run_a, log_a, run_b = run(main())

@@ -22,6 +22,7 @@ from pq_tui.core.logfile import read_log
 
 __all__ = [
     "DEFAULT_KILL_GRACE", "DEFAULT_LANE", "Engine", "Event", "Job", "JobExited", "JobId",
-    "JobInputError", "JobMoved", "JobOutput", "JobQueued", "JobRemoved", "JobsForgotten", "JobStarted", "JobUsage", "Lane", "LanePaused",
-    "LaneResumed", "OutputDropped", "Status", "Subscription", "read_log",
+    "JobInputError", "JobMoved", "JobOutput", "JobQueued", "JobRemoved", "JobsForgotten",
+    "JobStarted", "JobUsage", "Lane", "LanePaused", "LaneResumed", "OutputDropped", "Status",
+    "Subscription", "read_log",
 ]

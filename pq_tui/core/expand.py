@@ -55,7 +55,9 @@ def build_env(
     env = dict(base)
     if job_env is not None:
         if not isinstance(job_env, Mapping):
-            raise JobInputError(f"env: expected a table of NAME = value, got {type(job_env).__name__}")
+            raise JobInputError(
+                f"env: expected a table of NAME = value, got {type(job_env).__name__}"
+            )
         for name, value in job_env.items():
             if not isinstance(name, str) or not name:
                 raise JobInputError(f"env: variable names must be non-empty strings, got {name!r}")

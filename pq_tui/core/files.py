@@ -1,4 +1,5 @@
-"""Opening a file that pq-tui reads (a job file, a job's log) without trusting what its path names."""
+"""Opening a file that pq-tui reads (a job file, a job's log) without trusting what its path
+names."""
 
 from __future__ import annotations
 

@@ -113,7 +113,9 @@ class JobRunner:
             self._fail_to_start(str(exc))
             return
         except OSError as exc:
-            self._fail_to_start(f"cannot write the log file {self._log_path}: {exc.strerror or exc}")
+            self._fail_to_start(
+                f"cannot write the log file {self._log_path}: {exc.strerror or exc}"
+            )
             return
         data["log"] = job.log_path = self._log_path
         try:
@@ -142,7 +144,9 @@ class JobRunner:
 
     def _prepare(self, final: dict) -> Plan:
         job = self.job
-        where = {"root_dir": self._root_dir, "base_env": self._base_env, "root_given": self._root_given}
+        where = {
+            "root_dir": self._root_dir, "base_env": self._base_env, "root_given": self._root_given
+        }
         if job.handler_factory is not None:
             # The handler comes first, so that it hears of every failure (its on_exit), bad env
             # included: then it gets the environment without the job's own variables.
@@ -287,7 +291,11 @@ class JobRunner:
     def _on_pipe_closed(self, fd: int) -> None:
         self._flush_splitter(fd)
         self._open_pipes.discard(fd)
-        if not self._open_pipes and self._pipes_closed is not None and not self._pipes_closed.done():
+        if (
+            not self._open_pipes
+            and self._pipes_closed is not None
+            and not self._pipes_closed.done()
+        ):
             self._pipes_closed.set_result(None)
 
     def _flush_splitter(self, fd: int) -> None:

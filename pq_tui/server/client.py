@@ -13,8 +13,8 @@
 
 One reader task reads everything the server sends: replies resolve the futures of the requests
 waiting for them (requests may be in flight together; a reply's ``part`` messages are joined
-into it), events go to a queue that ``events()`` drains. When the connection is lost, the requests in flight fail with ``ServerError("the pq-tui
-server went away")`` and ``events()`` ends.
+into it), events go to a queue that ``events()`` drains. When the connection is lost, the
+requests in flight fail with ``ServerError("the pq-tui server went away")`` and ``events()`` ends.
 
 The event queue is not bounded: the server already limits what waits for a slow subscriber
 (``max_pending_lines``), but only for what it has not yet written; a client that subscribes

@@ -71,7 +71,9 @@ def decode(line: bytes) -> Dict[str, Any]:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ProtocolError(f"a line that is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise ProtocolError(
+            f"a line that is not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from None
     try:
         message = json.loads(text)
     except ValueError as exc:  # JSONDecodeError, and RecursionError's cousins

@@ -38,7 +38,8 @@ _needs_sanitizing = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]").search
 
 
 def _expand_tabs(line: str) -> str:
-    """Tabs to spaces as `Text.expand_tabs` does, without building a Text: search runs this a lot."""
+    """Tabs to spaces as `Text.expand_tabs` does, without building a Text: search runs this a
+    lot."""
     if "\t" not in line:
         return line
     if line.isascii():

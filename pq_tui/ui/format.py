@@ -60,7 +60,8 @@ def size(nbytes: Optional[int]) -> str:
         return ""
     value = float(nbytes)
     unit = "B"
-    for unit in ("B", "K", "M", "G"):
+    # The unit is read after the loop (where it stopped), not in it: B007 does not see that.
+    for unit in ("B", "K", "M", "G"):  # noqa: B007
         if value < 1024:
             break
         value /= 1024

@@ -53,7 +53,9 @@ class ConfirmScreen(ModalScreen[bool]):
     BINDINGS = [
         Binding("y", "confirm", "Yes", id="confirm.yes", tooltip="Go ahead"),
         Binding("n", "decline", "No", id="confirm.no", tooltip="Do nothing"),
-        Binding("escape", "decline", "Cancel", id="confirm.cancel", show=False, tooltip="Do nothing"),
+        Binding(
+            "escape", "decline", "Cancel", id="confirm.cancel", show=False, tooltip="Do nothing"
+        ),
     ]
 
     def __init__(

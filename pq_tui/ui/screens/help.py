@@ -58,7 +58,10 @@ class HelpScreen(ModalScreen[None]):
     AUTO_FOCUS = "#dialog"
 
     BINDINGS = [
-        Binding("escape,question_mark,q", "close", "Close", id="help.close", tooltip="Back to the queue"),
+        Binding(
+            "escape,question_mark,q", "close", "Close", id="help.close",
+            tooltip="Back to the queue",
+        ),
     ]
 
     def __init__(self, rows: Iterable[tuple[str, str, str]]) -> None:

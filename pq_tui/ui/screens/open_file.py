@@ -118,7 +118,10 @@ class StartDirLine(Widget):
 
     def render(self) -> Content:
         room = max(self.size.width - len(self.PREFIX), 1)
-        shown = self.path_text if len(self.path_text) <= room else "…" + self.path_text[-(room - 1):]
+        shown = (
+            self.path_text if len(self.path_text) <= room
+            else "…" + self.path_text[-(room - 1):]
+        )
         return Content(self.PREFIX + shown)
 
 
@@ -175,7 +178,9 @@ class OpenFileScreen(ModalScreen[Optional[list]]):
     """
 
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="open-file.cancel", tooltip="Close without opening"),
+        Binding(
+            "escape", "cancel", "Cancel", id="open-file.cancel", tooltip="Close without opening"
+        ),
     ]
 
     def __init__(self, start_dir: Path, load: Loader) -> None:

@@ -52,7 +52,9 @@ class PromptScreen(ModalScreen[Optional[str]]):
     """
 
     BINDINGS = [
-        Binding("escape", "cancel", "Cancel", id="prompt.cancel", tooltip="Close without answering"),
+        Binding(
+            "escape", "cancel", "Cancel", id="prompt.cancel", tooltip="Close without answering"
+        ),
     ]
 
     def __init__(
@@ -87,7 +89,10 @@ class PromptScreen(ModalScreen[Optional[str]]):
             yield CompletingInput(
                 self.initial_value,
                 placeholder=self.placeholder,
-                suggester=SuggestFromList(self.suggestions, case_sensitive=False) if self.suggestions else None,
+                suggester=(
+                    SuggestFromList(self.suggestions, case_sensitive=False)
+                    if self.suggestions else None
+                ),
                 id="answer",
             )
             yield Static(id="error", markup=False)

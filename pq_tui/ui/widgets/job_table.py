@@ -178,7 +178,9 @@ class JobTable(ScrollView, can_focus=True):
         self._rows = display_order(jobs, lanes)
         self._index = {row_key(job.id): row for row, job in enumerate(self._rows)}
         self._positions = {
-            row_key(job.id): index + 1 for lane in lanes.values() for index, job in enumerate(lane.queued)
+            row_key(job.id): index + 1
+            for lane in lanes.values()
+            for index, job in enumerate(lane.queued)
         }
         self.virtual_size = Size(0, len(self._rows) + 1)  # the columns fit: no sideways scroll
         row = self._index.get(row_key(selected)) if selected is not None else None
