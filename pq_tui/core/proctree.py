@@ -177,6 +177,18 @@ class ProcessTree:
         except ChildProcessError:  # reaped already (by a watcher thread, just now)
             return True
 
+    def catches(self, sig: int) -> bool:
+        """Whether the main process has a handler for ``sig`` (so a normal exit may be its
+        answer to it). True where that cannot be known: the caller then assumes it does."""
+        try:
+            with open(f"/proc/{self.pid}/status", "rb") as f:
+                for line in f:
+                    if line.startswith(b"SigCgt:"):
+                        return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+        except (OSError, ValueError, IndexError):
+            pass
+        return True
+
     def remember_descendants(self) -> None:
         """Note the current descendants, so that those leaving the group can still be reached."""
         self._tree_processes()

@@ -95,6 +95,8 @@ class JobRunner:
         # the kill (or the timeout) end the job, also when the job traps SIGTERM and exits 0. A
         # job that exited by itself as the kill came ended by itself: its exit code says how.
         self._signalled_alive = False
+        # Whether the main process had a TERM handler when our TERM went (see _ended_by_us).
+        self._term_caught = False
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -240,11 +242,12 @@ class JobRunner:
             data["peak-rss"] = self.tree.peak_rss
             data["cpu-time"] = round(self.tree.cpu_time, 3)
         timeout = data.get("timeout")
-        if self.timed_out and self._signalled_alive:
+        ended_by_us = self._ended_by_us(returncode)
+        if self.timed_out and ended_by_us:
             job.status = Status.TIMED_OUT
             data["timed-out"] = True
             data["error"] = f"timed out after {float(timeout):g}s and was killed"
-        elif self.kill_requested and self._signalled_alive:
+        elif self.kill_requested and ended_by_us:
             job.status = Status.KILLED
             data["killed"] = True
             data["error"] = "killed" + (" (SIGKILL)" if self._kill_forced else "")
@@ -359,9 +362,20 @@ class JobRunner:
         # Looked at here, right before the signal goes, not when the kill was asked for: asyncio
         # hears of an exit a few loop iterations after it happened, and a main process that is
         # already a zombie (or inside its exit) cannot be ended by this signal.
-        if not self._signalled_alive and self._main_alive():
+        if self._main_alive():
             self._signalled_alive = True
+            if sig == signal.SIGTERM:
+                self._term_caught = self.tree.catches(sig)
         self.tree.signal(sig)
+
+    def _ended_by_us(self, returncode: Optional[int]) -> bool:
+        """Whether our signal ended the job. It reached a live main process, and the job died of
+        a signal, or exited normally after a TERM it handles. A normal exit after a TERM it had no
+        handler for is its own: it was exiting already when the signal came (a TERM without a
+        handler ends a process by the signal)."""
+        if not self._signalled_alive:
+            return False
+        return returncode is None or returncode < 0 or self._term_caught
 
     def _main_alive(self) -> bool:
         if (self._exited is not None and self._exited.done()) or (

@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -28,6 +29,7 @@ from pq_tui.core import JobStarted
 from pq_tui.core.logfile import read_log
 from pq_tui.core.proctree import ProcessTree, _stat_fields
 from pq_tui.server.client import Client
+from process_helpers import until
 from rel_helpers import DEADLINE, REPO
 
 pytestmark = [
@@ -145,6 +147,21 @@ def test_main_exited_tells_a_live_process_from_a_zombie_and_a_reaped_one():
     finally:
         proc.wait(DEADLINE)
     assert tree.main_exited()
+
+
+def test_catches_tells_a_process_that_handles_term_from_one_that_does_not():
+    # A normal exit after our TERM counts as killed only when the job handles TERM: one without
+    # a handler would have died of the signal, so its normal exit was its own.
+    trapping = subprocess.Popen(["sh", "-c", "trap 'exit 0' TERM; read line"], stdin=subprocess.PIPE)
+    plain = subprocess.Popen(["sh", "-c", "read line"], stdin=subprocess.PIPE)
+    try:
+        # sh installs its trap once it has read the script: wait for it, within a deadline.
+        until(lambda: ProcessTree(trapping.pid).catches(signal.SIGTERM), "the trap installed")
+        assert not ProcessTree(plain.pid).catches(signal.SIGTERM)
+    finally:
+        for proc in (trapping, plain):
+            proc.stdin.close()
+            proc.wait(DEADLINE)
 
 
 def test_through_the_server_a_racing_kill_leaves_the_job_its_own_end_and_wait_agrees(server, tmp_path):
