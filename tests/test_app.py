@@ -1313,3 +1313,11 @@ def test_a_long_queue_scrolls_with_the_cursor_and_shows_its_last_row(tmp_path: P
         assert queued.color is not None and state.style.color == queued.color
 
     run_app(make_app(tmp_path, jobs), drive, size=SMALL)
+
+
+@pytest.mark.parametrize("nbytes, shown", [
+    (None, ""), (512, "512B"), (1024, "1.0K"), (5 * 2**20, "5.0M"), (310 * 2**20, "310M"),
+    (int(1.2 * 2**30), "1.2G"), (2 * 2**40, "2.0T"), (3 * 2**50, "3072T"),
+])
+def test_a_size_is_shown_in_its_unit(nbytes, shown):
+    assert fmt.size(nbytes) == shown

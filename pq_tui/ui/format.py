@@ -55,17 +55,19 @@ def clock(epoch: Optional[float]) -> str:
     return "-" if epoch is None else time.strftime("%H:%M:%S", time.localtime(epoch))
 
 
+_SIZE_UNITS = ("B", "K", "M", "G", "T")
+
+
 def size(nbytes: Optional[int]) -> str:
     if nbytes is None:
         return ""
     value = float(nbytes)
-    unit = "B"
-    # The unit is read after the loop (where it stopped), not in it: B007 does not see that.
-    for unit in ("B", "K", "M", "G"):  # noqa: B007
-        if value < 1024:
-            break
+    index = 0
+    while value >= 1024 and index < len(_SIZE_UNITS) - 1:
         value /= 1024
-    # Four cells at most: "512B", "4.9M", "310M", "1.2G".
+        index += 1
+    unit = _SIZE_UNITS[index]
+    # Four cells at most: "512B", "4.9M", "310M", "1.2G", "2.0T".
     return f"{value:.0f}{unit}" if value >= 10 or unit == "B" else f"{value:.1f}{unit}"
 
 
