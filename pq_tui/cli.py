@@ -138,7 +138,8 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def _check_parser() -> argparse.ArgumentParser:
-    parser = _parser("pq-tui check", "Validate TOML job files and print what would run.", CHECK_EPILOG)
+    parser = _parser("pq-tui check", "Validate TOML job files and print what would run.",
+                     CHECK_EPILOG)
     parser.add_argument("files", nargs="+", metavar="FILE.toml")
     return parser
 

@@ -473,9 +473,10 @@ def store_warnings(store: Dict[str, Any]) -> List[str]:
     lines = []
     if store.get("error"):
         count = store.get("unrecorded")
-        lines.append(f"the record is incomplete: {store['error']}; {count} "
-                     f"{'change waits' if count == 1 else 'changes wait'} in the server's memory, and no job "
-                     f"starts until they are written (tried again every few seconds)")
+        waiting = "change waits" if count == 1 else "changes wait"
+        lines.append(f"the record is incomplete: {store['error']}; {count} {waiting} in the "
+                     f"server's memory, and no job starts until they are written (tried again "
+                     f"every few seconds)")
     if store.get("moved_aside"):
         lines.append(f"the state file was damaged: moved to {store['moved_aside']}; the server "
                      f"started with an empty state")

@@ -581,7 +581,8 @@ class Connection:
         if hello is None:
             return
         version = hello.get("protocol")
-        if hello.get("type") != "hello" or isinstance(version, bool) or not isinstance(version, int):
+        if (hello.get("type") != "hello" or isinstance(version, bool)
+                or not isinstance(version, int)):
             await self.send(protocol.error_message(
                 'expected a hello: {"type": "hello", "protocol": <int>}'))
             return
@@ -666,8 +667,7 @@ class Connection:
         so that its replies keep their order. The work's result is plain: a log part's 100,000
         lines are not copied on the loop."""
         try:
-            result = await work(args)
-            handler: Callable = lambda a: result
+            handler = _giving(await work(args))
         except Exception as exc:
             handler = _raiser(exc)
         await self.answer(request_id, handler, args, plain=True)
@@ -872,7 +872,7 @@ class Connection:
     async def op_wait(self, request_id: int, args: Dict[str, Any]) -> None:
         try:
             ids = await self._wait_for(args["job_ids"])
-            handler: Callable = lambda a: self._wait_result(ids)
+            handler = _deferred(self._wait_result, ids)
         except Exception as exc:  # an unknown id: a KeyError at once
             handler = _raiser(exc)
         await self.answer(request_id, handler, args)
@@ -967,6 +967,16 @@ def _write_error(path: str, exc: Exception) -> str:
     if "disk is full" in text:  # SQLITE_FULL: SQLite's words for ENOSPC (or EFBIG)
         text += f" ({os.strerror(errno.ENOSPC)})"
     return f"cannot write the state file {path}: {text}"
+
+
+def _giving(result: Any) -> Callable:
+    """A request handler (see Connection.answer) whose result is ready."""
+    return lambda args: result
+
+
+def _deferred(function: Callable, *values: Any) -> Callable:
+    """A request handler that computes its result when the reply is written."""
+    return lambda args: function(*values)
 
 
 def _raiser(exc: Exception) -> Callable:

@@ -630,7 +630,8 @@ class PQApp(App[int]):
             else:
                 pane.view.clear_search()
 
-        self.push_screen(PromptScreen("Search the log", placeholder="text", allow_empty=True), search)
+        self.push_screen(PromptScreen("Search the log", placeholder="text", allow_empty=True),
+                         search)
 
     def action_next_match(self) -> None:
         self._active_pane().view.next_match()
@@ -650,7 +651,8 @@ class PQApp(App[int]):
         self._suspended = True
         try:
             with self.suspend():
-                # Awaited, not subprocess.call: the engine goes on reading its jobs' output meanwhile.
+                # Awaited, not subprocess.call: the engine goes on reading its jobs' output
+                # meanwhile.
                 process = await asyncio.create_subprocess_exec(*command)
                 await process.wait()
         except FileNotFoundError:
@@ -666,7 +668,8 @@ class PQApp(App[int]):
         for binding in self.BINDINGS:
             if not self._in_this_mode(binding.action.partition("(")[0]):
                 continue
-            keys = ", ".join(self.get_key_display(Binding(key, "")) for key in binding.key.split(","))
+            keys = ", ".join(self.get_key_display(Binding(key, ""))
+                             for key in binding.key.split(","))
             group = next(name for name, ids in HELP_GROUPS if binding.id in ids)
             rows.append((keys, binding.tooltip or binding.description, group))
         rows += [
