@@ -397,9 +397,9 @@ class Engine:
 
     def add_journal(self, journal: Callable[[Event], None]) -> None:
         """Call ``journal(event)`` synchronously for every event but output (the log files have
-        it), in order, before subscribers see it: for a persistent record. A journal that defers its write with ``loop.call_soon``
-        still writes before the next job is spawned, since a lane's next job is started by a task
-        scheduled after the event that caused it."""
+        it), in order, before subscribers see it: for a persistent record. A journal that defers
+        its write with ``loop.call_soon`` still writes before the next job is spawned, since a
+        lane's next job is started by a task scheduled after the event that caused it."""
         self._journals.append(journal)
 
     def remove_journal(self, journal: Callable[[Event], None]) -> None:
@@ -516,7 +516,8 @@ class Engine:
                 self._call_handler(job, "on_exit", job.snapshot())
             self._emit(JobExited(job.id, job.snapshot()))
             self._resolve(job)
-            if job.status in (Status.FAILED, Status.TIMED_OUT) and job.data.get("on_failure") == "pause":
+            failed = job.status in (Status.FAILED, Status.TIMED_OUT)
+            if failed and job.data.get("on_failure") == "pause":
                 self.pause(lane.name)
             self._kick(lane)
 
