@@ -26,9 +26,10 @@ How the mirror stays right:
 * The sync operations (push, push_many, remove, move, shift, requeue, pause, resume) check what
   they can
   against the mirror (raising like the engine), send the request without waiting and return at
-  once. Nothing is changed optimistically: the server's events change the mirror. A request the
-  server refuses, or one lost with the connection, is reported: appended to ``errors`` and passed
-  to ``on_error(message)`` when set.
+  once. Nothing is changed optimistically: the server's events change the mirror, through the
+  core's reducer (``pq_tui.core.reducer.QueueView``), the one rule for what an event changes.
+  A request the server refuses, or one lost with the connection, is reported: appended to
+  ``errors`` and passed to ``on_error(message)`` when set.
 * ``kill`` returns a future of the job's final data, resolved by its ``JobExited`` event.
 * ``shutdown`` is the local engine's "kill everything and stop"; a console over a server must not
   do that: it raises NotImplementedError. ``detach()`` closes the connection instead.
@@ -49,19 +50,12 @@ from pq_tui.core.events import (
     Event,
     JobExited,
     JobId,
-    JobMoved,
     JobOutput,
-    JobQueued,
-    JobRemoved,
-    JobsForgotten,
     JobStarted,
-    JobUsage,
-    LanePaused,
-    LaneResumed,
-    OutputDropped,
     StoreStatus,
 )
-from pq_tui.core.job import HasStatus, Status
+from pq_tui.core.job import Status
+from pq_tui.core.reducer import JobRow, LaneRow, QueueView
 from pq_tui.core.tail import Tail
 from pq_tui.server import protocol
 from pq_tui.server.client import GONE, Client, RemoteError, ServerError, TooLarge, push_sizes
@@ -76,27 +70,16 @@ TAIL_CONCURRENCY = 4
 MAX_ERRORS = 100
 
 
-class RemoteJob(HasStatus):
+class RemoteJob(JobRow):
     """One run of a job as the server last told: the attributes of ``pq_tui.core.Job`` that the
     console reads."""
 
     def __init__(self, job_id: JobId, lane: str, data: dict, run: int = 1) -> None:
-        self.id = job_id
-        self.lane = lane
-        self.run = run
-        self.data: dict = data
-        self.pid: Optional[int] = None
-        self.tail = Tail()  # bounded as the server's; shrunk when the job ends
-        self.line_count = 0
-        self.stderr_count = 0
-        self.cpu_percent: Optional[float] = None
-        self.rss: Optional[int] = None
-        self.log_path: Optional[str] = None
+        super().__init__(job_id, lane, data, run)
         self.started_at: Optional[float] = None  # time.monotonic(), while running
         self.restored = False
         # False for a finished job from the snapshot whose tail was not fetched (load_tail).
         self.tail_loaded = True
-        self._status = Status.QUEUED
 
     @property
     def duration(self) -> Optional[float]:
@@ -109,19 +92,8 @@ class RemoteJob(HasStatus):
     def snapshot(self) -> dict:
         return copy.deepcopy(self.data)
 
-    def __repr__(self) -> str:
-        return f"<RemoteJob {self.id!r} lane={self.lane!r} {self._status.value}>"
 
-
-class RemoteLane:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.queued: Deque[RemoteJob] = deque()
-        self.running: Optional[RemoteJob] = None
-        self.paused = False
-
-    def __repr__(self) -> str:
-        return f"<RemoteLane {self.name!r} queued={len(self.queued)} paused={self.paused}>"
+RemoteLane = LaneRow
 
 
 class _Mark:
@@ -190,8 +162,7 @@ class RemoteEngine:
         # detach or stop it ourselves.
         self.on_lost: Optional[Callable[[], None]] = None
         self.connected = True
-        self._jobs: Dict[JobId, RemoteJob] = {}
-        self._lanes: Dict[str, RemoteLane] = {}
+        self.view = QueueView(RemoteJob)
         self._subscriptions: set = set()
         self._tasks: set = set()
         self._kill_waiters: Dict[JobId, List[asyncio.Future]] = {}
@@ -265,8 +236,8 @@ class RemoteEngine:
         await future
 
     async def _fetch_tails(self) -> None:
-        running = [job for job in self._jobs.values() if job.status is Status.RUNNING]
-        finished = [job for job in self._jobs.values() if job.status.finished]
+        running = [job for job in self.view.jobs.values() if job.status is Status.RUNNING]
+        finished = [job for job in self.view.jobs.values() if job.status.finished]
         wanted = running + finished[-TAIL_FINISHED:] if TAIL_FINISHED else running
         limit = asyncio.Semaphore(TAIL_CONCURRENCY)
 
@@ -279,7 +250,7 @@ class RemoteEngine:
     async def load_tail(self, job_id: JobId) -> bool:
         """Fetch a job's tail (the console asks when it shows an older finished job); False if
         the server could not give it (the job or its log is gone)."""
-        job = self._jobs.get(job_id)
+        job = self.view.jobs.get(job_id)
         if job is None:
             return False
         try:
@@ -287,7 +258,7 @@ class RemoteEngine:
                                job_id=job_id)
         except RemoteError as exc:  # the log file is gone, say: shown instead of asking again
             log.debug("tail of %r: %s", job_id, exc)
-            if self._jobs.get(job_id) is job:
+            if self.view.jobs.get(job_id) is job:
                 job.tail = Tail([("note", f"no output to show: {exc.message}")])
                 job.tail_loaded = True
             return False
@@ -296,36 +267,30 @@ class RemoteEngine:
     # -- looking ---------------------------------------------------------------------------------
 
     def get(self, job_id: JobId) -> Optional[RemoteJob]:
-        return self._jobs.get(job_id)
+        return self.view.jobs.get(job_id)
 
     def jobs(self) -> List[RemoteJob]:
-        return list(self._jobs.values())
+        return list(self.view.jobs.values())
 
     def lanes(self) -> Dict[str, RemoteLane]:
-        return dict(self._lanes)
+        return dict(self.view.lanes)
 
     def lane(self, name: str) -> RemoteLane:
         """The lane; an unknown name gives an empty lane that is not kept (the server creates
         lanes; they appear here with the event that names them)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"a lane name must be a non-empty string, got {name!r}")
-        return self._lanes.get(name) or RemoteLane(name)
+        return self.view.lanes.get(name) or RemoteLane(name)
 
     def position(self, job_id: JobId) -> Optional[int]:
-        job = self._jobs.get(job_id)
-        if job is None or job.status is not Status.QUEUED or job.lane not in self._lanes:
-            return None
-        try:
-            return list(self._lanes[job.lane].queued).index(job)
-        except ValueError:
-            return None
+        return self.view.position(job_id)
 
     def is_active(self, job_id: JobId) -> bool:
-        job = self._jobs.get(job_id)
+        job = self.view.jobs.get(job_id)
         return job is not None and not job.status.finished
 
     def is_idle(self) -> bool:
-        return all(lane.running is None and not lane.queued for lane in self._lanes.values())
+        return all(lane.running is None and not lane.queued for lane in self.view.lanes.values())
 
     def subscribe(self, max_pending_lines: int = 20_000) -> Subscription:
         subscription = Subscription(self, max_pending_lines)  # type: ignore[arg-type]
@@ -344,7 +309,7 @@ class RemoteEngine:
             raise TypeError(f"job data must be a dict, got {type(data).__name__}")
         if not isinstance(lane, str) or not lane:
             raise ValueError(f"a lane name must be a non-empty string, got {lane!r}")
-        previous = self._jobs.get(job_id)
+        previous = self.view.jobs.get(job_id)
         if previous is not None and not previous.status.finished:
             raise ValueError(f"job {job_id!r} is already {previous.status.value}")
         self._send(f"push {job_id!r}", "push", job_id=job_id, data=protocol.jsonable(data),
@@ -356,7 +321,7 @@ class RemoteEngine:
         nothing is sent; a refusal of the server is reported like the other operations'."""
         entries = []
         for job_id, data, lane in jobs:
-            previous = self._jobs.get(job_id)
+            previous = self.view.jobs.get(job_id)
             if previous is not None and not previous.status.finished:
                 raise ValueError(f"job {job_id!r} is already {previous.status.value}")
             entries.append({"job_id": job_id, "data": protocol.jsonable(data), "lane": lane})
@@ -381,7 +346,7 @@ class RemoteEngine:
 
     def remove(self, job_id: JobId) -> Optional[dict]:
         """The job's data if it is queued here (the removal is sent), else None."""
-        job = self._jobs.get(job_id)
+        job = self.view.jobs.get(job_id)
         if job is None or job.status is not Status.QUEUED:
             return None
         self._send(f"remove {job_id!r}", "remove", job_id=job_id)
@@ -390,7 +355,7 @@ class RemoteEngine:
     def kill(self, job_id: JobId, force: bool = False) -> Optional[asyncio.Future]:
         """A future of the job's final data (from its JobExited), or None if not running here.
         It fails with ServerError if the connection is lost first."""
-        job = self._jobs.get(job_id)
+        job = self.view.jobs.get(job_id)
         if job is None or job.status is not Status.RUNNING or not self.connected:
             return None
         future = asyncio.get_running_loop().create_future()
@@ -402,7 +367,7 @@ class RemoteEngine:
         """Ask the server to drop these finished jobs and their logs; returns the ids asked for
         (the JobsForgotten event removes them here)."""
         ids = [job_id for job_id in job_ids
-               if (job := self._jobs.get(job_id)) is not None and job.status.finished]
+               if (job := self.view.jobs.get(job_id)) is not None and job.status.finished]
         if ids:
             self._send(f"clean {len(ids)} jobs", "forget", job_ids=ids)
         return ids
@@ -440,7 +405,7 @@ class RemoteEngine:
     # -- inside ----------------------------------------------------------------------------------
 
     def _require(self, job_id: JobId) -> RemoteJob:
-        job = self._jobs.get(job_id)
+        job = self.view.jobs.get(job_id)
         if job is None:
             raise KeyError(f"no job {job_id!r}")
         return job
@@ -474,12 +439,6 @@ class RemoteEngine:
                 self.on_error(message)
             except Exception:
                 log.exception("on_error failed")
-
-    def _lane_of(self, name: str) -> RemoteLane:
-        lane = self._lanes.get(name)
-        if lane is None:
-            lane = self._lanes[name] = RemoteLane(name)
-        return lane
 
     def _fail_waiters(self, exc: Exception) -> None:
         for waiters in self._kill_waiters.values():
@@ -535,36 +494,19 @@ class RemoteEngine:
         grace = self.server_info.get("kill_grace")
         if isinstance(grace, (int, float)) and not isinstance(grace, bool):
             self.kill_grace = float(grace)
-        jobs: Dict[JobId, RemoteJob] = {}
-        for info in snapshot["jobs"]:
-            job = RemoteJob(info["id"], info["lane"], dict(info.get("data") or {}),
-                            run=info.get("run") or 1)
-            job.status = Status(info["status"])
-            job.pid = info.get("pid")
-            job.line_count = info.get("line_count") or 0
-            job.stderr_count = info.get("stderr_count") or 0
-            job.log_path = info.get("log_path")
-            job.cpu_percent = info.get("cpu_percent")
-            job.rss = info.get("rss")
+        view = QueueView.from_snapshot(snapshot, RemoteJob)
+        for info in snapshot["jobs"]:  # a later entry of an id is its row
+            job = view.jobs[info["id"]]
             job.restored = bool(info.get("restored"))
             job.tail_loaded = job.status is Status.QUEUED
             if info.get("elapsed") is not None:
                 job.started_at = now - info["elapsed"]
-            jobs.pop(job.id, None)
-            jobs[job.id] = job
-        lanes: Dict[str, RemoteLane] = {}
-        for info in snapshot["lanes"]:
-            lane = lanes[info["name"]] = RemoteLane(info["name"])
-            lane.paused = bool(info.get("paused"))
-            lane.queued.extend(jobs[job_id] for job_id in info.get("queued") or () if job_id in jobs)
-            if info.get("running") is not None:
-                lane.running = jobs.get(info["running"])
-        self._jobs, self._lanes = jobs, lanes
+        self.view = view
         self._snapshot_id = id(snapshot)  # from now on, events apply
 
     def _load_tail(self, job: RemoteJob, result: Dict[str, Any]) -> None:
         job.tail_loaded = True
-        if self._jobs.get(job.id) is not job:
+        if self.view.jobs.get(job.id) is not job:
             return  # a new run meanwhile: its output comes with the events
         job.tail = Tail(tuple(line) for line in result.get("lines") or ())
         if job.status.finished:
@@ -572,80 +514,17 @@ class RemoteEngine:
         job.line_count = result.get("line_count") or 0
         job.stderr_count = result.get("stderr_count") or 0
 
-    def _detach_from_lane(self, job: RemoteJob) -> None:
-        lane = self._lanes.get(job.lane)
-        if lane is None:
-            return
-        if job in lane.queued:
-            lane.queued.remove(job)
-        if lane.running is job:
-            lane.running = None
-
     def _apply(self, event: Event) -> None:
-        if isinstance(event, JobQueued):
-            previous = self._jobs.pop(event.job_id, None)
-            if previous is not None:
-                self._detach_from_lane(previous)
-            job = RemoteJob(event.job_id, event.lane, dict(event.data),
-                            run=previous.run + 1 if previous is not None else 1)
-            job.status = Status.QUEUED
-            self._jobs[job.id] = job
-            queued = self._lane_of(event.lane).queued
-            queued.insert(min(max(event.index, 0), len(queued)), job)
-            return
-        if isinstance(event, (LanePaused, LaneResumed)):
-            self._lane_of(event.lane).paused = isinstance(event, LanePaused)
-            return
-        if isinstance(event, JobsForgotten):
-            for job_id in event.job_ids:
-                self._jobs.pop(job_id, None)
-            return
         if isinstance(event, StoreStatus):
             store = self.server_info["store"] = dict(self.server_info.get("store") or {})
             store.update(error=event.error, unrecorded=event.unrecorded)
             return
-        job = self._jobs.get(event.job_id)
+        job = self.view.apply(event)
         if job is None:
             return
         if isinstance(event, JobStarted):
-            self._detach_from_lane(job)
-            self._lane_of(job.lane).running = job
-            job.data = dict(event.data)
-            job.status = Status.RUNNING
-            job.pid = event.pid
-            job.log_path = job.data.get("log") or job.log_path
             job.started_at = time.monotonic()
-        elif isinstance(event, JobOutput):
-            skip = job.line_count - event.seq
-            lines = event.lines[skip:] if skip > 0 else event.lines
-            if skip >= len(event.lines):
-                return
-            job.tail.extend(lines)
-            job.stderr_count += sum(1 for stream, _text in lines if stream == "err")
-            job.line_count = event.seq + len(event.lines)
-        elif isinstance(event, OutputDropped):
-            job.line_count += event.count
-        elif isinstance(event, JobUsage):
-            job.cpu_percent, job.rss = event.cpu_percent, event.rss
-        elif isinstance(event, (JobExited, JobRemoved)):
-            self._detach_from_lane(job)
-            job.data = dict(event.data)
-            try:
-                job.status = Status(job.data.get("status"))
-            except ValueError:
-                job.status = Status.REMOVED if isinstance(event, JobRemoved) else Status.FAILED
-            job.log_path = job.data.get("log") or job.log_path
-            if isinstance(job.data.get("stderr"), int):
-                job.stderr_count = job.data["stderr"]  # counts the lines this client missed
-            job.cpu_percent = job.rss = None
-            job.tail.shrink()  # the console reads a finished job's output from its log
-            if isinstance(event, JobExited):
-                for future in self._kill_waiters.pop(job.id, ()):
-                    if not future.done():
-                        future.set_result(job.snapshot())
-        elif isinstance(event, JobMoved):
-            self._detach_from_lane(job)
-            job.lane = event.lane
-            job.data["queue"] = event.lane
-            queued = self._lane_of(event.lane).queued
-            queued.insert(min(max(event.index, 0), len(queued)), job)
+        elif isinstance(event, JobExited):
+            for future in self._kill_waiters.pop(job.id, ()):
+                if not future.done():
+                    future.set_result(job.snapshot())

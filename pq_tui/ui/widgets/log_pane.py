@@ -11,6 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from pq_tui.core import Job, JobId
+from pq_tui.core.reducer import unseen
 from pq_tui.core.safe import printable
 from pq_tui.ui import format as fmt
 from pq_tui.ui.widgets.log_view import LogView
@@ -83,11 +84,10 @@ class LogPane(Vertical):
     def unseen(self, seq: int, lines: Sequence[tuple[str, str]]) -> Sequence[tuple[str, str]]:
         """The part of a batch (its first line numbered ``seq``) this pane has not shown: the
         tail it loaded may already hold the start of it."""
-        skip = self._next_seq - seq
-        if skip >= len(lines):
-            return ()
-        self._next_seq = seq + len(lines)
-        return lines[skip:] if skip > 0 else lines
+        fresh = unseen(self._next_seq, seq, lines)
+        if fresh:
+            self._next_seq = seq + len(lines)
+        return fresh
 
     def append(self, lines: Sequence[tuple[str, str]]) -> None:
         self.view.append(lines)

@@ -1,0 +1,276 @@
+"""How the engine's events change a view of its jobs and lanes: the one copy of that rule.
+
+Whatever mirrors a queue from its event stream (the console attached to a server, and later a
+view of several boards) keeps a ``QueueView`` and passes every event to ``apply``; it never
+re-decides what the engine decided. Pure: no clock, no I/O, no asyncio (a console applies
+thousands of events a second, so ``apply`` is a dict lookup and a few assignments).
+
+A job's row is a ``JobRow``, or what ``new_job`` makes (a subclass with more attributes, as the
+remote engine's ``RemoteJob``). Rows are mutated in place: a listener holding a row sees it
+change; a new run of an id is a new row.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Iterable, Mapping, Optional, Sequence
+
+from pq_tui.core.events import (
+    Event,
+    JobExited,
+    JobId,
+    JobMoved,
+    JobOutput,
+    JobQueued,
+    JobRemoved,
+    JobsForgotten,
+    JobStarted,
+    JobUsage,
+    LanePaused,
+    LaneResumed,
+    Line,
+    OutputDropped,
+)
+from pq_tui.core.job import HasStatus, Status
+from pq_tui.core.tail import Tail
+
+
+class JobRow(HasStatus):
+    """One run of a job as the events told it: the attributes of ``pq_tui.core.Job`` a view
+    reads. ``status`` keeps ``data``'s "state" and "status" in step, as the engine's."""
+
+    def __init__(self, job_id: JobId, lane: str, data: dict, run: int = 1) -> None:
+        self.id = job_id
+        self.lane = lane
+        self.run = run
+        self.data: dict = data
+        self.pid: Optional[int] = None
+        self.tail = Tail()  # bounded as the engine's; shrunk when the job ends
+        self.line_count = 0  # lines of output so far: the seq of the next line
+        self.stderr_count = 0
+        self.cpu_percent: Optional[float] = None
+        self.rss: Optional[int] = None
+        self.log_path: Optional[str] = None
+        self._status = Status.QUEUED
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id!r} lane={self.lane!r} {self._status.value}>"
+
+
+class LaneRow:
+    def __init__(self, name: str, paused: bool = False) -> None:
+        self.name = name
+        self.queued: Deque[JobRow] = deque()  # in start order
+        self.running: Optional[JobRow] = None
+        self.paused = paused
+
+    def __repr__(self) -> str:
+        return f"<LaneRow {self.name!r} queued={len(self.queued)} paused={self.paused}>"
+
+
+NewJob = Callable[[JobId, str, dict, int], JobRow]
+
+
+def unseen(next_seq: int, seq: int, lines: Sequence[Line]) -> Sequence[Line]:
+    """The part of a batch of output (its first line numbered ``seq``) at or after line
+    ``next_seq``: a tail loaded before the batch came may already hold the start of it."""
+    skip = next_seq - seq
+    if skip <= 0:
+        return lines
+    return lines[skip:]
+
+
+class QueueView:
+    """Jobs (in push order, a new run last) and lanes, changed only by ``apply``."""
+
+    def __init__(self, new_job: NewJob = JobRow) -> None:
+        self.new_job = new_job
+        self.jobs: Dict[JobId, JobRow] = {}
+        self.lanes: Dict[str, LaneRow] = {}
+
+    # -- building --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Mapping[str, Any], new_job: NewJob = JobRow) -> "QueueView":
+        """The view a server's ``snapshot`` reply describes ("jobs" and "lanes" entries)."""
+        view = cls(new_job)
+        for info in snapshot["jobs"]:
+            job = new_job(info["id"], info["lane"], dict(info.get("data") or {}),
+                          info.get("run") or 1)
+            job.status = Status(info["status"])
+            job.pid = info.get("pid")
+            job.line_count = info.get("line_count") or 0
+            job.stderr_count = info.get("stderr_count") or 0
+            job.log_path = info.get("log_path")
+            job.cpu_percent = info.get("cpu_percent")
+            job.rss = info.get("rss")
+            view.jobs.pop(job.id, None)
+            view.jobs[job.id] = job
+        for info in snapshot["lanes"]:
+            lane = view.lanes[info["name"]] = LaneRow(info["name"], bool(info.get("paused")))
+            lane.queued.extend(view.jobs[job_id] for job_id in info.get("queued") or ()
+                               if job_id in view.jobs)
+            if info.get("running") is not None:
+                lane.running = view.jobs.get(info["running"])
+        return view
+
+    @classmethod
+    def from_state(cls, jobs: Iterable[Any], lanes: Iterable[Any]) -> "QueueView":
+        """A copy of an engine's own state (``Engine.jobs()``, ``Engine.lanes().values()``, or
+        anything with their attributes): what a view fed its events should agree with."""
+        view = cls()
+        for source in jobs:
+            job = view.jobs[source.id] = JobRow(source.id, source.lane, dict(source.data),
+                                                source.run)
+            job.status = source.status
+            job.pid = source.pid
+            job.line_count, job.stderr_count = source.line_count, source.stderr_count
+            job.cpu_percent, job.rss = source.cpu_percent, source.rss
+            job.log_path = source.log_path
+        for source in lanes:
+            lane = view.lanes[source.name] = LaneRow(source.name, source.paused)
+            lane.queued.extend(view.jobs[job.id] for job in source.queued)
+            if source.running is not None:
+                lane.running = view.jobs[source.running.id]
+        return view
+
+    # -- looking ---------------------------------------------------------------------------------
+
+    def position(self, job_id: JobId) -> Optional[int]:
+        """Index of a queued job among its lane's queued jobs."""
+        job = self.jobs.get(job_id)
+        lane = self.lanes.get(job.lane) if job is not None else None
+        if job is None or job.status is not Status.QUEUED or lane is None:
+            return None
+        try:
+            return lane.queued.index(job)
+        except ValueError:
+            return None
+
+    # -- changing --------------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> Optional[JobRow]:
+        """Change the view as ``event`` says; returns the job row it changed (None for a lane's
+        event, ``JobsForgotten``, an event of no view's concern, or one about an unknown job)."""
+        handler = _HANDLERS.get(type(event))
+        return handler(self, event) if handler is not None else None
+
+    def _lane(self, name: str) -> LaneRow:
+        lane = self.lanes.get(name)
+        if lane is None:
+            lane = self.lanes[name] = LaneRow(name)
+        return lane
+
+    def _detach(self, job: JobRow) -> None:
+        lane = self.lanes.get(job.lane)
+        if lane is None:
+            return
+        if lane.running is job:
+            lane.running = None
+        else:
+            try:
+                lane.queued.remove(job)
+            except ValueError:
+                pass
+
+    def _insert(self, job: JobRow, lane: str, index: int) -> None:
+        queued = self._lane(lane).queued
+        queued.insert(min(max(index, 0), len(queued)), job)
+
+    def _queued(self, event: JobQueued) -> JobRow:
+        previous = self.jobs.pop(event.job_id, None)
+        if previous is not None:
+            self._detach(previous)
+        job = self.new_job(event.job_id, event.lane, dict(event.data),
+                           previous.run + 1 if previous is not None else 1)
+        job.status = Status.QUEUED
+        self.jobs[job.id] = job
+        self._insert(job, event.lane, event.index)
+        return job
+
+    def _moved(self, event: JobMoved) -> Optional[JobRow]:
+        job = self.jobs.get(event.job_id)
+        if job is None:
+            return None
+        self._detach(job)
+        job.lane = event.lane
+        job.data["queue"] = event.lane
+        self._insert(job, event.lane, event.index)
+        return job
+
+    def _started(self, event: JobStarted) -> Optional[JobRow]:
+        job = self.jobs.get(event.job_id)
+        if job is None:
+            return None
+        self._detach(job)
+        self._lane(job.lane).running = job
+        job.data = dict(event.data)
+        job.status = Status.RUNNING
+        job.pid = event.pid
+        job.log_path = job.data.get("log") or job.log_path
+        return job
+
+    def _output(self, event: JobOutput) -> Optional[JobRow]:
+        job = self.jobs.get(event.job_id)
+        if job is None:
+            return None
+        lines = unseen(job.line_count, event.seq, event.lines)
+        if not lines:
+            return job
+        job.tail.extend(lines)
+        job.stderr_count += sum(1 for stream, _text in lines if stream == "err")
+        job.line_count = event.seq + len(event.lines)
+        return job
+
+    def _dropped(self, event: OutputDropped) -> Optional[JobRow]:
+        job = self.jobs.get(event.job_id)
+        if job is not None:
+            job.line_count += event.count
+        return job
+
+    def _usage(self, event: JobUsage) -> Optional[JobRow]:
+        job = self.jobs.get(event.job_id)
+        if job is not None:
+            job.cpu_percent, job.rss = event.cpu_percent, event.rss
+        return job
+
+    def _ended(self, event: Any) -> Optional[JobRow]:
+        """JobExited or JobRemoved."""
+        job = self.jobs.get(event.job_id)
+        if job is None:
+            return None
+        self._detach(job)
+        job.data = dict(event.data)
+        try:
+            job.status = Status(job.data.get("status"))
+        except ValueError:
+            job.status = Status.REMOVED if isinstance(event, JobRemoved) else Status.FAILED
+        job.log_path = job.data.get("log") or job.log_path
+        if isinstance(job.data.get("stderr"), int):
+            job.stderr_count = job.data["stderr"]  # counts the lines this view missed
+        job.cpu_percent = job.rss = None
+        job.tail.shrink()  # the log file has the rest
+        return job
+
+    def _forgotten(self, event: JobsForgotten) -> None:
+        for job_id in event.job_ids:
+            self.jobs.pop(job_id, None)
+
+    def _paused(self, event: Any) -> None:
+        """LanePaused or LaneResumed."""
+        self._lane(event.lane).paused = isinstance(event, LanePaused)
+
+
+_HANDLERS: Dict[type, Callable[[QueueView, Any], Optional[JobRow]]] = {
+    JobQueued: QueueView._queued,
+    JobMoved: QueueView._moved,
+    JobStarted: QueueView._started,
+    JobOutput: QueueView._output,
+    OutputDropped: QueueView._dropped,
+    JobUsage: QueueView._usage,
+    JobExited: QueueView._ended,
+    JobRemoved: QueueView._ended,
+    JobsForgotten: QueueView._forgotten,
+    LanePaused: QueueView._paused,
+    LaneResumed: QueueView._paused,
+}

@@ -1,0 +1,157 @@
+"""The reducer, fed only a real engine's event stream, agrees with the engine's own state.
+
+Random sequences of push, requeue, move, shift, remove, kill, pause and resume drive an
+``Engine`` running short real commands. After each step (once the engine has no job between
+being taken off its queue and having a process: that moment has no event yet, issue 12 item 1),
+the events so far go through ``QueueView.apply`` and the view is compared with
+``QueueView.from_state`` of the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pq_tui.core import Engine, JobOutput, JobQueued, JobStarted, Status
+from pq_tui.core.reducer import QueueView, unseen
+
+from engine_helpers import run
+
+IDS = ["a", "b", "c", "d"]
+LANES = ["x", "y"]
+COMMANDS = [
+    {"cmd": ["true"]},
+    {"cmd": ["sleep", "0.05"]},
+    {"cmd": ["sh", "-c", "echo x; echo y >&2; exit 3"]},
+    {"cmd": ["sh", "-c", "echo x; exit 3"], "on_failure": "pause"},
+]
+SETTLE_LIMIT = 10.0  # seconds for a started job to get its process, on a loaded machine
+
+ids = st.sampled_from(IDS)
+lanes = st.sampled_from(LANES)
+ARGUMENTS = {
+    "push": st.tuples(ids, st.sampled_from(range(len(COMMANDS))), lanes),
+    "requeue": st.tuples(ids),
+    "move": st.tuples(ids, st.integers(-3, 3), st.one_of(st.none(), lanes)),
+    "shift": st.tuples(ids, st.integers(-2, 2)),
+    "remove": st.tuples(ids),
+    "kill": st.tuples(ids, st.booleans()),
+    "pause": st.tuples(lanes),
+    "resume": st.tuples(lanes),
+    "wait": st.just(()),
+}
+# Pushes and moves weigh more: a move needs queued jobs to move among.
+KINDS = ["push"] * 4 + ["move"] * 2 + [kind for kind in ARGUMENTS if kind not in ("push", "move")]
+steps = st.sampled_from(KINDS).flatmap(
+    lambda kind: ARGUMENTS[kind].map(lambda args: (kind, *args)))
+
+
+def picture(view: QueueView) -> dict:
+    """What must agree. Counts only for finished jobs: a running job's output reaches the
+    events in batches. An empty lane that is neither paused nor running is no lane (``resume``
+    of a new name makes one in the engine, and says nothing as nothing changed)."""
+    jobs = {}
+    for job in view.jobs.values():
+        counts = (job.line_count, job.stderr_count) if job.status.finished else None
+        jobs[job.id] = (job.status, job.lane, view.position(job.id), job.run, job.pid, counts)
+    lanes = {
+        name: (lane.paused, [job.id for job in lane.queued],
+               lane.running.id if lane.running is not None else None)
+        for name, lane in view.lanes.items()
+        if lane.paused or lane.queued or lane.running is not None
+    }
+    return {"jobs": jobs, "lanes": lanes}
+
+
+def starting(engine: Engine) -> bool:
+    return any(job.status is Status.RUNNING and job.pid is None for job in engine.jobs())
+
+
+async def settle(engine: Engine) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SETTLE_LIMIT
+    while starting(engine):
+        assert loop.time() < deadline, "a job never got its process"
+        await asyncio.sleep(0.002)
+
+
+async def run_down(engine: Engine) -> None:
+    """Resume every lane until nothing is left queued (a job's on_failure may pause its lane
+    again)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while not engine.is_idle():
+        assert loop.time() < deadline, "the queue never ran down"
+        for lane in LANES:
+            engine.resume(lane)
+        await asyncio.sleep(0.01)
+    await settle(engine)
+
+
+def step(engine: Engine, action: tuple, kills: list) -> None:
+    name, *args = action
+    try:
+        if name == "push":
+            job_id, command, lane = args
+            engine.push(job_id, COMMANDS[command], lane)
+        elif name == "kill":
+            future = engine.kill(*args)
+            if future is not None:
+                kills.append(future)
+        elif name != "wait":
+            getattr(engine, name)(*args)
+    except (KeyError, ValueError):
+        pass  # refused as the engine refuses it: no event, nothing to agree on
+
+
+async def drive(actions: list) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        engine = Engine(folder + "/logs", root_dir=folder, kill_grace=0.5)
+        view = QueueView()
+        kills: list = []
+        subscription = engine.subscribe()
+
+        def agree(after: str) -> None:
+            for event in subscription.take_nowait():
+                view.apply(event)
+            expected = picture(QueueView.from_state(engine.jobs(), engine.lanes().values()))
+            assert picture(view) == expected, f"after {after}"
+
+        for lane in LANES:  # else a job starts as soon as it is pushed: nothing to reorder
+            engine.pause(lane)
+        try:
+            for action in actions:
+                await settle(engine)
+                step(engine, action, kills)
+                if action[0] == "wait":
+                    await asyncio.sleep(0.03)
+                await settle(engine)
+                agree(repr(action))
+            await run_down(engine)
+            agree("the end")
+        finally:
+            await engine.shutdown()
+            await asyncio.gather(*kills)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(steps, min_size=4, max_size=20))
+def test_reducer_agrees_with_the_engine(actions):
+    run(drive(actions))
+
+
+def test_output_is_counted_once_when_a_tail_already_has_it():
+    view = QueueView()
+    view.apply(JobQueued("j", "x", 0, {}))
+    view.apply(JobStarted("j", 1234, {}))
+    job = view.jobs["j"]
+    job.line_count = 2  # a tail loaded with the first two lines
+    view.apply(JobOutput("j", 0, (("out", "1"), ("out", "2"), ("err", "3"))))
+    assert list(job.tail) == [("err", "3")]
+    assert (job.line_count, job.stderr_count) == (3, 1)
+    view.apply(JobOutput("j", 1, (("out", "2"),)))
+    assert job.line_count == 3
+    assert unseen(3, 1, (("out", "2"), ("out", "3"), ("out", "4"))) == (("out", "4"),)
