@@ -299,16 +299,15 @@ def _config_command(args: list) -> int:
         sys.stdout.write(json_printable(text) + "\n")
         return EXIT_OK
 
+    from pq_tui.run import _print_table, write_stdout
+
     def shown(value: Any) -> str:
         if isinstance(value, bool):
             return "true" if value else "false"
-        return printable(f"{value:g}" if isinstance(value, float) else value)
+        return f"{value:g}" if isinstance(value, float) else str(value)
 
     found = "" if settings.config_found else " (none there: the defaults hold)"
-    lines = [("setting", "value", "from"), *((row["name"], shown(row["value"]),
-                                              printable(row["from"])) for row in rows)]
-    widths = [max(len(line[column]) for line in lines) for column in range(2)]
-    for name, value, source in lines:
-        print(f"{name:<{widths[0]}}  {value:<{widths[1]}}  {source}".rstrip())
-    print(f"config file: {printable(settings.config_file)}{found}")
+    _print_table(("setting", "value", "from"),
+                 [(row["name"], shown(row["value"]), row["from"]) for row in rows])
+    write_stdout(f"config file: {printable(settings.config_file)}{found}\n")
     return EXIT_OK
