@@ -966,7 +966,7 @@ class Bench:
                 finally:
                     term.close()
         rows = []
-        rows.append(Row(f"6. {count:,}-job TOML loaded and validated (pq_tui.jobfile, in-process)",
+        rows.append(Row(f"6. {count:,}-job TOML loaded and validated (pq_tui.jobs.jobfile, in-process)",
                         Stat(load) if load else errors.get("push", "error")))
         rows.append(Row(f"6. `pq-tui check` of the {count:,}-job file (whole command)",
                         Stat(check) if check else errors.get("push", "error")))

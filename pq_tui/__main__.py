@@ -1,3 +1,3 @@
-from pq_tui.cli import main
+from pq_tui.cli.main import main
 
 raise SystemExit(main())

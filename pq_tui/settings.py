@@ -6,7 +6,8 @@ the file (and the line), and what was expected.
 The config file is ``$PQ_TUI_CONFIG`` if set, else ``$XDG_CONFIG_HOME/pq-tui/config.toml``, else
 ``~/.config/pq-tui/config.toml``; it may be missing (then the defaults hold) unless
 ``$PQ_TUI_CONFIG`` names it. Only the standard library and the core are imported here: the core
-takes its settings as plain arguments and never reads this module.
+takes its settings as plain arguments and never reads this module. Where files go by default
+(``default_log_dir``) is here too: platformdirs is imported only when it is asked.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import difflib
 import math
 import os
 import re
+import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -257,3 +260,26 @@ def _toml_text(value: Any) -> str:
         return "true" if value else "false"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def default_log_dir() -> str:
+    """A new folder per session under the user's state directory, so sessions never mix logs.
+    For an account whose home folder does not exist, a new private folder in the temp folder
+    instead: making the home folder up (root could) would be worse."""
+    from platformdirs import user_state_dir
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = user_state_dir("pq-tui")
+    if missing_home(base) is not None:
+        return tempfile.mkdtemp(prefix=f"pq-tui-runs-{stamp}-")
+    return os.path.join(base, "runs", f"{stamp}-{os.getpid()}")
+
+
+def missing_home(path: str) -> Optional[str]:
+    """The home folder, if it does not exist and ``path`` lies in it (a system account's HOME,
+    such as /nonexistent); else None."""
+    home = os.path.expanduser("~")
+    if (os.path.isabs(home) and not os.path.isdir(home)
+            and os.path.commonpath([home, os.path.abspath(path)]) == home):
+        return home
+    return None

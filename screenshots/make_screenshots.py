@@ -18,7 +18,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from pq_tui.core import Status  # noqa: E402
-from pq_tui.jobfile import load_job_files  # noqa: E402
+from pq_tui.jobs.jobfile import load_job_files  # noqa: E402
 from pq_tui.ui.app import build_app  # noqa: E402
 
 

@@ -9,8 +9,8 @@ import time
 
 import psutil
 
-from pq_tui.server.client import Client
-from pq_tui.server.paths import ServerPaths, check_socket_path
+from pq_tui.client.client import Client
+from pq_tui.wire.paths import ServerPaths, check_socket_path
 from process_helpers import kill_leftovers
 
 DEADLINE = 20.0

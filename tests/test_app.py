@@ -20,7 +20,7 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets._footer import FooterKey  # the footer's key widget has no public module
 
 from pq_tui.core import Status
-from pq_tui.jobfile import load_job_files
+from pq_tui.jobs.jobfile import load_job_files
 from pq_tui.ui import format as fmt
 from pq_tui.ui.app import PQApp, build_app
 from pq_tui.ui.screens import ConfirmScreen, HelpScreen, OpenFileScreen, PromptScreen

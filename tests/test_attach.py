@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from pq_tui.core import Status
-from pq_tui.server.client import Client
-from pq_tui.server.remote import RemoteEngine
+from pq_tui.client.client import Client
+from pq_tui.client.remote import RemoteEngine
 from pq_tui.ui.app import PQApp
 from process_helpers import Terminal, is_gone
 from server_helpers import DEADLINE, tree, until
@@ -220,7 +220,7 @@ def test_the_job_outlives_its_console_and_reattaching_shows_every_line(server, h
 
 def test_an_older_finished_jobs_output_is_fetched_when_shown_and_clean_drops_it(server,
                                                                                  monkeypatch):
-    from pq_tui.server import remote
+    from pq_tui.client import remote
 
     async def main():
         first = await RemoteEngine.connect(server.paths)

@@ -15,8 +15,8 @@ import tempfile
 import psutil
 import pytest
 
-from pq_tui.server.client import Client, NotRunning, RemoteError, ServerError
-from pq_tui.server.paths import ServerPaths
+from pq_tui.client.client import Client, NotRunning, RemoteError, ServerError
+from pq_tui.wire.paths import ServerPaths
 from process_helpers import kill_leftovers, until, wait_gone
 from server_helpers import tree
 

@@ -1,4 +1,4 @@
-"""Tests for pq_tui.jobfile: the TOML job-file loader and validator."""
+"""Tests for pq_tui.jobs.jobfile: the TOML job-file loader and validator."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 # Lets the tests run from a plain checkout, without installing the package.
 sys.path.insert(0, str(REPO))
 
-from pq_tui import jobfile  # noqa: E402
-from pq_tui.jobfile import (  # noqa: E402
+from pq_tui.jobs import jobfile  # noqa: E402
+from pq_tui.jobs.jobfile import (  # noqa: E402
     JobFileError,
     JobSpec,
     Problem,
@@ -682,7 +682,7 @@ def test_uses_tomllib_from_311():
 DUMP_SCRIPT = """
 import dataclasses, json, sys
 sys.path.insert(0, sys.argv[1])
-from pq_tui import jobfile
+from pq_tui.jobs import jobfile
 try:
     jobfile.load_job_file("bad.toml")
 except jobfile.JobFileError as error:

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from pq_tui.core import Status
-from pq_tui.server.client import Client
-from pq_tui.server.remote import RemoteEngine
+from pq_tui.client.client import Client
+from pq_tui.client.remote import RemoteEngine
 from process_helpers import is_gone
 from server_helpers import DEADLINE, tree, until
 

@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from pq_tui.server import protocol
-from pq_tui.server.server import ServerError, VersionMismatch, connect, start_server_process
+from pq_tui.wire import protocol
+from pq_tui.client.launcher import connect, start_server_process
+from pq_tui.wire.errors import ServerError, VersionMismatch
 from process_helpers import is_gone, kill_leftovers, wait_gone
 from server_helpers import Server
 
@@ -418,7 +419,7 @@ def test_a_client_of_another_user_is_refused(env):
 
 
 def test_a_new_runtime_dir_is_made_private(env, tmp_path, monkeypatch):
-    from pq_tui.server.paths import RuntimeDirError, ensure_runtime_dir, runtime_dir
+    from pq_tui.wire.paths import RuntimeDirError, ensure_runtime_dir, runtime_dir
 
     fresh = os.path.join(env.runtime, "sub")
     old = os.umask(0o022)

@@ -199,15 +199,6 @@ def _imports(path: pathlib.Path) -> set:
     return found
 
 
-def test_settings_imports_only_the_standard_library_and_the_core_and_the_core_not_it():
-    standard = {"__future__", "dataclasses", "difflib", "math", "os", "re", "typing", "tomllib",
-                "tomli"}  # tomli: tomllib before Python 3.11
-    for name in _imports(PACKAGE / "settings.py"):
-        assert name.startswith("pq_tui.core") or name in standard, name
-    for path in (PACKAGE / "core").rglob("*.py"):
-        assert not any(name.startswith("pq_tui.settings") for name in _imports(path)), path
-
-
 def test_no_other_module_reads_a_pq_tui_variable_or_writes_the_default_grace():
     for path in PACKAGE.rglob("*.py"):
         if path.name == "settings.py":

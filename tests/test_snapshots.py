@@ -21,7 +21,7 @@ import pytest
 from textual.pilot import Pilot
 
 from pq_tui.core import Engine
-from pq_tui.server.remote import RemoteEngine
+from pq_tui.client.remote import RemoteEngine
 from pq_tui.ui.app import PQApp
 from pq_tui.ui.screens import ConfirmScreen, OpenFileScreen
 from pq_tui.ui.widgets import status_bar

@@ -55,6 +55,6 @@ if __name__ == "__main__":
     out_path, job_id, sep, *args = sys.argv[1:]
     assert sep == "--", "usage: app_lag.py OUT.json JOB_ID -- PQ-TUI-ARGS..."
     install(out_path, job_id)
-    from pq_tui.cli import main
+    from pq_tui.cli.main import main
 
     sys.exit(main(args))

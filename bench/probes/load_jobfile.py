@@ -1,4 +1,4 @@
-"""Benchmark 6 probe: load and validate a job file with pq_tui.jobfile (in-process seconds).
+"""Benchmark 6 probe: load and validate a job file with pq_tui.jobs.jobfile (in-process seconds).
 
     python load_jobfile.py FILE.toml
 """
@@ -7,7 +7,7 @@ import sys
 import time
 
 if __name__ == "__main__":
-    from pq_tui.jobfile import load_job_file
+    from pq_tui.jobs.jobfile import load_job_file
 
     start = time.perf_counter()
     specs = load_job_file(sys.argv[1])

@@ -35,7 +35,8 @@ from pq_tui.core.lanes import lane_name_problem
 from pq_tui.core.logfile import read_log_tail
 from pq_tui.core.safe import printable, printable_lines
 from pq_tui.core.events import StoreStatus
-from pq_tui.jobfile import JobFileError, JobSpec, load_job_file
+from pq_tui.jobs.jobfile import JobFileError, JobSpec, load_job_file
+from pq_tui.jobs.submit import data_for_server, plan_specs
 from pq_tui.ui.screens import ConfirmScreen, HelpScreen, OpenFileScreen, PromptScreen
 from pq_tui.ui.widgets.job_table import JobTable
 from pq_tui.ui.widgets.log_pane import LogPane
@@ -108,7 +109,7 @@ class PQApp(App[int]):
 
     def __init__(
         self,
-        engine: Engine,  # or a RemoteEngine (pq_tui.server.remote): the same interface
+        engine: Engine,  # or a RemoteEngine (pq_tui.client.remote): the same interface
         *,
         specs: Iterable[JobSpec] = (),
         start_dir: Optional[Path] = None,
@@ -424,8 +425,6 @@ class PQApp(App[int]):
         return await asyncio.to_thread(self._load_and_plan, path, active)
 
     def _load_and_plan(self, path: Path, active: list) -> tuple[list, list[str]]:
-        from pq_tui.run import plan_specs
-
         try:
             specs = load_job_file(path, existing_ids=active)
         except JobFileError as exc:
@@ -435,8 +434,6 @@ class PQApp(App[int]):
             return [], problems
         if self.attached:
             # The server runs in another folder: each job takes its cwd from here.
-            from pq_tui.commands import data_for_server
-
             specs = [replace(spec, data=data_for_server(spec, plan)) for spec, plan in plans]
         return specs, []
 
@@ -826,7 +823,7 @@ def build_app(
     theme: Optional[str] = None,
 ) -> PQApp:
     """The console with a local engine, as the command line and the tests make it."""
-    from pq_tui.paths import default_log_dir
+    from pq_tui.settings import default_log_dir
 
     engine = Engine(log_dir or default_log_dir(), kill_grace=kill_grace, profile=True)
     return PQApp(engine, specs=specs, start_dir=start_dir, theme=theme)

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pq_tui.jobfile import MAX_NESTING, JobFileError, JobSpec, load_job_files
+from pq_tui.jobs.jobfile import MAX_NESTING, JobFileError, JobSpec, load_job_files
 from rel_helpers import REPO
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
@@ -179,7 +179,7 @@ def assert_loads_or_explains(path: Path) -> None:
 
 def assert_check_command_answers(path: Path) -> None:
     """`pq-tui check FILE`, in-process: 0 or 2 and a message, never an exception."""
-    from pq_tui.cli import main
+    from pq_tui.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -262,7 +262,7 @@ ARG_VALUES = {
 def requests(draw) -> dict:
     """Mostly well-formed requests of real ops (so that the server really acts on them), with
     some arguments of the wrong type, missing or unknown, and some broken messages."""
-    from pq_tui.server.protocol import OPS as SPECS
+    from pq_tui.wire.protocol import OPS as SPECS
 
     op = draw(st.sampled_from(OPS))
     args = {}
@@ -290,7 +290,7 @@ junk_lines = st.one_of(
 
 
 async def open_raw(paths):
-    from pq_tui.server import protocol
+    from pq_tui.wire import protocol
 
     reader, writer = await asyncio.open_unix_connection(paths.socket, limit=protocol.STREAM_LIMIT)
     hello = await asyncio.wait_for(protocol.read_message(reader), ANSWER_TIMEOUT)
@@ -300,7 +300,7 @@ async def open_raw(paths):
 
 async def answers(reader, count: int) -> list:
     """The next ``count`` replies and errors (events, of a subscribe, are skipped)."""
-    from pq_tui.server import protocol
+    from pq_tui.wire import protocol
 
     got = []
     while len(got) < count:
@@ -313,7 +313,7 @@ async def answers(reader, count: int) -> list:
 
 
 def start_server(server) -> int:
-    from pq_tui.server.client import Client
+    from pq_tui.client.client import Client
 
     async def main():
         async with await Client.open(server.paths) as client:  # starts it
@@ -325,7 +325,7 @@ def start_server(server) -> int:
 
 
 def test_random_lines_each_get_one_answer_and_the_server_goes_on(server):
-    from pq_tui.server import protocol
+    from pq_tui.wire import protocol
 
     pid = start_server(server)
 
@@ -355,7 +355,7 @@ def test_random_lines_each_get_one_answer_and_the_server_goes_on(server):
 
 
 def test_random_bytes_before_and_after_the_hello_never_stop_the_server(server):
-    from pq_tui.server import protocol
+    from pq_tui.wire import protocol
 
     pid = start_server(server)
 
@@ -396,7 +396,7 @@ def test_random_bytes_before_and_after_the_hello_never_stop_the_server(server):
 
 
 def assert_still_serving(server, pid: int) -> None:
-    from pq_tui.server.client import Client
+    from pq_tui.client.client import Client
 
     async def main():
         async with await Client.open(server.paths, start=False) as client:

@@ -52,7 +52,7 @@ def wait_socket_dead(path: str, timeout: float = 10) -> None:
 
 async def connect_and_resume(server):
     """Start (or reach) the server, resume the lane if the crash paused it; (client, pid)."""
-    from pq_tui.server.client import Client
+    from pq_tui.client.client import Client
 
     client = await Client.open(server.paths)  # starts a server when none answers
     snapshot = await client.request("snapshot")

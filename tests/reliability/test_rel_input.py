@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Static
 
-from pq_tui import jobfile
-from pq_tui.jobfile import MAX_FILE_BYTES, MAX_NESTING, JobFileError, load_job_files
+from pq_tui.jobs import jobfile
+from pq_tui.jobs.jobfile import MAX_FILE_BYTES, MAX_NESTING, JobFileError, load_job_files
 from pq_tui.ui.app import build_app
 from pq_tui.ui.screens import OpenFileScreen
 from process_helpers import wait_gone
@@ -198,7 +198,7 @@ PYTHON39 = Path.home() / ".pyenv/versions/3.9.18/bin/python"  # as in tests/test
 PROBLEMS_SCRIPT = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from pq_tui import jobfile
+from pq_tui.jobs import jobfile
 for path in sys.argv[2:]:
     try:
         jobfile.load_job_file(path)
@@ -318,7 +318,7 @@ def test_lane_names_follow_one_rule_on_the_command_line(server, tmp_path):
 
 
 def test_the_server_refuses_bad_and_unknown_lane_names_from_any_client(server):
-    from pq_tui.server.client import Client, RemoteError
+    from pq_tui.client.client import Client, RemoteError
 
     async def main() -> None:
         async with await Client.open(server.paths) as client:
@@ -408,7 +408,7 @@ def test_a_lane_an_older_version_let_through_comes_back_with_its_jobs(server):
     file may hold one, with queued jobs: the server still starts, and they still run."""
     import sqlite3
 
-    from pq_tui.server.client import Client
+    from pq_tui.client.client import Client
 
     async def queue_one() -> int:
         async with await Client.open(server.paths) as client:

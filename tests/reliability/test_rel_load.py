@@ -86,7 +86,7 @@ class Console:
 
 
 def test_ten_thousand_queued_twenty_chatty_lanes_two_consoles(server, token):
-    from pq_tui.server.client import Client
+    from pq_tui.client.client import Client
 
     latencies = []
     rss = []

@@ -24,8 +24,8 @@ import pytest
 from pq_tui.core import Engine, Status
 from pq_tui.core.logfile import count_log_lines, read_log, read_log_tail
 from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES, TAIL_CHARS, Tail
-from pq_tui.server.client import Client, RemoteError
-from pq_tui.server.remote import RemoteEngine
+from pq_tui.client.client import Client, RemoteError
+from pq_tui.client.remote import RemoteEngine
 from pq_tui.ui.app import PQApp
 from rel_helpers import DEADLINE, REPO
 from server_helpers import tree, until

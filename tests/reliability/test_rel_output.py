@@ -99,7 +99,7 @@ def test_the_log_file_keeps_every_line_as_written(tmp_path):
 def test_the_console_shows_safe_text_and_writes_no_job_sequence(tmp_path):
     """The whole app (table, log pane, status bar) over a real engine: what it would write to the
     terminal for a full repaint holds only Textual's colours and cursor moves."""
-    from pq_tui.jobfile import load_job_files
+    from pq_tui.jobs.jobfile import load_job_files
     from pq_tui.ui.app import build_app
 
     app = build_app(load_job_files([hostile_job_file(tmp_path)]),

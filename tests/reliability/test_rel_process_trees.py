@@ -108,7 +108,7 @@ def job_file(tmp_path: Path, token: str) -> Path:
 
 
 def test_every_shape_leaves_nothing_after_the_app_quits(tmp_path, token):
-    from pq_tui.jobfile import load_job_files
+    from pq_tui.jobs.jobfile import load_job_files
     from pq_tui.ui.app import build_app
 
     app = build_app(load_job_files([job_file(tmp_path, token)]), log_dir=str(tmp_path / "logs"),
@@ -158,7 +158,7 @@ def test_every_shape_leaves_nothing_after_sighup_to_the_app(tmp_path, token):
 
 
 def test_every_shape_leaves_nothing_after_server_shutdown(server, token):
-    from pq_tui.server.client import Client
+    from pq_tui.client.client import Client
 
     tmp_path = server.tmp
 

@@ -28,7 +28,7 @@ from engine_helpers import engine_in, run
 from pq_tui.core import JobStarted
 from pq_tui.core.logfile import read_log
 from pq_tui.core.proctree import ProcessTree, _stat_fields
-from pq_tui.server.client import Client
+from pq_tui.client.client import Client
 from process_helpers import until
 from rel_helpers import DEADLINE, REPO
 

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
-from pq_tui.jobfile import JobFileError, load_job_files
+from pq_tui.jobs.jobfile import JobFileError, load_job_files
 from process_helpers import Terminal, written_until
 from rel_helpers import DEADLINE, REPO
 from server_helpers import tree, until
@@ -212,7 +212,7 @@ def test_a_run_that_cannot_start_names_its_command_escaped(tmp_path):
 async def push_hostile(server) -> dict:
     """Finished jobs with hostile ids (one with the spoofing command), a running one and two
     queued behind it, pushed through the protocol as any client could; the snapshot after."""
-    from pq_tui.server.client import Client
+    from pq_tui.client.client import Client
 
     cwd = str(server.tmp)
     async with await Client.open(server.paths, start=True) as client:
@@ -301,7 +301,7 @@ def screen_text(app) -> str:
 
 
 def test_the_attached_console_draws_hostile_ids_and_commands_escaped(server):
-    from pq_tui.server.remote import RemoteEngine
+    from pq_tui.client.remote import RemoteEngine
     from pq_tui.ui.app import PQApp
 
     running = f"run{TITLE}"

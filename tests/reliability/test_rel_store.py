@@ -101,7 +101,7 @@ KINDS = ["tmpfs", "file-size-limit"]
 def state_on_a_small_disk(server, monkeypatch, kind: str):
     """A FullDisk for the server's state dir (a 2 MiB tmpfs, or its own folder with a file-size
     limit); the server is stopped before the tmpfs is unmounted."""
-    from pq_tui.server.paths import ServerPaths
+    from pq_tui.wire.paths import ServerPaths
 
     with contextlib.ExitStack() as stack:
         if kind == "tmpfs":
@@ -163,8 +163,8 @@ async def kill_9(server, pid: int) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_full_state_disk_is_shown_and_after_kill_9_no_job_runs_twice(server, token,
                                                                        monkeypatch, kind):
-    from pq_tui.server.client import Client
-    from pq_tui.server.remote import RemoteEngine
+    from pq_tui.client.client import Client
+    from pq_tui.client.remote import RemoteEngine
 
     async def main(disk):
         client = await Client.open(server.paths)
@@ -233,8 +233,8 @@ def test_a_full_state_disk_is_shown_and_after_kill_9_no_job_runs_twice(server, t
 def test_the_server_retries_once_space_is_back_and_held_starts_go_on(server, token, monkeypatch,
                                                                      kind):
     from pq_tui.core.events import StoreStatus
-    from pq_tui.server.client import Client
-    from pq_tui.server.remote import RemoteEngine
+    from pq_tui.client.client import Client
+    from pq_tui.client.remote import RemoteEngine
 
     async def main(disk):
         client = await Client.open(server.paths)
@@ -289,7 +289,7 @@ def test_the_server_retries_once_space_is_back_and_held_starts_go_on(server, tok
 
 
 def test_run_numbers_and_log_names_go_on_across_restarts(server, token):
-    from pq_tui.server.client import Client
+    from pq_tui.client.client import Client
     from pq_tui.server.store import Store
 
     data = job(server, token, "a")
@@ -338,7 +338,7 @@ def test_run_numbers_and_log_names_go_on_across_restarts(server, token):
 
 def start_deadline() -> float:
     """A generous limit, and still half of what a client used to wait for a server that died."""
-    from pq_tui.server.server import START_TIMEOUT
+    from pq_tui.client.launcher import START_TIMEOUT
 
     return START_TIMEOUT / 2
 
@@ -440,8 +440,8 @@ def test_a_home_that_does_not_exist_is_a_clear_error_or_works_with_a_state_dir(s
 
 
 def test_the_attached_console_shows_that_the_record_is_incomplete(server, monkeypatch):
-    from pq_tui.server.client import Client
-    from pq_tui.server.remote import RemoteEngine
+    from pq_tui.client.client import Client
+    from pq_tui.client.remote import RemoteEngine
     from pq_tui.ui.app import PQApp
 
     def notes(app) -> str:

@@ -15,10 +15,10 @@ from dataclasses import replace
 import pytest
 
 from pq_tui.core import Status
-from pq_tui.jobfile import load_job_file
-from pq_tui.server import protocol
-from pq_tui.server.client import Client, RemoteError, TooLarge
-from pq_tui.server.remote import RemoteEngine
+from pq_tui.jobs.jobfile import load_job_file
+from pq_tui.wire import protocol
+from pq_tui.client.client import Client, RemoteError, TooLarge
+from pq_tui.client.remote import RemoteEngine
 from pq_tui.ui.app import PQApp
 from rel_helpers import REPO
 from server_helpers import DEADLINE, until
@@ -306,8 +306,8 @@ def test_the_consoles_push_is_all_or_nothing(server):
 
 def other_protocol_server(server, number: int) -> subprocess.Popen:
     """A real server whose protocol number is ``number`` (as one of another pq-tui version)."""
-    code = ("import sys, pq_tui.server.protocol as p; p.PROTOCOL = %d; "
-            "from pq_tui.server.server import run_server; "
+    code = ("import sys, pq_tui.wire.protocol as p; p.PROTOCOL = %d; "
+            "from pq_tui.server.daemon import run_server; "
             "sys.exit(run_server(foreground=True))" % number)
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=str(server.tmp),
                             env=dict(os.environ, PYTHONPATH=REPO), stdin=subprocess.DEVNULL,

@@ -57,9 +57,9 @@ from pq_tui.core.events import (
 from pq_tui.core.job import Status
 from pq_tui.core.reducer import JobRow, LaneRow, QueueView
 from pq_tui.core.tail import Tail
-from pq_tui.server import protocol
-from pq_tui.server.client import GONE, Client, RemoteError, ServerError, TooLarge, push_sizes
-from pq_tui.server.paths import ServerPaths, server_paths
+from pq_tui.wire import protocol
+from pq_tui.client.client import GONE, Client, RemoteError, ServerError, TooLarge, push_sizes
+from pq_tui.wire.paths import ServerPaths, server_paths
 
 __all__ = ["RemoteEngine", "RemoteJob", "RemoteLane"]
 

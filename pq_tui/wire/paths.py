@@ -16,12 +16,13 @@ Two folders:
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import tempfile
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from pq_tui.paths import missing_home
+from pq_tui.settings import missing_home
 from pq_tui.settings import BY_NAME, env_value
 
 SOCKET_NAME = "server.sock"
@@ -151,3 +152,16 @@ def prepare(paths: ServerPaths) -> None:
     for folder in (paths.state_dir, paths.logs_dir):
         if not os.path.isdir(folder):
             os.makedirs(folder, mode=0o700, exist_ok=True)
+
+
+def socket_answers(path: str) -> bool:
+    """Whether something accepts connections on the Unix socket ``path`` now."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()

@@ -27,9 +27,12 @@ from typing import Any, Callable, Dict, List, Optional
 
 from pq_tui.core.lanes import check_lane_name
 from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
-from pq_tui.run import colour_on_stdout, write_stdout
-from pq_tui.run import write_error as _error
-from pq_tui.server.client import (
+from pq_tui.cli.output import (colour_on_stdout, duration_text, exit_text, new_parser,
+                               number_parser, print_table)
+from pq_tui.cli.output import write_error as _error
+from pq_tui.cli.output import write_stdout
+from pq_tui.jobs.submit import data_for_server
+from pq_tui.client.client import (
     Client,
     NotRunning,
     RemoteError,
@@ -194,11 +197,9 @@ _DESCRIPTIONS = {
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
-    from pq_tui.cli import _parser, number_parser
-
     position = number_parser(int, "a position", minimum=1)
 
-    parser = _parser(f"pq-tui {command}", _DESCRIPTIONS[command], _EPILOGS[command])
+    parser = new_parser(f"pq-tui {command}", _DESCRIPTIONS[command], _EPILOGS[command])
     if command == "push":
         parser.add_argument("files", nargs="+", metavar="FILE.toml")
     elif command == "status":
@@ -332,14 +333,8 @@ async def _with_job(options: argparse.Namespace, body: Callable) -> int:
 # -- push ----------------------------------------------------------------------------------------
 
 
-def data_for_server(spec: Any, plan: Any) -> Dict[str, Any]:
-    """A job's data with the cwd it has here (its plan, from ``run.load_and_plan``) made
-    absolute: the server runs in the home folder."""
-    return {**spec.data, "cwd": plan.cwd}
-
-
 async def cmd_push(options: argparse.Namespace) -> int:
-    from pq_tui.run import load_and_plan
+    from pq_tui.cli.run import load_and_plan
 
     plans = load_and_plan(options.files)
     if plans is None:
@@ -388,7 +383,6 @@ async def cmd_push(options: argparse.Namespace) -> int:
 def status_rows(snapshot: Dict[str, Any]) -> List[tuple]:
     """The table's rows: lanes in creation order; in each, the jobs that are not queued (in the
     snapshot's order), then the queued ones in start order."""
-    from pq_tui.run import _duration, _exit_text
 
     lanes = [lane["name"] for lane in snapshot["lanes"]]
     for job in snapshot["jobs"]:
@@ -406,9 +400,9 @@ def status_rows(snapshot: Dict[str, Any]) -> List[tuple]:
         for job in ordered:
             data = job.get("data") or {}
             if job["status"] == "running" and job.get("elapsed") is not None:
-                duration = _duration(job["elapsed"])
+                duration = duration_text(job["elapsed"])
             elif isinstance(data.get("duration"), (int, float)):
-                duration = _duration(data["duration"])
+                duration = duration_text(data["duration"])
             else:
                 duration = "-"
             exit_code = data.get("exit")
@@ -417,15 +411,13 @@ def status_rows(snapshot: Dict[str, Any]) -> List[tuple]:
                 _show(job["id"]),
                 job["status"],
                 "-" if job.get("pid") is None else str(job["pid"]),
-                _exit_text(exit_code) if isinstance(exit_code, int) else "-",
+                exit_text(exit_code) if isinstance(exit_code, int) else "-",
                 duration,
             ))
     return rows
 
 
 async def cmd_status(options: argparse.Namespace) -> int:
-    from pq_tui.run import _print_table
-
     try:
         client = await _open()
     except VersionMismatch as exc:
@@ -454,7 +446,7 @@ async def cmd_status(options: argparse.Namespace) -> int:
         return EXIT_OK
     rows = status_rows(snapshot)
     if rows:
-        _print_table(("LANE", "ID", "STATE", "PID", "EXIT", "DURATION"), rows, right=(3, 4, 5))
+        print_table(("LANE", "ID", "STATE", "PID", "EXIT", "DURATION"), rows, right=(3, 4, 5))
     else:
         _write("no jobs\n")
     paused = [lane["name"] for lane in snapshot["lanes"] if lane["paused"]]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-import math
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from pq_tui import __version__
+from pq_tui.cli.output import new_parser, number_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 _CLIENT_COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause",
@@ -75,15 +75,6 @@ names the file or the variable; the theme is checked against Textual's themes to
 """
 
 
-def _parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
 def _add_engine_options(parser: argparse.ArgumentParser, embedded_only: bool = False) -> None:
     only = " (with --embedded)" if embedded_only else ""
     parser.add_argument("--log-dir", help="where the jobs' log files go (default: a new folder "
@@ -93,30 +84,13 @@ def _add_engine_options(parser: argparse.ArgumentParser, embedded_only: bool = F
                         f"the kill_grace setting, see `pq-tui config`){only}")
 
 
-def number_parser(convert: Callable[[str], Any], what: str, minimum: float = 0
-                  ) -> Callable[[str], Any]:
-    """An argparse type: ``convert(text)``, at least ``minimum``; NaN and infinities refused (a
-    NaN grace period would never end)."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"expected {what} ({minimum:g} or more), got {text!r}")
-        return value
-
-    return parse
-
-
 _seconds = number_parser(float, "a number of seconds")
 
 
 def _main_parser() -> argparse.ArgumentParser:
-    parser = _parser("pq-tui", "A process-queue console: lanes of jobs, live output, logs on disk.",
-                     MAIN_EPILOG)
+    parser = new_parser("pq-tui",
+                        "A process-queue console: lanes of jobs, live output, logs on disk.",
+                        MAIN_EPILOG)
     parser.add_argument("--version", action="version", version=f"pq-tui {__version__}")
     parser.add_argument("files", nargs="*", metavar="FILE.toml", help="job files to queue")
     parser.add_argument("--no-mouse", action="store_true",
@@ -130,7 +104,7 @@ def _main_parser() -> argparse.ArgumentParser:
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    parser = _parser("pq-tui run", "Run the jobs of TOML files without the console.", RUN_EPILOG)
+    parser = new_parser("pq-tui run", "Run the jobs of TOML files without the console.", RUN_EPILOG)
     parser.add_argument("files", nargs="+", metavar="FILE.toml")
     _add_engine_options(parser)
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
@@ -138,8 +112,8 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def _check_parser() -> argparse.ArgumentParser:
-    parser = _parser("pq-tui check", "Validate TOML job files and print what would run.",
-                     CHECK_EPILOG)
+    parser = new_parser("pq-tui check", "Validate TOML job files and print what would run.",
+                        CHECK_EPILOG)
     parser.add_argument("files", nargs="+", metavar="FILE.toml")
     return parser
 
@@ -154,7 +128,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _main(args: list) -> int:
     if args and args[0] == "run":
-        from pq_tui.run import run_command
+        from pq_tui.cli.run import run_command
 
         options = _run_parser().parse_args(args[1:])
         settings = _settings()
@@ -167,12 +141,12 @@ def _main(args: list) -> int:
         return _config_command(args[1:])
     if args and args[0] == "server":  # hidden: what a client starts (see pq_tui/server)
         return _server_command(args[1:])
-    if args and args[0] in _CLIENT_COMMANDS:  # the server's clients (pq_tui/commands.py)
-        from pq_tui.commands import main_command
+    if args and args[0] in _CLIENT_COMMANDS:  # the server's clients (pq_tui/cli/commands.py)
+        from pq_tui.cli.commands import main_command
 
         return main_command(args[0], args[1:])
     if args and args[0] == "check":
-        from pq_tui.run import check_command
+        from pq_tui.cli.run import check_command
 
         return check_command(_check_parser().parse_args(args[1:]))
     options = _main_parser().parse_args(args)
@@ -180,7 +154,7 @@ def _main(args: list) -> int:
 
 
 def _open_console(options: argparse.Namespace) -> int:
-    from pq_tui.run import load_and_plan
+    from pq_tui.cli.run import load_and_plan
 
     if not options.embedded and (options.log_dir is not None or options.kill_grace is not None):
         print("pq-tui: --log-dir and --kill-grace are for --embedded; the server keeps its logs "
@@ -211,7 +185,7 @@ def _open_console(options: argparse.Namespace) -> int:
 def _settings(console: bool = False) -> Optional[Any]:
     """The settings in force (pq_tui.settings.Settings), or None once a bad one is told.
     ``console``: the theme is checked too (only Textual knows its themes)."""
-    from pq_tui.run import write_error
+    from pq_tui.cli.output import write_error
     from pq_tui.settings import SettingsError, load
 
     try:
@@ -230,11 +204,11 @@ def _settings(console: bool = False) -> Optional[Any]:
 def _attach_console(plans: list, mouse: bool, theme: Optional[str]) -> int:
     import asyncio
 
-    from pq_tui.commands import data_for_server
-    from pq_tui.run import write_error
-    from pq_tui.server.client import RemoteError
-    from pq_tui.server.remote import RemoteEngine
-    from pq_tui.server.server import ServerError
+    from pq_tui.jobs.submit import data_for_server
+    from pq_tui.cli.output import write_error
+    from pq_tui.client.client import RemoteError
+    from pq_tui.client.remote import RemoteEngine
+    from pq_tui.wire.errors import ServerError
     from pq_tui.ui.app import PQApp
 
     specs = [replace(spec, data=data_for_server(spec, plan)) for spec, plan in plans]
@@ -258,14 +232,15 @@ def _attach_console(plans: list, mouse: bool, theme: Optional[str]) -> int:
 
 
 def _server_command(args: list) -> int:
-    parser = _parser("pq-tui server", "Run the pq-tui server (clients start it when needed).", "")
+    parser = new_parser("pq-tui server",
+                        "Run the pq-tui server (clients start it when needed).", "")
     parser.add_argument("--foreground", action="store_true",
                         help="stay attached to the terminal and log to stderr")
     parser.add_argument("--kill-grace", type=_seconds, default=None, metavar="SECONDS",
                         help="time between SIGTERM and SIGKILL when a job is killed (default: "
                         "the kill_grace setting, see `pq-tui config`)")
     options = parser.parse_args(args)
-    from pq_tui.server.server import run_server
+    from pq_tui.server.daemon import run_server
 
     return run_server(options.foreground, kill_grace=options.kill_grace)
 
@@ -274,11 +249,11 @@ def _config_command(args: list) -> int:
     import json
 
     from pq_tui.core.safe import json_printable, printable
-    from pq_tui.server.paths import runtime_dir, state_dir
+    from pq_tui.wire.paths import runtime_dir, state_dir
     from pq_tui.settings import SETTINGS
 
-    parser = _parser("pq-tui config", "Print the settings in force and where each came from.",
-                     CONFIG_EPILOG)
+    parser = new_parser("pq-tui config", "Print the settings in force and where each came from.",
+                        CONFIG_EPILOG)
     parser.add_argument("--json", action="store_true", help="as JSON, for scripts")
     options = parser.parse_args(args)
     settings = _settings(console=True)
@@ -299,7 +274,7 @@ def _config_command(args: list) -> int:
         sys.stdout.write(json_printable(text) + "\n")
         return EXIT_OK
 
-    from pq_tui.run import _print_table, write_stdout
+    from pq_tui.cli.output import print_table, write_stdout
 
     def shown(value: Any) -> str:
         if isinstance(value, bool):
@@ -307,7 +282,7 @@ def _config_command(args: list) -> int:
         return f"{value:g}" if isinstance(value, float) else str(value)
 
     found = "" if settings.config_found else " (none there: the defaults hold)"
-    _print_table(("setting", "value", "from"),
+    print_table(("setting", "value", "from"),
                  [(row["name"], shown(row["value"]), row["from"]) for row in rows])
     write_stdout(f"config file: {printable(settings.config_file)}{found}\n")
     return EXIT_OK

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
-import sys
 from typing import Optional
 
 from pq_tui.core import (
     Engine,
     JobExited,
-    JobInputError,
     JobOutput,
     JobStarted,
     OutputDropped,
     Status,
 )
-from pq_tui.core.plan import plan_job
-from pq_tui.core.safe import output_line, printable, printable_lines
-from pq_tui.jobfile import JobFileError, JobSpec, load_job_files
-from pq_tui.paths import default_log_dir
+from pq_tui.core.safe import output_line, printable
+from pq_tui.cli.output import (colour_on_stdout, duration_text, exit_text, print_table, span_text,
+                               write_error, write_stdout)
+from pq_tui.jobs.jobfile import JobFileError, JobSpec, load_job_files
+from pq_tui.jobs.submit import plan_specs
+from pq_tui.settings import default_log_dir
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -36,22 +35,6 @@ def _load(files: list[str]) -> Optional[list[JobSpec]]:
         for problem in exc.problems:
             write_error(str(problem))
         return None
-
-
-def plan_specs(specs: list[JobSpec], root: Optional[str] = None) -> tuple[list, list[str]]:
-    """(spec, Plan) for every job (its command and cwd, from ``root``: the current folder by
-    default), and the problems of those that cannot run (an unknown {VAR}, a cwd that is a
-    file...). Creates nothing."""
-    root = os.getcwd() if root is None else root
-    base_env = dict(os.environ)  # once: reading os.environ decodes every variable each time
-    plans = []
-    problems = []
-    for spec in specs:
-        try:
-            plans.append((spec, plan_job(spec.id, spec.data, root_dir=root, base_env=base_env)))
-        except JobInputError as exc:
-            problems.append(f"{spec.source}: job \"{spec.id}\": {exc}")
-    return plans, problems
 
 
 def _plan(specs: list[JobSpec]) -> Optional[list]:
@@ -83,7 +66,7 @@ def check_command(options: argparse.Namespace) -> int:
     if plans is None:
         return EXIT_BAD_INPUT
     for spec, plan in plans:
-        extras = [f"timeout {_span(spec.data['timeout'])}"] if spec.data.get("timeout") else []
+        extras = [f"timeout {span_text(spec.data['timeout'])}"] if spec.data.get("timeout") else []
         if spec.data.get("on_failure") == "pause":
             extras.append("pauses the lane on failure")
         write_stdout(f"[{printable(spec.lane)}] {printable(spec.id)}"
@@ -153,7 +136,8 @@ class _Printer:
         # A timeout's message already says how long the job ran.
         timed_out = data.get("timed-out")
         duration = (
-            f" after {_duration(data['duration'])}" if "duration" in data and not timed_out else ""
+            f" after {duration_text(data['duration'])}"
+            if "duration" in data and not timed_out else ""
         )
         # An error or a warning may quote the command, the cwd or a path: shown escaped.
         warnings = "".join(f"{note}warning: {printable(w)}\n" for w in data.get("warnings") or ())
@@ -210,11 +194,11 @@ async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bo
             spec.id,
             spec.lane,
             data["status"],
-            _exit_text(exit_code),
-            _duration(data["duration"]) if "duration" in data else "-",
+            exit_text(exit_code),
+            duration_text(data["duration"]) if "duration" in data else "-",
         ))
     write_stdout("\n")
-    _print_table(("ID", "LANE", "STATE", "EXIT", "DURATION"), rows, right=(3, 4))
+    print_table(("ID", "LANE", "STATE", "EXIT", "DURATION"), rows, right=(3, 4))
     write_stdout(f"logs: {engine.log_dir}\n")
     if interrupted.is_set():
         return EXIT_INTERRUPTED
@@ -222,65 +206,3 @@ async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bo
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def colour_on_stdout() -> bool:
-    """``--color auto``: colours on a terminal, unless $NO_COLOR is set."""
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
-
-
-def write_stdout(text: str) -> None:
-    """Print and flush; a reader that went away (``| head``) is not an error."""
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
-
-
-def write_error(message: str) -> None:
-    """``message`` on stderr, each of its lines behind "pq-tui: ". Messages quote ids, commands
-    and paths: whatever a terminal would act on in them is shown escaped."""
-    for line in printable_lines(message).split("\n"):
-        print(f"pq-tui: {line}", file=sys.stderr)
-
-
-def _exit_text(code: Optional[int]) -> str:
-    """An exit status as a person reads it: a killed process shows its signal, not -15."""
-    if code is None:
-        return "-"
-    if code < 0:
-        try:
-            return signal.Signals(-code).name
-        except ValueError:
-            return f"signal {-code}"
-    return str(code)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def _span(seconds: float) -> str:
-    """A duration as it would be written in a job file: "90s" -> "1m30s", 2700 -> "45m"."""
-    whole = int(seconds)
-    if whole != seconds or whole < 60:
-        return f"{seconds:g}s"
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return "".join(
-        f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if value
-    )
-
-
-def _print_table(header: tuple, rows: list, right: tuple = ()) -> None:
-    rows = [tuple(map(printable, row)) for row in rows]  # ids and lanes: foreign text
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    for row in (header, *rows):
-        cells = [
-            str(cell).rjust(width) if index in right else str(cell).ljust(width)
-            for index, (cell, width) in enumerate(zip(row, widths))
-        ]
-        write_stdout("  ".join(cells).rstrip() + "\n")

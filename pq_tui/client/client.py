@@ -30,9 +30,10 @@ import logging
 from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from pq_tui.core.events import Event
-from pq_tui.server import protocol
-from pq_tui.server.paths import RuntimeDirError, ServerPaths, server_paths
-from pq_tui.server.server import ServerError, VersionMismatch, connect, start_server_process
+from pq_tui.wire import protocol
+from pq_tui.wire.paths import RuntimeDirError, ServerPaths, server_paths
+from pq_tui.client.launcher import connect, start_server_process
+from pq_tui.wire.errors import ServerError, VersionMismatch
 
 __all__ = ["Client", "NotRunning", "RemoteError", "ServerError", "VersionMismatch", "GONE",
            "TooLarge"]

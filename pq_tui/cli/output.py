@@ -1,0 +1,105 @@
+"""How the command line writes: to stdout and stderr, in tables, with times and exit statuses
+as a person reads them. Every id, lane and path in what is written is foreign text: it goes
+through the core's one boundary (``printable``) here."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+from typing import Any, Callable, Optional
+
+from pq_tui.core.safe import printable, printable_lines
+
+
+def new_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def number_parser(convert: Callable[[str], Any], what: str, minimum: float = 0
+                  ) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)``, at least ``minimum``; NaN and infinities refused (a
+    NaN grace period would never end)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected {what} ({minimum:g} or more), got {text!r}")
+        return value
+
+    return parse
+
+
+def colour_on_stdout() -> bool:
+    """``--color auto``: colours on a terminal, unless $NO_COLOR is set."""
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def write_stdout(text: str) -> None:
+    """Print and flush; a reader that went away (``| head``) is not an error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+
+
+def write_error(message: str) -> None:
+    """``message`` on stderr, each of its lines behind "pq-tui: ". Messages quote ids, commands
+    and paths: whatever a terminal would act on in them is shown escaped."""
+    for line in printable_lines(message).split("\n"):
+        print(f"pq-tui: {line}", file=sys.stderr)
+
+
+def exit_text(code: Optional[int]) -> str:
+    """An exit status as a person reads it: a killed process shows its signal, not -15."""
+    if code is None:
+        return "-"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return str(code)
+
+
+def duration_text(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def span_text(seconds: float) -> str:
+    """A duration as it would be written in a job file: "90s" -> "1m30s", 2700 -> "45m"."""
+    whole = int(seconds)
+    if whole != seconds or whole < 60:
+        return f"{seconds:g}s"
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(
+        f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if value
+    )
+
+
+def print_table(header: tuple, rows: list, right: tuple = ()) -> None:
+    rows = [tuple(map(printable, row)) for row in rows]  # ids and lanes: foreign text
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    for row in (header, *rows):
+        cells = [
+            str(cell).rjust(width) if index in right else str(cell).ljust(width)
+            for index, (cell, width) in enumerate(zip(row, widths))
+        ]
+        write_stdout("  ".join(cells).rstrip() + "\n")

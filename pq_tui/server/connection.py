@@ -1,0 +1,501 @@
+"""One client's connection to the server: the hello, the peer's uid checked, each request
+answered in order, and the engine's events forwarded between the replies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import struct
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+
+from pq_tui import __version__
+from pq_tui.core.engine import Subscription
+from pq_tui.core.events import (
+    Event,
+    OutputDropped,
+)
+from pq_tui.core.lanes import check_lane_name, unknown_lane
+from pq_tui.core.files import open_regular
+from pq_tui.core.logfile import STREAMS, count_log_lines, read_log_tail
+from pq_tui.core.lines import utf8_safe_cut
+from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
+from pq_tui.wire import protocol
+
+
+if TYPE_CHECKING:
+    from pq_tui.server.server import Server
+
+log = logging.getLogger("pq_tui.server")
+
+HELLO_TIMEOUT = 30.0
+
+
+def in_thread(function: Callable, *args: Any) -> "asyncio.Future":
+    """Run file work in a thread: a huge or slow file never holds up the event loop, which serves
+    every connection and every job."""
+    return asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def _peer_uid(sock: Optional[socket.socket]) -> Optional[int]:
+    option = getattr(socket, "SO_PEERCRED", None)
+    if sock is None or option is None:
+        return None  # not Linux: the 0700 runtime dir is the only guard
+    raw = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", raw)
+    return uid
+
+
+class Connection:
+    """One client. Requests are answered in order (``wait`` and ``shutdown`` answer when done);
+    once subscribed, events go out between replies, each reply after every event emitted before
+    it was computed and every event its request caused."""
+
+    _count = 0
+
+    def __init__(self, server: "Server", reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        Connection._count += 1
+        self.name = f"#{Connection._count}"
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.lock = asyncio.Lock()
+        self.subscription: Optional[Subscription] = None
+        self.carry: List[Event] = []  # events taken from the subscription, not yet written
+        self.tasks: set = set()
+        # push_many batches sent with "more": queued together by the last one, or never.
+        self.staged: List[Dict[str, Any]] = []
+        self.staged_keys: set = set()
+        self.handlers: Dict[str, Callable[[Dict[str, Any]], Any]] = {
+            "ping": lambda args: "pong",
+            "snapshot": lambda args: server.snapshot(),
+            "job": lambda a: server.job_entry(a["job_id"]),
+            "push": self.op_push,
+            "push_many": self.op_push_many,
+            "remove": self.op_remove,
+            "kill": self.op_kill,
+            "move": lambda a: server.engine.move(a["job_id"], a["index"], a["lane"]),
+            "shift": lambda a: server.engine.shift(a["job_id"], a["delta"]),
+            "requeue": self.op_requeue,
+            "pause": self.op_pause,
+            "resume": self.op_resume,
+            "tail": self.op_tail,
+            "log": self.op_log,
+            "subscribe": self.op_subscribe,
+            "forget": self.op_forget,
+            "clean": self.op_clean,
+        }
+
+    # -- the conversation ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        uid = _peer_uid(self.writer.get_extra_info("socket"))
+        if uid is not None and uid != os.getuid():
+            log.warning("connection %s from uid %d refused (the server runs as uid %d)",
+                        self.name, uid, os.getuid())
+            return
+        await self.send(protocol.server_hello(__version__, os.getpid()))
+        try:
+            hello = await asyncio.wait_for(protocol.read_message(self.reader), HELLO_TIMEOUT)
+        except asyncio.TimeoutError:
+            await self.send(protocol.error_message("no hello from the client"))
+            return
+        except protocol.ProtocolError as exc:
+            await self.send(protocol.error_message(f"expected a hello: {exc}"))
+            return
+        if hello is None:
+            return
+        version = hello.get("protocol")
+        if (hello.get("type") != "hello" or isinstance(version, bool)
+                or not isinstance(version, int)):
+            await self.send(protocol.error_message(
+                'expected a hello: {"type": "hello", "protocol": <int>}'))
+            return
+        control_only = version != protocol.PROTOCOL
+        if control_only:
+            log.info("connection %s: client speaks protocol %s; only %s", self.name, version,
+                     "/".join(protocol.CONTROL_OPS))
+            await self.send(protocol.mismatch_error(version, os.getpid()))
+        while True:
+            try:
+                message = await protocol.read_message(self.reader)
+            except protocol.LineTooLong as exc:
+                await self.send(protocol.error_message(str(exc)))
+                continue
+            except protocol.ProtocolError as exc:
+                if "closed in the middle" in str(exc):
+                    return
+                await self.send(protocol.error_message(str(exc)))
+                continue
+            if message is None:
+                return
+            if message["type"] != "request":
+                await self.send(protocol.error_message(
+                    f"unexpected message type {message['type']!r} (expected a request)"))
+                continue
+            try:
+                request_id, op, args = protocol.parse_request(message)
+            except (protocol.ProtocolError, TypeError) as exc:
+                await self.send(protocol.reply_error(getattr(exc, "request_id", None), str(exc),
+                                                     type(exc).__name__))
+                continue
+            if control_only and op not in protocol.CONTROL_OPS:
+                await self.send(protocol.reply_error(request_id, protocol.mismatch_text(
+                    protocol.PROTOCOL, version, os.getpid()), "ProtocolError"))
+                continue
+            if op == "wait":
+                self._spawn(self.op_wait(request_id, args))
+            elif op == "shutdown":
+                self._spawn(self.op_shutdown(request_id, args))
+            elif op == "tail" and self.server.engine.get(args["job_id"]) is None:
+                # Read from its log in a thread; an engine job's tail is taken with the events
+                # before it (below), as its JobOutput seq numbers rely on.
+                await self.answer_after(request_id, self.op_restored_tail, args)
+            elif asyncio.iscoroutinefunction(self.handlers[op]):
+                await self.answer_after(request_id, self.handlers[op], args)
+            else:
+                await self.answer(request_id, self.handlers[op], args)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def answer(self, request_id: int, handler: Callable, args: Dict[str, Any],
+                     plain: bool = False) -> None:
+        """Compute the result and send it after every event emitted so far (those the request
+        caused included), with no pause in between: the reply describes the state those events
+        led to. ``plain``: the result holds only lists, dicts, str and numbers (not copied)."""
+        async with self.lock:
+            try:
+                result = handler(args)
+                if not plain:
+                    result = protocol.jsonable(result)
+                try:
+                    lines = protocol.encode_reply(request_id, result)
+                except protocol.ProtocolError as exc:
+                    lines = [protocol.encode(protocol.reply_error(
+                        request_id, f"the reply is too large to send: {exc}", "ProtocolError"))]
+            except Exception as exc:
+                lines = [protocol.encode(protocol.reply_error(request_id, _message(exc),
+                                                              type(exc).__name__))]
+                if not isinstance(exc, (ValueError, KeyError, TypeError, RuntimeError)):
+                    log.exception("request %s %r failed", request_id, handler)
+            self._write_events()  # those before the request, and those it caused
+            for line in lines:
+                self.writer.write(line)
+            await self.writer.drain()
+
+    async def answer_after(self, request_id: int, work: Callable, args: Dict[str, Any]) -> None:
+        """Answer a request whose work awaits (file work in a thread): the event loop serves the
+        other connections meanwhile, and this one reads its next request only after the reply,
+        so that its replies keep their order. The work's result is plain: a log part's 100,000
+        lines are not copied on the loop."""
+        try:
+            handler = _giving(await work(args))
+        except Exception as exc:
+            handler = _raiser(exc)
+        await self.answer(request_id, handler, args, plain=True)
+
+    async def send(self, message: Dict[str, Any]) -> None:
+        async with self.lock:
+            self._write_events()
+            self._write(message, message.get("id"))
+            await self.writer.drain()
+
+    def _write(self, message: Dict[str, Any], request_id: Any = None) -> None:
+        try:
+            data = protocol.encode(message)
+        except protocol.ProtocolError as exc:
+            data = protocol.encode(protocol.reply_error(
+                request_id, f"the message is too large to send: {exc}", "ProtocolError"))
+        self.writer.write(data)
+
+    def _write_events(self) -> None:
+        if self.subscription is not None:
+            # Taken without waiting (Subscription has no public non-blocking take).
+            self.carry.extend(self.subscription.take_nowait())
+        events, self.carry = self.carry, []
+        for event in events:
+            try:
+                data = protocol.encode(protocol.encode_event(event))
+            except protocol.ProtocolError:  # a batch of lines too large for one message
+                count = len(getattr(event, "lines", ()))
+                data = protocol.encode(protocol.encode_event(OutputDropped(event.job_id, count)))
+            self.writer.write(data)
+
+    async def forward_events(self, subscription: Subscription) -> None:
+        while True:
+            batch = await subscription.batch()
+            if not batch:
+                return
+            self.carry.extend(batch)
+            async with self.lock:
+                self._write_events()
+                await self.writer.drain()
+
+    def close(self) -> None:
+        if self.subscription is not None:
+            self.subscription.close()
+        for task in list(self.tasks):
+            task.cancel()
+        try:
+            self.writer.close()
+        except Exception:
+            pass
+
+    # -- ops -----------------------------------------------------------------------------------
+
+    def op_push(self, args: Dict[str, Any]) -> Any:
+        self.server._check_not_stopping("push")
+        job = self.server.engine.push(args["job_id"], args["data"], args["lane"])
+        self.server.restored.pop(job.id, None)
+        return protocol.row_data(job.data)
+
+    def op_push_many(self, args: Dict[str, Any]) -> Any:
+        """Every job or none, across batches: with ``more`` the jobs are checked and staged on
+        this connection; the batch without it queues every staged job in one step. A batch that
+        fails drops what was staged; so does the connection closing."""
+        jobs = args["jobs"]
+        earlier, keys = self.staged, self.staged_keys
+        self.staged, self.staged_keys = [], set()
+        self.server._check_not_stopping("push")
+        self._check_push(jobs, keys)
+        if args["more"]:
+            earlier.extend(jobs)
+            self.staged, self.staged_keys = earlier, keys
+            return {"staged": len(earlier)}
+        self._check_push(earlier, set())  # meanwhile, another client may have pushed one
+        staged = earlier + jobs
+        engine = self.server.engine
+        pushed = []
+        try:
+            for job in staged:
+                pushed.append(engine.push(job["job_id"], job["data"], job["lane"]))
+        except Exception:
+            # Not expected after the checks; still none rather than some.
+            for job in pushed:
+                engine.remove(job.id)
+            raise
+        for job in staged:
+            self.server.restored.pop(job["job_id"], None)
+        return {"queued": len(staged)}
+
+    def _check_push(self, jobs: List[Dict[str, Any]], seen: set) -> None:
+        """Raises ValueError for a job whose id is in ``seen`` (which gets the others' ids) or
+        queued or running, or whose new lane's name is refused."""
+        engine = self.server.engine
+        lanes = engine.lanes()
+        for job in jobs:
+            if job["lane"] not in lanes:
+                check_lane_name(job["lane"])
+            key = (type(job["job_id"]), job["job_id"])
+            if key in seen:
+                raise ValueError(f"job {job['job_id']!r} is given twice")
+            seen.add(key)
+            current = engine.get(job["job_id"])
+            if current is not None and not current.status.finished:
+                raise ValueError(f"job {job['job_id']!r} is already {current.status.value}")
+
+    def op_requeue(self, args: Dict[str, Any]) -> Any:
+        self.server._check_not_stopping("requeue")
+        job, state = self.server.find(args["job_id"])
+        if job is not None:
+            job = self.server.engine.requeue(job.id)
+        else:
+            job = self.server.engine.push(state.id, state.input, state.lane)
+            self.server.restored.pop(state.id, None)
+        return protocol.row_data(job.data)
+
+    def op_pause(self, args: Dict[str, Any]) -> None:
+        # A typo must not make a lane that lasts: a new lane only when asked for.
+        if not args["create"]:
+            self._existing_lane(args["lane"])
+        self.server.engine.pause(args["lane"])
+
+    def op_resume(self, args: Dict[str, Any]) -> None:
+        self.server._check_not_stopping("resume")
+        self._existing_lane(args["lane"])
+        self.server.engine.resume(args["lane"])
+
+    def _existing_lane(self, name: str) -> None:
+        lanes = self.server.engine.lanes()
+        if name not in lanes:
+            raise unknown_lane(name, lanes)
+
+    def op_remove(self, args: Dict[str, Any]) -> Any:
+        data = self.server.engine.remove(args["job_id"])
+        return None if data is None else protocol.row_data(data)
+
+    def op_kill(self, args: Dict[str, Any]) -> Any:
+        engine = self.server.engine
+        future = engine.kill(args["job_id"], force=args["force"])
+        if future is None:
+            return None
+        future.add_done_callback(_ignore_result)
+        job = engine.get(args["job_id"])
+        return protocol.row_data(job.data) if job is not None else None
+
+    def op_tail(self, args: Dict[str, Any]) -> Any:
+        job = self.server.engine.get(args["job_id"])  # a restored one: op_restored_tail
+        return {"lines": [list(line) for line in job.tail], "line_count": job.line_count,
+                "stderr_count": job.stderr_count}
+
+    async def op_restored_tail(self, args: Dict[str, Any]) -> Any:
+        _job, state = self.server.find(args["job_id"])
+        lines, data = [], state.data
+        if state.log_path:  # as short as a finished job's tail in memory, from its log's end
+            try:
+                lines = await in_thread(read_log_tail, state.log_path, FINISHED_TAIL_LINES,
+                                         FINISHED_TAIL_CHARS)
+                if not isinstance(data.get("lines"), int):
+                    # Not counted when it ended (interrupted by a crash): once, off the loop.
+                    data["lines"], data["stderr"] = await in_thread(count_log_lines,
+                                                                     state.log_path)
+            except OSError as exc:
+                raise ValueError(f"cannot read the log {state.log_path}: {exc.strerror}") from None
+        return {"lines": [list(line) for line in lines], "line_count": data.get("lines"),
+                "stderr_count": data.get("stderr")}
+
+    async def op_forget(self, args: Dict[str, Any]) -> Any:
+        forgotten = self.server.forget(args["job_ids"])
+        await self.server.logs_deleted()
+        return {"forgotten": forgotten}
+
+    async def op_clean(self, args: Dict[str, Any]) -> Any:
+        forgotten = self.server.clean(args["keep_last"], args["older_than_days"])
+        await self.server.logs_deleted()
+        return {"forgotten": forgotten}
+
+    async def op_log(self, args: Dict[str, Any]) -> Any:
+        offset, max_bytes = args["offset"], args["max_bytes"]
+        if offset < 0:
+            raise ValueError(f"log: offset must be 0 or more, got {offset}")
+        if not 1 <= max_bytes <= protocol.MAX_LOG_MAX_BYTES:
+            raise ValueError(f"log: max_bytes must be 1 to {protocol.MAX_LOG_MAX_BYTES}")
+        job, state = self.server.find(args["job_id"])
+        if job is not None:
+            path, finished = job.log_path, job.status.finished
+        else:
+            path, finished = state.log_path, True
+        if path is None:  # queued, or ended before it had a log
+            return {"lines": [], "offset": offset, "finished": finished, "path": None, "size": 0}
+        try:
+            return await in_thread(_read_log_part, path, offset, max_bytes, finished)
+        except OSError as exc:
+            raise ValueError(f"cannot read the log {path}: {exc.strerror}") from None
+
+    def op_subscribe(self, args: Dict[str, Any]) -> None:
+        if self.subscription is not None:
+            raise ValueError("subscribe: this connection is already subscribed")
+        if args["max_pending_lines"] < 0:
+            raise ValueError("subscribe: max_pending_lines must be 0 or more")
+        self.server._check_not_stopping("subscribe")
+        self.subscription = self.server.engine.subscribe(args["max_pending_lines"])
+        self._spawn(self.forward_events(self.subscription))
+
+    async def op_wait(self, request_id: int, args: Dict[str, Any]) -> None:
+        try:
+            ids = await self._wait_for(args["job_ids"])
+            handler = _deferred(self._wait_result, ids)
+        except Exception as exc:  # an unknown id: a KeyError at once
+            handler = _raiser(exc)
+        await self.answer(request_id, handler, args)
+
+    async def _wait_for(self, ids: List[Any]) -> List[Any]:
+        engine = self.server.engine
+        for job_id in ids:
+            self.server.find(job_id)
+        if not ids:
+            await engine.wait_idle()
+            return [job.id for job in engine.jobs()]
+        for job_id in ids:
+            if engine.get(job_id) is not None:
+                await engine.wait_finished(job_id)
+        return ids
+
+    def _wait_result(self, ids: List[Any]) -> Dict[str, Any]:
+        jobs = []
+        for job_id in ids:
+            job, state = self.server.find(job_id)
+            jobs.append({"job_id": job_id,
+                         "data": protocol.row_data(job.data if job is not None else state.data)})
+        return {"jobs": jobs}
+
+    async def op_shutdown(self, request_id: int, args: Dict[str, Any]) -> None:
+        server = self.server
+        running = server.running_jobs()
+        if running and not args["kill"] and not server.stopping:
+            names = ", ".join(repr(job.id) for job in running)
+            await self.answer(request_id, _raiser(ValueError(
+                f"jobs are running: {names}; shut down with kill to kill them (the queued jobs "
+                f"are kept either way)")), args)
+            return
+        log.info("shutdown requested by connection %s (kill=%s)", self.name, args["kill"])
+        killed = [job.id for job in running]
+        queued = sum(len(lane.queued) for lane in server.engine.lanes().values())
+        await server.stop()
+        await self.answer(request_id, lambda a: {"stopped": True, "killed": killed,
+                                                 "queued": queued}, args)
+        server.exit.set()
+
+
+def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> Dict[str, Any]:
+    """The ``log`` op's reply: up to ``max_bytes`` of the log from ``offset`` (in a thread)."""
+    with open_regular(path) as f:
+        size = f.seek(0, os.SEEK_END)
+        # Mid-line (a read cut an overlong line): the first piece has no tag.
+        within = offset > 0 and os.pread(f.fileno(), 1, offset - 1) not in (b"\n", b"")
+        f.seek(offset)
+        chunk = f.read(max_bytes)
+        # A line longer than max_bytes is read whole (up to the protocol's cap).
+        while b"\n" not in chunk and len(chunk) < protocol.MAX_LOG_MAX_BYTES:
+            more = f.read(max_bytes)
+            if not more:
+                break
+            chunk += more
+        at_end = not f.read(1)
+    # The log of a finished job is complete (closed before its status changed): read it to
+    # the end. Otherwise stop after the last whole line; the rest is still being written.
+    done = finished and at_end
+    cut = len(chunk) if done else chunk.rfind(b"\n") + 1
+    if cut == 0 and len(chunk) >= protocol.MAX_LOG_MAX_BYTES:
+        cut = utf8_safe_cut(chunk, len(chunk) - 1)  # an absurd line: in pieces
+    pieces = chunk[:cut].decode("utf-8", "replace").split("\n")
+    if pieces[-1] == "":
+        pieces.pop()
+    lines = [[STREAMS.get(piece[:2], "out"), piece[2:]] for piece in pieces]
+    if within and lines:
+        lines[0] = ["out", pieces[0]]
+    return {"lines": lines, "offset": offset + cut, "finished": done, "path": path,
+            "size": max(size, offset + cut)}
+
+
+def _giving(result: Any) -> Callable:
+    """A request handler (see Connection.answer) whose result is ready."""
+    return lambda args: result
+
+
+def _deferred(function: Callable, *values: Any) -> Callable:
+    """A request handler that computes its result when the reply is written."""
+    return lambda args: function(*values)
+
+
+def _raiser(exc: Exception) -> Callable:
+    def handler(args: Any) -> Any:
+        raise exc
+
+    return handler
+
+
+def _ignore_result(future: "asyncio.Future") -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__

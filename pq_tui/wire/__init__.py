@@ -1,0 +1,1 @@
+"""What the server and its clients share: the protocol, its errors, and where the socket lives."""
