@@ -16,6 +16,7 @@ import difflib
 import math
 import os
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,10 +25,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 from pq_tui.core.engine import DEFAULT_KILL_GRACE
 from pq_tui.core.files import open_regular
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python < 3.11
-    import tomli as tomllib  # type: ignore[no-redef]
+else:
+    import tomli as tomllib
 
 CONFIG_VAR = "PQ_TUI_CONFIG"
 MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few lines: more is not one

@@ -186,9 +186,11 @@ async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bo
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(signum)
 
+    jobs = [engine.get(spec.id) for spec in specs]
     rows = []
-    for spec in specs:
-        data = engine.get(spec.id).data
+    for spec, job in zip(specs, jobs):
+        assert job is not None  # pushed above; the engine keeps every job, removed ones too
+        data = job.data
         exit_code = data.get("exit")
         rows.append((
             spec.id,
@@ -202,7 +204,7 @@ async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bo
     write_stdout(f"logs: {engine.log_dir}\n")
     if interrupted.is_set():
         return EXIT_INTERRUPTED
-    ok = all(engine.get(spec.id).status is Status.OK for spec in specs)
+    ok = all(job is not None and job.status is Status.OK for job in jobs)
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -14,7 +14,12 @@ import asyncio
 import os
 import sys
 import warnings
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # the signature asyncio declares; annotations only, never imported at run time
+    from typing_extensions import TypeVarTuple, Unpack
+
+    _Ts = TypeVarTuple("_Ts")
 
 _installed = False
 
@@ -47,15 +52,17 @@ class _PidfdWatcher(asyncio.AbstractChildWatcher):
     def __init__(self) -> None:
         self._children: dict = {}  # pid -> (loop, pidfd, callback, args)
 
-    def add_child_handler(self, pid: int, callback: Callable, *args: Any) -> None:
+    def add_child_handler(self, pid: int, callback: Callable[[int, int, Unpack[_Ts]], object],
+                          *args: Unpack[_Ts]) -> None:
         loop = asyncio.get_running_loop()
         pidfd = os.pidfd_open(pid)
         self._children[pid] = (loop, pidfd, callback, args)
+        # The selector loop's own, as the stdlib's PidfdChildWatcher uses: no Handle to keep.
         loop._add_reader(pidfd, self._reap, pid)  # type: ignore[attr-defined]
 
     def _reap(self, pid: int) -> None:
         loop, pidfd, callback, args = self._children.pop(pid)
-        loop._remove_reader(pidfd)  # type: ignore[attr-defined]
+        loop._remove_reader(pidfd)
         try:
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:  # reaped by someone else: asyncio says 255 then too
@@ -71,7 +78,7 @@ class _PidfdWatcher(asyncio.AbstractChildWatcher):
         if child is None:
             return False
         loop, pidfd = child[0], child[1]
-        loop._remove_reader(pidfd)  # type: ignore[attr-defined]
+        loop._remove_reader(pidfd)
         os.close(pidfd)
         return True
 

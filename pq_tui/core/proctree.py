@@ -17,7 +17,10 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, List, Optional, Tuple, Union
+
+if TYPE_CHECKING:
+    import psutil
 
 IS_WINDOWS = sys.platform.startswith("win")
 SIGKILL = getattr(signal, "SIGKILL", signal.SIGTERM)
@@ -129,7 +132,7 @@ class ProcessTree:
         # the processes started since then that carry the marker.
         self._marker = f"{MARKER_VAR}={marker}".encode() if marker else None
         self._since = _start_ticks(pid) if marker and not IS_WINDOWS else None
-        self._known: dict[int, object] = {}  # pid -> psutil.Process seen in the tree
+        self._known: dict[int, "psutil.Process"] = {}  # seen in the tree
         self._cpu_by_pid: dict[int, float] = {}
         self._last_sample: Optional[Tuple[float, float]] = None  # (monotonic, total cpu seconds)
         self.peak_rss = 0

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+import sys
 import time
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, cast
 
-from pq_tui.core.expand import IS_WINDOWS, JobInputError, make_cwd
+from pq_tui.core.expand import JobInputError, make_cwd
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lines import LineSplitter, Lines
 from pq_tui.core.logfile import LogWriter
@@ -38,7 +39,8 @@ class _Protocol(asyncio.SubprocessProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Called before any output is delivered, so the log says "pid" before the first line.
-        self._runner._on_connected(transport)
+        # asyncio hands a subprocess protocol its SubprocessTransport.
+        self._runner._on_connected(cast(asyncio.SubprocessTransport, transport))
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         self._runner._on_data(fd, data)
@@ -80,6 +82,7 @@ class JobRunner:
         self._splitters = {1: LineSplitter(), 2: LineSplitter()}
         self._open_pipes = {1, 2}
         self._log: Optional[LogWriter] = None
+        self._timeout: Optional[float] = None
         self._transport: Optional[asyncio.SubprocessTransport] = None
         self.tree: Optional[ProcessTree] = None
         # In the job's environment, so that its processes can be found wherever they go.
@@ -109,7 +112,7 @@ class JobRunner:
         data["final"] = final
         try:
             plan = self._prepare(final)
-            timeout = _timeout_of(data.get("timeout"))
+            timeout = self._timeout = _timeout_of(data.get("timeout"))
             self._log = LogWriter(self._log_path)
         except JobInputError as exc:
             self._fail_to_start(str(exc))
@@ -121,15 +124,15 @@ class JobRunner:
             return
         data["log"] = job.log_path = self._log_path
         try:
-            self._log.note(f"cmd: {plan.display_cmd}")
-            self._log.note(f"cwd: {plan.cwd}")
+            self._writer.note(f"cmd: {plan.display_cmd}")
+            self._writer.note(f"cwd: {plan.cwd}")
             try:
                 if plan.cwd_missing:
                     make_cwd(plan.cwd)
-                    self._log.note("cwd did not exist: created it (create_cwd = true)")
+                    self._writer.note("cwd did not exist: created it (create_cwd = true)")
                 await self._spawn(plan.argv, plan.cwd, {**plan.env, MARKER_VAR: self._marker})
             except JobInputError as exc:
-                self._log.note(f"error: {exc}")
+                self._writer.note(f"error: {exc}")
                 self._fail_to_start(str(exc))
                 return
             sampler = asyncio.ensure_future(self._sample_forever()) if self._profile else None
@@ -146,7 +149,7 @@ class JobRunner:
 
     def _prepare(self, final: dict) -> Plan:
         job = self.job
-        where = {
+        where: Dict[str, Any] = {
             "root_dir": self._root_dir, "base_env": self._base_env, "root_given": self._root_given
         }
         if job.handler_factory is not None:
@@ -169,7 +172,8 @@ class JobRunner:
         loop = asyncio.get_running_loop()
         self._exited = loop.create_future()
         self._pipes_closed = loop.create_future()
-        if IS_WINDOWS:
+        isolation: Dict[str, Any]
+        if sys.platform == "win32":  # IS_WINDOWS, in the form mypy knows
             isolation = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
         else:
             # Its own session: the operator's Ctrl-C does not reach it, and one killpg reaches
@@ -210,7 +214,7 @@ class JobRunner:
 
     async def _after_exit(self) -> None:
         tree = self.tree
-        assert tree is not None and self._transport is not None
+        assert tree is not None and self._transport is not None and self._pipes_closed is not None
         # The main process is gone; whatever it left behind in its group goes too.
         if self._kill_task is None and tree.left_in_group():
             self._start_kill(force=False)
@@ -218,7 +222,7 @@ class JobRunner:
             await asyncio.wait_for(asyncio.shield(self._pipes_closed), PIPE_DRAIN_TIMEOUT)
         except asyncio.TimeoutError:
             # Something outside the group still holds a pipe: stop reading and move on.
-            self._log.note("output pipes still open after exit (a detached process holds them)")
+            self._writer.note("output pipes still open after exit (a detached process holds them)")
         self._transport.close()
         for fd in (1, 2):
             self._flush_splitter(fd)
@@ -232,21 +236,22 @@ class JobRunner:
     def _finish(self, returncode: Optional[int]) -> None:
         job = self.job
         data = job.data
+        started = job.started_at
+        assert started is not None, "run() sets it before a process exists"
         job.ended_at = time.monotonic()
         data["time-end"] = time.time()
-        data["duration"] = round(job.ended_at - job.started_at, 6)
+        data["duration"] = round(job.ended_at - started, 6)
         data["exit"] = returncode
         data["stderr"] = job.stderr_count
         data["lines"] = job.line_count  # a restored run's count, without reading its log
         if self.tree is not None and self.tree.peak_rss:
             data["peak-rss"] = self.tree.peak_rss
             data["cpu-time"] = round(self.tree.cpu_time, 3)
-        timeout = data.get("timeout")
         ended_by_us = self._ended_by_us(returncode)
         if self.timed_out and ended_by_us:
             job.status = Status.TIMED_OUT
             data["timed-out"] = True
-            data["error"] = f"timed out after {float(timeout):g}s and was killed"
+            data["error"] = f"timed out after {self._timeout:g}s and was killed"
         elif self.kill_requested and ended_by_us:
             job.status = Status.KILLED
             data["killed"] = True
@@ -259,7 +264,17 @@ class JobRunner:
                 data["error"] = signal_description(returncode)
             else:
                 data["error"] = f"exited with code {returncode}"
-        self._log.note(f"{job.status.value}: exit {returncode} after {data['duration']:.3f}s")
+        self._writer.note(f"{job.status.value}: exit {returncode} after {data['duration']:.3f}s")
+
+    @property
+    def _writer(self) -> LogWriter:
+        assert self._log is not None, "the log is opened before the process starts"
+        return self._log
+
+    @property
+    def _started_tree(self) -> ProcessTree:
+        assert self.tree is not None, "a process exists once the transport is connected"
+        return self.tree
 
     def _fail_to_start(self, message: str) -> None:
         job = self.job
@@ -278,10 +293,10 @@ class JobRunner:
         self.job.pid = pid
         self.job.data["pid"] = pid
         self.job.status = Status.RUNNING
-        self._log.note(f"pid: {pid}")
+        self._writer.note(f"pid: {pid}")
         # On disk now: if the job is killed (or its server dies) before it prints anything, the
         # log still says what ran.
-        self._log.flush()
+        self._writer.flush()
         # Here, not after subprocess_exec returns: output read while asyncio connects the pipes is
         # delivered before that, and subscribers must see JobStarted before the job's output.
         self._on_started(self.job)
@@ -308,10 +323,10 @@ class JobRunner:
 
     def _emit(self, fd: int, lines: Lines) -> None:
         stream = "err" if fd == 2 else "out"
-        self._log.write_lines(stream, lines)
+        self._writer.write_lines(stream, lines)
         # One flush per chunk read: the file stays current for `tail -f` at the cost of one write
         # per read.
-        self._log.flush()
+        self._writer.flush()
         self._on_lines(self.job, stream, lines)
 
     def _on_exited(self) -> None:
@@ -333,7 +348,7 @@ class JobRunner:
         in_progress = self._kill_task is not None and not self._kill_task.done()
         if in_progress and (not force or self._kill_task_forced):
             return
-        if in_progress:
+        if in_progress and self._kill_task is not None:
             self._kill_task.cancel()  # escalate a TERM-and-wait to an immediate KILL
         self._kill_task_forced = force
         self._kill_task = asyncio.ensure_future(self._kill_tree(force))
@@ -365,8 +380,8 @@ class JobRunner:
         if self._main_alive():
             self._signalled_alive = True
             if sig == signal.SIGTERM:
-                self._term_caught = self.tree.catches(sig)
-        self.tree.signal(sig)
+                self._term_caught = self._started_tree.catches(sig)
+        self._started_tree.signal(sig)
 
     def _ended_by_us(self, returncode: Optional[int]) -> bool:
         """Whether our signal ended the job. It reached a live main process, and the job died of
@@ -382,10 +397,10 @@ class JobRunner:
             self._transport is not None and self._transport.get_returncode() is not None
         ):
             return False
-        return not self.tree.main_exited()
+        return not self._started_tree.main_exited()
 
     async def _wait_gone(self, seconds: float) -> bool:
-        tree = self.tree
+        tree = self._started_tree
         deadline = time.monotonic() + seconds
         delay = 0.01
         while tree.survivors():
@@ -401,7 +416,7 @@ class JobRunner:
         loop = asyncio.get_running_loop()
         while True:
             # psutil reads /proc synchronously; off the loop it cannot stall output streaming.
-            usage = await loop.run_in_executor(None, self.tree.sample)
+            usage = await loop.run_in_executor(None, self._started_tree.sample)
             if usage is not None:
                 self._on_usage(self.job, usage)
             await asyncio.sleep(SAMPLE_INTERVAL)

@@ -363,7 +363,8 @@ class _Positions:
 
     def __init__(self, text: str) -> None:
         self._text = text
-        self._scanned: dict[tuple[Any, tuple[str, ...]], int] | None = None
+        self._scanned: dict[tuple[Any, tuple[str, ...]], int] = {}
+        self._scan_done = False
         self._job_index = -1
         self._headers: list[int] | None = None
         self._jobs_expected: int | None = None
@@ -390,8 +391,8 @@ class _Positions:
         return lines.get((_ROOT, (_DEFAULTS if scope == _DEFAULTS else "job",)))
 
     def _lines(self) -> dict[tuple[Any, tuple[str, ...]], int]:
-        if self._scanned is None:
-            self._scanned = {}
+        if not self._scan_done:
+            self._scan_done = True
             self._scan(self._text)
         return self._scanned
 
@@ -413,6 +414,7 @@ class _Positions:
         if not full_path:
             return
         self._scanned.setdefault((_ROOT, (full_path[0],)), line)
+        scope: str | int
         if full_path[0] == _DEFAULTS:
             scope = _DEFAULTS
         elif full_path[0] == "job" and self._job_index >= 0:
@@ -593,7 +595,7 @@ def _load_file(path: str | os.PathLike, batch: _Batch) -> tuple[list[JobSpec], l
     except _Unreadable as error:
         return [], [_file_problem(name, str(error))]
     except NotRegularFile as error:
-        return [], [_file_problem(name, error.strerror)]
+        return [], [_file_problem(name, error.strerror or "not a regular file")]
     except FileNotFoundError:
         return [], [_file_problem(name, "file not found")]
     except PermissionError:
@@ -674,6 +676,8 @@ def _file_problem(path: str, message: str) -> Problem:
 
 def _syntax_problem(path: str, text: str, error: str) -> Problem:
     match = _TOML_POSITION.fullmatch(error)
+    line: int | None
+    column: int | None
     if match:
         line, column = int(match["line"]), int(match["column"])
         error = match["message"]
@@ -784,7 +788,7 @@ class _FileLoader:
         )
         if "cmd" not in table:
             self.add(index, label, (), 'missing "cmd"')
-        if len(self.problems) > before:
+        if job_id is None or len(self.problems) > before:  # a bad id is one of the problems
             return None
 
         header_line = self.positions.line(index)
@@ -803,7 +807,7 @@ class _FileLoader:
             self.batch.first_defined[job_id] = (self.path, self.positions, index)
         elif generated:
             clash = (
-                "already in the queue" if in_queue
+                "already in the queue" if in_queue or first is None
                 else f"already used ({self._first_defined(*first)})"
             )
             self.add(
@@ -812,7 +816,7 @@ class _FileLoader:
             )
         elif in_queue:
             self.add(index, label, ("id",), "id already in the queue")
-        else:
+        elif first is not None:
             self.add(
                 index, None, ("id",),
                 f"duplicate job id {_quote(job_id)} ({self._first_defined(*first)})",
