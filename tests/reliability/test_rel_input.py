@@ -21,6 +21,7 @@ from textual.widgets import Input, Static
 
 from pq_tui.jobs import jobfile
 from pq_tui.jobs.jobfile import MAX_FILE_BYTES, MAX_NESTING, JobFileError, load_job_files
+from pq_tui.jobs.positions import Positions
 from pq_tui.ui.app import build_app
 from pq_tui.ui.screens import OpenFileScreen
 from process_helpers import wait_gone
@@ -274,7 +275,7 @@ def test_nesting_at_the_limit_still_loads(tmp_path):
 
 def test_the_positions_scanner_survives_deep_input_without_recursion():
     # The loader's own scanner of the raw text (for line numbers), on what tomllib refuses.
-    positions = jobfile._Positions("x = " + "[" * 100_000 + "]" * 100_000 + "\n[[job]]\n"
+    positions = Positions("x = " + "[" * 100_000 + "]" * 100_000 + "\n[[job]]\n"
                                    + "a." * 50_000 + "b = 1\n")
     assert positions.line(0, ("a", "a")) == 3
 
