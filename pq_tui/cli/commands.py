@@ -27,8 +27,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from pq_tui.core.lanes import check_lane_name
 from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
-from pq_tui.cli.output import (colour_on_stdout, duration_text, exit_text, new_parser,
-                               number_parser, print_table)
+from pq_tui.cli.args import new_parser, number_parser
+from pq_tui.cli.output import colour_on_stdout, duration_text, exit_text, print_table
 from pq_tui.cli.output import write_error as _error
 from pq_tui.cli.output import write_stdout
 from pq_tui.jobs.submit import data_for_server

@@ -8,7 +8,7 @@ import sys
 from typing import Any, Optional, Sequence
 
 from pq_tui import __version__
-from pq_tui.cli.output import new_parser, number_parser
+from pq_tui.cli.args import new_parser, number_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 _CLIENT_COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause",

@@ -4,41 +4,12 @@ through the core's one boundary (``printable``) here."""
 
 from __future__ import annotations
 
-import argparse
-import math
 import os
 import signal
 import sys
-from typing import Any, Callable, Optional
+from typing import Optional
 
 from pq_tui.core.safe import printable, printable_lines
-
-
-def new_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
-def number_parser(convert: Callable[[str], Any], what: str, minimum: float = 0
-                  ) -> Callable[[str], Any]:
-    """An argparse type: ``convert(text)``, at least ``minimum``; NaN and infinities refused (a
-    NaN grace period would never end)."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"expected {what} ({minimum:g} or more), got {text!r}")
-        return value
-
-    return parse
 
 
 def colour_on_stdout() -> bool:
