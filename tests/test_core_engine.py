@@ -10,6 +10,7 @@ import pytest
 
 from pq_tui.core import (
     Engine,
+    JobDequeued,
     JobExited,
     JobMoved,
     JobOutput,
@@ -481,14 +482,16 @@ def test_event_sequence_of_a_job(tmp_path):
 
     events = run(main())
     kinds = [type(e) for e in events]
-    assert kinds[0] is JobQueued and kinds[1] is JobStarted and kinds[-1] is JobExited
-    assert set(kinds[2:-1]) == {JobOutput}
-    queued, started, exited = events[0], events[1], events[-1]
+    assert kinds[:3] == [JobQueued, JobDequeued, JobStarted] and kinds[-1] is JobExited
+    assert set(kinds[3:-1]) == {JobOutput}
+    queued, dequeued, started, exited = events[0], events[1], events[2], events[-1]
     assert (queued.job_id, queued.lane, queued.index) == ("e", "default", 0)
     assert queued.data["status"] == "queued" and queued.data["state"] == 0
+    assert (dequeued.job_id, dequeued.lane) == ("e", "default")
+    assert dequeued.data["status"] == "running" and "pid" not in dequeued.data
     assert started.pid == started.data["pid"] and started.data["status"] == "running"
     assert exited.data["status"] == "ok" and exited.data["exit"] == 0
-    lines = [line for e in events[2:-1] for line in e.lines]
+    lines = [line for e in events[3:-1] for line in e.lines]
     assert sorted(lines) == sorted([("out", "one"), ("err", "two"), ("out", "three")])
     assert [text for stream, text in lines if stream == "out"] == ["one", "three"]
 
@@ -551,7 +554,7 @@ def test_subscribers_each_get_every_event(tmp_path):
 
     seen = run(main())
     assert seen[0] == seen[1] == seen[2]
-    assert seen[0] == ["JobQueued", "JobStarted", "JobOutput", "JobExited"]
+    assert seen[0] == ["JobQueued", "JobDequeued", "JobStarted", "JobOutput", "JobExited"]
 
 
 def test_wait_helpers(tmp_path):
@@ -674,7 +677,8 @@ def test_failure_to_start(tmp_path, data, message):
     assert set(bad["final"]) == {"cmd", "cwd", "env"}
     assert "exit" not in bad
     assert nxt["status"] == "ok"
-    assert [type(e) for e in events if getattr(e, "job_id", None) == "bad"] == [JobQueued, JobExited]
+    assert [type(e) for e in events if getattr(e, "job_id", None) == "bad"] == [
+        JobQueued, JobDequeued, JobExited]
 
 
 def test_failure_to_start_shows_what_it_would_have_run(tmp_path):

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 from pq_tui.core.events import (
     Event,
+    JobDequeued,
     JobExited,
     JobId,
     JobMoved,
@@ -203,7 +204,8 @@ class Engine:
         self._last_runs: dict[JobId, int] = {}
         # Asked before a job is taken off its lane's queue to start: False holds the start (the
         # job stays at the head) until start_waiting(). A server that must record a start
-        # before it happens (its state file may be full) says no while it cannot.
+        # before it happens (its state file may be full) says no while it cannot. A held start
+        # changes nothing, so it is not announced (the server says why: StoreStatus).
         self.start_gate: Optional[Callable[[Job], bool]] = None
 
     # -- looking ---------------------------------------------------------------------------------
@@ -365,7 +367,12 @@ class Engine:
             self._emit(LanePaused(lane))
 
     def resume(self, lane: str) -> None:
-        target = self.lane(lane)
+        """Start jobs in ``lane`` again. A lane the engine does not have is not made: nothing in
+        it was paused, and a lane made without an event would be one no listener knows of."""
+        target = self._lanes.get(lane)
+        if target is None:
+            check_lane_name(lane)  # refused as before, but not made
+            return
         if target.paused:
             target.paused = False
             self._emit(LaneResumed(lane))
@@ -399,7 +406,7 @@ class Engine:
         """Call ``journal(event)`` synchronously for every event but output (the log files have
         it), in order, before subscribers see it: for a persistent record. A journal that defers
         its write with ``loop.call_soon`` still writes before the next job is spawned, since a
-        lane's next job is started by a task scheduled after the event that caused it."""
+        job is spawned by a task scheduled after ``JobDequeued`` announced its start."""
         self._journals.append(journal)
 
     def remove_journal(self, journal: Callable[[Event], None]) -> None:
@@ -464,6 +471,8 @@ class Engine:
             return
         job = lane.queued.popleft()
         lane.running = job
+        # The job is no longer queued, even before its process exists.
+        job.status = Status.RUNNING
         runner = JobRunner(
             job,
             root_dir=self.root_dir,
@@ -477,8 +486,10 @@ class Engine:
             on_usage=self._on_usage,
         )
         self._runners[job.id] = runner
-        # The job is no longer queued, even before its process exists.
-        job.status = Status.RUNNING
+        # Announced before anything else runs (the spawn is a task scheduled after it): no
+        # listener has to work out that the head of the lane left it, and a journal records the
+        # start before the process exists.
+        self._emit(JobDequeued(job.id, lane.name, job.snapshot()))
         self._track(asyncio.ensure_future(self._run(lane, runner)))
 
     def _free_log_path(self, job: Job) -> str:
@@ -515,10 +526,10 @@ class Engine:
             if job.handler is not None:
                 self._call_handler(job, "on_exit", job.snapshot())
             self._emit(JobExited(job.id, job.snapshot()))
-            self._resolve(job)
             failed = job.status in (Status.FAILED, Status.TIMED_OUT)
             if failed and job.data.get("on_failure") == "pause":
-                self.pause(lane.name)
+                self.pause(lane.name)  # announced (LanePaused) right after the end it follows
+            self._resolve(job)
             self._kick(lane)
 
     def _on_started(self, job: Job) -> None:
