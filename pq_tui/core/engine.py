@@ -116,7 +116,7 @@ class Subscription:
             self._waiter.set_result(None)
 
     def _take(self, limit: Optional[int]) -> list:
-        taken = []
+        taken: list[Event] = []
         while self._events and (limit is None or len(taken) < limit):
             event = self._events.popleft()
             if isinstance(event, JobOutput):
@@ -533,8 +533,10 @@ class Engine:
             self._kick(lane)
 
     def _on_started(self, job: Job) -> None:
-        self._call_handler(job, "on_start", job.pid)
-        self._emit(JobStarted(job.id, job.pid, job.snapshot()))
+        pid = job.pid
+        assert pid is not None  # the runner calls this once the process exists
+        self._call_handler(job, "on_start", pid)
+        self._emit(JobStarted(job.id, pid, job.snapshot()))
         self._resolve_kind("started", job.id)
 
     def _on_usage(self, job: Job, usage: Usage) -> None:
@@ -569,7 +571,7 @@ class Engine:
             self._flush_job_output(job_id)
 
     def _flush_job_output(self, job_id: JobId) -> None:
-        runs, count, chars = self._pending_output.pop(job_id, (None, 0, 0))
+        runs, count, chars = self._pending_output.pop(job_id, ([], 0, 0))
         if not count:
             return
         job = self._jobs[job_id]

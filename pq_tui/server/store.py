@@ -25,6 +25,9 @@ the order they were scheduled, so the flush commits before the task's first step
 A call that raises (a full disk) has recorded none of its events: give them again, in order,
 with the ones that came since. Until they are in, a start would not be recorded before its
 process exists, so the server holds the starts (``Engine.start_gate``; see ``Server._may_start``).
+The gate is asked before the job leaves its queue: should the write of its ``JobDequeued`` be the
+one that fails (the disk filling between two commits a loop step apart), that start goes on
+unrecorded.
 
 Restoring after ``recover()``: create the lanes in order (``engine.lane``), pause those recorded
 paused, then push the queued jobs of each lane in the order ``load`` gives them, with their
@@ -48,7 +51,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Union
 
 from pq_tui.core.engine import DEFAULT_LANE
 from pq_tui.core.events import (
@@ -175,7 +178,7 @@ class Store:
         # (_forget_queue_run).
         self._known_lanes: set = set()
         self._tail_keys: dict = {}
-        self._handlers = {
+        self._handlers: Dict[type, Callable[[Any], None]] = {
             JobQueued: self._on_queued,
             JobDequeued: self._on_dequeued,
             JobStarted: self._on_started,
@@ -398,12 +401,12 @@ class Store:
     def _on_paused(self, event: LanePaused) -> None:
         lane = _text(event.lane)
         self._ensure_lane(lane)
-        self._db.execute("UPDATE lanes SET paused = 1 WHERE name = ?", (lane,))
+        self._connection().execute("UPDATE lanes SET paused = 1 WHERE name = ?", (lane,))
 
     def _on_resumed(self, event: LaneResumed) -> None:
         lane = _text(event.lane)
         self._ensure_lane(lane)
-        self._db.execute("UPDATE lanes SET paused = 0 WHERE name = ?", (lane,))
+        self._connection().execute("UPDATE lanes SET paused = 0 WHERE name = ?", (lane,))
 
     # -- recovery --------------------------------------------------------------------------------
 
@@ -566,14 +569,14 @@ class Store:
                 raise
 
     def _latest(self, key: str) -> Optional[sqlite3.Row]:
-        return self._db.execute(
+        return self._connection().execute(
             "SELECT * FROM runs WHERE job_id = ? ORDER BY run DESC LIMIT 1", (key,)
         ).fetchone()
 
     def _insert(self, key: str, run: int, lane: Any, data: dict, *, status: str,
                 pos: Optional[int], row: bool = True) -> Optional[sqlite3.Row]:
         """Insert a run; the new row, if ``row`` (reading it back is one more query)."""
-        self._db.execute(
+        self._connection().execute(
             "INSERT INTO runs (job_id, run, lane, status, pos, input, data, queued_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (key, run, lane, status, pos, _dump(_input_of(data)), _dump(data),
@@ -581,19 +584,19 @@ class Store:
         )
         if not row:
             return None
-        return self._db.execute(
+        return self._connection().execute(
             "SELECT * FROM runs WHERE job_id = ? AND run = ?", (key, run)
         ).fetchone()
 
     def _update(self, row: sqlite3.Row, **columns: Any) -> None:
         names = ", ".join(f"{name} = ?" for name in columns)
-        self._db.execute(
+        self._connection().execute(
             f"UPDATE runs SET {names} WHERE job_id = ? AND run = ?",
             (*columns.values(), row["job_id"], row["run"]),
         )
 
     def _ensure_lane(self, lane: Any) -> None:
-        self._db.execute("INSERT OR IGNORE INTO lanes (name) VALUES (?)", (lane,))
+        self._connection().execute("INSERT OR IGNORE INTO lanes (name) VALUES (?)", (lane,))
 
     # Queue order: ``pos`` is a sort key, not an index. Keys are spaced KEY_GAP apart, so taking
     # a job out of a queue (it starts, is removed, moves) touches its row alone, and a job moved
@@ -601,19 +604,19 @@ class Store:
     # moves into the same spot), the lane's keys are spaced out again: one UPDATE per queued job.
 
     def _queued_count(self, lane: Any) -> int:
-        return self._db.execute(
+        return self._connection().execute(
             "SELECT COUNT(*) FROM runs WHERE lane = ? AND pos IS NOT NULL", (lane,)
         ).fetchone()[0]
 
     def _unqueue(self, row: sqlite3.Row) -> None:
         """Take a queued run out of its lane's order."""
-        self._db.execute("UPDATE runs SET pos = NULL WHERE job_id = ? AND run = ?",
+        self._connection().execute("UPDATE runs SET pos = NULL WHERE job_id = ? AND run = ?",
                          (row["job_id"], row["run"]))
 
     def _append_key(self, lane: Any) -> int:
         last = self._tail_keys.get(lane)
         if last is None:
-            last = self._db.execute(
+            last = self._connection().execute(
                 "SELECT MAX(pos) FROM runs WHERE lane = ?", (lane,)).fetchone()[0]
         if last is None:
             key = 0
@@ -632,11 +635,11 @@ class Store:
         for _ in range(2):
             if index == 0:
                 before = None
-                after = self._db.execute(
+                after = self._connection().execute(
                     "SELECT MIN(pos) FROM runs WHERE lane = ?", (lane,)
                 ).fetchone()[0]
             else:
-                keys = [row[0] for row in self._db.execute(
+                keys = [row[0] for row in self._connection().execute(
                     "SELECT pos FROM runs WHERE lane = ? AND pos IS NOT NULL "
                     "ORDER BY pos LIMIT 2 OFFSET ?", (lane, index - 1))]
                 if len(keys) < 2:  # at or past the end
@@ -653,18 +656,19 @@ class Store:
 
     def _respace(self, lane: Any) -> int:
         """Give the lane's queued jobs the keys 0, KEY_GAP, 2 * KEY_GAP...; returns how many."""
-        rows = self._db.execute(
+        rows = self._connection().execute(
             "SELECT job_id, run FROM runs WHERE lane = ? AND pos IS NOT NULL ORDER BY pos",
             (lane,),
         ).fetchall()
-        self._db.executemany(
+        self._connection().executemany(
             "UPDATE runs SET pos = ? WHERE job_id = ? AND run = ?",
             [(i * KEY_GAP, row["job_id"], row["run"]) for i, row in enumerate(rows)],
         )
         return len(rows)
 
     def _next_end_seq(self) -> int:
-        return self._db.execute("SELECT COALESCE(MAX(end_seq), 0) + 1 FROM runs").fetchone()[0]
+        return self._connection().execute(
+            "SELECT COALESCE(MAX(end_seq), 0) + 1 FROM runs").fetchone()[0]
 
 
 # -- files -----------------------------------------------------------------------------------------
