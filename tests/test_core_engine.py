@@ -161,6 +161,47 @@ def test_set_last_run_numbers_the_next_push_on_until_forgotten(tmp_path):
     assert run_b == 1
 
 
+def test_taking_a_job_off_its_queue_is_announced_as_it_happens(tmp_path):
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            seen = []
+
+            def journal(event):
+                job = engine.get(event.job_id) if hasattr(event, "job_id") else None
+                lane = engine.lanes()["A"]
+                seen.append((type(event).__name__, job.status.value if job else None, job.pid
+                             if job else None, [j.id for j in lane.queued],
+                             lane.running.id if lane.running else None))
+
+            engine.add_journal(journal)
+            engine.pause("A")
+            engine.push("x", {"cmd": ["true"]}, "A")
+            engine.push("y", {"cmd": ["true"]}, "A")
+            engine.resume("A")
+            # Taken, and said so, before resume() returned: no process yet.
+            assert seen[-1] == ("JobDequeued", "running", None, ["y"], "x")
+            await engine.wait_finished("y")
+            engine.remove_journal(journal)  # before the shutdown pauses the lane
+            return seen
+
+    names = [entry[0] for entry in run(main())]
+    assert names == ["LanePaused", "JobQueued", "JobQueued", "LaneResumed",
+                     "JobDequeued", "JobStarted", "JobExited",
+                     "JobDequeued", "JobStarted", "JobExited"]
+
+
+def test_resume_of_a_lane_the_engine_does_not_have_makes_none(tmp_path):
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            sub = engine.subscribe()
+            engine.resume("nowhere")
+            with pytest.raises(ValueError):
+                engine.resume("")
+            return engine.lanes(), sub.take_nowait()
+
+    assert run(main()) == ({}, [])
+
+
 def test_a_start_gate_holds_starts_until_start_waiting(tmp_path):
     async def main():
         async with engine_in(tmp_path) as engine:
