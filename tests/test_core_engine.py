@@ -220,8 +220,47 @@ def test_a_start_gate_holds_starts_until_start_waiting(tmp_path):
     asked, held, after = run(main())
     assert held == [Status.QUEUED, Status.QUEUED]
     assert after == [Status.OK, Status.OK]
-    # Only ever the head, each time it could start: two pushes, start_waiting, x's end.
-    assert asked == ["x", "x", "x", "y"]
+    # Only ever the head, each time it could start (two pushes, start_waiting, x's end), and
+    # again right before each spawn.
+    assert asked == ["x", "x", "x", "x", "y", "y"]
+
+
+def test_a_gate_that_closes_after_the_take_holds_the_spawn(tmp_path):
+    # As a server whose write of JobDequeued failed: the job is taken, and gets no process until
+    # the gate opens again; a kill meanwhile ends it without one.
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            sub = engine.subscribe()
+            gate = {"open": True}
+
+            def journal(event):
+                if isinstance(event, JobDequeued):
+                    gate["open"] = False
+
+            engine.add_journal(journal)
+            engine.start_gate = lambda job: gate["open"]
+            engine.push("held", {"cmd": ["true"]}, "A")
+            await asyncio.sleep(0.2)
+            held = engine.get("held")
+            during = (held.status, held.pid, engine.lanes()["A"].running is held)
+            gate["open"] = True
+            engine.start_waiting()
+            started = await engine.wait_finished("held")
+
+            gate["open"] = True
+            engine.push("killed", {"cmd": ["true"]}, "A")
+            await asyncio.sleep(0.2)
+            killed = await engine.kill("killed")
+            engine.remove_journal(journal)
+            names = [type(e).__name__ for e in sub.take_nowait() if e.job_id == "killed"]
+            return during, started, killed, names
+
+    during, started, killed, names = run(main())
+    assert during == (Status.RUNNING, None, True)
+    assert started["status"] == "ok" and isinstance(started["pid"], int)
+    assert killed["status"] == "killed" and killed["error"] == "killed before its process was started"
+    assert "pid" not in killed
+    assert names == ["JobQueued", "JobDequeued", "JobExited"]
 
 
 def test_job_data_is_copied_and_results_not_taken_as_input(tmp_path):

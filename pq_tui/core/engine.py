@@ -205,7 +205,8 @@ class Engine:
         # Asked before a job is taken off its lane's queue to start: False holds the start (the
         # job stays at the head) until start_waiting(). A server that must record a start
         # before it happens (its state file may be full) says no while it cannot. A held start
-        # changes nothing, so it is not announced (the server says why: StoreStatus).
+        # changes nothing, so it is not announced (the server says why: StoreStatus). Asked
+        # again right before the spawn (see _may_spawn).
         self.start_gate: Optional[Callable[[Job], bool]] = None
 
     # -- looking ---------------------------------------------------------------------------------
@@ -327,6 +328,7 @@ class Engine:
         if job is None or runner is None or job.status.finished:
             return None
         runner.kill(force=force)
+        self._resolve_kind("spawn", job_id)  # a start held by the gate ends here (_may_spawn)
         return asyncio.ensure_future(self.wait_finished(job_id))
 
     def move(self, job_id: JobId, index: int, lane: Optional[str] = None) -> int:
@@ -388,6 +390,8 @@ class Engine:
     def start_waiting(self) -> None:
         """Start what each lane may start now: after ``start_gate`` held a start and would let
         it through again."""
+        for kind, job_id in [key for key in self._waiters if key[0] == "spawn"]:
+            self._resolve_kind(kind, job_id)
         for lane in list(self._lanes.values()):
             self._kick(lane)
 
@@ -508,7 +512,14 @@ class Engine:
     async def _run(self, lane: Lane, runner: JobRunner) -> None:
         job = runner.job
         try:
-            await runner.run()
+            if await self._may_spawn(runner):
+                await runner.run()
+            else:
+                job.data["time-end"] = time.time()
+                job.data["error"] = "killed before its process was started"
+                job.data["killed"] = True
+                job.data["stderr"] = job.data["lines"] = 0
+                job.status = Status.KILLED
         except Exception as exc:  # a bug of ours must not take the lane down with it
             log.exception("job %r: internal error", job.id)
             job.status = Status.FAILED
@@ -531,6 +542,18 @@ class Engine:
                 self.pause(lane.name)  # announced (LanePaused) right after the end it follows
             self._resolve(job)
             self._kick(lane)
+
+    async def _may_spawn(self, runner: JobRunner) -> bool:
+        """``start_gate`` again, for a job taken off its queue: a journal may have failed to
+        record that (``JobDequeued``) since the gate let it through, and a process must not exist
+        before its start is recorded. While the gate says no the job waits, taken but without a
+        process, for start_waiting(); False if it is killed meanwhile."""
+        job = runner.job
+        while self.start_gate is not None and not self.start_gate(job):
+            if runner.kill_requested:
+                return False
+            await self._wait_for("spawn", job.id)
+        return True
 
     def _on_started(self, job: Job) -> None:
         pid = job.pid

@@ -152,8 +152,9 @@ class Server:
 
     def _may_start(self, job: Job) -> bool:
         """The engine's start gate. Durability before start: what led to this start is committed
-        first, or the job waits at the head of its queue. The start itself (``JobDequeued``) is
-        committed by the flush its journal schedules, before the task that spawns runs."""
+        first, or the job waits at the head of its queue. Asked again before the spawn, once the
+        start itself (``JobDequeued``) is to be in: if that write failed, the job waits for it,
+        taken but without a process."""
         self._flush_journal()
         return self.store_error is None
 

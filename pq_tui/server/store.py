@@ -25,9 +25,9 @@ the order they were scheduled, so the flush commits before the task's first step
 A call that raises (a full disk) has recorded none of its events: give them again, in order,
 with the ones that came since. Until they are in, a start would not be recorded before its
 process exists, so the server holds the starts (``Engine.start_gate``; see ``Server._may_start``).
-The gate is asked before the job leaves its queue: should the write of its ``JobDequeued`` be the
-one that fails (the disk filling between two commits a loop step apart), that start goes on
-unrecorded.
+The gate is asked before the job leaves its queue, and again before its process is spawned: should
+the write of its ``JobDequeued`` be the one that fails, the job waits, taken but not spawned, and
+comes back queued if the server dies meanwhile (the store never heard that it left).
 
 Restoring after ``recover()``: create the lanes in order (``engine.lane``), pause those recorded
 paused, then push the queued jobs of each lane in the order ``load`` gives them, with their
