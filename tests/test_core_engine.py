@@ -10,6 +10,7 @@ import pytest
 
 from pq_tui.core import (
     Engine,
+    JobDequeued,
     JobExited,
     JobMoved,
     JobOutput,
@@ -160,6 +161,47 @@ def test_set_last_run_numbers_the_next_push_on_until_forgotten(tmp_path):
     assert run_b == 1
 
 
+def test_taking_a_job_off_its_queue_is_announced_as_it_happens(tmp_path):
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            seen = []
+
+            def journal(event):
+                job = engine.get(event.job_id) if hasattr(event, "job_id") else None
+                lane = engine.lanes()["A"]
+                seen.append((type(event).__name__, job.status.value if job else None, job.pid
+                             if job else None, [j.id for j in lane.queued],
+                             lane.running.id if lane.running else None))
+
+            engine.add_journal(journal)
+            engine.pause("A")
+            engine.push("x", {"cmd": ["true"]}, "A")
+            engine.push("y", {"cmd": ["true"]}, "A")
+            engine.resume("A")
+            # Taken, and said so, before resume() returned: no process yet.
+            assert seen[-1] == ("JobDequeued", "running", None, ["y"], "x")
+            await engine.wait_finished("y")
+            engine.remove_journal(journal)  # before the shutdown pauses the lane
+            return seen
+
+    names = [entry[0] for entry in run(main())]
+    assert names == ["LanePaused", "JobQueued", "JobQueued", "LaneResumed",
+                     "JobDequeued", "JobStarted", "JobExited",
+                     "JobDequeued", "JobStarted", "JobExited"]
+
+
+def test_resume_of_a_lane_the_engine_does_not_have_makes_none(tmp_path):
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            sub = engine.subscribe()
+            engine.resume("nowhere")
+            with pytest.raises(ValueError):
+                engine.resume("")
+            return engine.lanes(), sub.take_nowait()
+
+    assert run(main()) == ({}, [])
+
+
 def test_a_start_gate_holds_starts_until_start_waiting(tmp_path):
     async def main():
         async with engine_in(tmp_path) as engine:
@@ -178,8 +220,47 @@ def test_a_start_gate_holds_starts_until_start_waiting(tmp_path):
     asked, held, after = run(main())
     assert held == [Status.QUEUED, Status.QUEUED]
     assert after == [Status.OK, Status.OK]
-    # Only ever the head, each time it could start: two pushes, start_waiting, x's end.
-    assert asked == ["x", "x", "x", "y"]
+    # Only ever the head, each time it could start (two pushes, start_waiting, x's end), and
+    # again right before each spawn.
+    assert asked == ["x", "x", "x", "x", "y", "y"]
+
+
+def test_a_gate_that_closes_after_the_take_holds_the_spawn(tmp_path):
+    # As a server whose write of JobDequeued failed: the job is taken, and gets no process until
+    # the gate opens again; a kill meanwhile ends it without one.
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            sub = engine.subscribe()
+            gate = {"open": True}
+
+            def journal(event):
+                if isinstance(event, JobDequeued):
+                    gate["open"] = False
+
+            engine.add_journal(journal)
+            engine.start_gate = lambda job: gate["open"]
+            engine.push("held", {"cmd": ["true"]}, "A")
+            await asyncio.sleep(0.2)
+            held = engine.get("held")
+            during = (held.status, held.pid, engine.lanes()["A"].running is held)
+            gate["open"] = True
+            engine.start_waiting()
+            started = await engine.wait_finished("held")
+
+            gate["open"] = True
+            engine.push("killed", {"cmd": ["true"]}, "A")
+            await asyncio.sleep(0.2)
+            killed = await engine.kill("killed")
+            engine.remove_journal(journal)
+            names = [type(e).__name__ for e in sub.take_nowait() if e.job_id == "killed"]
+            return during, started, killed, names
+
+    during, started, killed, names = run(main())
+    assert during == (Status.RUNNING, None, True)
+    assert started["status"] == "ok" and isinstance(started["pid"], int)
+    assert killed["status"] == "killed" and killed["error"] == "killed before its process was started"
+    assert "pid" not in killed
+    assert names == ["JobQueued", "JobDequeued", "JobExited"]
 
 
 def test_job_data_is_copied_and_results_not_taken_as_input(tmp_path):
@@ -481,14 +562,16 @@ def test_event_sequence_of_a_job(tmp_path):
 
     events = run(main())
     kinds = [type(e) for e in events]
-    assert kinds[0] is JobQueued and kinds[1] is JobStarted and kinds[-1] is JobExited
-    assert set(kinds[2:-1]) == {JobOutput}
-    queued, started, exited = events[0], events[1], events[-1]
+    assert kinds[:3] == [JobQueued, JobDequeued, JobStarted] and kinds[-1] is JobExited
+    assert set(kinds[3:-1]) == {JobOutput}
+    queued, dequeued, started, exited = events[0], events[1], events[2], events[-1]
     assert (queued.job_id, queued.lane, queued.index) == ("e", "default", 0)
     assert queued.data["status"] == "queued" and queued.data["state"] == 0
+    assert (dequeued.job_id, dequeued.lane) == ("e", "default")
+    assert dequeued.data["status"] == "running" and "pid" not in dequeued.data
     assert started.pid == started.data["pid"] and started.data["status"] == "running"
     assert exited.data["status"] == "ok" and exited.data["exit"] == 0
-    lines = [line for e in events[2:-1] for line in e.lines]
+    lines = [line for e in events[3:-1] for line in e.lines]
     assert sorted(lines) == sorted([("out", "one"), ("err", "two"), ("out", "three")])
     assert [text for stream, text in lines if stream == "out"] == ["one", "three"]
 
@@ -551,7 +634,7 @@ def test_subscribers_each_get_every_event(tmp_path):
 
     seen = run(main())
     assert seen[0] == seen[1] == seen[2]
-    assert seen[0] == ["JobQueued", "JobStarted", "JobOutput", "JobExited"]
+    assert seen[0] == ["JobQueued", "JobDequeued", "JobStarted", "JobOutput", "JobExited"]
 
 
 def test_wait_helpers(tmp_path):
@@ -674,7 +757,8 @@ def test_failure_to_start(tmp_path, data, message):
     assert set(bad["final"]) == {"cmd", "cwd", "env"}
     assert "exit" not in bad
     assert nxt["status"] == "ok"
-    assert [type(e) for e in events if getattr(e, "job_id", None) == "bad"] == [JobQueued, JobExited]
+    assert [type(e) for e in events if getattr(e, "job_id", None) == "bad"] == [
+        JobQueued, JobDequeued, JobExited]
 
 
 def test_failure_to_start_shows_what_it_would_have_run(tmp_path):

@@ -1,10 +1,10 @@
 """The reducer, fed only a real engine's event stream, agrees with the engine's own state.
 
 Random sequences of push, requeue, move, shift, remove, kill, pause and resume drive an
-``Engine`` running short real commands. After each step (once the engine has no job between
-being taken off its queue and having a process: that moment has no event yet, issue 12 item 1),
-the events so far go through ``QueueView.apply`` and the view is compared with
-``QueueView.from_state`` of the engine.
+``Engine`` running short real commands, with waits of random lengths between them. After every
+step, at once (a job may just have been taken off its queue and have no process yet, and the
+next step may push or move behind it), the events so far go through ``QueueView.apply`` and the
+view is compared with ``QueueView.from_state`` of the engine.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import tempfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pq_tui.core import Engine, JobOutput, JobQueued, JobStarted, Status
+from pq_tui.core import Engine, JobOutput, JobQueued, JobStarted
 from pq_tui.core.reducer import QueueView, unseen
 
 from engine_helpers import run
@@ -28,7 +28,9 @@ COMMANDS = [
     {"cmd": ["sh", "-c", "echo x; echo y >&2; exit 3"]},
     {"cmd": ["sh", "-c", "echo x; exit 3"], "on_failure": "pause"},
 ]
-SETTLE_LIMIT = 10.0  # seconds for a started job to get its process, on a loaded machine
+# Seconds a "wait" step lets the jobs go on: none (one loop step: a start under way), or about
+# as long as a job takes to spawn, print and end.
+WAITS = [0, 0.001, 0.005, 0.02, 0.06]
 
 ids = st.sampled_from(IDS)
 lanes = st.sampled_from(LANES)
@@ -41,7 +43,7 @@ ARGUMENTS = {
     "kill": st.tuples(ids, st.booleans()),
     "pause": st.tuples(lanes),
     "resume": st.tuples(lanes),
-    "wait": st.just(()),
+    "wait": st.tuples(st.sampled_from(WAITS)),
 }
 # Pushes and moves weigh more: a move needs queued jobs to move among.
 KINDS = ["push"] * 4 + ["move"] * 2 + [kind for kind in ARGUMENTS if kind not in ("push", "move")]
@@ -51,8 +53,7 @@ steps = st.sampled_from(KINDS).flatmap(
 
 def picture(view: QueueView) -> dict:
     """What must agree. Counts only for finished jobs: a running job's output reaches the
-    events in batches. An empty lane that is neither paused nor running is no lane (``resume``
-    of a new name makes one in the engine, and says nothing as nothing changed)."""
+    events in batches."""
     jobs = {}
     for job in view.jobs.values():
         counts = (job.line_count, job.stderr_count) if job.status.finished else None
@@ -61,21 +62,8 @@ def picture(view: QueueView) -> dict:
         name: (lane.paused, [job.id for job in lane.queued],
                lane.running.id if lane.running is not None else None)
         for name, lane in view.lanes.items()
-        if lane.paused or lane.queued or lane.running is not None
     }
     return {"jobs": jobs, "lanes": lanes}
-
-
-def starting(engine: Engine) -> bool:
-    return any(job.status is Status.RUNNING and job.pid is None for job in engine.jobs())
-
-
-async def settle(engine: Engine) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + SETTLE_LIMIT
-    while starting(engine):
-        assert loop.time() < deadline, "a job never got its process"
-        await asyncio.sleep(0.002)
 
 
 async def run_down(engine: Engine) -> None:
@@ -88,7 +76,6 @@ async def run_down(engine: Engine) -> None:
         for lane in LANES:
             engine.resume(lane)
         await asyncio.sleep(0.01)
-    await settle(engine)
 
 
 def step(engine: Engine, action: tuple, kills: list) -> None:
@@ -101,7 +88,7 @@ def step(engine: Engine, action: tuple, kills: list) -> None:
             future = engine.kill(*args)
             if future is not None:
                 kills.append(future)
-        elif name != "wait":
+        else:
             getattr(engine, name)(*args)
     except (KeyError, ValueError):
         pass  # refused as the engine refuses it: no event, nothing to agree on
@@ -123,13 +110,12 @@ async def drive(actions: list) -> None:
         for lane in LANES:  # else a job starts as soon as it is pushed: nothing to reorder
             engine.pause(lane)
         try:
-            for action in actions:
-                await settle(engine)
-                step(engine, action, kills)
+            for number, action in enumerate(actions):
                 if action[0] == "wait":
-                    await asyncio.sleep(0.03)
-                await settle(engine)
-                agree(repr(action))
+                    await asyncio.sleep(action[1])
+                else:
+                    step(engine, action, kills)
+                agree(f"step {number}, {action!r}")
             await run_down(engine)
             agree("the end")
         finally:

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from pq_tui.core import Engine, JobOutput, JobQueued, JobStarted, OutputDropped, read_log
+from pq_tui.core import (Engine, JobDequeued, JobOutput, JobQueued, JobStarted, OutputDropped,
+                         read_log)
 from pq_tui.core.lines import MAX_LINE
 from pq_tui.core.tail import FINISHED_TAIL_LINES
 
@@ -171,7 +172,7 @@ def test_flood_with_slow_subscribers_loses_nothing_in_the_log(tmp_path):
     assert slow_seen["most"] <= limit
     assert any(isinstance(e, OutputDropped) for e in slow_seen["events"])
     assert check_numbered_output(slow_seen["events"], total) > 0
-    assert [type(e) for e in slow_seen["events"][:2]] == [JobQueued, JobStarted]
+    assert [type(e) for e in slow_seen["events"][:3]] == [JobQueued, JobDequeued, JobStarted]
 
     # The in-memory tail is bounded and holds the last lines; once the job has ended, only a
     # few of them (tail_lines bounds it while the job runs).

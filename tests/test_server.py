@@ -594,7 +594,8 @@ def test_protocol_round_trips_every_event():
     from pq_tui.core import events as ev
 
     samples = [
-        ev.JobQueued(1, "A", 0, {"cmd": "x"}), ev.JobStarted("s", 42, {"pid": 42}),
+        ev.JobQueued(1, "A", 0, {"cmd": "x"}), ev.JobDequeued(1, "A", {"status": "running"}),
+        ev.JobStarted("s", 42, {"pid": 42}),
         ev.JobOutput(3, 10, (("out", "a"), ("err", "b"))), ev.OutputDropped("d", 5),
         ev.JobUsage(1, 12.5, 1024), ev.JobExited(1, {"status": "ok"}),
         ev.JobRemoved("r", {"status": "removed"}), ev.JobMoved(2, "B", 1),

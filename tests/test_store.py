@@ -21,12 +21,15 @@ import pytest
 
 from pq_tui.core import (
     Engine,
+    JobDequeued,
     JobExited,
+    JobMoved,
     JobOutput,
     JobQueued,
     JobRemoved,
     JobStarted,
     JobUsage,
+    LaneResumed,
     OutputDropped,
 )
 from pq_tui.server.store import Store, StoreCorrupt, StoreError, StoreVersionError
@@ -69,7 +72,7 @@ class Feeder:
 
 
 def expected_status(job) -> str:
-    # The engine does not announce taking a job off the queue; the store calls that "starting".
+    # Taken off its queue (JobDequeued) with no process yet: the store calls that "starting".
     if job.status.value == "running" and job.pid is None:
         return "starting"
     return job.status.value
@@ -276,6 +279,30 @@ def test_new_runs_of_an_id_are_kept_in_history_and_the_latest_is_loaded(tmp_path
     run(main())
 
 
+def test_the_store_records_what_the_events_say_and_decides_no_start(tmp_path):
+    # A free lane with two jobs pushed: nothing left the queue until the engine says so.
+    with Store.open(state_path(tmp_path)) as store:
+        store.apply_many([JobQueued("a", "l", 0, {"cmd": "a"}), JobQueued("b", "l", 1, {})])
+        assert [(j.id, j.status) for j in store.load().jobs] == [("a", "queued"), ("b", "queued")]
+        store.apply(LaneResumed("l"))
+        assert [j.status for j in store.load().jobs] == ["queued", "queued"]
+        store.apply_many([JobDequeued("a", "l", {"cmd": "a", "status": "running"}),
+                          JobMoved("b", "m", 0)])
+        assert [(j.id, j.lane, j.status) for j in store.load().jobs] == [
+            ("a", "l", "starting"), ("b", "m", "queued")]
+        # The end of a job that failed and pauses its lane: paused only once LanePaused says so.
+        store.apply(JobExited("a", {"status": "failed", "on_failure": "pause"}))
+        assert [(lane.name, lane.paused) for lane in store.load().lanes] == [
+            ("l", False), ("m", False)]
+        # Taken off in lane m; the server dies before its process is recorded.
+        store.apply(JobDequeued("b", "m", {"status": "running"}))
+        state = store.recover()
+        b = {j.id: j for j in state.jobs}["b"]
+        assert b.status == "failed" and b.data["interrupted"] and "may not have run" in b.data[
+            "error"]
+        assert [(lane.name, lane.paused) for lane in state.lanes] == [("l", False), ("m", True)]
+
+
 def test_output_and_usage_events_are_ignored(tmp_path):
     with Store.open(state_path(tmp_path)) as store:
         store.apply_many([JobOutput(1, 0, (("out", "x"),)), JobUsage(1, 1.0, 2),
@@ -378,8 +405,8 @@ def test_a_recovered_state_restores_into_a_new_engine(tmp_path):
 
 class RecordingEngine(Engine):
     """Records every event, and the lanes as they stand once the loop step that emitted it is
-    over: a step may emit several events, and the engine takes the next job off a queue only
-    after its last one. (Events reach subscribers later; this sees them as they happen.)"""
+    over: a step may emit several events (a job's end, its lane paused, the next job taken off the
+    queue). (Events reach subscribers later; this sees them as they happen.)"""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -441,8 +468,8 @@ def test_a_crash_after_any_step_recovers_the_engine_state_at_that_step(tmp_path)
     events, snapshots = run(scenario())
     assert len(snapshots) > 15
     kinds = {type(event).__name__ for event in events}
-    assert {"JobQueued", "JobStarted", "JobExited", "JobMoved", "JobRemoved", "LanePaused",
-            "LaneResumed"} <= kinds
+    assert {"JobQueued", "JobDequeued", "JobStarted", "JobExited", "JobMoved", "JobRemoved",
+            "LanePaused", "LaneResumed"} <= kinds
 
     for number, (count, lanes) in enumerate(snapshots):
         path = tmp_path / "crashes" / f"{number}.sqlite3"
@@ -559,8 +586,8 @@ from pq_tui.server.store import Store
 
 class Server(Engine):
     # Stands in for the hook the real server needs: every event reaches the store before the
-    # engine spawns anything. _kick emits, then creates the runner's task; call_soon runs the
-    # flush before that task's first step, which is where the fork happens.
+    # engine spawns anything. _kick emits JobDequeued, then creates the runner's task; call_soon
+    # runs the flush before that task's first step, which is where the fork happens.
     def __init__(self, store, *args):
         super().__init__(*args)
         self.store = store

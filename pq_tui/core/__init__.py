@@ -3,6 +3,7 @@
 from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Engine, Lane, Subscription
 from pq_tui.core.events import (
     Event,
+    JobDequeued,
     JobExited,
     JobId,
     JobMoved,
@@ -21,7 +22,8 @@ from pq_tui.core.job import Job, Status
 from pq_tui.core.logfile import read_log
 
 __all__ = [
-    "DEFAULT_KILL_GRACE", "DEFAULT_LANE", "Engine", "Event", "Job", "JobExited", "JobId",
+    "DEFAULT_KILL_GRACE", "DEFAULT_LANE", "Engine", "Event", "Job", "JobDequeued", "JobExited",
+    "JobId",
     "JobInputError", "JobMoved", "JobOutput", "JobQueued", "JobRemoved", "JobsForgotten",
     "JobStarted", "JobUsage", "Lane", "LanePaused", "LaneResumed", "OutputDropped", "Status",
     "Subscription", "read_log",

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 from pq_tui.core.events import (
     Event,
+    JobDequeued,
     JobExited,
     JobId,
     JobMoved,
@@ -115,7 +116,7 @@ class Subscription:
             self._waiter.set_result(None)
 
     def _take(self, limit: Optional[int]) -> list:
-        taken = []
+        taken: list[Event] = []
         while self._events and (limit is None or len(taken) < limit):
             event = self._events.popleft()
             if isinstance(event, JobOutput):
@@ -203,7 +204,9 @@ class Engine:
         self._last_runs: dict[JobId, int] = {}
         # Asked before a job is taken off its lane's queue to start: False holds the start (the
         # job stays at the head) until start_waiting(). A server that must record a start
-        # before it happens (its state file may be full) says no while it cannot.
+        # before it happens (its state file may be full) says no while it cannot. A held start
+        # changes nothing, so it is not announced (the server says why: StoreStatus). Asked
+        # again right before the spawn (see _may_spawn).
         self.start_gate: Optional[Callable[[Job], bool]] = None
 
     # -- looking ---------------------------------------------------------------------------------
@@ -325,6 +328,7 @@ class Engine:
         if job is None or runner is None or job.status.finished:
             return None
         runner.kill(force=force)
+        self._resolve_kind("spawn", job_id)  # a start held by the gate ends here (_may_spawn)
         return asyncio.ensure_future(self.wait_finished(job_id))
 
     def move(self, job_id: JobId, index: int, lane: Optional[str] = None) -> int:
@@ -365,7 +369,12 @@ class Engine:
             self._emit(LanePaused(lane))
 
     def resume(self, lane: str) -> None:
-        target = self.lane(lane)
+        """Start jobs in ``lane`` again. A lane the engine does not have is not made: nothing in
+        it was paused, and a lane made without an event would be one no listener knows of."""
+        target = self._lanes.get(lane)
+        if target is None:
+            check_lane_name(lane)  # refused as before, but not made
+            return
         if target.paused:
             target.paused = False
             self._emit(LaneResumed(lane))
@@ -381,6 +390,8 @@ class Engine:
     def start_waiting(self) -> None:
         """Start what each lane may start now: after ``start_gate`` held a start and would let
         it through again."""
+        for kind, job_id in [key for key in self._waiters if key[0] == "spawn"]:
+            self._resolve_kind(kind, job_id)
         for lane in list(self._lanes.values()):
             self._kick(lane)
 
@@ -399,7 +410,7 @@ class Engine:
         """Call ``journal(event)`` synchronously for every event but output (the log files have
         it), in order, before subscribers see it: for a persistent record. A journal that defers
         its write with ``loop.call_soon`` still writes before the next job is spawned, since a
-        lane's next job is started by a task scheduled after the event that caused it."""
+        job is spawned by a task scheduled after ``JobDequeued`` announced its start."""
         self._journals.append(journal)
 
     def remove_journal(self, journal: Callable[[Event], None]) -> None:
@@ -464,6 +475,8 @@ class Engine:
             return
         job = lane.queued.popleft()
         lane.running = job
+        # The job is no longer queued, even before its process exists.
+        job.status = Status.RUNNING
         runner = JobRunner(
             job,
             root_dir=self.root_dir,
@@ -477,8 +490,10 @@ class Engine:
             on_usage=self._on_usage,
         )
         self._runners[job.id] = runner
-        # The job is no longer queued, even before its process exists.
-        job.status = Status.RUNNING
+        # Announced before anything else runs (the spawn is a task scheduled after it): no
+        # listener has to work out that the head of the lane left it, and a journal records the
+        # start before the process exists.
+        self._emit(JobDequeued(job.id, lane.name, job.snapshot()))
         self._track(asyncio.ensure_future(self._run(lane, runner)))
 
     def _free_log_path(self, job: Job) -> str:
@@ -497,7 +512,14 @@ class Engine:
     async def _run(self, lane: Lane, runner: JobRunner) -> None:
         job = runner.job
         try:
-            await runner.run()
+            if await self._may_spawn(runner):
+                await runner.run()
+            else:
+                job.data["time-end"] = time.time()
+                job.data["error"] = "killed before its process was started"
+                job.data["killed"] = True
+                job.data["stderr"] = job.data["lines"] = 0
+                job.status = Status.KILLED
         except Exception as exc:  # a bug of ours must not take the lane down with it
             log.exception("job %r: internal error", job.id)
             job.status = Status.FAILED
@@ -515,15 +537,29 @@ class Engine:
             if job.handler is not None:
                 self._call_handler(job, "on_exit", job.snapshot())
             self._emit(JobExited(job.id, job.snapshot()))
-            self._resolve(job)
             failed = job.status in (Status.FAILED, Status.TIMED_OUT)
             if failed and job.data.get("on_failure") == "pause":
-                self.pause(lane.name)
+                self.pause(lane.name)  # announced (LanePaused) right after the end it follows
+            self._resolve(job)
             self._kick(lane)
 
+    async def _may_spawn(self, runner: JobRunner) -> bool:
+        """``start_gate`` again, for a job taken off its queue: a journal may have failed to
+        record that (``JobDequeued``) since the gate let it through, and a process must not exist
+        before its start is recorded. While the gate says no the job waits, taken but without a
+        process, for start_waiting(); False if it is killed meanwhile."""
+        job = runner.job
+        while self.start_gate is not None and not self.start_gate(job):
+            if runner.kill_requested:
+                return False
+            await self._wait_for("spawn", job.id)
+        return True
+
     def _on_started(self, job: Job) -> None:
-        self._call_handler(job, "on_start", job.pid)
-        self._emit(JobStarted(job.id, job.pid, job.snapshot()))
+        pid = job.pid
+        assert pid is not None  # the runner calls this once the process exists
+        self._call_handler(job, "on_start", pid)
+        self._emit(JobStarted(job.id, pid, job.snapshot()))
         self._resolve_kind("started", job.id)
 
     def _on_usage(self, job: Job, usage: Usage) -> None:
@@ -558,7 +594,7 @@ class Engine:
             self._flush_job_output(job_id)
 
     def _flush_job_output(self, job_id: JobId) -> None:
-        runs, count, chars = self._pending_output.pop(job_id, (None, 0, 0))
+        runs, count, chars = self._pending_output.pop(job_id, ([], 0, 0))
         if not count:
             return
         job = self._jobs[job_id]

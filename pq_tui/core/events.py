@@ -18,6 +18,18 @@ class JobQueued:
 
 
 @dataclass(frozen=True)
+class JobDequeued:
+    """Taken off its lane's queue to start: from now on it is the lane's running job (status
+    running) though it has no process yet. ``JobStarted`` follows once its process exists, or
+    ``JobExited`` if it could not start. Emitted at the moment it leaves the queue, so that no
+    listener has to work out from the engine's rules that it did."""
+
+    job_id: JobId
+    lane: str
+    data: dict
+
+
+@dataclass(frozen=True)
 class JobStarted:
     job_id: JobId
     pid: int
@@ -98,7 +110,7 @@ class StoreStatus:
 
 
 Event = Union[
-    JobQueued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRemoved, JobMoved,
-    JobsForgotten, LanePaused, LaneResumed, StoreStatus,
+    JobQueued, JobDequeued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRemoved,
+    JobMoved, JobsForgotten, LanePaused, LaneResumed, StoreStatus,
 ]
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, Mapping, Optional, Sequ
 
 from pq_tui.core.events import (
     Event,
+    JobDequeued,
     JobExited,
     JobId,
     JobMoved,
@@ -198,17 +199,30 @@ class QueueView:
         self._insert(job, event.lane, event.index)
         return job
 
+    def _dequeued(self, event: JobDequeued) -> Optional[JobRow]:
+        job = self.jobs.get(event.job_id)
+        if job is not None:
+            self._run_in(job, event.lane, event.data)
+        return job
+
     def _started(self, event: JobStarted) -> Optional[JobRow]:
         job = self.jobs.get(event.job_id)
         if job is None:
             return None
-        self._detach(job)
-        self._lane(job.lane).running = job
-        job.data = dict(event.data)
-        job.status = Status.RUNNING
+        # Off its queue already (JobDequeued); taken off here too for a server of an older
+        # pq-tui, which announced nothing before this.
+        self._run_in(job, job.lane, event.data)
         job.pid = event.pid
         job.log_path = job.data.get("log") or job.log_path
         return job
+
+    def _run_in(self, job: JobRow, lane: str, data: dict) -> None:
+        """``job`` is ``lane``'s running job, with ``data``."""
+        self._detach(job)
+        job.lane = lane
+        self._lane(lane).running = job
+        job.data = dict(data)
+        job.status = Status.RUNNING
 
     def _output(self, event: JobOutput) -> Optional[JobRow]:
         job = self.jobs.get(event.job_id)
@@ -264,6 +278,7 @@ class QueueView:
 _HANDLERS: Dict[type, Callable[[QueueView, Any], Optional[JobRow]]] = {
     JobQueued: QueueView._queued,
     JobMoved: QueueView._moved,
+    JobDequeued: QueueView._dequeued,
     JobStarted: QueueView._started,
     JobOutput: QueueView._output,
     OutputDropped: QueueView._dropped,

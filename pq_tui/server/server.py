@@ -145,19 +145,21 @@ class Server:
             # Kept, in order, for the next flush: dropped, the record would be wrong for good
             # (a finished job queued again after a crash, say).
             self._journal_pending = events
-            self._store_failed(exc)
+            self._store_failed(self.store, exc)
         else:
             if self.store_error is not None:
-                self._store_recovered()
+                self._store_recovered(self.store)
 
     def _may_start(self, job: Job) -> bool:
-        """The engine's start gate. Durability before start: what led to this start (and the
-        store's record that it starts) is committed first, or the job waits."""
+        """The engine's start gate. Durability before start: what led to this start is committed
+        first, or the job waits at the head of its queue. Asked again before the spawn, once the
+        start itself (``JobDequeued``) is to be in: if that write failed, the job waits for it,
+        taken but without a process."""
         self._flush_journal()
         return self.store_error is None
 
-    def _store_failed(self, exc: Exception) -> None:
-        error = _write_error(self.store.path, exc)
+    def _store_failed(self, store: Store, exc: Exception) -> None:
+        error = _write_error(store.path, exc)
         if self.store_error is None:
             log.error("%s: %d events kept in memory, no job starts until they are written",
                       error, len(self._journal_pending))
@@ -171,8 +173,8 @@ class Server:
         self._store_retry = None
         self._flush_journal()
 
-    def _store_recovered(self) -> None:
-        log.info("the state file %s is written again", self.store.path)
+    def _store_recovered(self, store: Store) -> None:
+        log.info("the state file %s is written again", store.path)
         self.store_error = None
         if self._store_retry is not None:
             self._store_retry.cancel()
@@ -396,8 +398,11 @@ class Server:
     def job_entry(self, job_id: Any) -> Dict[str, Any]:
         """One job's entry with its whole data (the latest run)."""
         job, state = self.find(job_id)
-        entry = self.job_info(job, whole=True) if job is not None else self.restored_info(
-            state, whole=True)
+        if job is not None:
+            entry = self.job_info(job, whole=True)
+        else:
+            assert state is not None  # find gives the one or the other
+            entry = self.restored_info(state, whole=True)
         try:
             protocol.encode(protocol.reply_ok(0, entry))
         except protocol.ProtocolError as exc:

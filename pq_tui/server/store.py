@@ -6,26 +6,28 @@ jobs in order, the finished history, and every job that was running marked inter
 not stored: it lives in the jobs' log files, whose paths are.
 
 Durability: every ``apply``/``apply_many`` call is one transaction, committed and fsynced before it
-returns. The engine does not announce that it has taken a job off a lane's queue (it says so only
-once the process exists, ``JobStarted``), so the store works it out the way the engine decides it
-(see ``_kick``): when a lane is not paused and runs nothing, the head of its queue is being
-started. Such a run is recorded as "starting" in the same transaction as the event that let it
-start. Recovery marks "starting" and "running" runs interrupted. So:
+returns. The store records what the events say and decides nothing: the engine announces that it
+has taken a job off its lane's queue to start (``JobDequeued``), and the store records that run as
+"starting" until ``JobStarted`` gives its pid. Recovery marks "starting" and "running" runs
+interrupted. So:
 
 * a job whose start was recorded never comes back queued: it ends once, or is marked interrupted;
 * a job with no start recorded comes back queued, in its place, and runs later.
 
 What the server must do for "exactly once": get every event into the store *before the engine
 spawns the process that follows it*. Subscribers get events asynchronously, so a subscription
-alone cannot promise that; the engine needs a synchronous hook at emit time (or just before a
-spawn). A listener that collects the events and flushes them with ``loop.call_soon`` is enough:
-``Engine._kick`` emits first and then creates the runner's task, and the loop runs callbacks in
+alone cannot promise that; the engine's journals are its synchronous hook at emit time. A journal
+that collects the events and flushes them with ``loop.call_soon`` is enough: ``Engine._kick``
+emits ``JobDequeued`` first and then creates the runner's task, and the loop runs callbacks in
 the order they were scheduled, so the flush commits before the task's first step forks.
 ``tests/test_store.py`` (the kill -9 test) does exactly this.
 
 A call that raises (a full disk) has recorded none of its events: give them again, in order,
-with the ones that came since. Until they are in, nothing the engine starts would be recorded
-as starting, so the server holds the starts (``Engine.start_gate``; see ``Server._may_start``).
+with the ones that came since. Until they are in, a start would not be recorded before its
+process exists, so the server holds the starts (``Engine.start_gate``; see ``Server._may_start``).
+The gate is asked before the job leaves its queue, and again before its process is spawned: should
+the write of its ``JobDequeued`` be the one that fails, the job waits, taken but not spawned, and
+comes back queued if the server dies meanwhile (the store never heard that it left).
 
 Restoring after ``recover()``: create the lanes in order (``engine.lane``), pause those recorded
 paused, then push the queued jobs of each lane in the order ``load`` gives them, with their
@@ -49,7 +51,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Union
 
 from pq_tui.core.engine import DEFAULT_LANE
 from pq_tui.core.events import (
@@ -58,6 +60,7 @@ from pq_tui.core.events import (
     JobMoved,
     JobOutput,
     JobQueued,
+    JobDequeued,
     JobRemoved,
     JobStarted,
     JobUsage,
@@ -73,7 +76,7 @@ SCHEMA_VERSION = 1
 FILE_NAME = "state.sqlite3"
 
 # A run's status column: the engine's statuses, and "starting": taken off the queue by the engine
-# (as the store works out) but with no JobStarted recorded yet.
+# (JobDequeued) but with no JobStarted recorded yet.
 STARTING = "starting"
 ACTIVE = (STARTING, Status.RUNNING.value)
 FINISHED = tuple(status.value for status in Status if status.finished)
@@ -170,13 +173,14 @@ class Store:
         self._db: Optional[sqlite3.Connection] = connection
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
-        # Within a run of JobQueued events (a push of many jobs), per lane: it exists and a push
-        # cannot start anything there (paused, or busy since the run's first push), and the last
-        # queue key given. What any other event may change, it forgets (_forget_queue_run).
-        self._settled: set = set()
+        # Within a run of JobQueued events (a push of many jobs): the lanes known to exist, and
+        # per lane the last queue key given. What any other event may change, it forgets
+        # (_forget_queue_run).
+        self._known_lanes: set = set()
         self._tail_keys: dict = {}
-        self._handlers = {
+        self._handlers: Dict[type, Callable[[Any], None]] = {
             JobQueued: self._on_queued,
+            JobDequeued: self._on_dequeued,
             JobStarted: self._on_started,
             JobExited: self._on_exited,
             JobRemoved: self._on_removed,
@@ -294,14 +298,15 @@ class Store:
                 self._forget_queue_run()
 
     def _forget_queue_run(self) -> None:
-        self._settled.clear()
+        self._known_lanes.clear()
         self._tail_keys.clear()
 
     def _on_queued(self, event: JobQueued) -> None:
         key = _id_key(event.job_id)
         lane = _text(event.lane)
-        if lane not in self._settled:
+        if lane not in self._known_lanes:
             self._ensure_lane(lane)
+            self._known_lanes.add(lane)
         data = event.data
         latest = self._latest(key)
         if latest is not None and latest["status"] == Status.QUEUED.value:
@@ -323,69 +328,55 @@ class Store:
                 self._interrupt(latest, time.time())
             self._insert(key, latest["run"] + 1 if latest is not None else 1, lane, data,
                          status=Status.QUEUED.value, pos=self._append_key(lane), row=False)
-        if lane not in self._settled:
-            self._kick(lane)
-            # Paused, or busy now: the next pushes in this run cannot start anything here.
-            self._settled.add(lane)
+
+    def _on_dequeued(self, event: JobDequeued) -> None:
+        key = _id_key(event.job_id)
+        row = self._latest(key)
+        if row is None or row["status"] in FINISHED:
+            # A run the store never saw queued (it was attached late): recorded from the event.
+            row = self._record_unseen(key, row, event.data)
+        elif row["status"] != Status.QUEUED.value:
+            log.warning("store: %r taken off its queue but it is %s here; ignored",
+                        event.job_id, row["status"])
+            return
+        self._update(row, lane=_text(event.lane), status=STARTING, pos=None,
+                     data=_dump(event.data))
 
     def _on_started(self, event: JobStarted) -> None:
         key = _id_key(event.job_id)
         row = self._latest(key)
         if row is None or row["status"] in FINISHED:
-            # A run the store never saw queued (it was attached late): record it from the event.
-            run = row["run"] + 1 if row is not None else 1
-            lane = _text(_lane_of(event.data))
-            self._ensure_lane(lane)
-            row = self._insert(key, run, lane, event.data, status=STARTING, pos=None)
-        elif row["pos"] is not None:
-            self._unqueue(row)
-        # One job at a time per lane: another "starting" there was a wrong guess; it goes back to
-        # the front of the queue.
-        for other in self._db.execute(
-            "SELECT * FROM runs WHERE lane = ? AND status = ? AND NOT (job_id = ? AND run = ?)",
-            (row["lane"], STARTING, key, row["run"]),
-        ).fetchall():
-            data = json.loads(other["data"])
-            data.update(state=0, status=Status.QUEUED.value)
-            self._update(other, status=Status.QUEUED.value, pos=self._key_at(other["lane"], 0),
-                         data=_dump(data))
+            row = self._record_unseen(key, row, event.data)  # attached late, as above
         self._update(row, status=Status.RUNNING.value, pos=None, pid=event.pid,
                      data=_dump(event.data), started_at=_time(event.data.get("time-start")),
                      log_path=_text_or_none(event.data.get("log")))
 
     def _on_exited(self, event: JobExited) -> None:
-        lane = self._ended(event.job_id, event.data)
-        if lane is None:
-            return
-        status = event.data.get("status")
-        if status in (Status.FAILED.value, Status.TIMED_OUT.value) and (
-            event.data.get("on_failure") == "pause"
-        ):
-            # The engine pauses the lane before it would start the next job (LanePaused follows):
-            # so must we, or we would guess that the next job starts.
-            self._db.execute("UPDATE lanes SET paused = 1 WHERE name = ?", (lane,))
-        self._kick(lane)
+        self._ended(event.job_id, event.data)
 
     def _on_removed(self, event: JobRemoved) -> None:
         self._ended(event.job_id, event.data)
 
-    def _ended(self, job_id: JobId, data: dict) -> Optional[Any]:
-        """Record the end of a run; returns its lane, or None if the event was a repeat."""
+    def _record_unseen(self, key: str, latest: Optional[sqlite3.Row], data: dict) -> sqlite3.Row:
+        """A new run, "starting", of a job whose queueing the store did not hear of: it was
+        attached to the engine later (``latest`` is the id's last run the store has, if any)."""
+        lane = _text(_lane_of(data))
+        self._ensure_lane(lane)
+        row = self._insert(key, latest["run"] + 1 if latest is not None else 1, lane, data,
+                           status=STARTING, pos=None)
+        assert row is not None
+        return row
+
+    def _ended(self, job_id: JobId, data: dict) -> None:
+        """Record the end of a run (a repeat of one is ignored)."""
         key = _id_key(job_id)
         row = self._latest(key)
-        if row is not None and row["status"] in FINISHED:
-            if row["queued_at"] == _time(data.get("time-queue"), None):
-                log.warning("store: job %r ended twice; the repeat is ignored", job_id)
-                return None
-            row = None  # the end of a later run the store never saw queued
-        if row is None:
-            latest = self._latest(key)
-            lane = _text(_lane_of(data))
-            self._ensure_lane(lane)
-            row = self._insert(key, latest["run"] + 1 if latest is not None else 1, lane, data,
-                               status=STARTING, pos=None)
-        elif row["pos"] is not None:  # ended without starting: we had not guessed its start
-            self._unqueue(row)
+        if row is not None and row["status"] in FINISHED and (
+                row["queued_at"] == _time(data.get("time-queue"), None)):
+            log.warning("store: job %r ended twice; the repeat is ignored", job_id)
+            return
+        if row is None or row["status"] in FINISHED:
+            row = self._record_unseen(key, row, data)  # attached late, as above
         status = data.get("status")
         if status not in FINISHED:
             status = Status.FAILED.value
@@ -393,58 +384,29 @@ class Store:
                      pid=_int_or_none(data.get("pid")), ended_at=_time(data.get("time-end")),
                      end_seq=self._next_end_seq(),
                      log_path=_text_or_none(data.get("log")) or row["log_path"])
-        return row["lane"]
 
     def _on_moved(self, event: JobMoved) -> None:
         key = _id_key(event.job_id)
         row = self._latest(key)
-        if row is None or row["status"] not in (Status.QUEUED.value, STARTING):
+        if row is None or row["status"] != Status.QUEUED.value:
             log.warning("store: %r moved but it is not queued here; ignored", event.job_id)
             return
-        # Only queued jobs move: if we had it "starting", that guess was wrong.
-        if row["pos"] is not None:
-            self._unqueue(row)
+        self._unqueue(row)  # out of its place first: the index counts the queue without it
         target = _text(event.lane)
         self._ensure_lane(target)
         data = json.loads(row["data"])
-        data.update(state=0, status=Status.QUEUED.value, queue=event.lane)
-        self._update(row, lane=target, status=Status.QUEUED.value,
-                     pos=self._key_at(target, event.index), data=_dump(data))
-        if target != row["lane"]:
-            self._kick(target)
+        data["queue"] = event.lane
+        self._update(row, lane=target, pos=self._key_at(target, event.index), data=_dump(data))
 
     def _on_paused(self, event: LanePaused) -> None:
         lane = _text(event.lane)
         self._ensure_lane(lane)
-        self._db.execute("UPDATE lanes SET paused = 1 WHERE name = ?", (lane,))
+        self._connection().execute("UPDATE lanes SET paused = 1 WHERE name = ?", (lane,))
 
     def _on_resumed(self, event: LaneResumed) -> None:
         lane = _text(event.lane)
         self._ensure_lane(lane)
-        self._db.execute("UPDATE lanes SET paused = 0 WHERE name = ?", (lane,))
-        self._kick(lane)
-
-    def _kick(self, lane: Any) -> None:
-        """Mirror of ``Engine._kick``: a lane that is not paused and runs nothing starts the head
-        of its queue. The engine does this silently, at once, after the event we have just
-        recorded; we record it as "starting". If the engine's rule changes, change this."""
-        paused = self._db.execute("SELECT paused FROM lanes WHERE name = ?", (lane,)).fetchone()
-        if paused is None or paused[0]:
-            return
-        busy = self._db.execute(
-            "SELECT 1 FROM runs WHERE lane = ? AND status IN (?, ?) LIMIT 1", (lane, *ACTIVE)
-        ).fetchone()
-        if busy:
-            return
-        head = self._db.execute(
-            "SELECT * FROM runs WHERE lane = ? AND pos IS NOT NULL ORDER BY pos LIMIT 1", (lane,)
-        ).fetchone()
-        if head is None:
-            return
-        self._unqueue(head)
-        data = json.loads(head["data"])
-        data.update(state=1, status=Status.RUNNING.value)  # as the engine sets them
-        self._update(head, status=STARTING, pos=None, data=_dump(data))
+        self._connection().execute("UPDATE lanes SET paused = 0 WHERE name = ?", (lane,))
 
     # -- recovery --------------------------------------------------------------------------------
 
@@ -607,14 +569,14 @@ class Store:
                 raise
 
     def _latest(self, key: str) -> Optional[sqlite3.Row]:
-        return self._db.execute(
+        return self._connection().execute(
             "SELECT * FROM runs WHERE job_id = ? ORDER BY run DESC LIMIT 1", (key,)
         ).fetchone()
 
     def _insert(self, key: str, run: int, lane: Any, data: dict, *, status: str,
                 pos: Optional[int], row: bool = True) -> Optional[sqlite3.Row]:
         """Insert a run; the new row, if ``row`` (reading it back is one more query)."""
-        self._db.execute(
+        self._connection().execute(
             "INSERT INTO runs (job_id, run, lane, status, pos, input, data, queued_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (key, run, lane, status, pos, _dump(_input_of(data)), _dump(data),
@@ -622,19 +584,19 @@ class Store:
         )
         if not row:
             return None
-        return self._db.execute(
+        return self._connection().execute(
             "SELECT * FROM runs WHERE job_id = ? AND run = ?", (key, run)
         ).fetchone()
 
     def _update(self, row: sqlite3.Row, **columns: Any) -> None:
         names = ", ".join(f"{name} = ?" for name in columns)
-        self._db.execute(
+        self._connection().execute(
             f"UPDATE runs SET {names} WHERE job_id = ? AND run = ?",
             (*columns.values(), row["job_id"], row["run"]),
         )
 
     def _ensure_lane(self, lane: Any) -> None:
-        self._db.execute("INSERT OR IGNORE INTO lanes (name) VALUES (?)", (lane,))
+        self._connection().execute("INSERT OR IGNORE INTO lanes (name) VALUES (?)", (lane,))
 
     # Queue order: ``pos`` is a sort key, not an index. Keys are spaced KEY_GAP apart, so taking
     # a job out of a queue (it starts, is removed, moves) touches its row alone, and a job moved
@@ -642,19 +604,19 @@ class Store:
     # moves into the same spot), the lane's keys are spaced out again: one UPDATE per queued job.
 
     def _queued_count(self, lane: Any) -> int:
-        return self._db.execute(
+        return self._connection().execute(
             "SELECT COUNT(*) FROM runs WHERE lane = ? AND pos IS NOT NULL", (lane,)
         ).fetchone()[0]
 
     def _unqueue(self, row: sqlite3.Row) -> None:
         """Take a queued run out of its lane's order."""
-        self._db.execute("UPDATE runs SET pos = NULL WHERE job_id = ? AND run = ?",
+        self._connection().execute("UPDATE runs SET pos = NULL WHERE job_id = ? AND run = ?",
                          (row["job_id"], row["run"]))
 
     def _append_key(self, lane: Any) -> int:
         last = self._tail_keys.get(lane)
         if last is None:
-            last = self._db.execute(
+            last = self._connection().execute(
                 "SELECT MAX(pos) FROM runs WHERE lane = ?", (lane,)).fetchone()[0]
         if last is None:
             key = 0
@@ -673,11 +635,11 @@ class Store:
         for _ in range(2):
             if index == 0:
                 before = None
-                after = self._db.execute(
+                after = self._connection().execute(
                     "SELECT MIN(pos) FROM runs WHERE lane = ?", (lane,)
                 ).fetchone()[0]
             else:
-                keys = [row[0] for row in self._db.execute(
+                keys = [row[0] for row in self._connection().execute(
                     "SELECT pos FROM runs WHERE lane = ? AND pos IS NOT NULL "
                     "ORDER BY pos LIMIT 2 OFFSET ?", (lane, index - 1))]
                 if len(keys) < 2:  # at or past the end
@@ -694,18 +656,19 @@ class Store:
 
     def _respace(self, lane: Any) -> int:
         """Give the lane's queued jobs the keys 0, KEY_GAP, 2 * KEY_GAP...; returns how many."""
-        rows = self._db.execute(
+        rows = self._connection().execute(
             "SELECT job_id, run FROM runs WHERE lane = ? AND pos IS NOT NULL ORDER BY pos",
             (lane,),
         ).fetchall()
-        self._db.executemany(
+        self._connection().executemany(
             "UPDATE runs SET pos = ? WHERE job_id = ? AND run = ?",
             [(i * KEY_GAP, row["job_id"], row["run"]) for i, row in enumerate(rows)],
         )
         return len(rows)
 
     def _next_end_seq(self) -> int:
-        return self._db.execute("SELECT COALESCE(MAX(end_seq), 0) + 1 FROM runs").fetchone()[0]
+        return self._connection().execute(
+            "SELECT COALESCE(MAX(end_seq), 0) + 1 FROM runs").fetchone()[0]
 
 
 # -- files -----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from pq_tui.core.events import (
     Event,
+    JobDequeued,
     JobExited,
     JobMoved,
     JobOutput,
@@ -421,8 +422,8 @@ def _with_id(exc: Exception, request_id: Any) -> Exception:
 
 EVENT_TYPES = {
     cls.__name__: cls
-    for cls in (JobQueued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRemoved,
-                JobMoved, JobsForgotten, LanePaused, LaneResumed, StoreStatus)
+    for cls in (JobQueued, JobDequeued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited,
+                JobRemoved, JobMoved, JobsForgotten, LanePaused, LaneResumed, StoreStatus)
 }
 
 
