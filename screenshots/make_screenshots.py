@@ -35,15 +35,15 @@ async def console(logs: str) -> None:
     app = build_app(load_job_files([str(REPO / "examples/demo.toml")]), log_dir=logs,
                     start_dir=REPO)
     async with app.run_test(size=(110, 32)) as pilot:
-        engine = app.engine
+        engine = app.queue
         engine.push("nightly-soak", {"cmd": "sleep 5"}, "soak")
         status = lambda job_id: engine.get(job_id).status  # noqa: E731
         await until(pilot, lambda: status("link") is Status.OK and status("flaky-test").finished)
         # Main pane: the build with its stderr warnings; side pane: the coloured link output.
-        app.table.select("link")
+        app.main.table.select("link")
         await pilot.pause()
         await pilot.press("s")
-        app.table.select("compile")
+        app.main.table.select("compile")
         await pilot.pause(0.5)
         app.save_screenshot(str(HERE / "console.svg"))
         await pilot.press("s")
@@ -54,9 +54,9 @@ async def narrow(logs: str) -> None:
     app = build_app(load_job_files([str(REPO / "examples/demo.toml")]), log_dir=logs,
                     start_dir=REPO)
     async with app.run_test(size=(80, 24)) as pilot:
-        engine = app.engine
+        engine = app.queue
         await until(pilot, lambda: engine.get("flaky-test").status.finished)
-        app.table.select("flaky-test")
+        app.main.table.select("flaky-test")
         await pilot.pause(0.5)
         app.save_screenshot(str(HERE / "console-80x24.svg"))
         await pilot.press("question_mark")

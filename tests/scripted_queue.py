@@ -1,16 +1,18 @@
 """A queue that holds still, for snapshot tests of the console.
 
-It answers what PQApp asks of its engine (jobs, lanes, get, subscribe, kill...) from a fixed set
-of jobs in fixed states, with fixed pids, times, exit codes and log tails, and emits nothing on
-its own: no process runs, no clock moves, so a picture of the console is the same every time.
+It is a ``pq_tui.core.queue.LocalQueue`` (mypy checks it: pyproject's [tool.mypy] files). It
+answers what the console asks (jobs, lanes, get, subscribe, kill...) from a fixed set of jobs in
+fixed states, with fixed pids, times, exit codes and log tails, and emits nothing on its own: no
+process runs, no clock moves, so a picture of the console is the same every time.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
+from typing import Any, Iterable, Mapping, NoReturn, Optional
 
 from pq_tui.core import Job, JobId, Lane, Status
+from pq_tui.core.queue import LocalQueue, Shifts
 
 # 2026-12-01 09:00:00 UTC: the tests set TZ=UTC, so STARTED reads 09:00:00 for this.
 T0 = 1796115600.0
@@ -57,7 +59,35 @@ class ScriptedSubscription:
         self.closed.set()
 
 
-class ScriptedQueue:
+class Unchanging:
+    """The changes a queue offers, refused: a picture that asked for one would not hold still."""
+
+    def _refuse(self, what: str) -> NoReturn:
+        raise AssertionError(f"a scripted queue does not {what}")
+
+    def push(self, job_id: JobId, data: Mapping[str, Any], lane: str = "default") -> None:
+        self._refuse("push")
+
+    def requeue(self, job_id: JobId) -> None:
+        self._refuse("requeue")
+
+    def remove(self, job_id: JobId) -> None:
+        self._refuse("remove")
+
+    def forget(self, job_ids: Iterable[JobId]) -> list:
+        self._refuse("forget")
+
+    def move(self, job_id: JobId, index: int, lane: Optional[str] = None) -> int:
+        self._refuse("move")
+
+    def pause(self, lane: str) -> None:
+        self._refuse("pause")
+
+    def resume(self, lane: str) -> None:
+        self._refuse("resume")
+
+
+class ScriptedQueue(Unchanging, Shifts, LocalQueue):
     """Fixed jobs in fixed lanes. A kill is recorded, not done: nothing changes on screen."""
 
     log_dir = LOG_DIR
@@ -85,6 +115,12 @@ class ScriptedQueue:
 
     def lane(self, name: str) -> Lane:
         return self._lanes.setdefault(name, Lane(name))
+
+    def position(self, job_id: JobId) -> Optional[int]:
+        job = self._jobs.get(job_id)
+        if job is None or job.status is not Status.QUEUED:
+            return None
+        return self._lanes[job.lane].queued.index(job)
 
     def is_active(self, job_id: JobId) -> bool:
         job = self._jobs.get(job_id)

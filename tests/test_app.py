@@ -85,7 +85,7 @@ def run_app(
                 await pilot.pause()
                 await drive(app, pilot)
             finally:
-                await app.engine.shutdown()
+                await app.queue.shutdown()
 
     asyncio.run(asyncio.wait_for(inner(), timeout))
     return app
@@ -100,7 +100,7 @@ async def wait_until(pilot: Pilot, condition: Callable[[], bool], what: str, tim
 
 
 def status(app: PQApp, job_id: str) -> Optional[Status]:
-    job = app.engine.get(job_id)
+    job = app.queue.get(job_id)
     return job.status if job is not None else None
 
 
@@ -109,18 +109,18 @@ async def wait_status(pilot: Pilot, app: PQApp, job_id: str, *wanted: Status) ->
 
 
 async def select(pilot: Pilot, app: PQApp, job_id: str) -> None:
-    app.table.select(job_id)
+    app.main.table.select(job_id)
     await pilot.pause()
-    assert app.table.selected_id == job_id
+    assert app.main.table.selected_id == job_id
 
 
 def row_ids(app: PQApp) -> list:
-    return app.table.row_keys()
+    return app.main.table.row_keys()
 
 
 def cell(app: PQApp, job_id: str, column: str) -> Optional[str]:
     """The text of a table cell; None while the job has no row."""
-    return app.table.cell_text(job_id, column)
+    return app.main.table.cell_text(job_id, column)
 
 
 def static_text(widget: Static) -> str:
@@ -202,17 +202,17 @@ def test_startup_rows_grouped_by_lane_in_queue_order_and_status_bar_counts(tmp_p
         await wait_status(pilot, app, "t1", Status.RUNNING)
         await wait_until(pilot, lambda: cell(app, "t1", "pid") != "-", "t1's pid on screen")
         assert row_ids(app) == [row_key(j) for j in ("b1", "b2", "b3", "t1", "t2")]
-        assert app.engine.get("b1").pid is not None
+        assert app.queue.get("b1").pid is not None
         assert cell(app, "b1", "state") == label(Status.RUNNING)
-        assert cell(app, "b1", "pid") == str(app.engine.get("b1").pid)
+        assert cell(app, "b1", "pid") == str(app.queue.get("b1").pid)
         assert cell(app, "b2", "state") == label(Status.QUEUED)
         assert cell(app, "b2", "pos") == "1" and cell(app, "b3", "pos") == "2"
         assert cell(app, "b2", "pid") == "-"
         assert lane_summary(app, "build") == "build " + counts(running=1, queued=2), status_line(app)
         assert lane_summary(app, "test") == "test " + counts(running=1, queued=1), status_line(app)
         # The cursor starts on the first row and the pane shows that job.
-        assert app.table.selected_id == "b1"
-        assert app.main_pane.job_id == "b1"
+        assert app.main.table.selected_id == "b1"
+        assert app.main.main_pane.job_id == "b1"
 
         release.touch()
         for job_id in ("b1", "b2", "b3", "t1", "t2"):
@@ -230,22 +230,22 @@ def test_time_ticks_while_running_and_the_ticker_pauses_when_nothing_runs(tmp_pa
     release = tmp_path / "release"
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        assert not app._ticker._active.is_set(), "the ticker runs before any job does"
+        assert not app.main._ticker._active.is_set(), "the ticker runs before any job does"
         # Without resource samples (profile off) no event comes while the job runs silently:
         # only the ticker can move its clock.
-        app.engine.push("clock", {"cmd": gate(release), "profile": False})
+        app.queue.push("clock", {"cmd": gate(release), "profile": False})
         await wait_status(pilot, app, "clock", Status.RUNNING)
         await wait_until(pilot, lambda: cell(app, "clock", "time") not in (None, "-"), "a TIME value")
         first = cell(app, "clock", "time")
-        assert app._ticker._active.is_set()
+        assert app.main._ticker._active.is_set()
         await wait_until(pilot, lambda: cell(app, "clock", "time") != first, "the TIME cell to tick")
         assert cell(app, "clock", "cpu") == "", "no resource sample came (profile is off)"
         assert cell(app, "clock", "time").startswith("0:0")
         release.touch()
         await wait_status(pilot, app, "clock", Status.OK)
-        await wait_until(pilot, lambda: not app._ticker._active.is_set(), "the ticker to pause")
+        await wait_until(pilot, lambda: not app.main._ticker._active.is_set(), "the ticker to pause")
         # The finished job's TIME is its duration, frozen.
-        assert cell(app, "clock", "time") == fmt.duration(app.engine.get("clock").duration)
+        assert cell(app, "clock", "time") == fmt.duration(app.queue.get("clock").duration)
 
     run_app(make_app(tmp_path), drive)
 
@@ -258,16 +258,16 @@ def test_the_pane_streams_stdout_and_stderr_live_with_a_stderr_gutter(tmp_path: 
     cmd = f"echo out-one; echo err-one >&2; {gate(release)}; echo out-two"
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        app.engine.push("talker", {"cmd": cmd}, "work")
+        app.queue.push("talker", {"cmd": cmd}, "work")
         await pilot.pause()
-        pane = app.main_pane
+        pane = app.main.main_pane
         await wait_until(pilot, lambda: pane.job_id == "talker", "the pane to show the job")
         await wait_until(pilot, lambda: len(pane.view.lines) >= 2, "the first two lines")
         assert status(app, "talker") is Status.RUNNING  # live, not at the end
         assert sorted(pane.view.lines) == [("err", "err-one"), ("out", "out-one")]
         title = pane_title(pane)
         assert "talker" in title and "work" in title and "running" in title, title
-        assert f"pid {app.engine.get('talker').pid}" in title
+        assert f"pid {app.queue.get('talker').pid}" in title
         assert cell(app, "talker", "err") == "1"
         # On screen: stderr has the gutter mark, stdout a blank gutter.
         rendered = {strip.text[1:].rstrip(): strip.text[0] for strip in screen_strips(pane)[:2]}
@@ -303,14 +303,14 @@ def test_switching_jobs_shows_the_other_tail_without_duplicates_or_gaps(tmp_path
                                  f"shown twice: {twice}; around it: {got[max(0, at - 3):at + 4]}")
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        pane = app.main_pane
-        counter = app.engine.get("counter")
-        assert app.table.selected_id == "counter"
+        pane = app.main.main_pane
+        counter = app.queue.get("counter")
+        assert app.main.table.selected_id == "counter"
         await wait_until(pilot, lambda: len(pane.view.lines) >= 20, "the counter's first lines")
         assert_contiguous(pane)
         for _ in range(4):
             await pilot.press("down")
-            assert app.table.selected_id == "other"
+            assert app.main.table.selected_id == "other"
             await wait_until(pilot, lambda: pane.job_id == "other", "the pane to switch")
             await wait_until(pilot, lambda: ("out", "other-line") in pane.view.lines, "other's line")
             assert "other" in pane_title(pane)
@@ -319,7 +319,7 @@ def test_switching_jobs_shows_the_other_tail_without_duplicates_or_gaps(tmp_path
             await wait_until(pilot, lambda: counter.line_count > seen + 10 or counter.status.finished,
                              "the counter to go on while not shown")
             await pilot.press("up")
-            assert app.table.selected_id == "counter"
+            assert app.main.table.selected_id == "counter"
             assert pane.job_id == "counter"
             assert "counter" in pane_title(pane)
             # Let every pending batch arrive, then check the pane holds 1..N exactly once each.
@@ -343,15 +343,15 @@ def test_o_opens_a_typed_toml_file_and_pushes_its_jobs(tmp_path: Path) -> None:
     ])
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        assert app.engine.jobs() == []
+        assert app.queue.jobs() == []
         await pilot.press("o")
         assert isinstance(app.screen, OpenFileScreen)
         assert app.focused is app.screen.query_one("#path", Input)
         await pilot.press(*"more.toml", "enter")
         await pilot.pause()
         assert not isinstance(app.screen, OpenFileScreen)
-        assert [job.id for job in app.engine.jobs()] == ["m1", "m2"]
-        assert all(job.lane == "extra" for job in app.engine.jobs())
+        assert [job.id for job in app.queue.jobs()] == ["m1", "m2"]
+        assert all(job.lane == "extra" for job in app.queue.jobs())
         await wait_status(pilot, app, "m2", Status.OK)
         await wait_until(pilot, lambda: row_ids(app) == [row_key("m1"), row_key("m2")], "both rows")
         assert cell(app, "m2", "state") == label(Status.OK)
@@ -375,10 +375,10 @@ def test_o_with_a_broken_file_shows_the_problems_and_pushes_nothing(tmp_path: Pa
         assert "broken.toml:3" in problems and '"cmd" must be a string' in problems, problems
         assert '"queue" may only contain' in problems, problems
         assert dialog.query_one("#problems").display
-        assert app.engine.jobs() == []
+        assert app.queue.jobs() == []
         await pilot.press("escape")
         assert not isinstance(app.screen, OpenFileScreen)
-        assert app.engine.jobs() == []
+        assert app.queue.jobs() == []
         assert row_ids(app) == []
 
     run_app(make_app(tmp_path), drive)
@@ -399,12 +399,12 @@ def test_o_refuses_an_id_that_is_active_and_reruns_one_that_finished(tmp_path: P
         dialog = app.screen
         assert isinstance(dialog, OpenFileScreen)
         assert "already in the queue" in static_text(dialog.query_one("#problem-lines", Static))
-        assert app.engine.get("busy").run == 1
+        assert app.queue.get("busy").run == 1
         await pilot.press("escape", "o", *"again.toml", "enter")
         assert not isinstance(app.screen, OpenFileScreen)
-        assert app.engine.get("done").run == 2
+        assert app.queue.get("done").run == 2
         await wait_status(pilot, app, "done", Status.OK)
-        assert app.engine.get("done").data["cmd"] == "echo second-run"
+        assert app.queue.get("done").data["cmd"] == "echo second-run"
         release.touch()
 
     run_app(make_app(tmp_path, jobs), drive)
@@ -429,17 +429,17 @@ def test_a_adds_a_typed_command_to_the_selected_jobs_lane_and_it_runs(tmp_path: 
         await pilot.press(*"printf 'added %s\\n' \"$(pwd -P)\"", "enter")
         await pilot.pause()
         assert not isinstance(app.screen, PromptScreen)
-        added = [job for job in app.engine.jobs() if job.id not in ("first", "holder")]
+        added = [job for job in app.queue.jobs() if job.id not in ("first", "holder")]
         assert len(added) == 1
         job = added[0]
         assert job.lane == "beta"
         assert job.data["cmd"] == "printf 'added %s\\n' \"$(pwd -P)\""
         assert job.status is Status.QUEUED  # behind the running holder
-        assert app.table.selected_id == job.id, "the cursor goes to the new job"
+        assert app.main.table.selected_id == job.id, "the cursor goes to the new job"
         assert cell(app, job.id, "state") == label(Status.QUEUED)
         release.touch()
         await wait_status(pilot, app, job.id, Status.OK)
-        pane = app.main_pane
+        pane = app.main.main_pane
         await wait_until(pilot, lambda: ("out", f"added {tmp_path.resolve()}") in pane.view.lines,
                          "the added job's output in the pane (it runs in the start dir)")
 
@@ -453,7 +453,7 @@ def test_a_then_escape_adds_nothing(tmp_path: Path) -> None:
         assert app.screen.title_text == "Add a command to lane default"
         await pilot.press(*"echo no", "escape")
         assert not isinstance(app.screen, PromptScreen)
-        assert app.engine.jobs() == []
+        assert app.queue.jobs() == []
 
     run_app(make_app(tmp_path), drive)
 
@@ -482,12 +482,12 @@ def test_d_and_delete_remove_the_selected_queued_job_but_not_a_running_one(tmp_p
         await pilot.press("d")
         assert status(app, "q2") is Status.REMOVED
         assert cell(app, "q2", "state") == label(Status.REMOVED)
-        assert [job.id for job in app.engine.lane("default").queued] == ["q1", "q3"]
+        assert [job.id for job in app.queue.lane("default").queued] == ["q1", "q3"]
 
         await select(pilot, app, "q3")
         await pilot.press("delete")
         assert status(app, "q3") is Status.REMOVED
-        assert [job.id for job in app.engine.lane("default").queued] == ["q1"]
+        assert [job.id for job in app.queue.lane("default").queued] == ["q1"]
         assert lane_summary(app, "default") == "default " + counts(running=1, queued=1)
 
         release.touch()
@@ -506,7 +506,7 @@ TREE = "sh -c 'sleep 30 & sleep 30 & wait' & sleep 30 & echo tree-up; wait"
 async def running_tree(pilot: Pilot, app: PQApp, job_id: str) -> list[psutil.Process]:
     """The job's processes once the whole tree is up (it says so on stdout)."""
     await wait_status(pilot, app, job_id, Status.RUNNING)
-    job = app.engine.get(job_id)
+    job = app.queue.get(job_id)
     await wait_until(pilot, lambda: job.line_count >= 1, f"{job_id}'s tree to be up")
     await wait_until(pilot, lambda: len(tree_of(job.pid)) >= 5, f"{job_id}'s five processes")
     return tree_of(job.pid)
@@ -522,13 +522,13 @@ def test_k_then_y_kills_the_selected_jobs_whole_tree(tmp_path: Path) -> None:
         dialog = app.screen
         assert isinstance(dialog, ConfirmScreen)
         assert dialog.title_text == "Kill victim?"
-        assert f"pid {app.engine.get('victim').pid}" in dialog.message
+        assert f"pid {app.queue.get('victim').pid}" in dialog.message
         assert "0.5s" in dialog.message and "log is kept" in dialog.message
         await pilot.press("y")
         assert not isinstance(app.screen, ConfirmScreen)
         await wait_status(pilot, app, "victim", Status.KILLED)
         assert alive(procs) == []
-        assert app.engine.get("victim").data["error"] == "killed"
+        assert app.queue.get("victim").data["error"] == "killed"
         await wait_until(pilot, lambda: cell(app, "victim", "state") == label(Status.KILLED), "the killed row")
         # The lane goes on with the next job.
         await wait_status(pilot, app, "next", Status.OK)
@@ -550,7 +550,7 @@ def test_k_then_n_enter_or_escape_kills_nothing(tmp_path: Path, answer: str) -> 
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
         assert status(app, "survivor") is Status.RUNNING
-        assert app.engine.get("survivor").data.get("killed") is None
+        assert app.queue.get("survivor").data.get("killed") is None
         assert len(alive(procs)) == len(procs)
 
     run_app(make_app(tmp_path, jobs), drive)
@@ -562,7 +562,7 @@ def test_shift_k_sigkills_at_once_even_a_job_that_traps_term(tmp_path: Path) -> 
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
         await wait_status(pilot, app, "stubborn", Status.RUNNING)
-        job = app.engine.get("stubborn")
+        job = app.queue.get("stubborn")
         await wait_until(pilot, lambda: job.line_count >= 1 and len(tree_of(job.pid)) >= 2, "the trap")
         procs = tree_of(job.pid)
         await pilot.press("K")
@@ -590,15 +590,15 @@ def test_brackets_shift_arrows_and_t_reorder_the_queue_and_the_cursor_stays_on_t
     ]
 
     def queue() -> list:
-        return [job.id for job in app.engine.lane("main").queued]
+        return [job.id for job in app.queue.lane("main").queued]
 
     async def step(pilot: Pilot, key: str, expected: list) -> None:
         await pilot.press(key)
         assert queue() == expected, key
-        assert app.table.selected_id == "q3", f"the cursor left q3 after {key}"
+        assert app.main.table.selected_id == "q3", f"the cursor left q3 after {key}"
         assert row_ids(app) == [row_key(j) for j in ["r", *expected]], key
         assert cell(app, "q3", "pos") == str(expected.index("q3") + 1), key
-        assert app.main_pane.job_id == "q3"
+        assert app.main.main_pane.job_id == "q3"
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
         await wait_status(pilot, app, "r", Status.RUNNING)
@@ -616,7 +616,7 @@ def test_brackets_shift_arrows_and_t_reorder_the_queue_and_the_cursor_stays_on_t
         assert queue() == ["q3", "q1", "q2"] and status(app, "r") is Status.RUNNING
         release.touch()
         await wait_status(pilot, app, "q2", Status.OK)
-        starts = {j: app.engine.get(j).data["time-start"] for j in ("q1", "q2", "q3")}
+        starts = {j: app.queue.get(j).data["time-start"] for j in ("q1", "q2", "q3")}
         assert starts["q3"] < starts["q1"] < starts["q2"], "they ran in the new order"
 
     app = make_app(tmp_path, jobs)
@@ -643,21 +643,21 @@ def test_m_moves_the_selected_queued_job_to_another_lane(tmp_path: Path) -> None
         assert app.screen is prompt
         error = prompt.query_one("#error", Static)
         assert error.has_class("-shown") and "letters, digits" in static_text(error)
-        assert app.engine.get("mover").lane == "main"
+        assert app.queue.get("mover").lane == "main"
         for _ in range(len("no good")):
             await pilot.press("backspace")
         await pilot.press(*"side", "enter")
         assert not isinstance(app.screen, PromptScreen)
-        job = app.engine.get("mover")
+        job = app.queue.get("mover")
         assert job.lane == "side"
-        assert [j.id for j in app.engine.lane("main").queued] == ["stayer"]
+        assert [j.id for j in app.queue.lane("main").queued] == ["stayer"]
         # The new lane is idle, so the job starts there at once, while main's r still runs.
         await wait_status(pilot, app, "mover", Status.RUNNING, Status.OK)
         assert status(app, "r") is Status.RUNNING
-        assert app.table.selected_id == "mover"
+        assert app.main.table.selected_id == "mover"
         assert row_ids(app) == [row_key(j) for j in ("r", "stayer", "mover")]
         await wait_until(pilot, lambda: lane_summary(app, "side") is not None, "the new lane's summary")
-        await wait_until(pilot, lambda: ("out", "moved-and-ran") in app.main_pane.view.lines, "its output")
+        await wait_until(pilot, lambda: ("out", "moved-and-ran") in app.main.main_pane.view.lines, "its output")
 
     run_app(make_app(tmp_path, jobs), drive)
 
@@ -672,18 +672,18 @@ def test_r_requeues_a_finished_job_as_a_new_run(tmp_path: Path) -> None:
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
         await wait_status(pilot, app, "again", Status.OK)
-        first = app.engine.get("again")
+        first = app.queue.get("again")
         assert first.run == 1
         await wait_until(pilot, lambda: cell(app, "again", "state") == label(Status.OK), "the ok row")
         release.unlink()
         await pilot.press("r")
-        second = app.engine.get("again")
+        second = app.queue.get("again")
         assert second is not first and second.run == 2
         await wait_status(pilot, app, "again", Status.RUNNING)
         await wait_until(pilot, lambda: cell(app, "again", "state") == label(Status.RUNNING), "running row")
         assert row_ids(app) == [row_key("again")], "one row per job id"
         # The pane shows the new run's output, once, not the old run's appended to it.
-        pane = app.main_pane
+        pane = app.main.main_pane
         await wait_until(pilot, lambda: pane.view.lines == [("out", "ran")], "the new run's line")
         assert "running" in pane_title(pane)
         release.touch()
@@ -692,11 +692,11 @@ def test_r_requeues_a_finished_job_as_a_new_run(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: "ok" in pane_title(pane), "the title to say ok")
         assert pane.view.lines == [("out", "ran")]
         # A queued or running job cannot be requeued.
-        app.engine.push("busy", {"cmd": "sleep 30"})
+        app.queue.push("busy", {"cmd": "sleep 30"})
         await wait_until(pilot, lambda: cell(app, "busy", "id") is not None, "busy's row")
         await select(pilot, app, "busy")
         await pilot.press("r")
-        assert app.engine.get("busy").run == 1
+        assert app.queue.get("busy").run == 1
 
     run_app(make_app(tmp_path, jobs), drive)
 
@@ -716,16 +716,16 @@ def test_p_pauses_the_selected_jobs_lane_and_p_again_resumes_it(tmp_path: Path) 
         await wait_status(pilot, app, "current", Status.RUNNING)
         assert paused_mark not in status_line(app)
         await pilot.press("p")
-        assert app.engine.lane("lane1").paused
+        assert app.queue.lane("lane1").paused
         assert paused_mark in lane_summary(app, "lane1"), status_line(app)
         release.touch()
         await wait_status(pilot, app, "current", Status.OK)
         # The engine starts the next job in the same step as the last one ends: had the lane not
         # been paused, "waiting" would be running by now.
         assert status(app, "waiting") is Status.QUEUED
-        assert app.table.selected_id == "current"
+        assert app.main.table.selected_id == "current"
         await pilot.press("p")
-        assert not app.engine.lane("lane1").paused
+        assert not app.queue.lane("lane1").paused
         await wait_status(pilot, app, "waiting", Status.RUNNING, Status.OK)
         await wait_until(pilot, lambda: paused_mark not in status_line(app), "the pause mark to go")
         await wait_status(pilot, app, "waiting", Status.OK)
@@ -741,7 +741,7 @@ def test_scrolling_up_in_the_log_stops_following_and_f_or_end_resume(tmp_path: P
     jobs = [{"id": "long", "cmd": f"seq 1 200; {gate(release)}; seq 201 210"}]
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        pane = app.main_pane
+        pane = app.main.main_pane
         view = pane.view
         await wait_until(pilot, lambda: len(view.lines) == 200, "200 lines")
         assert view.following and "following" in pane_note(pane)
@@ -770,10 +770,10 @@ def test_scrolling_up_in_the_log_stops_following_and_f_or_end_resume(tmp_path: P
         await pilot.press("up")
         assert not view.following
         await pilot.press("shift+tab")
-        assert app.focused is app.table
+        assert app.focused is app.main.table
         await pilot.press("f")
         assert view.following and "following" in pane_note(pane)
-        assert app.table.selected_id == "long"
+        assert app.main.table.selected_id == "long"
 
     run_app(make_app(tmp_path, jobs), drive)
 
@@ -785,7 +785,7 @@ def test_slash_searches_the_log_and_n_and_shift_n_step_through_matches(tmp_path:
     jobs = [{"id": "fruit", "cmd": "printf 'apple one\\nbanana\\napple two\\ncherry APPLE\\n'"}]
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        pane = app.main_pane
+        pane = app.main.main_pane
         view = pane.view
         await wait_status(pilot, app, "fruit", Status.OK)
         await wait_until(pilot, lambda: len(view.lines) == 4, "the four lines")
@@ -821,7 +821,7 @@ def test_searching_for_text_in_square_brackets(tmp_path: Path) -> None:
     jobs = [{"id": "brackets", "cmd": "echo '[ERROR] copy to [/tmp] failed'"}]
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        pane = app.main_pane
+        pane = app.main.main_pane
         await wait_until(pilot, lambda: len(pane.view.lines) == 1, "the line")
         await pilot.press("slash", *"[ERROR]", "enter")
         assert pane.view.match_count == 1
@@ -842,7 +842,7 @@ def test_a_search_note_stays_on_its_own_pane_when_the_other_has_focus(tmp_path: 
     ]
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        main, side = app.main_pane, app.side_pane
+        main, side = app.main.main_pane, app.main.side_pane
         await wait_until(pilot, lambda: ("out", "tick 1") in main.view.lines, "the first tick")
         await pilot.press("down", "s", "up")  # the side pane pinned to quiet, main on ticker
         assert (main.job_id, side.job_id) == ("ticker", "quiet")
@@ -870,7 +870,7 @@ def test_s_splits_with_a_pane_pinned_to_the_job_selected_then_and_s_hides_it(tmp
     ]
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        main, side = app.main_pane, app.side_pane
+        main, side = app.main.main_pane, app.main.side_pane
         await wait_until(pilot, lambda: ("out", "left-1") in main.view.lines, "left's first line")
         assert not side.display
         await pilot.press("s")
@@ -879,7 +879,7 @@ def test_s_splits_with_a_pane_pinned_to_the_job_selected_then_and_s_hides_it(tmp
         assert side.view.lines == [("out", "left-1")]
         assert main.region.right <= side.region.x, "side by side"
         await pilot.press("down")
-        assert app.table.selected_id == "right"
+        assert app.main.table.selected_id == "right"
         assert main.job_id == "right" and side.job_id == "left"
         await wait_until(pilot, lambda: ("out", "right-1") in main.view.lines, "right's line in main")
         # The pinned pane goes on receiving its job's output.
@@ -898,19 +898,19 @@ def test_z_zooms_the_log_to_the_whole_screen_and_back(tmp_path: Path) -> None:
     jobs = [{"id": "zoomed", "cmd": "seq 1 50"}]
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        pane = app.main_pane
+        pane = app.main.main_pane
         await wait_status(pilot, app, "zoomed", Status.OK)
         normal_height = pane.region.height
-        assert app.table.display and app.query_one(StatusBar).display
+        assert app.main.table.display and app.query_one(StatusBar).display
         await pilot.press("z")
-        assert not app.table.display and not app.query_one(StatusBar).display
+        assert not app.main.table.display and not app.query_one(StatusBar).display
         assert pane.region.height > normal_height
         assert app.focused is pane.view
         assert pane.job_id == "zoomed"
         await pilot.press("z")
-        assert app.table.display and app.query_one(StatusBar).display
+        assert app.main.table.display and app.query_one(StatusBar).display
         assert pane.region.height == normal_height
-        assert app.focused is app.table
+        assert app.focused is app.main.table
 
     run_app(make_app(tmp_path, jobs), drive)
 
@@ -962,7 +962,7 @@ def test_q_with_active_jobs_asks_and_n_cancels_then_y_kills_everything_and_exits
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
         procs = await running_tree(pilot, app, "busy")
-        stubborn = app.engine.get("stubborn")
+        stubborn = app.queue.get("stubborn")
         await wait_until(pilot, lambda: stubborn.line_count >= 1, "the trap to be set")
         procs += tree_of(stubborn.pid)
         await pilot.press("q")
@@ -973,7 +973,7 @@ def test_q_with_active_jobs_asks_and_n_cancels_then_y_kills_everything_and_exits
         assert "2 running (busy, stubborn)" in message, message
         assert "process trees will be killed" in message
         assert "1 queued: they will not run." in message
-        assert f"The logs are kept in {app.engine.log_dir}" in message
+        assert f"The logs are kept in {app.queue.log_dir}" in message
         assert app.focused is not None and app.focused.id == "decline"
         await pilot.press("n")
         assert not isinstance(app.screen, ConfirmScreen)
@@ -1009,7 +1009,7 @@ def test_keys_that_do_not_apply_are_hidden_from_the_footer(tmp_path: Path) -> No
     queued_only = ("remove_job", "move", "move_front", "move_lane")
 
     def allowed(action: str) -> bool:
-        return bool(app.check_action(action, ()))
+        return bool(app.main.check_action(action, ()))
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
         await wait_status(pilot, app, "finished", Status.OK)
@@ -1055,10 +1055,10 @@ def test_with_no_jobs_only_the_keys_that_need_none_are_offered(tmp_path: Path) -
         assert {"open_file", "add_command", "help", "quit_app"} <= set(shown)
         for action in ("kill_job(False)", "remove_job", "requeue", "toggle_pause", "search"):
             assert action not in shown, action
-        assert pane_title(app.main_pane).strip() == "no job selected"
+        assert pane_title(app.main.main_pane).strip() == "no job selected"
         await pilot.press("k", "d", "r", "p", "s", "slash", "n", "f")
         assert not isinstance(app.screen, (ConfirmScreen, PromptScreen))
-        assert app.engine.jobs() == []
+        assert app.queue.jobs() == []
 
     run_app(make_app(tmp_path), drive)
 
@@ -1112,7 +1112,7 @@ def test_the_command_palette_does_not_offer_kill_for_a_queued_job(tmp_path: Path
     async def drive(app: PQApp, pilot: Pilot) -> None:
         await wait_status(pilot, app, "only", Status.OK)
         await wait_until(pilot, lambda: cell(app, "only", "state") == label(Status.OK), "ok row")
-        assert app.check_action("kill_job", ()) is False
+        assert app.main.check_action("kill_job", ()) is False
         offered = await palette_offers(pilot, app, "Kill")
         assert "Kill" not in offered and "Kill now" not in offered, offered
 
@@ -1130,9 +1130,9 @@ def test_at_80x24_the_essential_columns_and_keys_are_on_screen(tmp_path: Path) -
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
         await wait_status(pilot, app, "build-firmware", Status.RUNNING)
-        job = app.engine.get("build-firmware")
+        job = app.queue.get("build-firmware")
         await wait_until(pilot, lambda: cell(app, "build-firmware", "pid") == str(job.pid), "the pid")
-        table = app.table
+        table = app.main.table
         header = table.render_line(0).text
         for name in ("ID", "STATE", "PID", "EXIT", "TIME"):
             assert f" {name} " in f" {header} ", (name, header)
@@ -1145,7 +1145,7 @@ def test_at_80x24_the_essential_columns_and_keys_are_on_screen(tmp_path: Path) -
         for action in ("open_file", "add_command", "kill_job(False)", "help", "quit_app"):
             assert action in keys, action
             assert keys[action].region.right <= 80 and keys[action].region.y == 23, action
-        assert app.table.region.height >= 3 and app.main_pane.region.height >= 5
+        assert app.main.table.region.height >= 3 and app.main.main_pane.region.height >= 5
 
     run_app(make_app(tmp_path, jobs), drive, size=SMALL)
 
@@ -1158,7 +1158,7 @@ def test_at_80x24_every_footer_key_is_visible_with_a_queued_job_selected(tmp_pat
     async def drive(app: PQApp, pilot: Pilot) -> None:
         await wait_status(pilot, app, "first", Status.RUNNING)
         await pilot.press("down")
-        assert app.table.selected_id == "second"
+        assert app.main.table.selected_id == "second"
         keys = footer_keys(app)
         assert {"remove_job", "move(-1)", "move(1)", "quit_app", "help"} <= set(keys), set(keys)
         palette = keys.pop("command_palette", None)
@@ -1176,7 +1176,7 @@ def test_at_80x24_a_long_job_id_does_not_push_time_off_screen(tmp_path: Path) ->
     async def drive(app: PQApp, pilot: Pilot) -> None:
         await wait_status(pilot, app, long_id, Status.RUNNING)
         await pilot.pause()
-        header = app.table.render_line(0).text
+        header = app.main.table.render_line(0).text
         assert " TIME " in f" {header} ", header
 
     run_app(make_app(tmp_path, jobs), drive, size=SMALL)
@@ -1189,9 +1189,9 @@ def test_escape_sequences_from_a_job_never_reach_the_screen_raw(tmp_path: Path) 
     hostile = r"printf '\033]0;HACKED\007\033[2J\033[31mred\033[0m plain\n'"
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        app.engine.push("hostile", {"cmd": hostile})
+        app.queue.push("hostile", {"cmd": hostile})
         await wait_status(pilot, app, "hostile", Status.OK)
-        pane = app.main_pane
+        pane = app.main.main_pane
         await wait_until(pilot, lambda: len(pane.view.lines) == 1, "the line")
         assert ESC in pane.view.lines[0][1], "the pane keeps the raw line; it sanitises on render"
         strips = screen_strips(pane)
@@ -1251,7 +1251,7 @@ def test_every_quit_the_palette_offers_asks_when_jobs_run(tmp_path: Path) -> Non
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
         await wait_status(pilot, app, "precious", Status.RUNNING)
-        procs = tree_of(app.engine.get("precious").pid)
+        procs = tree_of(app.queue.get("precious").pid)
         offered = await palette_offers(pilot, app, "Quit")
         await pilot.press("escape")
         quits = [index for index, title in enumerate(offered) if title == "Quit"]
@@ -1270,8 +1270,8 @@ def test_every_quit_the_palette_offers_asks_when_jobs_run(tmp_path: Path) -> Non
 
 def test_exiting_while_a_job_floods_output_exits_cleanly(tmp_path: Path) -> None:
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        app.engine.push("flood", {"cmd": "seq 1 100000000"})
-        await wait_until(pilot, lambda: app.main_pane.view.line_count > 1000, "the flood on screen")
+        app.queue.push("flood", {"cmd": "seq 1 100000000"})
+        await wait_until(pilot, lambda: app.main.main_pane.view.line_count > 1000, "the flood on screen")
         app.exit(0)  # what Textual's ctrl+q and its palette "Quit" do
         await wait_until(pilot, lambda: not app.is_running, "the app to exit")
 
@@ -1286,7 +1286,7 @@ def test_a_long_queue_scrolls_with_the_cursor_and_shows_its_last_row(tmp_path: P
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
         await wait_status(pilot, app, "blocker", Status.RUNNING)
-        table = app.table
+        table = app.main.table
         rows = table.size.height - 1  # under the header
         assert len(row_ids(app)) == 41 > rows
         await pilot.press("end")

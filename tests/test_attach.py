@@ -16,6 +16,7 @@ from pq_tui.core import Status
 from pq_tui.client.client import Client
 from pq_tui.client.remote import RemoteEngine
 from pq_tui.ui.app import PQApp
+from pq_tui.ui.session import AttachedSession
 from process_helpers import Terminal, is_gone
 from server_helpers import DEADLINE, tree, until
 
@@ -37,7 +38,7 @@ async def settle(pilot, predicate, what: str, timeout: float = DEADLINE):
 
 
 def rows(app: PQApp) -> list:
-    return app.table.row_keys()  # row_key(): repr of the id
+    return app.main.table.row_keys()  # row_key(): repr of the id
 
 
 def test_two_consoles_show_the_same_queue_and_each_others_actions(server):
@@ -45,8 +46,8 @@ def test_two_consoles_show_the_same_queue_and_each_others_actions(server):
         one_engine = await RemoteEngine.connect(server.paths)
         server.pids.add(one_engine.server_info["pid"])
         two_engine = await RemoteEngine.connect(server.paths, start=False)
-        one = PQApp(one_engine, start_dir=server.tmp, attached=True)
-        two = PQApp(two_engine, start_dir=server.tmp, attached=True)
+        one = PQApp(AttachedSession(one_engine), start_dir=server.tmp)
+        two = PQApp(AttachedSession(two_engine), start_dir=server.tmp)
         cwd = str(server.tmp)
         async with one.run_test(size=(100, 30)) as p1, two.run_test(size=(100, 30)) as p2:
             one_engine.push("live", {"cmd": f"echo first; {server.blocker()}; echo never",
@@ -56,8 +57,8 @@ def test_two_consoles_show_the_same_queue_and_each_others_actions(server):
             live = two_engine.get("live")
             await settle(p2, lambda: live.pid, "live's pid in the second console")
             server.pids.update(tree(live.pid))
-            two.table.select("live")
-            await settle(p2, lambda: ("out", "first") in two.main_pane.view.lines,
+            two.main.table.select("live")
+            await settle(p2, lambda: ("out", "first") in two.main.main_pane.view.lines,
                          "live's output in the second console")
 
             # The second console kills it (k, then y); the first sees the kill and what follows.
@@ -67,17 +68,17 @@ def test_two_consoles_show_the_same_queue_and_each_others_actions(server):
             await settle(p1, lambda: one_engine.get("live").status is Status.KILLED,
                          "the kill seen by the first console")
             await settle(p1, lambda: one_engine.get("next").status is Status.OK, "next ran")
-            one.table.select("next")
-            await settle(p1, lambda: ("out", "next-ran") in one.main_pane.view.lines,
+            one.main.table.select("next")
+            await settle(p1, lambda: ("out", "next-ran") in one.main.main_pane.view.lines,
                          "next's output in the first console")
             assert all(is_gone(pid) for pid in tree(live.pid) or [live.pid])
 
             # Pausing a lane in the first shows in the second's status line.
-            one.table.select("next")
+            one.main.table.select("next")
             await p1.press("p")
             await settle(p2, lambda: two_engine.lane("A").paused, "the pause in the second")
             await p2.pause(0.3)
-            assert "paused" in str(two.status_bar.render())
+            assert "paused" in str(two.main.status_bar.render())
 
             await p1.press("q")
             await p2.press("q")
@@ -105,8 +106,8 @@ def test_stopping_the_server_from_a_console_kills_the_jobs_and_ends_every_consol
         job_pids = tree(live.pid)
         server.pids.update(job_pids)
 
-        app = PQApp(engine, start_dir=server.tmp, attached=True)
-        other = PQApp(other_engine, start_dir=server.tmp, attached=True)
+        app = PQApp(AttachedSession(engine), start_dir=server.tmp)
+        other = PQApp(AttachedSession(other_engine), start_dir=server.tmp)
         async with app.run_test(size=(100, 30)) as pilot, other.run_test(size=(100, 30)) as p2:
             await settle(pilot, lambda: rows(app) == ["'live'", "'waiting'", "'done'"], "the rows")
             await pilot.press("Q")
@@ -199,12 +200,12 @@ def test_the_job_outlives_its_console_and_reattaching_shows_every_line(server, h
 
     async def reattach():
         engine = await RemoteEngine.connect(server.paths, start=False)
-        app = PQApp(engine, start_dir=server.tmp, attached=True)
+        app = PQApp(AttachedSession(engine), start_dir=server.tmp)
         async with app.run_test(size=(100, 30)) as pilot:
             await settle(pilot, lambda: engine.get("count").status is Status.OK, "count ends")
-            app.table.select("count")
+            app.main.table.select("count")
             last = ("out", f"line {LINES_BEFORE + LINES_AFTER}")
-            await settle(pilot, lambda: last in app.main_pane.view.lines, "the last line shown")
+            await settle(pilot, lambda: last in app.main.main_pane.view.lines, "the last line shown")
             assert engine.get("count").line_count == LINES_BEFORE + LINES_AFTER
             await pilot.press("q")
         log_path = engine.get("count").log_path
@@ -233,18 +234,18 @@ def test_an_older_finished_jobs_output_is_fetched_when_shown_and_clean_drops_it(
         monkeypatch.setattr(remote, "TAIL_FINISHED", 0)  # no tail fetched at connect
         engine = await RemoteEngine.connect(server.paths, start=False)
         assert not engine.get("old").tail and not engine.get("old").tail_loaded
-        app = PQApp(engine, start_dir=server.tmp, attached=True)
+        app = PQApp(AttachedSession(engine), start_dir=server.tmp)
         async with app.run_test(size=(100, 30)) as pilot:
             await settle(pilot, lambda: rows(app) == ["'old'"], "the row")
-            app.table.select("old")
-            await settle(pilot, lambda: app.main_pane.view.lines == [
+            app.main.table.select("old")
+            await settle(pilot, lambda: app.main.main_pane.view.lines == [
                 ("out", "old-line"), ("err", "old-err")], "the fetched tail shown")
 
             await pilot.press("C")
             await settle(pilot, lambda: len(app.screen_stack) > 1, "the question")
             await pilot.press("y")
             await settle(pilot, lambda: rows(app) == [], "the row dropped")
-            assert engine.get("old") is None and app.main_pane.view.lines == []
+            assert engine.get("old") is None and app.main.main_pane.view.lines == []
             assert not os.path.exists(log_path)
             await pilot.press("q")
         await server.stop()
@@ -263,18 +264,18 @@ def test_jobs_opened_in_an_attached_console_run_in_the_consoles_folder(server):
     async def main():
         engine = await RemoteEngine.connect(server.paths)
         server.pids.add(engine.server_info["pid"])
-        app = PQApp(engine, start_dir=server.tmp, attached=True)
+        app = PQApp(AttachedSession(engine), start_dir=server.tmp)
         async with app.run_test(size=(100, 30)) as pilot:
-            specs, problems = await app._load_file(job_file)
+            specs, problems = await app.main._load_file(job_file)
             assert specs == [] and len(problems) == 1 and "NO_SUCH_VARIABLE_HERE" in problems[0]
             job_file.write_text('[[job]]\nid = "where"\ncwd = "sub"\ncmd = "pwd"\n')
-            specs, problems = await app._load_file(job_file)
+            specs, problems = await app.main._load_file(job_file)
             assert problems == [] and specs[0].data["cwd"] == str(server.tmp / "sub")
-            app._push_specs(specs)
+            app.main._push_specs(specs)
             await settle(pilot, lambda: (j := engine.get("where")) is not None
                          and j.status is Status.OK, "where ran")
-            app.table.select("where")
-            await settle(pilot, lambda: ("out", str(server.tmp / "sub")) in app.main_pane.view.lines,
+            app.main.table.select("where")
+            await settle(pilot, lambda: ("out", str(server.tmp / "sub")) in app.main.main_pane.view.lines,
                          "pwd's answer")
             await pilot.press("q")
         await server.stop()

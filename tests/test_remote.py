@@ -128,6 +128,7 @@ def test_the_mirror_follows_the_server_and_a_later_connection_sees_the_same(serv
 
 def test_the_console_over_a_remote_engine(server):
     from pq_tui.ui.app import PQApp
+    from pq_tui.ui.session import AttachedSession
 
     async def main():
         engine = await RemoteEngine.connect(server.paths)
@@ -139,17 +140,17 @@ def test_the_console_over_a_remote_engine(server):
         await until(lambda: engine.get("done").status is Status.OK, "done ok")
         server.pids.update(tree(engine.get("live").pid))
 
-        app = PQApp(engine, start_dir=server.tmp)
+        app = PQApp(AttachedSession(engine), start_dir=server.tmp)
         async with app.run_test(size=(120, 30)) as pilot:
-            rows = lambda: app.table.row_keys()  # noqa: E731
+            rows = lambda: app.main.table.row_keys()  # noqa: E731
             for _ in range(300):
                 if len(rows()) == 2:
                     break
                 await pilot.pause(0.05)
             assert len(rows()) == 2
-            app.table.select("live")
+            app.main.table.select("live")
             await pilot.pause()
-            pane = app.main_pane
+            pane = app.main.main_pane
             for _ in range(300):
                 if ("out", "live-line") in pane.view.lines:
                     break
@@ -172,6 +173,7 @@ def test_the_console_over_a_remote_engine(server):
 
 def test_quitting_an_attached_console_detaches_and_the_job_goes_on(server):
     from pq_tui.ui.app import PQApp
+    from pq_tui.ui.session import AttachedSession
 
     async def main():
         engine = await RemoteEngine.connect(server.paths)
@@ -180,7 +182,7 @@ def test_quitting_an_attached_console_detaches_and_the_job_goes_on(server):
         await until(lambda: (j := engine.get("live")) and j.pid, "live's start")
         server.pids.update(tree(engine.get("live").pid))
 
-        app = PQApp(engine, start_dir=server.tmp, attached=True)
+        app = PQApp(AttachedSession(engine), start_dir=server.tmp)
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause()
             await pilot.press("q")  # a running job, yet no question: nothing will be killed

@@ -300,7 +300,8 @@ def test_the_server_takes_its_grace_and_history_from_the_file(cli):
 def test_the_console_takes_its_theme(tmp_path):
     from pq_tui.core import Engine
     from pq_tui.ui.app import PQApp
+    from pq_tui.ui.session import LocalSession
 
     engine = Engine(str(tmp_path))
-    assert PQApp(engine, theme="nord").theme == "nord"
-    assert PQApp(engine).theme == "textual-dark"
+    assert PQApp(LocalSession(engine), theme="nord").theme == "nord"
+    assert PQApp(LocalSession(engine)).theme == "textual-dark"

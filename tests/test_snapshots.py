@@ -23,6 +23,7 @@ from textual.pilot import Pilot
 from pq_tui.core import Engine
 from pq_tui.client.remote import RemoteEngine
 from pq_tui.ui.app import PQApp
+from pq_tui.ui.session import LocalSession
 from pq_tui.ui.screens import ConfirmScreen, OpenFileScreen
 from pq_tui.ui.widgets import status_bar
 from scripted_queue import HOST, ScriptedQueue, board
@@ -52,14 +53,14 @@ def still(monkeypatch, tmp_path):
 def console(tmp_path: Path, queue: Optional[ScriptedQueue] = None) -> PQApp:
     start = tmp_path / "jobs"
     shutil.copytree(EXAMPLES, start)
-    app = PQApp(queue or board(), start_dir=start)
+    app = PQApp(LocalSession(queue or board()), start_dir=start)
     app.theme = "textual-dark"  # Textual's default, whatever TEXTUAL_THEME said at its import
     return app
 
 
 async def on_compile(pilot: Pilot) -> None:
     """The cursor on the running build: its output in the pane, k applies."""
-    pilot.app.table.select("compile")
+    pilot.app.main.table.select("compile")
     await pilot.pause()
 
 

@@ -23,8 +23,8 @@ def install(out_path: str, job_id: str) -> None:
 
     original = app_module.PQApp.on_mount
 
-    def on_mount(self) -> None:
-        original(self)
+    async def on_mount(self) -> None:
+        await original(self)
         self._bench_probe = asyncio.get_running_loop().create_task(probe(self))
 
     async def probe(app) -> None:
@@ -34,7 +34,7 @@ def install(out_path: str, job_id: str) -> None:
             before = time.perf_counter()
             await asyncio.sleep(INTERVAL)
             lag = time.perf_counter() - before - INTERVAL
-            job = app.engine.get(job_id)
+            job = app.queue.get(job_id)
             status = getattr(getattr(job, "status", None), "value", None)
             if status == "running":
                 if started is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import sys
 from typing import Any, Optional, Sequence
 
@@ -173,11 +172,12 @@ def _open_console(options: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     if not options.embedded:
         return _attach_console(plans, mouse=not options.no_mouse, theme=theme)
-    specs = [spec for spec, _plan in plans]
-    from pq_tui.ui.app import build_app
+    from pq_tui.ui.app import PQApp
+    from pq_tui.ui.session import LocalSession
 
     kill_grace = settings.kill_grace if options.kill_grace is None else options.kill_grace
-    app = build_app(specs, log_dir=options.log_dir, kill_grace=kill_grace, theme=theme)
+    session = LocalSession.embedded(options.log_dir, kill_grace)
+    app = PQApp(session, specs=session.jobs_from(plans), theme=theme)
     status = app.run(mouse=not options.no_mouse)
     return status or 0
 
@@ -204,19 +204,18 @@ def _settings(console: bool = False) -> Optional[Any]:
 def _attach_console(plans: list, mouse: bool, theme: Optional[str]) -> int:
     import asyncio
 
-    from pq_tui.jobs.submit import data_for_server
     from pq_tui.cli.output import write_error
     from pq_tui.client.client import RemoteError
     from pq_tui.client.remote import RemoteEngine
     from pq_tui.wire.errors import ServerError
     from pq_tui.ui.app import PQApp
-
-    specs = [replace(spec, data=data_for_server(spec, plan)) for spec, plan in plans]
+    from pq_tui.ui.session import AttachedSession
 
     async def attached() -> int:
         engine = await RemoteEngine.connect(start=True)
         try:
-            app = PQApp(engine, specs=specs, attached=True, theme=theme)
+            session = AttachedSession(engine)
+            app = PQApp(session, specs=session.jobs_from(plans), theme=theme)
             status = await app.run_async(mouse=mouse) or 0
             if app.exit_note:
                 print(app.exit_note, file=sys.stderr)

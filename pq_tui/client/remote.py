@@ -1,4 +1,4 @@
-"""A mirror of the server's engine with the interface the console uses (``PQApp(RemoteEngine)``).
+"""A mirror of the server's engine: a ``pq_tui.core.queue.Queue``, as the console uses it.
 
 ::
 
@@ -39,11 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 import os
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set, cast
 
 from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Subscription
 from pq_tui.core.events import (
@@ -55,6 +56,7 @@ from pq_tui.core.events import (
     StoreStatus,
 )
 from pq_tui.core.job import Status
+from pq_tui.core.queue import Shifts
 from pq_tui.core.reducer import JobRow, LaneRow, QueueView
 from pq_tui.core.tail import Tail
 from pq_tui.wire import protocol
@@ -146,8 +148,9 @@ def _result(message: Dict[str, Any]) -> Any:
     raise RemoteError(str(message.get("kind") or "Error"), str(message.get("error") or ""))
 
 
-class RemoteEngine:
-    """The server's engine, mirrored: what ``PQApp`` uses of ``pq_tui.core.Engine``."""
+class RemoteEngine(Shifts):
+    """The server's engine, mirrored: a ``Queue`` (``pq_tui.core.queue``), and what a console
+    attached to a server does besides (``detach``, ``stop_server``, ``on_error``, ``on_lost``)."""
 
     def __init__(self, client: _MirrorClient, paths: ServerPaths) -> None:
         self.client = client
@@ -163,7 +166,7 @@ class RemoteEngine:
         self.on_lost: Optional[Callable[[], None]] = None
         self.connected = True
         self.view = QueueView(RemoteJob)
-        self._subscriptions: set = set()
+        self._subscriptions: Set[Subscription] = set()
         self._tasks: set = set()
         self._kill_waiters: Dict[JobId, List[asyncio.Future]] = {}
         self._marks: Dict[int, tuple] = {}  # request id -> (handler, future)
@@ -178,7 +181,8 @@ class RemoteEngine:
         """Connect (starting a server if none runs and ``start``), mirror the server's state and
         the tails of its running and latest finished jobs. Raises ServerError / NotRunning."""
         paths = paths or server_paths()
-        client = await _MirrorClient.open(paths, start=start)
+        # Client.open makes an instance of the class it is called on.
+        client = cast(_MirrorClient, await _MirrorClient.open(paths, start=start))
         engine = cls(client, paths)
         try:
             await client.subscribe()
@@ -236,8 +240,8 @@ class RemoteEngine:
         await future
 
     async def _fetch_tails(self) -> None:
-        running = [job for job in self.view.jobs.values() if job.status is Status.RUNNING]
-        finished = [job for job in self.view.jobs.values() if job.status.finished]
+        running = [job for job in self._rows.values() if job.status is Status.RUNNING]
+        finished = [job for job in self._rows.values() if job.status.finished]
         wanted = running + finished[-TAIL_FINISHED:] if TAIL_FINISHED else running
         limit = asyncio.Semaphore(TAIL_CONCURRENCY)
 
@@ -248,17 +252,16 @@ class RemoteEngine:
         await asyncio.gather(*(one(job) for job in wanted))
 
     async def load_tail(self, job_id: JobId) -> bool:
-        """Fetch a job's tail (the console asks when it shows an older finished job); False if
-        the server could not give it (the job or its log is gone)."""
-        job = self.view.jobs.get(job_id)
+        """Fetch a job's tail (at connect: of the running and the latest finished jobs); False
+        if the server could not give it (the job or its log is gone)."""
+        job = self._rows.get(job_id)
         if job is None:
             return False
         try:
-            await self._marked("tail", lambda result, job=job: self._load_tail(job, result),
-                               job_id=job_id)
+            await self._marked("tail", functools.partial(self._load_tail, job), job_id=job_id)
         except RemoteError as exc:  # the log file is gone, say: shown instead of asking again
             log.debug("tail of %r: %s", job_id, exc)
-            if self.view.jobs.get(job_id) is job:
+            if self._rows.get(job_id) is job:
                 job.tail = Tail([("note", f"no output to show: {exc.message}")])
                 job.tail_loaded = True
             return False
@@ -266,11 +269,16 @@ class RemoteEngine:
 
     # -- looking ---------------------------------------------------------------------------------
 
+    @property
+    def _rows(self) -> Dict[JobId, RemoteJob]:
+        # Every row of the view is a RemoteJob: the view makes them with new_job=RemoteJob.
+        return cast(Dict[JobId, RemoteJob], self.view.jobs)
+
     def get(self, job_id: JobId) -> Optional[RemoteJob]:
-        return self.view.jobs.get(job_id)
+        return self._rows.get(job_id)
 
     def jobs(self) -> List[RemoteJob]:
-        return list(self.view.jobs.values())
+        return list(self._rows.values())
 
     def lanes(self) -> Dict[str, RemoteLane]:
         return dict(self.view.lanes)
@@ -286,14 +294,14 @@ class RemoteEngine:
         return self.view.position(job_id)
 
     def is_active(self, job_id: JobId) -> bool:
-        job = self.view.jobs.get(job_id)
+        job = self._rows.get(job_id)
         return job is not None and not job.status.finished
 
     def is_idle(self) -> bool:
         return all(lane.running is None and not lane.queued for lane in self.view.lanes.values())
 
     def subscribe(self, max_pending_lines: int = 20_000) -> Subscription:
-        subscription = Subscription(self, max_pending_lines)  # type: ignore[arg-type]
+        subscription = Subscription(self._subscriptions.discard, max_pending_lines)
         if not self.connected:
             subscription.closed = True
         else:
@@ -309,7 +317,7 @@ class RemoteEngine:
             raise TypeError(f"job data must be a dict, got {type(data).__name__}")
         if not isinstance(lane, str) or not lane:
             raise ValueError(f"a lane name must be a non-empty string, got {lane!r}")
-        previous = self.view.jobs.get(job_id)
+        previous = self._rows.get(job_id)
         if previous is not None and not previous.status.finished:
             raise ValueError(f"job {job_id!r} is already {previous.status.value}")
         self._send(f"push {job_id!r}", "push", job_id=job_id, data=protocol.jsonable(data),
@@ -321,7 +329,7 @@ class RemoteEngine:
         nothing is sent; a refusal of the server is reported like the other operations'."""
         entries = []
         for job_id, data, lane in jobs:
-            previous = self.view.jobs.get(job_id)
+            previous = self._rows.get(job_id)
             if previous is not None and not previous.status.finished:
                 raise ValueError(f"job {job_id!r} is already {previous.status.value}")
             entries.append({"job_id": job_id, "data": protocol.jsonable(data), "lane": lane})
@@ -346,7 +354,7 @@ class RemoteEngine:
 
     def remove(self, job_id: JobId) -> Optional[dict]:
         """The job's data if it is queued here (the removal is sent), else None."""
-        job = self.view.jobs.get(job_id)
+        job = self._rows.get(job_id)
         if job is None or job.status is not Status.QUEUED:
             return None
         self._send(f"remove {job_id!r}", "remove", job_id=job_id)
@@ -355,7 +363,7 @@ class RemoteEngine:
     def kill(self, job_id: JobId, force: bool = False) -> Optional[asyncio.Future]:
         """A future of the job's final data (from its JobExited), or None if not running here.
         It fails with ServerError if the connection is lost first."""
-        job = self.view.jobs.get(job_id)
+        job = self._rows.get(job_id)
         if job is None or job.status is not Status.RUNNING or not self.connected:
             return None
         future = asyncio.get_running_loop().create_future()
@@ -367,7 +375,7 @@ class RemoteEngine:
         """Ask the server to drop these finished jobs and their logs; returns the ids asked for
         (the JobsForgotten event removes them here)."""
         ids = [job_id for job_id in job_ids
-               if (job := self.view.jobs.get(job_id)) is not None and job.status.finished]
+               if (job := self._rows.get(job_id)) is not None and job.status.finished]
         if ids:
             self._send(f"clean {len(ids)} jobs", "forget", job_ids=ids)
         return ids
@@ -387,13 +395,6 @@ class RemoteEngine:
         self._send(f"move {job_id!r}", "move", job_id=job_id, index=index, lane=target.name)
         return index
 
-    def shift(self, job_id: JobId, delta: int) -> int:
-        position = self.position(job_id)
-        if position is None:
-            job = self._require(job_id)
-            raise ValueError(f"job {job_id!r} is {job.status.value}; only queued jobs move")
-        return self.move(job_id, max(0, position + delta))
-
     def pause(self, lane: str) -> None:
         self.lane(lane)  # checks the name
         self._send(f"pause {lane}", "pause", lane=lane)
@@ -405,7 +406,7 @@ class RemoteEngine:
     # -- inside ----------------------------------------------------------------------------------
 
     def _require(self, job_id: JobId) -> RemoteJob:
-        job = self.view.jobs.get(job_id)
+        job = self._rows.get(job_id)
         if job is None:
             raise KeyError(f"no job {job_id!r}")
         return job
@@ -464,7 +465,7 @@ class RemoteEngine:
                     chars = (sum(len(text) for _stream, text in item.lines)
                              if isinstance(item, JobOutput) else 0)
                     for subscription in list(self._subscriptions):
-                        subscription._put(item, chars)  # bounded as the engine's
+                        subscription.put(item, chars)  # bounded as the engine's
         finally:
             if self.connected:  # lost, not detached
                 self.connected = False
@@ -495,8 +496,9 @@ class RemoteEngine:
         if isinstance(grace, (int, float)) and not isinstance(grace, bool):
             self.kill_grace = float(grace)
         view = QueueView.from_snapshot(snapshot, RemoteJob)
+        rows = cast(Dict[JobId, RemoteJob], view.jobs)  # made by RemoteJob
         for info in snapshot["jobs"]:  # a later entry of an id is its row
-            job = view.jobs[info["id"]]
+            job = rows[info["id"]]
             job.restored = bool(info.get("restored"))
             job.tail_loaded = job.status is Status.QUEUED
             if info.get("elapsed") is not None:
@@ -506,7 +508,7 @@ class RemoteEngine:
 
     def _load_tail(self, job: RemoteJob, result: Dict[str, Any]) -> None:
         job.tail_loaded = True
-        if self.view.jobs.get(job.id) is not job:
+        if self._rows.get(job.id) is not job:
             return  # a new run meanwhile: its output comes with the events
         job.tail = Tail(tuple(line) for line in result.get("lines") or ())
         if job.status.finished:
@@ -519,7 +521,7 @@ class RemoteEngine:
             store = self.server_info["store"] = dict(self.server_info.get("store") or {})
             store.update(error=event.error, unrecorded=event.unrecorded)
             return
-        job = self.view.apply(event)
+        job = cast(Optional[RemoteJob], self.view.apply(event))  # the view's rows are RemoteJob
         if job is None:
             return
         if isinstance(event, JobStarted):

@@ -38,6 +38,7 @@ from pq_tui.core.lanes import check_lane_name
 from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import log_file_name
 from pq_tui.core.proctree import Usage
+from pq_tui.core.queue import Shifts
 from pq_tui.core.runner import JobRunner
 from pq_tui.core.tail import TAIL_LINES
 
@@ -71,9 +72,9 @@ class Subscription:
     never holds up a job or memory.
     """
 
-    def __init__(self, engine: "Engine", max_pending_lines: int,
+    def __init__(self, on_close: Callable[["Subscription"], None], max_pending_lines: int,
                  max_pending_chars: int = MAX_PENDING_CHARS) -> None:
-        self._engine = engine
+        self._on_close = on_close  # the queue stops feeding it
         self.max_pending_lines = max_pending_lines
         self.max_pending_chars = max_pending_chars
         self._events: deque = deque()
@@ -83,8 +84,9 @@ class Subscription:
         self._waiter: Optional[asyncio.Future] = None
         self.closed = False
 
-    def _put(self, event: Event, chars: int = 0) -> None:
-        """``chars``: of a JobOutput's lines, as far as the caller counts them."""
+    def put(self, event: Event, chars: int = 0) -> None:
+        """Feed an event (the queue that handed the subscription out does). ``chars``: of a
+        JobOutput's lines, as far as the caller counts them."""
         if isinstance(event, (JobOutput, JobUsage)):
             size = len(event.lines) if isinstance(event, JobOutput) else 1
             if not self.has_room(size, chars):
@@ -159,7 +161,7 @@ class Subscription:
 
     def close(self) -> None:
         self.closed = True
-        self._engine._subscriptions.discard(self)
+        self._on_close(self)
         self._wake()
 
     def __enter__(self) -> "Subscription":
@@ -169,7 +171,7 @@ class Subscription:
         self.close()
 
 
-class Engine:
+class Engine(Shifts):
     """Lanes of jobs, their processes, and a stream of events about them."""
 
     def __init__(
@@ -352,14 +354,6 @@ class Engine:
             self._kick(target)
         return index
 
-    def shift(self, job_id: JobId, delta: int) -> int:
-        """Move a queued job ``delta`` places later in its lane (negative: earlier)."""
-        position = self.position(job_id)
-        if position is None:
-            job = self._require(job_id)
-            raise ValueError(f"job {job_id!r} is {job.status.value}; only queued jobs move")
-        return self.move(job_id, max(0, position + delta))
-
     def pause(self, lane: str) -> None:
         """Start nothing new in ``lane``; its running job goes on. A new lane is made (paused
         before anything is pushed to it)."""
@@ -399,10 +393,10 @@ class Engine:
         """Pass an event that is not the engine's own (a server's ``StoreStatus``) to the
         subscribers, in order with the engine's events; journals do not see it."""
         for subscription in list(self._subscriptions):
-            subscription._put(event)
+            subscription.put(event)
 
     def subscribe(self, max_pending_lines: int = 20_000) -> Subscription:
-        subscription = Subscription(self, max_pending_lines)
+        subscription = Subscription(self._subscriptions.discard, max_pending_lines)
         self._subscriptions.add(subscription)
         return subscription
 
@@ -628,7 +622,7 @@ class Engine:
             for journal in list(self._journals):
                 journal(event)
         for subscription in list(self._subscriptions):
-            subscription._put(event, chars)
+            subscription.put(event, chars)
 
     def _wait_for(self, kind: str, job_id: JobId) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()

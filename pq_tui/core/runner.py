@@ -52,6 +52,11 @@ class _Protocol(asyncio.SubprocessProtocol):
         self._runner._on_exited()
 
 
+def survivors_warning(pids: list[int]) -> str:
+    """The warning a kill that left ``pids`` (``data["survivors"]``) behind adds to the job's."""
+    return f"processes survived SIGKILL: {', '.join(map(str, pids))}"
+
+
 class JobRunner:
     """Runs ``job`` once. The engine supplies the callbacks through which results flow out."""
 
@@ -369,9 +374,8 @@ class JobRunner:
         self._signal_tree(SIGKILL)
         if not await self._wait_gone(KILL_VERIFY_TIMEOUT):
             survivors = tree.survivors()
-            self.job.data.setdefault("warnings", []).append(
-                f"processes survived SIGKILL: {', '.join(map(str, survivors))}"
-            )
+            self.job.data["survivors"] = survivors  # the kill is incomplete: these pids live on
+            self.job.data.setdefault("warnings", []).append(survivors_warning(survivors))
 
     def _signal_tree(self, sig: int) -> None:
         # Looked at here, right before the signal goes, not when the kill was asked for: asyncio

@@ -117,7 +117,7 @@ def test_the_console_opens_a_fifo_with_an_error_and_keeps_answering(tmp_path):
             assert isinstance(app.screen, OpenFileScreen), "the dialog stays open"
             await pilot.press("escape")
             assert not isinstance(app.screen, OpenFileScreen)
-            await app.engine.shutdown()
+            await app.queue.shutdown()
 
     asyncio.run(asyncio.wait_for(main(), 60))
 
@@ -145,9 +145,9 @@ def test_the_console_reads_a_job_file_off_its_event_loop(tmp_path, monkeypatch):
             await pilot.press("backspace")
             assert dialog.query_one("#path", Input).value == "slow.tom"
             release.set()
-            await until(pilot, lambda: app.engine.get("ok") is not None, "the job pushed")
+            await until(pilot, lambda: app.queue.get("ok") is not None, "the job pushed")
             assert not isinstance(app.screen, OpenFileScreen)
-            await app.engine.shutdown()
+            await app.queue.shutdown()
 
     try:
         asyncio.run(asyncio.wait_for(main(), 60))

@@ -27,6 +27,7 @@ from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES, TAIL_CHAR
 from pq_tui.client.client import Client, RemoteError
 from pq_tui.client.remote import RemoteEngine
 from pq_tui.ui.app import PQApp
+from pq_tui.ui.session import AttachedSession, LocalSession
 from rel_helpers import DEADLINE, REPO
 from server_helpers import tree, until
 
@@ -356,7 +357,7 @@ def test_the_pane_shows_a_finished_jobs_output_from_its_log_not_only_its_short_t
             server.pids.add(engine.server_info["pid"])
         else:
             engine = Engine(str(tmp_path / "logs"), kill_grace=0.5)
-        app = PQApp(engine, start_dir=tmp_path, attached=attached)
+        app = PQApp(AttachedSession(engine) if attached else LocalSession(engine), start_dir=tmp_path)
         try:
             async with app.run_test(size=(100, 30)) as pilot:
                 engine.push("many", {"cmd": cmd, "cwd": str(tmp_path)})
@@ -365,13 +366,13 @@ def test_the_pane_shows_a_finished_jobs_output_from_its_log_not_only_its_short_t
                                         for n in ("many", "other")), "both ran")
                 assert len(engine.get("many").tail) == FINISHED_TAIL_LINES
                 for shown in ("other", "many"):  # away and back: shown afresh
-                    app.table.select(shown)
+                    app.main.table.select(shown)
                     await pilot.pause()
                 # In the log's order (stdout and stderr are two pipes: the job's order is lost).
                 logged = [line for line in read_log(engine.get("many").log_path)
                           if line[0] != "note"]
                 assert sorted(logged, key=lambda line: int(line[1].split()[1])) == lines
-                await until(lambda: app.main_pane.view.lines == logged, "the whole output")
+                await until(lambda: app.main.main_pane.view.lines == logged, "the whole output")
         finally:
             if attached:
                 engine.detach()

@@ -110,12 +110,12 @@ def test_the_console_shows_safe_text_and_writes_no_job_sequence(tmp_path):
         async with app.run_test(size=(120, 40)) as pilot:
             try:
                 for _ in range(300):
-                    job = app.engine.get("hostile")
+                    job = app.queue.get("hostile")
                     if job is not None and job.status.finished:
                         break
                     await pilot.pause(0.05)
-                assert app.engine.get("hostile").status.value == "ok"
-                app.table.select("hostile")
+                assert app.queue.get("hostile").status.value == "ok"
+                app.main.table.select("hostile")
                 for zoomed in (False, True):  # the log in the split view, then full screen
                     if zoomed:
                         await pilot.press("z")
@@ -123,7 +123,7 @@ def test_the_console_shows_safe_text_and_writes_no_job_sequence(tmp_path):
                     update = app.screen._compositor.render_full_update()
                     frames.append(update.render_segments(app.console))
             finally:
-                await app.engine.shutdown()
+                await app.queue.shutdown()
 
     asyncio.run(asyncio.wait_for(main(), 60))
     for frame in frames:

@@ -127,10 +127,10 @@ def test_every_shape_leaves_nothing_after_the_app_quits(tmp_path, token):
                     await pilot.pause(0.05)
                 assert not app.is_running, "the app did not quit"
                 # Before the clean-up below, which would kill whatever the quit left.
-                assert {app.engine.get(n).status.value for n in SHAPES} == {"killed"}
+                assert {app.queue.get(n).status.value for n in SHAPES} == {"killed"}
                 await loop.run_in_executor(None, assert_all_gone, token)
             finally:
-                await app.engine.shutdown()
+                await app.queue.shutdown()
 
     asyncio.run(asyncio.wait_for(main(), 60))
     assert_all_gone(token)

@@ -303,16 +303,17 @@ def screen_text(app) -> str:
 def test_the_attached_console_draws_hostile_ids_and_commands_escaped(server):
     from pq_tui.client.remote import RemoteEngine
     from pq_tui.ui.app import PQApp
+    from pq_tui.ui.session import AttachedSession
 
     running = f"run{TITLE}"
 
     async def main():
         await push_hostile(server)
         engine = await RemoteEngine.connect(server.paths, start=False)
-        app = PQApp(engine, start_dir=server.tmp, attached=True)
+        app = PQApp(AttachedSession(engine), start_dir=server.tmp)
         async with app.run_test(size=(160, 40), notifications=True) as pilot:
             await until(lambda: engine.get("spoof") is not None, "the jobs in the console")
-            app.table.select("spoof")
+            app.main.table.select("spoof")
             await pilot.pause(0.3)
             drawn = [frame(app)]
             shown = screen_text(app)
@@ -321,12 +322,12 @@ def test_the_attached_console_draws_hostile_ids_and_commands_escaped(server):
             # The pane's title shows the whole command, the \r and the erase escaped.
             assert "marker.txt \\r\\x1b[2K    cmd: /bin/bash -c: make all" in shown
             for job_id in (TITLE, CLIPBOARD):
-                app.table.select(job_id)
+                app.main.table.select(job_id)
                 await pilot.pause(0.3)
                 drawn.append(frame(app))
                 assert f" {printable(job_id)} · default · " in screen_text(app)  # the title
             # The kill question names the job escaped; a notification too, and is no markup.
-            app.table.select(running)
+            app.main.table.select(running)
             await pilot.pause(0.1)
             await pilot.press("k")
             await until(lambda: len(app.screen_stack) > 1, "the kill question")
@@ -336,7 +337,7 @@ def test_the_attached_console_draws_hostile_ids_and_commands_escaped(server):
             await pilot.press("n")
             await until(lambda: len(app.screen_stack) == 1, "the question gone")
             queued = f"queued{CLIPBOARD}"
-            app.table.select(queued)
+            app.main.table.select(queued)
             await pilot.pause(0.1)
             await pilot.press("d")  # removed: a notification names it
             await until(lambda: engine.get(queued).status.finished, "the queued job removed")

@@ -443,6 +443,7 @@ def test_the_attached_console_shows_that_the_record_is_incomplete(server, monkey
     from pq_tui.client.client import Client
     from pq_tui.client.remote import RemoteEngine
     from pq_tui.ui.app import PQApp
+    from pq_tui.ui.session import AttachedSession
 
     def notes(app) -> str:
         return " ".join(str(n.message) for n in app._notifications)
@@ -455,17 +456,17 @@ def test_the_attached_console_shows_that_the_record_is_incomplete(server, monkey
         engine = await RemoteEngine.connect(server.paths)
         server.pids.add(engine.server_info["pid"])
         client = await Client.open(server.paths, start=False)
-        app = PQApp(engine, start_dir=server.tmp, attached=True)
+        app = PQApp(AttachedSession(engine), start_dir=server.tmp)
         try:
             async with app.run_test(size=(140, 30)) as pilot:
                 await fill_until_unrecorded(client, disk)
-                await settle(pilot, lambda: "not saved" in str(app.status_bar.render()),
+                await settle(pilot, lambda: "not saved" in str(app.main.status_bar.render()),
                              "the status line to say the state is not saved")
                 await settle(pilot, lambda: "the record is incomplete" in notes(app),
                              "a notification naming the error")
                 assert server.paths.state_file in notes(app)
                 disk.free()
-                await settle(pilot, lambda: "not saved" not in str(app.status_bar.render()),
+                await settle(pilot, lambda: "not saved" not in str(app.main.status_bar.render()),
                              "the warning to clear")
                 await settle(pilot, lambda: "written again" in notes(app), "the all-clear")
         finally:

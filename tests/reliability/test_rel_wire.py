@@ -20,6 +20,7 @@ from pq_tui.wire import protocol
 from pq_tui.client.client import Client, RemoteError, TooLarge
 from pq_tui.client.remote import RemoteEngine
 from pq_tui.ui.app import PQApp
+from pq_tui.ui.session import AttachedSession
 from rel_helpers import REPO
 from server_helpers import DEADLINE, until
 
@@ -114,9 +115,9 @@ def test_a_history_over_16_mib_leaves_every_command_and_the_console_working(serv
         engine = await RemoteEngine.connect(server.paths, start=False)
         try:
             assert len(engine.jobs()) == 201
-            app = PQApp(engine, start_dir=server.tmp, attached=True)
+            app = PQApp(AttachedSession(engine), start_dir=server.tmp)
             async with app.run_test(size=(100, 30)) as pilot:
-                app.table.select("j7")
+                app.main.table.select("j7")
                 await pilot.pause(0.2)
                 assert engine.get("j7").status is Status.OK
                 await pilot.press("q")
@@ -281,17 +282,17 @@ def test_the_consoles_push_is_all_or_nothing(server):
         engine = await RemoteEngine.connect(server.paths)
         server.pids.add(engine.server_info["pid"])
         try:
-            app = PQApp(engine, start_dir=server.tmp, attached=True)
+            app = PQApp(AttachedSession(engine), start_dir=server.tmp)
             async with app.run_test(size=(100, 30)) as pilot:
-                specs, problems = await app._load_file(server.tmp / "pair.toml")
+                specs, problems = await app.main._load_file(server.tmp / "pair.toml")
                 assert problems == []
                 giant = replace(specs[1], data={**specs[1].data, "cmd": "x" * protocol.MAX_LINE})
-                app._push_specs([specs[0], giant])
+                app.main._push_specs([specs[0], giant])
                 await pilot.pause(0.3)
                 assert engine.jobs() == []
                 assert any("'second'" in n.message and "nothing pushed" in n.message
                            for n in app._notifications)
-                app._push_specs(specs)
+                app.main._push_specs(specs)
                 await until(lambda: len(engine.jobs()) == 2, "both pushed")
                 await pilot.press("q")
         finally:

@@ -1,4 +1,5 @@
-"""Modal dialogs; each returns its answer through ``dismiss`` (see each class for the type)."""
+"""Modal dialogs; each returns its answer through ``dismiss`` (see each class for the type).
+The console's main view, under them, is ``pq_tui.ui.screens.main.MainScreen``."""
 
 from pq_tui.ui.screens.confirm import ConfirmScreen
 from pq_tui.ui.screens.help import HelpScreen

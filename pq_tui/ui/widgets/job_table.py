@@ -9,7 +9,7 @@ per change and repainted the whole table every second while a job ran.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterable, Optional
+from typing import Any, ClassVar, Iterable, Mapping, Optional
 
 from rich.segment import Segment
 from rich.style import Style
@@ -21,7 +21,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from pq_tui.core import Job, JobId, Status
+from pq_tui.core import JobId, Status
+from pq_tui.core.queue import JobView, LaneView
 from pq_tui.core.safe import printable
 from pq_tui.ui import format as fmt
 
@@ -49,14 +50,17 @@ def row_key(job_id: JobId) -> str:
     return repr(job_id)
 
 
-def display_order(jobs: Iterable[Job], lanes: dict) -> list[Job]:
+def display_order(jobs: Iterable[JobView], lanes: Mapping[str, LaneView]) -> list[JobView]:
     """Lanes in creation order; in each, its history by start, then its queue in start order."""
-    by_lane: dict[str, list[Job]] = {name: [] for name in lanes}
+    by_lane: dict[str, list[JobView]] = {name: [] for name in lanes}
     for job in jobs:
         by_lane.setdefault(job.lane, []).append(job)
-    ordered: list[Job] = []
+    ordered: list[JobView] = []
     for name, members in by_lane.items():
-        queued = list(lanes[name].queued) if name in lanes else []
+        # The lane's queue in its order, each entry as its row in ``jobs`` (a lane's are refs).
+        rows = {id(job): job for job in members}
+        queued = [rows[id(job)] for job in lanes[name].queued if id(job) in rows] \
+            if name in lanes else []
         queued_ids = {id(job) for job in queued}
         history = [job for job in members if id(job) not in queued_ids]
         history.sort(key=lambda job: job.data.get("time-start") or job.data.get("time-end") or 0)
@@ -134,7 +138,7 @@ class JobTable(ScrollView, can_focus=True):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._rows: list[Job] = []
+        self._rows: list[JobView] = []
         self._index: dict[str, int] = {}  # row key -> row
         self._positions: dict[str, int] = {}  # row key -> position among its lane's queued jobs
         self._columns: tuple = ()
@@ -167,7 +171,7 @@ class JobTable(ScrollView, can_focus=True):
         if row is not None:
             self._move_cursor(row)
 
-    def sync(self, jobs: Iterable[Job], lanes: dict) -> None:
+    def sync(self, jobs: Iterable[JobView], lanes: Mapping[str, LaneView]) -> None:
         """Bring the rows in line with the engine's jobs; the cursor stays on its job."""
         jobs = list(jobs)
         columns = self._layout(jobs)
@@ -191,7 +195,7 @@ class JobTable(ScrollView, can_focus=True):
             self.cursor_row = min(self.cursor_row, max(len(self._rows) - 1, 0))
         self.refresh()
 
-    def update_jobs(self, jobs: Iterable[Job]) -> None:
+    def update_jobs(self, jobs: Iterable[JobView]) -> None:
         """Repaint the rows of these jobs only, if in view (clocks, resources): the cheap path."""
         top = self.scroll_offset.y
         bottom = top + self.size.height - 1
@@ -296,7 +300,7 @@ class JobTable(ScrollView, can_focus=True):
                 f"job-table--{name}", partial=name not in ("header", "cursor"))
         return style
 
-    def _layout(self, jobs: list[Job]) -> tuple:
+    def _layout(self, jobs: list[JobView]) -> tuple:
         """The columns for this width, ID and LANE sized to their content within the room left,
         so that a long id is cut short (…) rather than pushing TIME off the screen."""
         screen = self.app.size.width  # the table spans the screen
@@ -314,7 +318,7 @@ class JobTable(ScrollView, can_focus=True):
             column if column[4] is not None else (*column[:4], sizes[column[0]]) for column in shown
         )
 
-    def _cells(self, job: Job) -> list[Text]:
+    def _cells(self, job: JobView) -> list[Text]:
         position = self._positions.get(row_key(job.id))
         data = job.data
         status = job.status

@@ -10,7 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
-from pq_tui.core import Job, JobId
+from pq_tui.core import JobId
+from pq_tui.core.queue import JobView
 from pq_tui.core.reducer import unseen
 from pq_tui.core.safe import printable
 from pq_tui.ui import format as fmt
@@ -40,7 +41,7 @@ class LogPane(Vertical):
     def __init__(self, max_lines: int = 5000, **kwargs) -> None:
         super().__init__(**kwargs)
         self.job_id: Optional[JobId] = None
-        self._job: Optional[Job] = None  # the run shown: a requeued job is a new Job
+        self._job: Optional[JobView] = None  # the run shown: a requeued job is a new row
         self._next_seq = 0  # number of the job's next line this pane has not shown yet
         self._max_lines = max_lines
         self._search = ""
@@ -56,7 +57,7 @@ class LogPane(Vertical):
             yield self._follow
         yield self.view
 
-    def show(self, job: Optional[Job]) -> None:
+    def show(self, job: Optional[JobView]) -> None:
         """Switch to ``job`` (its tail so far), or to nothing."""
         if job is None:
             self.job_id = self._job = None
@@ -68,7 +69,7 @@ class LogPane(Vertical):
         self.update_title(job)
 
     @property
-    def shown(self) -> Optional[Job]:
+    def shown(self) -> Optional[JobView]:
         """The run shown."""
         return self._job
 
@@ -92,7 +93,7 @@ class LogPane(Vertical):
     def append(self, lines: Sequence[tuple[str, str]]) -> None:
         self.view.append(lines)
 
-    def update_title(self, job: Optional[Job]) -> None:
+    def update_title(self, job: Optional[JobView]) -> None:
         title = self._title
         if job is None:
             title.set(Text(" no job selected"))

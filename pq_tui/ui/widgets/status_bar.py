@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import socket
 from collections import Counter
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from rich.text import Text
 from textual.widgets import Static
 
-from pq_tui.core import Job, Status
+from pq_tui.core import Status
+from pq_tui.core.queue import JobView, LaneView
 from pq_tui.core.safe import printable
 from pq_tui.ui import format as fmt
 
@@ -33,7 +34,8 @@ class StatusBar(Static):
         self.host = host_name()
         self._summary: tuple = ()
 
-    def sync(self, jobs: Iterable[Job], lanes: dict, warning: str = "") -> None:
+    def sync(self, jobs: Iterable[JobView], lanes: Mapping[str, LaneView],
+             warning: str = "") -> None:
         """``warning``: the server's, shown first (its state file cannot be written, say)."""
         counts: dict[str, Counter] = {name: Counter() for name in lanes}
         for job in jobs:

@@ -1,0 +1,634 @@
+"""The console's main view: the live job table over the selected job's log, and the job keys."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shlex
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer
+
+from pq_tui.core import DEFAULT_LANE, JobExited, JobId, JobOutput, JobUsage, OutputDropped, Status
+from pq_tui.core.events import Event, StoreStatus
+from pq_tui.core.lanes import lane_name_problem
+from pq_tui.core.logfile import read_log_tail
+from pq_tui.core.queue import JobView, Queue
+from pq_tui.core.runner import survivors_warning
+from pq_tui.core.safe import printable
+from pq_tui.jobs.jobfile import JobFileError, JobSpec, load_job_file
+from pq_tui.jobs.submit import plan_specs
+from pq_tui.ui.screens.confirm import ConfirmScreen
+from pq_tui.ui.screens.help import HelpScreen
+from pq_tui.ui.screens.open_file import OpenFileScreen
+from pq_tui.ui.screens.prompt import PromptScreen
+from pq_tui.ui.session import Session
+from pq_tui.ui.widgets.job_table import JobTable
+from pq_tui.ui.widgets.log_pane import LogPane
+from pq_tui.ui.widgets.log_view import LogView
+from pq_tui.ui.widgets.status_bar import StatusBar
+
+# Events are applied at most this often; under a flood they wait in the subscription meanwhile,
+# so a busy job costs the UI a few refreshes a second, not one per line.
+REFRESH_INTERVAL = 0.1
+TICK_INTERVAL = 1.0  # clocks and resources of running jobs
+LOG_END_BYTES = 1024 * 1024  # of a finished job's log, read when a pane shows it
+
+HELP_GROUPS = (
+    ("Jobs", {"open", "add", "remove", "kill", "force-kill", "requeue", "clean"}),
+    ("Queue order", {"move-up", "move-down", "move-front", "move-lane", "pause"}),
+    ("Log", {"split", "zoom", "search", "next-match", "previous-match", "follow", "pager"}),
+    ("pq-tui", {"help", "quit", "detach", "stop-server"}),
+)
+QUEUED_ONLY = {"remove_job", "move", "move_front", "move_lane"}
+NEEDS_PANE_JOB = {"search", "next_match", "previous_match", "follow", "pager"}
+
+JOB_KEYS = [
+    Binding("o", "open_file", "Open", id="open", tooltip="Push the jobs of a TOML file"),
+    Binding("a", "add_command", "Add", id="add", tooltip="Add one command to the lane"),
+    Binding("d,delete", "remove_job", "Remove", id="remove", tooltip="Remove the queued job"),
+    Binding("k", "kill_job(False)", "Kill", id="kill", tooltip="TERM, grace period, KILL"),
+    Binding("K", "kill_job(True)", "Kill now", id="force-kill", show=False,
+            tooltip="SIGKILL the job's tree at once"),
+    Binding("left_square_bracket,shift+up", "move(-1)", "Move up", id="move-up",
+            tooltip="Move the queued job up"),
+    Binding("right_square_bracket,shift+down", "move(1)", "Move down", id="move-down",
+            tooltip="Move the queued job down"),
+    Binding("t", "move_front", "Front", id="move-front", show=False,
+            tooltip="Move the queued job to the front of its lane"),
+    Binding("m", "move_lane", "To lane", id="move-lane", show=False,
+            tooltip="Move the queued job to another lane"),
+    Binding("r", "requeue", "Requeue", id="requeue", tooltip="Run the finished job again"),
+    Binding("C", "clean", "Clean", id="clean", show=False,
+            tooltip="Drop every finished job from the list (asks first)"),
+    Binding("p", "toggle_pause", "Pause", id="pause", tooltip="Pause or resume the job's lane"),
+    Binding("s", "toggle_split", "Split", id="split", show=False,
+            tooltip="Show two log panes side by side"),
+    Binding("z", "toggle_zoom", "Zoom", id="zoom", show=False,
+            tooltip="Log full screen, or back"),
+    Binding("slash", "search", "Find", id="search", tooltip="Search the job's output"),
+    Binding("n", "next_match", "Next match", id="next-match", show=False),
+    Binding("N", "previous_match", "Previous match", id="previous-match", show=False),
+    Binding("f", "follow", "Follow", id="follow", show=False, tooltip="Follow the log's tail"),
+    Binding("l", "pager", "Pager", id="pager", show=False,
+            tooltip="Open the full log in $PAGER"),
+    Binding("question_mark", "help", "Help", id="help"),
+]
+
+
+def action_name(binding: Binding) -> str:
+    """``kill_job`` of ``kill_job(False)``."""
+    return binding.action.partition("(")[0]
+
+
+class MainScreen(Screen[None]):
+    """The table of every job over one or two log panes, kept in step with the queue's events.
+    The app above it keeps what is app-wide: leaving (quit, detach, stop the server), signals,
+    notifications, the theme."""
+
+    # The app's keys (q, Q) come after these in the footer and the help.
+    BINDINGS: ClassVar[list[BindingType]] = [*JOB_KEYS]
+
+    def __init__(self, session: Session, *, specs: list[JobSpec], start_dir: Path,
+                 log_lines: int, app_keys: list[Binding]) -> None:
+        """``app_keys``: the app's own keys that apply in this session, for the help."""
+        super().__init__()
+        self.session = session
+        self.app_keys = app_keys
+        self._initial_specs = specs
+        self.start_dir = start_dir
+        self._log_lines = log_lines
+        self._ticker: Optional[Timer] = None
+        self._suspended = False
+        self._added = 0
+        self._keys_shown: tuple = ()
+        self._store_warned = False
+
+    @property
+    def queue(self) -> Queue:
+        return self.session.queue
+
+    # -- layout ----------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        # Kept as attributes: the event worker may run while a dialog is on top, or while the
+        # app is being torn down and queries would find nothing.
+        self.status_bar = StatusBar(id="status")
+        self.table = JobTable(id="jobs")
+        self.main_pane = LogPane(max_lines=self._log_lines, id="pane-main")
+        self.side_pane = LogPane(max_lines=self._log_lines, id="pane-side", classes="hidden")
+        yield self.status_bar
+        yield self.table
+        with Horizontal(id="logs"):
+            yield self.main_pane
+            yield self.side_pane
+        # ctrl+p still opens the palette; the help names it. At 80 columns the room is the keys'.
+        yield Footer(show_command_palette=False, compact=True)
+
+    def _panes(self) -> list[LogPane]:
+        panes = [self.main_pane]
+        if not self.side_pane.has_class("hidden"):
+            panes.append(self.side_pane)
+        return panes
+
+    def _active_pane(self) -> LogPane:
+        """The pane that searches and follows: the focused one, else the main one."""
+        focused = self.focused
+        for pane in self._panes():
+            if focused is not None and pane in focused.ancestors_with_self:
+                return pane
+        return self.main_pane
+
+    def on_mount(self) -> None:
+        self._ticker = self.set_interval(TICK_INTERVAL, self._tick, pause=True)
+        store = self.session.store()
+        self._report_store(store.get("error"))
+        if store.get("moved_aside"):
+            self.notify(f"the state file was damaged: moved to {store['moved_aside']}; the "
+                        f"server started with an empty state", title="pq-tui server",
+                        severity="warning", timeout=30)
+        self._consume_events()
+        if self._initial_specs:
+            self._push_specs(self._initial_specs)
+        self.table.focus()
+        self._sync()
+
+    def on_resize(self) -> None:
+        # The table's columns depend on the width, which is known once the new layout is done.
+        self.call_after_refresh(self._sync)
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: Optional[float] = None, markup: bool = False) -> None:
+        """The app's notify, which shows foreign text escaped (Widget.notify asks for markup)."""
+        self.app.notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    # -- queue events ----------------------------------------------------------------------------
+
+    @work(group="engine-events", exclusive=True, description="apply engine events")
+    async def _consume_events(self) -> None:
+        # No more pending output than a pane holds: under a flood, what would scroll out of the
+        # pane before it is seen is only counted (the log file has it).
+        subscription = self.queue.subscribe(max_pending_lines=self._log_lines)
+        try:
+            while True:
+                events = await subscription.batch()
+                if not events:
+                    return
+                if not self._alive():
+                    return
+                if not self._suspended:
+                    self._apply(events)
+                await asyncio.sleep(REFRESH_INTERVAL)
+        finally:
+            subscription.close()
+
+    def _apply(self, events: list[Event]) -> None:
+        panes_of: dict[JobId, list[LogPane]] = {}
+        for pane in self._panes():
+            if pane.job_id is not None:
+                panes_of.setdefault(pane.job_id, []).append(pane)
+        output: dict[LogPane, list] = {}
+        state_changed = False
+        for event in events:
+            if isinstance(event, JobOutput):
+                for pane in panes_of.get(event.job_id, ()):
+                    output.setdefault(pane, []).extend(pane.unseen(event.seq, event.lines))
+            elif isinstance(event, OutputDropped):
+                for pane in panes_of.get(event.job_id, ()):
+                    output.setdefault(pane, []).append(
+                        ("note", f"… {event.count} lines not shown here (the log file has them)")
+                    )
+            elif isinstance(event, JobUsage):
+                pass  # the once-a-second tick repaints the running jobs' rows
+            else:
+                state_changed = True
+                if isinstance(event, JobExited):
+                    self._report_warnings(event)
+                elif isinstance(event, StoreStatus):
+                    self._report_store(event.error)
+        with self.app.batch_update():
+            for pane, lines in output.items():
+                if lines:
+                    pane.append(lines)
+            if state_changed:
+                self._sync()
+
+    def _report_warnings(self, event: JobExited) -> None:
+        # Those of a kill the console asked for are told by _kill.
+        survivors = event.data.get("survivors")
+        kill_warning = survivors_warning(survivors) if survivors else None
+        warnings = [w for w in event.data.get("warnings") or () if w != kill_warning]
+        if warnings:
+            self.notify("\n".join(map(str, warnings)), title=f"job {event.job_id}",
+                        severity="warning", timeout=15)
+
+    def _report_store(self, error: Optional[str]) -> None:
+        if error is not None and not self._store_warned:
+            self.notify(f"the record is incomplete: {error}; no job starts until it is written",
+                        title="pq-tui server", severity="error", timeout=30)
+        elif error is None and self._store_warned:
+            self.notify("the state file is written again; jobs start again",
+                        title="pq-tui server")
+        self._store_warned = error is not None
+
+    def _store_note(self) -> str:
+        store = self.session.store()
+        if not store.get("error"):
+            return ""
+        count = store.get("unrecorded")
+        return f"not saved: {count} change{'' if count == 1 else 's'}, starts held"
+
+    def _alive(self) -> bool:
+        """False while the app is being torn down: messages and events may still arrive then,
+        after the screens are gone."""
+        return bool(self.app.screen_stack) and self.table.is_attached
+
+    def _sync(self) -> None:
+        """Table, status line, pane titles and keys after a change of state."""
+        if not self._alive():
+            return
+        jobs = self.queue.jobs()
+        lanes = self.queue.lanes()
+        self.table.sync(jobs, lanes)
+        self.status_bar.sync(jobs, lanes, self._store_note())
+        self._show_selected()
+        for pane in self._panes():
+            # show() reloads a pane whose job has a new run (requeued), else just retitles it.
+            self._show(pane, self.queue.get(pane.job_id) if pane.job_id is not None else None)
+        if self._ticker is not None:
+            if any(job.status is Status.RUNNING for job in jobs):
+                self._ticker.resume()
+            else:
+                self._ticker.pause()  # nothing ticks when nothing runs
+        self._refresh_keys()
+
+    def _tick(self) -> None:
+        if self._suspended or not self._alive():
+            return
+        running = [job for job in self.queue.jobs() if job.status is Status.RUNNING]
+        self.table.update_jobs(running)
+
+    # -- selection -------------------------------------------------------------------------------
+
+    @property
+    def selected(self) -> Optional[JobView]:
+        job_id = self.table.selected_id
+        return self.queue.get(job_id) if job_id is not None else None
+
+    @on(JobTable.RowHighlighted, "#jobs")
+    def _row_highlighted(self) -> None:
+        if not self._alive():
+            return
+        self._show_selected()
+        self._refresh_keys()
+
+    def _refresh_keys(self) -> None:
+        # Textual rebuilds the footer at every refresh_bindings: only when the keys that apply
+        # changed, so that moving the cursor through a long queue stays cheap.
+        keys = tuple(self.applies(action_name(binding)) for binding in JOB_KEYS)
+        if keys != self._keys_shown:
+            self._keys_shown = keys
+            self.refresh_bindings()
+
+    def _show_selected(self) -> None:
+        self._show(self.main_pane, self.selected)
+
+    def _show(self, pane: LogPane, job: Optional[JobView], again: bool = False) -> None:
+        """Show ``job`` in ``pane`` (``again``: afresh, the pane missed events)."""
+        fresh = job is not None and (again or job is not pane.shown)
+        if again:
+            pane.reload()
+        else:
+            pane.show(job)
+        # A finished job keeps only a short tail in memory: the pane gets the end of its log.
+        if fresh and job is not None and job.status.finished and job.log_path:
+            self.run_worker(self._show_log_end(pane, job, job.log_path),
+                            group=f"log-end-{pane.id}", exclusive=True,
+                            description="read the end of a finished job's log")
+
+    async def _show_log_end(self, pane: LogPane, job: JobView, log_path: str) -> None:
+        try:
+            lines = await asyncio.to_thread(read_log_tail, log_path, self._log_lines,
+                                            LOG_END_BYTES)
+        except OSError as exc:
+            lines = None
+            note = f"cannot read the log {printable(log_path)}: {exc.strerror or exc}"
+        if not self._alive() or pane.shown is not job:
+            return
+        if lines is None:
+            pane.append([("note", note)])
+        else:
+            pane.load(lines)
+
+    @on(LogView.FollowChanged)
+    def _follow_changed(self, event: LogView.FollowChanged) -> None:
+        for pane in self._panes():
+            pane.update_follow()
+
+    @on(LogView.SearchChanged)
+    def _search_changed(self, event: LogView.SearchChanged) -> None:
+        pane = event.log_view.parent
+        if not isinstance(pane, LogPane):
+            return
+        if not event.pattern:
+            pane.set_search_note("")
+        elif event.count:
+            pane.set_search_note(f"/{event.pattern} {(event.index or 0) + 1}/{event.count}")
+        else:
+            pane.set_search_note(f"/{event.pattern} no match")
+
+    # -- which keys apply ------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple) -> Optional[bool]:
+        if self.app.screen is not self:
+            # A dialog is open: its keys are its own.
+            return not any(action_name(binding) == action for binding in JOB_KEYS)
+        return self.applies(action)
+
+    def applies(self, action: str) -> bool:
+        """Whether a key's action makes sense for the selected job and the shown pane."""
+        job = self.selected
+        status = job.status if job is not None else None
+        if action in QUEUED_ONLY:
+            return status is Status.QUEUED
+        if action == "kill_job":
+            return status is Status.RUNNING
+        if action == "requeue":
+            return status is not None and status.finished
+        if action == "toggle_pause":
+            return job is not None
+        if action in NEEDS_PANE_JOB:
+            pane_id = self._active_pane().job_id
+            pane_job = self.queue.get(pane_id) if pane_id is not None else None
+            if action == "pager":
+                return pane_job is not None and bool(pane_job.log_path)
+            return pane_job is not None
+        return True
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    def action_open_file(self) -> None:
+        def pushed(specs: Optional[list]) -> None:
+            if specs:
+                self._push_specs(specs)
+
+        self.app.push_screen(OpenFileScreen(self.start_dir, self._load_file), pushed)
+
+    async def _load_file(self, path: Path) -> tuple[list, list[str]]:
+        """The file's jobs, ready to push, or the problems that stop every one of them. The
+        file is read and planned in a thread: the event loop never waits for a disk."""
+        active = [str(job.id) for job in self.queue.jobs() if not job.status.finished]
+        return await asyncio.to_thread(self._load_and_plan, path, active)
+
+    def _load_and_plan(self, path: Path, active: list) -> tuple[list, list[str]]:
+        try:
+            specs = load_job_file(path, existing_ids=active)
+        except JobFileError as exc:
+            return [], [str(problem) for problem in exc.problems]
+        plans, problems = plan_specs(specs, root=str(self.start_dir))
+        if problems:
+            return [], problems
+        return self.session.jobs_from(plans), []
+
+    def _push_specs(self, specs: list[JobSpec]) -> None:
+        """Every job or none (a file is one push, as `pq-tui push` makes it)."""
+        busy = [spec.id for spec in specs if self.queue.is_active(spec.id)]
+        try:
+            if busy:
+                raise ValueError(f"already queued or running: {', '.join(map(printable, busy))}")
+            self.session.push(specs)
+        except (ValueError, TypeError) as exc:
+            self.notify(str(exc), title="nothing pushed", severity="error")
+            return
+        pushed = len(specs)
+        if pushed:
+            lanes = sorted({spec.lane for spec in specs})
+            self.notify(f"{pushed} job(s) queued in {', '.join(map(printable, lanes))}")
+            known = self.queue.lanes()
+            paused = [name for name in lanes if name in known and known[name].paused]
+            if paused:
+                self.notify(f"{', '.join(map(printable, paused))} paused: the jobs wait. p on one "
+                            "of them resumes its lane.", title="paused lanes", severity="warning",
+                            timeout=15)
+        self._sync()
+
+    def action_add_command(self) -> None:
+        job = self.selected
+        lane = job.lane if job is not None else DEFAULT_LANE
+
+        def add(command: Optional[str]) -> None:
+            if not command:
+                return
+            job_id = self._new_id(command)
+            self.queue.push(job_id, {"cmd": command, "cwd": str(self.start_dir)}, lane)
+            self._sync()
+            self.table.select(job_id)
+
+        self.app.push_screen(
+            PromptScreen(f"Add a command to lane {lane}", placeholder="make -j4 test",
+                         help_text="Runs through the shell in " + str(self.start_dir)),
+            add,
+        )
+
+    def _new_id(self, command: str) -> str:
+        word = re.sub(r"[^A-Za-z0-9._-]+", "", os.path.basename(command.split()[0])) or "cmd"
+        while True:
+            self._added += 1
+            candidate = f"{word}-{self._added}"
+            if self.queue.get(candidate) is None:
+                return candidate
+
+    def action_remove_job(self) -> None:
+        job = self.selected
+        if job is not None and self.queue.remove(job.id) is not None:
+            self.notify(f"removed {printable(job.id)}")
+        self._sync()
+
+    def action_kill_job(self, force: bool = False) -> None:
+        job = self.selected
+        if job is None or job.status is not Status.RUNNING:
+            return
+        job_id = job.id
+        if force:
+            self._kill(job_id, True)
+            return
+
+        def confirmed(yes: Optional[bool]) -> None:
+            if yes:
+                self._kill(job_id, False)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Kill {job.id}?",
+                f"Its process tree (pid {job.pid}) gets SIGTERM, then SIGKILL after "
+                f"{self.queue.kill_grace:g}s. The log is kept.",
+                confirm_label="Kill",
+                danger=True,
+            ),
+            confirmed,
+        )
+
+    @work(group="kill", description="kill a job's process tree")
+    async def _kill(self, job_id: JobId, force: bool) -> None:
+        waiting = self.queue.kill(job_id, force=force)
+        if waiting is None:
+            return
+        try:
+            data = await waiting
+        except Exception as exc:  # the server went away: say so, don't take the app down
+            self.notify(str(exc), title=f"kill of {job_id}", severity="error")
+            return
+        if data.get("survivors"):
+            self.notify(survivors_warning(data["survivors"]), title=f"kill of {job_id} incomplete",
+                        severity="error")
+
+    def action_move(self, delta: int) -> None:
+        job = self.selected
+        if job is not None and job.status is Status.QUEUED:
+            self.queue.shift(job.id, delta)
+            self._sync()
+
+    def action_move_front(self) -> None:
+        job = self.selected
+        if job is not None and job.status is Status.QUEUED:
+            self.queue.move(job.id, 0)
+            self._sync()
+
+    def action_move_lane(self) -> None:
+        job = self.selected
+        if job is None or job.status is not Status.QUEUED:
+            return
+        moving = job
+
+        def validate(name: str) -> Optional[str]:
+            problem = lane_name_problem(name)
+            return None if problem is None else f"the name {problem}"
+
+        def move(lane: Optional[str]) -> None:
+            if lane and self.queue.is_active(moving.id) and moving.status is Status.QUEUED:
+                self.queue.move(moving.id, len(self.queue.lane(lane).queued), lane=lane)
+                self._sync()
+
+        self.app.push_screen(
+            PromptScreen(f"Move {job.id} to lane", placeholder="lane name", validate=validate,
+                         suggestions=list(self.queue.lanes())),
+            move,
+        )
+
+    def action_requeue(self) -> None:
+        job = self.selected
+        if job is not None and job.status.finished:
+            self.queue.requeue(job.id)
+            self._sync()
+
+    def action_clean(self) -> None:
+        finished = [job.id for job in self.queue.jobs() if job.status.finished]
+        if not finished:
+            self.notify("no finished jobs to drop")
+            return
+
+        def confirmed(yes: Optional[bool]) -> None:
+            if yes:
+                self.queue.forget(finished)
+                self._sync()
+
+        self.app.push_screen(ConfirmScreen(f"Drop {len(finished)} finished jobs?",
+                                           self.session.forget_note(), confirm_label="Drop"),
+                             confirmed)
+
+    def action_toggle_pause(self) -> None:
+        job = self.selected
+        if job is None:
+            return
+        if self.queue.lane(job.lane).paused:
+            self.queue.resume(job.lane)
+        else:
+            self.queue.pause(job.lane)
+        self._sync()
+
+    def action_toggle_split(self) -> None:
+        side = self.side_pane
+        if side.has_class("hidden"):
+            # The side pane keeps the job shown now; the main pane goes on following the cursor.
+            side.remove_class("hidden")
+            self._show(side, self.queue.get(self.main_pane.job_id)
+                       if self.main_pane.job_id is not None else None)
+        else:
+            side.add_class("hidden")
+            side.show(None)
+
+    def action_toggle_zoom(self) -> None:
+        self.toggle_class("zoomed")
+        if self.has_class("zoomed"):
+            self._active_pane().view.focus()
+        else:
+            self.table.focus()
+
+    def action_search(self) -> None:
+        pane = self._active_pane()
+
+        def search(pattern: Optional[str]) -> None:
+            if pattern is None:
+                return
+            if pattern:
+                count = pane.view.search(pattern)
+                if not count:
+                    self.notify(f"no match for {pattern!r}", severity="warning")
+            else:
+                pane.view.clear_search()
+
+        self.app.push_screen(PromptScreen("Search the log", placeholder="text", allow_empty=True),
+                             search)
+
+    def action_next_match(self) -> None:
+        self._active_pane().view.next_match()
+
+    def action_previous_match(self) -> None:
+        self._active_pane().view.previous_match()
+
+    def action_follow(self) -> None:
+        self._active_pane().view.action_follow()
+
+    async def action_pager(self) -> None:
+        pane = self._active_pane()
+        job = self.queue.get(pane.job_id) if pane.job_id is not None else None
+        if job is None or not job.log_path:
+            return
+        command = shlex.split(os.environ.get("PAGER") or "less -R") + [job.log_path]
+        self._suspended = True
+        try:
+            with self.app.suspend():
+                # Awaited, not subprocess.call: the engine goes on reading its jobs' output
+                # meanwhile.
+                process = await asyncio.create_subprocess_exec(*command)
+                await process.wait()
+        except FileNotFoundError:
+            self.notify(f"pager not found: {command[0]} (set $PAGER)", severity="error")
+        finally:
+            self._suspended = False
+            for pane in self._panes():
+                self._show(pane, pane.shown, again=True)  # what arrived while the pager ran
+            self._sync()
+
+    def action_help(self) -> None:
+        rows = []
+        for binding in [*JOB_KEYS, *self.app_keys]:
+            keys = ", ".join(self.app.get_key_display(Binding(key, ""))
+                             for key in binding.key.split(","))
+            group = next(name for name, ids in HELP_GROUPS if binding.id in ids)
+            rows.append((keys, binding.tooltip or binding.description, group))
+        rows += [
+            ("↑↓ PgUp PgDn", "move in the table, or scroll the log", "Moving around"),
+            ("Home, End", "first and last row; in the log, End follows", "Moving around"),
+            ("Tab", "between the table and the log", "Moving around"),
+            ("ctrl+p", "every action by name (command palette)", "Moving around"),
+        ]
+        self.app.push_screen(HelpScreen(rows))
