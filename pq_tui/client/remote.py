@@ -59,7 +59,7 @@ from pq_tui.core.job import Status
 from pq_tui.core.queue import Shifts
 from pq_tui.core.reducer import JobRow, LaneRow, QueueView
 from pq_tui.core.tail import Tail
-from pq_tui.wire import protocol
+from pq_tui.wire import messages, protocol
 from pq_tui.client.client import GONE, Client, RemoteError, ServerError, TooLarge, push_sizes
 from pq_tui.wire.paths import ServerPaths, server_paths
 
@@ -140,12 +140,6 @@ class _MirrorClient(Client):
             self._events.put_nowait(_Mark(message["id"], message))
             return
         super()._reply(message)
-
-
-def _result(message: Dict[str, Any]) -> Any:
-    if message.get("ok"):
-        return message.get("result")
-    raise RemoteError(str(message.get("kind") or "Error"), str(message.get("error") or ""))
 
 
 class RemoteEngine(Shifts):
@@ -479,7 +473,7 @@ class RemoteEngine(Shifts):
         if handler is None:
             return
         try:
-            handler(_result(mark.message))
+            handler(messages.result_of(mark.message))
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
@@ -487,34 +481,33 @@ class RemoteEngine(Shifts):
         if not future.done():
             future.set_result(None)
 
-    def _load_snapshot(self, snapshot: Dict[str, Any]) -> None:
+    def _load_snapshot(self, result: Any) -> None:
+        snapshot = messages.parse(messages.Snapshot, result)
         now = time.monotonic()
-        self.server_info = dict(snapshot.get("server") or {})
-        if isinstance(self.server_info.get("log_dir"), str):
-            self.log_dir = self.server_info["log_dir"]
-        grace = self.server_info.get("kill_grace")
-        if isinstance(grace, (int, float)) and not isinstance(grace, bool):
-            self.kill_grace = float(grace)
-        view = QueueView.from_snapshot(snapshot, RemoteJob)
+        self.server_info = dict(snapshot["server"])
+        self.log_dir = snapshot["server"]["log_dir"]
+        self.kill_grace = float(snapshot["server"]["kill_grace"])
+        view = messages.queue_view(snapshot, RemoteJob)
         rows = cast(Dict[JobId, RemoteJob], view.jobs)  # made by RemoteJob
         for info in snapshot["jobs"]:  # a later entry of an id is its row
             job = rows[info["id"]]
-            job.restored = bool(info.get("restored"))
+            job.restored = info["restored"]
             job.tail_loaded = job.status is Status.QUEUED
-            if info.get("elapsed") is not None:
+            if info["elapsed"] is not None:
                 job.started_at = now - info["elapsed"]
         self.view = view
         self._snapshot_id = id(snapshot)  # from now on, events apply
 
-    def _load_tail(self, job: RemoteJob, result: Dict[str, Any]) -> None:
+    def _load_tail(self, job: RemoteJob, result: Any) -> None:
+        tail = messages.parse(messages.Tail, result)
         job.tail_loaded = True
         if self._rows.get(job.id) is not job:
             return  # a new run meanwhile: its output comes with the events
-        job.tail = Tail(tuple(line) for line in result.get("lines") or ())
+        job.tail = Tail((stream, text) for stream, text in tail["lines"])
         if job.status.finished:
             job.tail.shrink()
-        job.line_count = result.get("line_count") or 0
-        job.stderr_count = result.get("stderr_count") or 0
+        job.line_count = tail["line_count"] or 0
+        job.stderr_count = tail["stderr_count"] or 0
 
     def _apply(self, event: Event) -> None:
         if isinstance(event, StoreStatus):
