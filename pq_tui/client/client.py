@@ -114,15 +114,15 @@ class Client:
 
     def close(self) -> None:
         """Close the connection; requests in flight fail, ``events()`` ends."""
-        if self._closed:
-            return
-        self._closed = True
         self._reading.cancel()
         try:
+            # Also when the server went first (_lost has run): a writer left open would keep
+            # ``wait_closed`` (``async with``) waiting for good.
             self._writer.close()
         except Exception:
             pass
-        self._lost()
+        if not self._closed:
+            self._lost()
 
     async def __aenter__(self) -> "Client":
         return self
