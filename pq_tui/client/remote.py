@@ -60,6 +60,7 @@ from pq_tui.core.queue import Shifts
 from pq_tui.core.reducer import JobRow, LaneRow, QueueView
 from pq_tui.core.tail import Tail
 from pq_tui.wire import messages, protocol
+from pq_tui.wire.ops import Op
 from pq_tui.client.client import GONE, Client, RemoteError, ServerError, TooLarge, push_sizes
 from pq_tui.wire.paths import ServerPaths, server_paths
 
@@ -181,7 +182,7 @@ class RemoteEngine(Shifts):
         try:
             await client.subscribe()
             engine._applier = asyncio.ensure_future(engine._apply_loop())
-            await engine._marked("snapshot", engine._load_snapshot)
+            await engine._marked(Op.SNAPSHOT, engine._load_snapshot)
             await engine._fetch_tails()
         except BaseException:
             engine.detach()
@@ -209,7 +210,7 @@ class RemoteEngine(Shifts):
         are kept, their lanes paused), then detach. Raises RemoteError / ServerError."""
         self.connected = False  # the connection closing now is expected, not a loss
         try:
-            await self.client.request("shutdown", kill=kill)
+            await self.client.request(Op.SHUTDOWN, kill=kill)
         except BaseException:
             self.connected = not self.client.closed
             raise
@@ -252,7 +253,7 @@ class RemoteEngine(Shifts):
         if job is None:
             return False
         try:
-            await self._marked("tail", functools.partial(self._load_tail, job), job_id=job_id)
+            await self._marked(Op.TAIL, functools.partial(self._load_tail, job), job_id=job_id)
         except RemoteError as exc:  # the log file is gone, say: shown instead of asking again
             log.debug("tail of %r: %s", job_id, exc)
             if self._rows.get(job_id) is job:
@@ -314,7 +315,7 @@ class RemoteEngine(Shifts):
         previous = self._rows.get(job_id)
         if previous is not None and not previous.status.finished:
             raise ValueError(f"job {job_id!r} is already {previous.status.value}")
-        self._send(f"push {job_id!r}", "push", job_id=job_id, data=protocol.jsonable(data),
+        self._send(f"push {job_id!r}", Op.PUSH, job_id=job_id, data=protocol.jsonable(data),
                    lane=lane)
 
     def push_many(self, jobs: List[tuple]) -> None:
@@ -344,14 +345,14 @@ class RemoteEngine(Shifts):
         job = self._require(job_id)
         if not job.status.finished:
             raise ValueError(f"job {job_id!r} is {job.status.value}, not finished")
-        self._send(f"requeue {job_id!r}", "requeue", job_id=job_id)
+        self._send(f"requeue {job_id!r}", Op.REQUEUE, job_id=job_id)
 
     def remove(self, job_id: JobId) -> Optional[dict]:
         """The job's data if it is queued here (the removal is sent), else None."""
         job = self._rows.get(job_id)
         if job is None or job.status is not Status.QUEUED:
             return None
-        self._send(f"remove {job_id!r}", "remove", job_id=job_id)
+        self._send(f"remove {job_id!r}", Op.REMOVE, job_id=job_id)
         return job.snapshot()
 
     def kill(self, job_id: JobId, force: bool = False) -> Optional[asyncio.Future]:
@@ -362,7 +363,7 @@ class RemoteEngine(Shifts):
             return None
         future = asyncio.get_running_loop().create_future()
         self._kill_waiters.setdefault(job_id, []).append(future)
-        self._send(f"kill {job_id!r}", "kill", job_id=job_id, force=bool(force))
+        self._send(f"kill {job_id!r}", Op.KILL, job_id=job_id, force=bool(force))
         return future
 
     def forget(self, job_ids: Iterable[JobId]) -> list:
@@ -371,7 +372,7 @@ class RemoteEngine(Shifts):
         ids = [job_id for job_id in job_ids
                if (job := self._rows.get(job_id)) is not None and job.status.finished]
         if ids:
-            self._send(f"clean {len(ids)} jobs", "forget", job_ids=ids)
+            self._send(f"clean {len(ids)} jobs", Op.FORGET, job_ids=ids)
         return ids
 
     def move(self, job_id: JobId, index: int, lane: Optional[str] = None) -> int:
@@ -386,16 +387,16 @@ class RemoteEngine(Shifts):
         if index < 0:
             index += size + 1
         index = max(0, min(index, size))
-        self._send(f"move {job_id!r}", "move", job_id=job_id, index=index, lane=target.name)
+        self._send(f"move {job_id!r}", Op.MOVE, job_id=job_id, index=index, lane=target.name)
         return index
 
     def pause(self, lane: str) -> None:
         self.lane(lane)  # checks the name
-        self._send(f"pause {lane}", "pause", lane=lane)
+        self._send(f"pause {lane}", Op.PAUSE, lane=lane)
 
     def resume(self, lane: str) -> None:
         self.lane(lane)
-        self._send(f"resume {lane}", "resume", lane=lane)
+        self._send(f"resume {lane}", Op.RESUME, lane=lane)
 
     # -- inside ----------------------------------------------------------------------------------
 
