@@ -284,7 +284,7 @@ def test_bad_input_gets_errors_and_the_server_keeps_serving(env):
         assert replies[5]["kind"] == "TypeError"
         assert replies[6]["kind"] == "TypeError"
         assert replies[7] == {"type": "reply", "id": 7, "ok": False, "error": "no job 'x'",
-                              "kind": "KeyError"}
+                              "kind": "KeyError", "code": "unknown_job"}
         assert replies[8]["kind"] == "TypeError"
         assert "not UTF-8" in answers[3]["error"]
 

@@ -40,6 +40,9 @@ from pq_tui.client.client import (
     TooLarge,
     VersionMismatch,
 )
+from pq_tui.wire import messages
+from pq_tui.wire.messages import JobEntry, JobId, Snapshot
+from pq_tui.wire.ops import ErrorCode, Op
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 FOLLOW_INTERVAL = 0.25  # seconds between log reads when --follow finds nothing new
@@ -50,6 +53,10 @@ COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause
 
 NOT_RUNNING = "no pq-tui server is running"
 _INT = re.compile(r"-?[0-9]+")
+_UNKNOWN = (ErrorCode.UNKNOWN_JOB, ErrorCode.UNKNOWN_LANE)  # exit 2, as a bad id typed is
+# A push refused for its jobs is bad input (exit 2, as the epilog says); for the server's state
+# (stopping, its state file), not.
+_BAD_PUSH = (ErrorCode.BAD_REQUEST, ErrorCode.BAD_LANE_NAME, ErrorCode.CONFLICT)
 
 
 class UnknownJob(Exception):
@@ -273,7 +280,7 @@ def main_command(command: str, args: List[str]) -> int:
         return EXIT_FAILED
     except RemoteError as exc:
         _error(exc.message)
-        return EXIT_BAD_INPUT if exc.kind == "KeyError" else EXIT_FAILED
+        return EXIT_BAD_INPUT if exc.code in _UNKNOWN else EXIT_FAILED
     except ServerError as exc:
         _error(str(exc))
         return EXIT_FAILED
@@ -288,7 +295,7 @@ def _write(text: str) -> None:
     write_stdout(printable_lines(text))
 
 
-def resolve_id(text: str, snapshot: Dict[str, Any]) -> Any:
+def resolve_id(text: str, snapshot: Snapshot) -> JobId:
     """The server's id for a job named ``text`` on the command line (see the module's doc);
     raises Failed (exit 2) if the server has no such job."""
     ids = [job["id"] for job in snapshot["jobs"]]
@@ -301,12 +308,9 @@ def resolve_id(text: str, snapshot: Dict[str, Any]) -> Any:
     raise Failed(f"no job {text!r} on the server", EXIT_BAD_INPUT)
 
 
-def _job(snapshot: Dict[str, Any], job_id: Any) -> Optional[Dict[str, Any]]:
-    found = None
-    for job in snapshot["jobs"]:
-        if job["id"] == job_id and type(job["id"]) is type(job_id):
-            found = job  # the last: the engine's run comes after a restored one
-    return found
+def _status_of(snapshot: Snapshot, job_id: JobId) -> str:
+    job = messages.find_job(snapshot, job_id)
+    return "unknown" if job is None else job["status"]
 
 
 def _show(job_id: Any) -> str:
@@ -320,10 +324,14 @@ async def _open(start: bool = False) -> Client:
     return await Client.open(start=start)
 
 
+async def _snapshot(client: Client) -> Snapshot:
+    return messages.parse(Snapshot, await client.request(Op.SNAPSHOT))
+
+
 async def _with_job(options: argparse.Namespace, body: Callable) -> int:
     client = await _open()
     try:
-        snapshot = await client.request("snapshot")
+        snapshot = await _snapshot(client)
         job_id = resolve_id(options.job, snapshot)
         return await body(client, snapshot, job_id)
     finally:
@@ -343,7 +351,7 @@ async def cmd_push(options: argparse.Namespace) -> int:
     jobs = [(spec, data_for_server(spec, plan)) for spec, plan in plans]
     client = await _open(start=True)
     try:
-        snapshot = await client.request("snapshot")
+        snapshot = await _snapshot(client)
         status_of = {(type(job["id"]), job["id"]): job["status"] for job in snapshot["jobs"]}
         busy = []
         for spec, _data in jobs:
@@ -360,8 +368,7 @@ async def cmd_push(options: argparse.Namespace) -> int:
             raise Failed(f"{exc}; nothing was queued", EXIT_BAD_INPUT) from None
         except RemoteError as exc:
             raise Failed(f"{exc.message}; nothing was queued",
-                         EXIT_BAD_INPUT if exc.kind in ("ValueError", "TypeError") else EXIT_FAILED
-                         ) from None
+                         EXIT_BAD_INPUT if exc.code in _BAD_PUSH else EXIT_FAILED) from None
         except ServerError as exc:
             raise Failed(f"{exc}: the push may not have been completed; `pq-tui status` shows "
                          f"what is queued") from None
@@ -380,7 +387,7 @@ async def cmd_push(options: argparse.Namespace) -> int:
 # -- status --------------------------------------------------------------------------------------
 
 
-def status_rows(snapshot: Dict[str, Any]) -> List[tuple]:
+def status_rows(snapshot: Snapshot) -> List[tuple]:
     """The table's rows: lanes in creation order; in each, the jobs that are not queued (in the
     snapshot's order), then the queued ones in start order."""
 
@@ -394,13 +401,14 @@ def status_rows(snapshot: Dict[str, Any]) -> List[tuple]:
         jobs = [job for job in snapshot["jobs"] if job["lane"] == lane]
         ordered = [job for job in jobs if job["status"] != "queued"]
         for job_id in queued.get(lane, []):
-            job = _job(snapshot, job_id)
-            if job is not None:
-                ordered.append(job)
+            entry = messages.find_job(snapshot, job_id)
+            if entry is not None:
+                ordered.append(entry)
         for job in ordered:
-            data = job.get("data") or {}
-            if job["status"] == "running" and job.get("elapsed") is not None:
-                duration = duration_text(job["elapsed"])
+            data = job["data"]
+            elapsed = job["elapsed"]
+            if job["status"] == "running" and elapsed is not None:
+                duration = duration_text(elapsed)
             elif isinstance(data.get("duration"), (int, float)):
                 duration = duration_text(data["duration"])
             else:
@@ -410,7 +418,7 @@ def status_rows(snapshot: Dict[str, Any]) -> List[tuple]:
                 lane,
                 _show(job["id"]),
                 job["status"],
-                "-" if job.get("pid") is None else str(job["pid"]),
+                "-" if job["pid"] is None else str(job["pid"]),
                 exit_text(exit_code) if isinstance(exit_code, int) else "-",
                 duration,
             ))
@@ -427,14 +435,16 @@ async def cmd_status(options: argparse.Namespace) -> int:
             _write(json.dumps({"server": {"running": False}}) + "\n")
         raise
     try:
-        snapshot = await client.request("snapshot")
+        snapshot = await _snapshot(client)
         if options.jobs:
             ids = [resolve_id(text, snapshot) for text in dict.fromkeys(options.jobs)]
+            entries: List[JobEntry]
             if options.json:
-                entries = [await client.request("job", job_id=job_id) for job_id in ids]
+                entries = [messages.parse(JobEntry, await client.request(Op.JOB, job_id=job_id))
+                           for job_id in ids]
             else:
                 entries = [job for job in snapshot["jobs"] if job["id"] in ids]
-            snapshot = {**snapshot, "jobs": entries}
+            snapshot = Snapshot(server=snapshot["server"], lanes=snapshot["lanes"], jobs=entries)
     finally:
         client.close()
     server = {**snapshot["server"], "running": True}
@@ -452,24 +462,24 @@ async def cmd_status(options: argparse.Namespace) -> int:
     paused = [lane["name"] for lane in snapshot["lanes"] if lane["paused"]]
     if paused:
         _write(f"paused lanes: {', '.join(map(_show, paused))}\n")
-    if snapshot["server"].get("stopping"):
+    if snapshot["server"]["stopping"]:
         _write("the server is shutting down\n")
-    for line in store_warnings(snapshot["server"].get("store") or {}):
+    for line in store_warnings(snapshot["server"]["store"]):
         _write(f"{line}\n")
     _write(_server_line(server))
     return EXIT_OK
 
 
-def store_warnings(store: Dict[str, Any]) -> List[str]:
+def store_warnings(store: messages.StoreInfo) -> List[str]:
     """What the operator must know of the server's state file (the snapshot's server.store)."""
     lines = []
-    if store.get("error"):
-        count = store.get("unrecorded")
+    if store["error"]:
+        count = store["unrecorded"]
         waiting = "change waits" if count == 1 else "changes wait"
         lines.append(f"the record is incomplete: {store['error']}; {count} {waiting} in the "
                      f"server's memory, and no job starts until they are written (tried again "
                      f"every few seconds)")
-    if store.get("moved_aside"):
+    if store["moved_aside"]:
         lines.append(f"the state file was damaged: moved to {store['moved_aside']}; the server "
                      f"started with an empty state")
     return lines
@@ -511,11 +521,13 @@ def format_log_lines(lines: List[List[str]], colour: bool = False) -> str:
 async def cmd_log(options: argparse.Namespace) -> int:
     colour = colour_on_stdout()
 
-    async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
+    async def body(client: Client, snapshot: Snapshot, job_id: JobId) -> int:
         # Part by part, each written before the next is asked for: any size in bounded memory.
-        offset, size = 0, None
+        offset: int = 0
+        size: Optional[int] = None
         while True:
-            part = await client.request("log", job_id=job_id, offset=offset)
+            part = messages.parse(messages.LogPart, await client.request(
+                Op.LOG, job_id=job_id, offset=offset))
             if part["lines"]:
                 write_stdout(format_log_lines(part["lines"], colour))
             moved, offset = part["offset"] != offset, part["offset"]
@@ -523,7 +535,7 @@ async def cmd_log(options: argparse.Namespace) -> int:
                 return EXIT_OK
             if not options.follow:
                 # A running job's log: what it held at the first read (its last line once whole).
-                size = part.get("size", 0) if size is None else size
+                size = part["size"] if size is None else size
                 if offset >= size or not moved:
                     return EXIT_OK
             elif not part["lines"]:
@@ -536,12 +548,14 @@ async def cmd_log(options: argparse.Namespace) -> int:
 
 
 async def cmd_kill(options: argparse.Namespace) -> int:
-    async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
-        if await client.request("kill", job_id=job_id, force=options.force) is None:
-            status = (_job(snapshot, job_id) or {}).get("status", "unknown")
+    async def body(client: Client, snapshot: Snapshot, job_id: JobId) -> int:
+        killed = await client.request(Op.KILL, job_id=job_id, force=options.force)
+        if messages.parse_row(killed) is None:
+            status = _status_of(snapshot, job_id)
             raise Failed(f"job {str(job_id)!r} is not running (it is {status})")
         # The kill returns at once; the job ends once its whole tree is gone.
-        result = await client.request("wait", job_ids=[job_id])
+        result = messages.parse(messages.WaitResult,
+                                await client.request(Op.WAIT, job_ids=[job_id]))
         data = result["jobs"][0]["data"]
         _write(f"{_show(job_id)}: {data.get('status')}\n")
         return EXIT_OK
@@ -550,9 +564,9 @@ async def cmd_kill(options: argparse.Namespace) -> int:
 
 
 async def cmd_remove(options: argparse.Namespace) -> int:
-    async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
-        if await client.request("remove", job_id=job_id) is None:
-            status = (_job(snapshot, job_id) or {}).get("status", "unknown")
+    async def body(client: Client, snapshot: Snapshot, job_id: JobId) -> int:
+        if messages.parse_row(await client.request(Op.REMOVE, job_id=job_id)) is None:
+            status = _status_of(snapshot, job_id)
             raise Failed(f"job {str(job_id)!r} is not queued (it is {status})")
         _write(f"removed {_show(job_id)}\n")
         return EXIT_OK
@@ -561,9 +575,9 @@ async def cmd_remove(options: argparse.Namespace) -> int:
 
 
 async def cmd_move(options: argparse.Namespace) -> int:
-    async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
+    async def body(client: Client, snapshot: Snapshot, job_id: JobId) -> int:
         if options.up or options.down:
-            index = await client.request("shift", job_id=job_id, delta=-1 if options.up else 1)
+            moved = await client.request(Op.SHIFT, job_id=job_id, delta=-1 if options.up else 1)
         else:
             if options.front:
                 target = 0
@@ -571,8 +585,10 @@ async def cmd_move(options: argparse.Namespace) -> int:
                 target = options.to - 1
             else:
                 target = -1  # --lane alone: the end of that lane
-            index = await client.request("move", job_id=job_id, index=target, lane=options.lane)
-        lane = options.lane or (_job(snapshot, job_id) or {}).get("lane", "?")
+            moved = await client.request(Op.MOVE, job_id=job_id, index=target, lane=options.lane)
+        index = messages.parse_index(moved)
+        entry = messages.find_job(snapshot, job_id)
+        lane = options.lane or (entry["lane"] if entry is not None else "?")
         new = options.lane is not None and all(known["name"] != lane
                                                for known in snapshot["lanes"])
         _write(f"{_show(job_id)}: position {index + 1} in lane {_show(lane)}"
@@ -583,8 +599,8 @@ async def cmd_move(options: argparse.Namespace) -> int:
 
 
 async def cmd_requeue(options: argparse.Namespace) -> int:
-    async def body(client: Client, snapshot: Dict[str, Any], job_id: Any) -> int:
-        data = await client.request("requeue", job_id=job_id)
+    async def body(client: Client, snapshot: Snapshot, job_id: JobId) -> int:
+        data = messages.parse_row(await client.request(Op.REQUEUE, job_id=job_id)) or {}
         _write(f"requeued [{_show(data.get('queue', '?'))}] {_show(job_id)}\n")
         return EXIT_OK
 
@@ -597,30 +613,30 @@ async def cmd_requeue(options: argparse.Namespace) -> int:
 async def _lane_command(options: argparse.Namespace, op: str) -> int:
     client = await _open()
     try:
-        snapshot = await client.request("snapshot")
+        snapshot = await _snapshot(client)
         try:
-            create = {"create": True} if op == "pause" and options.create else {}
+            create = {"create": True} if op == Op.PAUSE and options.create else {}
             await client.request(op, lane=options.lane, **create)
         except RemoteError as exc:
-            if exc.kind == "KeyError" and op == "pause":
+            if exc.code == ErrorCode.UNKNOWN_LANE and op == Op.PAUSE:
                 raise Failed(f"{exc.message}\nto pause a new lane before pushing to it: "
                              f"pq-tui pause {options.lane} --create", EXIT_BAD_INPUT) from None
             raise
     finally:
         client.close()
     known = any(lane["name"] == options.lane for lane in snapshot["lanes"])
-    done = "paused" if op == "pause" else "resumed"
+    done = "paused" if op == Op.PAUSE else "resumed"
     _write(f"{done} lane {_show(options.lane)}" + ("" if known else " (a new lane: no job yet)")
            + "\n")
     return EXIT_OK
 
 
 async def cmd_pause(options: argparse.Namespace) -> int:
-    return await _lane_command(options, "pause")
+    return await _lane_command(options, Op.PAUSE)
 
 
 async def cmd_resume(options: argparse.Namespace) -> int:
-    return await _lane_command(options, "resume")
+    return await _lane_command(options, Op.RESUME)
 
 
 # -- wait ----------------------------------------------------------------------------------------
@@ -629,14 +645,14 @@ async def cmd_resume(options: argparse.Namespace) -> int:
 async def cmd_wait(options: argparse.Namespace) -> int:
     client = await _open()
     try:
-        snapshot = await client.request("snapshot")
+        snapshot = await _snapshot(client)
         ids = [resolve_id(text, snapshot) for text in dict.fromkeys(options.jobs)]
-        result = await client.request("wait", job_ids=ids)
+        result = messages.parse(messages.WaitResult, await client.request(Op.WAIT, job_ids=ids))
     finally:
         client.close()
     ok = True
     for entry in result["jobs"]:
-        data = entry["data"] or {}
+        data = entry["data"]
         status = data.get("status", "?")
         exit_code = data.get("exit")
         detail = f" (exit {exit_code})" if isinstance(exit_code, int) and exit_code != 0 else ""
@@ -654,19 +670,19 @@ async def cmd_clean(options: argparse.Namespace) -> int:
     client = await _open()
     try:
         if options.jobs:
-            snapshot = await client.request("snapshot")
+            snapshot = await _snapshot(client)
             ids = [resolve_id(text, snapshot) for text in options.jobs]
             active = [_show(job["id"]) for job in snapshot["jobs"]
                       if job["id"] in ids and job["status"] in ("queued", "running")]
             if active:
                 raise Failed(f"not finished: {', '.join(active)} (kill or remove them first)")
-            result = await client.request("forget", job_ids=ids)
+            result = await client.request(Op.FORGET, job_ids=ids)
         else:
-            result = await client.request("clean", keep_last=options.keep,
+            result = await client.request(Op.CLEAN, keep_last=options.keep,
                                           older_than_days=options.older_than)
     finally:
         client.close()
-    forgotten = result["forgotten"]
+    forgotten = messages.parse(messages.Forgotten, result)["forgotten"]
     _write(f"dropped {len(forgotten)} finished job(s) and their logs\n")
     return EXIT_OK
 
@@ -685,9 +701,10 @@ async def cmd_shutdown(options: argparse.Namespace) -> int:
     pid = client.hello.get("pid")
     try:
         try:
-            result = await client.request("shutdown", kill=options.kill)
+            result = messages.parse(messages.Stopped,
+                                    await client.request(Op.SHUTDOWN, kill=options.kill))
         except RemoteError as exc:
-            if exc.kind == "ValueError":  # jobs are running
+            if exc.code == ErrorCode.CONFLICT:  # jobs are running
                 raise Failed(f"{exc.message}\nto kill them: pq-tui shutdown --kill") from None
             raise
     finally:

@@ -4,7 +4,7 @@
 
     client = await Client.open()            # starts a server if none runs (start=False: don't)
     try:
-        snapshot = await client.request("snapshot")
+        snapshot = await client.request(Op.SNAPSHOT)   # parse it with wire.messages
         await client.subscribe()
         async for event in client.events():  # the engine's event dataclasses
             ...
@@ -30,10 +30,11 @@ import logging
 from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from pq_tui.core.events import Event
-from pq_tui.wire import protocol
+from pq_tui.wire import messages, protocol
+from pq_tui.wire.ops import Op
 from pq_tui.wire.paths import RuntimeDirError, ServerPaths, server_paths
 from pq_tui.client.launcher import connect, start_server_process
-from pq_tui.wire.errors import ServerError, VersionMismatch
+from pq_tui.wire.errors import RemoteError, ServerError, VersionMismatch
 
 __all__ = ["Client", "NotRunning", "RemoteError", "ServerError", "VersionMismatch", "GONE",
            "TooLarge"]
@@ -53,19 +54,6 @@ class NotRunning(ServerError):
 
 class TooLarge(ServerError):
     """A request that one message cannot hold; nothing was sent."""
-
-
-class RemoteError(Exception):
-    """An error reply: ``kind`` is the server's kind (``KeyError``, ``ValueError``, ...) and
-    ``message`` is for the operator."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"RemoteError({self.kind!r}, {self.message!r})"
 
 
 class Client:
@@ -93,7 +81,7 @@ class Client:
         """Connect to the server of ``paths`` (default: this user's). When nothing answers, start
         a server (``start=True``) and connect to it, or raise ``NotRunning`` (``start=False``).
         A server of another protocol raises VersionMismatch, unless ``control``: then the
-        connection is for ``protocol.CONTROL_OPS`` only. Every other problem is a ServerError
+        connection is for ``ops.CONTROL_OPS`` only. Every other problem is a ServerError
         whose message is for the operator."""
         paths = paths or server_paths()
         try:
@@ -126,15 +114,15 @@ class Client:
 
     def close(self) -> None:
         """Close the connection; requests in flight fail, ``events()`` ends."""
-        if self._closed:
-            return
-        self._closed = True
         self._reading.cancel()
         try:
+            # Also when the server went first (_lost has run): a writer left open would keep
+            # ``wait_closed`` (``async with``) waiting for good.
             self._writer.close()
         except Exception:
             pass
-        self._lost()
+        if not self._closed:
+            self._lost()
 
     async def __aenter__(self) -> "Client":
         return self
@@ -149,8 +137,9 @@ class Client:
     # -- requests ------------------------------------------------------------------------------
 
     async def request(self, op: str, **args: Any) -> Any:
-        """Send a request and return its result. Raises RemoteError for an error reply and
-        ServerError if the connection is lost first."""
+        """Send a request (``op``: an ``Op``) and return its result, to be parsed with
+        ``wire.messages``. Raises RemoteError for an error reply (its ``code`` says what went
+        wrong) and ServerError if the connection is lost first."""
         if self._closed:
             raise ServerError(GONE)
         data, request_id = self._encode(op, args)
@@ -195,16 +184,16 @@ class Client:
                 total = 0
             batches[-1].append(job)
             total += size + 1
-        result: Dict[str, Any] = {}
+        result = messages.PushMany()
         for index, batch in enumerate(batches):
-            result = await self.request("push_many", jobs=batch,
-                                        more=index < len(batches) - 1)
-        return int(result.get("queued") or 0)
+            result = messages.parse(messages.PushMany, await self.request(
+                Op.PUSH_MANY, jobs=batch, more=index < len(batches) - 1))
+        return result.get("queued", 0)
 
     async def subscribe(self, max_pending_lines: Optional[int] = None) -> None:
         """Ask for the engine's events on this connection (once per connection)."""
         args = {} if max_pending_lines is None else {"max_pending_lines": max_pending_lines}
-        await self.request("subscribe", **args)
+        await self.request(Op.SUBSCRIBE, **args)
 
     async def events(self) -> AsyncIterator[Event]:
         """The events, decoded (``protocol.decode_event``), until the connection is lost or
@@ -271,11 +260,10 @@ class Client:
         if future is None or future.done():
             log.warning("a reply to no request: %s", str(message)[:200])
             return
-        if message.get("ok"):
-            future.set_result(message.get("result"))
-        else:
-            future.set_exception(RemoteError(str(message.get("kind") or "Error"),
-                                             str(message.get("error") or "")))
+        try:
+            future.set_result(messages.result_of(message))
+        except RemoteError as exc:
+            future.set_exception(exc)
 
     def _lost(self) -> None:
         self._closed = True

@@ -69,7 +69,7 @@ async def connect(paths: Optional[ServerPaths] = None, *, control: bool = False
                   ) -> Tuple[asyncio.StreamReader, asyncio.StreamWriter, Dict[str, Any]]:
     """Connect to the server and do the hello: returns the streams, ready for requests, and the
     server's hello. Raises ServerError if nothing listens, VersionMismatch if the server speaks
-    another protocol (unless ``control``: then only ``protocol.CONTROL_OPS`` may be sent),
+    another protocol (unless ``control``: then only ``ops.CONTROL_OPS`` may be sent),
     ProtocolError if it is not a pq-tui server, RuntimeDirError if the socket's path is too long
     to connect to."""
     paths = paths or server_paths()

@@ -59,7 +59,8 @@ from pq_tui.core.job import Status
 from pq_tui.core.queue import Shifts
 from pq_tui.core.reducer import JobRow, LaneRow, QueueView
 from pq_tui.core.tail import Tail
-from pq_tui.wire import protocol
+from pq_tui.wire import messages, protocol
+from pq_tui.wire.ops import Op
 from pq_tui.client.client import GONE, Client, RemoteError, ServerError, TooLarge, push_sizes
 from pq_tui.wire.paths import ServerPaths, server_paths
 
@@ -142,12 +143,6 @@ class _MirrorClient(Client):
         super()._reply(message)
 
 
-def _result(message: Dict[str, Any]) -> Any:
-    if message.get("ok"):
-        return message.get("result")
-    raise RemoteError(str(message.get("kind") or "Error"), str(message.get("error") or ""))
-
-
 class RemoteEngine(Shifts):
     """The server's engine, mirrored: a ``Queue`` (``pq_tui.core.queue``), and what a console
     attached to a server does besides (``detach``, ``stop_server``, ``on_error``, ``on_lost``)."""
@@ -187,7 +182,7 @@ class RemoteEngine(Shifts):
         try:
             await client.subscribe()
             engine._applier = asyncio.ensure_future(engine._apply_loop())
-            await engine._marked("snapshot", engine._load_snapshot)
+            await engine._marked(Op.SNAPSHOT, engine._load_snapshot)
             await engine._fetch_tails()
         except BaseException:
             engine.detach()
@@ -215,7 +210,7 @@ class RemoteEngine(Shifts):
         are kept, their lanes paused), then detach. Raises RemoteError / ServerError."""
         self.connected = False  # the connection closing now is expected, not a loss
         try:
-            await self.client.request("shutdown", kill=kill)
+            await self.client.request(Op.SHUTDOWN, kill=kill)
         except BaseException:
             self.connected = not self.client.closed
             raise
@@ -258,7 +253,7 @@ class RemoteEngine(Shifts):
         if job is None:
             return False
         try:
-            await self._marked("tail", functools.partial(self._load_tail, job), job_id=job_id)
+            await self._marked(Op.TAIL, functools.partial(self._load_tail, job), job_id=job_id)
         except RemoteError as exc:  # the log file is gone, say: shown instead of asking again
             log.debug("tail of %r: %s", job_id, exc)
             if self._rows.get(job_id) is job:
@@ -320,7 +315,7 @@ class RemoteEngine(Shifts):
         previous = self._rows.get(job_id)
         if previous is not None and not previous.status.finished:
             raise ValueError(f"job {job_id!r} is already {previous.status.value}")
-        self._send(f"push {job_id!r}", "push", job_id=job_id, data=protocol.jsonable(data),
+        self._send(f"push {job_id!r}", Op.PUSH, job_id=job_id, data=protocol.jsonable(data),
                    lane=lane)
 
     def push_many(self, jobs: List[tuple]) -> None:
@@ -350,14 +345,14 @@ class RemoteEngine(Shifts):
         job = self._require(job_id)
         if not job.status.finished:
             raise ValueError(f"job {job_id!r} is {job.status.value}, not finished")
-        self._send(f"requeue {job_id!r}", "requeue", job_id=job_id)
+        self._send(f"requeue {job_id!r}", Op.REQUEUE, job_id=job_id)
 
     def remove(self, job_id: JobId) -> Optional[dict]:
         """The job's data if it is queued here (the removal is sent), else None."""
         job = self._rows.get(job_id)
         if job is None or job.status is not Status.QUEUED:
             return None
-        self._send(f"remove {job_id!r}", "remove", job_id=job_id)
+        self._send(f"remove {job_id!r}", Op.REMOVE, job_id=job_id)
         return job.snapshot()
 
     def kill(self, job_id: JobId, force: bool = False) -> Optional[asyncio.Future]:
@@ -368,7 +363,7 @@ class RemoteEngine(Shifts):
             return None
         future = asyncio.get_running_loop().create_future()
         self._kill_waiters.setdefault(job_id, []).append(future)
-        self._send(f"kill {job_id!r}", "kill", job_id=job_id, force=bool(force))
+        self._send(f"kill {job_id!r}", Op.KILL, job_id=job_id, force=bool(force))
         return future
 
     def forget(self, job_ids: Iterable[JobId]) -> list:
@@ -377,7 +372,7 @@ class RemoteEngine(Shifts):
         ids = [job_id for job_id in job_ids
                if (job := self._rows.get(job_id)) is not None and job.status.finished]
         if ids:
-            self._send(f"clean {len(ids)} jobs", "forget", job_ids=ids)
+            self._send(f"clean {len(ids)} jobs", Op.FORGET, job_ids=ids)
         return ids
 
     def move(self, job_id: JobId, index: int, lane: Optional[str] = None) -> int:
@@ -392,16 +387,16 @@ class RemoteEngine(Shifts):
         if index < 0:
             index += size + 1
         index = max(0, min(index, size))
-        self._send(f"move {job_id!r}", "move", job_id=job_id, index=index, lane=target.name)
+        self._send(f"move {job_id!r}", Op.MOVE, job_id=job_id, index=index, lane=target.name)
         return index
 
     def pause(self, lane: str) -> None:
         self.lane(lane)  # checks the name
-        self._send(f"pause {lane}", "pause", lane=lane)
+        self._send(f"pause {lane}", Op.PAUSE, lane=lane)
 
     def resume(self, lane: str) -> None:
         self.lane(lane)
-        self._send(f"resume {lane}", "resume", lane=lane)
+        self._send(f"resume {lane}", Op.RESUME, lane=lane)
 
     # -- inside ----------------------------------------------------------------------------------
 
@@ -479,7 +474,7 @@ class RemoteEngine(Shifts):
         if handler is None:
             return
         try:
-            handler(_result(mark.message))
+            handler(messages.result_of(mark.message))
         except Exception as exc:
             if not future.done():
                 future.set_exception(exc)
@@ -487,34 +482,33 @@ class RemoteEngine(Shifts):
         if not future.done():
             future.set_result(None)
 
-    def _load_snapshot(self, snapshot: Dict[str, Any]) -> None:
+    def _load_snapshot(self, result: Any) -> None:
+        snapshot = messages.parse(messages.Snapshot, result)
         now = time.monotonic()
-        self.server_info = dict(snapshot.get("server") or {})
-        if isinstance(self.server_info.get("log_dir"), str):
-            self.log_dir = self.server_info["log_dir"]
-        grace = self.server_info.get("kill_grace")
-        if isinstance(grace, (int, float)) and not isinstance(grace, bool):
-            self.kill_grace = float(grace)
-        view = QueueView.from_snapshot(snapshot, RemoteJob)
+        self.server_info = dict(snapshot["server"])
+        self.log_dir = snapshot["server"]["log_dir"]
+        self.kill_grace = float(snapshot["server"]["kill_grace"])
+        view = messages.queue_view(snapshot, RemoteJob)
         rows = cast(Dict[JobId, RemoteJob], view.jobs)  # made by RemoteJob
         for info in snapshot["jobs"]:  # a later entry of an id is its row
             job = rows[info["id"]]
-            job.restored = bool(info.get("restored"))
+            job.restored = info["restored"]
             job.tail_loaded = job.status is Status.QUEUED
-            if info.get("elapsed") is not None:
+            if info["elapsed"] is not None:
                 job.started_at = now - info["elapsed"]
         self.view = view
         self._snapshot_id = id(snapshot)  # from now on, events apply
 
-    def _load_tail(self, job: RemoteJob, result: Dict[str, Any]) -> None:
+    def _load_tail(self, job: RemoteJob, result: Any) -> None:
+        tail = messages.parse(messages.Tail, result)
         job.tail_loaded = True
         if self._rows.get(job.id) is not job:
             return  # a new run meanwhile: its output comes with the events
-        job.tail = Tail(tuple(line) for line in result.get("lines") or ())
+        job.tail = Tail((stream, text) for stream, text in tail["lines"])
         if job.status.finished:
             job.tail.shrink()
-        job.line_count = result.get("line_count") or 0
-        job.stderr_count = result.get("stderr_count") or 0
+        job.line_count = tail["line_count"] or 0
+        job.stderr_count = tail["stderr_count"] or 0
 
     def _apply(self, event: Event) -> None:
         if isinstance(event, StoreStatus):

@@ -13,7 +13,7 @@ change; a new run of an id is a new row.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, Iterable, Optional, Sequence
 
 from pq_tui.core.events import (
     Event,
@@ -90,30 +90,6 @@ class QueueView:
         self.lanes: Dict[str, LaneRow] = {}
 
     # -- building --------------------------------------------------------------------------------
-
-    @classmethod
-    def from_snapshot(cls, snapshot: Mapping[str, Any], new_job: NewJob = JobRow) -> "QueueView":
-        """The view a server's ``snapshot`` reply describes ("jobs" and "lanes" entries)."""
-        view = cls(new_job)
-        for info in snapshot["jobs"]:
-            job = new_job(info["id"], info["lane"], dict(info.get("data") or {}),
-                          info.get("run") or 1)
-            job.status = Status(info["status"])
-            job.pid = info.get("pid")
-            job.line_count = info.get("line_count") or 0
-            job.stderr_count = info.get("stderr_count") or 0
-            job.log_path = info.get("log_path")
-            job.cpu_percent = info.get("cpu_percent")
-            job.rss = info.get("rss")
-            view.jobs.pop(job.id, None)
-            view.jobs[job.id] = job
-        for info in snapshot["lanes"]:
-            lane = view.lanes[info["name"]] = LaneRow(info["name"], bool(info.get("paused")))
-            lane.queued.extend(view.jobs[job_id] for job_id in info.get("queued") or ()
-                               if job_id in view.jobs)
-            if info.get("running") is not None:
-                lane.running = view.jobs.get(info["running"])
-        return view
 
     @classmethod
     def from_state(cls, jobs: Iterable[Any], lanes: Iterable[Any]) -> "QueueView":

@@ -4,28 +4,28 @@ answered in order, and the engine's events forwarded between the replies."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from pq_tui import __version__
 from pq_tui.core.engine import Subscription
-from pq_tui.core.events import (
-    Event,
-    OutputDropped,
-)
+from pq_tui.core.events import Event, JobOutput, OutputDropped
 from pq_tui.core.lanes import check_lane_name, unknown_lane
 from pq_tui.core.files import open_regular
 from pq_tui.core.logfile import STREAMS, count_log_lines, read_log_tail
 from pq_tui.core.lines import utf8_safe_cut
 from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
-from pq_tui.wire import protocol
-
+from pq_tui.wire import messages, protocol
+from pq_tui.wire.errors import Refused
+from pq_tui.wire.ops import CONTROL_OPS, ErrorCode, Op
 
 if TYPE_CHECKING:
     from pq_tui.server.server import Server
+    from pq_tui.server.store import JobState
 
 log = logging.getLogger("pq_tui.server")
 
@@ -68,24 +68,25 @@ class Connection:
         # push_many batches sent with "more": queued together by the last one, or never.
         self.staged: List[Dict[str, Any]] = []
         self.staged_keys: set = set()
+        # wait and shutdown: answered when done (run); tail of a restored job: op_restored_tail.
         self.handlers: Dict[str, Callable[[Dict[str, Any]], Any]] = {
-            "ping": lambda args: "pong",
-            "snapshot": lambda args: server.snapshot(),
-            "job": lambda a: server.job_entry(a["job_id"]),
-            "push": self.op_push,
-            "push_many": self.op_push_many,
-            "remove": self.op_remove,
-            "kill": self.op_kill,
-            "move": lambda a: server.engine.move(a["job_id"], a["index"], a["lane"]),
-            "shift": lambda a: server.engine.shift(a["job_id"], a["delta"]),
-            "requeue": self.op_requeue,
-            "pause": self.op_pause,
-            "resume": self.op_resume,
-            "tail": self.op_tail,
-            "log": self.op_log,
-            "subscribe": self.op_subscribe,
-            "forget": self.op_forget,
-            "clean": self.op_clean,
+            Op.PING: lambda args: "pong",
+            Op.SNAPSHOT: lambda args: server.snapshot(),
+            Op.JOB: lambda a: server.job_entry(a["job_id"]),
+            Op.PUSH: self.op_push,
+            Op.PUSH_MANY: self.op_push_many,
+            Op.REMOVE: self.op_remove,
+            Op.KILL: self.op_kill,
+            Op.MOVE: self.op_move,
+            Op.SHIFT: lambda a: server.engine.shift(a["job_id"], a["delta"]),
+            Op.REQUEUE: self.op_requeue,
+            Op.PAUSE: self.op_pause,
+            Op.RESUME: self.op_resume,
+            Op.TAIL: self.op_tail,
+            Op.LOG: self.op_log,
+            Op.SUBSCRIBE: self.op_subscribe,
+            Op.FORGET: self.op_forget,
+            Op.CLEAN: self.op_clean,
         }
 
     # -- the conversation ----------------------------------------------------------------------
@@ -100,56 +101,58 @@ class Connection:
         try:
             hello = await asyncio.wait_for(protocol.read_message(self.reader), HELLO_TIMEOUT)
         except asyncio.TimeoutError:
-            await self.send(protocol.error_message("no hello from the client"))
+            await self.send(messages.error_message("no hello from the client"))
             return
         except protocol.ProtocolError as exc:
-            await self.send(protocol.error_message(f"expected a hello: {exc}"))
+            await self.send(messages.error_message(f"expected a hello: {exc}"))
             return
         if hello is None:
             return
         version = hello.get("protocol")
         if (hello.get("type") != "hello" or isinstance(version, bool)
                 or not isinstance(version, int)):
-            await self.send(protocol.error_message(
+            await self.send(messages.error_message(
                 'expected a hello: {"type": "hello", "protocol": <int>}'))
             return
         control_only = version != protocol.PROTOCOL
+        mismatch = protocol.mismatch_text(protocol.PROTOCOL, version, os.getpid())
         if control_only:
             log.info("connection %s: client speaks protocol %s; only %s", self.name, version,
-                     "/".join(protocol.CONTROL_OPS))
-            await self.send(protocol.mismatch_error(version, os.getpid()))
+                     "/".join(CONTROL_OPS))
+            await self.send(messages.error_message(mismatch, ErrorCode.PROTOCOL_MISMATCH))
         while True:
             try:
                 message = await protocol.read_message(self.reader)
+            except protocol.ClosedMidLine:
+                return
             except protocol.LineTooLong as exc:
-                await self.send(protocol.error_message(str(exc)))
+                await self.send(messages.error_message(str(exc), ErrorCode.TOO_LARGE))
                 continue
             except protocol.ProtocolError as exc:
-                if "closed in the middle" in str(exc):
-                    return
-                await self.send(protocol.error_message(str(exc)))
+                await self.send(messages.error_message(str(exc)))
                 continue
             if message is None:
                 return
             if message["type"] != "request":
-                await self.send(protocol.error_message(
+                await self.send(messages.error_message(
                     f"unexpected message type {message['type']!r} (expected a request)"))
                 continue
             try:
                 request_id, op, args = protocol.parse_request(message)
             except (protocol.ProtocolError, TypeError) as exc:
-                await self.send(protocol.reply_error(getattr(exc, "request_id", None), str(exc),
-                                                     type(exc).__name__))
+                await self.send(messages.reply_error(getattr(exc, "request_id", None), str(exc),
+                                                     ErrorCode.BAD_REQUEST, type(exc).__name__))
                 continue
-            if control_only and op not in protocol.CONTROL_OPS:
-                await self.send(protocol.reply_error(request_id, protocol.mismatch_text(
-                    protocol.PROTOCOL, version, os.getpid()), "ProtocolError"))
+            if control_only and op not in CONTROL_OPS:
+                await self.send(messages.reply_error(request_id, mismatch,
+                                                     ErrorCode.PROTOCOL_MISMATCH,
+                                                     "ProtocolError"))
                 continue
-            if op == "wait":
+            if op == Op.WAIT:
                 self._spawn(self.op_wait(request_id, args))
-            elif op == "shutdown":
+            elif op == Op.SHUTDOWN:
                 self._spawn(self.op_shutdown(request_id, args))
-            elif op == "tail" and self.server.engine.get(args["job_id"]) is None:
+            elif op == Op.TAIL and self.server.engine.get(args["job_id"]) is None:
                 # Read from its log in a thread; an engine job's tail is taken with the events
                 # before it (below), as its JobOutput seq numbers rely on.
                 await self.answer_after(request_id, self.op_restored_tail, args)
@@ -174,14 +177,16 @@ class Connection:
                 if not plain:
                     result = protocol.jsonable(result)
                 try:
-                    lines = protocol.encode_reply(request_id, result)
+                    lines = messages.encode_reply(request_id, result)
                 except protocol.ProtocolError as exc:
-                    lines = [protocol.encode(protocol.reply_error(
-                        request_id, f"the reply is too large to send: {exc}", "ProtocolError"))]
+                    lines = [protocol.encode(messages.reply_error(
+                        request_id, f"the reply is too large to send: {exc}",
+                        ErrorCode.TOO_LARGE, "ProtocolError"))]
             except Exception as exc:
-                lines = [protocol.encode(protocol.reply_error(request_id, _message(exc),
-                                                              type(exc).__name__))]
-                if not isinstance(exc, (ValueError, KeyError, TypeError, RuntimeError)):
+                code, kind = _code_and_kind(exc)
+                lines = [protocol.encode(messages.reply_error(request_id, _message(exc), code,
+                                                              kind))]
+                if code == ErrorCode.INTERNAL:
                     log.exception("request %s %r failed", request_id, handler)
             self._write_events()  # those before the request, and those it caused
             for line in lines:
@@ -209,8 +214,9 @@ class Connection:
         try:
             data = protocol.encode(message)
         except protocol.ProtocolError as exc:
-            data = protocol.encode(protocol.reply_error(
-                request_id, f"the message is too large to send: {exc}", "ProtocolError"))
+            data = protocol.encode(messages.reply_error(
+                request_id, f"the message is too large to send: {exc}", ErrorCode.TOO_LARGE,
+                "ProtocolError"))
         self.writer.write(data)
 
     def _write_events(self) -> None:
@@ -222,8 +228,10 @@ class Connection:
             try:
                 data = protocol.encode(protocol.encode_event(event))
             except protocol.ProtocolError:  # a batch of lines too large for one message
-                count = len(getattr(event, "lines", ()))
-                data = protocol.encode(protocol.encode_event(OutputDropped(event.job_id, count)))
+                if not isinstance(event, JobOutput):
+                    raise  # the others' data is bounded (row_data)
+                dropped = OutputDropped(event.job_id, len(event.lines))
+                data = protocol.encode(protocol.encode_event(dropped))
             self.writer.write(data)
 
     async def forward_events(self, subscription: Subscription) -> None:
@@ -249,7 +257,8 @@ class Connection:
     # -- ops -----------------------------------------------------------------------------------
 
     def op_push(self, args: Dict[str, Any]) -> Any:
-        self.server._check_not_stopping("push")
+        self._check_not_stopping(Op.PUSH)
+        self._check_new_lane(args["lane"])
         job = self.server.engine.push(args["job_id"], args["data"], args["lane"])
         self.server.restored.pop(job.id, None)
         return protocol.row_data(job.data)
@@ -261,7 +270,7 @@ class Connection:
         jobs = args["jobs"]
         earlier, keys = self.staged, self.staged_keys
         self.staged, self.staged_keys = [], set()
-        self.server._check_not_stopping("push")
+        self._check_not_stopping(Op.PUSH)
         self._check_push(jobs, keys)
         if args["more"]:
             earlier.extend(jobs)
@@ -284,46 +293,64 @@ class Connection:
         return {"queued": len(staged)}
 
     def _check_push(self, jobs: List[Dict[str, Any]], seen: set) -> None:
-        """Raises ValueError for a job whose id is in ``seen`` (which gets the others' ids) or
-        queued or running, or whose new lane's name is refused."""
+        """Refuses a job whose id is in ``seen`` (which gets the others' ids) or queued or
+        running, or whose new lane's name is refused."""
         engine = self.server.engine
-        lanes = engine.lanes()
         for job in jobs:
-            if job["lane"] not in lanes:
-                check_lane_name(job["lane"])
+            self._check_new_lane(job["lane"])
             key = (type(job["job_id"]), job["job_id"])
             if key in seen:
-                raise ValueError(f"job {job['job_id']!r} is given twice")
+                raise Refused(ErrorCode.BAD_REQUEST, f"job {job['job_id']!r} is given twice")
             seen.add(key)
             current = engine.get(job["job_id"])
             if current is not None and not current.status.finished:
-                raise ValueError(f"job {job['job_id']!r} is already {current.status.value}")
+                raise Refused(ErrorCode.CONFLICT,
+                              f"job {job['job_id']!r} is already {current.status.value}")
+
+    def _check_new_lane(self, name: Optional[str]) -> None:
+        """Before the engine makes a lane: its ValueError would not say that it was the name."""
+        if name is not None and name not in self.server.engine.lanes():
+            try:
+                check_lane_name(name)
+            except ValueError as exc:
+                raise Refused(ErrorCode.BAD_LANE_NAME, str(exc)) from None
+
+    def _check_not_stopping(self, op: str) -> None:
+        if self.server.stopping:
+            raise Refused(ErrorCode.STOPPING, f"{op}: the server is shutting down", RuntimeError)
+
+    def op_move(self, args: Dict[str, Any]) -> int:
+        self._check_new_lane(args["lane"])
+        return self.server.engine.move(args["job_id"], args["index"], args["lane"])
 
     def op_requeue(self, args: Dict[str, Any]) -> Any:
-        self.server._check_not_stopping("requeue")
+        self._check_not_stopping(Op.REQUEUE)
         job, state = self.server.find(args["job_id"])
         if job is not None:
             job = self.server.engine.requeue(job.id)
         else:
+            state = _known(state)
             job = self.server.engine.push(state.id, state.input, state.lane)
             self.server.restored.pop(state.id, None)
         return protocol.row_data(job.data)
 
     def op_pause(self, args: Dict[str, Any]) -> None:
         # A typo must not make a lane that lasts: a new lane only when asked for.
-        if not args["create"]:
+        if args["create"]:
+            self._check_new_lane(args["lane"])
+        else:
             self._existing_lane(args["lane"])
         self.server.engine.pause(args["lane"])
 
     def op_resume(self, args: Dict[str, Any]) -> None:
-        self.server._check_not_stopping("resume")
+        self._check_not_stopping(Op.RESUME)
         self._existing_lane(args["lane"])
         self.server.engine.resume(args["lane"])
 
     def _existing_lane(self, name: str) -> None:
         lanes = self.server.engine.lanes()
         if name not in lanes:
-            raise unknown_lane(name, lanes)
+            raise Refused(ErrorCode.UNKNOWN_LANE, _message(unknown_lane(name, lanes)), KeyError)
 
     def op_remove(self, args: Dict[str, Any]) -> Any:
         data = self.server.engine.remove(args["job_id"])
@@ -338,14 +365,17 @@ class Connection:
         job = engine.get(args["job_id"])
         return protocol.row_data(job.data) if job is not None else None
 
-    def op_tail(self, args: Dict[str, Any]) -> Any:
+    def op_tail(self, args: Dict[str, Any]) -> messages.Tail:
         job = self.server.engine.get(args["job_id"])  # a restored one: op_restored_tail
-        return {"lines": [list(line) for line in job.tail], "line_count": job.line_count,
-                "stderr_count": job.stderr_count}
+        assert job is not None  # run() sends the tail of a job the engine lacks elsewhere
+        return messages.Tail(lines=[list(line) for line in job.tail], line_count=job.line_count,
+                             stderr_count=job.stderr_count)
 
-    async def op_restored_tail(self, args: Dict[str, Any]) -> Any:
-        _job, state = self.server.find(args["job_id"])
-        lines, data = [], state.data
+    async def op_restored_tail(self, args: Dict[str, Any]) -> messages.Tail:
+        _job, found = self.server.find(args["job_id"])
+        state = _known(found)
+        lines: List[Any] = []
+        data = state.data
         if state.log_path:  # as short as a finished job's tail in memory, from its log's end
             try:
                 lines = await in_thread(read_log_tail, state.log_path, FINISHED_TAIL_LINES,
@@ -355,44 +385,47 @@ class Connection:
                     data["lines"], data["stderr"] = await in_thread(count_log_lines,
                                                                      state.log_path)
             except OSError as exc:
-                raise ValueError(f"cannot read the log {state.log_path}: {exc.strerror}") from None
-        return {"lines": [list(line) for line in lines], "line_count": data.get("lines"),
-                "stderr_count": data.get("stderr")}
+                raise _unreadable(state.log_path, exc) from None
+        return messages.Tail(lines=[list(line) for line in lines], line_count=data.get("lines"),
+                             stderr_count=data.get("stderr"))
 
-    async def op_forget(self, args: Dict[str, Any]) -> Any:
-        forgotten = self.server.forget(args["job_ids"])
+    async def op_forget(self, args: Dict[str, Any]) -> messages.Forgotten:
+        with _store_refusal():
+            forgotten = self.server.forget(args["job_ids"])
         await self.server.logs_deleted()
-        return {"forgotten": forgotten}
+        return messages.Forgotten(forgotten=forgotten)
 
-    async def op_clean(self, args: Dict[str, Any]) -> Any:
-        forgotten = self.server.clean(args["keep_last"], args["older_than_days"])
+    async def op_clean(self, args: Dict[str, Any]) -> messages.Forgotten:
+        with _store_refusal():
+            forgotten = self.server.clean(args["keep_last"], args["older_than_days"])
         await self.server.logs_deleted()
-        return {"forgotten": forgotten}
+        return messages.Forgotten(forgotten=forgotten)
 
-    async def op_log(self, args: Dict[str, Any]) -> Any:
+    async def op_log(self, args: Dict[str, Any]) -> messages.LogPart:
         offset, max_bytes = args["offset"], args["max_bytes"]
         if offset < 0:
-            raise ValueError(f"log: offset must be 0 or more, got {offset}")
+            raise Refused(ErrorCode.BAD_REQUEST, f"log: offset must be 0 or more, got {offset}")
         if not 1 <= max_bytes <= protocol.MAX_LOG_MAX_BYTES:
-            raise ValueError(f"log: max_bytes must be 1 to {protocol.MAX_LOG_MAX_BYTES}")
+            raise Refused(ErrorCode.BAD_REQUEST,
+                          f"log: max_bytes must be 1 to {protocol.MAX_LOG_MAX_BYTES}")
         job, state = self.server.find(args["job_id"])
         if job is not None:
             path, finished = job.log_path, job.status.finished
         else:
-            path, finished = state.log_path, True
+            path, finished = _known(state).log_path, True
         if path is None:  # queued, or ended before it had a log
-            return {"lines": [], "offset": offset, "finished": finished, "path": None, "size": 0}
+            return messages.LogPart(lines=[], offset=offset, finished=finished, path=None, size=0)
         try:
             return await in_thread(_read_log_part, path, offset, max_bytes, finished)
         except OSError as exc:
-            raise ValueError(f"cannot read the log {path}: {exc.strerror}") from None
+            raise _unreadable(path, exc) from None
 
     def op_subscribe(self, args: Dict[str, Any]) -> None:
         if self.subscription is not None:
-            raise ValueError("subscribe: this connection is already subscribed")
+            raise Refused(ErrorCode.CONFLICT, "subscribe: this connection is already subscribed")
         if args["max_pending_lines"] < 0:
-            raise ValueError("subscribe: max_pending_lines must be 0 or more")
-        self.server._check_not_stopping("subscribe")
+            raise Refused(ErrorCode.BAD_REQUEST, "subscribe: max_pending_lines must be 0 or more")
+        self._check_not_stopping(Op.SUBSCRIBE)
         self.subscription = self.server.engine.subscribe(args["max_pending_lines"])
         self._spawn(self.forward_events(self.subscription))
 
@@ -416,33 +449,33 @@ class Connection:
                 await engine.wait_finished(job_id)
         return ids
 
-    def _wait_result(self, ids: List[Any]) -> Dict[str, Any]:
+    def _wait_result(self, ids: List[Any]) -> messages.WaitResult:
         jobs = []
         for job_id in ids:
             job, state = self.server.find(job_id)
-            jobs.append({"job_id": job_id,
-                         "data": protocol.row_data(job.data if job is not None else state.data)})
-        return {"jobs": jobs}
+            data = job.data if job is not None else _known(state).data
+            jobs.append(messages.Waited(job_id=job_id, data=protocol.row_data(data)))
+        return messages.WaitResult(jobs=jobs)
 
     async def op_shutdown(self, request_id: int, args: Dict[str, Any]) -> None:
         server = self.server
         running = server.running_jobs()
         if running and not args["kill"] and not server.stopping:
             names = ", ".join(repr(job.id) for job in running)
-            await self.answer(request_id, _raiser(ValueError(
-                f"jobs are running: {names}; shut down with kill to kill them (the queued jobs "
-                f"are kept either way)")), args)
+            await self.answer(request_id, _raiser(Refused(
+                ErrorCode.CONFLICT, f"jobs are running: {names}; shut down with kill to kill them "
+                f"(the queued jobs are kept either way)")), args)
             return
         log.info("shutdown requested by connection %s (kill=%s)", self.name, args["kill"])
         killed = [job.id for job in running]
         queued = sum(len(lane.queued) for lane in server.engine.lanes().values())
         await server.stop()
-        await self.answer(request_id, lambda a: {"stopped": True, "killed": killed,
-                                                 "queued": queued}, args)
+        await self.answer(request_id, _giving(messages.Stopped(stopped=True, killed=killed,
+                                                               queued=queued)), args)
         server.exit.set()
 
 
-def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> Dict[str, Any]:
+def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> messages.LogPart:
     """The ``log`` op's reply: up to ``max_bytes`` of the log from ``offset`` (in a thread)."""
     with open_regular(path) as f:
         size = f.seek(0, os.SEEK_END)
@@ -469,8 +502,8 @@ def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> Di
     lines = [[STREAMS.get(piece[:2], "out"), piece[2:]] for piece in pieces]
     if within and lines:
         lines[0] = ["out", pieces[0]]
-    return {"lines": lines, "offset": offset + cut, "finished": done, "path": path,
-            "size": max(size, offset + cut)}
+    return messages.LogPart(lines=lines, offset=offset + cut, finished=done, path=path,
+                            size=max(size, offset + cut))
 
 
 def _giving(result: Any) -> Callable:
@@ -499,3 +532,38 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
     return str(exc) or type(exc).__name__
+
+
+# What the core's own errors mean: the engine and the server's lookups raise KeyError only for an
+# unknown job, TypeError for a bad argument, ValueError for a change the job's state does not
+# allow (a new lane's name is checked before the engine sees it: _check_new_lane).
+_CORE_CODES = ((KeyError, ErrorCode.UNKNOWN_JOB), (TypeError, ErrorCode.BAD_REQUEST),
+               (ValueError, ErrorCode.CONFLICT))
+
+
+def _code_and_kind(exc: Exception) -> Tuple[str, str]:
+    """The error reply's code, and the "kind" clients before codes read (a class name)."""
+    if isinstance(exc, Refused):
+        return exc.code, exc.kind
+    code = next((code for cls, code in _CORE_CODES if isinstance(exc, cls)), ErrorCode.INTERNAL)
+    return code, type(exc).__name__
+
+
+def _known(state: Optional["JobState"]) -> "JobState":
+    """``Server.find``'s state when it found no engine job: it raised for an unknown id."""
+    assert state is not None
+    return state
+
+
+def _unreadable(path: Optional[str], exc: OSError) -> Refused:
+    return Refused(ErrorCode.LOG_UNREADABLE, f"cannot read the log {path}: {exc.strerror}")
+
+
+@contextlib.contextmanager
+def _store_refusal() -> Iterator[None]:
+    """Server.clean and Server.forget raise RuntimeError while the state file cannot be written
+    (what they would keep is worked out from it)."""
+    try:
+        yield
+    except RuntimeError as exc:
+        raise Refused(ErrorCode.STORE_ERROR, str(exc), RuntimeError) from None

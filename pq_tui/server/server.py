@@ -14,7 +14,7 @@ import errno
 import logging
 import os
 import signal
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 from pq_tui import __version__
 from pq_tui.core.engine import DEFAULT_KILL_GRACE, Engine
@@ -29,9 +29,10 @@ from pq_tui.core.events import (
     StoreStatus,
 )
 from pq_tui.core.job import Job, Status
-from pq_tui.wire import protocol
+from pq_tui.wire import messages, protocol
 from pq_tui.wire.paths import (LOGS_NAME, ServerPaths, prepare, socket_answers)
-from pq_tui.wire.errors import ServerError
+from pq_tui.wire.errors import Refused, ServerError
+from pq_tui.wire.ops import ErrorCode
 from pq_tui.server.store import FINISHED, JobState, Store, StoreCorrupt, set_aside
 from pq_tui.settings import BY_NAME
 
@@ -336,66 +337,64 @@ class Server:
 
     # -- answers -------------------------------------------------------------------------------
 
-    def job_info(self, job: Job, whole: bool = False) -> Dict[str, Any]:
+    def job_info(self, job: Job, whole: bool = False) -> messages.JobEntry:
         """A job's entry: its data bounded (``protocol.row_data``), or ``whole``."""
-        return {
-            "id": job.id,
-            "lane": job.lane,
-            "run": job.run,
-            "status": job.status.value,
-            "data": protocol.jsonable(job.data) if whole else protocol.row_data(job.data),
-            "pid": job.pid,
-            "line_count": job.line_count,
-            "stderr_count": job.stderr_count,
-            "log_path": job.log_path,
-            "cpu_percent": job.cpu_percent,
-            "rss": job.rss,
-            "elapsed": job.duration if job.status is Status.RUNNING else None,
-            "restored": False,
-        }
+        return messages.JobEntry(
+            id=job.id,
+            lane=job.lane,
+            run=job.run,
+            status=job.status.value,
+            data=messages.entry_data(job.data, whole),
+            pid=job.pid,
+            line_count=job.line_count,
+            stderr_count=job.stderr_count,
+            log_path=job.log_path,
+            cpu_percent=job.cpu_percent,
+            rss=job.rss,
+            elapsed=job.duration if job.status is Status.RUNNING else None,
+            restored=False,
+        )
 
-    def restored_info(self, state: JobState, whole: bool = False) -> Dict[str, Any]:
+    def restored_info(self, state: JobState, whole: bool = False) -> messages.JobEntry:
         data = state.data
-        return {
-            "id": state.id,
-            "lane": state.lane,
-            "run": state.run,
-            "status": state.status,
-            "data": protocol.jsonable(data) if whole else protocol.row_data(data),
-            "pid": data.get("pid"),
-            "line_count": data.get("lines"),
-            "stderr_count": data.get("stderr"),
-            "log_path": state.log_path,
-            "cpu_percent": None,
-            "rss": None,
-            "elapsed": None,
-            "restored": True,
-        }
+        return messages.JobEntry(
+            id=state.id,
+            lane=state.lane,
+            run=state.run,
+            status=state.status,
+            data=messages.entry_data(data, whole),
+            pid=data.get("pid"),
+            line_count=data.get("lines"),
+            stderr_count=data.get("stderr"),
+            log_path=state.log_path,
+            cpu_percent=None,
+            rss=None,
+            elapsed=None,
+            restored=True,
+        )
 
-    def snapshot(self) -> Dict[str, Any]:
+    def snapshot(self) -> messages.Snapshot:
         """Every lane and job. Each job's entry is bounded (``job_info``); the list goes out in
-        parts (``protocol.encode_reply``), so no message grows with the history."""
+        parts (``messages.encode_reply``), so no message grows with the history."""
         lanes = [
-            {
-                "name": lane.name,
-                "paused": lane.paused,
-                "queued": [job.id for job in lane.queued],
-                "running": lane.running.id if lane.running is not None else None,
-            }
+            messages.LaneEntry(
+                name=lane.name,
+                paused=lane.paused,
+                queued=[job.id for job in lane.queued],
+                running=lane.running.id if lane.running is not None else None,
+            )
             for lane in self.engine.lanes().values()
         ]
         known = {job.id for job in self.engine.jobs()}
         jobs = [self.restored_info(s) for key, s in self.restored.items() if key not in known]
         jobs += [self.job_info(job) for job in self.engine.jobs()]
-        return {
-            "server": {"version": __version__, "protocol": protocol.PROTOCOL, "pid": os.getpid(),
-                       "stopping": self.stopping, "kill_grace": self.kill_grace,
-                       "log_dir": self.engine.log_dir, "store": self.store_info()},
-            "lanes": lanes,
-            "jobs": jobs,
-        }
+        server = messages.ServerInfo(
+            version=__version__, protocol=protocol.PROTOCOL, pid=os.getpid(),
+            stopping=self.stopping, kill_grace=self.kill_grace, log_dir=self.engine.log_dir,
+            store=cast(messages.StoreInfo, self.store_info()))
+        return messages.Snapshot(server=server, lanes=lanes, jobs=jobs)
 
-    def job_entry(self, job_id: Any) -> Dict[str, Any]:
+    def job_entry(self, job_id: Any) -> messages.JobEntry:
         """One job's entry with its whole data (the latest run)."""
         job, state = self.find(job_id)
         if job is not None:
@@ -404,11 +403,12 @@ class Server:
             assert state is not None  # find gives the one or the other
             entry = self.restored_info(state, whole=True)
         try:
-            protocol.encode(protocol.reply_ok(0, entry))
+            protocol.encode(messages.reply_ok(0, entry))
         except protocol.ProtocolError as exc:
-            raise ValueError(f"job {job_id!r}: its whole data is too large to send ({exc}); "
-                             f"its row in the snapshot has it cut, its log is "
-                             f"{entry['log_path']}") from None
+            raise Refused(ErrorCode.TOO_LARGE,
+                          f"job {job_id!r}: its whole data is too large to send ({exc}); its "
+                          f"row in the snapshot has it cut, its log is {entry['log_path']}"
+                          ) from None
         return entry
 
     def find(self, job_id: Any) -> Tuple[Optional[Job], Optional[JobState]]:
@@ -419,10 +419,6 @@ class Server:
         if state is None:
             raise KeyError(f"no job {job_id!r}")
         return None, state
-
-    def _check_not_stopping(self, op: str) -> None:
-        if self.stopping:
-            raise RuntimeError(f"{op}: the server is shutting down")
 
 
 def _delete_logs(paths: List[str]) -> None:

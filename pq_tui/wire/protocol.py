@@ -2,7 +2,8 @@
 
 One message is one JSON object on one line (UTF-8, ended by "\\n"), at most ``MAX_LINE`` bytes.
 See docs/protocol.md for the whole conversation; this module holds what both sides share: the
-framing, the message shapes, the request argument specs, and the events' encoding.
+framing, the hellos and requests, the request argument specs, and the events' encoding. The op
+names and error codes are in ``wire.ops``; replies and results in ``wire.messages``.
 """
 
 from __future__ import annotations
@@ -29,14 +30,12 @@ from pq_tui.core.events import (
     OutputDropped,
     StoreStatus,
 )
+from pq_tui.wire.ops import Op
 
 PROTOCOL = 2
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
-# The ops a server accepts whatever protocol the client's hello says (docs/protocol.md: frozen),
-# so that any pq-tui can stop any other's server.
-CONTROL_OPS = ("ping", "shutdown")
 STREAM_LIMIT = MAX_LINE + 1  # for asyncio streams: a whole line and its "\n" fit in the buffer
 DEFAULT_MAX_PENDING_LINES = 20_000
 DEFAULT_LOG_MAX_BYTES = 1024 * 1024
@@ -51,15 +50,19 @@ class LineTooLong(ProtocolError):
     """A line over MAX_LINE bytes. The reader has skipped it; the next line can be read."""
 
 
+class ClosedMidLine(ProtocolError):
+    """The stream ended in the middle of a line: the peer went, there is nothing to answer."""
+
+
 # -- framing -----------------------------------------------------------------------------------
 
 
 def encode(message: Dict[str, Any]) -> bytes:
     """One message as a line of bytes. Values JSON cannot hold (in job data) become their repr;
     NaN and infinities become null. Raises ProtocolError if the line would be over MAX_LINE."""
-    # surrogatepass (in _dumps): a str from an undecodable file name (a lone surrogate) still
+    # surrogatepass (in dumps): a str from an undecodable file name (a lone surrogate) still
     # goes out; the reader replaces what it cannot decode.
-    data = _dumps(message)
+    data = dumps(message)
     if len(data) > MAX_LINE:
         raise ProtocolError(f"message of {len(data)} bytes is over the limit of {MAX_LINE} bytes")
     return data + b"\n"
@@ -96,7 +99,7 @@ async def read_line(reader: asyncio.StreamReader) -> Optional[bytes]:
         return await reader.readuntil(b"\n")
     except asyncio.IncompleteReadError as exc:
         if exc.partial:
-            raise ProtocolError("the connection closed in the middle of a message") from None
+            raise ClosedMidLine("the connection closed in the middle of a message") from None
         return None
     except asyncio.LimitOverrunError as exc:
         consumed = exc.consumed
@@ -145,6 +148,16 @@ def _key(key: Any) -> str:
     if key is None or isinstance(key, (bool, int, float)):
         return json.dumps(key)
     return repr(key)
+
+
+def dumps(value: Any) -> bytes:
+    """``value`` as JSON bytes, one line; what JSON cannot hold as ``jsonable`` makes it."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        text = json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False)
+    return text.encode("utf-8", "surrogatepass")
 
 
 # -- a job's data in rows ----------------------------------------------------------------------
@@ -205,7 +218,7 @@ def _bounded(value: Any, path: Tuple[str, ...], cut: List[str]) -> Any:
     return text
 
 
-# -- messages ----------------------------------------------------------------------------------
+# -- hellos ------------------------------------------------------------------------------------
 
 
 def server_hello(version: str, pid: int) -> Dict[str, Any]:
@@ -230,67 +243,12 @@ def mismatch_text(server_protocol: Any, client_protocol: Any, pid: Any) -> str:
             f"{client_protocol}: stop it with {how}, then run the command again")
 
 
-def mismatch_error(client_protocol: Any, pid: int) -> Dict[str, Any]:
-    return error_message(mismatch_text(PROTOCOL, client_protocol, pid))
-
-
-def error_message(error: str, kind: str = "ProtocolError") -> Dict[str, Any]:
-    """A message about the connection itself, not a reply to a request."""
-    return {"type": "error", "error": error, "kind": kind}
+# -- requests ----------------------------------------------------------------------------------
 
 
 def request(request_id: int, op: str, **args: Any) -> Dict[str, Any]:
     return {"type": "request", "id": request_id, "op": op, "args": args}
 
-
-def reply_ok(request_id: Any, result: Any) -> Dict[str, Any]:
-    return {"type": "reply", "id": request_id, "ok": True, "result": result}
-
-
-def reply_error(request_id: Any, error: str, kind: str) -> Dict[str, Any]:
-    return {"type": "reply", "id": request_id, "ok": False, "error": error, "kind": kind}
-
-
-def encode_reply(request_id: int, result: Any) -> List[bytes]:
-    """A successful reply as lines. A result whose ``"jobs"`` list is over PART_BYTES comes as
-    ``{"type": "part", "id": <id>, "jobs": [...]}`` messages of at most about PART_BYTES each,
-    then the reply with ``"jobs": []``; the client joins the parts' jobs, in order. Every line is
-    written at once, so nothing comes in between. Raises ProtocolError for a line over
-    MAX_LINE (one job's entry, say)."""
-    items = result.get("jobs") if isinstance(result, dict) else None
-    if not isinstance(items, list):
-        return [encode(reply_ok(request_id, result))]
-    encoded = [_dumps(item) for item in items]
-    if sum(len(item) + 1 for item in encoded) <= PART_BYTES:
-        return [encode(reply_ok(request_id, result))]
-    lines: List[bytes] = []
-    chunk: List[bytes] = []
-    size = 0
-    head = b'{"type":"part","id":%d,"jobs":[' % request_id
-    for item in encoded:
-        if chunk and size + len(item) > PART_BYTES:
-            lines.append(head + b",".join(chunk) + b"]}\n")
-            chunk, size = [], 0
-        if len(head) + len(item) + 3 > MAX_LINE:
-            raise ProtocolError(f"one entry of {len(item)} bytes is over the limit of {MAX_LINE} "
-                                f"bytes")
-        chunk.append(item)
-        size += len(item) + 1
-    lines.append(head + b",".join(chunk) + b"]}\n")
-    lines.append(encode(reply_ok(request_id, {**result, "jobs": []})))
-    return lines
-
-
-def _dumps(value: Any) -> bytes:
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError):
-        text = json.dumps(jsonable(value), ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False)
-    return text.encode("utf-8", "surrogatepass")
-
-
-# -- requests ----------------------------------------------------------------------------------
 
 # The types an argument may have, by name, as JSON gives them.
 _TYPES = {
@@ -309,43 +267,44 @@ _TYPES = {
 # op -> {argument: (type, default)}; REQUIRED for a default means the argument must be given.
 REQUIRED = object()
 OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
-    "ping": {},
-    "snapshot": {},
-    "job": {"job_id": ("job_id", REQUIRED)},
-    "push": {"job_id": ("job_id", REQUIRED), "data": ("dict", REQUIRED),
-             "lane": ("str", "default")},
-    "remove": {"job_id": ("job_id", REQUIRED)},
-    "kill": {"job_id": ("job_id", REQUIRED), "force": ("bool", False)},
-    "move": {"job_id": ("job_id", REQUIRED), "index": ("int", REQUIRED), "lane": ("str?", None)},
-    "shift": {"job_id": ("job_id", REQUIRED), "delta": ("int", REQUIRED)},
-    "requeue": {"job_id": ("job_id", REQUIRED)},
-    "pause": {"lane": ("str", REQUIRED), "create": ("bool", False)},
-    "resume": {"lane": ("str", REQUIRED)},
-    "tail": {"job_id": ("job_id", REQUIRED)},
-    "log": {"job_id": ("job_id", REQUIRED), "offset": ("int", 0),
-            "max_bytes": ("int", DEFAULT_LOG_MAX_BYTES)},
-    "wait": {"job_ids": ("ids", [])},
-    "subscribe": {"max_pending_lines": ("int", DEFAULT_MAX_PENDING_LINES)},
-    "shutdown": {"kill": ("bool", False)},
-    "push_many": {"jobs": ("jobs", REQUIRED), "more": ("bool", False)},
-    "forget": {"job_ids": ("ids", REQUIRED)},
-    "clean": {"keep_last": ("count?", None), "older_than_days": ("number?", None)},
+    Op.PING: {},
+    Op.SNAPSHOT: {},
+    Op.JOB: {"job_id": ("job_id", REQUIRED)},
+    Op.PUSH: {"job_id": ("job_id", REQUIRED), "data": ("dict", REQUIRED),
+              "lane": ("str", "default")},
+    Op.REMOVE: {"job_id": ("job_id", REQUIRED)},
+    Op.KILL: {"job_id": ("job_id", REQUIRED), "force": ("bool", False)},
+    Op.MOVE: {"job_id": ("job_id", REQUIRED), "index": ("int", REQUIRED),
+              "lane": ("str?", None)},
+    Op.SHIFT: {"job_id": ("job_id", REQUIRED), "delta": ("int", REQUIRED)},
+    Op.REQUEUE: {"job_id": ("job_id", REQUIRED)},
+    Op.PAUSE: {"lane": ("str", REQUIRED), "create": ("bool", False)},
+    Op.RESUME: {"lane": ("str", REQUIRED)},
+    Op.TAIL: {"job_id": ("job_id", REQUIRED)},
+    Op.LOG: {"job_id": ("job_id", REQUIRED), "offset": ("int", 0),
+             "max_bytes": ("int", DEFAULT_LOG_MAX_BYTES)},
+    Op.WAIT: {"job_ids": ("ids", [])},
+    Op.SUBSCRIBE: {"max_pending_lines": ("int", DEFAULT_MAX_PENDING_LINES)},
+    Op.SHUTDOWN: {"kill": ("bool", False)},
+    Op.PUSH_MANY: {"jobs": ("jobs", REQUIRED), "more": ("bool", False)},
+    Op.FORGET: {"job_ids": ("ids", REQUIRED)},
+    Op.CLEAN: {"keep_last": ("count?", None), "older_than_days": ("number?", None)},
 }
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_job_id(value: Any) -> bool:
-    return _is_int(value) or isinstance(value, str)
+    return is_int(value) or isinstance(value, str)
 
 
 def _type_ok(kind: str, value: Any) -> bool:
     if kind == "job_id":
         return _is_job_id(value)
     if kind == "int":
-        return _is_int(value)
+        return is_int(value)
     if kind == "bool":
         return isinstance(value, bool)
     if kind == "str":
@@ -363,7 +322,7 @@ def _type_ok(kind: str, value: Any) -> bool:
             and isinstance(job["lane"], str) and job["lane"] != ""
             for job in value)
     if kind == "count?":
-        return value is None or (_is_int(value) and value >= 0)
+        return value is None or (is_int(value) and value >= 0)
     if kind == "number?":
         return value is None or (
             isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -376,7 +335,7 @@ def parse_request(message: Dict[str, Any]) -> Tuple[Any, str, Dict[str, Any]]:
     message that is not a usable request (with the id, if one could be read, as ``.request_id``)
     and TypeError for bad arguments."""
     request_id = message.get("id")
-    if not _is_int(request_id):
+    if not is_int(request_id):
         raise _with_id(ProtocolError('a request needs an "id" (an int)'), None)
     extra = set(message) - {"type", "id", "op", "args"}
     if extra:
