@@ -33,3 +33,15 @@ def number_parser(convert: Callable[[str], Any], what: str, minimum: float = 0
         return value
 
     return parse
+
+
+seconds = number_parser(float, "a number of seconds")
+
+
+def add_engine_options(parser: argparse.ArgumentParser, embedded_only: bool = False) -> None:
+    only = " (with --embedded)" if embedded_only else ""
+    parser.add_argument("--log-dir", help="where the jobs' log files go (default: a new folder "
+                        f"under the user's state directory){only}")
+    parser.add_argument("--kill-grace", type=seconds, metavar="SECONDS",
+                        help="time between SIGTERM and SIGKILL when a job is killed (default: "
+                        f"the kill_grace setting, see `pq-tui config`){only}")

@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Optional
 from pq_tui.core.lanes import check_lane_name
 from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
 from pq_tui.cli.args import new_parser, number_parser
+from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pq_tui.cli.output import colour_on_stdout, duration_text, exit_text, print_table
 from pq_tui.cli.output import write_error as _error
 from pq_tui.cli.output import write_stdout
@@ -44,12 +45,8 @@ from pq_tui.wire import messages
 from pq_tui.wire.messages import JobEntry, JobId, Snapshot
 from pq_tui.wire.ops import ErrorCode, Op
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 FOLLOW_INTERVAL = 0.25  # seconds between log reads when --follow finds nothing new
 STOP_TIMEOUT = 15.0  # seconds `shutdown` waits for the server's process to end
-
-COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause", "resume",
-            "wait", "clean", "shutdown")
 
 NOT_RUNNING = "no pq-tui server is running"
 _INT = re.compile(r"-?[0-9]+")
@@ -257,7 +254,7 @@ def _lane_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def main_command(command: str, args: List[str]) -> int:
+def main(command: str, args: List[str]) -> int:
     """``pq-tui <command> args...``: parse, run, report; the exit status."""
     parser = build_parser(command)
     options = parser.parse_args(args)

@@ -1,17 +1,15 @@
-"""The ``pq-tui`` command line: the console, and ``run``/``check`` for scripts and CI boxes."""
+"""``pq-tui``: the console, and the dispatch of every other command (``registry``)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from pq_tui import __version__
-from pq_tui.cli.args import new_parser, number_parser
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-_CLIENT_COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause",
-                    "resume", "wait", "clean", "shutdown")
+from pq_tui.cli.args import add_engine_options, new_parser
+from pq_tui.cli.registry import COMMANDS, EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 MAIN_EPILOG = """\
 commands:
@@ -41,51 +39,6 @@ examples:
   pq-tui push builds.toml && pq-tui wait && pq-tui status
 """
 
-RUN_EPILOG = """\
-Every output line is printed behind its job id ("id | line"; "id ! line" for stderr), as the
-console shows it (colours with --color, no other escape sequence: the log file keeps them), then a
-summary. Exit status: 0 when every job succeeded, 1 when any failed, 2 for bad input (nothing is
-run), 130 when interrupted with Ctrl-C (running jobs' process trees are killed first).
-
-examples:
-  pq-tui run examples/build-and-test.toml
-  pq-tui run --log-dir ./logs a.toml b.toml
-"""
-
-CHECK_EPILOG = """\
-Exit status 0 when the files are valid, 2 otherwise. Nothing is started and no directory is made.
-
-example:
-  pq-tui check examples/demo.toml
-"""
-
-CONFIG_EPILOG = """\
-Each setting comes from its environment variable if set, else from the config file, else its
-default. The config file is $PQ_TUI_CONFIG, else $XDG_CONFIG_HOME/pq-tui/config.toml, else
-~/.config/pq-tui/config.toml; a TOML file of `name = value` lines, for example:
-
-  kill_grace = 10
-  keep_jobs = 200
-  theme = "nord"
-
-A running server keeps the settings it started with (after `pq-tui shutdown`, the next push or
-console starts it with the new ones). Exit status 0, or 2 when a setting is bad (the message
-names the file or the variable; the theme is checked against Textual's themes too).
-"""
-
-
-def _add_engine_options(parser: argparse.ArgumentParser, embedded_only: bool = False) -> None:
-    only = " (with --embedded)" if embedded_only else ""
-    parser.add_argument("--log-dir", help="where the jobs' log files go (default: a new folder "
-                        f"under the user's state directory){only}")
-    parser.add_argument("--kill-grace", type=_seconds, metavar="SECONDS",
-                        help="time between SIGTERM and SIGKILL when a job is killed (default: "
-                        f"the kill_grace setting, see `pq-tui config`){only}")
-
-
-_seconds = number_parser(float, "a number of seconds")
-
-
 def _main_parser() -> argparse.ArgumentParser:
     parser = new_parser("pq-tui",
                         "A process-queue console: lanes of jobs, live output, logs on disk.",
@@ -98,22 +51,7 @@ def _main_parser() -> argparse.ArgumentParser:
                         help="run the jobs inside the console, without the server: quitting or a "
                         "dropped connection kills them")
     parser.add_argument("--attach", action="store_true", help=argparse.SUPPRESS)  # the default now
-    _add_engine_options(parser, embedded_only=True)
-    return parser
-
-
-def _run_parser() -> argparse.ArgumentParser:
-    parser = new_parser("pq-tui run", "Run the jobs of TOML files without the console.", RUN_EPILOG)
-    parser.add_argument("files", nargs="+", metavar="FILE.toml")
-    _add_engine_options(parser)
-    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    return parser
-
-
-def _check_parser() -> argparse.ArgumentParser:
-    parser = new_parser("pq-tui check", "Validate TOML job files and print what would run.",
-                        CHECK_EPILOG)
-    parser.add_argument("files", nargs="+", metavar="FILE.toml")
+    add_engine_options(parser, embedded_only=True)
     return parser
 
 
@@ -126,28 +64,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _main(args: list) -> int:
-    if args and args[0] == "run":
-        from pq_tui.cli.run import run_command
-
-        options = _run_parser().parse_args(args[1:])
-        settings = _settings()
-        if settings is None:
-            return EXIT_BAD_INPUT
-        if options.kill_grace is None:
-            options.kill_grace = settings.kill_grace
-        return run_command(options)
-    if args and args[0] == "config":
-        return _config_command(args[1:])
-    if args and args[0] == "server":  # hidden: what a client starts (see pq_tui/server)
-        return _server_command(args[1:])
-    if args and args[0] in _CLIENT_COMMANDS:  # the server's clients (pq_tui/cli/commands.py)
-        from pq_tui.cli.commands import main_command
-
-        return main_command(args[0], args[1:])
-    if args and args[0] == "check":
-        from pq_tui.cli.run import check_command
-
-        return check_command(_check_parser().parse_args(args[1:]))
+    if args and args[0] in COMMANDS:
+        module = importlib.import_module(COMMANDS[args[0]])
+        return module.main(args[0], args[1:])
     options = _main_parser().parse_args(args)
     return _open_console(options)
 
@@ -160,7 +79,9 @@ def _open_console(options: argparse.Namespace) -> int:
               "under its state directory ($PQ_TUI_STATE_DIR) and takes its grace period from "
               "the kill_grace setting when it starts (`pq-tui config`)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    settings = _settings(console=True)
+    from pq_tui.cli.output import settings_or_report
+
+    settings = settings_or_report(console=True)
     if settings is None:
         return EXIT_BAD_INPUT
     from pq_tui.settings import DEFAULT
@@ -180,25 +101,6 @@ def _open_console(options: argparse.Namespace) -> int:
     app = PQApp(session, specs=session.jobs_from(plans), theme=theme)
     status = app.run(mouse=not options.no_mouse)
     return status or 0
-
-
-def _settings(console: bool = False) -> Optional[Any]:
-    """The settings in force (pq_tui.settings.Settings), or None once a bad one is told.
-    ``console``: the theme is checked too (only Textual knows its themes)."""
-    from pq_tui.cli.output import write_error
-    from pq_tui.settings import SettingsError, load
-
-    try:
-        settings = load()
-        if console:
-            from textual.theme import BUILTIN_THEMES
-
-            if settings.theme not in BUILTIN_THEMES:
-                raise settings.error("theme", "a Textual theme: " + ", ".join(BUILTIN_THEMES))
-        return settings
-    except SettingsError as exc:
-        write_error(str(exc))
-        return None
 
 
 def _attach_console(plans: list, mouse: bool, theme: Optional[str]) -> int:
@@ -228,60 +130,3 @@ def _attach_console(plans: list, mouse: bool, theme: Optional[str]) -> int:
     except (ServerError, RemoteError) as exc:  # RemoteError: the server refused the snapshot
         write_error(str(exc))
         return 1
-
-
-def _server_command(args: list) -> int:
-    parser = new_parser("pq-tui server",
-                        "Run the pq-tui server (clients start it when needed).", "")
-    parser.add_argument("--foreground", action="store_true",
-                        help="stay attached to the terminal and log to stderr")
-    parser.add_argument("--kill-grace", type=_seconds, default=None, metavar="SECONDS",
-                        help="time between SIGTERM and SIGKILL when a job is killed (default: "
-                        "the kill_grace setting, see `pq-tui config`)")
-    options = parser.parse_args(args)
-    from pq_tui.server.daemon import run_server
-
-    return run_server(options.foreground, kill_grace=options.kill_grace)
-
-
-def _config_command(args: list) -> int:
-    import json
-
-    from pq_tui.core.safe import json_printable, printable
-    from pq_tui.wire.paths import runtime_dir, state_dir
-    from pq_tui.settings import SETTINGS
-
-    parser = new_parser("pq-tui config", "Print the settings in force and where each came from.",
-                        CONFIG_EPILOG)
-    parser.add_argument("--json", action="store_true", help="as JSON, for scripts")
-    options = parser.parse_args(args)
-    settings = _settings(console=True)
-    if settings is None:
-        return EXIT_BAD_INPUT
-    worked_out = {"runtime_dir": runtime_dir, "state_dir": state_dir}
-    rows = []
-    for setting in SETTINGS:
-        value = getattr(settings, setting.name)
-        if value is None:
-            value = worked_out[setting.name]()
-        rows.append({"name": setting.name, "value": value, "from": settings.sources[setting.name],
-                     "variable": setting.env, "in_file": setting.in_file, "help": setting.help})
-    if options.json:
-        text = json.dumps({"config_file": settings.config_file,
-                           "config_found": settings.config_found, "settings": rows},
-                          indent=2, ensure_ascii=False)
-        sys.stdout.write(json_printable(text) + "\n")
-        return EXIT_OK
-
-    from pq_tui.cli.output import print_table, write_stdout
-
-    def shown(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
-    found = "" if settings.config_found else " (none there: the defaults hold)"
-    print_table(("setting", "value", "from"),
-                 [(row["name"], shown(row["value"]), row["from"]) for row in rows])
-    write_stdout(f"config file: {printable(settings.config_file)}{found}\n")
-    return EXIT_OK

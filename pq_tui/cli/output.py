@@ -7,9 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from pq_tui.core.safe import printable, printable_lines
+
+if TYPE_CHECKING:
+    from pq_tui.settings import Settings
 
 
 def colour_on_stdout() -> bool:
@@ -74,3 +77,21 @@ def print_table(header: tuple, rows: list, right: tuple = ()) -> None:
             for index, (cell, width) in enumerate(zip(row, widths))
         ]
         write_stdout("  ".join(cells).rstrip() + "\n")
+
+
+def settings_or_report(console: bool = False) -> Optional[Settings]:
+    """The settings in force, or None once a bad one is told (on stderr).
+    ``console``: the theme is checked too (only Textual knows its themes)."""
+    from pq_tui.settings import SettingsError, load
+
+    try:
+        settings = load()
+        if console:
+            from textual.theme import BUILTIN_THEMES
+
+            if settings.theme not in BUILTIN_THEMES:
+                raise settings.error("theme", "a Textual theme: " + ", ".join(BUILTIN_THEMES))
+        return settings
+    except SettingsError as exc:
+        write_error(str(exc))
+        return None

@@ -16,13 +16,32 @@ from pq_tui.core import (
     Status,
 )
 from pq_tui.core.safe import output_line, printable
-from pq_tui.cli.output import (colour_on_stdout, duration_text, exit_text, print_table, span_text,
-                               write_error, write_stdout)
+from pq_tui.cli.args import add_engine_options, new_parser
+from pq_tui.cli.output import (colour_on_stdout, duration_text, exit_text, print_table,
+                               settings_or_report, span_text, write_error, write_stdout)
 from pq_tui.jobs.jobfile import JobFileError, JobSpec, load_job_files
 from pq_tui.jobs.submit import plan_specs
+from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pq_tui.settings import default_log_dir
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+RUN_EPILOG = """\
+Every output line is printed behind its job id ("id | line"; "id ! line" for stderr), as the
+console shows it (colours with --color, no other escape sequence: the log file keeps them), then a
+summary. Exit status: 0 when every job succeeded, 1 when any failed, 2 for bad input (nothing is
+run), 130 when interrupted with Ctrl-C (running jobs' process trees are killed first).
+
+examples:
+  pq-tui run examples/build-and-test.toml
+  pq-tui run --log-dir ./logs a.toml b.toml
+"""
+
+CHECK_EPILOG = """\
+Exit status 0 when the files are valid, 2 otherwise. Nothing is started and no directory is made.
+
+example:
+  pq-tui check examples/demo.toml
+"""
 
 # cyan, magenta, yellow, green, blue, bright cyan
 _LANE_COLOURS = ("36", "35", "33", "32", "34", "96")
@@ -56,6 +75,34 @@ def load_and_plan(files: list[str]) -> Optional[list]:
     specs = _load(files)
     # All or nothing: a job that cannot start must not leave its lane-mates half run.
     return None if specs is None else _plan(specs)
+
+
+def main(command: str, args: list) -> int:
+    """``pq-tui run`` or ``pq-tui check``."""
+    if command == "check":
+        return check_command(_check_parser().parse_args(args))
+    options = _run_parser().parse_args(args)
+    settings = settings_or_report()
+    if settings is None:
+        return EXIT_BAD_INPUT
+    if options.kill_grace is None:
+        options.kill_grace = settings.kill_grace
+    return run_command(options)
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = new_parser("pq-tui run", "Run the jobs of TOML files without the console.", RUN_EPILOG)
+    parser.add_argument("files", nargs="+", metavar="FILE.toml")
+    add_engine_options(parser)
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto")
+    return parser
+
+
+def _check_parser() -> argparse.ArgumentParser:
+    parser = new_parser("pq-tui check", "Validate TOML job files and print what would run.",
+                        CHECK_EPILOG)
+    parser.add_argument("files", nargs="+", metavar="FILE.toml")
+    return parser
 
 
 def check_command(options: argparse.Namespace) -> int:

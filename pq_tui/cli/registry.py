@@ -1,0 +1,19 @@
+"""Every pq-tui command, named once, with the module that runs it. A module is imported only
+when its command runs (through its ``main(command, args)``), so `pq-tui --version` loads none of
+them, and a server command loads no console."""
+
+from __future__ import annotations
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# The commands that talk to the pq-tui server, in the order their help lists them.
+SERVER_COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause",
+                   "resume", "wait", "clean", "shutdown")
+
+COMMANDS = {
+    "run": "pq_tui.cli.run",
+    "check": "pq_tui.cli.run",
+    "config": "pq_tui.cli.config",
+    "server": "pq_tui.cli.server",  # hidden: what a client starts (see pq_tui/server)
+    **dict.fromkeys(SERVER_COMMANDS, "pq_tui.cli.commands"),
+}
