@@ -17,6 +17,7 @@ _GLYPHS = {
     Status.KILLED: "■",
     Status.TIMED_OUT: "⧖",
     Status.REMOVED: "–",
+    Status.RETRYING: "↻",
 }
 _ASCII_GLYPHS = {
     Status.QUEUED: ".",
@@ -26,6 +27,7 @@ _ASCII_GLYPHS = {
     Status.KILLED: "#",
     Status.TIMED_OUT: "T",
     Status.REMOVED: "-",
+    Status.RETRYING: "r",
 }
 _WORDS = {Status.TIMED_OUT: "timed out"}
 
