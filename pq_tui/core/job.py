@@ -33,6 +33,9 @@ class Status(str, Enum):
         return _STATES.get(self, -1)
 
 
+# What a kill ends: a running job, or one waiting for its next attempt.
+KILLABLE = (Status.RUNNING, Status.RETRYING)
+
 _STATES = {Status.QUEUED: 0, Status.RUNNING: 1, Status.RETRYING: 1, Status.OK: 2}
 
 # Keys the engine writes into the process data; everything else is the caller's input.

@@ -19,6 +19,7 @@ from textual.widgets import Footer
 
 from pq_tui.core import DEFAULT_LANE, JobExited, JobId, JobOutput, JobUsage, OutputDropped, Status
 from pq_tui.core.events import Event, StoreStatus
+from pq_tui.core.job import KILLABLE
 from pq_tui.core.lanes import lane_name_problem
 from pq_tui.core.logfile import read_log_tail
 from pq_tui.core.queue import JobView, Queue
@@ -360,7 +361,7 @@ class MainScreen(Screen[None]):
         if action in QUEUED_ONLY:
             return status is Status.QUEUED
         if action == "kill_job":
-            return status is Status.RUNNING
+            return status in KILLABLE
         if action == "requeue":
             return status is not None and status.finished
         if action == "toggle_pause":
@@ -454,7 +455,7 @@ class MainScreen(Screen[None]):
 
     def action_kill_job(self, force: bool = False) -> None:
         job = self.selected
-        if job is None or job.status is not Status.RUNNING:
+        if job is None or job.status not in KILLABLE:
             return
         job_id = job.id
         if force:
