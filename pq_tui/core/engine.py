@@ -584,6 +584,8 @@ class Engine(Shifts):
         attempt = job.data["attempt"]
         delay = delay_after(job.data, attempt)
         job.status = Status.RETRYING
+        # When, for a view to count down to (the event's delay is from now, whenever it is read).
+        job.data["retry-at"] = time.time() + delay
         self._emit(JobRetrying(job.id, lane.name, attempt + 1, delay, job.snapshot()))
         self._retry_timers[job.id] = asyncio.get_running_loop().call_later(
             delay, self._retry, lane, job)

@@ -43,7 +43,7 @@ RESULT_KEYS = frozenset(
     {
         "state", "status", "queue", "error", "exit", "stderr", "pid", "time-queue", "time-start",
         "time-end", "duration", "final", "log", "killed", "timed-out", "warnings", "peak-rss",
-        "cpu-time", "lines", "survivors", "attempt", "attempts",
+        "cpu-time", "lines", "survivors", "attempt", "attempts", "retry-at",
     }
 )
 

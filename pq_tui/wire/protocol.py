@@ -170,7 +170,7 @@ MAX_ROW = 64 * 1024  # bytes of a job's row data; over it, only ROW_KEYS are kep
 # What the console and the commands show of a job.
 ROW_KEYS = ("status", "exit", "error", "duration", "time-queue", "time-start", "time-end", "log",
             "queue", "stderr", "pid", "cmd", "cwd", "killed", "timed-out", "interrupted",
-            "attempt", "attempts")
+            "attempt", "attempts", "retry-at")
 _LEFT_OUT = {("final", "env")}  # the whole environment a job ran with: big, and not for a row
 
 
