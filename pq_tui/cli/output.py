@@ -8,9 +8,9 @@ import math
 import os
 import signal
 import sys
-import time
 from typing import TYPE_CHECKING, Optional
 
+from pq_tui.core.retry import attempt_of, seconds_to_retry
 from pq_tui.core.safe import printable, printable_lines
 
 if TYPE_CHECKING:
@@ -61,17 +61,16 @@ def duration_text(seconds: float) -> str:
 def attempt_state(status: str, data: dict, now: Optional[float] = None) -> str:
     """A job's state with its attempt when it may be retried: ``running 2/3``, ``failed 3/3``;
     between attempts the next one and when (``retrying 2/3 in 8s``)."""
-    attempt, attempts = data.get("attempt"), data.get("attempts")
-    if not (type(attempt) is int and type(attempts) is int):
+    attempt = attempt_of(data)
+    if attempt is None:
         return status
+    done, attempts = attempt
     if status != "retrying":
-        return f"{status} {attempt}/{attempts}"
-    retry_at = data.get("retry-at")
-    when = ""
-    if isinstance(retry_at, (int, float)):
-        left = max(0.0, retry_at - (time.time() if now is None else now))
-        when = f" in {math.ceil(left)}s" if left < 60 else f" in {duration_text(left)}"
-    return f"retrying {attempt + 1}/{attempts}{when}"
+        return f"{status} {done}/{attempts}"
+    left = seconds_to_retry(data, now)
+    when = "" if left is None else f" in {math.ceil(left)}s" if left < 60 else \
+        f" in {duration_text(left)}"
+    return f"retrying {done + 1}/{attempts}{when}"
 
 
 def span_text(seconds: float) -> str:

@@ -84,6 +84,9 @@ JOB_KEYS = [
     Binding("question_mark", "help", "Help", id="help"),
 ]
 
+# What the clock changes in the table: a running job's time, a retrying one's countdown.
+TICKING = (Status.RUNNING, Status.RETRYING)
+
 
 def action_name(binding: Binding) -> str:
     """``kill_job`` of ``kill_job(False)``."""
@@ -265,7 +268,7 @@ class MainScreen(Screen[None]):
             # show() reloads a pane whose job has a new run (requeued), else just retitles it.
             self._show(pane, self.queue.get(pane.job_id) if pane.job_id is not None else None)
         if self._ticker is not None:
-            if any(job.status is Status.RUNNING for job in jobs):
+            if any(job.status in TICKING for job in jobs):
                 self._ticker.resume()
             else:
                 self._ticker.pause()  # nothing ticks when nothing runs
@@ -274,7 +277,7 @@ class MainScreen(Screen[None]):
     def _tick(self) -> None:
         if self._suspended or not self._alive():
             return
-        running = [job for job in self.queue.jobs() if job.status is Status.RUNNING]
+        running = [job for job in self.queue.jobs() if job.status in TICKING]
         self.table.update_jobs(running)
 
     # -- selection -------------------------------------------------------------------------------
