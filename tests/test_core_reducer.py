@@ -67,7 +67,7 @@ def picture(view: QueueView) -> dict:
                lane.running.id if lane.running is not None else None)
         for name, lane in view.lanes.items()
     }
-    return {"jobs": jobs, "lanes": lanes}
+    return {"jobs": jobs, "order": list(jobs), "lanes": lanes}
 
 
 async def run_down(engine: Engine) -> None:

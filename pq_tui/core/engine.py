@@ -223,7 +223,7 @@ class Engine(Shifts):
 
     def jobs(self) -> list[Job]:
         """Every job the engine knows, in the order they were pushed (a new run of an id counts
-        as a new push)."""
+        as a new push; a retry's does not: it keeps its place)."""
         return list(self._jobs.values())
 
     def lanes(self) -> dict[str, Lane]:
@@ -296,7 +296,8 @@ class Engine(Shifts):
         attempts = attempts_of(data)
         if attempts is not None:
             job.data.update(attempt=attempt, attempts=attempts)
-        self._jobs.pop(job_id, None)  # a new run goes to the end of the listing
+        if attempt == 1:
+            self._jobs.pop(job_id, None)  # a new run goes to the end of the listing; a retry not
         self._jobs[job_id] = job
         index = len(target.queued) if attempt == 1 else 0
         target.queued.insert(index, job)

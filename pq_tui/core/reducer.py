@@ -156,7 +156,8 @@ class QueueView:
         queued.insert(min(max(index, 0), len(queued)), job)
 
     def _queued(self, event: JobQueued) -> JobRow:
-        previous = self.jobs.pop(event.job_id, None)
+        retry = event.data.get("attempt", 1) != 1  # keeps its place in the listing, as the engine
+        previous = self.jobs.get(event.job_id) if retry else self.jobs.pop(event.job_id, None)
         if previous is not None:
             self._detach(previous)
         job = self.new_job(event.job_id, event.lane, dict(event.data),
