@@ -250,6 +250,22 @@ def test_time_ticks_while_running_and_the_ticker_pauses_when_nothing_runs(tmp_pa
     run_app(make_app(tmp_path), drive)
 
 
+def test_a_retrying_job_shows_its_next_attempt_and_a_kill_ends_it(tmp_path: Path) -> None:
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        app.queue.push("flaky", {"cmd": "exit 3", "retries": 2, "retry_delay": 600})
+        await wait_status(pilot, app, "flaky", Status.RETRYING)
+        await wait_until(pilot, lambda: (cell(app, "flaky", "state") or "").startswith(
+            f"{fmt.glyph(Status.RETRYING)} retry 2/3 in "), "the retry in the STATE cell")
+        assert app.main._ticker._active.is_set(), "the countdown ticks"
+        await select(pilot, app, "flaky")
+        assert app.main.applies("kill_job")
+        app.main.action_kill_job(force=True)
+        await wait_status(pilot, app, "flaky", Status.KILLED)
+        assert cell(app, "flaky", "state") == f"{fmt.state_label(Status.KILLED)} 1/3"
+
+    run_app(make_app(tmp_path), drive)
+
+
 # -- the log pane ----------------------------------------------------------------------------------
 
 

@@ -647,3 +647,43 @@ timeout = 0.3
     assert result.returncode == 1, result.stdout + result.stderr
     assert texts(stream(result.stdout)["slow"], "#")[-1] == "timed out after 0.3s and was killed"
     assert summary(result.stdout)["slow"]["state"] == "timed-out"
+
+
+def test_run_retries_a_flaky_job_and_only_its_last_attempt_counts(tmp_path):
+    path = job_file(tmp_path, f"""
+[defaults]
+cwd = {toml_str(tmp_path)}
+retries = 2
+retry_delay = 0
+
+[[job]]
+id = "flaky"
+cmd = "test -e marker || (touch marker; exit 1)"
+
+[[job]]
+id = "broken"
+cmd = ["sh", "-c", "exit 3"]
+retries = 1
+""")
+    result = pq("run", "--log-dir", tmp_path / "logs", path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    jobs = stream(result.stdout)
+    assert texts(jobs["flaky"], "#")[1] == "exited with code 1; attempt 2/3 in 0s"
+    assert texts(jobs["broken"], "#")[1] == "exited with code 3; attempt 2/2 in 0s"
+    lines = result.stdout.splitlines()
+    rows = [line.split() for line in lines[lines.index("") + 2:-1]]
+    assert [row[:4] for row in rows] == [
+        ["flaky", "default", "ok", "2/3"], ["broken", "default", "failed", "2/2"]]
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
+        "broken.1.log", "broken.2.log", "flaky.1.log", "flaky.2.log"]
+
+
+def test_the_state_column_shows_the_attempt_and_when_the_next_one_starts():
+    from pq_tui.cli.output import attempt_state
+
+    assert attempt_state("ok", {}) == "ok"
+    assert attempt_state("running", {"attempt": 2, "attempts": 3}) == "running 2/3"
+    waiting = {"attempt": 1, "attempts": 3, "retry-at": 1000.0}
+    assert attempt_state("retrying", waiting, now=996.5) == "retrying 2/3 in 4s"
+    assert attempt_state("retrying", waiting, now=910.0) == "retrying 2/3 in 1:30"
+    assert attempt_state("retrying", waiting, now=1001.0) == "retrying 2/3 in 0s"

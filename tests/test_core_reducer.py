@@ -1,7 +1,7 @@
 """The reducer, fed only a real engine's event stream, agrees with the engine's own state.
 
 Random sequences of push, requeue, move, shift, remove, kill, pause and resume drive an
-``Engine`` running short real commands, with waits of random lengths between them. After every
+``Engine`` running short real commands (some failing and retried after tiny delays), with waits of random lengths between them. After every
 step, at once (a job may just have been taken off its queue and have no process yet, and the
 next step may push or move behind it), the events so far go through ``QueueView.apply`` and the
 view is compared with ``QueueView.from_state`` of the engine.
@@ -27,6 +27,9 @@ COMMANDS = [
     {"cmd": ["sleep", "0.05"]},
     {"cmd": ["sh", "-c", "echo x; echo y >&2; exit 3"]},
     {"cmd": ["sh", "-c", "echo x; exit 3"], "on_failure": "pause"},
+    {"cmd": ["false"], "retries": 1, "retry_delay": 0.005},
+    {"cmd": ["sh", "-c", "echo x; exit 3"], "retries": 2, "retry_delay": 0.02,
+     "on_failure": "pause"},
 ]
 # Seconds a "wait" step lets the jobs go on: none (one loop step: a start under way), or about
 # as long as a job takes to spawn, print and end.
@@ -57,13 +60,14 @@ def picture(view: QueueView) -> dict:
     jobs = {}
     for job in view.jobs.values():
         counts = (job.line_count, job.stderr_count) if job.status.finished else None
-        jobs[job.id] = (job.status, job.lane, view.position(job.id), job.run, job.pid, counts)
+        jobs[job.id] = (job.status, job.lane, view.position(job.id), job.run, job.pid, counts,
+                        job.data.get("attempt"))
     lanes = {
         name: (lane.paused, [job.id for job in lane.queued],
                lane.running.id if lane.running is not None else None)
         for name, lane in view.lanes.items()
     }
-    return {"jobs": jobs, "lanes": lanes}
+    return {"jobs": jobs, "order": list(jobs), "lanes": lanes}
 
 
 async def run_down(engine: Engine) -> None:

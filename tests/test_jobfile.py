@@ -119,6 +119,30 @@ def test_minimal_job_gets_engine_defaults():
     }
 
 
+def test_retries_come_from_defaults_or_the_job():
+    write(
+        "flaky.toml",
+        """
+        [defaults]
+        retries = 2
+        retry_delay = "1m30s"
+
+        [[job]]
+        id = "a"
+        cmd = "true"
+
+        [[job]]
+        id = "b"
+        cmd = "true"
+        retries = 0
+        retry_delay = 0
+        """,
+    )
+    a, b = load_job_file("flaky.toml")
+    assert (a.data["retries"], a.data["retry_delay"]) == (2, 90.0)
+    assert (b.data["retries"], b.data["retry_delay"]) == (0, 0.0)
+
+
 def test_job_keys_override_defaults():
     write(
         "jobs.toml",
@@ -305,7 +329,8 @@ def test_parse_duration_rejects_zero_and_negative(value, shown):
             '[[job]]\ncmd = "x"\ncolour = "red"\n',
             [
                 'builds.toml:3: job #1: unknown key "colour" (expected one of: '
-                "id, cmd, cwd, create_cwd, env, queue, timeout, on_failure, profile, meta)"
+                "id, cmd, cwd, create_cwd, env, queue, timeout, retries, retry_delay, on_failure, "
+                "profile, meta)"
             ],
             id="unknown-key-no-suggestion",
         ),
@@ -347,6 +372,26 @@ def test_parse_duration_rejects_zero_and_negative(value, shown):
                 'builds.toml:9: job "y": "timeout" must be greater than 0, got 0',
             ],
             id="timeout",
+        ),
+        pytest.param(
+            '[defaults]\nretries = -1\nretry_delay = "soon"\n[[job]]\nid = "x"\ncmd = "a"\n'
+            'retries = true\nretry_delay = -2\n[[job]]\nid = "y"\ncmd = "a"\nretries = 101\n'
+            'retry_delay = "6m"\n[[job]]\nid = "z"\ncmd = "a"\nretries = 1.5\nretry_delay = true\n'
+            '[[job]]\nid = "w"\ncmd = "a"\nretries = "2"\n',
+            [
+                'builds.toml:2: defaults: "retries" must be a whole number from 0 to 100, got -1',
+                'builds.toml:3: defaults: "retry_delay" must be a number of seconds or a duration '
+                'like "10s", "2m", got "soon"',
+                'builds.toml:7: job "x": "retries" must be a whole number from 0 to 100, got true',
+                'builds.toml:8: job "x": "retry_delay" must not be negative, got -2',
+                'builds.toml:12: job "y": "retries" must be a whole number from 0 to 100, got 101',
+                'builds.toml:13: job "y": "retry_delay" must be at most 300s (5m), got "6m"',
+                'builds.toml:17: job "z": "retries" must be a whole number from 0 to 100, got 1.5',
+                'builds.toml:18: job "z": "retry_delay" must be a number of seconds or a duration '
+                'like "10s", "2m", got true',
+                'builds.toml:22: job "w": "retries" must be a whole number from 0 to 100, got "2"',
+            ],
+            id="retries",
         ),
         pytest.param(
             '[[job]]\nid = true\ncmd = "a"\n[[job]]\nid = ""\ncmd = "a"\n[[job]]\nid = [1]\ncmd = "a"\n',

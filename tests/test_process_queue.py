@@ -734,3 +734,16 @@ def test_close_kills_what_runs(make_queue):
     q.close()
     assert survivors(pid, [pid]) == []
     assert q.calls[1][-1][1]["killed"] is True
+
+
+def test_retries_in_the_process_data(make_queue, root):
+    queue = make_queue()
+    flaky = {"cmd": ["sh", "-c", "test -e marker || (touch marker; exit 1)"], "retries": 2,
+             "retry_delay": 0}
+    final = run_one(queue, "flaky", flaky)
+    assert (final["state"], final["attempt"], final["attempts"]) == (2, 2, 3)
+    # Each attempt is a run with its own handler: a start and an exit apiece.
+    kinds = [kind for kind, _value in queue.calls["flaky"]]
+    assert kinds == ["start", "exit", "start", "exit"]
+    assert [value["status"] for kind, value in queue.calls["flaky"] if kind == "exit"] == [
+        "failed", "ok"]

@@ -229,3 +229,24 @@ def test_a_connection_made_while_a_job_writes_has_every_line_once(server):
 
     asyncio.run(asyncio.wait_for(main(), 60))
     assert not server.leftovers()
+
+
+def test_a_retrying_job_is_mirrored_and_killed_in_its_delay(server):
+    async def main():
+        one = await RemoteEngine.connect(server.paths)
+        server.pids.add(one.server_info["pid"])
+        one.push("f", {"cmd": "exit 3", "cwd": str(server.tmp), "retries": 2,
+                       "retry_delay": 60}, "A")
+        job = await until(lambda: (j := one.get("f")) and j.status is Status.RETRYING and j,
+                          "f retrying")
+        assert (one.lane("A").running is job, job.data["attempt"], job.data["exit"]) == (
+            True, 1, 3)
+        assert not one.is_idle()
+        data = await asyncio.wait_for(one.kill("f"), DEADLINE)
+        assert (data["status"], data["attempt"]) == ("killed", 1)
+        assert one.get("f").status is Status.KILLED and one.is_idle()
+        one.detach()
+        await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert not server.leftovers()

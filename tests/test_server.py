@@ -598,6 +598,7 @@ def test_protocol_round_trips_every_event():
         ev.JobStarted("s", 42, {"pid": 42}),
         ev.JobOutput(3, 10, (("out", "a"), ("err", "b"))), ev.OutputDropped("d", 5),
         ev.JobUsage(1, 12.5, 1024), ev.JobExited(1, {"status": "ok"}),
+        ev.JobRetrying(1, "A", 2, 0.5, {"status": "retrying", "exit": 3}),
         ev.JobRemoved("r", {"status": "removed"}), ev.JobMoved(2, "B", 1),
         ev.JobsForgotten((1, "two")), ev.LanePaused("A"), ev.LaneResumed("A"),
         ev.StoreStatus("cannot write the state file s: full", 3), ev.StoreStatus(None, 0),
@@ -611,3 +612,57 @@ def test_protocol_round_trips_every_event():
         1, None]
     with pytest.raises(protocol.ProtocolError, match="over the limit"):
         protocol.encode({"type": "x", "big": "y" * protocol.MAX_LINE})
+
+
+def test_retries_over_the_wire_and_a_kill_9_in_the_delay(env):
+    pid = env.start()
+
+    def retrying(events, job_id):
+        return [e for e in events if type(e).__name__ == "JobRetrying" and e.job_id == job_id]
+
+    async def before():
+        pusher = await Client.open(env)
+        watcher = await Client.open(env)
+        assert await watcher.ok("subscribe") is None
+        flaky = {**sh("exit 3", env.tmp), "retries": 2, "retry_delay": 0.01}
+        await pusher.ok("push", job_id="f", lane="A", data=flaky)
+        result = await pusher.ok("wait", job_ids=["f"])
+        [final] = [j["data"] for j in result["jobs"]]
+        assert (final["status"], final["attempt"], final["attempts"]) == ("failed", 3, 3)
+        await watcher.until(lambda events: exited(events, "f"))
+        told = [(e.attempt, e.delay, e.lane, e.data["status"], e.data["exit"])
+                for e in retrying(watcher.events, "f")]
+        assert told == [(2, 0.01, "A", "retrying", 3), (3, 0.02, "A", "retrying", 3)]
+
+        await pusher.ok("push", job_id="slow", lane="B",
+                        data={**sh("exit 4", env.tmp), "retries": 1, "retry_delay": 60})
+        await pusher.ok("push", job_id="after", lane="B", data=sh("echo after", env.tmp))
+        await watcher.until(lambda events: retrying(events, "slow"))
+        snapshot = await pusher.ok("snapshot")
+        lanes = {lane["name"]: lane for lane in snapshot["lanes"]}
+        assert (lanes["B"]["running"], lanes["B"]["queued"]) == ("slow", ["after"])
+        jobs = {j["id"]: j for j in snapshot["jobs"]}
+        assert (jobs["slow"]["status"], jobs["slow"]["data"]["attempt"]) == ("retrying", 1)
+        for client in (pusher, watcher):
+            await client.close()
+
+    run(before())
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pid)
+    new_pid = env.start()
+
+    async def after():
+        client = await Client.open(env)
+        snapshot = await client.ok("snapshot")
+        lanes = {lane["name"]: lane for lane in snapshot["lanes"]}
+        assert (lanes["B"]["paused"], lanes["B"]["queued"]) == (True, ["after"])
+        jobs = {j["id"]: j for j in snapshot["jobs"]}
+        slow = jobs["slow"]["data"]
+        assert (jobs["slow"]["status"], slow["interrupted"], slow["attempt"]) == (
+            "failed", True, 1)
+        assert slow["error"] == ("interrupted: the pq-tui server stopped while it waited to "
+                                 "retry (the last attempt: exited with code 4)")
+        await client.close()
+
+    run(after())
+    run(shutdown(env, new_pid))

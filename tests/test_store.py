@@ -27,6 +27,7 @@ from pq_tui.core import (
     JobOutput,
     JobQueued,
     JobRemoved,
+    JobRetrying,
     JobStarted,
     JobUsage,
     LaneResumed,
@@ -843,3 +844,118 @@ def test_odd_values_in_data_ids_and_lane_names_do_not_crash(tmp_path):
             assert job.data["self"] == "<cycle>"
 
     run(main())
+
+
+# -- retries -----------------------------------------------------------------------------------
+
+
+def fail(**retry) -> dict:
+    return {"cmd": ["sh", "-c", "exit 3"], **retry}
+
+
+async def until(subscription, kind, job_id, **fields):
+    """The next event of ``kind`` about ``job_id`` (with ``fields``), from ``subscription``."""
+    while True:
+        event = await subscription.get()
+        if isinstance(event, kind) and event.job_id == job_id and all(
+                getattr(event, name) == value for name, value in fields.items()):
+            return event
+
+
+def test_each_attempt_is_a_run_and_a_retry_keeps_the_head_of_its_lane(tmp_path):
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            with Store.open(state_path(tmp_path)) as store:
+                feeder = Feeder(engine, store)
+                watch = engine.subscribe()
+                engine.push("a", fail(retries=2, retry_delay=0.05), "x")
+                engine.push("b", echo(), "x")
+                await until(watch, JobRetrying, "a", attempt=2)
+                engine.pause("x")  # the second attempt waits, queued, at the head
+                await until(watch, JobQueued, "a")
+                await feeder.sync()
+                assert_mirrors(store, engine)
+                queued = [j.id for j in store.load().jobs if j.status == "queued"]
+                engine.resume("x")
+                await engine.wait_idle()
+                await feeder.sync()
+                assert_mirrors(store, engine)
+                return queued, store.history("a")
+
+    queued, history = run(main())
+    assert queued == ["a", "b"]
+    assert [(j.run, j.status, j.data["attempt"], j.data["status"]) for j in history] == [
+        (1, "failed", 1, "failed"), (2, "failed", 2, "failed"), (3, "failed", 3, "failed")]
+    assert len({j.log_path for j in history}) == 3
+
+
+def test_a_kill_while_waiting_to_retry_is_recorded_killed(tmp_path):
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            with Store.open(state_path(tmp_path)) as store:
+                feeder = Feeder(engine, store)
+                watch = engine.subscribe()
+                engine.push("a", fail(retries=2, retry_delay=60), "x")
+                await until(watch, JobRetrying, "a")
+                await feeder.sync()
+                assert store.load().jobs[0].status == "retrying"
+                await engine.kill("a")
+                await feeder.sync()
+                assert_mirrors(store, engine)
+                return store.history("a")
+
+    [only] = run(main())
+    assert (only.status, only.data["attempt"], only.data["killed"]) == ("killed", 1, True)
+
+
+def test_recover_in_the_delay_ends_the_job_interrupted_and_pauses_its_lane(tmp_path):
+    path = state_path(tmp_path)
+
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            store = Store.open(path)
+            feeder = Feeder(engine, store)
+            watch = engine.subscribe()
+            engine.push("a", fail(retries=2, retry_delay=60), "x")
+            engine.push("b", echo(), "x")
+            await until(watch, JobRetrying, "a")
+            await feeder.sync()
+            store.close()  # the server dies in the delay
+            feeder.subscription.close()
+
+    run(main())
+    with Store.open(path) as store:
+        state = store.recover()
+        assert [(j.id, j.status) for j in state.jobs] == [("a", "failed"), ("b", "queued")]
+        data = state.jobs[0].data
+        assert data["error"] == ("interrupted: the pq-tui server stopped while it waited to "
+                                 "retry (the last attempt: exited with code 3)")
+        assert (data["interrupted"], data["attempt"], data["attempts"]) == (True, 1, 3)
+        assert [(lane.name, lane.paused) for lane in state.lanes] == [("x", True)]
+        assert store.recover() == state
+
+
+def test_recover_counts_an_interrupted_attempt_as_that_attempt(tmp_path):
+    path = state_path(tmp_path)
+    second_runs = {"cmd": ["sh", "-c", "if test -e m; then sleep 30; else touch m; exit 1; fi"], "retries": 2,
+                   "retry_delay": 0}
+
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            store = Store.open(path)
+            feeder = Feeder(engine, store)
+            watch = engine.subscribe()
+            engine.push("a", second_runs, "x")
+            while not (engine.get("a").run == 2 and engine.get("a").pid is not None):
+                await until(watch, JobStarted, "a")
+            await feeder.sync()
+            store.close()  # the server dies while the second attempt runs
+            feeder.subscription.close()
+
+    run(main())
+    with Store.open(path) as store:
+        state = store.recover()
+        assert [(j.id, j.status, j.run, j.data["attempt"]) for j in state.jobs] == [
+            ("a", "failed", 2, 2)]
+        assert state.jobs[0].data["interrupted"] is True
+        assert [(j.run, j.status) for j in store.history("a")] == [(1, "failed"), (2, "failed")]

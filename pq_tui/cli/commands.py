@@ -29,7 +29,8 @@ from pq_tui.core.lanes import check_lane_name
 from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
 from pq_tui.cli.args import new_parser, number_parser
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from pq_tui.cli.output import colour_on_stdout, duration_text, exit_text, print_table
+from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
+                               print_table)
 from pq_tui.cli.output import write_error as _error
 from pq_tui.cli.output import write_stdout
 from pq_tui.jobs.submit import data_for_server
@@ -414,7 +415,7 @@ def status_rows(snapshot: Snapshot) -> List[tuple]:
             rows.append((
                 lane,
                 _show(job["id"]),
-                job["status"],
+                attempt_state(job["status"], data),
                 "-" if job["pid"] is None else str(job["pid"]),
                 exit_text(exit_code) if isinstance(exit_code, int) else "-",
                 duration,
@@ -670,7 +671,7 @@ async def cmd_clean(options: argparse.Namespace) -> int:
             snapshot = await _snapshot(client)
             ids = [resolve_id(text, snapshot) for text in options.jobs]
             active = [_show(job["id"]) for job in snapshot["jobs"]
-                      if job["id"] in ids and job["status"] in ("queued", "running")]
+                      if job["id"] in ids and job["status"] in ("queued", "running", "retrying")]
             if active:
                 raise Failed(f"not finished: {', '.join(active)} (kill or remove them first)")
             result = await client.request(Op.FORGET, job_ids=ids)

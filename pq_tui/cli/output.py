@@ -4,11 +4,13 @@ through the core's one boundary (``printable``) here."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Optional
 
+from pq_tui.core.retry import attempt_of, seconds_to_retry
 from pq_tui.core.safe import printable, printable_lines
 
 if TYPE_CHECKING:
@@ -54,6 +56,21 @@ def duration_text(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def attempt_state(status: str, data: dict, now: Optional[float] = None) -> str:
+    """A job's state with its attempt when it may be retried: ``running 2/3``, ``failed 3/3``;
+    between attempts the next one and when (``retrying 2/3 in 8s``)."""
+    attempt = attempt_of(data)
+    if attempt is None:
+        return status
+    done, attempts = attempt
+    if status != "retrying":
+        return f"{status} {done}/{attempts}"
+    left = seconds_to_retry(data, now)
+    when = "" if left is None else f" in {math.ceil(left)}s" if left < 60 else \
+        f" in {duration_text(left)}"
+    return f"retrying {done + 1}/{attempts}{when}"
 
 
 def span_text(seconds: float) -> str:

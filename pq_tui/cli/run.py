@@ -11,14 +11,16 @@ from pq_tui.core import (
     Engine,
     JobExited,
     JobOutput,
+    JobRetrying,
     JobStarted,
     OutputDropped,
     Status,
 )
 from pq_tui.core.safe import output_line, printable
 from pq_tui.cli.args import add_engine_options, new_parser
-from pq_tui.cli.output import (colour_on_stdout, duration_text, exit_text, print_table,
-                               settings_or_report, span_text, write_error, write_stdout)
+from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
+                               print_table, settings_or_report, span_text, write_error,
+                               write_stdout)
 from pq_tui.jobs.jobfile import JobFileError, JobSpec, load_job_files
 from pq_tui.jobs.submit import plan_specs
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -167,9 +169,13 @@ class _Printer:
             # As the console shows it: colours (if on) and nothing else a terminal acts on.
             return "".join(f"{err if stream == 'err' else out}{output_line(text, self._colour)}\n"
                            for stream, text in event.lines)
-        if not isinstance(event, (JobStarted, OutputDropped, JobExited)):
+        if not isinstance(event, (JobStarted, OutputDropped, JobExited, JobRetrying)):
             return ""  # lanes pausing at shutdown and the like: the summary tells the story
         note = self._prefix(event.job_id, "#", "2")
+        if isinstance(event, JobRetrying):
+            why = printable(str(event.data.get("error")))
+            attempts = event.data.get("attempts")
+            return f"{note}{why}; attempt {event.attempt}/{attempts} in {span_text(event.delay)}\n"
         if isinstance(event, JobStarted):
             return f"{note}started, pid {event.pid}\n"
         if isinstance(event, OutputDropped):
@@ -242,7 +248,7 @@ async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bo
         rows.append((
             spec.id,
             spec.lane,
-            data["status"],
+            attempt_state(data["status"], data),
             exit_text(exit_code),
             duration_text(data["duration"]) if "duration" in data else "-",
         ))

@@ -55,7 +55,7 @@ from pq_tui.core.events import (
     JobStarted,
     StoreStatus,
 )
-from pq_tui.core.job import Status
+from pq_tui.core.job import KILLABLE, Status
 from pq_tui.core.queue import Shifts
 from pq_tui.core.reducer import JobRow, LaneRow, QueueView
 from pq_tui.core.tail import Tail
@@ -359,7 +359,7 @@ class RemoteEngine(Shifts):
         """A future of the job's final data (from its JobExited), or None if not running here.
         It fails with ServerError if the connection is lost first."""
         job = self._rows.get(job_id)
-        if job is None or job.status is not Status.RUNNING or not self.connected:
+        if job is None or job.status not in KILLABLE or not self.connected:
             return None
         future = asyncio.get_running_loop().create_future()
         self._kill_waiters.setdefault(job_id, []).append(future)

@@ -10,6 +10,7 @@ from pq_tui.core.events import (
     JobOutput,
     JobQueued,
     JobRemoved,
+    JobRetrying,
     JobsForgotten,
     JobStarted,
     JobUsage,
@@ -24,7 +25,8 @@ from pq_tui.core.logfile import read_log
 __all__ = [
     "DEFAULT_KILL_GRACE", "DEFAULT_LANE", "Engine", "Event", "Job", "JobDequeued", "JobExited",
     "JobId",
-    "JobInputError", "JobMoved", "JobOutput", "JobQueued", "JobRemoved", "JobsForgotten",
+    "JobInputError", "JobMoved", "JobOutput", "JobQueued", "JobRemoved", "JobRetrying",
+    "JobsForgotten",
     "JobStarted", "JobUsage", "Lane", "LanePaused", "LaneResumed", "OutputDropped", "Status",
     "Subscription", "read_log",
 ]

@@ -27,6 +27,7 @@ from pq_tui.core.events import (
     JobOutput,
     JobQueued,
     JobRemoved,
+    JobRetrying,
     JobStarted,
     JobUsage,
     LanePaused,
@@ -39,6 +40,7 @@ from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import log_file_name
 from pq_tui.core.proctree import Usage
 from pq_tui.core.queue import Shifts
+from pq_tui.core.retry import attempts_of, delay_after
 from pq_tui.core.runner import JobRunner
 from pq_tui.core.tail import TAIL_LINES
 
@@ -204,6 +206,9 @@ class Engine(Shifts):
         self._idle_waiters: list[asyncio.Future] = []
         # Runs of ids this engine does not hold, as a caller (a server's store) knows them.
         self._last_runs: dict[JobId, int] = {}
+        # Jobs between attempts (status retrying, still their lane's running job): the timer
+        # that pushes the next attempt.
+        self._retry_timers: dict[JobId, asyncio.TimerHandle] = {}
         # Asked before a job is taken off its lane's queue to start: False holds the start (the
         # job stays at the head) until start_waiting(). A server that must record a start
         # before it happens (its state file may be full) says no while it cannot. A held start
@@ -218,7 +223,7 @@ class Engine(Shifts):
 
     def jobs(self) -> list[Job]:
         """Every job the engine knows, in the order they were pushed (a new run of an id counts
-        as a new push)."""
+        as a new push; a retry's does not: it keeps its place)."""
         return list(self._jobs.values())
 
     def lanes(self) -> dict[str, Lane]:
@@ -263,7 +268,7 @@ class Engine(Shifts):
         handler_factory: Optional[HandlerFactory] = None,
     ) -> Job:
         """Queue a job at the end of ``lane``. ``data`` is copied. A finished job's id may be
-        pushed again (a new run); an id that is queued or running may not."""
+        pushed again (a new run); an id that is queued, running or retrying may not."""
         if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
             raise TypeError(f"a job id is an int or a str, got {job_id!r}")
         if not isinstance(data, Mapping):
@@ -271,7 +276,15 @@ class Engine(Shifts):
         previous = self._jobs.get(job_id)
         if previous is not None and not previous.status.finished:
             raise ValueError(f"job {job_id!r} is already {previous.status.value}")
-        target = self.lane(lane)
+        attempts_of(data)  # refused before anything changes
+        return self._queue(job_id, data, self.lane(lane), handler_factory)
+
+    def _queue(self, job_id: JobId, data: Mapping[str, Any], target: Lane,
+               handler_factory: Optional[HandlerFactory], attempt: int = 1) -> Job:
+        """A new run of ``job_id``: attempt 1 at the end of ``target``, a later attempt (a
+        retry) at its head, since it holds its place in the lane's order."""
+        previous = self._jobs.get(job_id)
+        lane = target.name
         job = Job(
             job_id,
             lane,
@@ -280,10 +293,15 @@ class Engine(Shifts):
             handler_factory=handler_factory,
             tail_lines=self.tail_lines,
         )
-        self._jobs.pop(job_id, None)  # a new run goes to the end of the listing
+        attempts = attempts_of(data)
+        if attempts is not None:
+            job.data.update(attempt=attempt, attempts=attempts)
+        if attempt == 1:
+            self._jobs.pop(job_id, None)  # a new run goes to the end of the listing; a retry not
         self._jobs[job_id] = job
-        target.queued.append(job)
-        self._emit(JobQueued(job_id, lane, len(target.queued) - 1, job.snapshot()))
+        index = len(target.queued) if attempt == 1 else 0
+        target.queued.insert(index, job)
+        self._emit(JobQueued(job_id, lane, index, job.snapshot()))
         self._kick(target)
         return job
 
@@ -324,8 +342,14 @@ class Engine(Shifts):
 
     def kill(self, job_id: JobId, force: bool = False) -> Optional[asyncio.Future]:
         """Kill a running job's tree: SIGTERM, the grace period, then SIGKILL (``force``: SIGKILL
-        at once). Returns a future of the job's final data, or None if it is not running."""
+        at once). Returns a future of the job's final data, or None if it is not running. A job
+        waiting to retry ends at once, killed: the operator's word is final."""
         job = self._jobs.get(job_id)
+        timer = self._retry_timers.pop(job_id, None)
+        if job is not None and timer is not None:
+            timer.cancel()
+            self._end_retry(job)
+            return asyncio.ensure_future(self.wait_finished(job_id))
         runner = self._runners.get(job_id)
         if job is None or runner is None or job.status.finished:
             return None
@@ -447,7 +471,7 @@ class Engine(Shifts):
             for job in list(lane.queued):
                 self.remove(job.id)
         if kill:
-            for job_id in list(self._runners):
+            for job_id in [*self._runners, *self._retry_timers]:
                 self.kill(job_id)
         while self._tasks:
             await asyncio.wait(list(self._tasks))
@@ -522,7 +546,9 @@ class Engine(Shifts):
             job.data.setdefault("warnings", []).append(traceback.format_exc())
         finally:
             self._runners.pop(job.id, None)
-            lane.running = None
+            retry = self._will_retry(job)
+            if not retry:
+                lane.running = None
             cleanup = runner.cleanup_task
             if cleanup is not None and not cleanup.done():
                 self._track(cleanup)
@@ -530,12 +556,55 @@ class Engine(Shifts):
             job.tail.shrink()  # its log file has the rest
             if job.handler is not None:
                 self._call_handler(job, "on_exit", job.snapshot())
-            self._emit(JobExited(job.id, job.snapshot()))
-            failed = job.status in (Status.FAILED, Status.TIMED_OUT)
-            if failed and job.data.get("on_failure") == "pause":
-                self.pause(lane.name)  # announced (LanePaused) right after the end it follows
-            self._resolve(job)
-            self._kick(lane)
+            if retry:
+                self._hold_for_retry(lane, job)
+            else:
+                self._end(lane, job)
+
+    def _end(self, lane: Lane, job: Job) -> None:
+        """Announce the end of the job's last run, and start what its lane may start now."""
+        self._emit(JobExited(job.id, job.snapshot()))
+        failed = job.status in (Status.FAILED, Status.TIMED_OUT)
+        if failed and job.data.get("on_failure") == "pause":
+            self.pause(lane.name)  # announced (LanePaused) right after the end it follows
+        self._resolve(job)
+        self._kick(lane)
+
+    @staticmethod
+    def _will_retry(job: Job) -> bool:
+        """Whether the run that ended is followed by another attempt. Only a process that ran
+        and failed or timed out is retried: a kill is the operator's word, and a job that could
+        not start (no such command, a bad cwd: no "exit") would fail the same way again."""
+        failed = job.status is Status.TIMED_OUT or (
+            job.status is Status.FAILED and "exit" in job.data)
+        attempts = job.data.get("attempts")
+        return failed and attempts is not None and job.data["attempt"] < attempts
+
+    def _hold_for_retry(self, lane: Lane, job: Job) -> None:
+        """Keep the lane's slot for the next attempt, which is pushed after the delay."""
+        attempt = job.data["attempt"]
+        delay = delay_after(job.data, attempt)
+        job.status = Status.RETRYING
+        # When, for a view to count down to (the event's delay is from now, whenever it is read).
+        job.data["retry-at"] = time.time() + delay
+        self._emit(JobRetrying(job.id, lane.name, attempt + 1, delay, job.snapshot()))
+        self._retry_timers[job.id] = asyncio.get_running_loop().call_later(
+            delay, self._retry, lane, job)
+
+    def _retry(self, lane: Lane, job: Job) -> None:
+        del self._retry_timers[job.id]
+        lane.running = None
+        self._queue(job.id, job.input, lane, job.handler_factory, job.data["attempt"] + 1)
+
+    def _end_retry(self, job: Job) -> None:
+        """A job killed between attempts: killed, with what the last attempt did."""
+        lane = self._lanes[job.lane]
+        lane.running = None
+        last = job.data.get("error")
+        job.data["error"] = f"killed while waiting to retry; the last attempt: {last}"
+        job.data["killed"] = True
+        job.status = Status.KILLED
+        self._end(lane, job)
 
     async def _may_spawn(self, runner: JobRunner) -> bool:
         """``start_gate`` again, for a job taken off its queue: a journal may have failed to

@@ -70,6 +70,20 @@ class JobExited:
 
 
 @dataclass(frozen=True)
+class JobRetrying:
+    """A run that failed or timed out ended, and the job runs again after ``delay`` seconds as
+    attempt ``attempt`` (a new run, announced by ``JobQueued`` at the head of its lane when the
+    delay is over). Until then the job keeps its lane's slot, with status "retrying": it is not
+    finished, so this stands in for the attempt's ``JobExited``. ``data`` is the ended run's."""
+
+    job_id: JobId
+    lane: str
+    attempt: int
+    delay: float
+    data: dict
+
+
+@dataclass(frozen=True)
 class JobRemoved:
     job_id: JobId
     data: dict
@@ -110,7 +124,7 @@ class StoreStatus:
 
 
 Event = Union[
-    JobQueued, JobDequeued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRemoved,
-    JobMoved, JobsForgotten, LanePaused, LaneResumed, StoreStatus,
+    JobQueued, JobDequeued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRetrying,
+    JobRemoved, JobMoved, JobsForgotten, LanePaused, LaneResumed, StoreStatus,
 ]
 

@@ -19,23 +19,31 @@ class Status(str, Enum):
     KILLED = "killed"
     TIMED_OUT = "timed-out"
     REMOVED = "removed"
+    # Between attempts: the last one failed or timed out, and another follows (see JobRetrying).
+    RETRYING = "retrying"
 
     @property
     def finished(self) -> bool:
-        return self not in (Status.QUEUED, Status.RUNNING)
+        return self not in (Status.QUEUED, Status.RUNNING, Status.RETRYING)
 
     @property
     def state(self) -> int:
-        """The original's numeric state: 0 queued, 1 running, 2 ok, -1 anything else."""
-        return {Status.QUEUED: 0, Status.RUNNING: 1, Status.OK: 2}.get(self, -1)
+        """The original's numeric state: 0 queued, 1 running (or retrying: not over yet), 2 ok,
+        -1 anything else."""
+        return _STATES.get(self, -1)
 
+
+# What a kill ends: a running job, or one waiting for its next attempt.
+KILLABLE = (Status.RUNNING, Status.RETRYING)
+
+_STATES = {Status.QUEUED: 0, Status.RUNNING: 1, Status.RETRYING: 1, Status.OK: 2}
 
 # Keys the engine writes into the process data; everything else is the caller's input.
 RESULT_KEYS = frozenset(
     {
         "state", "status", "queue", "error", "exit", "stderr", "pid", "time-queue", "time-start",
         "time-end", "duration", "final", "log", "killed", "timed-out", "warnings", "peak-rss",
-        "cpu-time", "lines", "survivors",
+        "cpu-time", "lines", "survivors", "attempt", "attempts", "retry-at",
     }
 )
 

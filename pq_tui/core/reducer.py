@@ -24,6 +24,7 @@ from pq_tui.core.events import (
     JobOutput,
     JobQueued,
     JobRemoved,
+    JobRetrying,
     JobsForgotten,
     JobStarted,
     JobUsage,
@@ -155,7 +156,8 @@ class QueueView:
         queued.insert(min(max(index, 0), len(queued)), job)
 
     def _queued(self, event: JobQueued) -> JobRow:
-        previous = self.jobs.pop(event.job_id, None)
+        retry = event.data.get("attempt", 1) != 1  # keeps its place in the listing, as the engine
+        previous = self.jobs.get(event.job_id) if retry else self.jobs.pop(event.job_id, None)
         if previous is not None:
             self._detach(previous)
         job = self.new_job(event.job_id, event.lane, dict(event.data),
@@ -235,11 +237,17 @@ class QueueView:
             job.status = Status(job.data.get("status"))
         except ValueError:
             job.status = Status.REMOVED if isinstance(event, JobRemoved) else Status.FAILED
-        job.log_path = job.data.get("log") or job.log_path
-        if isinstance(job.data.get("stderr"), int):
-            job.stderr_count = job.data["stderr"]  # counts the lines this view missed
-        job.cpu_percent = job.rss = None
-        job.tail.shrink()  # the log file has the rest
+        _run_ended(job)
+        return job
+
+    def _retrying(self, event: JobRetrying) -> Optional[JobRow]:
+        """The run ended and the job holds its lane's slot until its next attempt is queued."""
+        job = self.jobs.get(event.job_id)
+        if job is None:
+            return None
+        self._run_in(job, event.lane, event.data)
+        job.status = Status.RETRYING
+        _run_ended(job)
         return job
 
     def _forgotten(self, event: JobsForgotten) -> None:
@@ -249,6 +257,15 @@ class QueueView:
     def _paused(self, event: Any) -> None:
         """LanePaused or LaneResumed."""
         self._lane(event.lane).paused = isinstance(event, LanePaused)
+
+
+def _run_ended(job: JobRow) -> None:
+    """What the end of a run's process changes in its row, from its final data."""
+    job.log_path = job.data.get("log") or job.log_path
+    if isinstance(job.data.get("stderr"), int):
+        job.stderr_count = job.data["stderr"]  # counts the lines this view missed
+    job.cpu_percent = job.rss = None
+    job.tail.shrink()  # the log file has the rest
 
 
 _HANDLERS: Dict[type, Callable[[QueueView, Any], Optional[JobRow]]] = {
@@ -261,6 +278,7 @@ _HANDLERS: Dict[type, Callable[[QueueView, Any], Optional[JobRow]]] = {
     JobUsage: QueueView._usage,
     JobExited: QueueView._ended,
     JobRemoved: QueueView._ended,
+    JobRetrying: QueueView._retrying,
     JobsForgotten: QueueView._forgotten,
     LanePaused: QueueView._paused,
     LaneResumed: QueueView._paused,

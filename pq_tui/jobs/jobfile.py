@@ -392,10 +392,9 @@ def _process_data(defaults: dict, job: dict, source: str) -> dict:
         "timeout": merged.get("timeout"),
         "on_failure": merged.get("on_failure", "continue"),
     }
-    if "create_cwd" in merged:
-        data["create_cwd"] = merged["create_cwd"]
-    if "profile" in merged:
-        data["profile"] = merged["profile"]
+    for key in ("create_cwd", "profile", "retries", "retry_delay"):
+        if key in merged:
+            data[key] = merged[key]
     if "meta" in merged:
         # Every job gets its own copy: jobs sharing [defaults] must not share nested objects.
         data["meta"] = copy.deepcopy({**defaults.get("meta", {}), **job.get("meta", {})})

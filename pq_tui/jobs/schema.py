@@ -11,6 +11,7 @@ import re
 from typing import Any, Callable, Iterable
 
 from pq_tui.core.lanes import lane_name_problem
+from pq_tui.core.retry import MAX_RETRY_DELAY
 from pq_tui.core.safe import has_unsafe, json_printable
 
 
@@ -206,6 +207,28 @@ def _convert_timeout(value: Any, report: Report) -> float | None:
         return None
 
 
+# More would keep a lane's slot for hours (the delay stops doubling at 5 minutes): a mistake.
+MAX_RETRIES = 100
+
+
+def _convert_retries(value: Any, report: Report) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+        report(f'"retries" must be a whole number from 0 to {MAX_RETRIES}, got {describe(value)}')
+    return value
+
+
+def _convert_retry_delay(value: Any, report: Report) -> float | None:
+    seconds = _duration_seconds(value)
+    if seconds is None:
+        report('"retry_delay" must be a number of seconds or a duration like "10s", "2m",'
+               f" got {describe(value)}")
+    elif seconds < 0:
+        report(f'"retry_delay" must not be negative, got {describe(value)}')
+    elif seconds > MAX_RETRY_DELAY:
+        report(f'"retry_delay" must be at most {MAX_RETRY_DELAY:g}s (5m), got {describe(value)}')
+    return seconds
+
+
 def _convert_on_failure(value: Any, report: Report) -> str | None:
     if value not in _ON_FAILURE:
         hint = did_you_mean(value, _ON_FAILURE) if isinstance(value, str) else ""
@@ -253,6 +276,8 @@ CONVERTERS: dict[str, Callable[[Any, Report], Any]] = {
     "env": _convert_env,
     "queue": _convert_queue,
     "timeout": _convert_timeout,
+    "retries": _convert_retries,
+    "retry_delay": _convert_retry_delay,
     "on_failure": _convert_on_failure,
     "profile": _convert_profile,
     "meta": _convert_meta,

@@ -62,6 +62,7 @@ from pq_tui.core.events import (
     JobQueued,
     JobDequeued,
     JobRemoved,
+    JobRetrying,
     JobStarted,
     JobUsage,
     LanePaused,
@@ -80,6 +81,7 @@ FILE_NAME = "state.sqlite3"
 STARTING = "starting"
 ACTIVE = (STARTING, Status.RUNNING.value)
 FINISHED = tuple(status.value for status in Status if status.finished)
+RETRYING = Status.RETRYING.value  # an attempt ended (its data is its end), the next is to come
 # Queue order keys (see Store._key_at): spaced this far apart, kept within SQLite's integers.
 KEY_GAP = 1 << 20
 KEY_LIMIT = 1 << 62
@@ -98,7 +100,7 @@ CREATE TABLE runs (
     job_id      TEXT NOT NULL,      -- the id as JSON: 7 or "7"; the quotes are the type tag
     run         INTEGER NOT NULL,   -- 1, 2, ... for the runs of one id the store has seen
     lane        TEXT NOT NULL,
-    status      TEXT NOT NULL,      -- queued, starting, running, or an end (ok, failed, ...)
+    status      TEXT NOT NULL,      -- queued, starting, running, retrying, or an end (ok, ...)
     pos         INTEGER,            -- sort key among the lane's queued jobs; NULL unless queued
     input       TEXT NOT NULL,      -- JSON: the caller's data, without the engine's result keys
     data        TEXT NOT NULL,      -- JSON: the engine's whole process data, as last reported
@@ -183,6 +185,7 @@ class Store:
             JobDequeued: self._on_dequeued,
             JobStarted: self._on_started,
             JobExited: self._on_exited,
+            JobRetrying: self._on_retrying,
             JobRemoved: self._on_removed,
             JobMoved: self._on_moved,
             LanePaused: self._on_paused,
@@ -326,8 +329,15 @@ class Store:
                 # Nor does it push one that is running: that run ended without the store hearing
                 # of it (the server restarted without ``recover``).
                 self._interrupt(latest, time.time())
+            if latest is not None and latest["status"] == RETRYING:
+                # The next attempt: the one before ends as what it was, and this one goes to the
+                # head of its lane, where the engine put it.
+                self._end_attempt(latest)
+                pos = self._key_at(lane, 0)
+            else:
+                pos = self._append_key(lane)
             self._insert(key, latest["run"] + 1 if latest is not None else 1, lane, data,
-                         status=Status.QUEUED.value, pos=self._append_key(lane), row=False)
+                         status=Status.QUEUED.value, pos=pos, row=False)
 
     def _on_dequeued(self, event: JobDequeued) -> None:
         key = _id_key(event.job_id)
@@ -353,6 +363,23 @@ class Store:
 
     def _on_exited(self, event: JobExited) -> None:
         self._ended(event.job_id, event.data)
+
+    def _on_retrying(self, event: JobRetrying) -> None:
+        row = self._latest(_id_key(event.job_id))
+        if row is None or row["status"] not in ACTIVE:
+            log.warning("store: %r retrying but it is not running here; ignored", event.job_id)
+            return
+        data = event.data
+        self._update(row, status=RETRYING, pos=None, data=_dump(data),
+                     pid=_int_or_none(data.get("pid")), ended_at=_time(data.get("time-end")),
+                     log_path=_text_or_none(data.get("log")) or row["log_path"])
+
+    def _end_attempt(self, row: sqlite3.Row) -> None:
+        """A retried attempt's run ends as it did: failed or timed out."""
+        data = json.loads(row["data"])
+        status = Status.TIMED_OUT if data.get("timed-out") else Status.FAILED
+        data.update(state=status.state, status=status.value)
+        self._update(row, status=status.value, data=_dump(data), end_seq=self._next_end_seq())
 
     def _on_removed(self, event: JobRemoved) -> None:
         self._ended(event.job_id, event.data)
@@ -413,13 +440,15 @@ class Store:
     def recover(self) -> State:
         """After the server stopped unexpectedly: every run that was starting or running is marked
         interrupted (failed, its log kept) and its lane paused, so nothing starts before someone
-        looks. Returns the state to restore. Running it again changes nothing."""
+        looks. So is a job waiting to retry: its next attempt is not started on its own either,
+        and an interrupted attempt counts as one. Returns the state to restore. Running it again
+        changes nothing."""
         now = time.time()
         with self._write() as db:
             rows = db.execute(
-                "SELECT * FROM runs WHERE status IN (?, ?) "
+                "SELECT * FROM runs WHERE status IN (?, ?, ?) "
                 "ORDER BY COALESCE(started_at, queued_at), job_id",
-                ACTIVE,
+                (*ACTIVE, RETRYING),
             ).fetchall()
             for row in rows:
                 self._interrupt(row, now)
@@ -430,6 +459,9 @@ class Store:
         data = json.loads(row["data"])
         if row["status"] == Status.RUNNING.value:
             error = f"interrupted: the pq-tui server stopped while it ran (pid {row['pid']})"
+        elif row["status"] == RETRYING:
+            error = (f"interrupted: the pq-tui server stopped while it waited to retry (the last "
+                     f"attempt: {data.get('error')})")
         else:
             error = ("interrupted: the pq-tui server stopped while it was starting it "
                      "(it may not have run)")

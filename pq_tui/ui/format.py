@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from pq_tui.core import Status
+from pq_tui.core.retry import attempt_of, seconds_to_retry
 
 # The Linux console's font has few glyphs beyond ASCII: there, states get ASCII marks.
 _GLYPHS = {
@@ -17,6 +19,7 @@ _GLYPHS = {
     Status.KILLED: "■",
     Status.TIMED_OUT: "⧖",
     Status.REMOVED: "–",
+    Status.RETRYING: "↻",
 }
 _ASCII_GLYPHS = {
     Status.QUEUED: ".",
@@ -26,6 +29,7 @@ _ASCII_GLYPHS = {
     Status.KILLED: "#",
     Status.TIMED_OUT: "T",
     Status.REMOVED: "-",
+    Status.RETRYING: "r",
 }
 _WORDS = {Status.TIMED_OUT: "timed out"}
 
@@ -40,6 +44,21 @@ def glyph(status: Status) -> str:
 
 def state_label(status: Status) -> str:
     return f"{glyph(status)} {_WORDS.get(status, status.value)}"
+
+
+def job_state_label(status: Status, data: Mapping[str, Any], now: Optional[float] = None) -> str:
+    """``state_label``, with the attempt of a job that may be retried (``▶ running 2/3``), and
+    between attempts the next one and when (``↻ retry 2/3 in 8s``)."""
+    attempt = attempt_of(data)
+    if attempt is None:
+        return state_label(status)
+    done, attempts = attempt
+    if status is not Status.RETRYING:
+        return f"{state_label(status)} {done}/{attempts}"
+    left = seconds_to_retry(data, now)
+    when = "" if left is None else f" in {math.ceil(left)}s" if left < 60 else \
+        f" in {duration(left)}"
+    return f"{glyph(status)} retry {done + 1}/{attempts}{when}"
 
 
 def duration(seconds: Optional[float]) -> str:

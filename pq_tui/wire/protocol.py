@@ -22,6 +22,7 @@ from pq_tui.core.events import (
     JobOutput,
     JobQueued,
     JobRemoved,
+    JobRetrying,
     JobsForgotten,
     JobStarted,
     JobUsage,
@@ -168,7 +169,8 @@ MAX_DEPTH = 8
 MAX_ROW = 64 * 1024  # bytes of a job's row data; over it, only ROW_KEYS are kept
 # What the console and the commands show of a job.
 ROW_KEYS = ("status", "exit", "error", "duration", "time-queue", "time-start", "time-end", "log",
-            "queue", "stderr", "pid", "cmd", "cwd", "killed", "timed-out", "interrupted")
+            "queue", "stderr", "pid", "cmd", "cwd", "killed", "timed-out", "interrupted",
+            "attempt", "attempts", "retry-at")
 _LEFT_OUT = {("final", "env")}  # the whole environment a job ran with: big, and not for a row
 
 
@@ -382,7 +384,8 @@ def _with_id(exc: Exception, request_id: Any) -> Exception:
 EVENT_TYPES = {
     cls.__name__: cls
     for cls in (JobQueued, JobDequeued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited,
-                JobRemoved, JobMoved, JobsForgotten, LanePaused, LaneResumed, StoreStatus)
+                JobRetrying, JobRemoved, JobMoved, JobsForgotten, LanePaused, LaneResumed,
+                StoreStatus)
 }
 
 

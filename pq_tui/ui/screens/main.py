@@ -19,6 +19,7 @@ from textual.widgets import Footer
 
 from pq_tui.core import DEFAULT_LANE, JobExited, JobId, JobOutput, JobUsage, OutputDropped, Status
 from pq_tui.core.events import Event, StoreStatus
+from pq_tui.core.job import KILLABLE
 from pq_tui.core.lanes import lane_name_problem
 from pq_tui.core.logfile import read_log_tail
 from pq_tui.core.queue import JobView, Queue
@@ -82,6 +83,9 @@ JOB_KEYS = [
             tooltip="Open the full log in $PAGER"),
     Binding("question_mark", "help", "Help", id="help"),
 ]
+
+# What the clock changes in the table: a running job's time, a retrying one's countdown.
+TICKING = (Status.RUNNING, Status.RETRYING)
 
 
 def action_name(binding: Binding) -> str:
@@ -264,7 +268,7 @@ class MainScreen(Screen[None]):
             # show() reloads a pane whose job has a new run (requeued), else just retitles it.
             self._show(pane, self.queue.get(pane.job_id) if pane.job_id is not None else None)
         if self._ticker is not None:
-            if any(job.status is Status.RUNNING for job in jobs):
+            if any(job.status in TICKING for job in jobs):
                 self._ticker.resume()
             else:
                 self._ticker.pause()  # nothing ticks when nothing runs
@@ -273,7 +277,7 @@ class MainScreen(Screen[None]):
     def _tick(self) -> None:
         if self._suspended or not self._alive():
             return
-        running = [job for job in self.queue.jobs() if job.status is Status.RUNNING]
+        running = [job for job in self.queue.jobs() if job.status in TICKING]
         self.table.update_jobs(running)
 
     # -- selection -------------------------------------------------------------------------------
@@ -360,7 +364,7 @@ class MainScreen(Screen[None]):
         if action in QUEUED_ONLY:
             return status is Status.QUEUED
         if action == "kill_job":
-            return status is Status.RUNNING
+            return status in KILLABLE
         if action == "requeue":
             return status is not None and status.finished
         if action == "toggle_pause":
@@ -454,7 +458,7 @@ class MainScreen(Screen[None]):
 
     def action_kill_job(self, force: bool = False) -> None:
         job = self.selected
-        if job is None or job.status is not Status.RUNNING:
+        if job is None or job.status not in KILLABLE:
             return
         job_id = job.id
         if force:

@@ -43,6 +43,8 @@ COLUMNS = (
     ("rss", "RSS", True, 0, 5),
 )
 PADDING = 1  # blank cells on each side of a column
+# STATE's width while some job may be retried: "▶ running 2/3", "↻ retry 2/3 in 8s".
+STATE_WITH_ATTEMPTS = 17
 
 
 def row_key(job_id: JobId) -> str:
@@ -82,6 +84,7 @@ class JobTable(ScrollView, can_focus=True):
         "job-table--killed",
         "job-table--timed-out",
         "job-table--removed",
+        "job-table--retrying",
         "job-table--stderr",
     }
 
@@ -304,7 +307,10 @@ class JobTable(ScrollView, can_focus=True):
         """The columns for this width, ID and LANE sized to their content within the room left,
         so that a long id is cut short (…) rather than pushing TIME off the screen."""
         screen = self.app.size.width  # the table spans the screen
-        shown = [column for column in COLUMNS if screen >= column[3]]
+        attempts = any("attempts" in job.data for job in jobs)
+        shown = [column if column[0] != "state" or not attempts
+                 else (*column[:4], STATE_WITH_ATTEMPTS)
+                 for column in COLUMNS if screen >= column[3]]
         fixed = sum(column[4] for column in shown if column[4] is not None)
         # Each cell has its padding on both sides; one more column for the scrollbar.
         room = screen - fixed - 2 * PADDING * len(shown) - 1
@@ -332,7 +338,8 @@ class JobTable(ScrollView, can_focus=True):
             "lane": lambda: Text(printable(job.lane)),
             # Text.styled: a span, which render() keeps (it leaves a Text's own style to its
             # container).
-            "state": lambda: Text.styled(fmt.state_label(status), self._style(status.value)),
+            "state": lambda: Text.styled(fmt.job_state_label(status, data),
+                                         self._style(status.value)),
             "pid": lambda: Text(str(job.pid) if job.pid else "-"),
             "exit": lambda: Text("-" if exit_code is None else str(exit_code)),
             "queued": lambda: Text(fmt.clock(data.get("time-queue"))),

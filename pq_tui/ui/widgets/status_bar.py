@@ -67,7 +67,8 @@ class StatusBar(Static):
             failed = count[Status.FAILED] + count[Status.KILLED] + count[Status.TIMED_OUT]
             # Only what is there: an idle lane with nothing done is just its name.
             for number, status, look in (
-                (count[Status.RUNNING], Status.RUNNING, "running"),
+                # A job waiting to retry holds its lane's slot: it counts as running.
+                (count[Status.RUNNING] + count[Status.RETRYING], Status.RUNNING, "running"),
                 (count[Status.QUEUED], Status.QUEUED, ""),
                 (count[Status.OK], Status.OK, "ok"),
                 (failed, Status.FAILED, "failed"),
