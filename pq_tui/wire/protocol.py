@@ -33,7 +33,7 @@ from pq_tui.core.events import (
 )
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 2
+PROTOCOL = 3  # 3: the status retrying and JobRetrying (docs/protocol.md, versions)
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
