@@ -43,8 +43,9 @@ COLUMNS = (
     ("rss", "RSS", True, 0, 5),
 )
 PADDING = 1  # blank cells on each side of a column
-# STATE's width while some job may be retried: "▶ running 2/3", "↻ retry 2/3 in 8s".
-STATE_WITH_ATTEMPTS = 17
+# STATE's width while some job may be retried: "▶ running 2/3", "↻ retry 2/3 in 59s" (and
+# "in 4:59" beyond a minute: the longest, with single-digit attempts).
+STATE_WITH_ATTEMPTS = 18
 
 
 def row_key(job_id: JobId) -> str:
