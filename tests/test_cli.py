@@ -425,6 +425,38 @@ cwd = {toml_str(tmp_path)}
     assert not workdir.exists()
 
 
+def test_check_says_how_a_job_is_retried(tmp_path):
+    path = job_file(tmp_path, """
+[defaults]
+retries = 2
+retry_delay = "10s"
+
+[[job]]
+id = "flaky"
+cmd = "true"
+
+[[job]]
+id = "stubborn"
+cmd = "true"
+retries = 5
+retry_delay = "3m"
+on_failure = "pause"
+
+[[job]]
+id = "once"
+cmd = "true"
+retries = 0
+""")
+    result = pq("check", path)
+    assert result.returncode == 0, result.stderr
+    headers = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert headers == [
+        "[default] flaky  (retries 2 after 10s, 20s)",
+        "[default] stubborn  (retries 5 after 3m, 5m, 5m, ..., pauses the lane on failure)",
+        "[default] once",
+    ]
+
+
 def test_check_unknown_variable_names_the_job_and_the_variable(tmp_path):
     path = job_file(tmp_path, f"""\
 [[job]]

@@ -16,6 +16,7 @@ from pq_tui.core import (
     OutputDropped,
     Status,
 )
+from pq_tui.core.retry import delay_after
 from pq_tui.core.safe import output_line, printable
 from pq_tui.cli.args import add_engine_options, new_parser
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
@@ -116,6 +117,11 @@ def check_command(options: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     for spec, plan in plans:
         extras = [f"timeout {span_text(spec.data['timeout'])}"] if spec.data.get("timeout") else []
+        retries = spec.data.get("retries") or 0
+        if retries:
+            delays = [span_text(delay_after(spec.data, n)) for n in range(1, min(retries, 3) + 1)]
+            shown = ", ".join(delays) + (", ..." if retries > 3 else "")
+            extras.append(f"retries {retries} after {shown}")
         if spec.data.get("on_failure") == "pause":
             extras.append("pauses the lane on failure")
         write_stdout(f"[{printable(spec.lane)}] {printable(spec.id)}"
