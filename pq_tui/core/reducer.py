@@ -187,9 +187,8 @@ class QueueView:
         job = self.jobs.get(event.job_id)
         if job is None:
             return None
-        # Off its queue already (JobDequeued); taken off here too for a server of an older
-        # pq-tui, which announced nothing before this.
-        self._run_in(job, job.lane, event.data)
+        # Its lane's running job already (JobDequeued): now with a process.
+        job.data = dict(event.data)
         job.pid = event.pid
         job.log_path = job.data.get("log") or job.log_path
         return job
