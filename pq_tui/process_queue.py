@@ -185,7 +185,7 @@ class ProcessQueue:
 
     def _query_items(self) -> dict:
         lane = self._engine.lane(self.LANE)
-        jobs = ([lane.running] if lane.running is not None else []) + list(lane.queued)
+        jobs = [*lane.running, *lane.queued]
         return {job.id: job.snapshot() for job in jobs}
 
     def wait_for_process(self, id: JobId, _sleep_interval_fsec: float = 0.25) -> tuple:

@@ -86,6 +86,9 @@ class Unchanging:
     def resume(self, lane: str) -> None:
         self._refuse("resume")
 
+    def set_parallel(self, lane: str, parallel: int) -> None:
+        self._refuse("set_parallel")
+
 
 class ScriptedQueue(Unchanging, Shifts, LocalQueue):
     """Fixed jobs in fixed lanes. A kill is recorded, not done: nothing changes on screen."""
@@ -101,7 +104,7 @@ class ScriptedQueue(Unchanging, Shifts, LocalQueue):
             if job.status is Status.QUEUED:
                 lane.queued.append(job)
             elif job.status is Status.RUNNING:
-                lane.running = job
+                lane.running.append(job)
         self.kills: list[tuple[JobId, bool]] = []
 
     def get(self, job_id: JobId) -> Optional[Job]:

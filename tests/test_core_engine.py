@@ -171,7 +171,7 @@ def test_taking_a_job_off_its_queue_is_announced_as_it_happens(tmp_path):
                 lane = engine.lanes()["A"]
                 seen.append((type(event).__name__, job.status.value if job else None, job.pid
                              if job else None, [j.id for j in lane.queued],
-                             lane.running.id if lane.running else None))
+                             [j.id for j in lane.running]))
 
             engine.add_journal(journal)
             engine.pause("A")
@@ -179,7 +179,7 @@ def test_taking_a_job_off_its_queue_is_announced_as_it_happens(tmp_path):
             engine.push("y", {"cmd": ["true"]}, "A")
             engine.resume("A")
             # Taken, and said so, before resume() returned: no process yet.
-            assert seen[-1] == ("JobDequeued", "running", None, ["y"], "x")
+            assert seen[-1] == ("JobDequeued", "running", None, ["y"], ["x"])
             await engine.wait_finished("y")
             engine.remove_journal(journal)  # before the shutdown pauses the lane
             return seen
@@ -242,7 +242,7 @@ def test_a_gate_that_closes_after_the_take_holds_the_spawn(tmp_path):
             engine.push("held", {"cmd": ["true"]}, "A")
             await asyncio.sleep(0.2)
             held = engine.get("held")
-            during = (held.status, held.pid, engine.lanes()["A"].running is held)
+            during = (held.status, held.pid, engine.lanes()["A"].running == [held])
             gate["open"] = True
             engine.start_waiting()
             started = await engine.wait_finished("held")
@@ -494,7 +494,7 @@ def test_pause_lets_the_running_job_finish_and_starts_nothing_new(tmp_path):
             a = await engine.wait_finished("A")
             # A has ended; had the lane not been paused, B would have started at once.
             assert engine.get("B").status is Status.QUEUED
-            assert engine.lane("default").running is None
+            assert engine.lane("default").running == []
             engine.resume("default")
             engine.resume("default")
             b = await engine.wait_finished("B")

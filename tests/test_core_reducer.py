@@ -64,7 +64,7 @@ def picture(view: QueueView) -> dict:
                         job.data.get("attempt"))
     lanes = {
         name: (lane.paused, [job.id for job in lane.queued],
-               lane.running.id if lane.running is not None else None)
+               [job.id for job in lane.running], lane.parallel)
         for name, lane in view.lanes.items()
     }
     return {"jobs": jobs, "order": list(jobs), "lanes": lanes}

@@ -171,7 +171,8 @@ def test_jobs_events_snapshot_and_logs(env):
 
         snapshot = await pusher.ok("snapshot")
         lanes = {lane["name"]: lane for lane in snapshot["lanes"]}
-        assert lanes["A"] == {"name": "A", "paused": False, "queued": [], "running": None}
+        assert lanes["A"] == {"name": "A", "paused": False, "queued": [], "running": [],
+                              "parallel": 1}
         jobs = {job["id"]: job for job in snapshot["jobs"]}
         assert set(jobs) == {1, "two"}  # the int and the str kept as they were
         assert jobs[1]["line_count"] == 4 and jobs[1]["stderr_count"] == 1
@@ -474,7 +475,7 @@ def test_kill_9_mid_job_restores_the_queue_and_runs_nothing_twice(env):
         snapshot = await client.ok("snapshot")
         lanes = {lane["name"]: lane for lane in snapshot["lanes"]}
         assert lanes["A"]["paused"] is True
-        assert lanes["A"]["queued"] == ["q1", 2] and lanes["A"]["running"] is None
+        assert lanes["A"]["queued"] == ["q1", 2] and lanes["A"]["running"] == []
         jobs = {j["id"]: j for j in snapshot["jobs"]}
         assert jobs["long"]["status"] == "failed" and jobs["long"]["restored"] is True
         assert jobs["long"]["data"]["interrupted"] is True
@@ -599,8 +600,10 @@ def test_protocol_round_trips_every_event():
         ev.JobOutput(3, 10, (("out", "a"), ("err", "b"))), ev.OutputDropped("d", 5),
         ev.JobUsage(1, 12.5, 1024), ev.JobExited(1, {"status": "ok"}),
         ev.JobRetrying(1, "A", 2, 0.5, {"status": "retrying", "exit": 3}),
+        ev.DependencyMet("t", "b", {"status": "queued"}), ev.JobSkipped("s", {"status": "skipped"}),
         ev.JobRemoved("r", {"status": "removed"}), ev.JobMoved(2, "B", 1),
         ev.JobsForgotten((1, "two")), ev.LanePaused("A"), ev.LaneResumed("A"),
+        ev.LaneResized("A", 3),
         ev.StoreStatus("cannot write the state file s: full", 3), ev.StoreStatus(None, 0),
     ]
     assert {type(e).__name__ for e in samples} == set(protocol.EVENT_TYPES)
@@ -640,7 +643,7 @@ def test_retries_over_the_wire_and_a_kill_9_in_the_delay(env):
         await watcher.until(lambda events: retrying(events, "slow"))
         snapshot = await pusher.ok("snapshot")
         lanes = {lane["name"]: lane for lane in snapshot["lanes"]}
-        assert (lanes["B"]["running"], lanes["B"]["queued"]) == ("slow", ["after"])
+        assert (lanes["B"]["running"], lanes["B"]["queued"]) == (["slow"], ["after"])
         jobs = {j["id"]: j for j in snapshot["jobs"]}
         assert (jobs["slow"]["status"], jobs["slow"]["data"]["attempt"]) == ("retrying", 1)
         for client in (pusher, watcher):

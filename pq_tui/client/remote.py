@@ -46,7 +46,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set, cast
 
-from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Subscription
+from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Subscription, check_parallel
 from pq_tui.core.events import (
     Event,
     JobExited,
@@ -293,7 +293,7 @@ class RemoteEngine(Shifts):
         return job is not None and not job.status.finished
 
     def is_idle(self) -> bool:
-        return all(lane.running is None and not lane.queued for lane in self.view.lanes.values())
+        return all(not lane.running and not lane.queued for lane in self.view.lanes.values())
 
     def subscribe(self, max_pending_lines: int = 20_000) -> Subscription:
         subscription = Subscription(self._subscriptions.discard, max_pending_lines)
@@ -397,6 +397,11 @@ class RemoteEngine(Shifts):
     def resume(self, lane: str) -> None:
         self.lane(lane)
         self._send(f"resume {lane}", Op.RESUME, lane=lane)
+
+    def set_parallel(self, lane: str, parallel: int) -> None:
+        self.lane(lane)
+        check_parallel(parallel)
+        self._send(f"{lane}: {parallel} slots", Op.PARALLEL, lane=lane, parallel=parallel)
 
     # -- inside ----------------------------------------------------------------------------------
 

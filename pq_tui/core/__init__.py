@@ -2,6 +2,7 @@
 
 from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Engine, Lane, Subscription
 from pq_tui.core.events import (
+    DependencyMet,
     Event,
     JobDequeued,
     JobExited,
@@ -11,10 +12,12 @@ from pq_tui.core.events import (
     JobQueued,
     JobRemoved,
     JobRetrying,
+    JobSkipped,
     JobsForgotten,
     JobStarted,
     JobUsage,
     LanePaused,
+    LaneResized,
     LaneResumed,
     OutputDropped,
 )
@@ -23,10 +26,9 @@ from pq_tui.core.job import Job, Status
 from pq_tui.core.logfile import read_log
 
 __all__ = [
-    "DEFAULT_KILL_GRACE", "DEFAULT_LANE", "Engine", "Event", "Job", "JobDequeued", "JobExited",
-    "JobId",
-    "JobInputError", "JobMoved", "JobOutput", "JobQueued", "JobRemoved", "JobRetrying",
-    "JobsForgotten",
-    "JobStarted", "JobUsage", "Lane", "LanePaused", "LaneResumed", "OutputDropped", "Status",
-    "Subscription", "read_log",
+    "DEFAULT_KILL_GRACE", "DEFAULT_LANE", "DependencyMet", "Engine", "Event", "Job",
+    "JobDequeued", "JobExited", "JobId", "JobInputError", "JobMoved", "JobOutput", "JobQueued",
+    "JobRemoved", "JobRetrying", "JobSkipped", "JobsForgotten", "JobStarted", "JobUsage", "Lane",
+    "LanePaused", "LaneResized", "LaneResumed", "OutputDropped", "Status", "Subscription",
+    "read_log",
 ]

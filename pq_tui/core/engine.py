@@ -1,4 +1,5 @@
-"""The queue engine: named lanes of jobs, each lane running one job at a time.
+"""The queue engine: named lanes of jobs, each lane running its jobs in order, up to its slots
+(one, unless set) at a time; a job may wait for others to end ok first.
 
 Everything here runs on one asyncio event loop and is not thread-safe: call the engine from the
 loop's thread (the ``ProcessQueue`` facade shows how to drive it from another thread). Operations
@@ -17,7 +18,9 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, Callable, Iterable, Mapping, Optional
 
+from pq_tui.core.deps import after_of, skip_reason, unknown_dependency
 from pq_tui.core.events import (
+    DependencyMet,
     Event,
     JobDequeued,
     JobExited,
@@ -28,13 +31,15 @@ from pq_tui.core.events import (
     JobQueued,
     JobRemoved,
     JobRetrying,
+    JobSkipped,
     JobStarted,
     JobUsage,
     LanePaused,
+    LaneResized,
     LaneResumed,
     OutputDropped,
 )
-from pq_tui.core.job import HandlerFactory, Job, Status
+from pq_tui.core.job import IN_QUEUE, HandlerFactory, Job, Status
 from pq_tui.core.lanes import check_lane_name
 from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import log_file_name
@@ -55,14 +60,25 @@ BATCH_MAX_LINES = 2000
 BATCH_MAX_CHARS = 1024 * 1024
 # Output waiting for one subscriber, in characters: lines may be 64 KiB long.
 MAX_PENDING_CHARS = 8 * 1024 * 1024
+MAX_PARALLEL = 64  # slots of one lane
 
 
 @dataclass
 class Lane:
     name: str
-    queued: deque = field(default_factory=deque)  # of Job, in start order
-    running: Optional[Job] = None
+    queued: deque = field(default_factory=deque)  # of Job (queued or waiting), in start order
+    running: list = field(default_factory=list)  # of Job holding a slot (running or retrying)
     paused: bool = False
+    parallel: int = 1  # slots: how many of its jobs may run at once
+
+
+def check_parallel(parallel: Any) -> int:
+    """``parallel`` if it may be a lane's slots; else ValueError saying why."""
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or not (
+            1 <= parallel <= MAX_PARALLEL):
+        raise ValueError(f"a lane's slots must be a whole number from 1 to {MAX_PARALLEL}, "
+                         f"got {parallel!r}")
+    return parallel
 
 
 class Subscription:
@@ -204,8 +220,12 @@ class Engine(Shifts):
         self._flush_handle: Optional[asyncio.TimerHandle] = None
         self._waiters: dict[tuple[str, JobId], list[asyncio.Future]] = {}
         self._idle_waiters: list[asyncio.Future] = []
-        # Runs of ids this engine does not hold, as a caller (a server's store) knows them.
+        # Runs of ids this engine does not hold, as a caller (a server's store) knows them, and
+        # how the latest of them ended (what a job pushed with "after" naming the id waits on).
         self._last_runs: dict[JobId, int] = {}
+        self._last_ends: dict[JobId, Status] = {}
+        # job -> the waiting jobs that wait for its current run
+        self._dependents: dict[JobId, list[JobId]] = {}
         # Jobs between attempts (status retrying, still their lane's running job): the timer
         # that pushes the next attempt.
         self._retry_timers: dict[JobId, asyncio.TimerHandle] = {}
@@ -244,9 +264,9 @@ class Engine(Shifts):
         return self._lanes[name]
 
     def position(self, job_id: JobId) -> Optional[int]:
-        """Index of a queued job among its lane's queued jobs."""
+        """Index of a queued (or waiting) job among its lane's queued jobs."""
         job = self._jobs.get(job_id)
-        if job is None or job.status is not Status.QUEUED:
+        if job is None or job.status not in IN_QUEUE:
             return None
         return self._lanes[job.lane].queued.index(job)
 
@@ -255,7 +275,7 @@ class Engine(Shifts):
         return job is not None and not job.status.finished
 
     def is_idle(self) -> bool:
-        return all(lane.running is None and not lane.queued for lane in self._lanes.values())
+        return all(not lane.running and not lane.queued for lane in self._lanes.values())
 
     # -- changing --------------------------------------------------------------------------------
 
@@ -268,7 +288,11 @@ class Engine(Shifts):
         handler_factory: Optional[HandlerFactory] = None,
     ) -> Job:
         """Queue a job at the end of ``lane``. ``data`` is copied. A finished job's id may be
-        pushed again (a new run); an id that is queued, running or retrying may not."""
+        pushed again (a new run); an id that is queued, running or retrying may not.
+
+        ``data["after"]`` names jobs (in any lane) that must end ok before this one starts; each
+        must be known (pushed before it, or ``set_last_run``). One that ended otherwise skips
+        this job at once: it is announced queued, then skipped."""
         if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
             raise TypeError(f"a job id is an int or a str, got {job_id!r}")
         if not isinstance(data, Mapping):
@@ -277,6 +301,11 @@ class Engine(Shifts):
         if previous is not None and not previous.status.finished:
             raise ValueError(f"job {job_id!r} is already {previous.status.value}")
         attempts_of(data)  # refused before anything changes
+        for name in after_of(data):
+            if name == job_id:
+                raise ValueError(f"job {job_id!r} cannot wait for itself")
+            if name not in self._jobs and name not in self._last_ends:
+                raise ValueError(unknown_dependency(job_id, name, [*self._jobs, *self._last_ends]))
         return self._queue(job_id, data, self.lane(lane), handler_factory)
 
     def _queue(self, job_id: JobId, data: Mapping[str, Any], target: Lane,
@@ -296,14 +325,76 @@ class Engine(Shifts):
         attempts = attempts_of(data)
         if attempts is not None:
             job.data.update(attempt=attempt, attempts=attempts)
+        # What it waits for: a retry waited before its first attempt, and waits no more.
+        failed = self._wait_for_dependencies(job) if attempt == 1 else None
         if attempt == 1:
             self._jobs.pop(job_id, None)  # a new run goes to the end of the listing; a retry not
         self._jobs[job_id] = job
         index = len(target.queued) if attempt == 1 else 0
         target.queued.insert(index, job)
         self._emit(JobQueued(job_id, lane, index, job.snapshot()))
-        self._kick(target)
+        if failed is not None:
+            dependency = self._jobs.get(failed)
+            self._skip(job, failed, dependency.data if dependency is not None
+                       else {"status": self._last_ends[failed].value})
+        else:
+            self._kick(target)
         return job
+
+    def _status_of(self, job_id: JobId) -> Status:
+        job = self._jobs.get(job_id)
+        return job.status if job is not None else self._last_ends[job_id]
+
+    def _wait_for_dependencies(self, job: Job) -> Optional[JobId]:
+        """Make a new job wait for those of its dependencies that have not ended ok; the first
+        that ended otherwise (the job is to be skipped) if there is one."""
+        waiting_for = []
+        for name in after_of(job.data):
+            status = self._status_of(name)
+            if status is Status.OK:
+                continue
+            if status.finished:
+                return name
+            waiting_for.append(name)
+        if waiting_for:
+            for name in waiting_for:
+                self._dependents.setdefault(name, []).append(job.id)
+            job.data["waiting-for"] = waiting_for
+            job.status = Status.WAITING
+        return None
+
+    def _settle_dependents(self, job: Job) -> None:
+        """``job`` has ended for good: the jobs waiting for it go on waiting for fewer, or are
+        skipped (and theirs after them) if it did not end ok."""
+        for dependent_id in self._dependents.pop(job.id, ()):
+            dependent = self._jobs.get(dependent_id)
+            if dependent is None or dependent.status is not Status.WAITING or job.id not in \
+                    dependent.data.get("waiting-for", ()):
+                continue  # removed, or a newer run that waits for its own
+            if job.status is not Status.OK:
+                self._skip(dependent, job.id, job.data)
+                continue
+            dependent.data["waiting-for"].remove(job.id)
+            if not dependent.data["waiting-for"]:
+                del dependent.data["waiting-for"]
+                dependent.status = Status.QUEUED
+            self._emit(DependencyMet(dependent.id, job.id, dependent.snapshot()))
+            self._kick(self._lanes[dependent.lane])
+
+    def _skip(self, job: Job, dependency: JobId, ended: Mapping[str, Any]) -> None:
+        """End a queued job that will never start: ``dependency`` (its final data ``ended``)
+        did not end ok. "skipped-for" names the job whose end skipped it and the jobs between:
+        ``dependency``, or what skipped ``dependency``."""
+        self._lanes[job.lane].queued.remove(job)
+        job.data.pop("waiting-for", None)
+        job.data["error"] = skip_reason(dependency, ended)
+        job.data["skipped-for"] = ended.get("skipped-for", dependency) \
+            if ended.get("status") == Status.SKIPPED.value else dependency
+        job.data["time-end"] = time.time()
+        job.status = Status.SKIPPED
+        self._emit(JobSkipped(job.id, job.snapshot()))
+        self._settle_dependents(job)
+        self._resolve(job)
 
     def requeue(self, job_id: JobId) -> Job:
         """A new run of a finished job, with the same input, at the end of its lane."""
@@ -313,15 +404,18 @@ class Engine(Shifts):
         return self.push(job_id, job.input, job.lane, handler_factory=job.handler_factory)
 
     def remove(self, job_id: JobId) -> Optional[dict]:
-        """Take a queued job out of its lane; returns its data, or None if it is not queued."""
+        """Take a queued (or waiting) job out of its lane; returns its data, or None if it is not
+        queued. The jobs that wait for it are skipped."""
         job = self._jobs.get(job_id)
-        if job is None or job.status is not Status.QUEUED:
+        if job is None or job.status not in IN_QUEUE:
             return None
         self._lanes[job.lane].queued.remove(job)
+        job.data.pop("waiting-for", None)
         job.status = Status.REMOVED
         job.data["error"] = "removed before it started"
         job.data["time-end"] = time.time()
         self._emit(JobRemoved(job_id, job.snapshot()))
+        self._settle_dependents(job)
         self._resolve(job)
         return job.snapshot()
 
@@ -332,6 +426,7 @@ class Engine(Shifts):
         forgotten = []
         for job_id in job_ids:
             self._last_runs.pop(job_id, None)
+            self._last_ends.pop(job_id, None)
             job = self._jobs.get(job_id)
             if job is None or job.status.finished:
                 self._jobs.pop(job_id, None)
@@ -361,7 +456,7 @@ class Engine(Shifts):
         """Move a queued job to ``index`` among the queued jobs of ``lane`` (its own lane when
         None). The index is clamped; negative counts from the end. Returns the new index."""
         job = self._require(job_id)
-        if job.status is not Status.QUEUED:
+        if job.status not in IN_QUEUE:
             raise ValueError(f"job {job_id!r} is {job.status.value}; only queued jobs move")
         source = self._lanes[job.lane]
         target = self.lane(lane if lane is not None else job.lane)
@@ -398,12 +493,24 @@ class Engine(Shifts):
             self._emit(LaneResumed(lane))
             self._kick(target)
 
-    def set_last_run(self, job_id: JobId, run: int) -> None:
+    def set_parallel(self, lane: str, parallel: int) -> None:
+        """Let ``lane`` (made if new) run up to ``parallel`` jobs at once. Lowering it kills
+        nothing: the lane starts nothing until fewer than that run."""
+        check_parallel(parallel)
+        target = self.lane(lane)
+        if target.parallel != parallel:
+            target.parallel = parallel
+            self._emit(LaneResized(lane, parallel))
+            self._kick(target)
+
+    def set_last_run(self, job_id: JobId, run: int, status: Status = Status.OK) -> None:
         """The run number of an earlier run of ``job_id`` that this engine did not make (a server
-        restoring its history): the next push of the id is run ``run + 1``, so run numbers and
-        log names go on. Forgotten with the id (``forget``)."""
+        restoring its history), and how it ended: the next push of the id is run ``run + 1``, so
+        run numbers and log names go on, and a job pushed to wait for the id is met at once (ok)
+        or skipped. Forgotten with the id (``forget``)."""
         if job_id not in self._jobs:
             self._last_runs[job_id] = run
+            self._last_ends[job_id] = status
 
     def start_waiting(self) -> None:
         """Start what each lane may start now: after ``start_gate`` held a start and would let
@@ -487,12 +594,17 @@ class Engine(Shifts):
         return job
 
     def _kick(self, lane: Lane) -> None:
-        if lane.paused or lane.running is not None or not lane.queued:
-            return
-        if self.start_gate is not None and not self.start_gate(lane.queued[0]):
-            return
-        job = lane.queued.popleft()
-        lane.running = job
+        """Start the lane's first queued jobs (in queue order, passing over those that wait) while
+        it has a free slot."""
+        while not lane.paused and len(lane.running) < lane.parallel and lane.queued:
+            job = next((job for job in lane.queued if job.status is Status.QUEUED), None)
+            if job is None or (self.start_gate is not None and not self.start_gate(job)):
+                return
+            self._start(lane, job)
+
+    def _start(self, lane: Lane, job: Job) -> None:
+        lane.queued.remove(job)
+        lane.running.append(job)
         # The job is no longer queued, even before its process exists.
         job.status = Status.RUNNING
         runner = JobRunner(
@@ -548,7 +660,7 @@ class Engine(Shifts):
             self._runners.pop(job.id, None)
             retry = self._will_retry(job)
             if not retry:
-                lane.running = None
+                lane.running.remove(job)
             cleanup = runner.cleanup_task
             if cleanup is not None and not cleanup.done():
                 self._track(cleanup)
@@ -567,6 +679,7 @@ class Engine(Shifts):
         failed = job.status in (Status.FAILED, Status.TIMED_OUT)
         if failed and job.data.get("on_failure") == "pause":
             self.pause(lane.name)  # announced (LanePaused) right after the end it follows
+        self._settle_dependents(job)
         self._resolve(job)
         self._kick(lane)
 
@@ -593,13 +706,13 @@ class Engine(Shifts):
 
     def _retry(self, lane: Lane, job: Job) -> None:
         del self._retry_timers[job.id]
-        lane.running = None
+        lane.running.remove(job)
         self._queue(job.id, job.input, lane, job.handler_factory, job.data["attempt"] + 1)
 
     def _end_retry(self, job: Job) -> None:
         """A job killed between attempts: killed, with what the last attempt did."""
         lane = self._lanes[job.lane]
-        lane.running = None
+        lane.running.remove(job)
         last = job.data.get("error")
         job.data["error"] = f"killed while waiting to retry; the last attempt: {last}"
         job.data["killed"] = True

@@ -84,6 +84,27 @@ class JobRetrying:
 
 
 @dataclass(frozen=True)
+class DependencyMet:
+    """``dependency``, a job that a waiting job waits for, ended ok. ``data`` is the waiting
+    job's: its "waiting-for" lists what it still waits for; once nothing is left that key is gone
+    and its status is queued (it starts as soon as its lane has a free slot)."""
+
+    job_id: JobId
+    dependency: JobId
+    data: dict
+
+
+@dataclass(frozen=True)
+class JobSkipped:
+    """A waiting job taken out of its lane's queue, never to start: a job it waited for did not
+    end ok. Its data's "error" says which, and "skipped-for" names the job whose end caused it
+    (through other skipped jobs, perhaps)."""
+
+    job_id: JobId
+    data: dict
+
+
+@dataclass(frozen=True)
 class JobRemoved:
     job_id: JobId
     data: dict
@@ -114,6 +135,15 @@ class LaneResumed:
 
 
 @dataclass(frozen=True)
+class LaneResized:
+    """The lane may now run ``parallel`` jobs at once. Lowering it kills nothing: the lane starts
+    nothing until fewer than that run."""
+
+    lane: str
+    parallel: int
+
+
+@dataclass(frozen=True)
 class StoreStatus:
     """A server's, not the engine's: whether its state file holds every event. ``error`` (the
     file and why it cannot be written) while it does not, and then ``unrecorded`` events wait in
@@ -125,6 +155,7 @@ class StoreStatus:
 
 Event = Union[
     JobQueued, JobDequeued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRetrying,
-    JobRemoved, JobMoved, JobsForgotten, LanePaused, LaneResumed, StoreStatus,
+    DependencyMet, JobSkipped, JobRemoved, JobMoved, JobsForgotten, LanePaused, LaneResumed,
+    LaneResized, StoreStatus,
 ]
 

@@ -21,29 +21,38 @@ class Status(str, Enum):
     REMOVED = "removed"
     # Between attempts: the last one failed or timed out, and another follows (see JobRetrying).
     RETRYING = "retrying"
+    # In its lane's queue, but a job it waits for ("after") has not ended ok yet.
+    WAITING = "waiting"
+    # Never started: a job it waited for did not end ok.
+    SKIPPED = "skipped"
 
     @property
     def finished(self) -> bool:
-        return self not in (Status.QUEUED, Status.RUNNING, Status.RETRYING)
+        return self not in _ACTIVE
 
     @property
     def state(self) -> int:
-        """The original's numeric state: 0 queued, 1 running (or retrying: not over yet), 2 ok,
-        -1 anything else."""
+        """The original's numeric state: 0 queued (or waiting), 1 running (or retrying: not over
+        yet), 2 ok, -1 anything else."""
         return _STATES.get(self, -1)
 
 
 # What a kill ends: a running job, or one waiting for its next attempt.
 KILLABLE = (Status.RUNNING, Status.RETRYING)
+# In its lane's queue, in order: what may be moved or removed.
+IN_QUEUE = (Status.QUEUED, Status.WAITING)
 
-_STATES = {Status.QUEUED: 0, Status.RUNNING: 1, Status.RETRYING: 1, Status.OK: 2}
+_ACTIVE = frozenset({Status.QUEUED, Status.WAITING, Status.RUNNING, Status.RETRYING})
+_STATES = {Status.QUEUED: 0, Status.WAITING: 0, Status.RUNNING: 1, Status.RETRYING: 1,
+           Status.OK: 2}
 
 # Keys the engine writes into the process data; everything else is the caller's input.
 RESULT_KEYS = frozenset(
     {
         "state", "status", "queue", "error", "exit", "stderr", "pid", "time-queue", "time-start",
         "time-end", "duration", "final", "log", "killed", "timed-out", "warnings", "peak-rss",
-        "cpu-time", "lines", "survivors", "attempt", "attempts", "retry-at",
+        "cpu-time", "lines", "survivors", "attempt", "attempts", "retry-at", "waiting-for",
+        "skipped-for",
     }
 )
 

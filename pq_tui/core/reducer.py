@@ -13,9 +13,10 @@ change; a new run of an id is a new row.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Optional, Sequence
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence
 
 from pq_tui.core.events import (
+    DependencyMet,
     Event,
     JobDequeued,
     JobExited,
@@ -25,15 +26,17 @@ from pq_tui.core.events import (
     JobQueued,
     JobRemoved,
     JobRetrying,
+    JobSkipped,
     JobsForgotten,
     JobStarted,
     JobUsage,
     LanePaused,
+    LaneResized,
     LaneResumed,
     Line,
     OutputDropped,
 )
-from pq_tui.core.job import HasStatus, Status
+from pq_tui.core.job import IN_QUEUE, HasStatus, Status
 from pq_tui.core.tail import Tail
 
 
@@ -60,14 +63,16 @@ class JobRow(HasStatus):
 
 
 class LaneRow:
-    def __init__(self, name: str, paused: bool = False) -> None:
+    def __init__(self, name: str, paused: bool = False, parallel: int = 1) -> None:
         self.name = name
         self.queued: Deque[JobRow] = deque()  # in start order
-        self.running: Optional[JobRow] = None
+        self.running: List[JobRow] = []  # holding a slot, in start order
         self.paused = paused
+        self.parallel = parallel
 
     def __repr__(self) -> str:
-        return f"<LaneRow {self.name!r} queued={len(self.queued)} paused={self.paused}>"
+        return (f"<LaneRow {self.name!r} running={len(self.running)}/{self.parallel} "
+                f"queued={len(self.queued)} paused={self.paused}>")
 
 
 NewJob = Callable[[JobId, str, dict, int], JobRow]
@@ -106,19 +111,18 @@ class QueueView:
             job.cpu_percent, job.rss = source.cpu_percent, source.rss
             job.log_path = source.log_path
         for source in lanes:
-            lane = view.lanes[source.name] = LaneRow(source.name, source.paused)
+            lane = view.lanes[source.name] = LaneRow(source.name, source.paused, source.parallel)
             lane.queued.extend(view.jobs[job.id] for job in source.queued)
-            if source.running is not None:
-                lane.running = view.jobs[source.running.id]
+            lane.running.extend(view.jobs[job.id] for job in source.running)
         return view
 
     # -- looking ---------------------------------------------------------------------------------
 
     def position(self, job_id: JobId) -> Optional[int]:
-        """Index of a queued job among its lane's queued jobs."""
+        """Index of a queued (or waiting) job among its lane's queued jobs."""
         job = self.jobs.get(job_id)
         lane = self.lanes.get(job.lane) if job is not None else None
-        if job is None or job.status is not Status.QUEUED or lane is None:
+        if job is None or job.status not in IN_QUEUE or lane is None:
             return None
         try:
             return lane.queued.index(job)
@@ -143,11 +147,10 @@ class QueueView:
         lane = self.lanes.get(job.lane)
         if lane is None:
             return
-        if lane.running is job:
-            lane.running = None
-        else:
+        for jobs in (lane.running, lane.queued):
             try:
-                lane.queued.remove(job)
+                jobs.remove(job)
+                return
             except ValueError:
                 pass
 
@@ -162,7 +165,7 @@ class QueueView:
             self._detach(previous)
         job = self.new_job(event.job_id, event.lane, dict(event.data),
                            previous.run + 1 if previous is not None else 1)
-        job.status = Status.QUEUED
+        job.status = _status_in(job.data, Status.QUEUED)
         self.jobs[job.id] = job
         self._insert(job, event.lane, event.index)
         return job
@@ -197,7 +200,7 @@ class QueueView:
         """``job`` is ``lane``'s running job, with ``data``."""
         self._detach(job)
         job.lane = lane
-        self._lane(lane).running = job
+        self._lane(lane).running.append(job)
         job.data = dict(data)
         job.status = Status.RUNNING
 
@@ -226,18 +229,27 @@ class QueueView:
         return job
 
     def _ended(self, event: Any) -> Optional[JobRow]:
-        """JobExited or JobRemoved."""
+        """JobExited, JobRemoved or JobSkipped."""
         job = self.jobs.get(event.job_id)
         if job is None:
             return None
         self._detach(job)
         job.data = dict(event.data)
-        try:
-            job.status = Status(job.data.get("status"))
-        except ValueError:
-            job.status = Status.REMOVED if isinstance(event, JobRemoved) else Status.FAILED
+        job.status = _status_in(job.data, Status.REMOVED if isinstance(event, JobRemoved)
+                                else Status.FAILED)
         _run_ended(job)
         return job
+
+    def _dependency_met(self, event: DependencyMet) -> Optional[JobRow]:
+        """Waits for fewer jobs, or (queued) for none."""
+        job = self.jobs.get(event.job_id)
+        if job is not None:
+            job.data = dict(event.data)
+            job.status = _status_in(job.data, Status.QUEUED)
+        return job
+
+    def _resized(self, event: LaneResized) -> None:
+        self._lane(event.lane).parallel = event.parallel
 
     def _retrying(self, event: JobRetrying) -> Optional[JobRow]:
         """The run ended and the job holds its lane's slot until its next attempt is queued."""
@@ -256,6 +268,14 @@ class QueueView:
     def _paused(self, event: Any) -> None:
         """LanePaused or LaneResumed."""
         self._lane(event.lane).paused = isinstance(event, LanePaused)
+
+
+def _status_in(data: dict, otherwise: Status) -> Status:
+    """The status ``data`` names; ``otherwise`` for a word this version does not know."""
+    try:
+        return Status(data.get("status"))
+    except ValueError:
+        return otherwise
 
 
 def _run_ended(job: JobRow) -> None:
@@ -278,7 +298,10 @@ _HANDLERS: Dict[type, Callable[[QueueView, Any], Optional[JobRow]]] = {
     JobExited: QueueView._ended,
     JobRemoved: QueueView._ended,
     JobRetrying: QueueView._retrying,
+    DependencyMet: QueueView._dependency_met,
+    JobSkipped: QueueView._ended,
     JobsForgotten: QueueView._forgotten,
     LanePaused: QueueView._paused,
     LaneResumed: QueueView._paused,
+    LaneResized: QueueView._resized,
 }

@@ -12,7 +12,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from pq_tui import __version__
-from pq_tui.core.engine import Subscription
+from pq_tui.core.engine import Subscription, check_parallel
 from pq_tui.core.events import Event, JobOutput, OutputDropped
 from pq_tui.core.lanes import check_lane_name, unknown_lane
 from pq_tui.core.files import open_regular
@@ -82,6 +82,7 @@ class Connection:
             Op.REQUEUE: self.op_requeue,
             Op.PAUSE: self.op_pause,
             Op.RESUME: self.op_resume,
+            Op.PARALLEL: self.op_parallel,
             Op.TAIL: self.op_tail,
             Op.LOG: self.op_log,
             Op.SUBSCRIBE: self.op_subscribe,
@@ -346,6 +347,17 @@ class Connection:
         self._check_not_stopping(Op.RESUME)
         self._existing_lane(args["lane"])
         self.server.engine.resume(args["lane"])
+
+    def op_parallel(self, args: Dict[str, Any]) -> None:
+        try:
+            check_parallel(args["parallel"])
+        except ValueError as exc:
+            raise Refused(ErrorCode.BAD_REQUEST, str(exc), ValueError) from None
+        if args["create"]:
+            self._check_new_lane(args["lane"])
+        else:
+            self._existing_lane(args["lane"])
+        self.server.engine.set_parallel(args["lane"], args["parallel"])
 
     def _existing_lane(self, name: str) -> None:
         lanes = self.server.engine.lanes()

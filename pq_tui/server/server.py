@@ -263,7 +263,7 @@ class Server:
     # -- stopping ------------------------------------------------------------------------------
 
     def running_jobs(self) -> List[Job]:
-        return [lane.running for lane in self.engine.lanes().values() if lane.running is not None]
+        return [job for lane in self.engine.lanes().values() for job in lane.running]
 
     def stop(self) -> "asyncio.Task":
         """Stop the jobs (once): pause the lanes that have jobs queued (recorded, so the queue is
@@ -381,7 +381,8 @@ class Server:
                 name=lane.name,
                 paused=lane.paused,
                 queued=[job.id for job in lane.queued],
-                running=lane.running.id if lane.running is not None else None,
+                running=[job.id for job in lane.running],
+                parallel=lane.parallel,
             )
             for lane in self.engine.lanes().values()
         ]

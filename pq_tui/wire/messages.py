@@ -52,8 +52,9 @@ class ServerInfo(TypedDict):
 class LaneEntry(TypedDict):
     name: str
     paused: bool
-    queued: List[JobId]  # in start order
-    running: Optional[JobId]
+    queued: List[JobId]  # queued and waiting, in start order
+    running: List[JobId]  # holding a slot (running or retrying), in start order
+    parallel: int  # slots
 
 
 class JobEntry(TypedDict):
@@ -238,11 +239,12 @@ def queue_view(snapshot: Snapshot, new_job: NewJob) -> QueueView:
         view.jobs.pop(job.id, None)  # a later entry of an id is its row
         view.jobs[job.id] = job
     for lane_info in snapshot["lanes"]:
-        lane = view.lanes[lane_info["name"]] = LaneRow(lane_info["name"], lane_info["paused"])
+        lane = view.lanes[lane_info["name"]] = LaneRow(lane_info["name"], lane_info["paused"],
+                                                       lane_info["parallel"])
         lane.queued.extend(view.jobs[job_id] for job_id in lane_info["queued"]
                            if job_id in view.jobs)
-        if lane_info["running"] is not None:
-            lane.running = view.jobs.get(lane_info["running"])
+        lane.running.extend(view.jobs[job_id] for job_id in lane_info["running"]
+                            if job_id in view.jobs)
     return view
 
 

@@ -21,6 +21,7 @@ class Op:
     REQUEUE: Final = "requeue"
     PAUSE: Final = "pause"
     RESUME: Final = "resume"
+    PARALLEL: Final = "parallel"
     TAIL: Final = "tail"
     LOG: Final = "log"
     WAIT: Final = "wait"

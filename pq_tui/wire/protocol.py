@@ -15,6 +15,7 @@ import math
 from typing import Any, Dict, List, Optional, Tuple
 
 from pq_tui.core.events import (
+    DependencyMet,
     Event,
     JobDequeued,
     JobExited,
@@ -23,17 +24,19 @@ from pq_tui.core.events import (
     JobQueued,
     JobRemoved,
     JobRetrying,
+    JobSkipped,
     JobsForgotten,
     JobStarted,
     JobUsage,
     LanePaused,
+    LaneResized,
     LaneResumed,
     OutputDropped,
     StoreStatus,
 )
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 3  # 3: the status retrying and JobRetrying (docs/protocol.md, versions)
+PROTOCOL = 4  # 4: lane slots, waiting and skipped jobs (docs/protocol.md, versions)
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
@@ -282,6 +285,8 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     Op.REQUEUE: {"job_id": ("job_id", REQUIRED)},
     Op.PAUSE: {"lane": ("str", REQUIRED), "create": ("bool", False)},
     Op.RESUME: {"lane": ("str", REQUIRED)},
+    Op.PARALLEL: {"lane": ("str", REQUIRED), "parallel": ("int", REQUIRED),
+                  "create": ("bool", False)},
     Op.TAIL: {"job_id": ("job_id", REQUIRED)},
     Op.LOG: {"job_id": ("job_id", REQUIRED), "offset": ("int", 0),
              "max_bytes": ("int", DEFAULT_LOG_MAX_BYTES)},
@@ -384,8 +389,8 @@ def _with_id(exc: Exception, request_id: Any) -> Exception:
 EVENT_TYPES = {
     cls.__name__: cls
     for cls in (JobQueued, JobDequeued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited,
-                JobRetrying, JobRemoved, JobMoved, JobsForgotten, LanePaused, LaneResumed,
-                StoreStatus)
+                JobRetrying, DependencyMet, JobSkipped, JobRemoved, JobMoved, JobsForgotten,
+                LanePaused, LaneResumed, LaneResized, StoreStatus)
 }
 
 

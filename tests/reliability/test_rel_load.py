@@ -164,7 +164,7 @@ def test_ten_thousand_queued_twenty_chatty_lanes_two_consoles(server, token):
         assert out == [str(i) for i in range(1, LINES + 1)], entry["job_id"]
     # The 10,000 queued jobs wait as they were pushed.
     bulk = next(lane for lane in snapshot["lanes"] if lane["name"] == "bulk")
-    assert bulk["paused"] and bulk["running"] is None
+    assert bulk["paused"] and bulk["running"] == []
     assert bulk["queued"] == [f"bulk-{i}" for i in range(QUEUED)]
     left = wait_none_marked(token, 5)
     assert not left, describe(left)
