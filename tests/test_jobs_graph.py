@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pq_tui.cli.main import main
 from pq_tui.jobs.jobfile import JobFileError, Loaded, load_job_files, load_jobs
 
 
@@ -292,3 +293,101 @@ def test_two_files_giving_a_lane_different_slots():
         'c.toml:2: lane "test": "parallel" is 3 here but 2 in a.toml:2',
     ]
 
+
+# -- pq-tui check --------------------------------------------------------------------------------
+
+
+def check(capsys, *files: str) -> tuple[int, str, str]:
+    code = main(["check", *files])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def start_order(out: str) -> str:
+    """What `check` prints after its summary line."""
+    return out.split("; nothing was started\n", 1)[1]
+
+
+def test_check_prints_the_start_order_lane_by_lane(capsys):
+    write("run.toml", """
+        [lanes.test]
+        parallel = 2
+
+        [lanes.spare]
+        parallel = 3
+
+        [[job]]
+        id = "unit"
+        queue = "test"
+        cmd = "true"
+        after = ["build"]
+        retries = 2
+
+        [[job]]
+        id = "configure"
+        queue = "build"
+        cmd = "true"
+
+        [[job]]
+        id = "build"
+        queue = "build"
+        cmd = "true"
+        after = "configure"
+
+        [[job]]
+        id = "hw"
+        queue = "test"
+        cmd = "true"
+        after = ["build", "flash"]
+
+        [[job]]
+        id = "flash"
+        cmd = "true"
+        """)
+
+    code, out, err = check(capsys, "run.toml")
+
+    assert (code, err) == (0, "")
+    headers = [line for line in out.splitlines() if line.startswith("[")]
+    assert headers == ["[build] configure", "[build] build", "[test] unit  (retries 2 after 1s, 2s)",
+                       "[default] flash", "[test] hw"]
+    assert "\n\n5 job(s) in 3 lane(s): build, test, default; nothing was started\n" in out
+    assert start_order(out) == textwrap.dedent("""
+        start order, lane by lane:
+          [build]
+            configure
+            build  (after configure)
+          [test] 2 slots
+            unit  (after build)
+            hw  (after build, flash)
+          [default]
+            flash
+          [spare] 3 slots, no jobs
+        """)
+
+
+def test_check_breaks_a_long_list_of_dependencies_between_names(capsys):
+    names = [f"dependency-number-{n:02}" for n in range(6)] + ["x" * 90]
+    write("run.toml", "".join(f'[[job]]\nid = "{name}"\ncmd = "true"\n' for name in names)
+          + jobs(("all", str(names).replace("'", '"'))))
+
+    code, out, _err = check(capsys, "run.toml")
+
+    assert code == 0
+    waits = start_order(out).split("    all", 1)[1]
+    assert waits == (
+        "  (after dependency-number-00, dependency-number-01,\n"
+        "        dependency-number-02, dependency-number-03, dependency-number-04,\n"
+        "        dependency-number-05,\n"
+        f"        {'x' * 90})\n"
+    )
+
+
+def test_check_shows_no_order_for_files_with_problems(capsys):
+    write("run.toml", jobs(("a", '"b"')))
+
+    code, out, err = check(capsys, "run.toml")
+
+    assert (code, out) == (2, "")
+    assert err == ('pq-tui: run.toml:4: job "a": "after" names "b": no such job in these files or '
+                   "in the queue\n")
