@@ -329,7 +329,7 @@ def test_parse_duration_rejects_zero_and_negative(value, shown):
             '[[job]]\ncmd = "x"\ncolour = "red"\n',
             [
                 'builds.toml:3: job #1: unknown key "colour" (expected one of: '
-                "id, cmd, cwd, create_cwd, env, queue, timeout, retries, retry_delay, on_failure, "
+                "id, cmd, cwd, create_cwd, env, queue, after, timeout, retries, retry_delay, on_failure, "
                 "profile, meta)"
             ],
             id="unknown-key-no-suggestion",
@@ -462,7 +462,7 @@ def test_parse_duration_rejects_zero_and_negative(value, shown):
             [
                 'builds.toml:1: unknown top-level key "cmd" (keys of a job go after a [[job]] header)',
                 'builds.toml:2: unknown top-level key "jobs" (did you mean "job"?)',
-                'builds.toml:3: unknown top-level key "verbose" (expected only [defaults] and [[job]])',
+                'builds.toml:3: unknown top-level key "verbose" (expected only [defaults], [[job]] and [lanes.NAME])',
             ],
             id="top-level-keys",
         ),

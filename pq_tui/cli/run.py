@@ -22,7 +22,7 @@ from pq_tui.cli.args import add_engine_options, new_parser
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
                                print_table, settings_or_report, span_text, write_error,
                                write_stdout)
-from pq_tui.jobs.jobfile import JobFileError, JobSpec, load_job_files
+from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
 from pq_tui.jobs.submit import plan_specs
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pq_tui.settings import default_log_dir
@@ -40,7 +40,9 @@ examples:
 """
 
 CHECK_EPILOG = """\
-Exit status 0 when the files are valid, 2 otherwise. Nothing is started and no directory is made.
+Each job is shown with what would run and where, then each lane with its jobs in the order they
+are queued (and start, as many at once as the lane has slots) and what each waits for. Exit status
+0 when the files are valid, 2 otherwise. Nothing is started and no directory is made.
 
 example:
   pq-tui check examples/demo.toml
@@ -50,9 +52,14 @@ example:
 _LANE_COLOURS = ("36", "35", "33", "32", "34", "96")
 
 
-def _load(files: list[str]) -> Optional[list[JobSpec]]:
+# Where the jobs a job waits for go on, when they do not fit the line it starts.
+_WAITS_INDENT = " " * 8
+_WIDTH = 80
+
+
+def _load(files: list[str]) -> Optional[Loaded]:
     try:
-        return load_job_files(files)
+        return load_jobs(files)
     except JobFileError as exc:
         for problem in exc.problems:
             write_error(str(problem))
@@ -75,9 +82,9 @@ def load_or_report(files: list[str]) -> Optional[list[JobSpec]]:
 
 def load_and_plan(files: list[str]) -> Optional[list]:
     """``load_or_report``, each job with its Plan (what would run, and where, from here)."""
-    specs = _load(files)
+    loaded = _load(files)
     # All or nothing: a job that cannot start must not leave its lane-mates half run.
-    return None if specs is None else _plan(specs)
+    return None if loaded is None else _plan(loaded.specs)
 
 
 def main(command: str, args: list) -> int:
@@ -109,9 +116,10 @@ def _check_parser() -> argparse.ArgumentParser:
 
 
 def check_command(options: argparse.Namespace) -> int:
-    specs = _load(options.files)
-    if specs is None:
+    loaded = _load(options.files)
+    if loaded is None:
         return EXIT_BAD_INPUT
+    specs = loaded.specs
     plans = _plan(specs)
     if plans is None:
         return EXIT_BAD_INPUT
@@ -134,7 +142,43 @@ def check_command(options: argparse.Namespace) -> int:
     lanes = [printable(lane) for lane in dict.fromkeys(spec.lane for spec in specs)]
     write_stdout(f"\n{len(specs)} job(s) in {len(lanes)} lane(s): {', '.join(lanes)}; "
                  "nothing was started\n")
+    write_stdout(_start_order(loaded))
     return EXIT_OK
+
+
+def _start_order(loaded: Loaded) -> str:
+    """Each lane (with its slots, if more than one) and its jobs in queue order, each with the
+    jobs it waits for: the order ``load_jobs`` gives is the order they are pushed."""
+    lanes: dict[str, list[JobSpec]] = {}
+    for spec in loaded.specs:
+        lanes.setdefault(spec.lane, []).append(spec)
+    for lane in loaded.parallel:
+        lanes.setdefault(lane, [])
+    lines = ["", "start order, lane by lane:"]
+    for lane, specs in lanes.items():
+        slots = loaded.parallel.get(lane, 1)
+        heading = f"  [{printable(lane)}]" + (f" {slots} slots" if slots > 1 else "")
+        lines.append(heading + ("" if specs else ", no jobs"))
+        for spec in specs:
+            lines += _waits_lines(f"    {printable(spec.id)}", spec.data.get("after", ()))
+    return "\n".join(lines) + "\n"
+
+
+def _waits_lines(job: str, after: list[str]) -> list[str]:
+    """``job  (after a, b)``, broken between names where it would pass 80 columns."""
+    if not after:
+        return [job]
+    lines: list[str] = []
+    line = f"{job}  (after "
+    names = [printable(name) for name in after]
+    for number, name in enumerate(names, 1):
+        item = name + (")" if number == len(names) else ",")
+        # Every line holds at least one name, however long.
+        if number > 1 and len(line) + len(item) > _WIDTH:
+            lines.append(line.rstrip())
+            line = _WAITS_INDENT
+        line += item + " "
+    return lines + [line.rstrip()]
 
 
 def run_command(options: argparse.Namespace) -> int:

@@ -1,9 +1,10 @@
 """Load and validate TOML job files.
 
-A job file holds an optional ``[defaults]`` table and one or more ``[[job]]``
-tables. Loading is all or nothing: either every job of every file is valid and
-a list of :class:`JobSpec` is returned, or :class:`JobFileError` is raised with
-every problem found, each pointing at a file and line.
+A job file holds an optional ``[defaults]`` table, one or more ``[[job]]``
+tables and optional ``[lanes.NAME]`` tables. Loading is all or nothing: either
+every job of every file is valid and a list of :class:`JobSpec` is returned, or
+:class:`JobFileError` is raised with every problem found, each pointing at a
+file and line.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ import copy
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from pq_tui.core.files import NotRegularFile, open_regular
+from pq_tui.core.lanes import lane_name_problem
 from pq_tui.core.safe import printable
-from pq_tui.jobs.positions import DEFAULTS, ROOT, Positions
-from pq_tui.jobs.schema import (CONVERTERS, DEFAULTS_KEYS, JOB_KEYS, JOB_ONLY_KEYS, MAX_NESTING,
-                                TOP_LEVEL_KEYS, describe, did_you_mean, parse_duration, quote)
+from pq_tui.jobs.positions import DEFAULTS, LANES, ROOT, Positions
+from pq_tui.jobs.schema import (CONVERTERS, DEFAULTS_KEYS, JOB_KEYS, JOB_ONLY_KEYS,
+                                LANE_CONVERTERS, MAX_NESTING, TOP_LEVEL_KEYS, describe,
+                                did_you_mean, parse_duration, quote)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,9 +36,11 @@ MAX_FILE_BYTES = 16 * 2**20
 __all__ = [
     "JobFileError",
     "JobSpec",
+    "Loaded",
     "Problem",
     "load_job_file",
     "load_job_files",
+    "load_jobs",
     "parse_duration",
 ]
 
@@ -47,8 +52,8 @@ class JobSpec:
     ``lane`` comes from "queue" ("default" when absent). ``data`` is the
     engine's process data: "cmd" (list of str, or a str for the shell), "cwd"
     (str or None, unexpanded), "env" (dict of str), "timeout" (seconds or
-    None), "on_failure", "create_cwd", "profile" and "meta" (only when given)
-    and "source".
+    None), "on_failure", "create_cwd", "profile", "retries", "retry_delay",
+    "after" (list of job ids) and "meta" (only when given) and "source".
     ``source`` is "file:line" of the job's [[job]] header.
     """
 
@@ -64,7 +69,7 @@ class Problem:
 
     ``job`` names the part of the file the problem is in, as printed:
     ``'job "build"'``, ``'job #3'`` (when the job has no usable id),
-    ``'defaults'``, or None for problems with the file as a whole.
+    ``'defaults'``, ``'lane "test"'``, or None for problems with the file as a whole.
     ``key`` is the offending key (``"env"`` for a bad variable), if any.
     """
 
@@ -110,32 +115,141 @@ def load_job_file(path: str | os.PathLike, existing_ids: Iterable[str] = ()) -> 
 def load_job_files(
     paths: Iterable[str | os.PathLike], existing_ids: Iterable[str] = ()
 ) -> list[JobSpec]:
+    """The jobs of :func:`load_jobs`, for callers that set no lane's slots."""
+    return load_jobs(paths, existing_ids).specs
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What job files loaded together hold: the jobs, in the order to push them, and the slots
+    (``parallel``) of each lane a file sets, by lane name."""
+
+    specs: list[JobSpec]
+    parallel: dict[str, int]
+
+
+def load_jobs(paths: Iterable[str | os.PathLike], existing_ids: Iterable[str] = ()) -> Loaded:
     """Load several job files as one batch.
 
     Job ids must be unique across all the files and must not be in
-    ``existing_ids`` (the ids already in the queue). Raises JobFileError with
-    every problem in every file if anything is wrong; no job is returned then.
+    ``existing_ids`` (the ids already in the queue). Each name in a job's
+    "after" must be a job of these files or in ``existing_ids``, not the job
+    itself, and no chain of them may lead back to where it started. Two files
+    must not give a lane different slots. Raises JobFileError with every
+    problem in every file if anything is wrong; no job is returned then.
+
+    The jobs come in the order to push them: every job after the jobs it names
+    in "after", since the engine refuses (or skips at once) a job whose
+    dependency it does not have yet. That is the order of the files, except
+    that a job listed before one of its dependencies is moved to just after
+    the last of them (the jobs moved behind one job keep their file order).
     """
     batch = _Batch(set(existing_ids))
-    specs: list[JobSpec] = []
-    problems: list[Problem] = []
-    for path in paths:
-        file_specs, file_problems = _load_file(path, batch)
-        specs += file_specs
-        problems += sorted(file_problems, key=lambda problem: problem.line or 0)
+    files = [_load_file(path, batch) for path in paths]
+    # Its problems go into the list of the file each job is in, to be sorted by line there.
+    _check_after(batch)
+    problems = [problem for _specs, file_problems in files
+                for problem in sorted(file_problems, key=lambda problem: problem.line or 0)]
     if problems:
         raise JobFileError(problems)
-    return specs
+    specs = [spec for file_specs, _problems in files for spec in file_specs]
+    return Loaded(_push_order(specs), {lane: slots for lane, (slots, _) in batch.lanes.items()})
+
+
+@dataclass
+class _Job:
+    """A job id claimed in a batch: where it is, for messages that point at it, and the jobs it
+    names in "after" (none until its "after" is read, and if that has a problem)."""
+
+    loader: _FileLoader
+    index: int
+    label: str
+    after: list[str] = field(default_factory=list)
+
+    def report(self, message: str) -> None:
+        self.loader.add(self.index, self.label, ("after",), message)
 
 
 class _Batch:
-    """Ids claimed so far while loading files together."""
+    """Ids and lanes claimed so far while loading files together."""
 
     def __init__(self, existing_ids: set) -> None:
         self.existing_ids = existing_ids
-        # id -> (path, positions of that file, job index): the line is looked up only when a
-        # duplicate needs it.
-        self.first_defined: dict[str, tuple[str, Positions, int]] = {}
+        # Every job id claimed first by a job of these files, in file order.
+        self.jobs: dict[str, _Job] = {}
+        # lane -> (slots, "path:line" of the first file that set them)
+        self.lanes: dict[str, tuple[int, str]] = {}
+
+
+def _check_after(batch: _Batch) -> None:
+    """Report every "after" that names no job of the batch or queue, the job itself, or leads
+    back to where it started (each cycle once, at the job where the search meets it again)."""
+    hints: dict[str, str] = {}  # a misspelt name, once per file of thousands of jobs
+    for job_id, job in batch.jobs.items():
+        for name in job.after:
+            if name == job_id:
+                job.report('"after" names the job itself')
+            elif name not in batch.jobs and name not in batch.existing_ids:
+                if name not in hints:
+                    hints[name] = did_you_mean(name, [*batch.jobs, *batch.existing_ids])
+                job.report(f'"after" names {quote(name)}: no such job in these files or in the'
+                           f" queue{hints[name]}")
+    _report_cycles(batch.jobs)
+
+
+def _report_cycles(jobs: dict[str, _Job]) -> None:
+    # Depth first without recursion: a chain of thousands of jobs is an ordinary file.
+    def names(job_id: str) -> Iterator[str]:
+        return iter([name for name in jobs[job_id].after if name in jobs and name != job_id])
+
+    done: set[str] = set()
+    for start in jobs:
+        if start in done:
+            continue
+        path = [start]
+        on_path = {start}
+        pending = [names(start)]
+        while pending:
+            name = next(pending[-1], None)
+            if name is None:
+                pending.pop()
+                on_path.discard(path[-1])
+                done.add(path.pop())
+            elif name in on_path:
+                cycle = path[path.index(name):] + [name]
+                jobs[name].report(f'"after" makes a cycle: {" -> ".join(cycle)}')
+            elif name not in done:
+                path.append(name)
+                on_path.add(name)
+                pending.append(names(name))
+
+
+def _push_order(specs: list[JobSpec]) -> list[JobSpec]:
+    """``specs`` with every job after the jobs it names in "after" (see :func:`load_jobs`)."""
+    ids = {spec.id for spec in specs}
+    pushed: set[str] = set()
+    unmet: dict[str, int] = {}  # a held-back job -> how many of its dependencies are not pushed
+    waiting: dict[str, list[JobSpec]] = {}  # a job -> the held-back jobs that wait for it
+    order: list[JobSpec] = []
+    for spec in specs:
+        later = [name for name in spec.data.get("after", ()) if name in ids and name not in pushed]
+        if later:
+            unmet[spec.id] = len(later)
+            for name in later:
+                waiting.setdefault(name, []).append(spec)
+            continue
+        ready = [spec]
+        while ready:
+            job = ready.pop()
+            order.append(job)
+            pushed.add(job.id)
+            freed = []
+            for waiter in waiting.pop(job.id, ()):
+                unmet[waiter.id] -= 1
+                if not unmet[waiter.id]:
+                    freed.append(waiter)
+            ready.extend(reversed(freed))  # depth first, in file order: each just after its last
+    return order
 
 
 def _load_file(path: str | os.PathLike, batch: _Batch) -> tuple[list[JobSpec], list[Problem]]:
@@ -267,6 +381,14 @@ class _FileLoader:
             defaults = {}
         default_fields = self.convert_table(DEFAULTS, DEFAULTS, defaults, DEFAULTS_KEYS)
 
+        lanes = document.get(LANES, {})
+        if isinstance(lanes, dict):
+            for name, table in lanes.items():
+                self.load_lane(name, table)
+        else:
+            message = f'"lanes" must be a table written as [lanes.NAME], got {describe(lanes)}'
+            self.add(ROOT, None, (LANES,), message)
+
         jobs = document.get("job", [])
         if not isinstance(jobs, list):
             message = f'"job" must be an array of tables written as [[job]], got {describe(jobs)}'
@@ -290,10 +412,14 @@ class _FileLoader:
         if key in JOB_KEYS:
             return f"{message} (keys of a job go after a [[job]] header)"
         return message + (
-            did_you_mean(key, TOP_LEVEL_KEYS) or " (expected only [defaults] and [[job]])"
+            did_you_mean(key, TOP_LEVEL_KEYS)
+            or " (expected only [defaults], [[job]] and [lanes.NAME])"
         )
 
-    def convert_table(self, scope: Any, label: str, table: dict, allowed: tuple[str, ...]) -> dict:
+    def convert_table(
+        self, scope: Any, label: str, table: dict, allowed: tuple[str, ...],
+        converters: dict[str, Callable[[Any, Any], Any]] = CONVERTERS,
+    ) -> dict:
         """Convert the known keys of a table; a key with a problem is left out."""
         fields = {}
         for key, value in table.items():
@@ -305,10 +431,10 @@ class _FileLoader:
                 def report(message: str, subkey: tuple[str, ...] = (), key: str = key) -> None:
                     self.add(scope, label, (key, *subkey), message)
 
-                converted = CONVERTERS[key](value, report)
+                converted = converters[key](value, report)
                 if len(self.problems) == before:
                     fields[key] = converted
-            elif key in JOB_ONLY_KEYS:
+            elif scope == DEFAULTS and key in JOB_ONLY_KEYS:
                 message = f"{quote(key)} cannot be set in [defaults], only in a [[job]]"
                 self.add(scope, label, (key,), message)
             else:
@@ -326,16 +452,20 @@ class _FileLoader:
         # The id is checked first so that later messages can name the job by it.
         if "id" in table:
             job_id = self.convert_table(index, label, {"id": table["id"]}, ("id",)).get("id")
+            claimed = None
             if job_id is not None:
                 label = f"job {quote(job_id)}"
-                self.claim_id(index, label, job_id, generated=False)
+                claimed = self.claim_id(index, label, job_id, generated=False)
         else:
             job_id = f"{self.stem}-{index + 1}"
-            self.claim_id(index, label, job_id, generated=True)
+            claimed = self.claim_id(index, label, job_id, generated=True)
 
         fields = self.convert_table(
             index, label, {k: v for k, v in table.items() if k != "id"}, JOB_KEYS
         )
+        if claimed is not None:
+            # Checked once every file is read: a name may be a job of a later file.
+            claimed.after = fields.get("after", [])
         if "cmd" not in table:
             self.add(index, label, (), 'missing "cmd"')
         if job_id is None or len(self.problems) > before:  # a bad id is one of the problems
@@ -350,15 +480,40 @@ class _FileLoader:
             source=source,
         )
 
-    def claim_id(self, index: int, label: str, job_id: str, generated: bool) -> None:
+    def load_lane(self, name: str, table: Any) -> None:
+        scope = (LANES, name)
+        label = f"lane {quote(name)}"
+        before = len(self.problems)
+        problem = lane_name_problem(name)
+        if problem is not None:
+            self.add(scope, None, (), f"lane name {problem}")
+        if not isinstance(table, dict):
+            self.add(scope, label, (), f"must be a table, got {describe(table)}")
+            return
+        fields = self.convert_table(scope, label, table, tuple(LANE_CONVERTERS), LANE_CONVERTERS)
+        if "parallel" not in table:
+            self.add(scope, label, (), 'missing "parallel"')
+        if len(self.problems) > before:
+            return
+        slots = fields["parallel"]
+        line = self.positions.line(scope, ("parallel",))
+        where = self.path if line is None else f"{self.path}:{line}"
+        first = self.batch.lanes.setdefault(name, (slots, where))
+        if first[0] != slots:
+            self.add(scope, label, ("parallel",),
+                     f'"parallel" is {slots} here but {first[0]} in {first[1]}')
+
+    def claim_id(self, index: int, label: str, job_id: str, generated: bool) -> _Job | None:
+        """The job's entry in the batch, if the id is its own (not already taken)."""
         in_queue = job_id in self.batch.existing_ids
-        first = self.batch.first_defined.get(job_id)
+        first = self.batch.jobs.get(job_id)
         if not in_queue and first is None:
-            self.batch.first_defined[job_id] = (self.path, self.positions, index)
-        elif generated:
+            job = self.batch.jobs[job_id] = _Job(self, index, label)
+            return job
+        if generated:
             clash = (
                 "already in the queue" if in_queue or first is None
-                else f"already used ({self._first_defined(*first)})"
+                else f"already used ({self._first_defined(first)})"
             )
             self.add(
                 index, label, ("id",),
@@ -369,11 +524,13 @@ class _FileLoader:
         elif first is not None:
             self.add(
                 index, None, ("id",),
-                f"duplicate job id {quote(job_id)} ({self._first_defined(*first)})",
+                f"duplicate job id {quote(job_id)} ({self._first_defined(first)})",
             )
+        return None
 
-    def _first_defined(self, path: str, positions: Positions, index: int) -> str:
-        line = positions.line(index, ("id",))
+    def _first_defined(self, first: _Job) -> str:
+        path = first.loader.path
+        line = first.loader.positions.line(first.index, ("id",))
         if path != self.path:
             return f"first defined in {path}" if line is None else f"first defined in {path}:{line}"
         return (
@@ -392,7 +549,7 @@ def _process_data(defaults: dict, job: dict, source: str) -> dict:
         "timeout": merged.get("timeout"),
         "on_failure": merged.get("on_failure", "continue"),
     }
-    for key in ("create_cwd", "profile", "retries", "retry_delay"):
+    for key in ("create_cwd", "profile", "retries", "retry_delay", "after"):
         if key in merged:
             data[key] = merged[key]
     if "meta" in merged:

@@ -9,6 +9,7 @@ from typing import Any
 
 ROOT = "root"
 DEFAULTS = "defaults"
+LANES = "lanes"
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _LOOKUP_DEPTH = 2
 _JOB_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*job[ \t]*\]\]", re.MULTILINE)
@@ -19,7 +20,8 @@ class Positions:
 
     tomllib returns plain values without positions, so the text is re-read just
     far enough to see where each header and key is. Entries are keyed by scope
-    (``"root"``, ``"defaults"`` or a 0-based job index) and key path within it.
+    (``"root"``, ``"defaults"``, a 0-based job index or ``("lanes", NAME)``) and key path
+    within it.
     The text has already been parsed successfully; on anything unexpected the
     scanner just moves on, and lookups fall back to the enclosing table.
     """
@@ -50,8 +52,10 @@ class Positions:
                 return line
         if scope == ROOT:
             return None
-        # Jobs written as an inline array (job = [...]) have no header of their own.
-        return lines.get((ROOT, (DEFAULTS if scope == DEFAULTS else "job",)))
+        # Jobs written as an inline array (job = [...]) have no header of their own, nor do
+        # lanes written as lanes = { ... }.
+        table = DEFAULTS if scope == DEFAULTS else LANES if isinstance(scope, tuple) else "job"
+        return lines.get((ROOT, (table,)))
 
     def _lines(self) -> dict[tuple[Any, tuple[str, ...]], int]:
         if not self._scan_done:
@@ -77,16 +81,19 @@ class Positions:
         if not full_path:
             return
         self._scanned.setdefault((ROOT, (full_path[0],)), line)
-        scope: str | int
+        scope: str | int | tuple[str, str]
+        start = 1
         if full_path[0] == DEFAULTS:
             scope = DEFAULTS
         elif full_path[0] == "job" and self._job_index >= 0:
             scope = self._job_index
+        elif full_path[0] == LANES and len(full_path) > 1:
+            scope, start = (LANES, full_path[1]), 2
         else:
             return
         # Lookups go no deeper than a key and a subkey (an env variable); recording every
         # prefix of a key dotted thousands of times deep would take quadratic time.
-        rest = tuple(full_path[1:_LOOKUP_DEPTH + 1])
+        rest = tuple(full_path[start:start + _LOOKUP_DEPTH])
         for length in range(len(rest) + 1):
             self._scanned.setdefault((scope, rest[:length]), line)
 

@@ -199,6 +199,23 @@ def _convert_queue(value: Any, report: Report) -> str | None:
     return value
 
 
+def _convert_after(value: Any, report: Report) -> list[str] | None:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list):
+        report(f'"after" must be a job id or an array of job ids, got {describe(value)}')
+        return None
+    good = True
+    for number, name in enumerate(names, 1):
+        what = '"after"' if isinstance(value, str) else f'"after" element {number}'
+        if not isinstance(name, str):
+            report(f"{what} must be a string, got {describe(name)}{_as_string_hint(name)}")
+            good = False
+        elif not name.strip():
+            report(f"{what} must not be empty")
+    # Naming a job twice means nothing more than naming it once (a table is not hashable).
+    return list(dict.fromkeys(names)) if good else None
+
+
 def _convert_timeout(value: Any, report: Report) -> float | None:
     try:
         return parse_duration(value, what='"timeout"')
@@ -275,6 +292,7 @@ CONVERTERS: dict[str, Callable[[Any, Report], Any]] = {
     "create_cwd": _convert_create_cwd,
     "env": _convert_env,
     "queue": _convert_queue,
+    "after": _convert_after,
     "timeout": _convert_timeout,
     "retries": _convert_retries,
     "retry_delay": _convert_retry_delay,
@@ -283,6 +301,22 @@ CONVERTERS: dict[str, Callable[[Any, Report], Any]] = {
     "meta": _convert_meta,
 }
 JOB_KEYS = tuple(CONVERTERS)
-JOB_ONLY_KEYS = ("id", "cmd")
+# "after" names other jobs of the file: the same names for every job would be a cycle or a mistake.
+JOB_ONLY_KEYS = ("id", "cmd", "after")
 DEFAULTS_KEYS = tuple(key for key in JOB_KEYS if key not in JOB_ONLY_KEYS)
-TOP_LEVEL_KEYS = ("defaults", "job")
+TOP_LEVEL_KEYS = ("defaults", "job", "lanes")
+
+
+# -- [lanes.NAME] ---------------------------------------------------------------
+
+# More slots than this in one lane is a typo (a board runs a handful of jobs at once, not 1000).
+MAX_PARALLEL = 64
+
+
+def _convert_parallel(value: Any, report: Report) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PARALLEL:
+        report(f'"parallel" must be a whole number from 1 to {MAX_PARALLEL}, got {describe(value)}')
+    return value
+
+
+LANE_CONVERTERS: dict[str, Callable[[Any, Report], Any]] = {"parallel": _convert_parallel}
