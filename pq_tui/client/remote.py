@@ -46,7 +46,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set, cast
 
-from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Subscription, check_parallel
+from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Subscription
 from pq_tui.core.events import (
     Event,
     JobExited,
@@ -56,6 +56,7 @@ from pq_tui.core.events import (
     StoreStatus,
 )
 from pq_tui.core.job import KILLABLE, Status
+from pq_tui.core.lanes import check_parallel
 from pq_tui.core.queue import Shifts
 from pq_tui.core.reducer import JobRow, LaneRow, QueueView
 from pq_tui.core.tail import Tail

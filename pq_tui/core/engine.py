@@ -40,7 +40,7 @@ from pq_tui.core.events import (
     OutputDropped,
 )
 from pq_tui.core.job import IN_QUEUE, HandlerFactory, Job, Status
-from pq_tui.core.lanes import check_lane_name
+from pq_tui.core.lanes import check_lane_name, check_parallel
 from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import log_file_name
 from pq_tui.core.proctree import Usage
@@ -60,7 +60,6 @@ BATCH_MAX_LINES = 2000
 BATCH_MAX_CHARS = 1024 * 1024
 # Output waiting for one subscriber, in characters: lines may be 64 KiB long.
 MAX_PENDING_CHARS = 8 * 1024 * 1024
-MAX_PARALLEL = 64  # slots of one lane
 
 
 @dataclass
@@ -70,15 +69,6 @@ class Lane:
     running: list = field(default_factory=list)  # of Job holding a slot (running or retrying)
     paused: bool = False
     parallel: int = 1  # slots: how many of its jobs may run at once
-
-
-def check_parallel(parallel: Any) -> int:
-    """``parallel`` if it may be a lane's slots; else ValueError saying why."""
-    if isinstance(parallel, bool) or not isinstance(parallel, int) or not (
-            1 <= parallel <= MAX_PARALLEL):
-        raise ValueError(f"a lane's slots must be a whole number from 1 to {MAX_PARALLEL}, "
-                         f"got {parallel!r}")
-    return parallel
 
 
 class Subscription:

@@ -12,6 +12,8 @@ from pq_tui.core.safe import printable
 LANE_NAME_CHARACTERS = 'letters, digits, ".", "_" and "-"'
 _LANE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _LANES_NAMED = 20  # in an "unknown lane" message: more would not fit a line
+# More slots than this in one lane is a typo (a board runs a handful of jobs at once, not 1000).
+MAX_PARALLEL = 64
 
 
 def lane_name_problem(name: Any) -> Optional[str]:
@@ -32,6 +34,15 @@ def check_lane_name(name: Any) -> str:
     if problem is not None:
         raise ValueError(f"a lane name {problem}")
     return name
+
+
+def check_parallel(parallel: Any) -> int:
+    """``parallel`` if it may be a lane's slots; else ValueError saying why."""
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or not (
+            1 <= parallel <= MAX_PARALLEL):
+        raise ValueError(f"a lane's slots must be a whole number from 1 to {MAX_PARALLEL}, "
+                         f"got {parallel!r}")
+    return parallel
 
 
 def unknown_lane(name: str, known: Iterable[str]) -> KeyError:

@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any, Callable, Iterable
 
-from pq_tui.core.lanes import lane_name_problem
+from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
 from pq_tui.core.retry import MAX_RETRY_DELAY
 from pq_tui.core.safe import has_unsafe, json_printable
 
@@ -308,9 +308,6 @@ TOP_LEVEL_KEYS = ("defaults", "job", "lanes")
 
 
 # -- [lanes.NAME] ---------------------------------------------------------------
-
-# More slots than this in one lane is a typo (a board runs a handful of jobs at once, not 1000).
-MAX_PARALLEL = 64
 
 
 def _convert_parallel(value: Any, report: Report) -> int | None:

@@ -12,9 +12,9 @@ import struct
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from pq_tui import __version__
-from pq_tui.core.engine import Subscription, check_parallel
+from pq_tui.core.engine import Subscription
 from pq_tui.core.events import Event, JobOutput, OutputDropped
-from pq_tui.core.lanes import check_lane_name, unknown_lane
+from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
 from pq_tui.core.files import open_regular
 from pq_tui.core.logfile import STREAMS, count_log_lines, read_log_tail
 from pq_tui.core.lines import utf8_safe_cut
