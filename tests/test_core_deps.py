@@ -254,3 +254,19 @@ def test_a_view_fed_the_events_agrees_with_the_engine(tmp_path):
         k: ([j.id for j in lane.running], [j.id for j in lane.queued], lane.parallel)
         for k, lane in expected.lanes.items()}
     assert view.jobs["b"].status is Status.SKIPPED and view.lanes["t"].parallel == 2
+
+
+def test_a_failure_at_the_head_of_a_long_chain_skips_all_of_it(tmp_path):
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            engine.pause("a")
+            engine.push("j0", FAIL, "a")
+            for number in range(1, 3000):
+                engine.push(f"j{number}", {**OK, "after": [f"j{number - 1}"]}, f"l{number % 4}")
+            engine.resume("a")
+            await engine.wait_idle()
+            return [job.status for job in engine.jobs()], engine.get("j2999").data
+
+    statuses, last = run(main())
+    assert statuses == [Status.FAILED] + [Status.SKIPPED] * 2999
+    assert last["skipped-for"] == "j0"

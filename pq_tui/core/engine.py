@@ -355,26 +355,31 @@ class Engine(Shifts):
 
     def _settle_dependents(self, job: Job) -> None:
         """``job`` has ended for good: the jobs waiting for it go on waiting for fewer, or are
-        skipped (and theirs after them) if it did not end ok."""
-        for dependent_id in self._dependents.pop(job.id, ()):
-            dependent = self._jobs.get(dependent_id)
-            if dependent is None or dependent.status is not Status.WAITING or job.id not in \
-                    dependent.data.get("waiting-for", ()):
-                continue  # removed, or a newer run that waits for its own
-            if job.status is not Status.OK:
-                self._skip(dependent, job.id, job.data)
-                continue
-            dependent.data["waiting-for"].remove(job.id)
-            if not dependent.data["waiting-for"]:
-                del dependent.data["waiting-for"]
-                dependent.status = Status.QUEUED
-            self._emit(DependencyMet(dependent.id, job.id, dependent.snapshot()))
-            self._kick(self._lanes[dependent.lane])
+        skipped (and theirs after them) if it did not end ok. A loop, not a recursion: a chain
+        of a thousand jobs may be skipped at once."""
+        ended = deque([job])
+        while ended:
+            done = ended.popleft()
+            for dependent_id in self._dependents.pop(done.id, ()):
+                dependent = self._jobs.get(dependent_id)
+                if dependent is None or dependent.status is not Status.WAITING or done.id not in \
+                        dependent.data.get("waiting-for", ()):
+                    continue  # removed, or a newer run that waits for its own
+                if done.status is not Status.OK:
+                    self._skip(dependent, done.id, done.data)
+                    ended.append(dependent)
+                    continue
+                dependent.data["waiting-for"].remove(done.id)
+                if not dependent.data["waiting-for"]:
+                    del dependent.data["waiting-for"]
+                    dependent.status = Status.QUEUED
+                self._emit(DependencyMet(dependent.id, done.id, dependent.snapshot()))
+                self._kick(self._lanes[dependent.lane])
 
     def _skip(self, job: Job, dependency: JobId, ended: Mapping[str, Any]) -> None:
         """End a queued job that will never start: ``dependency`` (its final data ``ended``)
         did not end ok. "skipped-for" names the job whose end skipped it and the jobs between:
-        ``dependency``, or what skipped ``dependency``."""
+        ``dependency``, or what skipped ``dependency``. Its own dependents are the caller's."""
         self._lanes[job.lane].queued.remove(job)
         job.data.pop("waiting-for", None)
         job.data["error"] = skip_reason(dependency, ended)
@@ -383,7 +388,6 @@ class Engine(Shifts):
         job.data["time-end"] = time.time()
         job.status = Status.SKIPPED
         self._emit(JobSkipped(job.id, job.snapshot()))
-        self._settle_dependents(job)
         self._resolve(job)
 
     def requeue(self, job_id: JobId) -> Job:
