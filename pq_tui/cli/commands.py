@@ -23,7 +23,7 @@ import json
 import os
 import re
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
 from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
@@ -77,10 +77,11 @@ _EPILOGS = {
     "push": """\
 The files are validated like `pq-tui check` does: if anything is wrong, nothing is queued and
 the exit status is 2; the same when a job id is already queued or running on the server. A
-job's "after" may name a job of the files or one the server has (finished or not). A file's
-[lanes.NAME] parallel = N sets that lane's slots (made if new) before its jobs are queued. A
-job's cwd is made absolute against the current folder (the server runs in the home folder);
-jobs get the server's environment plus their `env`. Starts the server if none runs.
+job's "after" may name a job of the files or one the server has (finished or not; with no
+server running, of the files only: a bad file starts no server). A file's [lanes.NAME]
+parallel = N sets that lane's slots (made if new) before its jobs are queued. A job's cwd
+is made absolute against the current folder (the server runs in the home folder); jobs get
+the server's environment plus their `env`. Starts the server if none runs.
 
 examples:
   pq-tui push examples/build-and-test.toml
@@ -382,15 +383,23 @@ async def _with_job(options: argparse.Namespace, body: Callable) -> int:
 async def cmd_push(options: argparse.Namespace) -> int:
     from pq_tui.cli.run import load_batch
 
-    client = await _open(start=True)
+    opened: Optional[Tuple[Client, Snapshot]] = None
     try:
-        snapshot = await _snapshot(client)
-        # "after" may name any job the server has, finished or not (a job file's ids are text).
-        # The ids still active are told below, with their state.
-        batch = load_batch(options.files, known_ids=[
-            job["id"] for job in snapshot["jobs"] if isinstance(job["id"], str)])
+        opened = await _open_with_snapshot(start=False)
+    except NotRunning:
+        pass  # started once the files are good: a bad file starts no server
+    try:
+        # "after" may name any job the server has, finished or not (a job file's ids are text);
+        # with none running, the jobs of the files only. The ids still active are told below,
+        # with their state.
+        known = [] if opened is None else [
+            job["id"] for job in opened[1]["jobs"] if isinstance(job["id"], str)]
+        batch = load_batch(options.files, known_ids=known)
         if batch is None:
             return EXIT_BAD_INPUT
+        if opened is None:
+            opened = await _open_with_snapshot(start=True)
+        client, snapshot = opened
         loaded, plans = batch
         specs = loaded.specs
         jobs = [(spec, data_for_server(spec, plan)) for spec, plan in plans]
@@ -428,7 +437,17 @@ async def cmd_push(options: argparse.Namespace) -> int:
                        f"`pq-tui resume {_show(lane)}`\n")
         return EXIT_OK
     finally:
+        if opened is not None:
+            opened[0].close()
+
+
+async def _open_with_snapshot(start: bool) -> Tuple[Client, Snapshot]:
+    client = await _open(start=start)
+    try:
+        return client, await _snapshot(client)
+    except BaseException:
         client.close()
+        raise
 
 
 # -- status --------------------------------------------------------------------------------------
