@@ -85,7 +85,7 @@ def summary(stdout: str) -> dict:
     assert len(starts) == 1, f"no single summary header in:\n{stdout}"
     rows = {}
     for line in lines[starts[0] + 1 :]:
-        if line.startswith("logs:"):
+        if line.startswith("logs:") or ": skipped" in line:  # the end, or why jobs were skipped
             break
         cells = line.split()
         assert len(cells) == 5, f"summary row {line!r} does not have 5 columns"
@@ -719,3 +719,93 @@ def test_the_state_column_shows_the_attempt_and_when_the_next_one_starts():
     assert attempt_state("retrying", waiting, now=996.5) == "retrying 2/3 in 4s"
     assert attempt_state("retrying", waiting, now=910.0) == "retrying 2/3 in 1:30"
     assert attempt_state("retrying", waiting, now=1001.0) == "retrying 2/3 in 0s"
+    assert attempt_state("waiting", {"waiting-for": ["build", "configure"]}) == \
+        "waiting for build, configure"
+    assert attempt_state("waiting", {"waiting-for": ["a", "b", "c", "d", "e"]}) == \
+        "waiting for a, b, c and 2 more"
+
+
+# -- run: slots and dependencies -----------------------------------------------------------------
+
+
+def test_run_sets_a_lanes_slots_from_the_file_and_starts_jobs_after_their_dependencies(tmp_path):
+    # "left" and "right" each wait for the other's marker: only two slots let both end.
+    path = job_file(tmp_path, f"""
+[defaults]
+cwd = {toml_str(tmp_path)}
+queue = "pair"
+
+[lanes.pair]
+parallel = 2
+
+[[job]]
+id = "after-both"
+cmd = "echo last"
+after = ["left", "right"]
+
+[[job]]
+id = "left"
+cmd = "touch left; while [ ! -e right ]; do sleep 0.02; done"
+
+[[job]]
+id = "right"
+cmd = "touch right; while [ ! -e left ]; do sleep 0.02; done"
+""")
+    result = pq("run", "--log-dir", tmp_path / "logs", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    notes = [(match["id"], match["text"]) for match in map(STREAM_LINE.match,
+                                                           result.stdout.splitlines())
+             if match and match["mark"] == "#"]
+    # "after-both" starts only once both have ended ok, whatever order they end in.
+    ends = [i for i, (job, text) in enumerate(notes) if job != "after-both" and text[:3] == "ok "]
+    [start] = [i for i, (job, text) in enumerate(notes)
+               if job == "after-both" and text.startswith("started, pid ")]
+    assert len(ends) == 2 and start > max(ends), result.stdout
+    assert {job: row["state"] for job, row in summary(result.stdout).items()} == {
+        "left": "ok", "right": "ok", "after-both": "ok"}
+
+
+def test_run_skips_the_dependents_of_a_failed_job_and_exits_1(tmp_path):
+    path = job_file(tmp_path, f"""
+[defaults]
+cwd = {toml_str(tmp_path)}
+
+[[job]]
+id = "build"
+cmd = "exit 2"
+
+[[job]]
+id = "test"
+queue = "other"
+cmd = "touch ran"
+after = ["build"]
+
+[[job]]
+id = "deploy"
+cmd = "touch ran"
+after = "test"
+
+[[job]]
+id = "lint"
+queue = "other"
+cmd = "true"
+""")
+    result = pq("run", "--log-dir", tmp_path / "logs", path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    jobs = stream(result.stdout)
+    assert texts(jobs["test"], "#") == [
+        "skipped (not started: it waits for 'build', which failed)"]
+    assert texts(jobs["deploy"], "#") == [
+        "skipped (not started: it waits for 'test', which was skipped ('build' did not end ok))"]
+    rows = summary(result.stdout)
+    assert {job: (row["state"], row["exit"], row["duration"]) for job, row in rows.items()} == {
+        "build": ("failed", "2", rows["build"]["duration"]), "test": ("skipped", "-", "-"),
+        "deploy": ("skipped", "-", "-"), "lint": ("ok", "0", rows["lint"]["duration"])}
+    lines = result.stdout.splitlines()
+    assert lines[-3:] == [
+        "test: skipped (not started: it waits for 'build', which failed)",
+        "deploy: skipped (not started: it waits for 'test', which was skipped ('build' did not "
+        "end ok))",
+        f"logs: {tmp_path / 'logs'}",
+    ]
+    assert not (tmp_path / "ran").exists()

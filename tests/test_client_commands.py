@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -469,3 +470,178 @@ def test_client_api_ids_events_and_a_lost_server(cli):
         await the_rest(*await main())
 
     asyncio.run(asyncio.wait_for(both(), 40))
+
+
+# -- lanes with slots, jobs that wait for others -------------------------------------------------
+
+
+def cells(table: str) -> dict:
+    """`status`'s rows by job id, each as its cells (a state may hold single spaces)."""
+    header, *rows = table.splitlines()
+    assert header.split() == ["LANE", "ID", "STATE", "PID", "EXIT", "DURATION"]
+    found = {}
+    for row in rows:
+        row_cells = re.split(r" {2,}", row.strip())
+        if len(row_cells) != 6:  # the lines below the table
+            break
+        found[row_cells[1]] = row_cells
+    return found
+
+
+def test_lane_shows_a_lane_and_sets_its_slots(cli):
+    bad = cli("lane", "L", "--parallel", "0")  # checked before any server is asked
+    assert (bad.returncode, bad.stdout, bad.stderr) == (
+        2, "", "pq-tui: a lane's slots must be a whole number from 1 to 64, got 0\n")
+    cli.push("".join(f'[[job]]\nid = "j{i}"\nqueue = "L"\ncmd = "{blocker(cli)}"\n'
+                     for i in range(1, 4)))
+    until(lambda: cli.job("j1")["status"] == "running", "j1 running")
+    shown = cli("lane", "L")
+    assert (shown.returncode, shown.stdout) == (0, "lane L: 1 slot, 1 running, 2 queued, 0 waiting\n")
+
+    more = cli("lane", "L", "--parallel", "3")
+    assert (more.returncode, more.stdout) == (0, "lane L: 3 slots (was 1)\n")
+    until(lambda: len(cli.status()["lanes"][0]["running"]) == 3, "three running")
+    assert cli("lane", "L").stdout == "lane L: 3 slots, 3 running, 0 queued, 0 waiting\n"
+    fewer = cli("lane", "L", "--parallel", "1")
+    assert fewer.stdout == ("lane L: 1 slot (was 3); the 3 running go on, none starts until "
+                            "fewer run\n")
+    lane = cli.status()["lanes"][0]
+    assert (lane["parallel"], lane["running"]) == (1, ["j1", "j2", "j3"])  # nothing was killed
+
+    for count, shown_as in (("65", "65"), ("x", "'x'"), ("1.5", "'1.5'"), ("-2", "-2")):
+        bad = cli("lane", "L", "--parallel", count)
+        assert (bad.returncode, bad.stdout, bad.stderr) == (
+            2, "", f"pq-tui: a lane's slots must be a whole number from 1 to 64, got {shown_as}\n")
+    unknown = cli("lane", "M", "--parallel", "2")
+    assert (unknown.returncode, unknown.stderr) == (
+        2, "pq-tui: no lane 'M'; lanes: L\npq-tui: to make a new lane with these slots: pq-tui "
+           "lane M --parallel 2 --create\n")
+    unknown = cli("lane", "M")
+    assert (unknown.returncode, unknown.stderr) == (2, "pq-tui: no lane 'M'; lanes: L\n")
+    made = cli("lane", "M", "--parallel", "2", "--create")
+    assert (made.returncode, made.stdout) == (0, "lane M: 2 slots (a new lane: no job yet)\n")
+    assert cli("pause", "M").returncode == 0
+    assert cli("lane", "M").stdout == "lane M: 2 slots, 0 running, 0 queued, 0 waiting, paused\n"
+    alone = cli("lane", "M", "--create")
+    assert alone.returncode == 2 and alone.stderr.endswith(
+        "pq-tui lane: error: --create goes with --parallel N\n")
+    assert "lane NAME [--parallel N [--create]]" in cli("--help").stdout
+    release(cli)
+
+
+def test_status_and_wait_show_what_jobs_wait_for_and_why_they_were_skipped(cli):
+    path = cli.jobs(f"""
+[lanes.T]
+parallel = 2
+
+[[job]]
+id = "gate"
+queue = "A"
+cmd = "{blocker(cli)}"
+
+[[job]]
+id = "fails"
+queue = "A"
+cmd = "exit 3"
+after = ["gate"]
+retries = 1
+retry_delay = "0s"
+
+[[job]]
+id = "t1"
+queue = "T"
+cmd = "true"
+after = ["gate", "fails"]
+
+[[job]]
+id = "t2"
+queue = "T"
+cmd = "true"
+after = "fails"
+
+[[job]]
+id = "free"
+queue = "T"
+cmd = "{blocker(cli, 'free')}"
+""")
+    pushed = cli("push", path)
+    assert pushed.returncode == 0, pushed.stderr
+    assert pushed.stdout.splitlines() == [
+        "lane T: 2 slots", "queued [A] gate", "queued [A] fails", "queued [T] t1",
+        "queued [T] t2", "queued [T] free"]
+    until(lambda: {job["id"]: job["status"] for job in cli.status()["jobs"]}
+          == {"gate": "running", "fails": "waiting", "t1": "waiting", "t2": "waiting",
+              "free": "running"}, "gate and free running")
+    table = cli("status").stdout
+    rows = cells(table)
+    assert [rows[job] for job in ("fails", "t1", "t2")] == [
+        ["A", "fails", "waiting for gate", "-", "-", "-"],
+        ["T", "t1", "waiting for gate, fails", "-", "-", "-"],
+        ["T", "t2", "waiting for fails", "-", "-", "-"]]
+    assert rows["free"][:3] == ["T", "free", "running"]
+    lines = table.splitlines()
+    assert lines[len(rows) + 1:-1] == ["slots in use: T 1/2"]
+    snapshot = cli.status()
+    assert snapshot["lanes"] == [
+        {"name": "T", "paused": False, "queued": ["t1", "t2"], "running": ["free"], "parallel": 2},
+        {"name": "A", "paused": False, "queued": ["fails"], "running": ["gate"], "parallel": 1}]
+    data = {job["id"]: job["data"] for job in snapshot["jobs"]}
+    assert data["t1"]["waiting-for"] == ["gate", "fails"] and data["t1"]["after"] == [
+        "gate", "fails"]
+    assert cli("lane", "T").stdout == "lane T: 2 slots, 1 running, 0 queued, 2 waiting\n"
+
+    release(cli)
+    waited = cli("wait", "gate", "fails", "t1", "t2")
+    assert waited.returncode == 1
+    assert waited.stdout.splitlines() == [
+        "gate: ok", "fails: failed (exit 3)",
+        "t1: skipped (not started: it waits for 'fails', which failed)",
+        "t2: skipped (not started: it waits for 'fails', which failed)"]
+    table = cli("status").stdout
+    rows = cells(table)
+    assert [rows[job] for job in ("t1", "t2")] == [
+        ["T", "t1", "skipped", "-", "-", "-"], ["T", "t2", "skipped", "-", "-", "-"]]
+    assert rows["fails"][2] == "failed 2/2"
+    assert table.splitlines()[len(rows) + 1:-1] == [
+        "t1: skipped (not started: it waits for 'fails', which failed)",
+        "t2: skipped (not started: it waits for 'fails', which failed)",
+        "slots in use: T 1/2"]
+    data = {job["id"]: job["data"] for job in cli.status()["jobs"]}
+    assert {key: data["t1"].get(key) for key in ("status", "state", "error", "skipped-for")} == {
+        "status": "skipped", "state": -1, "skipped-for": "fails",
+        "error": "not started: it waits for 'fails', which failed"}
+    assert "waiting-for" not in data["t1"]
+    assert (data["fails"]["attempt"], data["fails"]["attempts"]) == (2, 2)
+    assert cli("wait", "gate").returncode == 0
+    release(cli, "free")
+
+
+def test_push_may_wait_for_jobs_on_the_server(cli):
+    cli.push('[[job]]\nid = "build"\ncmd = "true"\n\n[[job]]\nid = "flash"\ncmd = "exit 1"\n')
+    assert cli("wait", "build", "flash").returncode == 1
+    cli.push('[[job]]\nid = "test"\nqueue = "B"\ncmd = "true"\nafter = ["build"]\n', "test.toml")
+    assert cli("wait", "test").stdout == "test: ok\n"
+
+    typo = cli.jobs('[[job]]\nid = "deploy"\ncmd = "true"\nafter = ["biuld"]\n', "typo.toml")
+    refused = cli("push", typo)
+    assert (refused.returncode, refused.stdout, refused.stderr) == (
+        2, "", f'pq-tui: {typo}:4: job "deploy": "after" names "biuld": no such job in these '
+               'files or in the queue (did you mean "build"?)\n')
+
+    cli.push('[[job]]\nid = "ship"\ncmd = "true"\nafter = "flash"\n', "ship.toml")
+    skipped = cli("wait", "ship")
+    assert (skipped.returncode, skipped.stdout) == (
+        1, "ship: skipped (not started: it waits for 'flash', which failed)\n")
+
+    # A job still waiting may not be pushed again; one finished may (a new run).
+    cli.push(f'[[job]]\nid = "hold"\ncmd = "{blocker(cli)}"\n\n'
+             '[[job]]\nid = "later"\ncmd = "true"\nafter = "hold"\n', "hold.toml")
+    again = cli.jobs('[[job]]\nid = "later"\ncmd = "true"\n', "again.toml")
+    busy = cli("push", again)
+    assert (busy.returncode, busy.stderr) == (
+        2, f"pq-tui: job 'later' ({again}:1) is already waiting on the server\n"
+           "pq-tui: nothing was queued\n")
+    release(cli)
+    assert cli("wait", "later").returncode == 0
+    assert cli("push", again).returncode == 0
+    assert cli("wait", "later").stdout == "later: ok\n"

@@ -1,5 +1,5 @@
 """The script commands that talk to the pq-tui server: push, status, log, kill, remove, move,
-requeue, pause, resume, wait, shutdown.
+requeue, pause, resume, lane, wait, shutdown.
 
 Each one opens a ``Client`` (only ``push`` starts a server when none runs), does its requests
 and returns an exit status:
@@ -23,14 +23,14 @@ import json
 import os
 import re
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from pq_tui.core.lanes import check_lane_name
+from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
 from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
 from pq_tui.cli.args import new_parser, number_parser
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
-                               print_table)
+                               print_table, skipped_text)
 from pq_tui.cli.output import write_error as _error
 from pq_tui.cli.output import write_stdout
 from pq_tui.jobs.submit import data_for_server
@@ -51,6 +51,8 @@ STOP_TIMEOUT = 15.0  # seconds `shutdown` waits for the server's process to end
 
 NOT_RUNNING = "no pq-tui server is running"
 _INT = re.compile(r"-?[0-9]+")
+_IN_QUEUE = ("queued", "waiting")  # in a lane's queue, in its order
+_ACTIVE = (*_IN_QUEUE, "running", "retrying")  # not finished: the id may not be pushed again
 _UNKNOWN = (ErrorCode.UNKNOWN_JOB, ErrorCode.UNKNOWN_LANE)  # exit 2, as a bad id typed is
 # A push refused for its jobs is bad input (exit 2, as the epilog says); for the server's state
 # (stopping, its state file), not.
@@ -75,16 +77,21 @@ _EPILOGS = {
     "push": """\
 The files are validated like `pq-tui check` does: if anything is wrong, nothing is queued and
 the exit status is 2; the same when a job id is already queued or running on the server. A
-job's cwd is made absolute against the current folder (the server runs in the home folder);
-jobs get the server's environment plus their `env`. Starts the server if none runs.
+job's "after" may name a job of the files or one the server has (finished or not; with no
+server running, of the files only: a bad file starts no server). A file's [lanes.NAME]
+parallel = N sets that lane's slots (made if new) before its jobs are queued. A job's cwd
+is made absolute against the current folder (the server runs in the home folder); jobs get
+the server's environment plus their `env`. Starts the server if none runs.
 
 examples:
   pq-tui push examples/build-and-test.toml
   pq-tui push builds.toml tests.toml
 """,
     "status": """\
-One row per job: lane, id, state, pid, exit, duration; queued jobs in start order. Below, a
-warning if the server cannot write its state file, then the server's version, protocol and pid.
+One row per job: lane, id, state (a waiting job's: what it still waits for), pid, exit,
+duration; queued and waiting jobs in start order. Below: why each skipped job was skipped, the
+slots in use in each lane that has more than one ("test 2/3"), the paused lanes, a warning if
+the server cannot write its state file, then the server's version, protocol and pid.
 --json prints {"server": {..., "store": {...}}, "lanes": [...], "jobs": [...]} as the server's
 snapshot has them (docs/protocol.md): each job's data without the environment it ran with, very
 long values cut (its "cut" lists them); with IDs, those jobs' whole data. A server of another
@@ -152,11 +159,25 @@ that does not exist is an error (exit status 2).
 example:
   pq-tui resume A
 """,
+    "lane": """\
+Without --parallel: the lane's slots (how many of its jobs may run at once), how many run, how
+many are queued and waiting (for the jobs they name in "after"), and whether it is paused.
+--parallel N (1 to 64) sets its slots: more start queued jobs at once; fewer kill nothing, the
+lane starts nothing until fewer than N run. A lane that does not exist is an error (exit status
+2), unless --create makes it (for jobs pushed later). A job file's [lanes.NAME] parallel = N
+sets them too, when it is pushed.
+
+examples:
+  pq-tui lane test
+  pq-tui lane test --parallel 3
+  pq-tui lane nightly --parallel 2 --create && pq-tui push nightly.toml
+""",
     "wait": """\
 Waits until the jobs have finished (no id: until no job is queued or running; a paused lane
 with queued jobs keeps it waiting), then prints how each ended. Exit status 0 if every one
-ended ok, 1 if any did not, 2 for an unknown id. Without ids, every job the server has run
-since it started counts, but removed jobs do not.
+ended ok, 1 if any did not (a skipped job did not: a job it waited for did not end ok), 2 for
+an unknown id. Without ids, every job the server has run since it started counts, but removed
+jobs do not.
 
 examples:
   pq-tui wait
@@ -195,6 +216,7 @@ _DESCRIPTIONS = {
     "requeue": "Run a finished job again.",
     "pause": "Pause a lane.",
     "resume": "Resume a paused lane.",
+    "lane": "Show a lane, or set how many of its jobs run at once.",
     "wait": "Wait for jobs to finish.",
     "clean": "Drop finished jobs and their logs.",
     "shutdown": "Stop the pq-tui server.",
@@ -233,6 +255,13 @@ def build_parser(command: str) -> argparse.ArgumentParser:
             parser.add_argument("--create", action="store_true",
                                 help="make the lane if it does not exist (paused, for jobs "
                                 "pushed later)")
+    elif command == "lane":
+        parser.add_argument("lane", type=_lane_name, metavar="NAME")
+        # Checked after parsing: a bad count is one line, not argparse's usage and error.
+        parser.add_argument("--parallel", metavar="N",
+                            help="let N of the lane's jobs run at once (1 to 64)")
+        parser.add_argument("--create", action="store_true",
+                            help="make the lane if it does not exist (with --parallel)")
     elif command == "wait":
         parser.add_argument("jobs", nargs="*", metavar="ID")
     elif command == "clean":
@@ -246,6 +275,14 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--kill", action="store_true",
                             help="kill the running jobs (else refuse while jobs run)")
     return parser
+
+
+def _slots(text: str) -> int:
+    """``--parallel``'s count; Failed (exit 2) with the one rule's message for a bad one."""
+    try:
+        return check_parallel(int(text) if _INT.fullmatch(text) else text)
+    except ValueError as exc:
+        raise Failed(str(exc), EXIT_BAD_INPUT) from None
 
 
 def _lane_name(text: str) -> str:
@@ -264,11 +301,15 @@ def main(command: str, args: List[str]) -> int:
         parser.error("say where: --up, --down, --front, --to N or --lane L")
     if command == "move" and options.lane is not None and (options.up or options.down):
         parser.error("--lane goes with --front, --to N, or alone (the end of that lane)")
+    if command == "lane" and options.create and options.parallel is None:
+        parser.error("--create goes with --parallel N")
     if command == "clean" and options.jobs and (options.keep is not None
                                                 or options.older_than is not None):
         parser.error("give job ids, or --keep/--older-than, not both")
     handler: Callable = _HANDLERS[command]
     try:
+        if command == "lane" and options.parallel is not None:
+            options.parallel = _slots(options.parallel)
         return asyncio.run(handler(options))
     except Failed as exc:
         _error(str(exc))
@@ -340,27 +381,42 @@ async def _with_job(options: argparse.Namespace, body: Callable) -> int:
 
 
 async def cmd_push(options: argparse.Namespace) -> int:
-    from pq_tui.cli.run import load_and_plan
+    from pq_tui.cli.run import load_batch
 
-    plans = load_and_plan(options.files)
-    if plans is None:
-        return EXIT_BAD_INPUT
-    specs = [spec for spec, _plan in plans]
-    jobs = [(spec, data_for_server(spec, plan)) for spec, plan in plans]
-    client = await _open(start=True)
+    opened: Optional[Tuple[Client, Snapshot]] = None
     try:
-        snapshot = await _snapshot(client)
+        opened = await _open_with_snapshot(start=False)
+    except NotRunning:
+        pass  # started once the files are good: a bad file starts no server
+    try:
+        # "after" may name any job the server has, finished or not (a job file's ids are text);
+        # with none running, the jobs of the files only. The ids still active are told below,
+        # with their state.
+        known = [] if opened is None else [
+            job["id"] for job in opened[1]["jobs"] if isinstance(job["id"], str)]
+        batch = load_batch(options.files, known_ids=known)
+        if batch is None:
+            return EXIT_BAD_INPUT
+        if opened is None:
+            opened = await _open_with_snapshot(start=True)
+        client, snapshot = opened
+        loaded, plans = batch
+        specs = loaded.specs
+        jobs = [(spec, data_for_server(spec, plan)) for spec, plan in plans]
         status_of = {(type(job["id"]), job["id"]): job["status"] for job in snapshot["jobs"]}
         busy = []
         for spec, _data in jobs:
             status = status_of.get((type(spec.id), spec.id))
-            if status in ("queued", "running"):
+            if status in _ACTIVE:
                 busy.append(f"job {spec.id!r} ({_show(spec.source)}) is already {status} "
                             "on the server")
         if busy:
             raise Failed("\n".join(busy + ["nothing was queued"]), EXIT_BAD_INPUT)
         entries = [{"job_id": spec.id, "data": data, "lane": spec.lane} for spec, data in jobs]
         try:
+            # Before the jobs: else a lane would start its first job alone.
+            for lane, slots in loaded.parallel.items():
+                await client.request(Op.PARALLEL, lane=lane, parallel=slots, create=True)
             await client.push_many(entries)
         except TooLarge as exc:
             raise Failed(f"{exc}; nothing was queued", EXIT_BAD_INPUT) from None
@@ -370,6 +426,8 @@ async def cmd_push(options: argparse.Namespace) -> int:
         except ServerError as exc:
             raise Failed(f"{exc}: the push may not have been completed; `pq-tui status` shows "
                          f"what is queued") from None
+        _write("".join(f"lane {_show(lane)}: {_slots_text(slots)}\n"
+                       for lane, slots in loaded.parallel.items()))
         _write("".join(f"queued [{_show(spec.lane)}] {_show(spec.id)}\n"
                        for spec, _data in jobs))
         paused = {lane["name"] for lane in snapshot["lanes"] if lane["paused"]}
@@ -379,15 +437,25 @@ async def cmd_push(options: argparse.Namespace) -> int:
                        f"`pq-tui resume {_show(lane)}`\n")
         return EXIT_OK
     finally:
+        if opened is not None:
+            opened[0].close()
+
+
+async def _open_with_snapshot(start: bool) -> Tuple[Client, Snapshot]:
+    client = await _open(start=start)
+    try:
+        return client, await _snapshot(client)
+    except BaseException:
         client.close()
+        raise
 
 
 # -- status --------------------------------------------------------------------------------------
 
 
 def status_rows(snapshot: Snapshot) -> List[tuple]:
-    """The table's rows: lanes in creation order; in each, the jobs that are not queued (in the
-    snapshot's order), then the queued ones in start order."""
+    """The table's rows: lanes in creation order; in each, the jobs that are not in its queue
+    (in the snapshot's order), then the queued and waiting ones in start order."""
 
     lanes = [lane["name"] for lane in snapshot["lanes"]]
     for job in snapshot["jobs"]:
@@ -397,7 +465,7 @@ def status_rows(snapshot: Snapshot) -> List[tuple]:
     rows = []
     for lane in lanes:
         jobs = [job for job in snapshot["jobs"] if job["lane"] == lane]
-        ordered = [job for job in jobs if job["status"] != "queued"]
+        ordered = [job for job in jobs if job["status"] not in _IN_QUEUE]
         for job_id in queued.get(lane, []):
             entry = messages.find_job(snapshot, job_id)
             if entry is not None:
@@ -457,6 +525,14 @@ async def cmd_status(options: argparse.Namespace) -> int:
         print_table(("LANE", "ID", "STATE", "PID", "EXIT", "DURATION"), rows, right=(3, 4, 5))
     else:
         _write("no jobs\n")
+    for job in snapshot["jobs"]:
+        if job["status"] == "skipped":
+            _write(f"{_show(job['id'])}: {skipped_text(job['data'])}\n")
+    # One slot is the default: as before slots were, nothing is said of it.
+    use = [f"{_show(lane['name'])} {len(lane['running'])}/{lane['parallel']}"
+           for lane in snapshot["lanes"] if lane["parallel"] > 1]
+    if use:
+        _write(f"slots in use: {', '.join(use)}\n")
     paused = [lane["name"] for lane in snapshot["lanes"] if lane["paused"]]
     if paused:
         _write(f"paused lanes: {', '.join(map(_show, paused))}\n")
@@ -637,6 +713,59 @@ async def cmd_resume(options: argparse.Namespace) -> int:
     return await _lane_command(options, Op.RESUME)
 
 
+async def cmd_lane(options: argparse.Namespace) -> int:
+    client = await _open()
+    try:
+        snapshot = await _snapshot(client)
+        lane = next((lane for lane in snapshot["lanes"] if lane["name"] == options.lane), None)
+        if options.parallel is None:
+            if lane is None:
+                names = [known["name"] for known in snapshot["lanes"]]
+                raise Failed(unknown_lane(options.lane, names).args[0], EXIT_BAD_INPUT)
+            _write(lane_text(lane, snapshot) + "\n")
+            return EXIT_OK
+        try:
+            await client.request(Op.PARALLEL, lane=options.lane, parallel=options.parallel,
+                                 create=options.create)
+        except RemoteError as exc:
+            if exc.code == ErrorCode.UNKNOWN_LANE:
+                raise Failed(f"{exc.message}\nto make a new lane with these slots: pq-tui lane "
+                             f"{options.lane} --parallel {options.parallel} --create",
+                             EXIT_BAD_INPUT) from None
+            raise
+    finally:
+        client.close()
+    done = f"lane {_show(options.lane)}: {_slots_text(options.parallel)}"
+    if lane is None:
+        done += " (a new lane: no job yet)"
+    elif lane["parallel"] != options.parallel:
+        done += f" (was {lane['parallel']})"
+        if len(lane["running"]) > options.parallel:
+            done += f"; the {len(lane['running'])} running go on, none starts until fewer run"
+    _write(done + "\n")
+    return EXIT_OK
+
+
+def lane_text(lane: messages.LaneEntry, snapshot: Snapshot) -> str:
+    """``lane test: 3 slots, 2 running, 1 queued, 1 waiting, paused``."""
+    status_of = {job["id"]: job["status"] for job in snapshot["jobs"]}
+    counts: Dict[str, int] = {}
+    for job_id in [*lane["running"], *lane["queued"]]:
+        status = status_of.get(job_id, "unknown")
+        counts[status] = counts.get(status, 0) + 1
+    parts = [_slots_text(lane["parallel"]), f"{counts.get('running', 0)} running"]
+    if counts.get("retrying"):
+        parts.append(f"{counts['retrying']} retrying")
+    parts += [f"{counts.get('queued', 0)} queued", f"{counts.get('waiting', 0)} waiting"]
+    if lane["paused"]:
+        parts.append("paused")
+    return f"lane {_show(lane['name'])}: {', '.join(parts)}"
+
+
+def _slots_text(slots: int) -> str:
+    return "1 slot" if slots == 1 else f"{slots} slots"
+
+
 # -- wait ----------------------------------------------------------------------------------------
 
 
@@ -654,7 +783,8 @@ async def cmd_wait(options: argparse.Namespace) -> int:
         status = data.get("status", "?")
         exit_code = data.get("exit")
         detail = f" (exit {exit_code})" if isinstance(exit_code, int) and exit_code != 0 else ""
-        _write(f"{_show(entry['job_id'])}: {status}{detail}\n")
+        shown = skipped_text(data) if status == "skipped" else f"{status}{detail}"
+        _write(f"{_show(entry['job_id'])}: {shown}\n")
         # Waiting for everything, a job someone removed is no failure; a job named is.
         if status != "ok" and not (status == "removed" and not ids):
             ok = False
@@ -671,7 +801,7 @@ async def cmd_clean(options: argparse.Namespace) -> int:
             snapshot = await _snapshot(client)
             ids = [resolve_id(text, snapshot) for text in options.jobs]
             active = [_show(job["id"]) for job in snapshot["jobs"]
-                      if job["id"] in ids and job["status"] in ("queued", "running", "retrying")]
+                      if job["id"] in ids and job["status"] in _ACTIVE]
             if active:
                 raise Failed(f"not finished: {', '.join(active)} (kill or remove them first)")
             result = await client.request(Op.FORGET, job_ids=ids)
@@ -747,6 +877,7 @@ _HANDLERS: Dict[str, Callable] = {
     "requeue": cmd_requeue,
     "pause": cmd_pause,
     "resume": cmd_resume,
+    "lane": cmd_lane,
     "wait": cmd_wait,
     "clean": cmd_clean,
     "shutdown": cmd_shutdown,

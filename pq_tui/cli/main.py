@@ -24,6 +24,7 @@ server commands (jobs that outlive the terminal; `pq-tui COMMAND --help` for eac
   kill ID [--force]     kill a running job        remove ID     remove a queued job
   move ID --up|--down|--front|--to N [--lane L]   requeue ID    run a finished job again
   pause LANE [--create] resume LANE               wait [ID ...] wait for jobs, exit 0/1/2
+  lane NAME [--parallel N [--create]]  show a lane, or let N of its jobs run at once
   clean [ID ...]        drop finished jobs and their logs (--keep N, --older-than DAYS)
   shutdown [--kill]     stop the server (the queued jobs are kept)
 

@@ -8,13 +8,15 @@ import math
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from pq_tui.core.retry import attempt_of, seconds_to_retry
 from pq_tui.core.safe import printable, printable_lines
 
 if TYPE_CHECKING:
     from pq_tui.settings import Settings
+
+_NAMES_SHOWN = 3  # of the jobs a waiting job waits for, in its state
 
 
 def colour_on_stdout() -> bool:
@@ -60,7 +62,10 @@ def duration_text(seconds: float) -> str:
 
 def attempt_state(status: str, data: dict, now: Optional[float] = None) -> str:
     """A job's state with its attempt when it may be retried: ``running 2/3``, ``failed 3/3``;
-    between attempts the next one and when (``retrying 2/3 in 8s``)."""
+    between attempts the next one and when (``retrying 2/3 in 8s``); a waiting job's with what
+    it still waits for (``waiting for build, configure``)."""
+    if status == "waiting":
+        return waiting_text(data.get("waiting-for"))
     attempt = attempt_of(data)
     if attempt is None:
         return status
@@ -71,6 +76,22 @@ def attempt_state(status: str, data: dict, now: Optional[float] = None) -> str:
     when = "" if left is None else f" in {math.ceil(left)}s" if left < 60 else \
         f" in {duration_text(left)}"
     return f"retrying {done + 1}/{attempts}{when}"
+
+
+def waiting_text(waiting_for: Any) -> str:
+    """``waiting for a, b``: the first few names (a state must fit a table's column)."""
+    if not isinstance(waiting_for, list) or not waiting_for:
+        return "waiting"
+    names = ", ".join(str(name) for name in waiting_for[:_NAMES_SHOWN])
+    more = len(waiting_for) - _NAMES_SHOWN
+    return f"waiting for {names}" + (f" and {more} more" if more > 0 else "")
+
+
+def skipped_text(data: dict) -> str:
+    """A skipped job's end and why: ``skipped (not started: it waits for 'build', which
+    failed)``."""
+    error = data.get("error")
+    return f"skipped ({error})" if error else "skipped"
 
 
 def span_text(seconds: float) -> str:

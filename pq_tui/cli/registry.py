@@ -8,7 +8,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # The commands that talk to the pq-tui server, in the order their help lists them.
 SERVER_COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause",
-                   "resume", "wait", "clean", "shutdown")
+                   "resume", "lane", "wait", "clean", "shutdown")
 
 COMMANDS = {
     "run": "pq_tui.cli.run",

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-from typing import Optional
+from typing import Iterable, Optional
 
 from pq_tui.core import (
     Engine,
     JobExited,
     JobOutput,
     JobRetrying,
+    JobSkipped,
     JobStarted,
     OutputDropped,
     Status,
@@ -20,8 +21,8 @@ from pq_tui.core.retry import delay_after
 from pq_tui.core.safe import output_line, printable
 from pq_tui.cli.args import add_engine_options, new_parser
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
-                               print_table, settings_or_report, span_text, write_error,
-                               write_stdout)
+                               print_table, settings_or_report, skipped_text, span_text,
+                               write_error, write_stdout)
 from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
 from pq_tui.jobs.submit import plan_specs
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
@@ -31,8 +32,10 @@ from pq_tui.settings import default_log_dir
 RUN_EPILOG = """\
 Every output line is printed behind its job id ("id | line"; "id ! line" for stderr), as the
 console shows it (colours with --color, no other escape sequence: the log file keeps them), then a
-summary. Exit status: 0 when every job succeeded, 1 when any failed, 2 for bad input (nothing is
-run), 130 when interrupted with Ctrl-C (running jobs' process trees are killed first).
+summary. Exit status: 0 when every job succeeded, 1 when any failed (or was skipped: a job it
+waited for, "after", did not end ok), 2 for bad input (nothing is run), 130 when interrupted
+with Ctrl-C (running jobs' process trees are killed first). A file's [lanes.NAME] parallel = N
+lets N of that lane's jobs run at once.
 
 examples:
   pq-tui run examples/build-and-test.toml
@@ -57,9 +60,10 @@ _WAITS_INDENT = " " * 8
 _WIDTH = 80
 
 
-def _load(files: list[str]) -> Optional[Loaded]:
+def _load(files: list[str], existing_ids: Iterable[str] = (),
+          known_ids: Iterable[str] = ()) -> Optional[Loaded]:
     try:
-        return load_jobs(files)
+        return load_jobs(files, existing_ids, known_ids)
     except JobFileError as exc:
         for problem in exc.problems:
             write_error(str(problem))
@@ -74,17 +78,21 @@ def _plan(specs: list[JobSpec]) -> Optional[list]:
     return None if problems else plans
 
 
-def load_or_report(files: list[str]) -> Optional[list[JobSpec]]:
-    """The jobs of ``files`` if every one of them can run; else print why (stderr) and None."""
-    plans = load_and_plan(files)
-    return None if plans is None else [spec for spec, _plan in plans]
-
-
 def load_and_plan(files: list[str]) -> Optional[list]:
-    """``load_or_report``, each job with its Plan (what would run, and where, from here)."""
-    loaded = _load(files)
+    """The jobs of ``files``, each with its Plan (what would run, and where, from here), if
+    every one of them can run; else print why (stderr) and None."""
+    batch = load_batch(files)
+    return None if batch is None else batch[1]
+
+
+def load_batch(files: list[str], existing_ids: Iterable[str] = (),
+               known_ids: Iterable[str] = ()) -> Optional[tuple[Loaded, list]]:
+    """``load_and_plan`` with what the files hold besides the jobs (the lanes' slots).
+    ``existing_ids``, ``known_ids``: as ``load_jobs`` has them."""
+    loaded = _load(files, existing_ids, known_ids)
     # All or nothing: a job that cannot start must not leave its lane-mates half run.
-    return None if loaded is None else _plan(loaded.specs)
+    plans = None if loaded is None else _plan(loaded.specs)
+    return None if loaded is None or plans is None else (loaded, plans)
 
 
 def main(command: str, args: list) -> int:
@@ -182,12 +190,13 @@ def _waits_lines(job: str, after: list[str]) -> list[str]:
 
 
 def run_command(options: argparse.Namespace) -> int:
-    specs = load_or_report(options.files)
-    if specs is None:
+    batch = load_batch(options.files)
+    if batch is None:
         return EXIT_BAD_INPUT
+    loaded = batch[0]
     colour = options.color == "always" or (options.color == "auto" and colour_on_stdout())
     log_dir = options.log_dir or default_log_dir()
-    return asyncio.run(_run(specs, log_dir, options.kill_grace, colour))
+    return asyncio.run(_run(loaded, log_dir, options.kill_grace, colour))
 
 
 class _Printer:
@@ -219,9 +228,12 @@ class _Printer:
             # As the console shows it: colours (if on) and nothing else a terminal acts on.
             return "".join(f"{err if stream == 'err' else out}{output_line(text, self._colour)}\n"
                            for stream, text in event.lines)
-        if not isinstance(event, (JobStarted, OutputDropped, JobExited, JobRetrying)):
+        if not isinstance(event, (JobStarted, OutputDropped, JobExited, JobRetrying,
+                                  JobSkipped)):
             return ""  # lanes pausing at shutdown and the like: the summary tells the story
         note = self._prefix(event.job_id, "#", "2")
+        if isinstance(event, JobSkipped):
+            return f"{note}{printable(skipped_text(event.data))}\n"
         if isinstance(event, JobRetrying):
             why = printable(str(event.data.get("error")))
             attempts = event.data.get("attempts")
@@ -247,8 +259,9 @@ class _Printer:
         return f"{note}{printable(outcome)}{duration}\n{warnings}"
 
 
-async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bool) -> int:
+async def _run(loaded: Loaded, log_dir: str, kill_grace: float, colour: bool) -> int:
     loop = asyncio.get_running_loop()
+    specs = loaded.specs
     engine = Engine(log_dir, kill_grace=kill_grace)
     printer = _Printer(specs, colour)
     subscription = engine.subscribe(max_pending_lines=200_000)
@@ -274,6 +287,9 @@ async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bo
                 await loop.run_in_executor(None, write_stdout, text)
 
     printing = asyncio.ensure_future(print_events())
+    # Before the jobs: else a lane would start its first job alone.
+    for lane, slots in loaded.parallel.items():
+        engine.set_parallel(lane, slots)
     for spec in specs:
         engine.push(spec.id, spec.data, spec.lane)
     idle = asyncio.ensure_future(engine.wait_idle())
@@ -304,6 +320,8 @@ async def _run(specs: list[JobSpec], log_dir: str, kill_grace: float, colour: bo
         ))
     write_stdout("\n")
     print_table(("ID", "LANE", "STATE", "EXIT", "DURATION"), rows, right=(3, 4))
+    write_stdout("".join(f"{printable(job.id)}: {printable(skipped_text(job.data))}\n"
+                         for job in jobs if job is not None and job.status is Status.SKIPPED))
     write_stdout(f"logs: {engine.log_dir}\n")
     if interrupted.is_set():
         return EXIT_INTERRUPTED

@@ -113,10 +113,11 @@ def load_job_file(path: str | os.PathLike, existing_ids: Iterable[str] = ()) -> 
 
 
 def load_job_files(
-    paths: Iterable[str | os.PathLike], existing_ids: Iterable[str] = ()
+    paths: Iterable[str | os.PathLike], existing_ids: Iterable[str] = (),
+    known_ids: Iterable[str] = (),
 ) -> list[JobSpec]:
     """The jobs of :func:`load_jobs`, for callers that set no lane's slots."""
-    return load_jobs(paths, existing_ids).specs
+    return load_jobs(paths, existing_ids, known_ids).specs
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,15 @@ class Loaded:
     parallel: dict[str, int]
 
 
-def load_jobs(paths: Iterable[str | os.PathLike], existing_ids: Iterable[str] = ()) -> Loaded:
+def load_jobs(paths: Iterable[str | os.PathLike], existing_ids: Iterable[str] = (),
+              known_ids: Iterable[str] = ()) -> Loaded:
     """Load several job files as one batch.
 
     Job ids must be unique across all the files and must not be in
     ``existing_ids`` (the ids already in the queue). Each name in a job's
-    "after" must be a job of these files or in ``existing_ids``, not the job
+    "after" must be a job of these files, in ``existing_ids`` or in
+    ``known_ids`` (jobs a server has that are not in the queue any more:
+    their ids may be reused, and their last run waited for), not the job
     itself, and no chain of them may lead back to where it started. Two files
     must not give a lane different slots. Raises JobFileError with every
     problem in every file if anything is wrong; no job is returned then.
@@ -144,7 +148,7 @@ def load_jobs(paths: Iterable[str | os.PathLike], existing_ids: Iterable[str] = 
     that a job listed before one of its dependencies is moved to just after
     the last of them (the jobs moved behind one job keep their file order).
     """
-    batch = _Batch(set(existing_ids))
+    batch = _Batch(set(existing_ids), set(known_ids))
     files = [_load_file(path, batch) for path in paths]
     # Its problems go into the list of the file each job is in, to be sorted by line there.
     _check_after(batch)
@@ -173,8 +177,10 @@ class _Job:
 class _Batch:
     """Ids and lanes claimed so far while loading files together."""
 
-    def __init__(self, existing_ids: set) -> None:
+    def __init__(self, existing_ids: set, known_ids: set) -> None:
         self.existing_ids = existing_ids
+        # What "after" may name besides the batch's own jobs.
+        self.known_ids = existing_ids | known_ids
         # Every job id claimed first by a job of these files, in file order.
         self.jobs: dict[str, _Job] = {}
         # lane -> (slots, "path:line" of the first file that set them)
@@ -189,9 +195,9 @@ def _check_after(batch: _Batch) -> None:
         for name in job.after:
             if name == job_id:
                 job.report('"after" names the job itself')
-            elif name not in batch.jobs and name not in batch.existing_ids:
+            elif name not in batch.jobs and name not in batch.known_ids:
                 if name not in hints:
-                    hints[name] = did_you_mean(name, [*batch.jobs, *batch.existing_ids])
+                    hints[name] = did_you_mean(name, [*batch.jobs, *batch.known_ids])
                 job.report(f'"after" names {quote(name)}: no such job in these files or in the'
                            f" queue{hints[name]}")
     _report_cycles(batch.jobs)
