@@ -640,6 +640,8 @@ def test_retries_over_the_wire_and_a_kill_9_in_the_delay(env):
         await pusher.ok("push", job_id="slow", lane="B",
                         data={**sh("exit 4", env.tmp), "retries": 1, "retry_delay": 60})
         await pusher.ok("push", job_id="after", lane="B", data=sh("echo after", env.tmp))
+        await pusher.ok("push", job_id="needs", lane="C",
+                        data={**sh("true", env.tmp), "after": ["slow"]})
         await watcher.until(lambda events: retrying(events, "slow"))
         snapshot = await pusher.ok("snapshot")
         lanes = {lane["name"]: lane for lane in snapshot["lanes"]}
@@ -665,6 +667,11 @@ def test_retries_over_the_wire_and_a_kill_9_in_the_delay(env):
             "failed", True, 1)
         assert slow["error"] == ("interrupted: the pq-tui server stopped while it waited to "
                                  "retry (the last attempt: exited with code 4)")
+        # What waited for it through its retries: skipped now, as the engine decides.
+        needs = jobs["needs"]["data"]
+        assert (jobs["needs"]["status"], needs["error"], needs["skipped-for"]) == (
+            "skipped", "not started: it waits for 'slow', which failed", "slow")
+        assert lanes["C"]["queued"] == []
         await client.close()
 
     run(after())
