@@ -1119,3 +1119,40 @@ def test_recover_counts_an_interrupted_attempt_as_that_attempt(tmp_path):
             ("a", "failed", 2, 2)]
         assert state.jobs[0].data["interrupted"] is True
         assert [(j.run, j.status) for j in store.history("a")] == [(1, "failed"), (2, "failed")]
+
+
+def test_a_next_attempt_queued_at_the_crash_comes_back_as_that_attempt(tmp_path):
+    """The delay ended in a paused lane: attempt 2 was queued, at the head, when the server died.
+    Restored, it is still attempt 2 of 3, and one more attempt follows it, not two."""
+    path = state_path(tmp_path)
+
+    async def first():
+        async with engine_in(tmp_path / "one") as engine:
+            with Store.open(path) as store:
+                feeder = Feeder(engine, store)
+                watch = engine.subscribe()
+                engine.push("f", fail(retries=2, retry_delay=0.05), "x")
+                engine.push("b", echo(), "x")
+                await until(watch, JobRetrying, "f")
+                engine.pause("x")
+                await until(watch, JobQueued, "f")
+                await feeder.sync()
+                feeder.subscription.close()
+
+    async def second():
+        async with engine_in(tmp_path / "two") as engine:
+            with Store.open(path) as store:
+                feeder = Feeder(engine, store)
+                restore(engine, store.recover())
+                await feeder.sync()
+                assert_mirrors(store, engine, history_too=False)
+                assert [j.id for j in engine.lanes()["x"].queued] == ["f", "b"]
+                f = engine.get("f")
+                assert (f.run, f.data["attempt"], f.data["attempts"]) == (2, 2, 3)
+                engine.resume("x")
+                await engine.wait_idle()
+                await feeder.sync()
+                return [(j.run, j.status, j.data["attempt"]) for j in store.history("f")]
+
+    run(first())
+    assert run(second()) == [(1, "failed", 1), (2, "failed", 2), (3, "failed", 3)]

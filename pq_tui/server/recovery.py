@@ -14,6 +14,7 @@ from typing import Deque, Dict, List, Sequence
 from pq_tui.core.deps import after_of
 from pq_tui.core.engine import Engine
 from pq_tui.core.job import Status
+from pq_tui.core.retry import attempts_of
 from pq_tui.server.store import FINISHED, IN_QUEUE, JobState, State
 
 log = logging.getLogger("pq_tui.server")
@@ -62,13 +63,22 @@ def restore(engine: Engine, state: State) -> Dict[object, JobState]:
         engine.set_last_run(name, 0)
     for job in _push_order(queue):
         try:
-            engine.push(job.id, job.input, job.lane)
+            engine.push(job.id, job.input, job.lane, attempt=_attempt(job))
         except Exception:
             log.exception("could not restore the queued job %r", job.id)
     if gone:
         engine.forget(list(dict.fromkeys(gone)))
     _keep_lane_order(engine, queue)
     return restored
+
+
+def _attempt(job: JobState) -> int:
+    """The attempt a queued run is: a later one, queued once the delay after the one before
+    ended, comes back as that attempt (the ones before it count)."""
+    attempt = job.data.get("attempt")
+    if type(attempt) is not int or not 1 <= attempt <= (attempts_of(job.input) or 1):
+        return 1
+    return attempt
 
 
 def _after(job: JobState) -> list:
