@@ -640,6 +640,8 @@ def test_retries_over_the_wire_and_a_kill_9_in_the_delay(env):
         await pusher.ok("push", job_id="slow", lane="B",
                         data={**sh("exit 4", env.tmp), "retries": 1, "retry_delay": 60})
         await pusher.ok("push", job_id="after", lane="B", data=sh("echo after", env.tmp))
+        await pusher.ok("push", job_id="needs", lane="C",
+                        data={**sh("true", env.tmp), "after": ["slow"]})
         await watcher.until(lambda events: retrying(events, "slow"))
         snapshot = await pusher.ok("snapshot")
         lanes = {lane["name"]: lane for lane in snapshot["lanes"]}
@@ -665,7 +667,229 @@ def test_retries_over_the_wire_and_a_kill_9_in_the_delay(env):
             "failed", True, 1)
         assert slow["error"] == ("interrupted: the pq-tui server stopped while it waited to "
                                  "retry (the last attempt: exited with code 4)")
+        # What waited for it through its retries: skipped now, as the engine decides.
+        needs = jobs["needs"]["data"]
+        assert (jobs["needs"]["status"], needs["error"], needs["skipped-for"]) == (
+            "skipped", "not started: it waits for 'slow', which failed", "slow")
+        assert lanes["C"]["queued"] == []
         await client.close()
 
     run(after())
     run(shutdown(env, new_pid))
+
+
+# -- slots and dependencies ------------------------------------------------------------------------
+
+
+def lanes_of(snapshot) -> dict:
+    return {lane["name"]: lane for lane in snapshot["lanes"]}
+
+
+def jobs_of(snapshot) -> dict:
+    return {job["id"]: job for job in snapshot["jobs"]}
+
+
+def kept_state(snapshot) -> tuple:
+    """What a restart must keep: each lane's pause, slots and queue, each job's status and what it
+    waits for."""
+    lanes = {name: (lane["paused"], lane["parallel"], lane["queued"], lane["running"])
+             for name, lane in lanes_of(snapshot).items()}
+    jobs = {job_id: (job["status"], job["data"].get("waiting-for"), job["data"].get("error"))
+            for job_id, job in jobs_of(snapshot).items()}
+    return lanes, jobs
+
+
+def test_the_parallel_op_over_the_wire(env):
+    pid = env.start()
+
+    async def main():
+        client = await Client.open(env)
+        watcher = await Client.open(env)
+        await watcher.ok("subscribe")
+        unknown = await client.call("parallel", lane="nosuch", parallel=2)
+        assert (unknown["ok"], unknown["code"]) == (False, "unknown_lane")
+        assert "nosuch" in unknown["error"]
+        assert lanes_of(await client.ok("snapshot")) == {}  # a typo makes no lane
+        assert await client.ok("parallel", lane="t", parallel=3, create=True) is None
+        for count in (0, 65, -1):
+            bad = await client.call("parallel", lane="t", parallel=count)
+            assert (bad["ok"], bad["code"]) == (False, "bad_request"), bad
+        bad_name = await client.call("parallel", lane="a b/c", parallel=2, create=True)
+        assert (bad_name["ok"], bad_name["code"]) == (False, "bad_lane_name"), bad_name
+        wrong_type = await client.call("parallel", lane="t", parallel="2")
+        assert (wrong_type["ok"], wrong_type["code"]) == (False, "bad_request"), wrong_type
+        lane = lanes_of(await client.ok("snapshot"))["t"]
+        assert (lane["parallel"], lane["running"], lane["queued"], lane["paused"]) == (
+            3, [], [], False)
+
+        # Three slots: three run at once, the fourth waits for one of them to end.
+        for name in ("a", "b", "c", "d"):
+            await client.ok("push", job_id=name, lane="t", data=sh(env.blocker(name), env.tmp))
+        await watcher.until(lambda events: sum(type(e).__name__ == "JobStarted"
+                                               for e in events) == 3)
+        lane = lanes_of(await client.ok("snapshot"))["t"]
+        assert (lane["running"], lane["queued"]) == (["a", "b", "c"], ["d"])
+        # Lowered: nothing is killed, and nothing starts until fewer run.
+        await client.ok("parallel", lane="t", parallel=1)
+        env.release("a")
+        await watcher.until(lambda events: exited(events, "a"))
+        lane = lanes_of(await client.ok("snapshot"))["t"]
+        assert (lane["parallel"], lane["running"], lane["queued"]) == (1, ["b", "c"], ["d"])
+        resized = [(e.lane, e.parallel) for e in watcher.events
+                   if type(e).__name__ == "LaneResized"]
+        assert resized == [("t", 3), ("t", 1)]
+        for name in ("b", "c", "d"):
+            env.release(name)
+        done = await client.ok("wait", job_ids=["b", "c", "d"])
+        assert [j["data"]["status"] for j in done["jobs"]] == ["ok", "ok", "ok"]
+        for c in (client, watcher):
+            await c.close()
+
+    run(main())
+    run(shutdown(env, pid))
+
+
+def test_after_over_the_wire_names_jobs_in_the_engine_or_in_the_history(env):
+    pid = env.start()
+
+    async def before():
+        client = await Client.open(env)
+        await client.ok("push", job_id="good", lane="A", data=sh("true", env.tmp))
+        await client.ok("push", job_id="bad", lane="A", data=sh("false", env.tmp))
+        await client.ok("wait", job_ids=["good", "bad"])
+        await client.close()
+
+    run(before())
+    run(shutdown(env, pid))
+    pid = env.start()  # "good" and "bad" are history now, not in the engine
+
+    async def after():
+        client = await Client.open(env)
+        met = await client.ok("push", job_id="m", lane="B", data={**sh("true", env.tmp),
+                                                                  "after": ["good"]})
+        assert "waiting-for" not in met
+        skipped = await client.ok("push", job_id="s", lane="B", data={**sh("true", env.tmp),
+                                                                      "after": "bad"})
+        assert skipped["status"] == "skipped", skipped
+        assert (skipped["error"], skipped["skipped-for"]) == (
+            "not started: it waits for 'bad', which failed", "bad")
+        done = await client.ok("wait", job_ids=["m"])
+        assert done["jobs"][0]["data"]["status"] == "ok"
+
+        typo = await client.call("push", job_id="t", lane="B",
+                                 data={**sh("true", env.tmp), "after": ["godo"]})
+        assert (typo["ok"], typo["code"], typo["error"]) == (
+            False, "conflict", "job 't' waits for 'godo', which is not a job (did you mean "
+            "'good'?)")
+        itself = await client.call("push", job_id="t", lane="B",
+                                   data={**sh("true", env.tmp), "after": ["t"]})
+        assert (itself["code"], itself["error"]) == ("conflict", "job 't' cannot wait for itself")
+        # push_many: every job or none, a job may name one before it in the batch, and a wrong
+        # name is refused before anything is queued (nothing pushed, nothing removed).
+        many = await client.call("push_many", jobs=[
+            {"job_id": "p1", "lane": "C", "data": sh("true", env.tmp)},
+            {"job_id": "p2", "lane": "C", "data": {**sh("true", env.tmp), "after": ["p1"]}},
+            {"job_id": "p3", "lane": "C", "data": {**sh("true", env.tmp), "after": ["p9"]}},
+        ])
+        assert (many["ok"], many["code"], many["error"]) == (
+            False, "conflict", "job 'p3' waits for 'p9', which is not a job")
+        staged = await client.ok("push_many", more=True, jobs=[
+            {"job_id": "p1", "lane": "C", "data": sh("true", env.tmp)}])
+        assert staged == {"staged": 1}
+        assert await client.ok("push_many", jobs=[
+            {"job_id": "p2", "lane": "C", "data": {**sh("true", env.tmp),
+                                                   "after": ["p1", "good"]}}]) == {"queued": 2}
+        done = await client.ok("wait", job_ids=["p1", "p2"])
+        assert [j["data"]["status"] for j in done["jobs"]] == ["ok", "ok"]
+        ids = set(jobs_of(await client.ok("snapshot")))
+        assert ids == {"good", "bad", "m", "s", "p1", "p2"}
+        await client.close()
+
+    run(after())
+    run(shutdown(env, pid))
+
+
+def test_kill_9_keeps_slots_and_waiting_jobs_and_skips_what_waited_for_a_running_job(env):
+    """Lane A (2 slots) runs "run1" when the server is killed; "dep" (in A) waits for it, "dep2"
+    (in B) for "dep". Lane C is paused with [w, q2, x, done]: "w" was moved ahead of "q2", which
+    it waits for; "x" waits for "q2" only, since "done" had ended ok before it was requeued."""
+    pid = env.start()
+
+    async def before():
+        client = await Client.open(env)
+        await client.ok("parallel", lane="A", parallel=2, create=True)
+        await client.ok("push", job_id="done", lane="C", data=sh("true", env.tmp))
+        await client.ok("wait", job_ids=["done"])
+        await client.ok("pause", lane="C")
+        await client.ok("push", job_id="run1", lane="A",
+                        data=sh(f"echo started; {env.blocker()}", env.tmp))
+        await client.ok("push", job_id="dep", lane="A",
+                        data={**sh("true", env.tmp), "after": ["run1"]})
+        await client.ok("push", job_id="dep2", lane="B",
+                        data={**sh("true", env.tmp), "after": "dep"})
+        await client.ok("push", job_id="q2", lane="C", data=sh("true", env.tmp))
+        await client.ok("push", job_id="w", lane="C", data={**sh("true", env.tmp),
+                                                            "after": ["q2"]})
+        assert await client.ok("move", job_id="w", index=0) == 0
+        await client.ok("push", job_id="x", lane="C", data={**sh("true", env.tmp),
+                                                            "after": ["done", "q2"]})
+        await client.ok("requeue", job_id="done")
+        while True:
+            snapshot = await client.ok("snapshot")
+            if jobs_of(snapshot)["run1"]["line_count"]:
+                break
+            await asyncio.sleep(0.02)
+        await client.close()
+        return snapshot
+
+    snapshot = run(before())
+    lanes, jobs = kept_state(snapshot)
+    assert lanes == {"A": (False, 2, ["dep"], ["run1"]), "B": (False, 1, ["dep2"], []),
+                     "C": (True, 1, ["w", "q2", "x", "done"], [])}
+    assert {name: jobs[name][:2] for name in ("dep", "dep2", "w", "x", "done")} == {
+        "dep": ("waiting", ["run1"]), "dep2": ("waiting", ["dep"]), "w": ("waiting", ["q2"]),
+        "x": ("waiting", ["q2"]), "done": ("queued", None)}
+    job_pid = jobs_of(snapshot)["run1"]["pid"]
+    env.pids.add(job_pid)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone(pid)
+    pid = env.start()
+    assert wait_gone(job_pid, 5), "the interrupted job's process was not killed on recovery"
+
+    async def restored():
+        client = await Client.open(env)
+        snapshot = await client.ok("snapshot")
+        await client.close()
+        return snapshot
+
+    snapshot = run(restored())
+    lanes, jobs = kept_state(snapshot)
+    # A had a running job: paused, as before; its slots are what they were.
+    assert lanes == {"A": (True, 2, [], []), "B": (False, 1, [], []),
+                     "C": (True, 1, ["w", "q2", "x", "done"], [])}
+    assert jobs["run1"][0] == "failed"
+    assert jobs["dep"] == ("skipped", None, "not started: it waits for 'run1', which failed")
+    assert jobs["dep2"] == ("skipped", None, "not started: it waits for 'dep', which was "
+                                             "skipped ('run1' did not end ok)")
+    data = jobs_of(snapshot)
+    assert (data["dep"]["data"]["skipped-for"], data["dep2"]["data"]["skipped-for"]) == (
+        "run1", "run1")
+    assert {name: jobs[name][:2] for name in ("w", "x", "done", "q2")} == {
+        "w": ("waiting", ["q2"]), "x": ("waiting", ["q2"]), "done": ("queued", None),
+        "q2": ("queued", None)}
+    kept = kept_state(snapshot)
+
+    # A clean shutdown and start keeps the same.
+    run(shutdown(env, pid))
+    pid = env.start()
+    assert kept_state(run(restored())) == kept
+
+    async def finish():
+        client = await Client.open(env)
+        await client.ok("resume", lane="C")
+        done = await client.ok("wait", job_ids=["q2", "w", "x", "done"])
+        assert [j["data"]["status"] for j in done["jobs"]] == ["ok"] * 4
+        await client.close()
+
+    run(finish())
+    run(shutdown(env, pid))

@@ -28,12 +28,23 @@ from pq_tui.core import (
     JobQueued,
     JobRemoved,
     JobRetrying,
+    JobSkipped,
     JobStarted,
     JobUsage,
+    LaneResized,
     LaneResumed,
     OutputDropped,
 )
-from pq_tui.server.store import Store, StoreCorrupt, StoreError, StoreVersionError
+from pq_tui.server.recovery import restore
+from pq_tui.server.store import (
+    _SCHEMA,
+    IN_QUEUE,
+    SCHEMA_VERSION,
+    Store,
+    StoreCorrupt,
+    StoreError,
+    StoreVersionError,
+)
 
 from engine_helpers import engine_in, run
 
@@ -90,7 +101,7 @@ def assert_mirrors(store: Store, engine: Engine, *, history_too: bool = True) ->
     if history_too:
         assert sorted(map(repr, stored)) == sorted(map(repr, engine_ids))
     else:
-        active = ("queued", "starting", "running")
+        active = ("queued", "waiting", "starting", "running")
         unfinished = [job.id for job in state.jobs if job.status in active]
         assert set(map(repr, unfinished)) <= set(map(repr, engine_ids))
     for job in engine.jobs():
@@ -100,11 +111,11 @@ def assert_mirrors(store: Store, engine: Engine, *, history_too: bool = True) ->
         assert mine.input == roundtrip(job.input)
         assert mine.data == roundtrip(job.data)
         assert mine.log_path == job.log_path
-    lanes = {lane.name: lane.paused for lane in state.lanes}
+    lanes = {lane.name: (lane.paused, lane.parallel) for lane in state.lanes}
     for name, lane in engine.lanes().items():
-        assert lanes.get(name, False) == lane.paused, name
+        assert lanes.get(name, (False, 1)) == (lane.paused, lane.parallel), name
         in_lane = [job for job in state.jobs if job.lane == name]
-        assert [job.id for job in in_lane if job.status == "queued"] == [j.id for j in lane.queued]
+        assert [job.id for job in in_lane if job.status in IN_QUEUE] == [j.id for j in lane.queued]
         active = [job.id for job in in_lane if job.status in ("starting", "running")]
         assert active == [job.id for job in lane.running]
 
@@ -404,6 +415,55 @@ def test_a_recovered_state_restores_into_a_new_engine(tmp_path):
     run(second())
 
 
+def test_restore_pushes_each_job_after_what_it_waits_for_and_keeps_lane_order(tmp_path):
+    """recovery.restore, as the server runs it: "j" (lane y, first) waits for "b" (behind it in
+    y); "c" (lane z) waits for "b" too. "a", which "j" named and which had ended ok, was cleaned
+    from the history since: "j" still waits for "b" alone, and the engine does not know "a"."""
+    path = state_path(tmp_path)
+
+    async def first():
+        async with engine_in(tmp_path / "one") as engine:
+            with Store.open(path) as store:
+                feeder = Feeder(engine, store)
+                engine.push("a", echo(), "x")
+                await engine.wait_finished("a")
+                engine.pause("y")
+                engine.set_parallel("y", 2)
+                engine.push("b", echo("b"), "y")
+                engine.push("j", {**echo("j"), "after": ["a", "b"]}, "y")
+                engine.move("j", 0)
+                engine.push("c", {**echo("c"), "after": "b"}, "z")
+                engine.forget(["a"])
+                await feeder.sync()
+                store.forget(["a"])
+                feeder.subscription.close()  # detach before shutdown removes the queued jobs
+
+    async def second():
+        async with engine_in(tmp_path / "two") as engine:
+            with Store.open(path) as store:
+                state = store.recover()
+                feeder = Feeder(engine, store)
+                assert restore(engine, state) == {}
+                await feeder.sync()
+                assert_mirrors(store, engine, history_too=False)
+                assert [j.id for j in engine.lanes()["y"].queued] == ["j", "b"]
+                assert engine.lanes()["y"].parallel == 2
+                assert [(engine.get(i).status.value, engine.get(i).data.get("waiting-for"))
+                        for i in ("j", "b", "c")] == [
+                    ("waiting", ["b"]), ("queued", None), ("waiting", ["b"])]
+                with pytest.raises(ValueError, match="waits for 'a', which is not a job"):
+                    engine.push("late", {**echo(), "after": ["a"]}, "x")
+                engine.resume("y")
+                for job_id in ("b", "j", "c"):
+                    assert (await engine.wait_finished(job_id))["status"] == "ok"
+                await feeder.sync()
+                assert_mirrors(store, engine, history_too=False)
+                return {job.id: (job.run, job.status) for job in store.load().jobs}
+
+    run(first())
+    assert run(second()) == {"b": (1, "ok"), "j": (1, "ok"), "c": (1, "ok")}
+
+
 class RecordingEngine(Engine):
     """Records every event, and the lanes as they stand once the loop step that emitted it is
     over: a step may emit several events (a job's end, its lane paused, the next job taken off the
@@ -412,7 +472,9 @@ class RecordingEngine(Engine):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.events: list = []
-        self.snapshots: list = []  # (events so far, {lane: (paused, running id, [queued ids])})
+        # (events so far, {lane: (paused, [running ids], [queued ids], slots)},
+        #  {waiting job: what it waits for})
+        self.snapshots: list = []
         self._snapshot_due = False
 
     def _emit(self, event) -> None:
@@ -426,53 +488,70 @@ class RecordingEngine(Engine):
         self._snapshot_due = False
         lanes = {
             name: (lane.paused, [job.id for job in lane.running],
-                   [job.id for job in lane.queued])
+                   [job.id for job in lane.queued], lane.parallel)
             for name, lane in self._lanes.items()
         }
-        self.snapshots.append((len(self.events), lanes))
+        waits = {job.id: list(job.data["waiting-for"]) for job in self._jobs.values()
+                 if job.status.value == "waiting"}
+        self.snapshots.append((len(self.events), lanes, waits))
+
+
+def record_run(tmp_path, steps) -> tuple:
+    """Run ``await steps(engine)`` on a RecordingEngine; its events and snapshots."""
+
+    async def main():
+        engine = RecordingEngine(str(tmp_path / "logs"), root_dir=str(tmp_path), kill_grace=0.5)
+        try:
+            await steps(engine)
+            await asyncio.sleep(0)  # the last snapshot
+            return list(engine.events), list(engine.snapshots)
+        finally:
+            await engine.shutdown()
+
+    return run(main())
 
 
 def test_a_crash_after_any_step_recovers_the_engine_state_at_that_step(tmp_path):
     """Record a real run, then for every step boundary: write the events up to there (what the
     server had committed when it died), recover, and compare with the engine at that moment."""
 
-    async def scenario():
-        engine = RecordingEngine(str(tmp_path / "logs"), root_dir=str(tmp_path), kill_grace=0.5)
-        try:
-            engine.push("a1", echo(), "a")
-            engine.push("a2", {"cmd": ["false"], "on_failure": "pause"}, "a")
-            engine.push("a3", echo(), "a")
-            engine.push("b1", {"cmd": ["/nonexistent/pq-tui-test"]}, "b")  # cannot start
-            engine.push("b2", {"cmd": ["sleep", "0.2"]}, "b")
-            engine.push("b3", echo(), "b")
-            engine.push("b4", echo(), "b")
-            engine.move("b4", 0)
-            engine.remove("b3")
-            engine.pause("c")
-            engine.push(7, echo(), "c")
-            engine.push("7", echo(), "c")
-            engine.move("7", 0)
-            engine.move(7, 0, "d")  # into a fresh lane: starts at once
-            for job_id in ("a2", "b4", 7):
-                await engine.wait_finished(job_id)
-            engine.resume("a")
-            await engine.wait_finished("a3")
-            engine.requeue("a1")
-            await engine.wait_finished("a1")
-            engine.resume("c")
-            await engine.wait_finished("7")
-            await asyncio.sleep(0)  # the last snapshot
-            return list(engine.events), list(engine.snapshots)
-        finally:
-            await engine.shutdown()
+    async def steps(engine):
+        engine.push("a1", echo(), "a")
+        engine.push("a2", {"cmd": ["false"], "on_failure": "pause"}, "a")
+        engine.push("a3", echo(), "a")
+        engine.push("b1", {"cmd": ["/nonexistent/pq-tui-test"]}, "b")  # cannot start
+        engine.push("b2", {"cmd": ["sleep", "0.2"]}, "b")
+        engine.push("b3", echo(), "b")
+        engine.push("b4", echo(), "b")
+        engine.move("b4", 0)
+        engine.remove("b3")
+        engine.pause("c")
+        engine.push(7, echo(), "c")
+        engine.push("7", echo(), "c")
+        engine.move("7", 0)
+        engine.move(7, 0, "d")  # into a fresh lane: starts at once
+        for job_id in ("a2", "b4", 7):
+            await engine.wait_finished(job_id)
+        engine.resume("a")
+        await engine.wait_finished("a3")
+        engine.requeue("a1")
+        await engine.wait_finished("a1")
+        engine.resume("c")
+        await engine.wait_finished("7")
 
-    events, snapshots = run(scenario())
+    events, snapshots = record_run(tmp_path, steps)
     assert len(snapshots) > 15
     kinds = {type(event).__name__ for event in events}
     assert {"JobQueued", "JobDequeued", "JobStarted", "JobExited", "JobMoved", "JobRemoved",
             "LanePaused", "LaneResumed"} <= kinds
 
-    for number, (count, lanes) in enumerate(snapshots):
+    check_every_crash_point(tmp_path, events, snapshots)
+
+
+def check_every_crash_point(tmp_path, events: list, snapshots: list) -> None:
+    """For each step of a recorded run: the state recovered from the events up to its end is the
+    engine's at that moment, the running jobs interrupted."""
+    for number, (count, lanes, waits) in enumerate(snapshots):
         path = tmp_path / "crashes" / f"{number}.sqlite3"
         prefix = events[:count]
         with Store.open(path) as store:
@@ -490,8 +569,14 @@ def test_a_crash_after_any_step_recovers_the_engine_state_at_that_step(tmp_path)
         assert len(stored) == len(state.jobs) == len(queued_ids), where
         assert set(map(repr, stored)) == set(map(repr, queued_ids)), where
         paused = {lane.name: lane.paused for lane in state.lanes}
-        for name, (was_paused, running_ids, queued) in lanes.items():
-            assert [j.id for j in state.jobs if j.lane == name and j.status == "queued"] == queued
+        slots = {lane.name: lane.parallel for lane in state.lanes}
+        for name, (was_paused, running_ids, queued, parallel) in lanes.items():
+            in_queue = [j for j in state.jobs if j.lane == name and j.status in IN_QUEUE]
+            assert [j.id for j in in_queue] == queued, where
+            assert {j.id: j.data["waiting-for"] for j in in_queue if j.status == "waiting"} == {
+                job_id: waits[job_id] for job_id in queued if job_id in waits}, where
+            assert all(("waiting-for" in j.data) == (j.status == "waiting") for j in in_queue)
+            assert slots.get(name, 1) == parallel, where
             for running_id in running_ids:
                 job = stored[running_id]
                 assert job.status == "failed" and job.data["interrupted"], where
@@ -508,7 +593,7 @@ def test_a_crash_after_any_step_recovers_the_engine_state_at_that_step(tmp_path)
                 started.discard(event.job_id)
             elif isinstance(event, JobStarted):
                 started.add(event.job_id)
-            elif isinstance(event, (JobExited, JobRemoved)):
+            elif isinstance(event, (JobExited, JobRemoved, JobSkipped)):
                 ends[event.job_id] = event.data
         for job_id, data in ends.items():
             assert stored[job_id].data == roundtrip(data), where
@@ -516,6 +601,50 @@ def test_a_crash_after_any_step_recovers_the_engine_state_at_that_step(tmp_path)
             if job.data.get("interrupted"):
                 assert job.id not in ends, where
                 assert ("(pid " in job.data["error"]) == (job.id in started), where
+
+
+def test_a_crash_after_any_step_keeps_slots_and_what_waiting_jobs_wait_for(tmp_path):
+    """As above, with lanes of several slots, jobs waiting across lanes, met, and skipped (by a
+    failure, transitively, and by a removal)."""
+
+    async def steps(engine):
+        engine.set_parallel("s", 2)
+        engine.push("s1", {"cmd": ["sleep", "0.1"]}, "s")
+        engine.push("s2", echo(), "s")
+        engine.push("s3", echo(), "s")  # waits for a slot
+        engine.push("w1", {**echo(), "after": ["s1"]}, "t")  # across lanes
+        engine.push("f", {"cmd": ["false"]}, "t")  # not held up by w1
+        engine.push("k1", {**echo(), "after": ["f"]}, "u")
+        engine.push("k2", {**echo(), "after": ["k1", "s2"]}, "u")  # skipped through k1
+        engine.pause("v")
+        engine.push("v1", {**echo(), "after": ["w1"]}, "v")
+        engine.push("v2", echo(), "v")
+        engine.push("v3", {**echo(), "after": ["v2", "s3"]}, "v")
+        engine.move("v3", 0)
+        engine.remove("v2")  # skips v3
+        engine.set_parallel("s", 1)
+        for job_id in ("s1", "s2", "s3", "w1", "f", "k2"):
+            await engine.wait_finished(job_id)
+        engine.set_parallel("v", 3)
+        engine.resume("v")
+        await engine.wait_finished("v1")
+
+    events, snapshots = record_run(tmp_path, steps)
+    kinds = {type(event).__name__ for event in events}
+    assert {"DependencyMet", "JobSkipped", "LaneResized"} <= kinds
+    assert any(waits for _count, _lanes, waits in snapshots)
+    check_every_crash_point(tmp_path, events, snapshots)
+    with Store.open(tmp_path / "crashes" / f"{len(snapshots) - 1}.sqlite3") as store:
+        jobs = {job.id: job for job in store.load().jobs}
+        assert [(lane.name, lane.parallel) for lane in store.load().lanes] == [
+            ("s", 1), ("t", 1), ("u", 1), ("v", 3)]
+    assert {job_id: (jobs[job_id].status, jobs[job_id].data["skipped-for"])
+            for job_id in ("k1", "k2", "v3")} == {
+        "k1": ("skipped", "f"), "k2": ("skipped", "f"), "v3": ("skipped", "v2")}
+    assert jobs["k2"].data["error"] == ("not started: it waits for 'k1', which was skipped "
+                                        "('f' did not end ok)")
+    assert jobs["v3"].data["error"] == "not started: it waits for 'v2', which was removed"
+    assert [jobs[job_id].status for job_id in ("s1", "s2", "s3", "w1", "v1")] == ["ok"] * 5
 
 
 # -- durability ------------------------------------------------------------------------------------
@@ -731,6 +860,36 @@ def test_schema_version_is_checked(tmp_path):
     garbage.write_bytes(b"this is not a database\n" * 100)
     with pytest.raises(StoreCorrupt, match="is damaged .file is not a database"):
         Store.open(garbage)
+
+
+def test_a_file_of_state_format_1_is_migrated_and_keeps_its_jobs(tmp_path):
+    path = state_path(tmp_path)
+    path.parent.mkdir()
+    db = sqlite3.connect(str(path))
+    # Format 1, as pq-tui wrote it before lanes had slots.
+    db.execute("CREATE TABLE lanes (ord INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+               "paused INTEGER NOT NULL DEFAULT 0)")
+    for statement in _SCHEMA[1:]:
+        db.execute(statement)
+    db.execute("INSERT INTO lanes (name, paused) VALUES ('old', 1)")
+    db.execute("INSERT INTO runs (job_id, run, lane, status, pos, input, data) VALUES "
+               """('"kept"', 1, 'old', 'queued', 0, '{"cmd": ["true"]}', '{"cmd": ["true"]}')""")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with Store.open(path) as store:
+        state = store.load()
+        assert [(lane.name, lane.paused, lane.parallel) for lane in state.lanes] == [
+            ("old", True, 1)]
+        assert [(job.id, job.status, job.input) for job in state.jobs] == [
+            ("kept", "queued", {"cmd": ["true"]})]
+        store.apply_many([LaneResized("old", 4), LaneResized("new", 2)])
+    with Store.open(path) as store:  # opened again: nothing more to migrate
+        assert [(lane.name, lane.parallel) for lane in store.load().lanes] == [
+            ("old", 4), ("new", 2)]
+    db = sqlite3.connect(str(path))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
 
 
 # -- retention -------------------------------------------------------------------------------------
@@ -960,3 +1119,40 @@ def test_recover_counts_an_interrupted_attempt_as_that_attempt(tmp_path):
             ("a", "failed", 2, 2)]
         assert state.jobs[0].data["interrupted"] is True
         assert [(j.run, j.status) for j in store.history("a")] == [(1, "failed"), (2, "failed")]
+
+
+def test_a_next_attempt_queued_at_the_crash_comes_back_as_that_attempt(tmp_path):
+    """The delay ended in a paused lane: attempt 2 was queued, at the head, when the server died.
+    Restored, it is still attempt 2 of 3, and one more attempt follows it, not two."""
+    path = state_path(tmp_path)
+
+    async def first():
+        async with engine_in(tmp_path / "one") as engine:
+            with Store.open(path) as store:
+                feeder = Feeder(engine, store)
+                watch = engine.subscribe()
+                engine.push("f", fail(retries=2, retry_delay=0.05), "x")
+                engine.push("b", echo(), "x")
+                await until(watch, JobRetrying, "f")
+                engine.pause("x")
+                await until(watch, JobQueued, "f")
+                await feeder.sync()
+                feeder.subscription.close()
+
+    async def second():
+        async with engine_in(tmp_path / "two") as engine:
+            with Store.open(path) as store:
+                feeder = Feeder(engine, store)
+                restore(engine, store.recover())
+                await feeder.sync()
+                assert_mirrors(store, engine, history_too=False)
+                assert [j.id for j in engine.lanes()["x"].queued] == ["f", "b"]
+                f = engine.get("f")
+                assert (f.run, f.data["attempt"], f.data["attempts"]) == (2, 2, 3)
+                engine.resume("x")
+                await engine.wait_idle()
+                await feeder.sync()
+                return [(j.run, j.status, j.data["attempt"]) for j in store.history("f")]
+
+    run(first())
+    assert run(second()) == [(1, "failed", 1), (2, "failed", 2), (3, "failed", 3)]

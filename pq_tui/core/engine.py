@@ -276,13 +276,17 @@ class Engine(Shifts):
         lane: str = DEFAULT_LANE,
         *,
         handler_factory: Optional[HandlerFactory] = None,
+        attempt: int = 1,
     ) -> Job:
         """Queue a job at the end of ``lane``. ``data`` is copied. A finished job's id may be
         pushed again (a new run); an id that is queued, running or retrying may not.
 
         ``data["after"]`` names jobs (in any lane) that must end ok before this one starts; each
         must be known (pushed before it, or ``set_last_run``). One that ended otherwise skips
-        this job at once: it is announced queued, then skipped."""
+        this job at once: it is announced queued, then skipped.
+
+        ``attempt``: a later attempt of a job with "retries" (a server restoring one that was
+        queued): at the head of the lane, its dependencies met before its first attempt."""
         if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
             raise TypeError(f"a job id is an int or a str, got {job_id!r}")
         if not isinstance(data, Mapping):
@@ -296,7 +300,7 @@ class Engine(Shifts):
                 raise ValueError(f"job {job_id!r} cannot wait for itself")
             if name not in self._jobs and name not in self._last_ends:
                 raise ValueError(unknown_dependency(job_id, name, [*self._jobs, *self._last_ends]))
-        return self._queue(job_id, data, self.lane(lane), handler_factory)
+        return self._queue(job_id, data, self.lane(lane), handler_factory, attempt)
 
     def _queue(self, job_id: JobId, data: Mapping[str, Any], target: Lane,
                handler_factory: Optional[HandlerFactory], attempt: int = 1) -> Job:

@@ -12,6 +12,7 @@ import struct
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from pq_tui import __version__
+from pq_tui.core.deps import after_of, unknown_dependency
 from pq_tui.core.engine import Subscription
 from pq_tui.core.events import Event, JobOutput, OutputDropped
 from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
@@ -307,6 +308,23 @@ class Connection:
             if current is not None and not current.status.finished:
                 raise Refused(ErrorCode.CONFLICT,
                               f"job {job['job_id']!r} is already {current.status.value}")
+            self._check_after(job, seen)
+
+    def _check_after(self, job: Dict[str, Any], seen: set) -> None:
+        """What the engine's push refuses in "after", refused before any job of the batch is
+        queued: a name that is not a job (here, in the history, or before it in the batch)."""
+        try:
+            names = after_of(job["data"])
+        except ValueError as exc:
+            raise Refused(ErrorCode.CONFLICT, str(exc)) from None
+        for name in names:
+            if name == job["job_id"]:
+                raise Refused(ErrorCode.CONFLICT, f"job {name!r} cannot wait for itself")
+            if (self.server.engine.get(name) is None and name not in self.server.restored
+                    and (type(name), name) not in seen):
+                known = [*(j.id for j in self.server.engine.jobs()), *self.server.restored,
+                         *(key[1] for key in seen)]
+                raise Refused(ErrorCode.CONFLICT, unknown_dependency(job["job_id"], name, known))
 
     def _check_new_lane(self, name: Optional[str]) -> None:
         """Before the engine makes a lane: its ValueError would not say that it was the name."""

@@ -33,7 +33,7 @@ from pq_tui.wire import messages, protocol
 from pq_tui.wire.paths import (LOGS_NAME, ServerPaths, prepare, socket_answers)
 from pq_tui.wire.errors import Refused, ServerError
 from pq_tui.wire.ops import ErrorCode
-from pq_tui.server.store import FINISHED, JobState, Store, StoreCorrupt, set_aside
+from pq_tui.server.store import FINISHED, IN_QUEUE, JobState, Store, StoreCorrupt, set_aside
 from pq_tui.settings import BY_NAME
 
 from pq_tui.server.connection import Connection, in_thread
@@ -116,7 +116,7 @@ class Server:
         self.restored = restore(self.engine, state)
         self._flush_journal()
         log.info("restored %d lanes, %d queued jobs, %d finished", len(state.lanes),
-                 sum(1 for j in state.jobs if j.status == Status.QUEUED.value), len(self.restored))
+                 sum(1 for j in state.jobs if j.status in IN_QUEUE), len(self.restored))
         self.apply_retention()
 
     def _journal(self, event: Event) -> None:

@@ -1,8 +1,9 @@
 """The server's persistent state: lanes, jobs, their order and results, in one SQLite file.
 
 The store mirrors the engine from its events (``apply``, ``apply_many``), so that after a crash or
-a reboot ``recover`` gives back what the engine held: the lanes with their pause flags, the queued
-jobs in order, the finished history, and every job that was running marked interrupted. Output is
+a reboot ``recover`` gives back what the engine held: the lanes with their pause flags and slots,
+the queued jobs in order (waiting ones with what they still wait for), the finished history, and
+every job that was running marked interrupted. Output is
 not stored: it lives in the jobs' log files, whose paths are.
 
 Durability: every ``apply``/``apply_many`` call is one transaction, committed and fsynced before it
@@ -29,10 +30,11 @@ The gate is asked before the job leaves its queue, and again before its process 
 the write of its ``JobDequeued`` be the one that fails, the job waits, taken but not spawned, and
 comes back queued if the server dies meanwhile (the store never heard that it left).
 
-Restoring after ``recover()``: create the lanes in order (``engine.lane``), pause those recorded
-paused, then push the queued jobs of each lane in the order ``load`` gives them, with their
-``input``. A push of a run the store has queued is taken as that same run coming back, and it
-keeps its place, so the order holds whether the lanes are paused or not. A stop that should keep
+Restoring after ``recover()`` (``recovery.restore`` does it): create the lanes in order, give
+them their slots, pause those recorded paused, then push the queued and waiting jobs with their
+``input``, each after what it waits for. A push of a run the store has in a queue is taken as that
+same run coming back, and it keeps its place in the store; the engine's order is the order of the
+pushes, which ``restore`` puts right with moves. A stop that should keep
 the queue must stop feeding the store before ``engine.shutdown()``: shutdown removes the queued
 jobs and kills the running ones, and those events would be recorded like any others.
 
@@ -61,19 +63,22 @@ from pq_tui.core.events import (
     JobOutput,
     JobQueued,
     JobDequeued,
+    DependencyMet,
     JobRemoved,
     JobRetrying,
+    JobSkipped,
     JobStarted,
     JobUsage,
     LanePaused,
+    LaneResized,
     LaneResumed,
     OutputDropped,
 )
-from pq_tui.core.job import RESULT_KEYS, Status
+from pq_tui.core.job import IN_QUEUE as JOB_IN_QUEUE, RESULT_KEYS, Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILE_NAME = "state.sqlite3"
 
 # A run's status column: the engine's statuses, and "starting": taken off the queue by the engine
@@ -82,6 +87,8 @@ STARTING = "starting"
 ACTIVE = (STARTING, Status.RUNNING.value)
 FINISHED = tuple(status.value for status in Status if status.finished)
 RETRYING = Status.RETRYING.value  # an attempt ended (its data is its end), the next is to come
+# In a lane's queue, with a place (pos): queued, or waiting for the jobs it names in "after".
+IN_QUEUE = tuple(status.value for status in JOB_IN_QUEUE)
 # Queue order keys (see Store._key_at): spaced this far apart, kept within SQLite's integers.
 KEY_GAP = 1 << 20
 KEY_LIMIT = 1 << 62
@@ -93,15 +100,16 @@ _SCHEMA = (
 CREATE TABLE lanes (
     ord     INTEGER PRIMARY KEY,        -- creation order
     name    TEXT NOT NULL UNIQUE,
-    paused  INTEGER NOT NULL DEFAULT 0
+    paused  INTEGER NOT NULL DEFAULT 0,
+    parallel INTEGER NOT NULL DEFAULT 1 -- slots: how many of its jobs may run at once
 )""",
     """
 CREATE TABLE runs (
     job_id      TEXT NOT NULL,      -- the id as JSON: 7 or "7"; the quotes are the type tag
     run         INTEGER NOT NULL,   -- 1, 2, ... for the runs of one id the store has seen
     lane        TEXT NOT NULL,
-    status      TEXT NOT NULL,      -- queued, starting, running, retrying, or an end (ok, ...)
-    pos         INTEGER,            -- sort key among the lane's queued jobs; NULL unless queued
+    status      TEXT NOT NULL,      -- queued, waiting, starting, running, retrying, or an end
+    pos         INTEGER,            -- sort key in the lane's queue; NULL unless queued or waiting
     input       TEXT NOT NULL,      -- JSON: the caller's data, without the engine's result keys
     data        TEXT NOT NULL,      -- JSON: the engine's whole process data, as last reported
     pid         INTEGER,
@@ -116,6 +124,11 @@ CREATE TABLE runs (
     "CREATE INDEX runs_by_status ON runs (lane, status)",
     "CREATE INDEX runs_by_end ON runs (end_seq)",
 )
+# What takes a file of each older version to the next one, a statement at a time; _SCHEMA is the
+# newest whole.
+_MIGRATIONS = {
+    1: ("ALTER TABLE lanes ADD COLUMN parallel INTEGER NOT NULL DEFAULT 1",),
+}
 
 
 class StoreError(Exception):
@@ -134,14 +147,16 @@ class StoreCorrupt(StoreError):
 class LaneState:
     name: str
     paused: bool
+    parallel: int = 1
 
 
 @dataclass(frozen=True)
 class JobState:
-    """The latest (or, from ``history``, any) run of a job. ``status`` is the engine's, or
-    "starting" for a run taken off the queue whose process was not recorded (``recover`` turns
-    those, and "running" ones, into interrupted failures). ``input`` and ``data`` went through
-    JSON: tuples are lists, dict keys strings, and values JSON cannot hold their ``repr``."""
+    """The latest (or, from ``history``, any) run of a job. ``status`` is the engine's (a waiting
+    job's ``data`` has its "waiting-for"), or "starting" for a run taken off the queue whose
+    process was not recorded (``recover`` turns those, and "running" ones, into interrupted
+    failures). ``input`` and ``data`` went through JSON: tuples are lists, dict keys strings, and
+    values JSON cannot hold their ``repr``."""
 
     id: JobId
     lane: str
@@ -186,10 +201,13 @@ class Store:
             JobStarted: self._on_started,
             JobExited: self._on_exited,
             JobRetrying: self._on_retrying,
+            DependencyMet: self._on_dependency_met,
+            JobSkipped: self._on_skipped,
             JobRemoved: self._on_removed,
             JobMoved: self._on_moved,
             LanePaused: self._on_paused,
             LaneResumed: self._on_resumed,
+            LaneResized: self._on_resized,
         }
 
     # -- opening ---------------------------------------------------------------------------------
@@ -248,6 +266,11 @@ class Store:
                     # One statement at a time: executescript would commit halfway.
                     for statement in _SCHEMA:
                         db.execute(statement)
+                else:
+                    for older in range(version, SCHEMA_VERSION):
+                        for statement in _MIGRATIONS[older]:
+                            db.execute(statement)
+                if version != SCHEMA_VERSION:
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.OperationalError as exc:  # locked, read-only, disk I/O...
             raise StoreError(f"cannot use the state file {self.path}: {exc}") from None
@@ -311,8 +334,9 @@ class Store:
             self._ensure_lane(lane)
             self._known_lanes.add(lane)
         data = event.data
+        status = _queue_status(data)
         latest = self._latest(key)
-        if latest is not None and latest["status"] == Status.QUEUED.value:
+        if latest is not None and latest["status"] in IN_QUEUE:
             # The engine never pushes an id that is queued: this is the same run, pushed into a
             # fresh engine by the server restoring it. It keeps its place (the engine's index is
             # that of a queue being rebuilt), so restoring in order rebuilds the same queue.
@@ -322,8 +346,9 @@ class Store:
             else:
                 pos = latest["pos"]
                 self._tail_keys.pop(lane, None)  # a key given before may be below this one
-            self._update(latest, lane=lane, pos=pos, input=_dump(_input_of(data)),
-                         data=_dump(data), queued_at=_time(data.get("time-queue")))
+            self._update(latest, lane=lane, status=status, pos=pos,
+                         input=_dump(_input_of(data)), data=_dump(data),
+                         queued_at=_time(data.get("time-queue")))
         else:
             if latest is not None and latest["status"] in ACTIVE:
                 # Nor does it push one that is running: that run ended without the store hearing
@@ -337,7 +362,7 @@ class Store:
             else:
                 pos = self._append_key(lane)
             self._insert(key, latest["run"] + 1 if latest is not None else 1, lane, data,
-                         status=Status.QUEUED.value, pos=pos, row=False)
+                         status=status, pos=pos, row=False)
 
     def _on_dequeued(self, event: JobDequeued) -> None:
         key = _id_key(event.job_id)
@@ -345,7 +370,7 @@ class Store:
         if row is None or row["status"] in FINISHED:
             # A run the store never saw queued (it was attached late): recorded from the event.
             row = self._record_unseen(key, row, event.data)
-        elif row["status"] != Status.QUEUED.value:
+        elif row["status"] not in IN_QUEUE:
             log.warning("store: %r taken off its queue but it is %s here; ignored",
                         event.job_id, row["status"])
             return
@@ -384,6 +409,17 @@ class Store:
     def _on_removed(self, event: JobRemoved) -> None:
         self._ended(event.job_id, event.data)
 
+    def _on_skipped(self, event: JobSkipped) -> None:
+        self._ended(event.job_id, event.data)
+
+    def _on_dependency_met(self, event: DependencyMet) -> None:
+        row = self._latest(_id_key(event.job_id))
+        if row is None or row["status"] not in IN_QUEUE:
+            log.warning("store: %r had a dependency met but it is not waiting here; ignored",
+                        event.job_id)
+            return
+        self._update(row, status=_queue_status(event.data), data=_dump(event.data))
+
     def _record_unseen(self, key: str, latest: Optional[sqlite3.Row], data: dict) -> sqlite3.Row:
         """A new run, "starting", of a job whose queueing the store did not hear of: it was
         attached to the engine later (``latest`` is the id's last run the store has, if any)."""
@@ -415,7 +451,7 @@ class Store:
     def _on_moved(self, event: JobMoved) -> None:
         key = _id_key(event.job_id)
         row = self._latest(key)
-        if row is None or row["status"] != Status.QUEUED.value:
+        if row is None or row["status"] not in IN_QUEUE:
             log.warning("store: %r moved but it is not queued here; ignored", event.job_id)
             return
         self._unqueue(row)  # out of its place first: the index counts the queue without it
@@ -434,6 +470,12 @@ class Store:
         lane = _text(event.lane)
         self._ensure_lane(lane)
         self._connection().execute("UPDATE lanes SET paused = 0 WHERE name = ?", (lane,))
+
+    def _on_resized(self, event: LaneResized) -> None:
+        lane = _text(event.lane)
+        self._ensure_lane(lane)
+        self._connection().execute("UPDATE lanes SET parallel = ? WHERE name = ?",
+                                   (event.parallel, lane))
 
     # -- recovery --------------------------------------------------------------------------------
 
@@ -476,8 +518,9 @@ class Store:
         """The lanes, and the latest run of every job, in the order to restore them."""
         with self._lock:
             db = self._connection()
-            lanes = [LaneState(_untext(row["name"]), bool(row["paused"]))
-                     for row in db.execute("SELECT name, paused FROM lanes ORDER BY ord")]
+            lanes = [LaneState(_untext(row["name"]), bool(row["paused"]), row["parallel"])
+                     for row in db.execute(
+                         "SELECT name, paused, parallel FROM lanes ORDER BY ord")]
             rows = db.execute(
                 "SELECT runs.* FROM runs JOIN "
                 "(SELECT job_id, MAX(run) AS run FROM runs GROUP BY job_id) AS latest "
@@ -490,7 +533,7 @@ class Store:
             key=lambda r: (
                 lane_order.get(_untext(r["lane"]), len(lane_order)),
                 _untext(r["lane"]),
-                r["pos"] is not None,  # the running one before the queued ones,
+                r["pos"] is not None,  # the running ones before the queued and waiting ones,
                 r["pos"] or 0,  # which go by their keys
             ),
         )
@@ -777,6 +820,12 @@ def _time(value: Any, default: Any = "now") -> Optional[float]:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return time.time() if default == "now" else default
+
+
+def _queue_status(data: dict) -> str:
+    """A run in its lane's queue: waiting while its data says so, else queued."""
+    return Status.WAITING.value if data.get("status") == Status.WAITING.value \
+        else Status.QUEUED.value
 
 
 def _lane_of(data: dict) -> str:

@@ -64,6 +64,17 @@ async def connect_and_resume(server):
     return client, pid, snapshot
 
 
+async def kill_and_restart(server, pid: int, where: str):
+    """kill -9 the server, then start another (its lanes resumed); (pid, snapshot)."""
+    os.kill(pid, signal.SIGKILL)
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, wait_gone, pid), where
+    await loop.run_in_executor(None, wait_socket_dead, server.paths.socket)
+    client, pid, snapshot = await connect_and_resume(server)
+    client.close()
+    return pid, snapshot
+
+
 def test_kill_9_at_random_points_every_job_ends_exactly_once_in_order(server, token):
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
@@ -82,13 +93,8 @@ def test_kill_9_at_random_points_every_job_ends_exactly_once_in_order(server, to
         kills = 0
         while kills < KILLS:
             await asyncio.sleep(rng.uniform(0.1, 0.7))
-            os.kill(pid, signal.SIGKILL)
+            pid, snapshot = await kill_and_restart(server, pid, where)
             kills += 1
-            loop = asyncio.get_running_loop()
-            assert await loop.run_in_executor(None, wait_gone, pid), where
-            await loop.run_in_executor(None, wait_socket_dead, server.paths.socket)
-            client, pid, snapshot = await connect_and_resume(server)
-            client.close()
             if all(j["status"] not in ("queued", "running") for j in snapshot["jobs"]):
                 break  # all done before the last kill: nothing left to interrupt
         client, pid, _ = await connect_and_resume(server)
@@ -122,5 +128,95 @@ def test_kill_9_at_random_points_every_job_ends_exactly_once_in_order(server, to
     ok_starts = [(e["data"]["time-start"], e["job_id"]) for e in done["jobs"]
                  if e["data"]["status"] == "ok"]
     assert [i for _, i in sorted(ok_starts)] == sorted(i for _, i in ok_starts), where
+    left = wait_none_marked(token, 5)
+    assert not left, f"{where}: left running: {describe(left)}"
+
+
+DEP_JOBS = 30
+UNFINISHED = ("queued", "waiting", "running", "retrying")
+
+
+def test_kill_9_at_random_points_with_slots_and_dependencies(server, token):
+    """30 jobs over two lanes of 2 and 3 slots, each waiting for up to two earlier ones (in either
+    lane), and two for a job in a paused lane, killed at random points. Every job ends once: ran once (ok, or interrupted), or was
+    skipped because a job it waited for did not end ok; none started before what it waited for
+    had ended ok, and the lanes keep their slots through every restart."""
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    where = f"seed {seed}"
+    record = server.tmp / "record"
+    # Few, and not the nearest: a job interrupted early skips everything after it that waits for
+    # it, and a job that waits for a queued one (not a running one) still waits after the crash.
+    after = {i: rng.sample(range(max(0, i - 9), max(0, i - 3)),
+                           min(max(0, i - 3), rng.choice((0, 1, 1, 2))))
+             for i in range(DEP_JOBS)}
+    # One more, in a lane paused until the first restart resumes it: what waits for it is still
+    # waiting when the server is first killed.
+    gate = DEP_JOBS
+    after[gate] = []
+    for i in (10, 20):
+        after[i].append(gate)
+
+    def job(i: int) -> dict:
+        return {"cmd": f"echo start {i} >> {record}; sleep 0.3; echo end {i} >> {record}",
+                "cwd": str(server.tmp), "env": {TOKEN_VAR: token}, "after": after[i]}
+
+    def slots(snapshot) -> dict:
+        return {lane["name"]: lane["parallel"] for lane in snapshot["lanes"]}
+
+    async def main():
+        client, pid, _ = await connect_and_resume(server)
+        await client.request("parallel", lane="p", parallel=2, create=True)
+        await client.request("parallel", lane="q", parallel=3, create=True)
+        await client.request("pause", lane="r", create=True)
+        await client.request("push", job_id=gate, lane="r", data=job(gate))
+        for i in range(DEP_JOBS):
+            await client.request("push", job_id=i, lane="pq"[i % 2], data=job(i))
+        client.close()
+        kills = 0
+        waited = False  # whether a restart had waiting jobs to restore
+        while kills < KILLS:
+            await asyncio.sleep(rng.uniform(0.1, 0.4))
+            pid, snapshot = await kill_and_restart(server, pid, where)
+            kills += 1
+            assert slots(snapshot) == {"p": 2, "q": 3, "r": 1}, where
+            waited = waited or any(j["status"] == "waiting" for j in snapshot["jobs"])
+            if all(j["status"] not in UNFINISHED for j in snapshot["jobs"]):
+                break  # all done before the last kill
+        client, pid, _ = await connect_and_resume(server)
+        try:
+            done = await asyncio.wait_for(
+                client.request("wait", job_ids=list(after)), 60)
+            snapshot = await client.request("snapshot")
+        finally:
+            client.close()
+        return kills, waited, done, snapshot
+
+    kills, waited, done, snapshot = asyncio.run(asyncio.wait_for(main(), 100))
+    where += f", {kills} kills"
+    assert waited, f"{where}: no restart had a waiting job"
+    jobs = snapshot["jobs"]
+    assert sorted(j["id"] for j in jobs) == sorted(after), where
+    assert all(j["run"] == 1 for j in jobs), f"{where}: a job was run again: {jobs}"
+    final = {entry["job_id"]: entry["data"] for entry in done["jobs"]}
+    lines = record.read_text().split("\n")
+    starts = [line for line in lines if line.startswith("start ")]
+    assert len(starts) == len(set(starts)), f"{where}: a job ran twice: {starts}"
+    for i, data in final.items():
+        status = data["status"]
+        deps_ok = all(final[d]["status"] == "ok" for d in after[i])
+        if f"start {i}" in lines:
+            assert deps_ok, (where, i, data)
+            started_at = lines.index(f"start {i}")
+            for d in after[i]:  # its dependencies' ends are written before its start
+                assert f"end {d}" in lines[:started_at], (where, i, d)
+        if status == "ok":
+            assert deps_ok and f"end {i}" in lines, (where, i, data)
+        elif status == "failed":
+            assert data["interrupted"] and deps_ok, (where, i, data)
+        else:
+            assert status == "skipped" and not deps_ok, (where, i, data)
+            assert f"start {i}" not in lines, (where, i)
+            assert final[data["skipped-for"]]["status"] != "ok", (where, i, data)
     left = wait_none_marked(token, 5)
     assert not left, f"{where}: left running: {describe(left)}"
