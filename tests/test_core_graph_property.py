@@ -43,7 +43,7 @@ from pq_tui.core import (
 )
 from pq_tui.core.deps import after_of
 
-from engine_helpers import run
+from engine_helpers import run, run_down
 
 LANES = ["l0", "l1", "l2"]
 MAX_JOBS = 7
@@ -296,7 +296,6 @@ async def drive(graph: list, slots: dict, actions: list) -> None:
         subscription = engine.subscribe()
         kills: list = []
         pushed: list = []
-        loop = asyncio.get_running_loop()
         try:
             for lane in LANES:
                 engine.set_parallel(lane, slots[lane])
@@ -308,12 +307,7 @@ async def drive(graph: list, slots: dict, actions: list) -> None:
                     step(engine, graph, pushed, action, kills)
             while len(pushed) < len(graph):
                 step(engine, graph, pushed, ("push",), kills)
-            deadline = loop.time() + 20
-            while not engine.is_idle():
-                assert loop.time() < deadline, "the queue never ran down"
-                for lane in LANES:
-                    engine.resume(lane)
-                await asyncio.sleep(0.01)
+            await run_down(engine, LANES, 20)
             await asyncio.wait_for(asyncio.gather(*kills), 10)
         finally:
             await engine.shutdown()

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from pq_tui.core import Engine, JobOutput, JobQueued, JobStarted
 from pq_tui.core.reducer import QueueView, unseen
 
-from engine_helpers import run
+from engine_helpers import run, run_down
 
 IDS = ["a", "b", "c", "d"]
 LANES = ["x", "y"]
@@ -75,18 +75,6 @@ def picture(view: QueueView) -> dict:
     return {"jobs": jobs, "order": list(jobs), "lanes": lanes}
 
 
-async def run_down(engine: Engine) -> None:
-    """Resume every lane until nothing is left queued (a job's on_failure may pause its lane
-    again)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while not engine.is_idle():
-        assert loop.time() < deadline, "the queue never ran down"
-        for lane in LANES:
-            engine.resume(lane)
-        await asyncio.sleep(0.01)
-
-
 def step(engine: Engine, action: tuple, kills: list) -> None:
     name, *args = action
     try:
@@ -129,7 +117,7 @@ async def drive(actions: list) -> None:
                 else:
                     step(engine, action, kills)
                 agree(f"step {number}, {action!r}")
-            await run_down(engine)
+            await run_down(engine, LANES)
             agree("the end")
         finally:
             await engine.shutdown()
