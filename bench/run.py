@@ -43,7 +43,7 @@ TAG = uuid.uuid4().hex[:12]
 TMUX_SOCKET = f"pqbench-{os.getpid()}-{TAG[:6]}"
 COLS, ROWS = 100, 30
 
-NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup")
+NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup", "schedule")
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -1068,6 +1068,50 @@ class Bench:
                 row.passed = Stat(first[mode]).median <= 1.0
             rows.append(row)
         return rows
+
+    # 8 ------------------------------------------------------------------------------------------
+    def schedule(self) -> list:
+        """Issue 13: what a lane's slots gain, and what dependencies cost, each against its own
+        baseline taken in the same run (the four alternate, run after run). The ratio is of the
+        wall times; the engine's own CPU time beside it swings less with the machine's load."""
+        sleeps = 40 if self.quick else 200
+        trues = 200 if self.quick else 1000
+        cases = {"1 slot": ("slots", "1", str(sleeps)), "4 slots": ("slots", "4", str(sleeps)),
+                 "plain": ("plain", str(trues)), "chain": ("chain", str(trues))}
+        s: dict = {key: [] for key in cases}
+        cpu: dict = {key: [] for key in cases}
+        errors = {}
+        for run in range(self.runs):
+            self.log(f"schedule run {run + 1}/{self.runs}")
+            for key, args in cases.items():
+                try:
+                    wall, used = probe("sched.py", *args, scratch("sched"))
+                    s[key].append(float(wall))
+                    cpu[key].append(float(used))
+                except Exception as exc:  # noqa: BLE001 - shown in the table
+                    errors[key] = err(exc)
+                    self.log(f"schedule {key}: {exc}")
+
+        def stat(key: str):
+            return Stat(s[key]) if s[key] else errors.get(key, "error")
+
+        def versus(row: Row, key: str, base: str, limit: float, base_name: str) -> Row:
+            if s[key] and s[base]:
+                ratio_row(row, Stat(s[key]).median, Stat(s[base]).median, limit, base_name)
+                used = Stat(cpu[key]).median / Stat(cpu[base]).median
+                row.ratio += f" (engine CPU {used:.2f}x)"
+            return row
+
+        label = f"{sleeps} × `sleep 0.05`, one lane (Engine, push→idle)"
+        chain = f"{trues} × `true` (Engine, push→idle)"
+        return [
+            Row(f"8. {label}: 1 slot", stat("1 slot")),
+            versus(Row(f"8. {label}: 4 slots", stat("4 slots"), target="≤ 0.3x 1 slot"),
+                   "4 slots", "1 slot", 0.3, "1 slot"),
+            Row(f"8. {chain}: one lane, no dependencies", stat("plain")),
+            versus(Row(f"8. {chain}: a chain, job i after job i-1, lane i % 4", stat("chain"),
+                       target="≤ 1.1x one lane"), "chain", "plain", 1.1, "one lane"),
+        ]
 
 
 # -- main -----------------------------------------------------------------------------------------

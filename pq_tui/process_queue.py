@@ -42,7 +42,8 @@ class ProcessHandler:
 
     def on_exit(self, data: dict) -> None:
         """The job has finished, also when its process could not be started (say, command not
-        found); ``data`` is a copy of its final data."""
+        found); ``data`` is a copy of its final data. A job removed or skipped before it started
+        (it waited, with "after", for a job that did not end ok) gets no handler, so no call."""
 
     def on_output(self, lines: list) -> None:
         """The engine's batch of ``(stream, text)`` lines, dispatched one by one in order.
@@ -69,7 +70,12 @@ async def _call_sync(function: Callable[..., Any], *args: Any, **kwargs: Any) ->
 
 
 class ProcessQueue:
-    """One lane of jobs, run one at a time, driven from ordinary (non-async) code."""
+    """One lane of jobs, run one at a time, driven from ordinary (non-async) code.
+
+    The engine's keys of the process data work here too: "after" (the jobs to wait for, which
+    must end ok first; a waiting job keeps its place, state 0, status "waiting", and is skipped,
+    state -1, if one does not) and "retries" (another attempt after a failure, holding the lane).
+    """
 
     LANE = DEFAULT_LANE
 

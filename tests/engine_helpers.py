@@ -1,4 +1,5 @@
-"""What the core tests share: running a coroutine with a deadline, an engine that cleans up."""
+"""What the core tests share: running a coroutine with a deadline, an engine that cleans up, a
+queue run down to idle."""
 
 from __future__ import annotations
 
@@ -24,3 +25,15 @@ async def engine_in(tmp_path, **options):
         yield engine
     finally:
         await engine.shutdown()
+
+
+async def run_down(engine: Engine, lanes, limit: float = 30) -> None:
+    """Resume ``lanes`` until nothing is left queued or running (a job's on_failure may pause its
+    lane again); fails after ``limit`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not engine.is_idle():
+        assert loop.time() < deadline, "the queue never ran down"
+        for lane in lanes:
+            engine.resume(lane)
+        await asyncio.sleep(0.01)

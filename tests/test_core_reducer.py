@@ -1,10 +1,11 @@
 """The reducer, fed only a real engine's event stream, agrees with the engine's own state.
 
-Random sequences of push, requeue, move, shift, remove, kill, pause and resume drive an
-``Engine`` running short real commands (some failing and retried after tiny delays), with waits of random lengths between them. After every
-step, at once (a job may just have been taken off its queue and have no process yet, and the
-next step may push or move behind it), the events so far go through ``QueueView.apply`` and the
-view is compared with ``QueueView.from_state`` of the engine.
+Random sequences of push (some waiting for other jobs, "after"), requeue, move, shift, remove,
+kill, pause, resume and changes of a lane's slots drive an ``Engine`` running short real commands
+(some failing and retried after tiny delays), with waits of random lengths between them. After
+every step, at once (a job may just have been taken off its queue and have no process yet, and
+the next step may push or move behind it), the events so far go through ``QueueView.apply`` and
+the view is compared with ``QueueView.from_state`` of the engine.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from pq_tui.core import Engine, JobOutput, JobQueued, JobStarted
 from pq_tui.core.reducer import QueueView, unseen
 
-from engine_helpers import run
+from engine_helpers import run, run_down
 
 IDS = ["a", "b", "c", "d"]
 LANES = ["x", "y"]
@@ -38,7 +39,9 @@ WAITS = [0, 0.001, 0.005, 0.02, 0.06]
 ids = st.sampled_from(IDS)
 lanes = st.sampled_from(LANES)
 ARGUMENTS = {
-    "push": st.tuples(ids, st.sampled_from(range(len(COMMANDS))), lanes),
+    # "after": picks among the jobs the engine has (any other name would just be refused).
+    "push": st.tuples(ids, st.sampled_from(range(len(COMMANDS))), lanes,
+                      st.lists(st.integers(0, len(IDS) - 1), max_size=2)),
     "requeue": st.tuples(ids),
     "move": st.tuples(ids, st.integers(-3, 3), st.one_of(st.none(), lanes)),
     "shift": st.tuples(ids, st.integers(-2, 2)),
@@ -46,6 +49,7 @@ ARGUMENTS = {
     "kill": st.tuples(ids, st.booleans()),
     "pause": st.tuples(lanes),
     "resume": st.tuples(lanes),
+    "parallel": st.tuples(lanes, st.integers(1, 3)),
     "wait": st.tuples(st.sampled_from(WAITS)),
 }
 # Pushes and moves weigh more: a move needs queued jobs to move among.
@@ -61,7 +65,8 @@ def picture(view: QueueView) -> dict:
     for job in view.jobs.values():
         counts = (job.line_count, job.stderr_count) if job.status.finished else None
         jobs[job.id] = (job.status, job.lane, view.position(job.id), job.run, job.pid, counts,
-                        job.data.get("attempt"))
+                        job.data.get("attempt"), job.data.get("waiting-for"),
+                        job.data.get("skipped-for"))
     lanes = {
         name: (lane.paused, [job.id for job in lane.queued],
                [job.id for job in lane.running], lane.parallel)
@@ -70,24 +75,16 @@ def picture(view: QueueView) -> dict:
     return {"jobs": jobs, "order": list(jobs), "lanes": lanes}
 
 
-async def run_down(engine: Engine) -> None:
-    """Resume every lane until nothing is left queued (a job's on_failure may pause its lane
-    again)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while not engine.is_idle():
-        assert loop.time() < deadline, "the queue never ran down"
-        for lane in LANES:
-            engine.resume(lane)
-        await asyncio.sleep(0.01)
-
-
 def step(engine: Engine, action: tuple, kills: list) -> None:
     name, *args = action
     try:
         if name == "push":
-            job_id, command, lane = args
-            engine.push(job_id, COMMANDS[command], lane)
+            job_id, command, lane, picks = args
+            known = [job.id for job in engine.jobs() if job.id != job_id]
+            after = [known[pick % len(known)] for pick in picks] if known else []
+            engine.push(job_id, {**COMMANDS[command], "after": after}, lane)
+        elif name == "parallel":
+            engine.set_parallel(*args)
         elif name == "kill":
             future = engine.kill(*args)
             if future is not None:
@@ -120,7 +117,7 @@ async def drive(actions: list) -> None:
                 else:
                     step(engine, action, kills)
                 agree(f"step {number}, {action!r}")
-            await run_down(engine)
+            await run_down(engine, LANES)
             agree("the end")
         finally:
             await engine.shutdown()

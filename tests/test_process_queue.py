@@ -747,3 +747,95 @@ def test_retries_in_the_process_data(make_queue, root):
     assert kinds == ["start", "exit", "start", "exit"]
     assert [value["status"] for kind, value in queue.calls["flaky"] if kind == "exit"] == [
         "failed", "ok"]
+
+
+# -- after: jobs that wait for others ---------------------------------------------------------------
+
+GATE = {"cmd": ["sh", "-c", "while [ ! -e go ]; do sleep 0.01; done"]}
+
+
+def test_a_waiting_job_is_listed_and_starts_in_its_place_once_met(make_queue, root):
+    q = make_queue()
+    q.push_back("gate", GATE)
+    q.push_back("after", {"cmd": ["sh", "-c", "echo after >> order.txt"], "after": ["gate"]})
+    q.push_back("plain", {"cmd": ["sh", "-c", "echo plain >> order.txt"]})
+    q.wait_for_process("gate")
+    items = q.query_items()
+    assert list(items) == ["gate", "after", "plain"]
+    assert [(items[k]["state"], items[k]["status"]) for k in items] == [
+        (1, "running"), (0, "waiting"), (0, "queued")]
+    assert items["after"]["waiting-for"] == ["gate"]
+    (root / "go").touch()
+    q.wait_for_empty()
+    # One lane, one job at a time, in push order: the met job did not lose its place.
+    assert (root / "order.txt").read_text().split() == ["after", "plain"]
+    final = q.wait_for_task_finished("after")
+    assert (final["state"], final["status"]) == (2, "ok") and "waiting-for" not in final
+    assert q.calls["after"][0][0] == "start"
+
+
+def test_a_failed_dependency_skips_its_dependents_in_the_process_data(make_queue):
+    q = make_queue(start=False)
+    q.push_back("bad", {"cmd": ["false"]})
+    q.push_back("child", {"cmd": ["true"], "after": "bad"})
+    q.push_back("grandchild", {"cmd": ["true"], "after": ["child"]})
+    q.push_back("other", {"cmd": ["true"]})
+    q.start()
+    q.wait_for_empty()
+    child = q.wait_for_task_finished("child")
+    grandchild = q.wait_for_task_finished("grandchild")
+    assert (child["state"], child["status"]) == (-1, "skipped")
+    assert child["error"] == "not started: it waits for 'bad', which failed"
+    assert grandchild["error"] == (
+        "not started: it waits for 'child', which was skipped ('bad' did not end ok)")
+    assert (child["skipped-for"], grandchild["skipped-for"]) == ("bad", "bad")
+    for data in (child, grandchild):
+        assert "pid" not in data and "exit" not in data and "time-start" not in data
+        assert data["time-queue"] <= data["time-end"]
+    assert q.wait_for_process("child") == (None, child)  # ended without a process
+    assert "child" not in q.calls and "grandchild" not in q.calls  # never started: no handler
+    assert q.wait_for_task_finished("other")["state"] == 2
+    # Pushed after its dependency failed: skipped at once.
+    q.push_back("late", {"cmd": ["true"], "after": ["bad"]})
+    assert q.wait_for_task_finished("late")["status"] == "skipped"
+
+
+def test_removing_a_job_skips_what_waits_for_it_and_unknown_names_raise(make_queue):
+    q = make_queue(start=False)
+    q.push_back("first", {"cmd": ["true"]})
+    q.push_back("second", {"cmd": ["true"], "after": ["first"]})
+    assert q.remove_or_kill("first")["status"] == "removed"
+    assert q.wait_for_task_finished("second")["error"] == (
+        "not started: it waits for 'first', which was removed")
+    with pytest.raises(ValueError, match=r"^job 'x' waits for 'frist', which is not a job "
+                                         r"\(did you mean 'first'\?\)$"):
+        q.push_back("x", {"cmd": ["true"], "after": ["frist"]})
+    assert q.query_items() == {}
+
+
+def test_a_job_between_attempts_holds_the_lane_and_a_kill_ends_it(make_queue):
+    q = make_queue()
+    q.push_back("flaky", {"cmd": ["false"], "retries": 2, "retry_delay": 60})
+    q.push_back("next", {"cmd": ["true"], "after": ["flaky"]})
+    with q.changed:
+        assert q.changed.wait_for(lambda: q.calls.get("flaky", [])[-1:] and
+                                  q.calls["flaky"][-1][0] == "exit", WAIT)
+    items = q.query_items()
+    assert [(k, items[k]["state"], items[k]["status"]) for k in items] == [
+        ("flaky", 1, "retrying"), ("next", 0, "waiting")]
+    assert (items["flaky"]["attempt"], items["flaky"]["attempts"]) == (1, 3)
+    data = q.remove_or_kill("flaky")
+    assert (data["state"], data["status"], data["killed"]) == (-1, "killed", True)
+    assert data["error"].startswith("killed while waiting to retry; the last attempt: ")
+    assert q.wait_for_task_finished("next")["error"] == (
+        "not started: it waits for 'flaky', which was killed")
+
+
+def test_a_retried_dependency_is_waited_for_until_its_last_attempt(make_queue, root):
+    q = make_queue()
+    flaky = {"cmd": ["sh", "-c", "test -e marker || (touch marker; exit 1)"], "retries": 1,
+             "retry_delay": 0}
+    q.push_back("flaky", flaky)
+    q.push_back("then", {"cmd": ["true"], "after": ["flaky"]})
+    assert q.wait_for_task_finished("then")["state"] == 2
+    assert q.wait_for_task_finished("flaky")["attempt"] == 2
