@@ -331,7 +331,7 @@ class Engine(Shifts):
             dependency = self._jobs.get(failed)
             self._skip(job, failed, dependency.data if dependency is not None
                        else {"status": self._last_ends[failed].value})
-        else:
+        elif job.status is Status.QUEUED:  # a waiting job changes nothing its lane may start
             self._kick(target)
         return job
 
