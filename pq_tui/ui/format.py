@@ -9,6 +9,7 @@ from typing import Any, Mapping, Optional
 
 from pq_tui.core import Status
 from pq_tui.core.retry import attempt_of, seconds_to_retry
+from pq_tui.core.safe import printable
 
 # The Linux console's font has few glyphs beyond ASCII: there, states get ASCII marks.
 _GLYPHS = {
@@ -20,6 +21,8 @@ _GLYPHS = {
     Status.TIMED_OUT: "⧖",
     Status.REMOVED: "–",
     Status.RETRYING: "↻",
+    Status.WAITING: "◇",
+    Status.SKIPPED: "⊘",
 }
 _ASCII_GLYPHS = {
     Status.QUEUED: ".",
@@ -30,6 +33,8 @@ _ASCII_GLYPHS = {
     Status.TIMED_OUT: "T",
     Status.REMOVED: "-",
     Status.RETRYING: "r",
+    Status.WAITING: "w",
+    Status.SKIPPED: "s",
 }
 _WORDS = {Status.TIMED_OUT: "timed out"}
 
@@ -46,9 +51,19 @@ def state_label(status: Status) -> str:
     return f"{glyph(status)} {_WORDS.get(status, status.value)}"
 
 
+def waiting_label(data: Mapping[str, Any]) -> str:
+    """A waiting job's state with the jobs it still waits for: ``◇ waiting for build, lint``."""
+    waiting_for = data.get("waiting-for") or ()
+    names = ", ".join(map(printable, waiting_for))  # ids from job files and the wire
+    return f"{state_label(Status.WAITING)} for {names}" if names else state_label(Status.WAITING)
+
+
 def job_state_label(status: Status, data: Mapping[str, Any], now: Optional[float] = None) -> str:
     """``state_label``, with the attempt of a job that may be retried (``▶ running 2/3``), and
-    between attempts the next one and when (``↻ retry 2/3 in 8s``)."""
+    between attempts the next one and when (``↻ retry 2/3 in 8s``); a waiting job's with what
+    it waits for."""
+    if status is Status.WAITING:
+        return waiting_label(data)
     attempt = attempt_of(data)
     if attempt is None:
         return state_label(status)
