@@ -1588,3 +1588,15 @@ def test_a_long_queue_scrolls_with_the_cursor_and_shows_its_last_row(tmp_path: P
 ])
 def test_a_size_is_shown_in_its_unit(nbytes, shown):
     assert fmt.size(nbytes) == shown
+
+
+@pytest.mark.parametrize("width, shown", [
+    (None, "{w} for build, lint"), (25, "{w} for build, lint"),
+    # To be cut (the table's cell cuts it) with 3 letters of the first name left, or more.
+    (18, "{w} for build, lint"),
+    # Else how many it waits for.
+    (17, "{w} (2)"), (13, "{w} (2)"),
+])
+def test_a_waiting_state_names_what_it_waits_for_or_how_many(width, shown):
+    data = {"after": ["build", "lint"], "waiting-for": ["build", "lint"]}
+    assert fmt.waiting_label(data, width) == shown.format(w=label(Status.WAITING))

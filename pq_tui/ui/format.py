@@ -7,6 +7,8 @@ import os
 import time
 from typing import Any, Mapping, Optional
 
+from rich.cells import cell_len
+
 from pq_tui.core import Status
 from pq_tui.core.retry import attempt_of, seconds_to_retry
 from pq_tui.core.safe import printable
@@ -51,19 +53,32 @@ def state_label(status: Status) -> str:
     return f"{glyph(status)} {_WORDS.get(status, status.value)}"
 
 
-def waiting_label(data: Mapping[str, Any]) -> str:
-    """A waiting job's state with the jobs it still waits for: ``◇ waiting for build, lint``."""
+# Of the first job a waiting job waits for, at least this much of its name shows, or none.
+_NAME_SHOWN = 3
+
+
+def waiting_label(data: Mapping[str, Any], width: Optional[int] = None) -> str:
+    """A waiting job's state with the jobs it still waits for: ``◇ waiting for build, lint``,
+    to be cut with an ellipsis at ``width`` cells. Where the cut would leave too little of a
+    name to tell, how many instead: ``◇ waiting (4)``."""
     waiting_for = data.get("waiting-for") or ()
     names = ", ".join(map(printable, waiting_for))  # ids from job files and the wire
-    return f"{state_label(Status.WAITING)} for {names}" if names else state_label(Status.WAITING)
+    if not names:
+        return state_label(Status.WAITING)
+    head = f"{state_label(Status.WAITING)} for "
+    label = head + names
+    if width is None or cell_len(label) <= width or width - 1 - cell_len(head) >= _NAME_SHOWN:
+        return label
+    return f"{state_label(Status.WAITING)} ({len(waiting_for)})"
 
 
-def job_state_label(status: Status, data: Mapping[str, Any], now: Optional[float] = None) -> str:
+def job_state_label(status: Status, data: Mapping[str, Any], now: Optional[float] = None,
+                    width: Optional[int] = None) -> str:
     """``state_label``, with the attempt of a job that may be retried (``▶ running 2/3``), and
     between attempts the next one and when (``↻ retry 2/3 in 8s``); a waiting job's with what
-    it waits for."""
+    it waits for, for a cell of ``width`` (``waiting_label``)."""
     if status is Status.WAITING:
-        return waiting_label(data)
+        return waiting_label(data, width)
     attempt = attempt_of(data)
     if attempt is None:
         return state_label(status)

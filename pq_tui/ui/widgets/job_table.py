@@ -338,6 +338,7 @@ class JobTable(ScrollView, can_focus=True):
         running = status is Status.RUNNING
         exit_code = data.get("exit")
         stderr = job.stderr_count
+        widths = {spec[0]: spec[4] for spec in self._columns}  # a waiting job's state fits it
         values = {
             "pos": lambda: Text(str(position) if position else ""),
             # Ids and lanes come from job files and the API: shown escaped, never raw.
@@ -345,7 +346,7 @@ class JobTable(ScrollView, can_focus=True):
             "lane": lambda: Text(printable(job.lane)),
             # Text.styled: a span, which render() keeps (it leaves a Text's own style to its
             # container).
-            "state": lambda: Text.styled(fmt.job_state_label(status, data),
+            "state": lambda: Text.styled(fmt.job_state_label(status, data, width=widths["state"]),
                                          self._style(status.value)),
             "pid": lambda: Text(str(job.pid) if job.pid else "-"),
             "exit": lambda: Text("-" if exit_code is None else str(exit_code)),
