@@ -1600,3 +1600,15 @@ def test_a_size_is_shown_in_its_unit(nbytes, shown):
 def test_a_waiting_state_names_what_it_waits_for_or_how_many(width, shown):
     data = {"after": ["build", "lint"], "waiting-for": ["build", "lint"]}
     assert fmt.waiting_label(data, width) == shown.format(w=label(Status.WAITING))
+
+
+@pytest.mark.parametrize("status, width, shown", [
+    (Status.RETRYING, None, "{g} retry 2/3 in 8s"), (Status.RETRYING, 17, "{g} retry 2/3 in 8s"),
+    # Too narrow: the mark stands for the word.
+    (Status.RETRYING, 16, "{g} 2/3 in 8s"),
+    (Status.FAILED, 12, "{g} failed 3/3"), (Status.FAILED, 11, "{g} 3/3"),
+])
+def test_an_attempt_too_wide_for_its_cell_loses_the_states_word(status, width, shown):
+    data = {"attempt": 1 if status is Status.RETRYING else 3, "attempts": 3, "retry-at": 108.0}
+    assert fmt.job_state_label(status, data, now=100.0, width=width) == shown.format(
+        g=fmt.glyph(status))

@@ -76,7 +76,8 @@ def job_state_label(status: Status, data: Mapping[str, Any], now: Optional[float
                     width: Optional[int] = None) -> str:
     """``state_label``, with the attempt of a job that may be retried (``▶ running 2/3``), and
     between attempts the next one and when (``↻ retry 2/3 in 8s``); a waiting job's with what
-    it waits for, for a cell of ``width`` (``waiting_label``)."""
+    it waits for. For a cell of ``width`` cells: what would not fit loses its state's word
+    first (``↻ 2/3 in 8s``: the mark says it), then the cell cuts it (``waiting_label``)."""
     if status is Status.WAITING:
         return waiting_label(data, width)
     attempt = attempt_of(data)
@@ -84,11 +85,14 @@ def job_state_label(status: Status, data: Mapping[str, Any], now: Optional[float
         return state_label(status)
     done, attempts = attempt
     if status is not Status.RETRYING:
-        return f"{state_label(status)} {done}/{attempts}"
-    left = seconds_to_retry(data, now)
-    when = "" if left is None else f" in {math.ceil(left)}s" if left < 60 else \
-        f" in {duration(left)}"
-    return f"{glyph(status)} retry {done + 1}/{attempts}{when}"
+        label, short = f"{state_label(status)} {done}/{attempts}", f"{done}/{attempts}"
+    else:
+        left = seconds_to_retry(data, now)
+        when = "" if left is None else f" in {math.ceil(left)}s" if left < 60 else \
+            f" in {duration(left)}"
+        label = f"{glyph(status)} retry {done + 1}/{attempts}{when}"
+        short = f"{done + 1}/{attempts}{when}"
+    return label if width is None or cell_len(label) <= width else f"{glyph(status)} {short}"
 
 
 def duration(seconds: Optional[float]) -> str:
