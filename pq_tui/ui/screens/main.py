@@ -417,7 +417,7 @@ class MainScreen(Screen[None]):
             return None, problems
         return replace(loaded, specs=self.session.jobs_from(plans)), []
 
-    def _push_specs(self, specs: list[JobSpec], parallel: Mapping[str, int]) -> None:
+    def _push_specs(self, specs: list[JobSpec], parallel: Mapping[str, int] = {}) -> None:
         """Every job or none (a file is one push, as `pq-tui push` makes it), in the order
         given (each after the jobs it waits for), with the slots of the lanes named in
         ``parallel``."""
