@@ -6,8 +6,8 @@ import asyncio
 import os
 import re
 import shlex
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional
 
 from textual import on, work
@@ -570,12 +570,12 @@ class MainScreen(Screen[None]):
 
         count = len(dependents)
         names = ", ".join(map(printable, dependents[:5])) + (", …" if count > 5 else "")
-        skipped = "1 job that waits for it was" if count == 1 \
-            else f"{count} jobs that wait for it were"
+        skipped, they = ("1 job that waits for it was", "it") if count == 1 \
+            else (f"{count} jobs that wait for it were", "they")
         self.app.push_screen(
             ConfirmScreen(f"Requeue {job_id}?",
-                          f"{skipped} skipped: {names}. Requeue them with it? They wait for its "
-                          "new run. (Escape: requeue nothing.)",
+                          f"{skipped} skipped: {names}. Requeued with it, {they} wait for its new "
+                          f"run; alone, {they} stay skipped. (Escape: requeue nothing.)",
                           confirm_label="With them", cancel_label="Alone", escape_cancels=True),
             answered,
         )
