@@ -436,6 +436,28 @@ def test_o_refuses_an_id_that_is_active_and_reruns_one_that_finished(tmp_path: P
     run_app(make_app(tmp_path, jobs), drive)
 
 
+def test_o_takes_a_file_whose_jobs_wait_for_a_job_that_already_ended(tmp_path: Path) -> None:
+    jobs = [{"id": "build", "cmd": "true"}]
+    job_file(tmp_path / "later.toml", [{"id": "unit", "after": ["build"], "cmd": "true"},
+                                       {"id": "typo", "after": ["biuld"], "cmd": "true"}])
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await wait_status(pilot, app, "build", Status.OK)
+        await pilot.press("o", *"later.toml", "enter")
+        await wait_until(pilot, lambda: app.screen.query("#problems")
+                         and app.screen.query_one("#problems").display, "the problem")
+        problems = static_text(app.screen.query_one("#problem-lines", Static))
+        assert 'job "typo": "after" names "biuld"' in problems, problems
+        assert "unit" not in problems, "a finished job may be waited for"
+        job_file(tmp_path / "later.toml", [{"id": "unit", "after": ["build"], "cmd": "true"}])
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not isinstance(app.screen, OpenFileScreen), "the push")
+        # Its dependency ended ok: met at once.
+        await wait_status(pilot, app, "unit", Status.OK)
+
+    run_app(make_app(tmp_path, jobs), drive)
+
+
 # -- a: add a command ------------------------------------------------------------------------------
 
 

@@ -404,12 +404,16 @@ class MainScreen(Screen[None]):
         """The file's jobs, ready to push, and its lanes' slots; or the problems that stop
         every one of them. The file is read and planned in a thread: the event loop never
         waits for a disk."""
-        active = [str(job.id) for job in self.queue.jobs() if not job.status.finished]
-        return await asyncio.to_thread(self._load_and_plan, path, active)
+        jobs = self.queue.jobs()
+        # Ids of active jobs may not be reused; "after" may name any job the queue has.
+        active = [str(job.id) for job in jobs if not job.status.finished]
+        known = [str(job.id) for job in jobs]
+        return await asyncio.to_thread(self._load_and_plan, path, active, known)
 
-    def _load_and_plan(self, path: Path, active: list) -> tuple[Optional[Loaded], list[str]]:
+    def _load_and_plan(self, path: Path, active: list,
+                       known: list) -> tuple[Optional[Loaded], list[str]]:
         try:
-            loaded = load_jobs([path], existing_ids=active)
+            loaded = load_jobs([path], existing_ids=active, known_ids=known)
         except JobFileError as exc:
             return None, [str(problem) for problem in exc.problems]
         plans, problems = plan_specs(loaded.specs, root=str(self.start_dir))
