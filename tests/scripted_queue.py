@@ -12,6 +12,7 @@ import asyncio
 from typing import Any, Iterable, Mapping, NoReturn, Optional
 
 from pq_tui.core import Job, JobId, Lane, Status
+from pq_tui.core.job import IN_QUEUE
 from pq_tui.core.queue import LocalQueue, Shifts
 
 # 2026-12-01 09:00:00 UTC: the tests set TZ=UTC, so STARTED reads 09:00:00 for this.
@@ -27,7 +28,8 @@ class ScriptedJob(Job):
     def __init__(self, job_id: JobId, lane: str, cmd: str, status: Status, *, pid: int = 0,
                  queued: float = 0, started: Optional[float] = None,
                  elapsed: Optional[float] = None, exit: Optional[int] = None,
-                 tail: tuple = (), cpu: Optional[float] = None, rss: Optional[int] = None) -> None:
+                 tail: tuple = (), cpu: Optional[float] = None, rss: Optional[int] = None,
+                 data: Mapping[str, Any] = {}) -> None:
         super().__init__(job_id, lane, {"cmd": cmd})
         self.status = status
         self.pid = pid or None
@@ -37,6 +39,7 @@ class ScriptedJob(Job):
         self.line_count = len(tail)
         self.stderr_count = sum(1 for stream, _text in tail if stream == "err")
         self.data.update({"time-queue": T0 + queued, "time-start": None if started is None else T0 + started})
+        self.data.update(data)
         if exit is not None:
             self.data["exit"] = exit
 
@@ -96,12 +99,14 @@ class ScriptedQueue(Unchanging, Shifts, LocalQueue):
     log_dir = LOG_DIR
     kill_grace = 5.0
 
-    def __init__(self, jobs: list[ScriptedJob], paused: tuple = ()) -> None:
+    def __init__(self, jobs: list[ScriptedJob], paused: tuple = (),
+                 parallel: Mapping[str, int] = {}) -> None:
         self._jobs = {job.id: job for job in jobs}
         self._lanes: dict[str, Lane] = {}
         for job in jobs:
-            lane = self._lanes.setdefault(job.lane, Lane(job.lane, paused=job.lane in paused))
-            if job.status is Status.QUEUED:
+            lane = self._lanes.setdefault(job.lane, Lane(job.lane, paused=job.lane in paused,
+                                                         parallel=parallel.get(job.lane, 1)))
+            if job.status in IN_QUEUE:
                 lane.queued.append(job)
             elif job.status is Status.RUNNING:
                 lane.running.append(job)
@@ -121,7 +126,7 @@ class ScriptedQueue(Unchanging, Shifts, LocalQueue):
 
     def position(self, job_id: JobId) -> Optional[int]:
         job = self._jobs.get(job_id)
-        if job is None or job.status is not Status.QUEUED:
+        if job is None or job.status not in IN_QUEUE:
             return None
         return self._lanes[job.lane].queued.index(job)
 
@@ -171,3 +176,29 @@ def board() -> ScriptedQueue:
                     tail=(("out", "tests/test_flaky.py::test_retry ..."),)),
         ScriptedJob("nightly-soak", "soak", "./soak.sh --hours 8", Status.QUEUED, queued=6),
     ], paused=("soak",))
+
+
+def pipeline() -> ScriptedQueue:
+    """Dependencies and slots at work: two unit tests side by side in a lane of two slots, the
+    package waiting for them, a hardware test skipped because the board did not boot."""
+    return ScriptedQueue([
+        ScriptedJob("configure", "build", "./configure", Status.OK, pid=5101, started=0,
+                    elapsed=2, exit=0),
+        ScriptedJob("build", "build", "make -j4", Status.OK, pid=5108, started=2, elapsed=31,
+                    exit=0),
+        ScriptedJob("package", "build", "make dist", Status.WAITING, queued=0, data={
+            "after": ["unit-parser", "unit-sched", "unit-gpio"],
+            "waiting-for": ["unit-parser", "unit-sched", "unit-gpio"]}),
+        ScriptedJob("unit-parser", "unit", "pytest tests/parser", Status.RUNNING, pid=5131,
+                    started=33, elapsed=14, cpu=96.0, rss=88 * MiB,
+                    tail=(("out", "test_parser_tokens ... ok"),)),
+        ScriptedJob("unit-sched", "unit", "pytest tests/scheduler", Status.RUNNING, pid=5133,
+                    started=33, elapsed=14, cpu=91.0, rss=74 * MiB),
+        ScriptedJob("unit-gpio", "unit", "pytest tests/gpio", Status.QUEUED, queued=0),
+        ScriptedJob("hw-boot", "hw", "./flash.sh && ./boot-check.sh", Status.FAILED, pid=5140,
+                    started=33, elapsed=9, exit=1,
+                    tail=(("err", "boot-check: no answer on /dev/ttyUSB0"),)),
+        ScriptedJob("hw-network", "hw", "pytest tests/hw/test_network.py", Status.SKIPPED,
+                    data={"after": ["hw-boot"], "skipped-for": "hw-boot", "time-end": T0 + 42,
+                          "error": "not started: it waits for 'hw-boot', which failed"}),
+    ], parallel={"unit": 2})

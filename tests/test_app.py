@@ -24,7 +24,7 @@ from pq_tui.jobs.jobfile import load_job_files
 from pq_tui.ui import format as fmt
 from pq_tui.ui.app import PQApp, build_app
 from pq_tui.ui.screens import ConfirmScreen, HelpScreen, OpenFileScreen, PromptScreen
-from pq_tui.ui.widgets.job_table import row_key
+from pq_tui.ui.widgets.job_table import WIDE_STATE, row_key
 from pq_tui.ui.widgets.log_pane import LogPane
 from pq_tui.ui.widgets.status_bar import StatusBar
 
@@ -44,9 +44,10 @@ def toml_str(text: str) -> str:
     return f"'{text}'"
 
 
-def job_file(path: Path, jobs: list[dict]) -> Path:
-    """Write ``jobs`` ({"id", "cmd", "queue"}) as a TOML job file."""
-    parts = []
+def job_file(path: Path, jobs: list[dict], parallel: Optional[dict] = None) -> Path:
+    """Write ``jobs`` ({"id", "cmd", "queue", "after"}) as a TOML job file, with the slots of the
+    lanes in ``parallel``."""
+    parts = [f"[lanes.{lane}]\nparallel = {slots}\n" for lane, slots in (parallel or {}).items()]
     for job in jobs:
         parts.append("[[job]]")
         for key, value in job.items():
@@ -54,6 +55,8 @@ def job_file(path: Path, jobs: list[dict]) -> Path:
                 # A multi-line literal string: quotes and backslashes reach the shell as written.
                 assert "'''" not in value
                 parts.append("cmd = '''" + value + "'''")
+            elif isinstance(value, list):
+                parts.append(f"{key} = [{', '.join(map(toml_str, value))}]")
             else:
                 parts.append(f"{key} = {toml_str(value)}")
         parts.append("")
@@ -144,6 +147,11 @@ def label(status: Status) -> str:
     return fmt.state_label(status)
 
 
+def use(running: int, slots: int) -> str:
+    """A lane's use in the status line: use(2, 3) -> "▶2/3"."""
+    return f"{fmt.glyph(Status.RUNNING)}{running}/{slots}"
+
+
 def counts(**by_status: int) -> str:
     """Status-line counts, e.g. counts(running=1, queued=2) -> "▶1 ◌2"."""
     return " ".join(f"{fmt.glyph(Status(name))}{number}" for name, number in by_status.items())
@@ -208,8 +216,8 @@ def test_startup_rows_grouped_by_lane_in_queue_order_and_status_bar_counts(tmp_p
         assert cell(app, "b2", "state") == label(Status.QUEUED)
         assert cell(app, "b2", "pos") == "1" and cell(app, "b3", "pos") == "2"
         assert cell(app, "b2", "pid") == "-"
-        assert lane_summary(app, "build") == "build " + counts(running=1, queued=2), status_line(app)
-        assert lane_summary(app, "test") == "test " + counts(running=1, queued=1), status_line(app)
+        assert lane_summary(app, "build") == f"build {use(1, 1)} {counts(queued=2)}", status_line(app)
+        assert lane_summary(app, "test") == f"test {use(1, 1)} {counts(queued=1)}", status_line(app)
         # The cursor starts on the first row and the pane shows that job.
         assert app.main.table.selected_id == "b1"
         assert app.main.main_pane.job_id == "b1"
@@ -219,7 +227,9 @@ def test_startup_rows_grouped_by_lane_in_queue_order_and_status_bar_counts(tmp_p
             await wait_status(pilot, app, job_id, Status.OK)
         await wait_until(pilot, lambda: lane_summary(app, "build") == "build " + counts(ok=3),
                          "the status line to count build's 3 ok")
-        assert lane_summary(app, "test") == "test " + counts(ok=2), status_line(app)
+        # The two lanes' last events may come in different batches.
+        await wait_until(pilot, lambda: lane_summary(app, "test") == "test " + counts(ok=2),
+                         "the status line to count test's 2 ok")
         assert cell(app, "b3", "state") == label(Status.OK) and cell(app, "b3", "exit") == "0"
         assert cell(app, "b3", "pos") == ""
 
@@ -426,6 +436,28 @@ def test_o_refuses_an_id_that_is_active_and_reruns_one_that_finished(tmp_path: P
     run_app(make_app(tmp_path, jobs), drive)
 
 
+def test_o_takes_a_file_whose_jobs_wait_for_a_job_that_already_ended(tmp_path: Path) -> None:
+    jobs = [{"id": "build", "cmd": "true"}]
+    job_file(tmp_path / "later.toml", [{"id": "unit", "after": ["build"], "cmd": "true"},
+                                       {"id": "typo", "after": ["biuld"], "cmd": "true"}])
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await wait_status(pilot, app, "build", Status.OK)
+        await pilot.press("o", *"later.toml", "enter")
+        await wait_until(pilot, lambda: app.screen.query("#problems")
+                         and app.screen.query_one("#problems").display, "the problem")
+        problems = static_text(app.screen.query_one("#problem-lines", Static))
+        assert 'job "typo": "after" names "biuld"' in problems, problems
+        assert "unit" not in problems, "a finished job may be waited for"
+        job_file(tmp_path / "later.toml", [{"id": "unit", "after": ["build"], "cmd": "true"}])
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: not isinstance(app.screen, OpenFileScreen), "the push")
+        # Its dependency ended ok: met at once.
+        await wait_status(pilot, app, "unit", Status.OK)
+
+    run_app(make_app(tmp_path, jobs), drive)
+
+
 # -- a: add a command ------------------------------------------------------------------------------
 
 
@@ -504,7 +536,7 @@ def test_d_and_delete_remove_the_selected_queued_job_but_not_a_running_one(tmp_p
         await pilot.press("delete")
         assert status(app, "q3") is Status.REMOVED
         assert [job.id for job in app.queue.lane("default").queued] == ["q1"]
-        assert lane_summary(app, "default") == "default " + counts(running=1, queued=1)
+        assert lane_summary(app, "default") == f"default {use(1, 1)} {counts(queued=1)}"
 
         release.touch()
         await wait_status(pilot, app, "q1", Status.OK)
@@ -715,6 +747,244 @@ def test_r_requeues_a_finished_job_as_a_new_run(tmp_path: Path) -> None:
         assert app.queue.get("busy").run == 1
 
     run_app(make_app(tmp_path, jobs), drive)
+
+
+@pytest.mark.parametrize("answer", ["y", "n", "escape"])
+def test_r_on_a_failed_job_offers_to_requeue_the_jobs_it_skipped(tmp_path: Path,
+                                                                 answer: str) -> None:
+    fixed = tmp_path / "fixed"
+    jobs = [
+        # Fails until the file is there.
+        {"id": "build", "queue": "build", "cmd": f'test -e "{fixed}"'},
+        {"id": "unit", "queue": "test", "after": ["build"], "cmd": "true"},
+        # Skipped through "unit": requeued after it, as it waits for it.
+        {"id": "report", "queue": "test", "after": ["unit"], "cmd": "true"},
+        {"id": "other", "queue": "test", "cmd": "true"},
+    ]
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await wait_status(pilot, app, "report", Status.SKIPPED)
+        await wait_status(pilot, app, "other", Status.OK)
+        assert status(app, "build") is Status.FAILED and status(app, "unit") is Status.SKIPPED
+        fixed.touch()
+        await select(pilot, app, "build")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the question")
+        assert app.screen.title_text == "Requeue build?"
+        assert "2 jobs that wait for it were skipped: unit, report." in app.screen.message
+        assert app.queue.get("build").run == 1, "nothing requeued before the answer"
+        await pilot.press(answer)
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the answer")
+        runs = {job_id: app.queue.get(job_id).run for job_id in ("build", "unit", "report")}
+        if answer == "y":
+            assert runs == {"build": 2, "unit": 2, "report": 2}
+            # Pushed in that order: each after what it waits for.
+            assert [job.id for job in app.queue.jobs()][-3:] == ["build", "unit", "report"]
+            for job_id in ("build", "unit", "report"):
+                await wait_status(pilot, app, job_id, Status.OK)
+        elif answer == "n":
+            assert runs == {"build": 2, "unit": 1, "report": 1}
+            await wait_status(pilot, app, "build", Status.OK)
+            assert status(app, "unit") is Status.SKIPPED
+        else:
+            assert runs == {"build": 1, "unit": 1, "report": 1}
+            assert status(app, "build") is Status.FAILED
+        assert app.queue.get("other").run == 1
+
+    run_app(make_app(tmp_path, jobs), drive)
+
+
+# -- dependencies: waiting and skipped jobs -------------------------------------------------------
+
+
+def cut_to(text: str, width: int) -> str:
+    """``text`` as a table cell of ``width`` cells shows it: cut with an ellipsis."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def test_a_waiting_job_says_what_it_waits_for_and_runs_once_that_ended_ok(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    jobs = [
+        {"id": "build", "queue": "build", "cmd": gate(release)},
+        {"id": "unit", "queue": "test", "after": ["build"], "cmd": "echo unit-ran"},
+        # Behind the waiting job in its lane: it starts, the waiting job holds nothing up.
+        {"id": "lint", "queue": "test", "cmd": "true"},
+    ]
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await wait_status(pilot, app, "build", Status.RUNNING)
+        await wait_status(pilot, app, "lint", Status.OK)
+        assert status(app, "unit") is Status.WAITING
+        state = f"{label(Status.WAITING)} for build"
+        await wait_until(pilot, lambda: cell(app, "unit", "state") == state, "the waiting row")
+        # On screen, cut to the STATE column.
+        table = app.main.table
+        row = table.render_line(1 + table.row_keys().index(row_key("unit"))).text
+        assert f" {cut_to(state, WIDE_STATE)} " in row, row
+        assert cell(app, "unit", "pos") == "1" and cell(app, "unit", "err") == "-"
+        assert lane_summary(app, "test") == f"test {counts(waiting=1, ok=1)}", status_line(app)
+        await select(pilot, app, "unit")
+        # The title has in full what the cell may cut.
+        assert f" · {state} · echo unit-ran" in pane_title(app.main.main_pane)
+        release.touch()
+        await wait_status(pilot, app, "unit", Status.OK)
+        await wait_until(pilot, lambda: cell(app, "unit", "state") == label(Status.OK), "ok row")
+        await wait_until(pilot, lambda: app.main.main_pane.view.lines == [("out", "unit-ran")],
+                         "its output")
+
+    run_app(make_app(tmp_path, jobs), drive)
+
+
+def test_a_waiting_job_moves_and_is_removed_like_a_queued_one(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    jobs = [
+        {"id": "first", "queue": "l", "cmd": gate(release)},
+        {"id": "waits", "queue": "l", "after": ["first"], "cmd": "true"},
+        {"id": "plain", "queue": "l", "cmd": "true"},
+    ]
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await wait_status(pilot, app, "first", Status.RUNNING)
+        await select(pilot, app, "waits")
+        for action in ("remove_job", "move", "move_front", "move_lane"):
+            assert app.main.check_action(action, ()), action
+        await wait_until(pilot, lambda: "remove_job" in footer_keys(app), "the footer to follow")
+        assert {"remove_job", "move(-1)", "move(1)"} <= set(footer_keys(app))
+        await pilot.press("right_square_bracket")
+        assert [job.id for job in app.queue.lane("l").queued] == ["plain", "waits"]
+        assert app.main.table.selected_id == "waits"
+        await pilot.press("t")
+        assert [job.id for job in app.queue.lane("l").queued] == ["waits", "plain"]
+        await pilot.press("d")
+        assert status(app, "waits") is Status.REMOVED
+        release.touch()
+        await wait_status(pilot, app, "plain", Status.OK)
+
+    run_app(make_app(tmp_path, jobs), drive)
+
+
+def test_a_skipped_job_shows_its_state_and_why_in_its_pane(tmp_path: Path) -> None:
+    jobs = [
+        {"id": "build", "cmd": "false"},
+        {"id": "unit", "queue": "test", "after": ["build"], "cmd": "echo never"},
+    ]
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await wait_status(pilot, app, "unit", Status.SKIPPED)
+        await wait_until(pilot, lambda: cell(app, "unit", "state") == label(Status.SKIPPED),
+                         "the skipped row")
+        assert cell(app, "unit", "err") == "-" and cell(app, "unit", "pid") == "-"
+        assert lane_summary(app, "test") == f"test {counts(skipped=1)}", status_line(app)
+        await select(pilot, app, "unit")
+        pane = app.main.main_pane
+        assert f" · {label(Status.SKIPPED)} · " in pane_title(pane)
+        await wait_until(pilot, lambda: pane.view.lines == [
+            ("note", "not started: it waits for 'build', which failed")], "the reason in the pane")
+        assert app.main.applies("requeue") and not app.main.applies("remove_job")
+
+    run_app(make_app(tmp_path, jobs), drive)
+
+
+# -- + / -: a lane's slots -------------------------------------------------------------------------
+
+
+def notes(app: PQApp) -> list[str]:
+    """The notifications shown."""
+    return [notification.message for notification in app._notifications]
+
+
+def test_plus_and_minus_change_the_lanes_slots_and_the_status_line_shows_its_use(
+    tmp_path: Path,
+) -> None:
+    release = tmp_path / "release"
+    jobs = [{"id": f"u{n}", "queue": "unit", "cmd": gate(release)} for n in (1, 2, 3)]
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await wait_status(pilot, app, "u1", Status.RUNNING)
+        assert lane_summary(app, "unit") == f"unit {use(1, 1)} {counts(queued=2)}"
+        await select(pilot, app, "u3")
+        await pilot.press("plus")
+        assert app.queue.lane("unit").parallel == 2
+        await wait_status(pilot, app, "u2", Status.RUNNING)
+        await wait_until(pilot, lambda: lane_summary(app, "unit") == f"unit {use(2, 2)} "
+                         f"{counts(queued=1)}", "the use to follow", timeout=5)
+        # Lowering kills nothing: two still hold a slot of one.
+        await pilot.press("minus")
+        assert app.queue.lane("unit").parallel == 1
+        await wait_until(pilot, lambda: lane_summary(app, "unit") == f"unit {use(2, 1)} "
+                         f"{counts(queued=1)}", "the use to follow", timeout=5)
+        assert status(app, "u1") is Status.RUNNING and status(app, "u2") is Status.RUNNING
+        # At the bound: said, and nothing else.
+        await pilot.press("minus")
+        assert app.queue.lane("unit").parallel == 1
+        assert notes(app)[-1] == "unit has 1 slot: the fewest a lane can have"
+        app.queue.set_parallel("unit", 64)
+        await pilot.press("plus")
+        assert app.queue.lane("unit").parallel == 64
+        assert notes(app)[-1] == "unit has 64 slots: the most a lane can have"
+        await wait_status(pilot, app, "u3", Status.RUNNING)
+        release.touch()
+        for job_id in ("u1", "u2", "u3"):
+            await wait_status(pilot, app, job_id, Status.OK)
+        # An idle lane with more than one slot still shows them.
+        await wait_until(pilot, lambda: lane_summary(app, "unit") == f"unit {use(0, 64)} "
+                         f"{counts(ok=3)}", "the idle lane's slots", timeout=5)
+
+    run_app(make_app(tmp_path, jobs), drive)
+
+
+def test_at_80_columns_a_status_line_of_many_lanes_keeps_the_busy_ones(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    jobs = [{"id": f"done-{n}", "queue": f"lane-{n}", "cmd": "true"} for n in range(8)]
+    jobs += [{"id": "failing", "queue": "lane-8", "cmd": "false"},
+             {"id": "busy", "queue": "build", "cmd": gate(release)}]
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await wait_status(pilot, app, "busy", Status.RUNNING)
+        await wait_status(pilot, app, "failing", Status.FAILED)
+        line = ""
+
+        def folded() -> bool:
+            nonlocal line
+            line = status_line(app)
+            return f"+9 idle {counts(failed=1)}" in line
+
+        await wait_until(pilot, folded, "the idle lanes folded")
+        assert len(line) <= SMALL[0], line
+        assert lane_summary(app, "build") == f"build {use(1, 1)}", line
+        release.touch()
+
+    run_app(make_app(tmp_path, jobs), drive, size=SMALL)
+
+
+# -- o: a job file with dependencies and slots -----------------------------------------------------
+
+
+def test_o_sets_the_files_lane_slots_and_pushes_each_job_after_what_it_waits_for(
+    tmp_path: Path,
+) -> None:
+    release = tmp_path / "release"
+    # "unit-b" is listed before the job it waits for: pushed after it.
+    job_file(tmp_path / "pipeline.toml", [
+        {"id": "unit-b", "queue": "unit", "after": ["build"], "cmd": gate(release)},
+        {"id": "build", "queue": "build", "cmd": "true"},
+        {"id": "unit-a", "queue": "unit", "after": ["build"], "cmd": gate(release)},
+    ], parallel={"unit": 2})
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await pilot.press("o", *"pipeline.toml", "enter")
+        await wait_until(pilot, lambda: not isinstance(app.screen, OpenFileScreen), "the push")
+        assert [job.id for job in app.queue.jobs()] == ["build", "unit-b", "unit-a"]
+        assert app.queue.lane("unit").parallel == 2
+        await wait_status(pilot, app, "unit-a", Status.RUNNING)
+        assert status(app, "unit-b") is Status.RUNNING
+        await wait_until(pilot, lambda: lane_summary(app, "unit") == f"unit {use(2, 2)}",
+                         "two at once in the unit lane", timeout=5)
+        release.touch()
+        await wait_status(pilot, app, "unit-a", Status.OK)
+        await wait_status(pilot, app, "unit-b", Status.OK)
+
+    run_app(make_app(tmp_path), drive)
 
 
 # -- p: pause and resume a lane --------------------------------------------------------------------
@@ -944,7 +1214,10 @@ def test_question_mark_lists_the_keys_and_escape_closes(tmp_path: Path) -> None:
                             "SIGKILL the job's tree at once", "Move the queued job up",
                             "Pause or resume the job's lane", "Search the job's output"):
             assert description in texts, description
-        for key in ("o", "k", "K", "q", "?", "ctrl+p"):
+        for description in ("One more job at once in the job's lane",
+                            "One job fewer at once in the job's lane (kills none)"):
+            assert description in texts, description
+        for key in ("o", "k", "K", "q", "?", "ctrl+p", "+", "-"):
             assert key in texts or any(t.startswith(key + ",") or (", " + key) in t for t in texts), key
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
@@ -1337,3 +1610,27 @@ def test_a_long_queue_scrolls_with_the_cursor_and_shows_its_last_row(tmp_path: P
 ])
 def test_a_size_is_shown_in_its_unit(nbytes, shown):
     assert fmt.size(nbytes) == shown
+
+
+@pytest.mark.parametrize("width, shown", [
+    (None, "{w} for build, lint"), (25, "{w} for build, lint"),
+    # To be cut (the table's cell cuts it) with 3 letters of the first name left, or more.
+    (18, "{w} for build, lint"),
+    # Else how many it waits for.
+    (17, "{w} (2)"), (13, "{w} (2)"),
+])
+def test_a_waiting_state_names_what_it_waits_for_or_how_many(width, shown):
+    data = {"after": ["build", "lint"], "waiting-for": ["build", "lint"]}
+    assert fmt.waiting_label(data, width) == shown.format(w=label(Status.WAITING))
+
+
+@pytest.mark.parametrize("status, width, shown", [
+    (Status.RETRYING, None, "{g} retry 2/3 in 8s"), (Status.RETRYING, 17, "{g} retry 2/3 in 8s"),
+    # Too narrow: the mark stands for the word.
+    (Status.RETRYING, 16, "{g} 2/3 in 8s"),
+    (Status.FAILED, 12, "{g} failed 3/3"), (Status.FAILED, 11, "{g} 3/3"),
+])
+def test_an_attempt_too_wide_for_its_cell_loses_the_states_word(status, width, shown):
+    data = {"attempt": 1 if status is Status.RETRYING else 3, "attempts": 3, "retry-at": 108.0}
+    assert fmt.job_state_label(status, data, now=100.0, width=width) == shown.format(
+        g=fmt.glyph(status))

@@ -266,12 +266,12 @@ def test_jobs_opened_in_an_attached_console_run_in_the_consoles_folder(server):
         server.pids.add(engine.server_info["pid"])
         app = PQApp(AttachedSession(engine), start_dir=server.tmp)
         async with app.run_test(size=(100, 30)) as pilot:
-            specs, problems = await app.main._load_file(job_file)
-            assert specs == [] and len(problems) == 1 and "NO_SUCH_VARIABLE_HERE" in problems[0]
+            loaded, problems = await app.main._load_file(job_file)
+            assert loaded is None and len(problems) == 1 and "NO_SUCH_VARIABLE_HERE" in problems[0]
             job_file.write_text('[[job]]\nid = "where"\ncwd = "sub"\ncmd = "pwd"\n')
-            specs, problems = await app.main._load_file(job_file)
-            assert problems == [] and specs[0].data["cwd"] == str(server.tmp / "sub")
-            app.main._push_specs(specs)
+            loaded, problems = await app.main._load_file(job_file)
+            assert problems == [] and loaded.specs[0].data["cwd"] == str(server.tmp / "sub")
+            app.main._push_specs(loaded.specs)
             await settle(pilot, lambda: (j := engine.get("where")) is not None
                          and j.status is Status.OK, "where ran")
             app.main.table.select("where")

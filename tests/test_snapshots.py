@@ -26,7 +26,7 @@ from pq_tui.ui.app import PQApp
 from pq_tui.ui.session import LocalSession
 from pq_tui.ui.screens import ConfirmScreen, OpenFileScreen
 from pq_tui.ui.widgets import status_bar
-from scripted_queue import HOST, ScriptedQueue, board
+from scripted_queue import HOST, ScriptedQueue, board, pipeline
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -121,3 +121,13 @@ def test_linux_console_glyphs(snap_compare, tmp_path, monkeypatch):
     # TERM=linux: the Linux console's font has few glyphs, states and marks are ASCII.
     monkeypatch.setenv("TERM", "linux")
     assert snap_compare(console(tmp_path), terminal_size=(80, 24), run_before=on_compile)
+
+
+def test_dependencies_and_slots_80x24(snap_compare, tmp_path):
+    # A lane using 2 of its 2 slots, a job waiting for three others, one skipped, and why.
+    async def on_skipped(pilot: Pilot) -> None:
+        pilot.app.main.table.select("hw-network")
+        await pilot.pause()
+
+    assert snap_compare(console(tmp_path, pipeline()), terminal_size=(80, 24),
+                        run_before=on_skipped)

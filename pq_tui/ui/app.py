@@ -7,7 +7,7 @@ import asyncio
 import os
 import signal
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Optional
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widget import AwaitMount
 
 from pq_tui.core import DEFAULT_KILL_GRACE, Status
+from pq_tui.core.job import IN_QUEUE
 from pq_tui.core.queue import Queue
 from pq_tui.core.safe import printable, printable_lines
 from pq_tui.jobs.jobfile import JobSpec
@@ -48,6 +49,7 @@ class PQApp(App[int]):
         session: Session,
         *,
         specs: Iterable[JobSpec] = (),
+        parallel: Optional[Mapping[str, int]] = None,  # slots by lane (a job file's [lanes.*])
         start_dir: Optional[Path] = None,
         log_lines: int = 5000,
         theme: Optional[str] = None,  # a Textual theme's name; None: Textual's default
@@ -57,6 +59,7 @@ class PQApp(App[int]):
             self.theme = theme
         self.session = session
         self._specs = list(specs)
+        self._parallel = dict(parallel or {})
         self._start_dir = start_dir or Path.cwd()
         self._log_lines = log_lines
         self.main: MainScreen  # the bottom of the screen stack, made when the app starts
@@ -73,8 +76,9 @@ class PQApp(App[int]):
     def get_default_screen(self) -> Screen:
         # Made here, not in __init__: a widget needs the running loop (asyncio.Lock, Python 3.9).
         leave_keys = [key for key in LEAVE_KEYS if self._in_this_mode(action_name(key))]
-        self.main = MainScreen(self.session, specs=self._specs, start_dir=self._start_dir,
-                               log_lines=self._log_lines, app_keys=leave_keys)
+        self.main = MainScreen(self.session, specs=self._specs, parallel=self._parallel,
+                               start_dir=self._start_dir, log_lines=self._log_lines,
+                               app_keys=leave_keys)
         return self.main
 
     async def on_mount(self) -> None:
@@ -157,7 +161,7 @@ class PQApp(App[int]):
         """("N running (ids): their process trees will be killed." or "", the queued count)."""
         active = [job for job in self.queue.jobs() if not job.status.finished]
         running = [printable(job.id) for job in active if job.status is Status.RUNNING]
-        queued = sum(1 for job in active if job.status is Status.QUEUED)
+        queued = sum(1 for job in active if job.status in IN_QUEUE)
         running_line = ""
         if running:
             running_line = (f"{len(running)} running ({', '.join(running[:5])}"
@@ -251,11 +255,12 @@ class PQApp(App[int]):
 def build_app(
     specs: Iterable[JobSpec] = (),
     *,
+    parallel: Optional[Mapping[str, int]] = None,
     log_dir: Optional[str] = None,
     kill_grace: float = DEFAULT_KILL_GRACE,
     start_dir: Optional[Path] = None,
     theme: Optional[str] = None,
 ) -> PQApp:
     """The embedded console (its own engine), as the tests and the screenshots make it."""
-    return PQApp(LocalSession.embedded(log_dir, kill_grace), specs=specs, start_dir=start_dir,
-                 theme=theme)
+    return PQApp(LocalSession.embedded(log_dir, kill_grace), specs=specs, parallel=parallel,
+                 start_dir=start_dir, theme=theme)

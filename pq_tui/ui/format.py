@@ -7,8 +7,11 @@ import os
 import time
 from typing import Any, Mapping, Optional
 
+from rich.cells import cell_len
+
 from pq_tui.core import Status
 from pq_tui.core.retry import attempt_of, seconds_to_retry
+from pq_tui.core.safe import printable
 
 # The Linux console's font has few glyphs beyond ASCII: there, states get ASCII marks.
 _GLYPHS = {
@@ -20,6 +23,8 @@ _GLYPHS = {
     Status.TIMED_OUT: "⧖",
     Status.REMOVED: "–",
     Status.RETRYING: "↻",
+    Status.WAITING: "◇",
+    Status.SKIPPED: "⊘",
 }
 _ASCII_GLYPHS = {
     Status.QUEUED: ".",
@@ -30,6 +35,8 @@ _ASCII_GLYPHS = {
     Status.TIMED_OUT: "T",
     Status.REMOVED: "-",
     Status.RETRYING: "r",
+    Status.WAITING: "w",
+    Status.SKIPPED: "s",
 }
 _WORDS = {Status.TIMED_OUT: "timed out"}
 
@@ -46,19 +53,46 @@ def state_label(status: Status) -> str:
     return f"{glyph(status)} {_WORDS.get(status, status.value)}"
 
 
-def job_state_label(status: Status, data: Mapping[str, Any], now: Optional[float] = None) -> str:
+# Of the first job a waiting job waits for, at least this much of its name shows, or none.
+_NAME_SHOWN = 3
+
+
+def waiting_label(data: Mapping[str, Any], width: Optional[int] = None) -> str:
+    """A waiting job's state with the jobs it still waits for: ``◇ waiting for build, lint``,
+    to be cut with an ellipsis at ``width`` cells. Where the cut would leave too little of a
+    name to tell, how many instead: ``◇ waiting (4)``."""
+    waiting_for = data.get("waiting-for") or ()
+    names = ", ".join(map(printable, waiting_for))  # ids from job files and the wire
+    if not names:
+        return state_label(Status.WAITING)
+    head = f"{state_label(Status.WAITING)} for "
+    label = head + names
+    if width is None or cell_len(label) <= width or width - 1 - cell_len(head) >= _NAME_SHOWN:
+        return label
+    return f"{state_label(Status.WAITING)} ({len(waiting_for)})"
+
+
+def job_state_label(status: Status, data: Mapping[str, Any], now: Optional[float] = None,
+                    width: Optional[int] = None) -> str:
     """``state_label``, with the attempt of a job that may be retried (``▶ running 2/3``), and
-    between attempts the next one and when (``↻ retry 2/3 in 8s``)."""
+    between attempts the next one and when (``↻ retry 2/3 in 8s``); a waiting job's with what
+    it waits for. For a cell of ``width`` cells: what would not fit loses its state's word
+    first (``↻ 2/3 in 8s``: the mark says it), then the cell cuts it (``waiting_label``)."""
+    if status is Status.WAITING:
+        return waiting_label(data, width)
     attempt = attempt_of(data)
     if attempt is None:
         return state_label(status)
     done, attempts = attempt
     if status is not Status.RETRYING:
-        return f"{state_label(status)} {done}/{attempts}"
-    left = seconds_to_retry(data, now)
-    when = "" if left is None else f" in {math.ceil(left)}s" if left < 60 else \
-        f" in {duration(left)}"
-    return f"{glyph(status)} retry {done + 1}/{attempts}{when}"
+        label, short = f"{state_label(status)} {done}/{attempts}", f"{done}/{attempts}"
+    else:
+        left = seconds_to_retry(data, now)
+        when = "" if left is None else f" in {math.ceil(left)}s" if left < 60 else \
+            f" in {duration(left)}"
+        label = f"{glyph(status)} retry {done + 1}/{attempts}{when}"
+        short = f"{done + 1}/{attempts}{when}"
+    return label if width is None or cell_len(label) <= width else f"{glyph(status)} {short}"
 
 
 def duration(seconds: Optional[float]) -> str:

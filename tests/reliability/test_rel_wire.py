@@ -284,8 +284,9 @@ def test_the_consoles_push_is_all_or_nothing(server):
         try:
             app = PQApp(AttachedSession(engine), start_dir=server.tmp)
             async with app.run_test(size=(100, 30)) as pilot:
-                specs, problems = await app.main._load_file(server.tmp / "pair.toml")
+                loaded, problems = await app.main._load_file(server.tmp / "pair.toml")
                 assert problems == []
+                specs = loaded.specs
                 giant = replace(specs[1], data={**specs[1].data, "cmd": "x" * protocol.MAX_LINE})
                 app.main._push_specs([specs[0], giant])
                 await pilot.pause(0.3)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -12,8 +14,10 @@ from textual.widgets import Button, Footer, Static
 from pq_tui.core.safe import printable, printable_lines
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(ModalScreen[Optional[bool]]):
     """Dismisses with True on ``y`` (or Enter on the focused confirm button), else False.
+    ``escape_cancels``: the question has two answers that both do something (requeue with or
+    without), and escape, None, does nothing.
 
     ``danger`` marks an action that destroys something (killing jobs): it is drawn in the
     error colour, and Enter lands on the cancel button, so that a stray Enter typed ahead over a
@@ -54,7 +58,7 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("y", "confirm", "Yes", id="confirm.yes", tooltip="Go ahead"),
         Binding("n", "decline", "No", id="confirm.no", tooltip="Do nothing"),
         Binding(
-            "escape", "decline", "Cancel", id="confirm.cancel", show=False, tooltip="Do nothing"
+            "escape", "cancel", "Cancel", id="confirm.cancel", show=False, tooltip="Do nothing"
         ),
     ]
 
@@ -66,6 +70,7 @@ class ConfirmScreen(ModalScreen[bool]):
         confirm_label: str = "Yes",
         cancel_label: str = "No",
         danger: bool = False,
+        escape_cancels: bool = False,
     ) -> None:
         super().__init__(classes="-danger" if danger else None)
         # They name jobs and folders: foreign text, shown escaped.
@@ -74,6 +79,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.confirm_label = confirm_label
         self.cancel_label = cancel_label
         self.danger = danger
+        self.escape_cancels = escape_cancels
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog") as dialog:
@@ -105,4 +111,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_decline(self) -> None:
         self.dismiss(False)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None if self.escape_cancels else False)
 

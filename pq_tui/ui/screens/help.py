@@ -10,7 +10,9 @@ from textual.containers import Grid, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
-INTRO = "pq-tui: lanes run side by side; in each lane jobs start one at a time."
+INTRO = ("pq-tui: lanes run side by side; in each lane jobs start in order, as many at once as "
+         "it has slots (one unless set: + and -). A job that waits for others starts once they "
+         "ended ok, and is skipped if one did not.")
 
 
 class HelpScreen(ModalScreen[None]):

@@ -6,8 +6,9 @@ import asyncio
 import os
 import re
 import shlex
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Mapping, Optional
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -19,13 +20,14 @@ from textual.widgets import Footer
 
 from pq_tui.core import DEFAULT_LANE, JobExited, JobId, JobOutput, JobUsage, OutputDropped, Status
 from pq_tui.core.events import Event, StoreStatus
-from pq_tui.core.job import KILLABLE
-from pq_tui.core.lanes import lane_name_problem
+from pq_tui.core.deps import skipped_dependents
+from pq_tui.core.job import IN_QUEUE, KILLABLE
+from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
 from pq_tui.core.logfile import read_log_tail
 from pq_tui.core.queue import JobView, Queue
 from pq_tui.core.runner import survivors_warning
 from pq_tui.core.safe import printable
-from pq_tui.jobs.jobfile import JobFileError, JobSpec, load_job_file
+from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
 from pq_tui.jobs.submit import plan_specs
 from pq_tui.ui.screens.confirm import ConfirmScreen
 from pq_tui.ui.screens.help import HelpScreen
@@ -45,11 +47,12 @@ LOG_END_BYTES = 1024 * 1024  # of a finished job's log, read when a pane shows i
 
 HELP_GROUPS = (
     ("Jobs", {"open", "add", "remove", "kill", "force-kill", "requeue", "clean"}),
-    ("Queue order", {"move-up", "move-down", "move-front", "move-lane", "pause"}),
+    ("Queue order", {"move-up", "move-down", "move-front", "move-lane", "pause", "slots-up",
+                     "slots-down"}),
     ("Log", {"split", "zoom", "search", "next-match", "previous-match", "follow", "pager"}),
     ("pq-tui", {"help", "quit", "detach", "stop-server"}),
 )
-QUEUED_ONLY = {"remove_job", "move", "move_front", "move_lane"}
+IN_QUEUE_ONLY = {"remove_job", "move", "move_front", "move_lane"}
 NEEDS_PANE_JOB = {"search", "next_match", "previous_match", "follow", "pager"}
 
 JOB_KEYS = [
@@ -71,6 +74,10 @@ JOB_KEYS = [
     Binding("C", "clean", "Clean", id="clean", show=False,
             tooltip="Drop every finished job from the list (asks first)"),
     Binding("p", "toggle_pause", "Pause", id="pause", tooltip="Pause or resume the job's lane"),
+    Binding("plus", "slots(1)", "Slots +", id="slots-up", show=False,
+            tooltip="One more job at once in the job's lane"),
+    Binding("minus", "slots(-1)", "Slots -", id="slots-down", show=False,
+            tooltip="One job fewer at once in the job's lane (kills none)"),
     Binding("s", "toggle_split", "Split", id="split", show=False,
             tooltip="Show two log panes side by side"),
     Binding("z", "toggle_zoom", "Zoom", id="zoom", show=False,
@@ -101,13 +108,15 @@ class MainScreen(Screen[None]):
     # The app's keys (q, Q) come after these in the footer and the help.
     BINDINGS: ClassVar[list[BindingType]] = [*JOB_KEYS]
 
-    def __init__(self, session: Session, *, specs: list[JobSpec], start_dir: Path,
-                 log_lines: int, app_keys: list[Binding]) -> None:
-        """``app_keys``: the app's own keys that apply in this session, for the help."""
+    def __init__(self, session: Session, *, specs: list[JobSpec], parallel: Mapping[str, int],
+                 start_dir: Path, log_lines: int, app_keys: list[Binding]) -> None:
+        """``specs`` to push at start, and the slots of the lanes in ``parallel``; ``app_keys``:
+        the app's own keys that apply in this session, for the help."""
         super().__init__()
         self.session = session
         self.app_keys = app_keys
         self._initial_specs = specs
+        self._initial_parallel = parallel
         self.start_dir = start_dir
         self._log_lines = log_lines
         self._ticker: Optional[Timer] = None
@@ -160,8 +169,8 @@ class MainScreen(Screen[None]):
                         f"server started with an empty state", title="pq-tui server",
                         severity="warning", timeout=30)
         self._consume_events()
-        if self._initial_specs:
-            self._push_specs(self._initial_specs)
+        if self._initial_specs or self._initial_parallel:
+            self._push_specs(self._initial_specs, self._initial_parallel)
         self.table.focus()
         self._sync()
 
@@ -312,11 +321,16 @@ class MainScreen(Screen[None]):
             pane.reload()
         else:
             pane.show(job)
+        if not fresh or job is None or not job.status.finished:
+            return
         # A finished job keeps only a short tail in memory: the pane gets the end of its log.
-        if fresh and job is not None and job.status.finished and job.log_path:
+        if job.log_path:
             self.run_worker(self._show_log_end(pane, job, job.log_path),
                             group=f"log-end-{pane.id}", exclusive=True,
                             description="read the end of a finished job's log")
+        elif job.data.get("error"):
+            # It never started (skipped, removed): no log to say why, so the pane says it.
+            pane.load([("note", printable(job.data["error"]))])
 
     async def _show_log_end(self, pane: LogPane, job: JobView, log_path: str) -> None:
         try:
@@ -361,13 +375,13 @@ class MainScreen(Screen[None]):
         """Whether a key's action makes sense for the selected job and the shown pane."""
         job = self.selected
         status = job.status if job is not None else None
-        if action in QUEUED_ONLY:
-            return status is Status.QUEUED
+        if action in IN_QUEUE_ONLY:
+            return status in IN_QUEUE
         if action == "kill_job":
             return status in KILLABLE
         if action == "requeue":
             return status is not None and status.finished
-        if action == "toggle_pause":
+        if action in ("toggle_pause", "slots"):
             return job is not None
         if action in NEEDS_PANE_JOB:
             pane_id = self._active_pane().job_id
@@ -380,35 +394,51 @@ class MainScreen(Screen[None]):
     # -- actions ---------------------------------------------------------------------------------
 
     def action_open_file(self) -> None:
-        def pushed(specs: Optional[list]) -> None:
-            if specs:
-                self._push_specs(specs)
+        def pushed(loaded: Optional[Loaded]) -> None:
+            if loaded is not None:
+                self._push_specs(loaded.specs, loaded.parallel)
 
         self.app.push_screen(OpenFileScreen(self.start_dir, self._load_file), pushed)
 
-    async def _load_file(self, path: Path) -> tuple[list, list[str]]:
-        """The file's jobs, ready to push, or the problems that stop every one of them. The
-        file is read and planned in a thread: the event loop never waits for a disk."""
-        active = [str(job.id) for job in self.queue.jobs() if not job.status.finished]
-        return await asyncio.to_thread(self._load_and_plan, path, active)
+    async def _load_file(self, path: Path) -> tuple[Optional[Loaded], list[str]]:
+        """The file's jobs, ready to push, and its lanes' slots; or the problems that stop
+        every one of them. The file is read and planned in a thread: the event loop never
+        waits for a disk."""
+        jobs = self.queue.jobs()
+        # Ids of active jobs may not be reused; "after" may name any job the queue has.
+        active = [str(job.id) for job in jobs if not job.status.finished]
+        known = [str(job.id) for job in jobs]
+        return await asyncio.to_thread(self._load_and_plan, path, active, known)
 
-    def _load_and_plan(self, path: Path, active: list) -> tuple[list, list[str]]:
+    def _load_and_plan(self, path: Path, active: list,
+                       known: list) -> tuple[Optional[Loaded], list[str]]:
         try:
-            specs = load_job_file(path, existing_ids=active)
+            loaded = load_jobs([path], existing_ids=active, known_ids=known)
         except JobFileError as exc:
-            return [], [str(problem) for problem in exc.problems]
-        plans, problems = plan_specs(specs, root=str(self.start_dir))
+            return None, [str(problem) for problem in exc.problems]
+        plans, problems = plan_specs(loaded.specs, root=str(self.start_dir))
         if problems:
-            return [], problems
-        return self.session.jobs_from(plans), []
+            return None, problems
+        return replace(loaded, specs=self.session.jobs_from(plans)), []
 
-    def _push_specs(self, specs: list[JobSpec]) -> None:
-        """Every job or none (a file is one push, as `pq-tui push` makes it)."""
+    def _push_specs(self, specs: list[JobSpec], parallel: Mapping[str, int] = {}) -> None:
+        """Every job or none (a file is one push, as `pq-tui push` makes it), in the order
+        given (each after the jobs it waits for), with the slots of the lanes named in
+        ``parallel``."""
         busy = [spec.id for spec in specs if self.queue.is_active(spec.id)]
         try:
             if busy:
                 raise ValueError(f"already queued or running: {', '.join(map(printable, busy))}")
+            there = set(self.queue.lanes())
+            # A lane there is takes its slots before its new jobs come, so that they start
+            # together; a new one after them (a server makes a lane for the jobs, not before).
+            for lane, slots in parallel.items():
+                if lane in there:
+                    self.queue.set_parallel(lane, slots)
             self.session.push(specs)
+            for lane, slots in parallel.items():
+                if lane not in there:
+                    self.queue.set_parallel(lane, slots)
         except (ValueError, TypeError) as exc:
             self.notify(str(exc), title="nothing pushed", severity="error")
             return
@@ -496,19 +526,19 @@ class MainScreen(Screen[None]):
 
     def action_move(self, delta: int) -> None:
         job = self.selected
-        if job is not None and job.status is Status.QUEUED:
+        if job is not None and job.status in IN_QUEUE:
             self.queue.shift(job.id, delta)
             self._sync()
 
     def action_move_front(self) -> None:
         job = self.selected
-        if job is not None and job.status is Status.QUEUED:
+        if job is not None and job.status in IN_QUEUE:
             self.queue.move(job.id, 0)
             self._sync()
 
     def action_move_lane(self) -> None:
         job = self.selected
-        if job is None or job.status is not Status.QUEUED:
+        if job is None or job.status not in IN_QUEUE:
             return
         moving = job
 
@@ -517,7 +547,7 @@ class MainScreen(Screen[None]):
             return None if problem is None else f"the name {problem}"
 
         def move(lane: Optional[str]) -> None:
-            if lane and self.queue.is_active(moving.id) and moving.status is Status.QUEUED:
+            if lane and self.queue.is_active(moving.id) and moving.status in IN_QUEUE:
                 self.queue.move(moving.id, len(self.queue.lane(lane).queued), lane=lane)
                 self._sync()
 
@@ -529,9 +559,38 @@ class MainScreen(Screen[None]):
 
     def action_requeue(self) -> None:
         job = self.selected
-        if job is not None and job.status.finished:
-            self.queue.requeue(job.id)
-            self._sync()
+        if job is None or not job.status.finished:
+            return
+        job_id = job.id
+        dependents = skipped_dependents(self.queue.jobs(), job_id)
+        if not dependents:
+            self._requeue([job_id])
+            return
+
+        def answered(yes: Optional[bool]) -> None:
+            if yes is not None:
+                # The job first: each dependent then waits for its new run.
+                self._requeue([job_id, *dependents] if yes else [job_id])
+
+        count = len(dependents)
+        names = ", ".join(map(printable, dependents[:5])) + (", …" if count > 5 else "")
+        skipped, they = ("1 job that waits for it was", "it") if count == 1 \
+            else (f"{count} jobs that wait for it were", "they")
+        self.app.push_screen(
+            ConfirmScreen(f"Requeue {job_id}?",
+                          f"{skipped} skipped: {names}. Requeued with it, {they} wait for its new "
+                          f"run; alone, {they} stay skipped. (Escape: requeue nothing.)",
+                          confirm_label="With them", cancel_label="Alone", escape_cancels=True),
+            answered,
+        )
+
+    def _requeue(self, job_ids: list) -> None:
+        for job_id in job_ids:
+            job = self.queue.get(job_id)
+            # Checked again: the question may have stood while one was requeued elsewhere.
+            if job is not None and job.status.finished:
+                self.queue.requeue(job_id)
+        self._sync()
 
     def action_clean(self) -> None:
         finished = [job.id for job in self.queue.jobs() if job.status.finished]
@@ -556,6 +615,22 @@ class MainScreen(Screen[None]):
             self.queue.resume(job.lane)
         else:
             self.queue.pause(job.lane)
+        self._sync()
+
+    def action_slots(self, delta: int) -> None:
+        job = self.selected
+        if job is None:
+            return
+        lane = self.queue.lane(job.lane)
+        slots = lane.parallel + delta
+        if not 1 <= slots <= MAX_PARALLEL:
+            # At the bound: said, not refused with an error.
+            which = "fewest" if delta < 0 else "most"
+            self.notify(f"{printable(lane.name)} has {lane.parallel} slot"
+                        f"{'' if lane.parallel == 1 else 's'}: the {which} a lane can have",
+                        timeout=3)
+            return
+        self.queue.set_parallel(lane.name, slots)
         self._sync()
 
     def action_toggle_split(self) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Awaitable, Callable, Iterable, Optional
+from typing import Awaitable, Callable, Generic, Iterable, Optional, TypeVar
 
 from rich.text import Text
 from textual import on, work
@@ -26,8 +26,10 @@ log = logging.getLogger(__name__)
 
 JOB_FILE_SUFFIX = ".toml"
 
-# Returns (jobs, problems); a coroutine, so that it can read the file off the event loop.
-Loader = Callable[[Path], Awaitable[tuple[list, list[str]]]]
+# What a loader finds in a file (the console's: its jobs and lanes' slots).
+Found = TypeVar("Found")
+# Returns (what it found, problems); a coroutine, so that it can read the file off the event loop.
+Loader = Callable[[Path], Awaitable[tuple[Optional[Found], list[str]]]]
 
 
 def resolve_typed_path(text: str, start_dir: Path) -> Path:
@@ -125,10 +127,11 @@ class StartDirLine(Widget):
         return Content(self.PREFIX + shown)
 
 
-class OpenFileScreen(ModalScreen[Optional[list]]):
-    """Asks for a job file and loads it; dismisses with the jobs, or None if cancelled.
+class OpenFileScreen(ModalScreen[Optional[Found]], Generic[Found]):
+    """Asks for a job file and loads it; dismisses with what ``load`` found (the jobs), or None
+    if cancelled.
 
-    The file is loaded by ``load``, which returns ``(jobs, problems)``. If there are problems
+    The file is loaded by ``load``, which returns ``(found, problems)``. If there are problems
     the dialog shows them and stays open: nothing is pushed until the file loads cleanly. The
     path is looked at off the event loop (a hung network mount must not freeze the console).
     """
@@ -183,7 +186,7 @@ class OpenFileScreen(ModalScreen[Optional[list]]):
         ),
     ]
 
-    def __init__(self, start_dir: Path, load: Loader) -> None:
+    def __init__(self, start_dir: Path, load: Loader[Found]) -> None:
         super().__init__()
         self.start_dir = start_dir.expanduser().resolve()
         self.load = load
@@ -251,7 +254,7 @@ class OpenFileScreen(ModalScreen[Optional[list]]):
             self._report(f"No such file: {shown}")
             return
         try:
-            jobs, problems = await self.load(path)
+            found, problems = await self.load(path)
         except Exception as error:  # a loader bug must not take the console down with it
             log.exception("loading %s failed", path)
             self._report(f"Could not load {shown}: {error}")
@@ -260,7 +263,7 @@ class OpenFileScreen(ModalScreen[Optional[list]]):
             count = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
             self._report(f"{count}, nothing was pushed", [self._shorten(p, path) for p in problems])
             return
-        self.dismiss(jobs)
+        self.dismiss(found)
 
     def _enter_directory(self, path: Path) -> None:
         """Re-root the tree at ``path`` and leave the input ready for a name inside it."""

@@ -26,13 +26,14 @@ from pq_tui.core.queue import JobView, LaneView
 from pq_tui.core.safe import printable
 from pq_tui.ui import format as fmt
 
+STATE_WIDTH = 11  # "⧖ timed out"
 # (key, label, right-aligned, shown from this terminal width on, width: None shares what is left)
 # At 80 columns the lane and the clocks go: the status line names the lanes, TIME says how long.
 COLUMNS = (
     ("pos", "#", True, 0, 2),
     ("id", "ID", False, 0, None),
     ("lane", "LANE", False, 100, None),
-    ("state", "STATE", False, 0, 11),
+    ("state", "STATE", False, 0, STATE_WIDTH),
     ("pid", "PID", True, 0, 7),
     ("exit", "EXIT", True, 0, 4),
     ("queued", "QUEUED", False, 120, 8),
@@ -43,9 +44,12 @@ COLUMNS = (
     ("rss", "RSS", True, 0, 5),
 )
 PADDING = 1  # blank cells on each side of a column
-# STATE's width while some job may be retried: "▶ running 2/3", "↻ retry 2/3 in 59s" (and
-# "in 4:59" beyond a minute: the longest, with single-digit attempts).
-STATE_WITH_ATTEMPTS = 18
+# STATE's width, room permitting, while some job may be retried: "▶ running 2/3", "↻ retry 2/3
+# in 59s" (and "in 4:59" beyond a minute: the longest, with single-digit attempts); or waits for
+# others: "◇ waiting for build" (a longer list is cut; the pane's title has it in full).
+WIDE_STATE = 19
+# States whose job never ran: no stderr count to show.
+NOT_STARTED = (Status.QUEUED, Status.WAITING, Status.SKIPPED)
 
 
 def row_key(job_id: JobId) -> str:
@@ -86,6 +90,8 @@ class JobTable(ScrollView, can_focus=True):
         "job-table--timed-out",
         "job-table--removed",
         "job-table--retrying",
+        "job-table--waiting",
+        "job-table--skipped",
         "job-table--stderr",
     }
 
@@ -306,12 +312,10 @@ class JobTable(ScrollView, can_focus=True):
 
     def _layout(self, jobs: list[JobView]) -> tuple:
         """The columns for this width, ID and LANE sized to their content within the room left,
-        so that a long id is cut short (…) rather than pushing TIME off the screen."""
+        so that a long id is cut short (…) rather than pushing TIME off the screen. A wide STATE
+        (attempts, what a job waits for) takes what room the ids leave."""
         screen = self.app.size.width  # the table spans the screen
-        attempts = any("attempts" in job.data for job in jobs)
-        shown = [column if column[0] != "state" or not attempts
-                 else (*column[:4], STATE_WITH_ATTEMPTS)
-                 for column in COLUMNS if screen >= column[3]]
+        shown = [column for column in COLUMNS if screen >= column[3]]
         fixed = sum(column[4] for column in shown if column[4] is not None)
         # Each cell has its padding on both sides; one more column for the scrollbar.
         room = screen - fixed - 2 * PADDING * len(shown) - 1
@@ -321,9 +325,11 @@ class JobTable(ScrollView, can_focus=True):
         id_width = max(8, min(max((len(printable(job.id)) for job in jobs), default=8),
                               room - lane_width))
         sizes = {"id": id_width, "lane": max(lane_width, 4)}
-        return tuple(
-            column if column[4] is not None else (*column[:4], sizes[column[0]]) for column in shown
-        )
+        if any("attempts" in job.data or job.status is Status.WAITING for job in jobs):
+            left = room - id_width - (sizes["lane"] if lane_width else 0)
+            sizes["state"] = STATE_WIDTH + max(0, min(WIDE_STATE - STATE_WIDTH, left))
+        return tuple((*column[:4], sizes[column[0]]) if column[0] in sizes else column
+                     for column in shown)
 
     def _cells(self, job: JobView) -> list[Text]:
         position = self._positions.get(row_key(job.id))
@@ -332,6 +338,7 @@ class JobTable(ScrollView, can_focus=True):
         running = status is Status.RUNNING
         exit_code = data.get("exit")
         stderr = job.stderr_count
+        widths = {spec[0]: spec[4] for spec in self._columns}  # a waiting job's state fits it
         values = {
             "pos": lambda: Text(str(position) if position else ""),
             # Ids and lanes come from job files and the API: shown escaped, never raw.
@@ -339,7 +346,7 @@ class JobTable(ScrollView, can_focus=True):
             "lane": lambda: Text(printable(job.lane)),
             # Text.styled: a span, which render() keeps (it leaves a Text's own style to its
             # container).
-            "state": lambda: Text.styled(fmt.job_state_label(status, data),
+            "state": lambda: Text.styled(fmt.job_state_label(status, data, width=widths["state"]),
                                          self._style(status.value)),
             "pid": lambda: Text(str(job.pid) if job.pid else "-"),
             "exit": lambda: Text("-" if exit_code is None else str(exit_code)),
@@ -347,7 +354,7 @@ class JobTable(ScrollView, can_focus=True):
             "started": lambda: Text(fmt.clock(data.get("time-start"))),
             "time": lambda: Text(fmt.duration(job.duration)),
             "err": lambda: Text.styled(
-                str(stderr) if stderr or status is not Status.QUEUED else "-",
+                str(stderr) if stderr or status not in NOT_STARTED else "-",
                 self._style("stderr") if stderr else "",
             ),
             "cpu": lambda: Text(fmt.percent(job.cpu_percent) if running else ""),

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Static
 
-from pq_tui.core import JobId
+from pq_tui.core import JobId, Status
 from pq_tui.core.queue import JobView
 from pq_tui.core.reducer import unseen
 from pq_tui.core.safe import printable
@@ -98,7 +98,10 @@ class LogPane(Vertical):
         if job is None:
             title.set(Text(" no job selected"))
             return
-        parts = [str(job.id), job.lane, fmt.state_label(job.status)]
+        # A waiting job's title names all it waits for: the table's STATE cell may cut them.
+        state = fmt.waiting_label(job.data) if job.status is Status.WAITING \
+            else fmt.state_label(job.status)
+        parts = [str(job.id), job.lane, state]
         if job.pid:
             parts.append(f"pid {job.pid}")
         # The command before the directory: on a narrow screen the end of the title goes first.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import socket
 from collections import Counter
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
+from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
 from pq_tui.core import Status
+from pq_tui.core.job import IN_QUEUE
 from pq_tui.core.queue import JobView, LaneView
 from pq_tui.core.safe import printable
 from pq_tui.ui import format as fmt
@@ -18,6 +20,13 @@ from pq_tui.ui import format as fmt
 def host_name() -> str:
     """The name the status line shows; a function of its own so that snapshots can fix it."""
     return socket.gethostname()
+
+
+# (ok counts, host name, idle lanes folded): how the line gets shorter when it does not fit,
+# one step at a time. Without the ok counts; then with the lanes where nothing is left to run
+# folded into one part ("+3 idle ✘1"); then without the host name. The lanes at work and what
+# failed stay; what still does not fit is cut with an ellipsis.
+SHORTER = ((True, True, False), (False, True, False), (False, True, True), (False, False, True))
 
 
 class StatusBar(Static):
@@ -40,40 +49,77 @@ class StatusBar(Static):
         counts: dict[str, Counter] = {name: Counter() for name in lanes}
         for job in jobs:
             counts.setdefault(job.lane, Counter())[job.status] += 1
-        summary = ((warning,) if warning else ()) + tuple(
-            (name, lanes.get(name) is not None and lanes[name].paused, tuple(sorted(
-                (status.value, number) for status, number in count.items())))
-            for name, count in counts.items()
-        )
+        lanes_summary = []
+        for name, count in counts.items():
+            lane = lanes.get(name)
+            # A job waiting to retry holds its lane's slot: it counts as running.
+            use = (len(lane.running), lane.parallel) if lane is not None else \
+                (count[Status.RUNNING] + count[Status.RETRYING], 1)
+            lanes_summary.append((name, lane is not None and lane.paused, use,
+                                  tuple(sorted((status.value, number)
+                                               for status, number in count.items()))))
+        summary = ((warning,) if warning else ()) + tuple(lanes_summary)
         if summary != self._summary:  # an unchanged line costs no repaint
             self._summary = summary
             self.refresh()
 
     def render(self) -> Text:
         # Styled here, not in sync(): a sync may come before the widget's styles are set.
+        width = self.size.width
+        text = Text()
+        for show_ok, show_host, fold_idle in SHORTER:
+            text = self._line(show_ok, show_host, fold_idle)
+            if text.cell_len <= width:
+                return text
+        text.truncate(width, overflow="ellipsis")
+        return text
+
+    def _line(self, show_ok: bool, show_host: bool, fold_idle: bool) -> Text:
         style = lambda name: self.get_component_rich_style(f"status-bar--{name}", partial=True)  # noqa: E731
-        text = Text.assemble((" pq-tui", style("title")), f" · {self.host} ")
+        text = Text.assemble((" pq-tui", style("title")), f" · {self.host} " if show_host else " ")
+        folded = 0
+        folded_failed: Counter = Counter()
         for item in self._summary:
             if isinstance(item, str):
                 mark = "!" if fmt.ascii_only() else "⚠"
                 text.append(f"│ {mark} {item} ", style=style("failed"))
                 continue
-            name, paused, numbers = item
+            name, paused, (running, slots), numbers = item
             count = Counter({Status(status): number for status, number in numbers})
+            failed = count[Status.FAILED] + count[Status.KILLED] + count[Status.TIMED_OUT]
+            if fold_idle and not paused and not running and not any(
+                    count[status] for status in IN_QUEUE):
+                folded += 1
+                folded_failed.update({Status.FAILED: failed, Status.SKIPPED: count[Status.SKIPPED]})
+                continue
             text.append("│ ")
             text.append(printable(name), style="bold")
+            if running or slots > 1:
+                # The lane's use: jobs holding a slot, of its slots.
+                text.append(f" {fmt.glyph(Status.RUNNING)}{running}/{slots}",
+                            style=style("running") if running else "")
             if paused:
                 text.append(f" {'||' if fmt.ascii_only() else '⏸'} paused", style=style("paused"))
-            failed = count[Status.FAILED] + count[Status.KILLED] + count[Status.TIMED_OUT]
             # Only what is there: an idle lane with nothing done is just its name.
-            for number, status, look in (
-                # A job waiting to retry holds its lane's slot: it counts as running.
-                (count[Status.RUNNING] + count[Status.RETRYING], Status.RUNNING, "running"),
+            self._counts(text, style, (
                 (count[Status.QUEUED], Status.QUEUED, ""),
-                (count[Status.OK], Status.OK, "ok"),
+                (count[Status.WAITING], Status.WAITING, ""),
+                (count[Status.OK] if show_ok else 0, Status.OK, "ok"),
                 (failed, Status.FAILED, "failed"),
-            ):
-                if number:
-                    text.append(f" {fmt.glyph(status)}{number}", style=style(look) if look else "")
+                (count[Status.SKIPPED], Status.SKIPPED, "failed"),
+            ))
+            text.append(" ")
+        if folded:
+            text.append(f"│ +{folded} idle")
+            self._counts(text, style, (
+                (folded_failed[Status.FAILED], Status.FAILED, "failed"),
+                (folded_failed[Status.SKIPPED], Status.SKIPPED, "failed"),
+            ))
             text.append(" ")
         return text
+
+    @staticmethod
+    def _counts(text: Text, style: Callable[[str], Style], numbers: Iterable[tuple]) -> None:
+        for number, status, look in numbers:
+            if number:
+                text.append(f" {fmt.glyph(status)}{number}", style=style(look) if look else "")
