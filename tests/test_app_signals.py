@@ -100,3 +100,33 @@ def test_sigterm_kills_every_job_tree_and_exits(tmp_path):
     finally:
         app.hang_up()
     assert _alive(pids) == []
+
+
+def test_the_console_gives_a_job_files_lanes_their_slots(tmp_path):
+    # Two jobs of a two-slot lane, each waiting for the other to have started: they end only if
+    # both run at once.
+    (tmp_path / "jobs.toml").write_text(f"""
+[lanes.pair]
+parallel = 2
+
+[[job]]
+id = "a"
+queue = "pair"
+cmd = "touch {tmp_path}/a; while [ ! -e {tmp_path}/b ]; do sleep 0.05; done"
+
+[[job]]
+id = "b"
+queue = "pair"
+cmd = "touch {tmp_path}/b; while [ ! -e {tmp_path}/a ]; do sleep 0.05; done"
+""")
+    app = Terminal([sys.executable, "-m", "pq_tui", "--embedded", str(tmp_path / "jobs.toml"),
+                    "--log-dir", str(tmp_path / "logs"), "--kill-grace", "1"], cwd=str(REPO))
+    try:
+        deadline = time.monotonic() + 30
+        while not ((tmp_path / "logs" / "a.1.log").exists() and (tmp_path / "b").exists()):
+            assert app.running(), bytes(app.output[-2000:])
+            assert time.monotonic() < deadline, "the two jobs never ran side by side"
+            time.sleep(0.05)
+    finally:
+        app.hang_up()
+        app.wait_exit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from pq_tui import __version__
 from pq_tui.cli.args import add_engine_options, new_parser
@@ -73,7 +73,7 @@ def _main(args: list) -> int:
 
 
 def _open_console(options: argparse.Namespace) -> int:
-    from pq_tui.cli.run import load_and_plan
+    from pq_tui.cli.run import load_batch
 
     if not options.embedded and (options.log_dir is not None or options.kill_grace is not None):
         print("pq-tui: --log-dir and --kill-grace are for --embedded; the server keeps its logs "
@@ -89,22 +89,24 @@ def _open_console(options: argparse.Namespace) -> int:
 
     # Unset, Textual chooses ($TEXTUAL_THEME included).
     theme = None if settings.sources["theme"] == DEFAULT else settings.theme
-    plans = load_and_plan(options.files)
-    if plans is None:
+    batch = load_batch(options.files)
+    if batch is None:
         return EXIT_BAD_INPUT
+    loaded, plans = batch
     if not options.embedded:
-        return _attach_console(plans, mouse=not options.no_mouse, theme=theme)
+        return _attach_console(plans, loaded.parallel, mouse=not options.no_mouse, theme=theme)
     from pq_tui.ui.app import PQApp
     from pq_tui.ui.session import LocalSession
 
     kill_grace = settings.kill_grace if options.kill_grace is None else options.kill_grace
     session = LocalSession.embedded(options.log_dir, kill_grace)
-    app = PQApp(session, specs=session.jobs_from(plans), theme=theme)
+    app = PQApp(session, specs=session.jobs_from(plans), parallel=loaded.parallel, theme=theme)
     status = app.run(mouse=not options.no_mouse)
     return status or 0
 
 
-def _attach_console(plans: list, mouse: bool, theme: Optional[str]) -> int:
+def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
+                    theme: Optional[str]) -> int:
     import asyncio
 
     from pq_tui.cli.output import write_error
@@ -118,7 +120,7 @@ def _attach_console(plans: list, mouse: bool, theme: Optional[str]) -> int:
         engine = await RemoteEngine.connect(start=True)
         try:
             session = AttachedSession(engine)
-            app = PQApp(session, specs=session.jobs_from(plans), theme=theme)
+            app = PQApp(session, specs=session.jobs_from(plans), parallel=parallel, theme=theme)
             status = await app.run_async(mouse=mouse) or 0
             if app.exit_note:
                 print(app.exit_note, file=sys.stderr)

@@ -78,16 +78,10 @@ def _plan(specs: list[JobSpec]) -> Optional[list]:
     return None if problems else plans
 
 
-def load_and_plan(files: list[str]) -> Optional[list]:
-    """The jobs of ``files``, each with its Plan (what would run, and where, from here), if
-    every one of them can run; else print why (stderr) and None."""
-    batch = load_batch(files)
-    return None if batch is None else batch[1]
-
-
 def load_batch(files: list[str], existing_ids: Iterable[str] = (),
                known_ids: Iterable[str] = ()) -> Optional[tuple[Loaded, list]]:
-    """``load_and_plan`` with what the files hold besides the jobs (the lanes' slots).
+    """What ``files`` hold (their jobs and lanes' slots) and each job with its Plan (what would
+    run, and where, from here), if every job can run; else print why (stderr) and None.
     ``existing_ids``, ``known_ids``: as ``load_jobs`` has them."""
     loaded = _load(files, existing_ids, known_ids)
     # All or nothing: a job that cannot start must not leave its lane-mates half run.
