@@ -1616,12 +1616,15 @@ def test_a_size_is_shown_in_its_unit(nbytes, shown):
     (None, "{w} for build, lint"), (25, "{w} for build, lint"),
     # To be cut (the table's cell cuts it) with 3 letters of the first name left, or more.
     (18, "{w} for build, lint"),
+    # Narrower, the mark says "waiting": "after", the job file's word.
+    (17, "{g} after build, lint"), (12, "{g} after build, lint"),
     # Else how many it waits for.
-    (17, "{w} (2)"), (13, "{w} (2)"),
+    (11, "{w} (2)"),
 ])
 def test_a_waiting_state_names_what_it_waits_for_or_how_many(width, shown):
     data = {"after": ["build", "lint"], "waiting-for": ["build", "lint"]}
-    assert fmt.waiting_label(data, width) == shown.format(w=label(Status.WAITING))
+    assert fmt.waiting_label(data, width) == shown.format(w=label(Status.WAITING),
+                                                          g=fmt.glyph(Status.WAITING))
 
 
 @pytest.mark.parametrize("status, width, shown", [

@@ -59,16 +59,17 @@ _NAME_SHOWN = 3
 
 def waiting_label(data: Mapping[str, Any], width: Optional[int] = None) -> str:
     """A waiting job's state with the jobs it still waits for: ``◇ waiting for build, lint``,
-    to be cut with an ellipsis at ``width`` cells. Where the cut would leave too little of a
-    name to tell, how many instead: ``◇ waiting (4)``."""
+    to be cut with an ellipsis at ``width`` cells. Narrower, the mark says "waiting" and the
+    job file's word says for what: ``◇ after build, lint``. Where the cut would still leave too
+    little of a name to tell, how many instead: ``◇ waiting (4)``."""
     waiting_for = data.get("waiting-for") or ()
     names = ", ".join(map(printable, waiting_for))  # ids from job files and the wire
     if not names:
         return state_label(Status.WAITING)
-    head = f"{state_label(Status.WAITING)} for "
-    label = head + names
-    if width is None or cell_len(label) <= width or width - 1 - cell_len(head) >= _NAME_SHOWN:
-        return label
+    for head in (f"{state_label(Status.WAITING)} for ", f"{glyph(Status.WAITING)} after "):
+        label = head + names
+        if width is None or cell_len(label) <= width or width - 1 - cell_len(head) >= _NAME_SHOWN:
+            return label
     return f"{state_label(Status.WAITING)} ({len(waiting_for)})"
 
 
