@@ -282,3 +282,30 @@ def test_jobs_opened_in_an_attached_console_run_in_the_consoles_folder(server):
 
     asyncio.run(asyncio.wait_for(main(), 60))
     assert not server.leftovers()
+
+
+def test_quick_presses_of_plus_and_minus_each_count_before_the_server_answers(server):
+    async def main():
+        engine = await RemoteEngine.connect(server.paths)
+        server.pids.add(engine.server_info["pid"])
+        app = PQApp(AttachedSession(engine), start_dir=server.tmp)
+        async with app.run_test(size=(100, 30)) as pilot:
+            engine.push("one", {"cmd": "true", "cwd": str(server.tmp)}, "T")
+            await settle(pilot, lambda: rows(app) == ["'one'"], "the job's row")
+            app.main.table.select("one")
+            # Three presses before the first's answer (a slow link): the actions back to back,
+            # with no turn of the loop for the server's LaneResized to arrive in between.
+            for _ in range(3):
+                app.main.action_slots(1)
+            await settle(pilot, lambda: engine.lane("T").parallel == 4, "4 slots")
+            app.main.action_slots(-1)
+            app.main.action_slots(-1)
+            await settle(pilot, lambda: engine.lane("T").parallel == 2, "2 slots")
+            await pilot.pause(0.3)
+            assert engine.lane("T").parallel == 2
+            assert "T ▶0/2" in str(app.main.status_bar.render())
+            await pilot.press("q")
+        await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 90))
+    assert not server.leftovers()

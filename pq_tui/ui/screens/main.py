@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import os
 import re
 import shlex
@@ -19,7 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from pq_tui.core import DEFAULT_LANE, JobExited, JobId, JobOutput, JobUsage, OutputDropped, Status
-from pq_tui.core.events import Event, StoreStatus
+from pq_tui.core.events import Event, LaneResized, StoreStatus
 from pq_tui.core.deps import skipped_dependents
 from pq_tui.core.job import IN_QUEUE, KILLABLE
 from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
@@ -42,6 +43,8 @@ from pq_tui.ui.widgets.status_bar import StatusBar
 # Events are applied at most this often; under a flood they wait in the subscription meanwhile,
 # so a busy job costs the UI a few refreshes a second, not one per line.
 REFRESH_INTERVAL = 0.1
+# How long a press of +/- counts on its answer to come (a slow link takes a second or two).
+SLOTS_ASKED_FOR = 5.0
 TICK_INTERVAL = 1.0  # clocks and resources of running jobs
 LOG_END_BYTES = 1024 * 1024  # of a finished job's log, read when a pane shows it
 
@@ -117,6 +120,8 @@ class MainScreen(Screen[None]):
         self.app_keys = app_keys
         self._initial_specs = specs
         self._initial_parallel = parallel
+        # lane -> (slots asked of the queue and not yet announced, when: time.monotonic())
+        self._slots_asked: dict[str, tuple[int, float]] = {}
         self.start_dir = start_dir
         self._log_lines = log_lines
         self._ticker: Optional[Timer] = None
@@ -225,6 +230,9 @@ class MainScreen(Screen[None]):
                 state_changed = True
                 if isinstance(event, JobExited):
                     self._report_warnings(event)
+                elif isinstance(event, LaneResized) and \
+                        self._slots_asked.get(event.lane, (None,))[0] == event.parallel:
+                    del self._slots_asked[event.lane]
                 elif isinstance(event, StoreStatus):
                     self._report_store(event.error)
         with self.app.batch_update():
@@ -622,15 +630,22 @@ class MainScreen(Screen[None]):
         if job is None:
             return
         lane = self.queue.lane(job.lane)
-        slots = lane.parallel + delta
+        # From what was last asked, not what the queue says yet: over a slow link, a second
+        # press before the server's answer counts too. An answer that never came (a refusal, a
+        # dropped link) is not waited for past SLOTS_ASKED_FOR.
+        asked, when = self._slots_asked.get(lane.name, (lane.parallel, 0.0))
+        current = asked if time.monotonic() - when < SLOTS_ASKED_FOR else lane.parallel
+        slots = current + delta
         if not 1 <= slots <= MAX_PARALLEL:
             # At the bound: said, not refused with an error.
             which = "fewest" if delta < 0 else "most"
-            self.notify(f"{printable(lane.name)} has {lane.parallel} slot"
-                        f"{'' if lane.parallel == 1 else 's'}: the {which} a lane can have",
+            self.notify(f"{printable(lane.name)} has {current} slot"
+                        f"{'' if current == 1 else 's'}: the {which} a lane can have",
                         timeout=3)
             return
         self.queue.set_parallel(lane.name, slots)
+        if self.queue.lane(lane.name).parallel != slots:
+            self._slots_asked[lane.name] = (slots, time.monotonic())  # until its LaneResized
         self._sync()
 
     def action_toggle_split(self) -> None:
