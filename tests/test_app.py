@@ -1637,3 +1637,8 @@ def test_an_attempt_too_wide_for_its_cell_loses_the_states_word(status, width, s
     data = {"attempt": 1 if status is Status.RETRYING else 3, "attempts": 3, "retry-at": 108.0}
     assert fmt.job_state_label(status, data, now=100.0, width=width) == shown.format(
         g=fmt.glyph(status))
+
+
+def test_a_skipped_job_shows_no_attempt_it_never_made():
+    data = {"attempt": 1, "attempts": 3, "status": "skipped"}
+    assert fmt.job_state_label(Status.SKIPPED, data) == label(Status.SKIPPED)

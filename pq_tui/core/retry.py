@@ -33,8 +33,11 @@ def delay_after(data: Mapping[str, Any], attempt: int) -> float:
 
 
 def attempt_of(data: Mapping[str, Any]) -> Optional[Tuple[int, int]]:
-    """(attempt, attempts) of a job that may be retried, as its data says; None otherwise. The
+    """(attempt, attempts) of a job that may be retried, as its data says; None otherwise, and
+    for a skipped job: it never ran, so "1/3" would tell of an attempt that was not made. The
     attempt between two attempts is the one that ended."""
+    if data.get("status") == "skipped":
+        return None
     attempt, attempts = data.get("attempt"), data.get("attempts")
     if type(attempt) is int and type(attempts) is int:
         return attempt, attempts
