@@ -192,9 +192,7 @@ class JobRunner:
             # Its own session: the operator's Ctrl-C does not reach it, and one killpg reaches
             # its whole tree.
             isolation = {"start_new_session": True}
-        streams: Dict[str, Any] = {
-            "stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE
-        }
+        stdin, stdout, stderr = subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE
         if self._pty_size is not None:
             try:
                 self.terminal = Terminal(*self._pty_size)
@@ -202,12 +200,19 @@ class JobRunner:
                 raise JobInputError(
                     f"cannot open a pseudo-terminal: {exc.strerror or exc}"
                 ) from None
-            streams = self.terminal.spawn_options()
-            isolation = {}  # a session of its own is part of it
+            stdin = stdout = stderr = self.terminal.slave
+            isolation = self.terminal.session_options()
             self._open_pipes = {1}  # stdout and stderr are one stream
         try:
             await loop.subprocess_exec(
-                lambda: _Protocol(self), *argv, cwd=cwd, env=env, **streams, **isolation
+                lambda: _Protocol(self),
+                *argv,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                cwd=cwd,
+                env=env,
+                **isolation,
             )
         except FileNotFoundError as exc:
             if exc.filename == cwd:  # gone since the plan looked

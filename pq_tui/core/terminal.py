@@ -33,16 +33,23 @@ READ_SIZE = 256 * 1024
 _SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 
 
-def parse_size(value: Any, what: str = "pty_size") -> Tuple[int, int]:
+def check_has_terminal(job_id: Any, status: str, pty: Any) -> None:
+    """ValueError unless a job (its status, its data's "pty") has a terminal to type into or
+    to size: the one wording of every queue and of `pq-tui send`."""
+    if status != "running":
+        raise ValueError(f"job {job_id!r} is {status}; only a running job has a terminal")
+    if pty is not True:
+        raise ValueError(f"job {job_id!r} is not a PTY job (pty = true); its stdin is /dev/null")
+
+
+def parse_size(value: Any) -> Tuple[int, int]:
     """(columns, rows) of ``"COLSxROWS"``; None gives the default."""
     if value is None:
         return DEFAULT_SIZE
     match = _SIZE.fullmatch(value) if isinstance(value, str) else None
     size = (int(match.group(1)), int(match.group(2))) if match else None
     if size is None or not all(1 <= side <= MAX_SIDE for side in size):
-        raise ValueError(
-            f'{what}: expected columns x rows like "120x40", got {value!r}'
-        )
+        raise ValueError(f'pty_size: expected columns x rows like "120x40", got {value!r}')
     return size
 
 
@@ -102,13 +109,11 @@ class Terminal:
         )
         return columns, rows
 
-    def spawn_options(self) -> dict:
-        """subprocess options that give the child the slave as its three streams and as the
-        controlling terminal of its new session."""
-        return {
-            "stdin": self.slave, "stdout": self.slave, "stderr": self.slave,
-            "start_new_session": True, "preexec_fn": _take_controlling_terminal,
-        }
+    @staticmethod
+    def session_options() -> dict:
+        """subprocess options for a child whose streams are the slave: a session of its own
+        (as every job has), whose controlling terminal the slave is."""
+        return {"start_new_session": True, "preexec_fn": _take_controlling_terminal}
 
     def close_slave(self) -> None:
         """Once the child has it: our copy would keep the terminal open (no end of output)."""
