@@ -205,3 +205,81 @@ def test_the_remote_engine_sends_and_resizes(server):
         await server.stop()
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+# -- the console -----------------------------------------------------------------------------------
+
+
+def console(tmp_path, jobs: str):
+    from pq_tui.jobs.jobfile import load_job_files
+    from pq_tui.ui.app import build_app
+
+    path = tmp_path / "jobs.toml"
+    path.write_text(jobs)
+    return build_app(load_job_files([path]), log_dir=str(tmp_path / "logs"), kill_grace=0.5,
+                     start_dir=tmp_path)
+
+
+async def pilot_until(pilot, predicate, what: str, limit: float = 20) -> None:
+    for _ in range(int(limit / 0.05)):
+        if predicate():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+def run_console(app, drive) -> None:
+    async def main():
+        async with app.run_test(size=(100, 30)) as pilot:
+            try:
+                await drive(app, pilot)
+            finally:
+                await app.queue.shutdown()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_i_types_a_line_into_the_selected_pty_job(tmp_path):
+    from pq_tui.ui.screens.prompt import PromptScreen
+
+    app = console(tmp_path, f"[[job]]\nid = \"ask\"\npty = true\ncmd = '''{PROMPT}'''\n"
+                            "[[job]]\nid = \"pipe\"\nqueue = \"B\"\ncmd = \"sleep 300\"\n")
+
+    async def drive(app, pilot):
+        queue = app.queue
+        await pilot_until(pilot, lambda: queue.get("ask").pid and queue.get("pipe").pid,
+                          "the starts")
+        app.main.table.select("pipe")
+        await pilot.press("i")
+        assert [n.message for n in app._notifications][-1] == (
+            "i types a line into a running PTY job (pty = true): select one")
+        app.main.table.select("ask")
+        await pilot.pause()
+        await pilot.press("i")
+        await pilot_until(pilot, lambda: isinstance(app.screen, PromptScreen), "the prompt")
+        assert app.screen.title_text == "Type into ask"
+        await pilot.press("A", "d", "a", "enter")
+        await pilot_until(pilot, lambda: queue.get("ask").status.finished, "the answer")
+        assert queue.get("ask").status.value == "ok"
+        assert out_lines(queue.get("ask"))[-1] == "hello Ada"
+        table = app.main.table
+        assert (table.cell_text("ask", "err"), table.cell_text("pipe", "err")) == ("-", "0")
+
+    run_console(app, drive)
+
+
+def test_the_pty_job_in_the_main_pane_gets_the_panes_size(tmp_path):
+    app = console(tmp_path, f"[[job]]\nid = \"w\"\npty = true\ncmd = '''{WINCH}'''\n")
+
+    async def drive(app, pilot):
+        queue = app.queue
+        await pilot_until(pilot, lambda: "ready" in out_lines(queue.get("w")), "the start")
+        app.main.table.select("w")
+        region = app.main.main_pane.view.scrollable_content_region
+        size = f"{region.height} {region.width}"
+        assert size != "40 120"
+        await pilot_until(pilot, lambda: size in out_lines(queue.get("w")), "the pane's size")
+        queue.send_input("w", "q")
+        await pilot_until(pilot, lambda: queue.get("w").status.finished, "the end")
+
+    run_console(app, drive)
