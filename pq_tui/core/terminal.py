@@ -8,7 +8,6 @@ that a job reading from /dev/tty, or job control in a shell, works as in a termi
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import struct
@@ -103,12 +102,6 @@ class Terminal:
         # The kernel sends SIGWINCH to the terminal's foreground process group.
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, _winsize(columns, rows))
 
-    def size(self) -> Tuple[int, int]:
-        rows, columns, _x, _y = struct.unpack(
-            "HHHH", fcntl.ioctl(self.master, termios.TIOCGWINSZ, _winsize(0, 0))
-        )
-        return columns, rows
-
     @staticmethod
     def session_options() -> dict:
         """subprocess options for a child whose streams are the slave: a session of its own
@@ -123,15 +116,14 @@ class Terminal:
 
     def read(self) -> Optional[bytes]:
         """What the job wrote (b"" if nothing is there now), or None at the end of its output.
-        Linux reports the end (the last slave closed) as EIO."""
+        Linux reports the end (the last slave closed) as EIO; any other error ends the reading
+        too (a reader that raised would be called again at once, for ever)."""
         try:
             data = os.read(self.master, READ_SIZE)
         except (BlockingIOError, InterruptedError):
             return b""
-        except OSError as exc:
-            if exc.errno == errno.EIO:
-                return None
-            raise
+        except OSError:
+            return None
         return data or None
 
     def write(self, data: bytes) -> None:
@@ -144,6 +136,8 @@ class Terminal:
                 raise ValueError(
                     "the job's terminal takes no more input (it is not reading it)"
                 ) from None
+            except OSError as exc:  # its last process closed it a moment ago
+                raise ValueError(f"the job's terminal is gone: {exc.strerror}") from None
             view = view[written:]
 
     def close(self, loop: Any) -> None:
