@@ -118,13 +118,24 @@ class Terminal:
         """What the job wrote (b"" if nothing is there now), or None at the end of its output.
         Linux reports the end (the last slave closed) as EIO; any other error ends the reading
         too (a reader that raised would be called again at once, for ever)."""
-        try:
-            data = os.read(self.master, READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return b""
-        except OSError:
-            return None
-        return data or None
+        # A terminal hands over at most a few KiB per read: what is there is read at once, so
+        # that a flood costs the splitter, the log and the events one chunk, not dozens.
+        parts: list[bytes] = []
+        size = 0
+        while size < READ_SIZE:
+            try:
+                data = os.read(self.master, READ_SIZE - size)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                if parts:
+                    break  # the end comes at the next call, after this output
+                return None
+            parts.append(data)
+            size += len(data)
+        return b"".join(parts)
 
     def write(self, data: bytes) -> None:
         """Type ``data`` into the terminal; ValueError if the job reads none of it."""
