@@ -92,6 +92,12 @@ class Unchanging:
     def set_parallel(self, lane: str, parallel: int) -> None:
         self._refuse("set_parallel")
 
+    def send_input(self, job_id: JobId, text: str) -> None:
+        self._refuse("send_input")
+
+    def resize(self, job_id: JobId, columns: int, rows: int) -> None:
+        self._refuse("resize")
+
 
 class ScriptedQueue(Unchanging, Shifts, LocalQueue):
     """Fixed jobs in fixed lanes. A kill is recorded, not done: nothing changes on screen."""

@@ -1,5 +1,5 @@
-"""The script commands that talk to the pq-tui server: push, status, log, kill, remove, move,
-requeue, pause, resume, lane, wait, shutdown.
+"""The script commands that talk to the pq-tui server: push, status, log, kill, send, remove,
+move, requeue, pause, resume, lane, wait, shutdown.
 
 Each one opens a ``Client`` (only ``push`` starts a server when none runs), does its requests
 and returns an exit status:
@@ -27,6 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
 from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
+from pq_tui.core.terminal import check_has_terminal
 from pq_tui.cli.args import new_parser, number_parser
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
@@ -121,6 +122,13 @@ examples:
   pq-tui kill build
   pq-tui kill build --force
 """,
+    "send": """\
+Types TEXT and Enter into a running PTY job's terminal (a job with pty = true), for a job that
+asks a question. Exit status 1 if the job is not running, 2 if it is not a PTY job.
+
+example:
+  pq-tui send deploy yes
+""",
     "remove": """\
 Takes a queued job out of its lane. Exit status 1 if the job is not queued.
 
@@ -211,6 +219,7 @@ _DESCRIPTIONS = {
     "status": "Show the server's lanes and jobs.",
     "log": "Print a job's log.",
     "kill": "Kill a running job.",
+    "send": "Type a line into a running PTY job.",
     "remove": "Remove a queued job.",
     "move": "Move a queued job in its lane or to another lane.",
     "requeue": "Run a finished job again.",
@@ -239,6 +248,9 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     elif command == "kill":
         parser.add_argument("job", metavar="ID")
         parser.add_argument("--force", action="store_true", help="SIGKILL at once")
+    elif command == "send":
+        parser.add_argument("job", metavar="ID")
+        parser.add_argument("text", metavar="TEXT", help="the line to type (Enter follows it)")
     elif command in ("remove", "requeue"):
         parser.add_argument("job", metavar="ID")
     elif command == "move":
@@ -637,6 +649,21 @@ async def cmd_kill(options: argparse.Namespace) -> int:
     return await _with_job(options, body)
 
 
+async def cmd_send(options: argparse.Namespace) -> int:
+    async def body(client: Client, snapshot: Snapshot, job_id: JobId) -> int:
+        entry = messages.find_job(snapshot, job_id)
+        assert entry is not None, "resolve_id found it"
+        try:
+            check_has_terminal(job_id, entry["status"], entry["data"].get("pty"))
+        except ValueError as exc:
+            pty = entry["data"].get("pty") is True
+            raise Failed(str(exc), EXIT_FAILED if pty else EXIT_BAD_INPUT) from None
+        await client.request(Op.SEND, job_id=job_id, text=options.text)
+        return EXIT_OK
+
+    return await _with_job(options, body)
+
+
 async def cmd_remove(options: argparse.Namespace) -> int:
     async def body(client: Client, snapshot: Snapshot, job_id: JobId) -> int:
         if messages.parse_row(await client.request(Op.REMOVE, job_id=job_id)) is None:
@@ -872,6 +899,7 @@ _HANDLERS: Dict[str, Callable] = {
     "status": cmd_status,
     "log": cmd_log,
     "kill": cmd_kill,
+    "send": cmd_send,
     "remove": cmd_remove,
     "move": cmd_move,
     "requeue": cmd_requeue,

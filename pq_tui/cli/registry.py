@@ -7,8 +7,8 @@ from __future__ import annotations
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # The commands that talk to the pq-tui server, in the order their help lists them.
-SERVER_COMMANDS = ("push", "status", "log", "kill", "remove", "move", "requeue", "pause",
-                   "resume", "lane", "wait", "clean", "shutdown")
+SERVER_COMMANDS = ("push", "status", "log", "kill", "send", "remove", "move", "requeue",
+                   "pause", "resume", "lane", "wait", "clean", "shutdown")
 
 COMMANDS = {
     "run": "pq_tui.cli.run",

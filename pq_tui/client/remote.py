@@ -60,6 +60,7 @@ from pq_tui.core.lanes import check_parallel
 from pq_tui.core.queue import Shifts
 from pq_tui.core.reducer import JobRow, LaneRow, QueueView
 from pq_tui.core.tail import Tail
+from pq_tui.core.terminal import check_has_terminal, check_size
 from pq_tui.wire import messages, protocol
 from pq_tui.wire.ops import Op
 from pq_tui.client.client import GONE, Client, RemoteError, ServerError, TooLarge, push_sizes
@@ -404,7 +405,20 @@ class RemoteEngine(Shifts):
         check_parallel(parallel)
         self._send(f"{lane}: {parallel} slots", Op.PARALLEL, lane=lane, parallel=parallel)
 
+    def send_input(self, job_id: JobId, text: str) -> None:
+        self._check_terminal(job_id)
+        self._send(f"send to {job_id!r}", Op.SEND, job_id=job_id, text=text)
+
+    def resize(self, job_id: JobId, columns: int, rows: int) -> None:
+        self._check_terminal(job_id)
+        check_size(columns, rows)
+        self._send(f"resize {job_id!r}", Op.RESIZE, job_id=job_id, columns=columns, rows=rows)
+
     # -- inside ----------------------------------------------------------------------------------
+
+    def _check_terminal(self, job_id: JobId) -> None:
+        job = self._require(job_id)
+        check_has_terminal(job_id, job.status.value, job.data.get("pty"))
 
     def _require(self, job_id: JobId) -> RemoteJob:
         job = self._rows.get(job_id)

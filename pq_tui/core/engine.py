@@ -48,6 +48,7 @@ from pq_tui.core.queue import Shifts
 from pq_tui.core.retry import attempts_of, delay_after
 from pq_tui.core.runner import JobRunner
 from pq_tui.core.tail import TAIL_LINES
+from pq_tui.core.terminal import Terminal, check_has_terminal, check_size
 
 log = logging.getLogger(__name__)
 
@@ -449,6 +450,24 @@ class Engine(Shifts):
         runner.kill(force=force)
         self._resolve_kind("spawn", job_id)  # a start held by the gate ends here (_may_spawn)
         return asyncio.ensure_future(self.wait_finished(job_id))
+
+    def send_input(self, job_id: JobId, text: str) -> None:
+        """Type ``text`` and Enter into a running PTY job's terminal."""
+        self._terminal_of(job_id).write((text + "\n").encode("utf-8", "surrogateescape"))
+
+    def resize(self, job_id: JobId, columns: int, rows: int) -> None:
+        """Set a running PTY job's window size; the kernel tells the job (SIGWINCH)."""
+        check_size(columns, rows)
+        self._terminal_of(job_id).resize(columns, rows)
+
+    def _terminal_of(self, job_id: JobId) -> Terminal:
+        job = self._require(job_id)
+        check_has_terminal(job_id, job.status.value, job.data.get("pty"))
+        runner = self._runners.get(job_id)
+        terminal = runner.terminal if runner is not None else None
+        if terminal is None or terminal.closed:  # starting, or its output has ended
+            raise ValueError(f"job {job_id!r} has no terminal open (its process is not running)")
+        return terminal
 
     def move(self, job_id: JobId, index: int, lane: Optional[str] = None) -> int:
         """Move a queued job to ``index`` among the queued jobs of ``lane`` (its own lane when

@@ -16,6 +16,7 @@ from pq_tui.core.logfile import LogWriter
 from pq_tui.core.plan import Plan, job_environment, plan_job
 from pq_tui.core.childwatch import prefer_pidfd_watcher
 from pq_tui.core.proctree import MARKER_VAR, SIGKILL, ProcessTree, Usage, new_marker
+from pq_tui.core.terminal import Terminal, pty_settings, set_terminal_env
 
 # After the main process exits, how long its pipes may stay open (a grandchild holding them)
 # before we stop reading; the lane must not hang on them.
@@ -89,6 +90,9 @@ class JobRunner:
         self._log: Optional[LogWriter] = None
         self._timeout: Optional[float] = None
         self._transport: Optional[asyncio.SubprocessTransport] = None
+        # A PTY job's terminal (pty = true), from its spawn to the end of the run.
+        self._pty_size: Optional[tuple] = None
+        self.terminal: Optional[Terminal] = None
         self.tree: Optional[ProcessTree] = None
         # In the job's environment, so that its processes can be found wherever they go.
         self._marker = new_marker()
@@ -118,6 +122,9 @@ class JobRunner:
         try:
             plan = self._prepare(final)
             timeout = self._timeout = _timeout_of(data.get("timeout"))
+            self._pty_size = pty_settings(data)
+            if self._pty_size is not None:
+                set_terminal_env(plan.env, data.get("env"))
             self._log = LogWriter(self._log_path)
         except JobInputError as exc:
             self._fail_to_start(str(exc))
@@ -148,6 +155,7 @@ class JobRunner:
                     sampler.cancel()
             await self._after_exit()
         finally:
+            self._close_terminal()
             self._log.close()
             if self._log.error is not None:
                 data.setdefault("warnings", []).append(self._log.error)
@@ -184,13 +192,24 @@ class JobRunner:
             # Its own session: the operator's Ctrl-C does not reach it, and one killpg reaches
             # its whole tree.
             isolation = {"start_new_session": True}
+        stdin, stdout, stderr = subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE
+        if self._pty_size is not None:
+            try:
+                self.terminal = Terminal(*self._pty_size)
+            except OSError as exc:
+                raise JobInputError(
+                    f"cannot open a pseudo-terminal: {exc.strerror or exc}"
+                ) from None
+            stdin = stdout = stderr = self.terminal.slave
+            isolation = self.terminal.session_options()
+            self._open_pipes = {1}  # stdout and stderr are one stream
         try:
             await loop.subprocess_exec(
                 lambda: _Protocol(self),
                 *argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
                 cwd=cwd,
                 env=env,
                 **isolation,
@@ -205,6 +224,11 @@ class JobRunner:
             raise JobInputError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
         except ValueError as exc:  # a NUL byte in an argument, "=" in an environment name...
             raise JobInputError(f"cannot start {argv[0]}: {exc}") from None
+        finally:
+            if self.terminal is not None:
+                self.terminal.close_slave()
+        if self.terminal is not None:
+            loop.add_reader(self.terminal.master, self._read_terminal)
         if self.kill_requested:
             self._start_kill(self._kill_forced)
 
@@ -229,6 +253,7 @@ class JobRunner:
             # Something outside the group still holds a pipe: stop reading and move on.
             self._writer.note("output pipes still open after exit (a detached process holds them)")
         self._transport.close()
+        self._close_terminal()
         for fd in (1, 2):
             self._flush_splitter(fd)
         if self.kill_requested or self.timed_out:
@@ -310,6 +335,21 @@ class JobRunner:
         lines = self._splitters[fd].feed_lines(data)
         if lines.count:
             self._emit(fd, lines)
+
+    def _read_terminal(self) -> None:
+        terminal = self.terminal
+        assert terminal is not None, "read only while the terminal is open"
+        data = terminal.read()
+        if data is None:
+            asyncio.get_running_loop().remove_reader(terminal.master)
+            self._on_pipe_closed(1)
+        elif data:
+            self._on_data(1, data)
+
+    def _close_terminal(self) -> None:
+        # Not before the output is read or given up on: closing the master hangs up the job.
+        if self.terminal is not None:
+            self.terminal.close(asyncio.get_running_loop())
 
     def _on_pipe_closed(self, fd: int) -> None:
         self._flush_splitter(fd)

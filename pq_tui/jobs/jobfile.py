@@ -53,7 +53,8 @@ class JobSpec:
     engine's process data: "cmd" (list of str, or a str for the shell), "cwd"
     (str or None, unexpanded), "env" (dict of str), "timeout" (seconds or
     None), "on_failure", "create_cwd", "profile", "retries", "retry_delay",
-    "after" (list of job ids) and "meta" (only when given) and "source".
+    "pty", "pty_size" ("COLSxROWS"), "after" (list of job ids) and "meta" (only
+    when given) and "source".
     ``source`` is "file:line" of the job's [[job]] header.
     """
 
@@ -555,7 +556,7 @@ def _process_data(defaults: dict, job: dict, source: str) -> dict:
         "timeout": merged.get("timeout"),
         "on_failure": merged.get("on_failure", "continue"),
     }
-    for key in ("create_cwd", "profile", "retries", "retry_delay", "after"):
+    for key in ("create_cwd", "profile", "retries", "retry_delay", "after", "pty", "pty_size"):
         if key in merged:
             data[key] = merged[key]
     if "meta" in merged:

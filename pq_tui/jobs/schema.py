@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
 from pq_tui.core.retry import MAX_RETRY_DELAY
 from pq_tui.core.safe import has_unsafe, json_printable
+from pq_tui.core.terminal import parse_size
 
 
 # How deep arrays and tables may nest: the parser and the copies of "meta" recurse per level.
@@ -259,6 +260,21 @@ def _convert_profile(value: Any, report: Report) -> bool | None:
     return value
 
 
+def _convert_pty(value: Any, report: Report) -> bool | None:
+    if not isinstance(value, bool):
+        report(f'"pty" must be true or false, got {describe(value)}')
+    return value
+
+
+def _convert_pty_size(value: Any, report: Report) -> str | None:
+    try:
+        columns, rows = parse_size(value)
+    except ValueError:
+        report(f'"pty_size" must be columns x rows like "120x40", got {describe(value)}')
+        return None
+    return f"{columns}x{rows}"
+
+
 def _convert_meta(value: Any, report: Report) -> dict | None:
     if not isinstance(value, dict):
         report(f'"meta" must be a table, got {describe(value)}')
@@ -298,6 +314,8 @@ CONVERTERS: dict[str, Callable[[Any, Report], Any]] = {
     "retry_delay": _convert_retry_delay,
     "on_failure": _convert_on_failure,
     "profile": _convert_profile,
+    "pty": _convert_pty,
+    "pty_size": _convert_pty_size,
     "meta": _convert_meta,
 }
 JOB_KEYS = tuple(CONVERTERS)

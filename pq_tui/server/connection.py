@@ -89,6 +89,8 @@ class Connection:
             Op.SUBSCRIBE: self.op_subscribe,
             Op.FORGET: self.op_forget,
             Op.CLEAN: self.op_clean,
+            Op.SEND: lambda a: server.engine.send_input(a["job_id"], a["text"]),
+            Op.RESIZE: lambda a: server.engine.resize(a["job_id"], a["columns"], a["rows"]),
         }
 
     # -- the conversation ----------------------------------------------------------------------

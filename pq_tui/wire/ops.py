@@ -29,6 +29,8 @@ class Op:
     FORGET: Final = "forget"
     CLEAN: Final = "clean"
     SHUTDOWN: Final = "shutdown"
+    SEND: Final = "send"
+    RESIZE: Final = "resize"
 
 
 # The ops a server accepts whatever protocol the client's hello says (docs/protocol.md: frozen),

@@ -36,7 +36,7 @@ from pq_tui.core.events import (
 )
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 4  # 4: lane slots, waiting and skipped jobs (docs/protocol.md, versions)
+PROTOCOL = 5  # 5: input and window size of PTY jobs (docs/protocol.md, versions)
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
@@ -173,7 +173,7 @@ MAX_ROW = 64 * 1024  # bytes of a job's row data; over it, only ROW_KEYS are kep
 # What the console and the commands show of a job.
 ROW_KEYS = ("status", "exit", "error", "duration", "time-queue", "time-start", "time-end", "log",
             "queue", "stderr", "pid", "cmd", "cwd", "killed", "timed-out", "interrupted",
-            "attempt", "attempts", "retry-at")
+            "attempt", "attempts", "retry-at", "pty")
 _LEFT_OUT = {("final", "env")}  # the whole environment a job ran with: big, and not for a row
 
 
@@ -267,6 +267,7 @@ _TYPES = {
     "count?": "an int >= 0 or null",
     "jobs": 'a list of {"job_id": id, "data": {...}, "lane": "name"}',
     "number?": "a number >= 0 or null",
+    "text": "a string",
 }
 
 # op -> {argument: (type, default)}; REQUIRED for a default means the argument must be given.
@@ -296,6 +297,9 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     Op.PUSH_MANY: {"jobs": ("jobs", REQUIRED), "more": ("bool", False)},
     Op.FORGET: {"job_ids": ("ids", REQUIRED)},
     Op.CLEAN: {"keep_last": ("count?", None), "older_than_days": ("number?", None)},
+    Op.SEND: {"job_id": ("job_id", REQUIRED), "text": ("text", REQUIRED)},
+    Op.RESIZE: {"job_id": ("job_id", REQUIRED), "columns": ("int", REQUIRED),
+                "rows": ("int", REQUIRED)},
 }
 
 
@@ -320,6 +324,8 @@ def _type_ok(kind: str, value: Any) -> bool:
         return value is None or (isinstance(value, str) and value != "")
     if kind == "dict":
         return isinstance(value, dict)
+    if kind == "text":
+        return isinstance(value, str)
     if kind == "ids":
         return isinstance(value, list) and all(_is_job_id(v) for v in value)
     if kind == "jobs":

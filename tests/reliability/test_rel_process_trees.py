@@ -66,14 +66,21 @@ def job_data(tmp_path: Path, token: str, name: str, script: str, **extra) -> dic
     return {"cmd": script, "cwd": str(tmp_path), "env": {TOKEN_VAR: f"{token}-{name}"}, **extra}
 
 
+# Every tree-kill case runs with pipes and on a terminal (pty = true): a session leader with a
+# controlling terminal, whose children may hold the terminal open.
+with_pty = pytest.mark.parametrize("pty", [False, True], ids=["pipe", "pty"])
+
+
 # -- engine: kill, timeout, queue stop --------------------------------------------------------------
 
 
+@with_pty
 @pytest.mark.parametrize("ending", ["kill", "timeout", "queue-stop"])
-def test_every_shape_leaves_nothing_after_an_engine_ending(tmp_path, token, ending):
+def test_every_shape_leaves_nothing_after_an_engine_ending(tmp_path, token, ending, pty):
     async def main():
         async with engine_in(tmp_path, kill_grace=0.5) as engine:
-            extra = {"timeout": 3} if ending == "timeout" else {}
+            extra: dict = {"timeout": 3} if ending == "timeout" else {}
+            extra["pty"] = pty
             for name, script in scripts(tmp_path).items():
                 engine.push(name, job_data(tmp_path, token, name, script, **extra), lane=name)
             await asyncio.get_running_loop().run_in_executor(None, wait_grown, tmp_path, token)
@@ -96,8 +103,8 @@ def test_every_shape_leaves_nothing_after_an_engine_ending(tmp_path, token, endi
 # -- the app: q, and SIGHUP -------------------------------------------------------------------------
 
 
-def job_file(tmp_path: Path, token: str) -> Path:
-    parts = []
+def job_file(tmp_path: Path, token: str, pty: bool = False) -> Path:
+    parts = [f"[defaults]\npty = {str(pty).lower()}\n"]
     for name, script in scripts(tmp_path).items():
         assert "'''" not in script
         parts.append(f"[[job]]\nid = '{name}'\nqueue = '{name}'\ncmd = '''{script}'''\n"
@@ -107,11 +114,12 @@ def job_file(tmp_path: Path, token: str) -> Path:
     return path
 
 
-def test_every_shape_leaves_nothing_after_the_app_quits(tmp_path, token):
+@with_pty
+def test_every_shape_leaves_nothing_after_the_app_quits(tmp_path, token, pty):
     from pq_tui.jobs.jobfile import load_job_files
     from pq_tui.ui.app import build_app
 
-    app = build_app(load_job_files([job_file(tmp_path, token)]), log_dir=str(tmp_path / "logs"),
+    app = build_app(load_job_files([job_file(tmp_path, token, pty)]), log_dir=str(tmp_path / "logs"),
                     kill_grace=0.5, start_dir=tmp_path)
 
     async def main():
@@ -136,10 +144,12 @@ def test_every_shape_leaves_nothing_after_the_app_quits(tmp_path, token):
     assert_all_gone(token)
 
 
-def test_every_shape_leaves_nothing_after_sighup_to_the_app(tmp_path, token):
+@with_pty
+def test_every_shape_leaves_nothing_after_sighup_to_the_app(tmp_path, token, pty):
     """The SSH connection drops: the app in a real terminal (a pty) gets SIGHUP."""
     app = Terminal(
-        [sys.executable, "-m", "pq_tui", "--embedded", str(job_file(tmp_path, token)), "--log-dir",
+        [sys.executable, "-m", "pq_tui", "--embedded", str(job_file(tmp_path, token, pty)),
+         "--log-dir",
          str(tmp_path / "logs"), "--kill-grace", "0.5"],
         cwd=REPO, env={"PYTHONPATH": REPO})
     try:
@@ -157,7 +167,8 @@ def test_every_shape_leaves_nothing_after_sighup_to_the_app(tmp_path, token):
 # -- the server: shutdown --kill ----------------------------------------------------------------------
 
 
-def test_every_shape_leaves_nothing_after_server_shutdown(server, token):
+@with_pty
+def test_every_shape_leaves_nothing_after_server_shutdown(server, token, pty):
     from pq_tui.client.client import Client
 
     tmp_path = server.tmp
@@ -168,7 +179,7 @@ def test_every_shape_leaves_nothing_after_server_shutdown(server, token):
             server.pids.add(pid)
             for name, script in scripts(tmp_path).items():
                 await client.request("push", job_id=name, lane=name,
-                                     data=job_data(tmp_path, token, name, script))
+                                     data=job_data(tmp_path, token, name, script, pty=pty))
             await asyncio.get_running_loop().run_in_executor(None, wait_grown, tmp_path, token)
             assert (await client.request("shutdown", kill=True))["stopped"] is True
         return pid
@@ -187,7 +198,7 @@ DAEMON = ("setsid sh -c 'sleep 300 </dev/null >/dev/null 2>&1 & echo $! > {ready
           "mv {ready}.tmp {ready}'; while [ ! -e {ready} ]; do sleep 0.02; done")
 
 
-def run_daemon_job(tmp_path, token, ending: str) -> int:
+def run_daemon_job(tmp_path, token, ending: str, pty: bool) -> int:
     """Run a job that starts a double-forked daemon, end it (kill, or let it exit); the daemon's
     pid."""
     ready = tmp_path / "ready"
@@ -198,7 +209,7 @@ def run_daemon_job(tmp_path, token, ending: str) -> int:
 
     async def main():
         async with engine_in(tmp_path, kill_grace=0.5) as engine:
-            engine.push("d", job_data(tmp_path, token, "d", script))
+            engine.push("d", job_data(tmp_path, token, "d", script, pty=pty))
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(None, until, lambda: (ready / "daemon").exists(), "ready")
             daemon = int((ready / "daemon").read_text())
@@ -210,17 +221,19 @@ def run_daemon_job(tmp_path, token, ending: str) -> int:
     return run(main(), timeout=60)
 
 
-def test_a_double_forked_daemon_is_gone_after_a_kill(tmp_path, token):
-    daemon = run_daemon_job(tmp_path, token, "kill")
+@with_pty
+def test_a_double_forked_daemon_is_gone_after_a_kill(tmp_path, token, pty):
+    daemon = run_daemon_job(tmp_path, token, "kill", pty)
     assert wait_gone(daemon), "the daemon survived"
     left = wait_none_marked(token, 2)
     assert not left, f"left running: {describe(left)}"
 
 
-def test_a_daemon_a_job_detaches_on_purpose_outlives_the_jobs_own_exit(tmp_path, token):
+@with_pty
+def test_a_daemon_a_job_detaches_on_purpose_outlives_the_jobs_own_exit(tmp_path, token, pty):
     # What the job left in its own process group dies with it (test_core_proctree); a process
     # that detached itself (setsid) is taken to be meant to stay, as with every peer tool. The
     # token fixture kills it afterwards.
-    daemon = run_daemon_job(tmp_path, token, "exit")
+    daemon = run_daemon_job(tmp_path, token, "exit", pty)
     time.sleep(0.5)
     assert not wait_gone(daemon, timeout=0.1), "a detached daemon was killed at the job's exit"

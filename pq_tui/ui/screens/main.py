@@ -47,9 +47,12 @@ REFRESH_INTERVAL = 0.1
 SLOTS_ASKED_FOR = 5.0
 TICK_INTERVAL = 1.0  # clocks and resources of running jobs
 LOG_END_BYTES = 1024 * 1024  # of a finished job's log, read when a pane shows it
+# A PTY job's window follows the main pane at most this often: a drag of the terminal's edge
+# would send one resize per step.
+FIT_TERMINAL_DELAY = 0.25
 
 HELP_GROUPS = (
-    ("Jobs", {"open", "add", "remove", "kill", "force-kill", "requeue", "clean"}),
+    ("Jobs", {"open", "add", "remove", "kill", "force-kill", "requeue", "clean", "input"}),
     ("Queue order", {"move-up", "move-down", "move-front", "move-lane", "pause", "slots-up",
                      "slots-down"}),
     ("Log", {"split", "zoom", "search", "next-match", "previous-match", "follow", "pager"}),
@@ -74,6 +77,8 @@ JOB_KEYS = [
     Binding("m", "move_lane", "To lane", id="move-lane", show=False,
             tooltip="Move the queued job to another lane"),
     Binding("r", "requeue", "Requeue", id="requeue", tooltip="Run the finished job again"),
+    Binding("i", "send_input", "Input", id="input", show=False,
+            tooltip="Type a line into the running PTY job"),
     Binding("C", "clean", "Clean", id="clean", show=False,
             tooltip="Drop every finished job from the list (asks first)"),
     Binding("p", "toggle_pause", "Pause", id="pause", tooltip="Pause or resume the job's lane"),
@@ -129,6 +134,9 @@ class MainScreen(Screen[None]):
         self._added = 0
         self._keys_shown: tuple = ()
         self._store_warned = False
+        # (job, run) -> the window size last given to its terminal; the pending fit.
+        self._terminal_sizes: dict[tuple, tuple[int, int]] = {}
+        self._fit_timer: Optional[Timer] = None
 
     @property
     def queue(self) -> Queue:
@@ -329,6 +337,8 @@ class MainScreen(Screen[None]):
             pane.reload()
         else:
             pane.show(job)
+        if pane is self.main_pane and _has_terminal(job) and self._fit_timer is None:
+            self._fit_timer = self.set_timer(FIT_TERMINAL_DELAY, self._fit_terminal)
         if not fresh or job is None or not job.status.finished:
             return
         # A finished job keeps only a short tail in memory: the pane gets the end of its log.
@@ -339,6 +349,24 @@ class MainScreen(Screen[None]):
         elif job.data.get("error"):
             # It never started (skipped, removed): no log to say why, so the pane says it.
             pane.load([("note", printable(job.data["error"]))])
+
+    def _fit_terminal(self) -> None:
+        """Give the PTY job in the main pane the pane's size (the tools it runs fit their
+        output to it)."""
+        self._fit_timer = None
+        job_id = self.main_pane.job_id
+        job = self.queue.get(job_id) if job_id is not None else None
+        region = self.main_pane.view.scrollable_content_region
+        if job is None or not _has_terminal(job) or region.width < 1 or region.height < 1:
+            return
+        size = (region.width, region.height)
+        if self._terminal_sizes.get((job.id, job.run)) == size:
+            return
+        try:
+            self.queue.resize(job.id, *size)
+        except (KeyError, ValueError):
+            return  # its terminal is not open yet (or any more): the next sync tries again
+        self._terminal_sizes[(job.id, job.run)] = size
 
     async def _show_log_end(self, pane: LogPane, job: JobView, log_path: str) -> None:
         try:
@@ -478,6 +506,29 @@ class MainScreen(Screen[None]):
             PromptScreen(f"Add a command to lane {lane}", placeholder="make -j4 test",
                          help_text="Runs through the shell in " + str(self.start_dir)),
             add,
+        )
+
+    def action_send_input(self) -> None:
+        job = self.selected
+        if not _has_terminal(job):
+            self.notify("i types a line into a running PTY job (pty = true): select one")
+            return
+        assert job is not None
+        job_id = job.id
+
+        def send(line: Optional[str]) -> None:
+            if line is None:
+                return
+            try:
+                self.queue.send_input(job_id, line)
+            except (KeyError, ValueError) as exc:
+                self.notify(str(exc), title=f"input for {job_id}", severity="warning")
+
+        self.app.push_screen(
+            PromptScreen(f"Type into {job_id}", placeholder="a line (Enter follows it)",
+                         help_text="Sent to the job's terminal, as if typed there, with Enter",
+                         allow_empty=True),
+            send,
         )
 
     def _new_id(self, command: str) -> str:
@@ -726,3 +777,7 @@ class MainScreen(Screen[None]):
             ("ctrl+p", "every action by name (command palette)", "Moving around"),
         ]
         self.app.push_screen(HelpScreen(rows))
+
+
+def _has_terminal(job: Optional[JobView]) -> bool:
+    return job is not None and job.status is Status.RUNNING and job.data.get("pty") is True

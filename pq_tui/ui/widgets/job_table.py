@@ -354,7 +354,9 @@ class JobTable(ScrollView, can_focus=True):
             "started": lambda: Text(fmt.clock(data.get("time-start"))),
             "time": lambda: Text(fmt.duration(job.duration)),
             "err": lambda: Text.styled(
-                str(stderr) if stderr or status not in NOT_STARTED else "-",
+                # A PTY job's stderr is its stdout: there is nothing to count.
+                str(stderr) if stderr or not (status in NOT_STARTED or data.get("pty") is True)
+                else "-",
                 self._style("stderr") if stderr else "",
             ),
             "cpu": lambda: Text(fmt.percent(job.cpu_percent) if running else ""),
