@@ -4,6 +4,7 @@ answered in order, and the engine's events forwarded between the replies."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -17,7 +18,7 @@ from pq_tui.core.engine import Subscription
 from pq_tui.core.events import Event, JobOutput, OutputDropped
 from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
 from pq_tui.core.files import open_regular
-from pq_tui.core.logfile import STREAMS, count_log_lines, read_log_tail
+from pq_tui.core.logfile import STREAMS, count_log_lines, raw_output, read_log_tail
 from pq_tui.core.lines import utf8_safe_cut
 from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
 from pq_tui.wire import messages, protocol
@@ -448,7 +449,7 @@ class Connection:
         if path is None:  # queued, or ended before it had a log
             return messages.LogPart(lines=[], offset=offset, finished=finished, path=None, size=0)
         try:
-            return await in_thread(_read_log_part, path, offset, max_bytes, finished)
+            return await in_thread(_read_log_part, path, offset, max_bytes, finished, args["raw"])
         except OSError as exc:
             raise _unreadable(path, exc) from None
 
@@ -507,8 +508,10 @@ class Connection:
         server.exit.set()
 
 
-def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> messages.LogPart:
-    """The ``log`` op's reply: up to ``max_bytes`` of the log from ``offset`` (in a thread)."""
+def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool,
+                   raw: bool = False) -> messages.LogPart:
+    """The ``log`` op's reply: up to ``max_bytes`` of the log from ``offset`` (in a thread);
+    ``raw``: the output's bytes in ``data`` (base64: JSON cannot carry bytes), no ``lines``."""
     with open_regular(path) as f:
         size = f.seek(0, os.SEEK_END)
         # Mid-line (a read cut an overlong line): the first piece has no tag.
@@ -528,6 +531,10 @@ def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> me
     cut = len(chunk) if done else chunk.rfind(b"\n") + 1
     if cut == 0 and len(chunk) >= protocol.MAX_LOG_MAX_BYTES:
         cut = utf8_safe_cut(chunk, len(chunk) - 1)  # an absurd line: in pieces
+    if raw:
+        data = base64.b64encode(raw_output(chunk[:cut], within)).decode("ascii")
+        return messages.LogPart(lines=[], offset=offset + cut, finished=done, path=path,
+                                size=max(size, offset + cut), data=data)
     pieces = chunk[:cut].decode("utf-8", "replace").split("\n")
     if pieces[-1] == "":
         pieces.pop()

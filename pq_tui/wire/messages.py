@@ -90,12 +90,16 @@ class Tail(TypedDict):
     stderr_count: Optional[int]
 
 
-class LogPart(TypedDict):
+class _LogPart(TypedDict):
     lines: List[Line]
     offset: int  # where to read next
     finished: bool
     path: Optional[str]
     size: int
+
+
+class LogPart(_LogPart, total=False):
+    data: str  # with raw: the output's bytes, base64
 
 
 class Waited(TypedDict):
