@@ -43,7 +43,8 @@ TAG = uuid.uuid4().hex[:12]
 TMUX_SOCKET = f"pqbench-{os.getpid()}-{TAG[:6]}"
 COLS, ROWS = 100, 30
 
-NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup", "schedule")
+NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup", "schedule",
+         "times")
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -652,6 +653,37 @@ class Bench:
             row.passed = speedup >= 10
         rows.append(row)
         return rows
+
+    def times(self) -> list:
+        """Issue 14: the flood through the engine with the log's time records, against the same
+        flood with the records left out (the probe's --untimed), alternating run after run; which
+        goes first alternates too (the second pays for the first's 39 MB still being written
+        back)."""
+        count = 500_000 if self.quick else 5_000_000
+        s: dict = {"untimed": [], "timed": []}
+        errors = {}
+        for run in range(self.runs):
+            self.log(f"times run {run + 1}/{self.runs}")
+            for key in (("untimed", "timed") if run % 2 == 0 else ("timed", "untimed")):
+                try:
+                    extra = ["--untimed"] if key == "untimed" else []
+                    seconds, lines = probe("ingest.py", str(count), scratch("times"), *extra)
+                    s[key].append(float(seconds))
+                    if int(lines) != count:
+                        self.notes.append(f"times ({key}): the log file held {lines} stdout "
+                                          f"lines, not {count}")
+                except Exception as exc:  # noqa: BLE001 - shown in the table
+                    errors[key] = err(exc)
+                    self.log(f"times {key}: {exc}")
+
+        def stat(key: str):
+            return Stat(s[key]) if s[key] else errors.get(key, "error")
+
+        label = f"2. `seq 1 {count}` through the engine (push→finished)"
+        timed = Row(f"{label}, with time records", stat("timed"), target="≤ 1.1x without")
+        if s["timed"] and s["untimed"]:
+            ratio_row(timed, Stat(s["timed"]).median, Stat(s["untimed"]).median, 1.1, "without")
+        return [Row(f"{label}, without time records", stat("untimed")), timed]
 
     # 3 ------------------------------------------------------------------------------------------
     def responsive(self) -> list:

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from pq_tui.core import JobOutput, read_log
+from pq_tui.core import JobOutput, Status, read_log
 from pq_tui.core.logfile import (LogWriter, count_log_lines, raw_output, read_log_tail,
-                                 read_log_timed)
+                                 read_log_tail_timed, read_log_timed)
 from pq_tui.core.lines import Lines
 from pq_tui.wire import protocol
 
@@ -155,3 +155,41 @@ def test_raw_output_of_a_part_read_mid_line():
     # A read that cut a line: the next part starts with its untagged rest.
     assert raw_output(b"O par", within=False) == b"par"
     assert raw_output(b"t \xff\nO next\n@ 5.000\n# exit\n", within=True) == b"t \xff\nnext\n"
+
+
+def test_read_log_tail_timed_gives_the_times_of_the_lines_it_keeps(tmp_path):
+    path = str(tmp_path / "x.log")
+    writer = LogWriter(path)
+    writer.note("pid: 1")
+    for number in range(300):
+        writer.write_lines("out", Lines.of([f"line {number}", "more"]), 1000 + number)
+    writer.close()
+    lines, marks = read_log_tail_timed(path, 5, 1 << 20)
+    assert lines == [("out", "more"), ("out", "line 298"), ("out", "more"),
+                     ("out", "line 299"), ("out", "more")]
+    # The first line kept is timed by the record before its chunk, which is outside the window.
+    assert marks == [(0, 1297.0), (1, 1298.0), (3, 1299.0)]
+
+
+def test_t_cycles_the_time_gutter_of_the_log_pane(tmp_path):
+    from test_app import make_app, run_app, screen_strips, wait_status, wait_until
+
+    async def drive(app, pilot):
+        app.queue.push("timed", {"cmd": "echo one; echo two"}, "work")
+        pane = app.main.main_pane
+        await wait_status(pilot, app, "timed", Status.OK)
+        await wait_until(pilot, lambda: pane.job_id == "timed" and pane.view.times,
+                         "the pane to load the finished job's log end, with its times")
+
+        def shown() -> list:
+            return [strip.text.rstrip() for strip in screen_strips(pane)[:2]]
+
+        assert shown() == [" one", " two"]
+        await pilot.press("T")
+        assert all(re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3}  (one|two)", line) for line in shown())
+        await pilot.press("T")
+        assert all(re.fullmatch(r" *\+\d+\.\d{3}s  (one|two)", line) for line in shown())
+        await pilot.press("T")
+        assert shown() == [" one", " two"]
+
+    run_app(make_app(tmp_path), drive)

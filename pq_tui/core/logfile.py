@@ -18,7 +18,7 @@ import hashlib
 import os
 import re
 import time
-from typing import Iterator, List, Optional, Sequence, TextIO
+from typing import Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from pq_tui.core.events import Line
 from pq_tui.core.files import open_regular
@@ -218,9 +218,29 @@ def read_log_tail(path: str, max_lines: int, max_bytes: int) -> List[Line]:
     so of the file. The file is read from its end, block by block, so the cost does not depend on
     its size. A line longer than ``max_bytes`` on its own keeps its end; a last line without its
     "\n" counts. Raises OSError."""
+    return read_log_tail_timed(path, max_lines, max_bytes)[0]
+
+
+Marks = Sequence[Tuple[int, float]]
+"""(index of a line, epoch seconds) where the time the output arrived moves on (per chunk)."""
+
+
+def shifted_marks(marks: Marks, skipped: int, base: int = 0) -> List[Tuple[int, float]]:
+    """``marks`` of lines once the first ``skipped`` are left out and the rest put at index
+    ``base``: the last mark among those left out still times the first line kept."""
+    shifted = [(base + index - skipped, when) for index, when in marks if index >= skipped]
+    before = [when for index, when in marks if index < skipped]
+    if before and (not shifted or shifted[0][0] != base):
+        shifted.insert(0, (base, before[-1]))
+    return shifted
+
+
+def read_log_tail_timed(path: str, max_lines: int,
+                        max_bytes: int) -> Tuple[List[Line], List[Tuple[int, float]]]:
+    """``read_log_tail``, and the time marks of its lines from the time records read."""
     with open_regular(path) as f:
         end = position = f.seek(0, os.SEEK_END)
-        groups: List[List[Line]] = []  # the newest first
+        groups: List[Tuple[List[Line], Marks]] = []  # the newest first
         found = 0
         partial = b""  # the earliest line seen so far, whose start is further back
         while position > 0 and found < max_lines and end - position < max_bytes:
@@ -237,26 +257,38 @@ def read_log_tail(path: str, max_lines: int, max_bytes: int) -> List[Line]:
             else:
                 partial = b""
             group = _output_lines(block)
-            found += len(group)
+            found += len(group[0])
             groups.append(group)
         if not found and partial:  # one line over the budget: its end, where a character starts
             piece = partial[-max_bytes:]
             start = 0
             while start < min(3, len(piece)) and (piece[start] & 0xC0) == 0x80:
                 start += 1
-            groups.append([("out", piece[start:].decode("utf-8", errors="replace"))])
-    lines = [line for group in reversed(groups) for line in group]
-    return lines[-max_lines:] if max_lines > 0 else []
+            groups.append(([("out", piece[start:].decode("utf-8", errors="replace"))], ()))
+    lines: List[Line] = []
+    marks: List[Tuple[int, float]] = []
+    for group_lines, group_marks in reversed(groups):
+        marks += [(len(lines) + index, when) for index, when in group_marks]
+        lines += group_lines
+    if max_lines <= 0:
+        return [], []
+    cut = max(0, len(lines) - max_lines)
+    return lines[cut:], shifted_marks(marks, cut)
 
 
-def _output_lines(block: bytes) -> List[Line]:
+def _output_lines(block: bytes) -> Tuple[List[Line], List[Tuple[int, float]]]:
     if block.endswith(b"\n"):
         block = block[:-1]
+    lines: List[Line] = []
+    marks: List[Tuple[int, float]] = []
     if not block:
-        return []
-    lines = []
+        return lines, marks
     for raw in block.decode("utf-8", errors="replace").split("\n"):
         stream = STREAMS.get(raw[:2], "out")
         if stream in ("out", "err"):
             lines.append((stream, raw[2:]))
-    return lines
+        elif stream == "time":
+            when = record_time(raw[2:], None)
+            if when is not None:
+                marks.append((len(lines), when))
+    return lines, marks
