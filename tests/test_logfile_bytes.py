@@ -14,6 +14,7 @@ from pq_tui.core import JobOutput, Status, read_log
 from pq_tui.core.logfile import (LogWriter, count_log_lines, raw_output, read_log_tail,
                                  read_log_tail_timed, read_log_timed)
 from pq_tui.core.lines import Lines
+from pq_tui.core.tail import Tail
 from pq_tui.wire import protocol
 
 from engine_helpers import engine_in, run
@@ -193,3 +194,18 @@ def test_t_cycles_the_time_gutter_of_the_log_pane(tmp_path):
         assert shown() == [" one", " two"]
 
     run_app(make_app(tmp_path), drive)
+
+
+def test_a_tail_keeps_the_times_of_the_lines_it_keeps():
+    tail = Tail(max_lines=3)
+    tail.add("out", ["a", "b"], 10.0)
+    tail.add("err", ["c"], 10.0001)  # the same millisecond: no new mark
+    assert tail.marks() == [(0, 10.0)]
+    tail.add("out", ["d", "e"], 12.5)
+    assert list(tail) == [("err", "c"), ("out", "d"), ("out", "e")]
+    assert tail.marks() == [(0, 10.0), (1, 12.5)]
+    tail.extend([("out", "f"), ("out", "g")], [(1, 13.0)])
+    assert list(tail) == [("out", "e"), ("out", "f"), ("out", "g")]
+    assert tail.marks() == [(0, 12.5), (2, 13.0)]
+    # A copy made from them (the attached console's, from the tail op) has the same.
+    assert Tail(list(tail), times=tail.marks()).marks() == tail.marks()

@@ -764,7 +764,7 @@ class Engine(Shifts):
         job.line_count += lines.count
         if stream == "err":
             job.stderr_count += lines.count
-        job.tail.add(stream, lines.last(self.tail_lines))
+        job.tail.add(stream, lines.last(self.tail_lines), when)
         if not self._subscriptions and getattr(job.handler, "on_output", None) is None:
             return  # nobody listens: the log file has the lines
         # Kept as they came, (stream, lines) runs: the per-line tuples of an event are made at

@@ -24,6 +24,7 @@ from pq_tui.core.events import Line
 from pq_tui.core.files import open_regular
 from pq_tui.core.lines import Lines
 from pq_tui.core.safe import printable
+from pq_tui.core.tail import Marks, shifted_marks
 
 TAGS = {"out": "O ", "err": "E ", "note": "# ", "time": "@ "}
 STREAMS = {tag: stream for stream, tag in TAGS.items()}
@@ -219,20 +220,6 @@ def read_log_tail(path: str, max_lines: int, max_bytes: int) -> List[Line]:
     its size. A line longer than ``max_bytes`` on its own keeps its end; a last line without its
     "\n" counts. Raises OSError."""
     return read_log_tail_timed(path, max_lines, max_bytes)[0]
-
-
-Marks = Sequence[Tuple[int, float]]
-"""(index of a line, epoch seconds) where the time the output arrived moves on (per chunk)."""
-
-
-def shifted_marks(marks: Marks, skipped: int, base: int = 0) -> List[Tuple[int, float]]:
-    """``marks`` of lines once the first ``skipped`` are left out and the rest put at index
-    ``base``: the last mark among those left out still times the first line kept."""
-    shifted = [(base + index - skipped, when) for index, when in marks if index >= skipped]
-    before = [when for index, when in marks if index < skipped]
-    if before and (not shifted or shifted[0][0] != base):
-        shifted.insert(0, (base, before[-1]))
-    return shifted
 
 
 def read_log_tail_timed(path: str, max_lines: int,

@@ -18,7 +18,7 @@ from pq_tui.core.engine import Subscription
 from pq_tui.core.events import Event, JobOutput, OutputDropped
 from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
 from pq_tui.core.files import open_regular
-from pq_tui.core.logfile import STREAMS, count_log_lines, raw_output, read_log_tail
+from pq_tui.core.logfile import STREAMS, count_log_lines, raw_output, read_log_tail_timed
 from pq_tui.core.lines import utf8_safe_cut
 from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
 from pq_tui.wire import messages, protocol
@@ -402,17 +402,19 @@ class Connection:
         job = self.server.engine.get(args["job_id"])  # a restored one: op_restored_tail
         assert job is not None  # run() sends the tail of a job the engine lacks elsewhere
         return messages.Tail(lines=[list(line) for line in job.tail], line_count=job.line_count,
-                             stderr_count=job.stderr_count)
+                             stderr_count=job.stderr_count,
+                             times=[list(mark) for mark in job.tail.marks()])
 
     async def op_restored_tail(self, args: Dict[str, Any]) -> messages.Tail:
         _job, found = self.server.find(args["job_id"])
         state = _known(found)
         lines: List[Any] = []
+        times: List[Any] = []
         data = state.data
         if state.log_path:  # as short as a finished job's tail in memory, from its log's end
             try:
-                lines = await in_thread(read_log_tail, state.log_path, FINISHED_TAIL_LINES,
-                                         FINISHED_TAIL_CHARS)
+                lines, times = await in_thread(read_log_tail_timed, state.log_path,
+                                               FINISHED_TAIL_LINES, FINISHED_TAIL_CHARS)
                 if not isinstance(data.get("lines"), int):
                     # Not counted when it ended (interrupted by a crash): once, off the loop.
                     data["lines"], data["stderr"] = await in_thread(count_log_lines,
@@ -420,7 +422,8 @@ class Connection:
             except OSError as exc:
                 raise _unreadable(state.log_path, exc) from None
         return messages.Tail(lines=[list(line) for line in lines], line_count=data.get("lines"),
-                             stderr_count=data.get("stderr"))
+                             stderr_count=data.get("stderr"),
+                             times=[list(mark) for mark in times])
 
     async def op_forget(self, args: Dict[str, Any]) -> messages.Forgotten:
         with _store_refusal():

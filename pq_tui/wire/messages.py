@@ -88,6 +88,7 @@ class Tail(TypedDict):
     lines: List[Line]
     line_count: Optional[int]
     stderr_count: Optional[int]
+    times: List[List[float]]  # [index in lines, epoch seconds] (protocol 5)
 
 
 class _LogPart(TypedDict):

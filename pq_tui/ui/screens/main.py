@@ -24,7 +24,8 @@ from pq_tui.core.events import Event, LaneResized, StoreStatus
 from pq_tui.core.deps import skipped_dependents
 from pq_tui.core.job import IN_QUEUE, KILLABLE
 from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
-from pq_tui.core.logfile import read_log_tail_timed, shifted_marks
+from pq_tui.core.logfile import read_log_tail_timed
+from pq_tui.core.tail import shifted_marks
 from pq_tui.core.queue import JobView, Queue
 from pq_tui.core.runner import survivors_warning
 from pq_tui.core.safe import printable

@@ -15,7 +15,7 @@ from pq_tui.core.queue import JobView
 from pq_tui.core.reducer import unseen
 from pq_tui.core.safe import printable
 from pq_tui.ui import format as fmt
-from pq_tui.core.logfile import Marks
+from pq_tui.core.tail import Marks
 from pq_tui.ui.widgets.log_view import LogView
 
 
@@ -66,7 +66,7 @@ class LogPane(Vertical):
         else:
             if job is not self._job:
                 self.job_id, self._job = job.id, job
-                self.view.load(list(job.tail))
+                self.view.load(list(job.tail), job.tail.marks())
                 self._next_seq = job.line_count
             start = job.data.get("time-start")  # known once the job has started
             self.view.time_start = start if isinstance(start, (int, float)) else None

@@ -25,7 +25,8 @@ from textual.reactive import var
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from pq_tui.core.logfile import TIME_WIDTH, Marks, time_label
+from pq_tui.core.logfile import TIME_WIDTH, time_label
+from pq_tui.core.tail import Marks
 from pq_tui.ui import ansi
 
 Line = Tuple[str, str]
