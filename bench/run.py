@@ -588,7 +588,7 @@ class Bench:
             self.log(f"ingest run {run + 1}/{self.runs}")
             seqs.append(timed(["bash", "-c", f"seq 1 {count} > {work}/seq.out"], base_env(), work))
             try:
-                seconds, lines = probe("ingest.py", str(count), scratch("ingest-engine"))
+                seconds, lines, _cpu = probe("ingest.py", str(count), scratch("ingest-engine"))
                 engine.append(float(seconds))
                 lines_ok.append(int(lines) == count)
                 if int(lines) != count:
@@ -661,14 +661,17 @@ class Bench:
         back)."""
         count = 500_000 if self.quick else 5_000_000
         s: dict = {"untimed": [], "timed": []}
+        cpu: dict = {"untimed": [], "timed": []}
         errors = {}
         for run in range(self.runs):
             self.log(f"times run {run + 1}/{self.runs}")
             for key in (("untimed", "timed") if run % 2 == 0 else ("timed", "untimed")):
                 try:
                     extra = ["--untimed"] if key == "untimed" else []
-                    seconds, lines = probe("ingest.py", str(count), scratch("times"), *extra)
+                    seconds, lines, used = probe("ingest.py", str(count), scratch("times"),
+                                                 *extra)
                     s[key].append(float(seconds))
+                    cpu[key].append(float(used))
                     if int(lines) != count:
                         self.notes.append(f"times ({key}): the log file held {lines} stdout "
                                           f"lines, not {count}")
@@ -683,6 +686,8 @@ class Bench:
         timed = Row(f"{label}, with time records", stat("timed"), target="≤ 1.1x without")
         if s["timed"] and s["untimed"]:
             ratio_row(timed, Stat(s["timed"]).median, Stat(s["untimed"]).median, 1.1, "without")
+            used = Stat(cpu["timed"]).median / Stat(cpu["untimed"]).median
+            timed.ratio += f" (CPU {used:.2f}x)"
         return [Row(f"{label}, without time records", stat("untimed")), timed]
 
     # 3 ------------------------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 
     python ingest.py N LOG_DIR [--untimed]
 
-Prints "seconds stdout_lines_in_log_file": the seconds from the push until the job has finished
+Prints "seconds stdout_lines_in_log_file cpu_seconds": the seconds from the push until the job has finished
 (its log file closed), then the count of stdout lines in its log file (counted afterwards, not
-timed). --untimed: the log without its time records (issue 14), the baseline they are measured
-against.
+timed), then the probe's CPU seconds over the run (steadier than wall time on a busy machine).
+--untimed: the log without its time records (issue 14), the baseline they are measured against.
 """
 
 import asyncio
@@ -47,5 +47,7 @@ def leave_out_time_records() -> None:
 if __name__ == "__main__":
     if "--untimed" in sys.argv[3:]:
         leave_out_time_records()
+    cpu = time.process_time()
     seconds, path = asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
-    print(f"{seconds:.6f} {count_stdout_lines(path)}")
+    cpu = time.process_time() - cpu
+    print(f"{seconds:.6f} {count_stdout_lines(path)} {cpu:.6f}")
