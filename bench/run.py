@@ -43,7 +43,8 @@ TAG = uuid.uuid4().hex[:12]
 TMUX_SOCKET = f"pqbench-{os.getpid()}-{TAG[:6]}"
 COLS, ROWS = 100, 30
 
-NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup", "schedule")
+NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup", "schedule",
+         "times")
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -587,7 +588,7 @@ class Bench:
             self.log(f"ingest run {run + 1}/{self.runs}")
             seqs.append(timed(["bash", "-c", f"seq 1 {count} > {work}/seq.out"], base_env(), work))
             try:
-                seconds, lines = probe("ingest.py", str(count), scratch("ingest-engine"))
+                seconds, lines, _cpu = probe("ingest.py", str(count), scratch("ingest-engine"))
                 engine.append(float(seconds))
                 lines_ok.append(int(lines) == count)
                 if int(lines) != count:
@@ -652,6 +653,42 @@ class Bench:
             row.passed = speedup >= 10
         rows.append(row)
         return rows
+
+    def times(self) -> list:
+        """Issue 14: the flood through the engine with the log's time records, against the same
+        flood with the records left out (the probe's --untimed), alternating run after run; which
+        goes first alternates too (the second pays for the first's 39 MB still being written
+        back)."""
+        count = 500_000 if self.quick else 5_000_000
+        s: dict = {"untimed": [], "timed": []}
+        cpu: dict = {"untimed": [], "timed": []}
+        errors = {}
+        for run in range(self.runs):
+            self.log(f"times run {run + 1}/{self.runs}")
+            for key in (("untimed", "timed") if run % 2 == 0 else ("timed", "untimed")):
+                try:
+                    extra = ["--untimed"] if key == "untimed" else []
+                    seconds, lines, used = probe("ingest.py", str(count), scratch("times"),
+                                                 *extra)
+                    s[key].append(float(seconds))
+                    cpu[key].append(float(used))
+                    if int(lines) != count:
+                        self.notes.append(f"times ({key}): the log file held {lines} stdout "
+                                          f"lines, not {count}")
+                except Exception as exc:  # noqa: BLE001 - shown in the table
+                    errors[key] = err(exc)
+                    self.log(f"times {key}: {exc}")
+
+        def stat(key: str):
+            return Stat(s[key]) if s[key] else errors.get(key, "error")
+
+        label = f"2. `seq 1 {count}` through the engine (push→finished)"
+        timed = Row(f"{label}, with time records", stat("timed"), target="≤ 1.1x without")
+        if s["timed"] and s["untimed"]:
+            ratio_row(timed, Stat(s["timed"]).median, Stat(s["untimed"]).median, 1.1, "without")
+            used = Stat(cpu["timed"]).median / Stat(cpu["untimed"]).median
+            timed.ratio += f" (CPU {used:.2f}x)"
+        return [Row(f"{label}, without time records", stat("untimed")), timed]
 
     # 3 ------------------------------------------------------------------------------------------
     def responsive(self) -> list:

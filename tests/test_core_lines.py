@@ -7,6 +7,7 @@ import random
 import pytest
 
 from pq_tui.core.lines import MAX_LINE, LineSplitter
+from pq_tui.core.safe import shown_output
 
 
 def split_all(data: bytes, max_line: int = MAX_LINE, chunk: int = 0) -> list:
@@ -62,8 +63,13 @@ def test_crlf_split_across_chunks():
     assert splitter.feed(b"\ndef\r\n") == ["abc", "def"]
 
 
-def test_invalid_utf8_becomes_replacement_character():
-    assert split_all(b"ok\xff\xfeend\n\xc3\n") == ["ok\ufffd\ufffdend", "\ufffd"]
+def test_invalid_utf8_is_kept_for_the_log_and_shown_as_replacement_character():
+    # Issue 14: the splitter keeps the bytes (surrogateescape) for the log file; what is shown
+    # gets U+FFFD as before, from safe.shown_output.
+    lines = split_all(b"ok\xff\xfeend\n\xc3\n")
+    assert [line.encode("utf-8", "surrogateescape") for line in lines] == [b"ok\xff\xfeend",
+                                                                           b"\xc3"]
+    assert [shown_output(line) for line in lines] == ["ok\ufffd\ufffdend", "\ufffd"]
 
 
 def test_multibyte_char_across_chunk_boundary():
@@ -102,7 +108,7 @@ def test_multibyte_char_across_a_cut_stays_whole(char):
         for chunk in (0, 1, 3, 7):
             lines = split_all(text.encode() + b"\n", max_line=10, chunk=chunk)
             assert "".join(lines) == text, (prefix, chunk)
-            assert "\ufffd" not in "".join(lines)
+            assert "\ufffd" not in shown_output("".join(lines))
             assert all(len(line.encode()) <= 10 for line in lines)
             assert all(line for line in lines)
         assert len(encoded) > 1
@@ -111,7 +117,7 @@ def test_multibyte_char_across_a_cut_stays_whole(char):
 def test_invalid_bytes_across_a_cut_are_not_lost():
     data = b"ab" + b"\x80" * 20 + b"cd\n"
     lines = split_all(data, max_line=8)
-    assert "".join(lines) == "ab" + "\ufffd" * 20 + "cd"
+    assert "".join(lines).encode("utf-8", "surrogateescape") == data[:-1]  # every byte kept
     assert split_all(data, max_line=8, chunk=1) == lines
 
 
@@ -145,6 +151,6 @@ def test_content_is_preserved_with_random_cuts():
     rng = random.Random(99)
     data = _random_stream(rng, 5000)
     lines = split_all(data, max_line=16, chunk=7)
-    expected = data.decode("utf-8", errors="replace")
-    # Only the line ends ("\n", and the "\r" of "\r\n") are taken out.
-    assert "".join(lines) == expected.replace("\r\n", "").replace("\n", "")
+    # Only the line ends ("\n", and the "\r" of "\r\n") are taken out: every other byte is kept.
+    kept = "".join(lines).encode("utf-8", "surrogateescape")
+    assert kept == data.replace(b"\r\n", b"").replace(b"\n", b"")

@@ -193,8 +193,10 @@ def test_jobs_events_snapshot_and_logs(env):
             if part["finished"]:
                 break
         assert reads > 2
-        assert [l for l in lines if l[0] != "note"] == [["out", "hi"], ["out", "ho"]]
+        # Protocol 5: the log's time records come as "time" lines (issue 14).
+        assert [l for l in lines if l[0] not in ("note", "time")] == [["out", "hi"], ["out", "ho"]]
         assert any(l[0] == "note" and l[1].startswith("cmd:") for l in lines)
+        assert any(l[0] == "time" and float(l[1]) > 0 for l in lines)
         assert offset == os.path.getsize(jobs["two"]["log_path"])
         await pusher.close()
         await watcher.close()

@@ -1,10 +1,11 @@
 """Benchmark 2 probe: one job printing `seq 1 N` through the engine.
 
-    python ingest.py N LOG_DIR
+    python ingest.py N LOG_DIR [--untimed]
 
-Prints "seconds stdout_lines_in_log_file": the seconds from the push until the job has finished
+Prints "seconds stdout_lines_in_log_file cpu_seconds": the seconds from the push until the job has finished
 (its log file closed), then the count of stdout lines in its log file (counted afterwards, not
-timed).
+timed), then the probe's CPU seconds over the run (steadier than wall time on a busy machine).
+--untimed: the log without its time records (issue 14), the baseline they are measured against.
 """
 
 import asyncio
@@ -36,6 +37,17 @@ def count_stdout_lines(path: str) -> int:
     return lines
 
 
+def leave_out_time_records() -> None:
+    from pq_tui.core.logfile import LogWriter
+
+    write_lines = LogWriter.write_lines
+    LogWriter.write_lines = lambda self, stream, lines, when=None: write_lines(self, stream, lines)
+
+
 if __name__ == "__main__":
+    if "--untimed" in sys.argv[3:]:
+        leave_out_time_records()
+    cpu = time.process_time()
     seconds, path = asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
-    print(f"{seconds:.6f} {count_stdout_lines(path)}")
+    cpu = time.process_time() - cpu
+    print(f"{seconds:.6f} {count_stdout_lines(path)} {cpu:.6f}")

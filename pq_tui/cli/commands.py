@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import re
@@ -26,6 +27,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
+from pq_tui.core.logfile import record_time, time_label
 from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
 from pq_tui.core.terminal import check_has_terminal
 from pq_tui.cli.args import new_parser, number_parser
@@ -33,7 +35,7 @@ from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
                                print_table, skipped_text)
 from pq_tui.cli.output import write_error as _error
-from pq_tui.cli.output import write_stdout
+from pq_tui.cli.output import write_stdout, write_stdout_bytes
 from pq_tui.jobs.submit import data_for_server
 from pq_tui.client.client import (
     Client,
@@ -108,11 +110,15 @@ examples:
 Prints the job's log file (its latest run): stdout lines as the console shows them (their
 colours on a terminal, no other escape sequence or control character: the file keeps those),
 stderr lines behind "! ", pq-tui's notes (cmd, cwd, pid, the exit) behind "# ". --follow goes
-on until the job has finished and its log is printed to the end.
+on until the job has finished and its log is printed to the end. --raw writes the output's bytes
+as the job wrote them (invalid UTF-8, "\r" and escape sequences included); --timestamps puts the
+time each line arrived (per chunk read) before it.
 
 examples:
   pq-tui log build
   pq-tui log build --follow
+  pq-tui log build --raw | od -c
+  pq-tui log build --timestamps=relative
 """,
     "kill": """\
 Kills a running job's process tree (SIGTERM, the server's grace period, then SIGKILL; --force:
@@ -245,6 +251,12 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("job", metavar="ID")
         parser.add_argument("-f", "--follow", action="store_true",
                             help="keep printing until the job has finished")
+        shown = parser.add_mutually_exclusive_group()
+        shown.add_argument("--raw", action="store_true",
+                           help="the job's output bytes as written, stdout and stderr as they came")
+        shown.add_argument("--timestamps", nargs="?", const="clock", choices=("clock", "relative"),
+                           help="each line behind the time it arrived: the wall clock "
+                                "(HH:MM:SS.mmm), or 'relative': seconds since the job started")
     elif command == "kill":
         parser.add_argument("job", metavar="ID")
         parser.add_argument("--force", action="store_true", help="SIGKILL at once")
@@ -604,18 +616,54 @@ def format_log_lines(lines: List[List[str]], colour: bool = False) -> str:
         for stream, text in lines)
 
 
+class _LogClock:
+    """``pq-tui log --timestamps``: the time of the lines read so far, across parts."""
+
+    def __init__(self, start: Optional[float]) -> None:
+        self.start = start
+        self.when: Optional[float] = None
+
+    def format(self, lines: List[List[str]], colour: bool) -> str:
+        out = []
+        run: List[List[str]] = []
+        for stream, text in [*lines, ["time", ""]]:  # the sentinel ends the last run
+            if stream != "time":
+                run.append([stream, text])
+                continue
+            if run:
+                label = time_label(self.when, self.start) + " "
+                out += [label + line + "\n"
+                        for line in format_log_lines(run, colour)[:-1].split("\n")]
+                run = []
+            self.when = record_time(text, self.when) if text else self.when
+        return "".join(out)
+
+
+def _log_start(snapshot: Snapshot, job_id: JobId) -> Optional[float]:
+    entry = messages.find_job(snapshot, job_id)
+    start = entry["data"].get("time-start") if entry is not None else None
+    return start if isinstance(start, (int, float)) else None
+
+
 async def cmd_log(options: argparse.Namespace) -> int:
     colour = colour_on_stdout()
 
     async def body(client: Client, snapshot: Snapshot, job_id: JobId) -> int:
+        clock = None if options.timestamps is None else _LogClock(
+            _log_start(snapshot, job_id) if options.timestamps == "relative" else None)
         # Part by part, each written before the next is asked for: any size in bounded memory.
         offset: int = 0
         size: Optional[int] = None
         while True:
             part = messages.parse(messages.LogPart, await client.request(
-                Op.LOG, job_id=job_id, offset=offset))
-            if part["lines"]:
-                write_stdout(format_log_lines(part["lines"], colour))
+                Op.LOG, job_id=job_id, offset=offset, raw=options.raw))
+            if options.raw:
+                write_stdout_bytes(base64.b64decode(part.get("data", "")))
+            elif clock is not None:
+                write_stdout(clock.format(part["lines"], colour))
+            elif part["lines"]:
+                write_stdout(format_log_lines(
+                    [line for line in part["lines"] if line[0] != "time"], colour))
             moved, offset = part["offset"] != offset, part["offset"]
             if part["finished"]:
                 return EXIT_OK
@@ -624,7 +672,7 @@ async def cmd_log(options: argparse.Namespace) -> int:
                 size = part["size"] if size is None else size
                 if offset >= size or not moved:
                     return EXIT_OK
-            elif not part["lines"]:
+            elif not moved:
                 await asyncio.sleep(FOLLOW_INTERVAL)
 
     return await _with_job(options, body)

@@ -33,6 +33,16 @@ def write_stdout(text: str) -> None:
         pass
 
 
+def write_stdout_bytes(data: bytes) -> None:
+    """``write_stdout`` for bytes that are not ours to decode (``pq-tui log --raw``)."""
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        pass
+
+
 def write_error(message: str) -> None:
     """``message`` on stderr, each of its lines behind "pq-tui: ". Messages quote ids, commands
     and paths: whatever a terminal would act on in them is shown escaped."""

@@ -524,7 +524,8 @@ class RemoteEngine(Shifts):
         job.tail_loaded = True
         if self._rows.get(job.id) is not job:
             return  # a new run meanwhile: its output comes with the events
-        job.tail = Tail((stream, text) for stream, text in tail["lines"])
+        job.tail = Tail(((stream, text) for stream, text in tail["lines"]),
+                        times=[(int(index), when) for index, when in tail["times"]])
         if job.status.finished:
             job.tail.shrink()
         job.line_count = tail["line_count"] or 0

@@ -760,17 +760,17 @@ class Engine(Shifts):
         job.rss = usage.rss
         self._emit(JobUsage(job.id, usage.cpu_percent, usage.rss))
 
-    def _on_lines(self, job: Job, stream: str, lines: Lines) -> None:
+    def _on_lines(self, job: Job, stream: str, lines: Lines, when: float) -> None:
         job.line_count += lines.count
         if stream == "err":
             job.stderr_count += lines.count
-        job.tail.add(stream, lines.last(self.tail_lines))
+        job.tail.add(stream, lines.last(self.tail_lines), when)
         if not self._subscriptions and getattr(job.handler, "on_output", None) is None:
             return  # nobody listens: the log file has the lines
         # Kept as they came, (stream, lines) runs: the per-line tuples of an event are made at
         # the flush, and only if someone has room for them.
         runs, count, chars = self._pending_output.get(job.id, ([], 0, 0))
-        runs.append((stream, lines))
+        runs.append((stream, lines, when))
         count += lines.count
         chars += len(lines.text)
         self._pending_output[job.id] = (runs, count, chars)
@@ -800,9 +800,10 @@ class Engine(Shifts):
             for subscription in list(self._subscriptions):
                 subscription._note_dropped(job_id, count)
             return
-        lines = [line for stream, chunk in runs for line in zip(repeat(stream), chunk.split())]
+        lines = [line for stream, chunk, _when in runs
+                 for line in zip(repeat(stream), chunk.split())]
         self._call_handler(job, "on_output", lines)
-        self._emit(JobOutput(job_id, seq, tuple(lines)), chars)
+        self._emit(JobOutput(job_id, seq, tuple(lines), _time_marks(runs)), chars)
 
     def _call_handler(self, job: Job, method: str, *args: Any) -> None:
         callback = getattr(job.handler, method, None)
@@ -842,3 +843,17 @@ class Engine(Shifts):
             for future in waiters:
                 if not future.done():
                     future.set_result(None)
+
+
+def _time_marks(runs: list) -> tuple:
+    """(index of a line in the batch, when its chunk arrived) where the time (to the
+    millisecond, as the log keeps it) moves on: per chunk, never per line."""
+    marks = []
+    index, last = 0, None
+    for _stream, chunk, when in runs:
+        when = round(when, 3)
+        if when != last:
+            marks.append((index, when))
+            last = when
+        index += chunk.count
+    return tuple(marks)

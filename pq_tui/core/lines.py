@@ -56,7 +56,8 @@ class LineSplitter:
     """Accumulates bytes and hands back complete, decoded lines.
 
     ``\\n`` and ``\\r\\n`` end a line; a lone ``\\r`` stays in the line (progress bars), for the
-    viewer to deal with. Invalid UTF-8 becomes U+FFFD.
+    viewer to deal with. Invalid UTF-8 is kept as lone surrogates (``surrogateescape``), so that
+    the log file gets its bytes back; ``safe.shown_output`` makes them U+FFFD for everyone else.
     """
 
     __slots__ = ("_pending", "max_line")
@@ -94,7 +95,7 @@ class LineSplitter:
         # One decode for the whole block is much cheaper than one per line.
         if self._has_overlong_line(block):
             return Lines.of(self._decode_lines_cut(block))
-        text = block.decode("utf-8", errors="replace")
+        text = block.decode("utf-8", errors="surrogateescape")
         if "\r" in text:  # "\r\n" ends a line as "\n" does; a lone "\r" stays
             text = text.replace("\r\n", "\n")
             if text.endswith("\r"):
@@ -121,7 +122,7 @@ class LineSplitter:
                 raw = raw[:-1]
             pieces, rest = self._split(raw)
             out.extend(pieces)
-            out.append(rest.decode("utf-8", errors="replace"))
+            out.append(rest.decode("utf-8", errors="surrogateescape"))
         return out
 
     def _cut_overlong(self) -> list[str]:
@@ -137,6 +138,6 @@ class LineSplitter:
         pieces = []
         while len(buf) > self.max_line:
             cut = utf8_safe_cut(buf, self.max_line)
-            pieces.append(buf[:cut].decode("utf-8", errors="replace"))
+            pieces.append(buf[:cut].decode("utf-8", errors="surrogateescape"))
             buf = buf[cut:]
         return pieces, buf

@@ -2,7 +2,14 @@
 
 One line of output is one line of the file, behind a two-character tag that says where it came
 from, so that the order of stdout and stderr is kept and each stays distinguishable:
-``"O "`` stdout, ``"E "`` stderr, ``"# "`` a note from pq-tui (command, pid, exit).
+``"O "`` stdout, ``"E "`` stderr, ``"# "`` a note from pq-tui (command, pid, exit), and
+``"@ "`` a time record: the wall-clock time (epoch seconds, to the millisecond) at which the
+lines after it arrived, written before a chunk whenever that time has moved on since the last
+record (per chunk read, not per line: a flood pays for one record per read).
+
+The output keeps its bytes: invalid UTF-8 is written back as it came (the splitter decodes with
+``surrogateescape``, the file is written with it), so ``raw_output`` gives the job's bytes and
+the readers that decode with ``errors="replace"`` show U+FFFD, as everywhere else.
 """
 
 from __future__ import annotations
@@ -10,14 +17,16 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import Iterator, List, Optional, Sequence, TextIO
+import time
+from typing import Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from pq_tui.core.events import Line
 from pq_tui.core.files import open_regular
 from pq_tui.core.lines import Lines
 from pq_tui.core.safe import printable
+from pq_tui.core.tail import Marks, shifted_marks
 
-TAGS = {"out": "O ", "err": "E ", "note": "# "}
+TAGS = {"out": "O ", "err": "E ", "note": "# ", "time": "@ "}
 STREAMS = {tag: stream for stream, tag in TAGS.items()}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _INTEGER = re.compile(r"-?[0-9]+")
@@ -44,6 +53,7 @@ class LogWriter:
         self.path = path
         self.error: Optional[str] = None
         self._lines = 0  # written to the file so far (flushed or not)
+        self._stamp = ""  # the last time record written
         folder = os.path.dirname(path) or "."
         if folder not in _MADE:  # one makedirs per folder, not per job
             os.makedirs(folder, exist_ok=True)
@@ -56,17 +66,25 @@ class LogWriter:
 
     def _open(self) -> TextIO:
         # newline="" so that a log written on Windows reads the same everywhere.
-        return open(self.path, "w", encoding="utf-8", errors="replace", newline="")
+        return open(self.path, "w", encoding="utf-8", errors="surrogateescape", newline="")
 
     def write(self, stream: str, lines: Sequence[str]) -> None:
         self.write_lines(stream, Lines.of(list(lines)))
 
-    def write_lines(self, stream: str, lines: Lines) -> None:
+    def write_lines(self, stream: str, lines: Lines, when: Optional[float] = None) -> None:
+        """``lines`` of ``stream``, which arrived at ``when`` (epoch seconds; None: untimed)."""
         if self.error is not None or not lines.count:
             return
         tag = TAGS[stream]
+        stamp = ""
+        if when is not None:
+            stamp = f"@ {when:.3f}\n"
+            if stamp == self._stamp:
+                stamp = ""
+            else:
+                self._stamp = stamp
         try:
-            self._file.write(tag + lines.text.replace("\n", "\n" + tag) + "\n")
+            self._file.write(stamp + tag + lines.text.replace("\n", "\n" + tag) + "\n")
         except OSError as exc:
             self._failed(exc)
             return
@@ -105,12 +123,68 @@ class LogWriter:
 
 def read_log(path: str) -> Iterator[tuple[str, str]]:
     """(stream, text) for each line of a log file; stream is "out", "err" or "note"."""
+    for stream, text, _when in read_log_timed(path):
+        yield stream, text
+
+
+def read_log_timed(path: str) -> Iterator[tuple[str, str, Optional[float]]]:
+    """(stream, text, when) for each line of a log file: ``when`` is the time its chunk arrived
+    (epoch seconds), None before the first time record (a log from before they were kept)."""
+    when: Optional[float] = None
     # newline="\n": only "\n" ends a line. With newline="" a lone "\r" in the output (a progress
     # bar) would end one too, and the rest of that line would lose its tag.
     with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
         for raw in f:
             line = raw[:-1] if raw.endswith("\n") else raw
-            yield STREAMS.get(line[:2], "out"), line[2:]
+            stream = STREAMS.get(line[:2], "out")
+            if stream == "time":
+                when = record_time(line[2:], when)
+            else:
+                yield stream, line[2:], when
+
+
+def record_time(text: str, previous: Optional[float]) -> Optional[float]:
+    """The time of a time record's text; a damaged one leaves the time where it was."""
+    try:
+        return float(text)
+    except ValueError:
+        return previous
+
+
+def time_label(when: Optional[float], start: Optional[float] = None) -> str:
+    """A line's time as a gutter shows it (12 characters, blank when not known): the wall clock,
+    HH:MM:SS.mmm local time, or, given the job's ``start``, the seconds since then."""
+    if when is None:
+        return " " * TIME_WIDTH
+    if start is not None:
+        return f"{when - start:+11.3f}s"
+    seconds = int(when)
+    clock = time.strftime("%H:%M:%S", time.localtime(seconds))
+    return f"{clock}.{int((when - seconds) * 1000):03d}"
+
+
+TIME_WIDTH = 12
+_NOT_OUTPUT = (TAGS["note"].encode(), TAGS["time"].encode())
+
+
+def raw_output(block: bytes, within: bool = False) -> bytes:
+    """The job's output bytes in ``block``, whole lines of a log file (``within``: its first
+    line is the rest of one cut by a read, without its tag): the lines of stdout and stderr as
+    they came, interleaved, without tags; notes and time records left out."""
+    lines = block.split(b"\n")
+    rest = lines.pop()  # after the last "\n": nothing, or a line not whole yet (its end follows)
+    out = []
+    for index, line in enumerate(lines):
+        if index == 0 and within:
+            out += [line, b"\n"]
+        elif line[:2] not in _NOT_OUTPUT:
+            out += [line[2:], b"\n"]
+    if rest and not (within and not lines):
+        if rest[:2] not in _NOT_OUTPUT:
+            out.append(rest[2:])
+    elif rest:
+        out.append(rest)
+    return b"".join(out)
 
 
 TAIL_BLOCK = 64 * 1024  # read_log_tail reads the file backwards this much at a time
@@ -120,7 +194,7 @@ COUNT_BLOCK = 1024 * 1024
 def count_log_lines(path: str) -> tuple[int, int]:
     """(output lines, stderr lines) of a log file, read through in blocks (bounded memory; the
     time grows with the file: for a run whose counts were not recorded)."""
-    newlines = notes = errors = 0
+    newlines = notes = errors = times = 0
     last = b""
     with open_regular(path) as f:
         while True:
@@ -132,10 +206,11 @@ def count_log_lines(path: str) -> tuple[int, int]:
             # straddles two blocks (three bytes: never counted twice).
             joined = (last or b"\n") + block
             notes += joined.count(b"\n# ")
+            times += joined.count(b"\n@ ")
             errors += joined.count(b"\nE ")
             last = joined[-2:]
     ended = not last or last.endswith(b"\n")
-    return newlines + (0 if ended else 1) - notes, errors
+    return newlines + (0 if ended else 1) - notes - times, errors
 
 
 def read_log_tail(path: str, max_lines: int, max_bytes: int) -> List[Line]:
@@ -144,9 +219,15 @@ def read_log_tail(path: str, max_lines: int, max_bytes: int) -> List[Line]:
     so of the file. The file is read from its end, block by block, so the cost does not depend on
     its size. A line longer than ``max_bytes`` on its own keeps its end; a last line without its
     "\n" counts. Raises OSError."""
+    return read_log_tail_timed(path, max_lines, max_bytes)[0]
+
+
+def read_log_tail_timed(path: str, max_lines: int,
+                        max_bytes: int) -> Tuple[List[Line], List[Tuple[int, float]]]:
+    """``read_log_tail``, and the time marks of its lines from the time records read."""
     with open_regular(path) as f:
         end = position = f.seek(0, os.SEEK_END)
-        groups: List[List[Line]] = []  # the newest first
+        groups: List[Tuple[List[Line], Marks]] = []  # the newest first
         found = 0
         partial = b""  # the earliest line seen so far, whose start is further back
         while position > 0 and found < max_lines and end - position < max_bytes:
@@ -163,26 +244,38 @@ def read_log_tail(path: str, max_lines: int, max_bytes: int) -> List[Line]:
             else:
                 partial = b""
             group = _output_lines(block)
-            found += len(group)
+            found += len(group[0])
             groups.append(group)
         if not found and partial:  # one line over the budget: its end, where a character starts
             piece = partial[-max_bytes:]
             start = 0
             while start < min(3, len(piece)) and (piece[start] & 0xC0) == 0x80:
                 start += 1
-            groups.append([("out", piece[start:].decode("utf-8", errors="replace"))])
-    lines = [line for group in reversed(groups) for line in group]
-    return lines[-max_lines:] if max_lines > 0 else []
+            groups.append(([("out", piece[start:].decode("utf-8", errors="replace"))], ()))
+    lines: List[Line] = []
+    marks: List[Tuple[int, float]] = []
+    for group_lines, group_marks in reversed(groups):
+        marks += [(len(lines) + index, when) for index, when in group_marks]
+        lines += group_lines
+    if max_lines <= 0:
+        return [], []
+    cut = max(0, len(lines) - max_lines)
+    return lines[cut:], shifted_marks(marks, cut)
 
 
-def _output_lines(block: bytes) -> List[Line]:
+def _output_lines(block: bytes) -> Tuple[List[Line], List[Tuple[int, float]]]:
     if block.endswith(b"\n"):
         block = block[:-1]
+    lines: List[Line] = []
+    marks: List[Tuple[int, float]] = []
     if not block:
-        return []
-    lines = []
+        return lines, marks
     for raw in block.decode("utf-8", errors="replace").split("\n"):
         stream = STREAMS.get(raw[:2], "out")
-        if stream != "note":
+        if stream in ("out", "err"):
             lines.append((stream, raw[2:]))
-    return lines
+        elif stream == "time":
+            when = record_time(raw[2:], None)
+            if when is not None:
+                marks.append((len(lines), when))
+    return lines, marks

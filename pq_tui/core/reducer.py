@@ -37,7 +37,7 @@ from pq_tui.core.events import (
     OutputDropped,
 )
 from pq_tui.core.job import IN_QUEUE, HasStatus, Status
-from pq_tui.core.tail import Tail
+from pq_tui.core.tail import Tail, shifted_marks
 
 
 class JobRow(HasStatus):
@@ -211,7 +211,7 @@ class QueueView:
         lines = unseen(job.line_count, event.seq, event.lines)
         if not lines:
             return job
-        job.tail.extend(lines)
+        job.tail.extend(lines, shifted_marks(event.times, len(event.lines) - len(lines)))
         job.stderr_count += sum(1 for stream, _text in lines if stream == "err")
         job.line_count = event.seq + len(event.lines)
         return job

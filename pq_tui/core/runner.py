@@ -16,6 +16,7 @@ from pq_tui.core.logfile import LogWriter
 from pq_tui.core.plan import Plan, job_environment, plan_job
 from pq_tui.core.childwatch import prefer_pidfd_watcher
 from pq_tui.core.proctree import MARKER_VAR, SIGKILL, ProcessTree, Usage, new_marker
+from pq_tui.core.safe import shown_output
 from pq_tui.core.terminal import Terminal, pty_settings, set_terminal_env
 
 # After the main process exits, how long its pipes may stay open (a grandchild holding them)
@@ -71,7 +72,7 @@ class JobRunner:
         log_path: str,
         kill_grace: float,
         profile: bool,
-        on_lines: Callable[[Job, str, Lines], None],
+        on_lines: Callable[[Job, str, Lines, float], None],
         on_started: Callable[[Job], None],
         on_usage: Callable[[Job, Usage], None],
     ) -> None:
@@ -368,11 +369,16 @@ class JobRunner:
 
     def _emit(self, fd: int, lines: Lines) -> None:
         stream = "err" if fd == 2 else "out"
-        self._writer.write_lines(stream, lines)
+        when = time.time()
+        self._writer.write_lines(stream, lines, when)
         # One flush per chunk read: the file stays current for `tail -f` at the cost of one write
         # per read.
         self._writer.flush()
-        self._on_lines(self.job, stream, lines)
+        # The log keeps the bytes; everyone else gets U+FFFD for invalid UTF-8.
+        shown = shown_output(lines.text)
+        if shown is not lines.text:
+            lines = Lines(shown, lines.count)
+        self._on_lines(self.job, stream, lines, when)
 
     def _on_exited(self) -> None:
         if self._exited is not None and not self._exited.done():

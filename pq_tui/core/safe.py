@@ -24,6 +24,7 @@ __all__ = [
     "output_line",
     "printable",
     "printable_lines",
+    "shown_output",
     "terminal_line",
 ]
 
@@ -73,6 +74,19 @@ def json_printable(text: str) -> str:
 
 
 # -- a job's output ------------------------------------------------------------------------------
+
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def shown_output(text: str) -> str:
+    """A job's output as decoded for its log (invalid UTF-8 kept as the lone surrogates of
+    ``surrogateescape``) shown with U+FFFD exactly as a decode with ``errors="replace"`` of the
+    same bytes shows it: lone surrogates reach neither a terminal nor JSON, which cannot carry
+    them."""
+    # ASCII text (most output) is told in O(1) and holds no surrogate.
+    if text.isascii() or _ESCAPED_BYTE.search(text) is None:
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 # The only escape sequence let through. Parameters are digits, ';' or ':' and nothing else, so
 # private sequences that also end in "m" (e.g. xterm's ``CSI > 4 ; 2 m``) are not mistaken for it.

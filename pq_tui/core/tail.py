@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import repeat
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from pq_tui.core.events import Line
 
@@ -20,24 +20,43 @@ TAIL_CHARS = 512 * 1024
 FINISHED_TAIL_LINES = 50
 FINISHED_TAIL_CHARS = 4 * 1024
 
+Marks = Sequence[Tuple[int, float]]
+"""(index of a line, epoch seconds) where the time the output arrived moves on (per chunk)."""
+
+
+def shifted_marks(marks: Marks, skipped: int, base: int = 0) -> List[Tuple[int, float]]:
+    """``marks`` of lines once the first ``skipped`` are left out and the rest put at index
+    ``base``: the last mark among those left out still times the first line kept."""
+    shifted = [(base + index - skipped, when) for index, when in marks if index >= skipped]
+    before = [when for index, when in marks if index < skipped]
+    if before and (not shifted or shifted[0][0] != base):
+        shifted.insert(0, (base, before[-1]))
+    return shifted
+
 
 class Tail:
     """The last lines, oldest first: at most ``max_lines`` of them and ``max_chars`` characters
-    of text (the oldest of the lines kept is cut at its start when it alone is over)."""
+    of text (the oldest of the lines kept is cut at its start when it alone is over), and the
+    times their chunks arrived (``marks``)."""
 
-    __slots__ = ("_lines", "chars", "max_lines", "max_chars")
+    __slots__ = ("_lines", "chars", "max_lines", "max_chars", "_marks", "_added")
 
     def __init__(self, lines: Iterable[Line] = (), max_lines: int = TAIL_LINES,
-                 max_chars: int = TAIL_CHARS) -> None:
+                 max_chars: int = TAIL_CHARS, times: Marks = ()) -> None:
         self._lines: deque = deque()
         self.chars = 0
         self.max_lines = max_lines
         self.max_chars = max_chars
-        self.extend(lines)
+        self._marks: deque = deque()  # (number of a line among all added, when)
+        self._added = 0
+        self.extend(lines, times)
 
-    def add(self, stream: str, texts: Sequence[str]) -> None:
-        """Lines of one stream (the engine's path: no tuple is made for lines that would not
-        be kept)."""
+    def add(self, stream: str, texts: Sequence[str], when: Optional[float] = None) -> None:
+        """Lines of one stream, which arrived at ``when`` (the engine's path: no tuple is made
+        for lines that would not be kept)."""
+        if when is not None:
+            self._mark(self._added, round(when, 3))
+        self._added += len(texts)
         if len(texts) >= self.max_lines:
             self.clear()
             texts = texts[len(texts) - self.max_lines:]
@@ -45,8 +64,12 @@ class Tail:
         self.chars += sum(map(len, texts))
         self._trim()
 
-    def extend(self, lines: Iterable[Line]) -> None:
+    def extend(self, lines: Iterable[Line], times: Marks = ()) -> None:
+        """``lines``, ``times`` indexed among them."""
         lines = list(lines)
+        for index, when in times:
+            self._mark(self._added + index, when)
+        self._added += len(lines)
         if len(lines) >= self.max_lines:
             self.clear()
             lines = lines[len(lines) - self.max_lines:]
@@ -64,6 +87,16 @@ class Tail:
         self._lines.clear()
         self.chars = 0
 
+    def marks(self) -> List[Tuple[int, float]]:
+        """The time marks of the lines kept, indexed among them."""
+        first = self._added - len(self._lines)
+        return [(max(0, number - first), when) for number, when in self._marks]
+
+    def _mark(self, number: int, when: float) -> None:
+        marks = self._marks
+        if not marks or marks[-1][1] != when:
+            marks.append((number, when))
+
     def _trim(self) -> None:
         lines = self._lines
         excess = len(lines) - self.max_lines
@@ -74,6 +107,10 @@ class Tail:
             stream, text = lines[0]
             lines[0] = (stream, text[len(text) - self.max_chars:])
             self.chars = self.max_chars
+        # The last mark at or before the first line kept still times it.
+        first, marks = self._added - len(lines), self._marks
+        while len(marks) > 1 and marks[1][0] <= first:
+            marks.popleft()
 
     def __iter__(self) -> Iterator[Line]:
         return iter(self._lines)

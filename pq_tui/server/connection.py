@@ -4,6 +4,7 @@ answered in order, and the engine's events forwarded between the replies."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -17,7 +18,7 @@ from pq_tui.core.engine import Subscription
 from pq_tui.core.events import Event, JobOutput, OutputDropped
 from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
 from pq_tui.core.files import open_regular
-from pq_tui.core.logfile import STREAMS, count_log_lines, read_log_tail
+from pq_tui.core.logfile import STREAMS, count_log_lines, raw_output, read_log_tail_timed
 from pq_tui.core.lines import utf8_safe_cut
 from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
 from pq_tui.wire import messages, protocol
@@ -401,17 +402,19 @@ class Connection:
         job = self.server.engine.get(args["job_id"])  # a restored one: op_restored_tail
         assert job is not None  # run() sends the tail of a job the engine lacks elsewhere
         return messages.Tail(lines=[list(line) for line in job.tail], line_count=job.line_count,
-                             stderr_count=job.stderr_count)
+                             stderr_count=job.stderr_count,
+                             times=[list(mark) for mark in job.tail.marks()])
 
     async def op_restored_tail(self, args: Dict[str, Any]) -> messages.Tail:
         _job, found = self.server.find(args["job_id"])
         state = _known(found)
         lines: List[Any] = []
+        times: List[Any] = []
         data = state.data
         if state.log_path:  # as short as a finished job's tail in memory, from its log's end
             try:
-                lines = await in_thread(read_log_tail, state.log_path, FINISHED_TAIL_LINES,
-                                         FINISHED_TAIL_CHARS)
+                lines, times = await in_thread(read_log_tail_timed, state.log_path,
+                                               FINISHED_TAIL_LINES, FINISHED_TAIL_CHARS)
                 if not isinstance(data.get("lines"), int):
                     # Not counted when it ended (interrupted by a crash): once, off the loop.
                     data["lines"], data["stderr"] = await in_thread(count_log_lines,
@@ -419,7 +422,8 @@ class Connection:
             except OSError as exc:
                 raise _unreadable(state.log_path, exc) from None
         return messages.Tail(lines=[list(line) for line in lines], line_count=data.get("lines"),
-                             stderr_count=data.get("stderr"))
+                             stderr_count=data.get("stderr"),
+                             times=[list(mark) for mark in times])
 
     async def op_forget(self, args: Dict[str, Any]) -> messages.Forgotten:
         with _store_refusal():
@@ -448,7 +452,7 @@ class Connection:
         if path is None:  # queued, or ended before it had a log
             return messages.LogPart(lines=[], offset=offset, finished=finished, path=None, size=0)
         try:
-            return await in_thread(_read_log_part, path, offset, max_bytes, finished)
+            return await in_thread(_read_log_part, path, offset, max_bytes, finished, args["raw"])
         except OSError as exc:
             raise _unreadable(path, exc) from None
 
@@ -507,8 +511,10 @@ class Connection:
         server.exit.set()
 
 
-def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> messages.LogPart:
-    """The ``log`` op's reply: up to ``max_bytes`` of the log from ``offset`` (in a thread)."""
+def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool,
+                   raw: bool = False) -> messages.LogPart:
+    """The ``log`` op's reply: up to ``max_bytes`` of the log from ``offset`` (in a thread);
+    ``raw``: the output's bytes in ``data`` (base64: JSON cannot carry bytes), no ``lines``."""
     with open_regular(path) as f:
         size = f.seek(0, os.SEEK_END)
         # Mid-line (a read cut an overlong line): the first piece has no tag.
@@ -528,6 +534,10 @@ def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool) -> me
     cut = len(chunk) if done else chunk.rfind(b"\n") + 1
     if cut == 0 and len(chunk) >= protocol.MAX_LOG_MAX_BYTES:
         cut = utf8_safe_cut(chunk, len(chunk) - 1)  # an absurd line: in pieces
+    if raw:
+        data = base64.b64encode(raw_output(chunk[:cut], within)).decode("ascii")
+        return messages.LogPart(lines=[], offset=offset + cut, finished=done, path=path,
+                                size=max(size, offset + cut), data=data)
     pieces = chunk[:cut].decode("utf-8", "replace").split("\n")
     if pieces[-1] == "":
         pieces.pop()

@@ -88,14 +88,19 @@ class Tail(TypedDict):
     lines: List[Line]
     line_count: Optional[int]
     stderr_count: Optional[int]
+    times: List[List[float]]  # [index in lines, epoch seconds] (protocol 5)
 
 
-class LogPart(TypedDict):
+class _LogPart(TypedDict):
     lines: List[Line]
     offset: int  # where to read next
     finished: bool
     path: Optional[str]
     size: int
+
+
+class LogPart(_LogPart, total=False):
+    data: str  # with raw: the output's bytes, base64
 
 
 class Waited(TypedDict):

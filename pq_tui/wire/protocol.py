@@ -36,7 +36,7 @@ from pq_tui.core.events import (
 )
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 5  # 5: input and window size of PTY jobs (docs/protocol.md, versions)
+PROTOCOL = 5  # 5: PTY input and size, output bytes and times (docs/protocol.md, versions)
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
@@ -290,7 +290,7 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
                   "create": ("bool", False)},
     Op.TAIL: {"job_id": ("job_id", REQUIRED)},
     Op.LOG: {"job_id": ("job_id", REQUIRED), "offset": ("int", 0),
-             "max_bytes": ("int", DEFAULT_LOG_MAX_BYTES)},
+             "max_bytes": ("int", DEFAULT_LOG_MAX_BYTES), "raw": ("bool", False)},
     Op.WAIT: {"job_ids": ("ids", [])},
     Op.SUBSCRIBE: {"max_pending_lines": ("int", DEFAULT_MAX_PENDING_LINES)},
     Op.SHUTDOWN: {"kill": ("bool", False)},
@@ -428,5 +428,7 @@ def decode_event(message: Dict[str, Any]) -> Event:
             value = tuple((stream, text) for stream, text in value)
         elif field.name == "job_ids":
             value = tuple(value)
+        elif field.name == "times":
+            value = tuple((index, when) for index, when in value)
         values[field.name] = value
     return cls(**values)

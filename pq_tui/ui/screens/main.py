@@ -24,7 +24,8 @@ from pq_tui.core.events import Event, LaneResized, StoreStatus
 from pq_tui.core.deps import skipped_dependents
 from pq_tui.core.job import IN_QUEUE, KILLABLE
 from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
-from pq_tui.core.logfile import read_log_tail
+from pq_tui.core.logfile import read_log_tail_timed
+from pq_tui.core.tail import shifted_marks
 from pq_tui.core.queue import JobView, Queue
 from pq_tui.core.runner import survivors_warning
 from pq_tui.core.safe import printable
@@ -37,7 +38,7 @@ from pq_tui.ui.screens.prompt import PromptScreen
 from pq_tui.ui.session import Session
 from pq_tui.ui.widgets.job_table import JobTable
 from pq_tui.ui.widgets.log_pane import LogPane
-from pq_tui.ui.widgets.log_view import LogView
+from pq_tui.ui.widgets.log_view import TIME_MODES, LogView
 from pq_tui.ui.widgets.status_bar import StatusBar
 
 # Events are applied at most this often; under a flood they wait in the subscription meanwhile,
@@ -55,7 +56,8 @@ HELP_GROUPS = (
     ("Jobs", {"open", "add", "remove", "kill", "force-kill", "requeue", "clean", "input"}),
     ("Queue order", {"move-up", "move-down", "move-front", "move-lane", "pause", "slots-up",
                      "slots-down"}),
-    ("Log", {"split", "zoom", "search", "next-match", "previous-match", "follow", "pager"}),
+    ("Log", {"split", "zoom", "search", "next-match", "previous-match", "follow", "times",
+             "pager"}),
     ("pq-tui", {"help", "quit", "detach", "stop-server"}),
 )
 IN_QUEUE_ONLY = {"remove_job", "move", "move_front", "move_lane"}
@@ -94,6 +96,8 @@ JOB_KEYS = [
     Binding("n", "next_match", "Next match", id="next-match", show=False),
     Binding("N", "previous_match", "Previous match", id="previous-match", show=False),
     Binding("f", "follow", "Follow", id="follow", show=False, tooltip="Follow the log's tail"),
+    Binding("T", "time_gutter", "Times", id="times", show=False,
+            tooltip="Times in the log: wall clock, then since the job started, then none"),
     Binding("l", "pager", "Pager", id="pager", show=False,
             tooltip="Open the full log in $PAGER"),
     Binding("question_mark", "help", "Help", id="help"),
@@ -222,11 +226,16 @@ class MainScreen(Screen[None]):
             if pane.job_id is not None:
                 panes_of.setdefault(pane.job_id, []).append(pane)
         output: dict[LogPane, list] = {}
+        times: dict[LogPane, list] = {}  # the time marks of the lines in output
         state_changed = False
         for event in events:
             if isinstance(event, JobOutput):
                 for pane in panes_of.get(event.job_id, ()):
-                    output.setdefault(pane, []).extend(pane.unseen(event.seq, event.lines))
+                    fresh = pane.unseen(event.seq, event.lines)
+                    lines = output.setdefault(pane, [])
+                    times.setdefault(pane, []).extend(shifted_marks(
+                        event.times, len(event.lines) - len(fresh), len(lines)))
+                    lines.extend(fresh)
             elif isinstance(event, OutputDropped):
                 for pane in panes_of.get(event.job_id, ()):
                     output.setdefault(pane, []).append(
@@ -246,7 +255,7 @@ class MainScreen(Screen[None]):
         with self.app.batch_update():
             for pane, lines in output.items():
                 if lines:
-                    pane.append(lines)
+                    pane.append(lines, times.get(pane, ()))
             if state_changed:
                 self._sync()
 
@@ -370,8 +379,8 @@ class MainScreen(Screen[None]):
 
     async def _show_log_end(self, pane: LogPane, job: JobView, log_path: str) -> None:
         try:
-            lines = await asyncio.to_thread(read_log_tail, log_path, self._log_lines,
-                                            LOG_END_BYTES)
+            lines, times = await asyncio.to_thread(read_log_tail_timed, log_path,
+                                                   self._log_lines, LOG_END_BYTES)
         except OSError as exc:
             lines = None
             note = f"cannot read the log {printable(log_path)}: {exc.strerror or exc}"
@@ -380,7 +389,7 @@ class MainScreen(Screen[None]):
         if lines is None:
             pane.append([("note", note)])
         else:
-            pane.load(lines)
+            pane.load(lines, times)
 
     @on(LogView.FollowChanged)
     def _follow_changed(self, event: LogView.FollowChanged) -> None:
@@ -741,6 +750,12 @@ class MainScreen(Screen[None]):
 
     def action_follow(self) -> None:
         self._active_pane().view.action_follow()
+
+    def action_time_gutter(self) -> None:
+        views = [pane.view for pane in self._panes()]
+        mode = TIME_MODES[(TIME_MODES.index(views[0].time_mode) + 1) % len(TIME_MODES)]
+        for view in views:  # both panes alike: one gutter setting for the console
+            view.time_mode = mode
 
     async def action_pager(self) -> None:
         pane = self._active_pane()

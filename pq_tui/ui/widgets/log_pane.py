@@ -15,6 +15,7 @@ from pq_tui.core.queue import JobView
 from pq_tui.core.reducer import unseen
 from pq_tui.core.safe import printable
 from pq_tui.ui import format as fmt
+from pq_tui.core.tail import Marks
 from pq_tui.ui.widgets.log_view import LogView
 
 
@@ -62,10 +63,13 @@ class LogPane(Vertical):
         if job is None:
             self.job_id = self._job = None
             self.view.clear()
-        elif job is not self._job:
-            self.job_id, self._job = job.id, job
-            self.view.load(list(job.tail))
-            self._next_seq = job.line_count
+        else:
+            if job is not self._job:
+                self.job_id, self._job = job.id, job
+                self.view.load(list(job.tail), job.tail.marks())
+                self._next_seq = job.line_count
+            start = job.data.get("time-start")  # known once the job has started
+            self.view.time_start = start if isinstance(start, (int, float)) else None
         self.update_title(job)
 
     @property
@@ -73,9 +77,9 @@ class LogPane(Vertical):
         """The run shown."""
         return self._job
 
-    def load(self, lines: Sequence[tuple[str, str]]) -> None:
+    def load(self, lines: Sequence[tuple[str, str]], times: Marks = ()) -> None:
         """Show these lines of the shown job instead (a finished job's, from its log)."""
-        self.view.load(lines)
+        self.view.load(lines, times)
 
     def reload(self) -> None:
         """Show the shown job's tail afresh (after the pane missed events)."""
@@ -90,8 +94,8 @@ class LogPane(Vertical):
             self._next_seq = seq + len(lines)
         return fresh
 
-    def append(self, lines: Sequence[tuple[str, str]]) -> None:
-        self.view.append(lines)
+    def append(self, lines: Sequence[tuple[str, str]], times: Marks = ()) -> None:
+        self.view.append(lines, times)
 
     def update_title(self, job: Optional[JobView]) -> None:
         title = self._title

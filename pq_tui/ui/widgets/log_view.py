@@ -9,7 +9,7 @@ terminal, and stdout, stderr and pq-tui's own notes stay distinguishable.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import ClassVar, Iterable, List, Optional, Sequence, Tuple
 
@@ -25,6 +25,8 @@ from textual.reactive import var
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from pq_tui.core.logfile import TIME_WIDTH, time_label
+from pq_tui.core.tail import Marks
 from pq_tui.ui import ansi
 
 Line = Tuple[str, str]
@@ -35,6 +37,8 @@ MAX_WIDTH = 2000
 """Cells of a line that can be scrolled to; the log file has the rest."""
 
 _CACHE_SIZE = 1024
+TIME_MODES = ("off", "clock", "relative")
+"""What the time gutter shows, in the order ``T`` goes through them."""
 
 
 class LogView(ScrollView, can_focus=True):
@@ -166,6 +170,9 @@ class LogView(ScrollView, can_focus=True):
         self._finder: re.Pattern[str] | None = None
         self._matches: List[Tuple[int, int, int]] = []  # (line number, start, end), sorted
         self._current: int | None = None
+        self._times: List[Tuple[int, float]] = []  # (line number, when), sorted
+        self.time_start: float | None = None  # the job's start, for the relative times
+        self._time_mode = "off"
 
     @property
     def max_lines(self) -> int:
@@ -204,12 +211,29 @@ class LogView(ScrollView, can_focus=True):
 
     # Content
 
-    def append(self, lines: Sequence[Line]) -> None:
-        """Add a batch of (stream, text) lines at the end."""
+    @property
+    def times(self) -> Marks:
+        """The time marks of the lines held: (line number, epoch seconds). Read only."""
+        return self._times
+
+    @property
+    def time_mode(self) -> str:
+        """What the time gutter shows: one of TIME_MODES."""
+        return self._time_mode
+
+    @time_mode.setter
+    def time_mode(self, mode: str) -> None:
+        self._time_mode = mode
+        self._update_virtual_size()
+        self.refresh()
+
+    def append(self, lines: Sequence[Line], times: Marks = ()) -> None:
+        """Add a batch of (stream, text) lines at the end, ``times`` indexed in the batch."""
         if not lines:
             return
         search_before = (len(self._matches), self._current)
         first_new = self._dropped + len(self._lines)
+        self._times += [(first_new + index, when) for index, when in times]
         self._lines.extend(lines)
         pruned = self._prune()
         # A batch longer than max_lines loses its own head too.
@@ -232,13 +256,14 @@ class LogView(ScrollView, can_focus=True):
         if (len(self._matches), self._current) != search_before:
             self._post_search_changed()
 
-    def load(self, lines: Iterable[Line]) -> None:
+    def load(self, lines: Iterable[Line], times: Marks = ()) -> None:
         """Replace the content, e.g. when the pane switches to another job.
 
         Clears the search and follows the end.
         """
         self.clear_search()
         self._lines = list(lines)
+        self._times = list(times)
         self._dropped = 0
         self._prune()
         self._width = 0
@@ -261,6 +286,10 @@ class LogView(ScrollView, can_focus=True):
             return 0
         del self._lines[:excess]
         self._dropped += excess
+        # The last mark at or before the first line kept still times it.
+        cut = bisect_right(self._times, (self._dropped, float("inf"))) - 1
+        if cut > 0:
+            del self._times[:cut]
         # The caches need no work: dropped line numbers are never asked for again, and their
         # entries age out of the LRU. Matches in dropped lines go now, so the count stays true.
         cut = bisect_left(self._matches, (self._dropped,))
@@ -278,7 +307,11 @@ class LogView(ScrollView, can_focus=True):
             self._width = max(self._width, min(widest, MAX_WIDTH))
 
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(self._width + GUTTER_WIDTH, len(self._lines))
+        self.virtual_size = Size(self._width + self._gutter_width, len(self._lines))
+
+    @property
+    def _gutter_width(self) -> int:
+        return GUTTER_WIDTH + (0 if self._time_mode == "off" else TIME_WIDTH + 1)
 
     # Follow mode
 
@@ -401,7 +434,7 @@ class LogView(ScrollView, can_focus=True):
         plain = self._line_text(index).plain
         x = cell_len(plain[:start])
         # The gutter stays put while the text scrolls, so the text's window is a cell narrower.
-        region = Region(x, index, cell_len(plain[start:end]) + GUTTER_WIDTH, 1)
+        region = Region(x, index, cell_len(plain[start:end]) + self._gutter_width, 1)
         window = self.scrollable_content_region.at_offset(self.scroll_offset)
         self.following = False
         # A match already in view stays where it is; one out of view comes to the middle.
@@ -433,9 +466,21 @@ class LogView(ScrollView, can_focus=True):
         base = self.rich_style
         if index >= len(self._lines):
             return Strip.blank(width, base)
-        text_width = width - GUTTER_WIDTH
+        text_width = width - self._gutter_width
         text = self._content_strip(index).crop_extend(scroll_x, scroll_x + text_width, base)
-        return Strip.join([self._gutter(self._lines[index][0]), text])
+        gutter = self._gutter(self._lines[index][0])
+        if self._time_mode == "off":
+            return Strip.join([gutter, text])
+        return Strip.join([self._time_gutter(index), gutter, text])
+
+    def _time_gutter(self, index: int) -> Strip:
+        number = self._dropped + index
+        at = bisect_right(self._times, (number, float("inf"))) - 1
+        when = self._times[at][1] if at >= 0 else None
+        start = self.time_start if self._time_mode == "relative" else None
+        label = time_label(when, start)[-TIME_WIDTH:] + " "
+        style = self.get_component_rich_style("log-view--note")
+        return Strip([Segment(label, style)], TIME_WIDTH + 1)
 
     def _gutter(self, stream: str) -> Strip:
         if self._gutters is None:
