@@ -1481,17 +1481,19 @@ def test_escape_sequences_from_a_job_never_reach_the_screen_raw(tmp_path: Path) 
         app.queue.push("hostile", {"cmd": hostile})
         await wait_status(pilot, app, "hostile", Status.OK)
         pane = app.main.main_pane
-        await wait_until(pilot, lambda: len(pane.view.lines) == 1, "the line")
-        assert ESC in pane.view.lines[0][1], "the pane keeps the raw line; it sanitises on render"
+        # The clear screen shows as a note before the line (issue 14).
+        await wait_until(pilot, lambda: len(pane.view.lines) == 2, "the line")
+        assert pane.view.lines[0] == ("note", "── screen cleared ──")
+        assert ESC in pane.view.lines[1][1], "the pane keeps the raw line; it sanitises on render"
         strips = screen_strips(pane)
         for strip in strips:
             for segment in strip:
                 assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in segment.text), segment
-        first = strips[0].text[1:].rstrip()
+        first = strips[1].text[1:].rstrip()
         assert first == "red plain"
         assert "HACKED" not in "".join(strip.text for strip in strips)
         # The colour is kept as style.
-        red = [segment for segment in strips[0] if segment.text == "red"]
+        red = [segment for segment in strips[1] if segment.text == "red"]
         assert red and red[0].style is not None and red[0].style.color is not None
         assert app.title == "pq-tui"
 

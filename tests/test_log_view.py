@@ -247,10 +247,13 @@ def test_terminal_control_sequences_never_reach_the_screen():
         )
         await pilot.pause()
         assert_nothing_unsafe(view)
-        assert [line[1:].rstrip() for line in screen_text(view)[:6]] == [
+        # A clear screen is a note, not a wipe (issue 14).
+        assert [line[1:].rstrip() for line in screen_text(view)[:8]] == [
             "visible",
+            "── screen cleared ──",
             "cleared?",
             "link",
+            "── screen cleared ──",
             "bell",
             "progress 100%",
             "8-bit",

@@ -24,11 +24,18 @@ import json
 import os
 import re
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
 from pq_tui.core.logfile import record_time, time_label
-from pq_tui.core.safe import json_printable, output_line, printable, printable_lines
+from pq_tui.core.safe import (
+    REDRAW_DEPTH,
+    SettledLines,
+    json_printable,
+    output_line,
+    printable,
+    printable_lines,
+)
 from pq_tui.core.terminal import check_has_terminal
 from pq_tui.cli.args import new_parser, number_parser
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
@@ -607,7 +614,7 @@ def _server_line(server: Dict[str, Any]) -> str:
 _MARKS = {"out": "", "err": "! ", "note": "# "}
 
 
-def format_log_lines(lines: List[List[str]], colour: bool = False) -> str:
+def format_log_lines(lines: Sequence[Sequence[str]], colour: bool = False) -> str:
     """Log lines as printed: the job's output as the console shows it (its colours kept with
     ``colour``, nothing else a terminal acts on), pq-tui's notes with what they quote escaped."""
     return "".join(
@@ -654,6 +661,9 @@ async def cmd_log(options: argparse.Namespace) -> int:
         # Part by part, each written before the next is asked for: any size in bounded memory.
         offset: int = 0
         size: Optional[int] = None
+        # Each line's last state: a line is printed once no redraw can rewrite it (following,
+        # as it comes: a redraw that reaches back over printed lines prints its lines again).
+        screen = SettledLines(hold=0 if options.follow else REDRAW_DEPTH)
         while True:
             part = messages.parse(messages.LogPart, await client.request(
                 Op.LOG, job_id=job_id, offset=offset, raw=options.raw))
@@ -662,16 +672,17 @@ async def cmd_log(options: argparse.Namespace) -> int:
             elif clock is not None:
                 write_stdout(clock.format(part["lines"], colour))
             elif part["lines"]:
-                write_stdout(format_log_lines(
-                    [line for line in part["lines"] if line[0] != "time"], colour))
+                write_stdout(format_log_lines(screen.feed(
+                    [line for line in part["lines"] if line[0] != "time"]), colour))
             moved, offset = part["offset"] != offset, part["offset"]
-            if part["finished"]:
-                return EXIT_OK
+            done = part["finished"]
             if not options.follow:
                 # A running job's log: what it held at the first read (its last line once whole).
                 size = part["size"] if size is None else size
-                if offset >= size or not moved:
-                    return EXIT_OK
+                done = done or offset >= size or not moved
+            if done:
+                write_stdout(format_log_lines(screen.end(), colour))
+                return EXIT_OK
             elif not moved:
                 await asyncio.sleep(FOLLOW_INTERVAL)
 

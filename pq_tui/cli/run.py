@@ -18,7 +18,7 @@ from pq_tui.core import (
     Status,
 )
 from pq_tui.core.retry import delay_after
-from pq_tui.core.safe import output_line, printable
+from pq_tui.core.safe import SettledLines, output_line, printable
 from pq_tui.cli.args import add_engine_options, new_parser
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
                                print_table, settings_or_report, skipped_text, span_text,
@@ -201,6 +201,8 @@ class _Printer:
         self._label = {spec.id: printable(spec.id) for spec in specs}
         self._width = max(map(len, self._label.values()))
         self._colour = colour
+        # Per job: its lines' last states, a rewritten line printed once (not every frame).
+        self._screens: dict = {}
         lanes = list(dict.fromkeys(spec.lane for spec in specs))
         self._lane_of = {spec.id: spec.lane for spec in specs}
         self._lane_colour = {
@@ -219,9 +221,11 @@ class _Printer:
         if isinstance(event, JobOutput):
             out = self._prefix(event.job_id, "|")
             err = self._prefix(event.job_id, "!", "31")
+            marks = {"out": out, "err": err, "note": self._prefix(event.job_id, "#", "2")}
+            lines = self._screens.setdefault(event.job_id, SettledLines(hold=0)).feed(event.lines)
             # As the console shows it: colours (if on) and nothing else a terminal acts on.
-            return "".join(f"{err if stream == 'err' else out}{output_line(text, self._colour)}\n"
-                           for stream, text in event.lines)
+            return "".join(f"{marks[stream]}{output_line(text, self._colour)}\n"
+                           for stream, text in lines)
         if not isinstance(event, (JobStarted, OutputDropped, JobExited, JobRetrying,
                                   JobSkipped)):
             return ""  # lanes pausing at shutdown and the like: the summary tells the story

@@ -37,6 +37,7 @@ from pq_tui.core.events import (
     LanePaused,
     LaneResized,
     LaneResumed,
+    Line,
     OutputDropped,
 )
 from pq_tui.core.job import IN_QUEUE, HandlerFactory, Job, Status
@@ -208,6 +209,10 @@ class Engine(Shifts):
         self._journals: list[Callable[[Event], None]] = []
         # job -> (runs, line count, characters)
         self._pending_output: dict[JobId, tuple[list, int, int]] = {}
+        # Each running job's line being rewritten in place (JobOutput.partial), and the jobs whose
+        # partial line changed since their last batch.
+        self._partials: dict[JobId, Line] = {}
+        self._partial_changed: set = set()
         self._flush_handle: Optional[asyncio.TimerHandle] = None
         self._waiters: dict[tuple[str, JobId], list[asyncio.Future]] = {}
         self._idle_waiters: list[asyncio.Future] = []
@@ -760,17 +765,30 @@ class Engine(Shifts):
         job.rss = usage.rss
         self._emit(JobUsage(job.id, usage.cpu_percent, usage.rss))
 
-    def _on_lines(self, job: Job, stream: str, lines: Lines, when: float) -> None:
+    def _on_lines(self, job: Job, stream: str, lines: Lines, when: float,
+                  partial: Optional[str] = None) -> None:
+        before = self._partials.get(job.id)
+        if partial is not None:
+            self._partials[job.id] = (stream, partial)
+        elif before is not None and before[0] == stream:
+            del self._partials[job.id]
+        partial_changed = self._partials.get(job.id) != before
+        if not lines.count and not partial_changed:
+            return
         job.line_count += lines.count
         if stream == "err":
             job.stderr_count += lines.count
-        job.tail.add(stream, lines.last(self.tail_lines), when)
+        if lines.count:  # a frame of a partial line has no time of its own: it has no line
+            job.tail.add(stream, lines.last(self.tail_lines), when)
         if not self._subscriptions and getattr(job.handler, "on_output", None) is None:
             return  # nobody listens: the log file has the lines
         # Kept as they came, (stream, lines) runs: the per-line tuples of an event are made at
         # the flush, and only if someone has room for them.
         runs, count, chars = self._pending_output.get(job.id, ([], 0, 0))
-        runs.append((stream, lines, when))
+        if partial_changed:
+            self._partial_changed.add(job.id)
+        if lines.count:
+            runs.append((stream, lines, when))
         count += lines.count
         chars += len(lines.text)
         self._pending_output[job.id] = (runs, count, chars)
@@ -788,12 +806,17 @@ class Engine(Shifts):
 
     def _flush_job_output(self, job_id: JobId) -> None:
         runs, count, chars = self._pending_output.pop(job_id, ([], 0, 0))
-        if not count:
+        partial_changed = job_id in self._partial_changed
+        self._partial_changed.discard(job_id)
+        if not count and not partial_changed:
             return
         job = self._jobs[job_id]
+        partial = self._partials.get(job_id)
         seq = job.line_count - count
         wanted = getattr(job.handler, "on_output", None) is not None or any(
             subscription.has_room(count, chars) for subscription in self._subscriptions)
+        if not wanted and not count:
+            return  # a progress bar's frame nobody has room for: the next one replaces it
         if not wanted:
             # A flood every subscriber is behind on: they get the count, not the lines (the log
             # file has them all), and nobody pays for lines nobody will see.
@@ -803,7 +826,7 @@ class Engine(Shifts):
         lines = [line for stream, chunk, _when in runs
                  for line in zip(repeat(stream), chunk.split())]
         self._call_handler(job, "on_output", lines)
-        self._emit(JobOutput(job_id, seq, tuple(lines), _time_marks(runs)), chars)
+        self._emit(JobOutput(job_id, seq, tuple(lines), _time_marks(runs), partial), chars)
 
     def _call_handler(self, job: Job, method: str, *args: Any) -> None:
         callback = getattr(job.handler, method, None)

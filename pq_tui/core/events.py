@@ -41,12 +41,15 @@ class JobOutput:
     """A batch of lines, in the order the job wrote them. ``seq`` numbers the first of them
     among all the job's lines, so a view loaded from ``Job.tail`` can skip what it has.
     ``times``: (index in ``lines``, epoch seconds) where the time the output arrived moves on;
-    a line's time is that of the last mark at or before it (per chunk, not per line)."""
+    a line's time is that of the last mark at or before it (per chunk, not per line).
+    ``partial``: after them, the line the job is rewriting in place with "\\r" (a progress bar)
+    as it stands, unnumbered until it ends; each batch's replaces the one before (None: none)."""
 
     job_id: JobId
     seq: int
     lines: tuple[Line, ...]
     times: tuple[tuple[int, float], ...] = ()
+    partial: Optional[Line] = None
 
 
 @dataclass

@@ -6,6 +6,8 @@ We split ourselves instead of using ``StreamReader.readline()``, which gives up 
 
 from __future__ import annotations
 
+from typing import Optional
+
 MAX_LINE = 64 * 1024
 
 
@@ -58,6 +60,11 @@ class LineSplitter:
     ``\\n`` and ``\\r\\n`` end a line; a lone ``\\r`` stays in the line (progress bars), for the
     viewer to deal with. Invalid UTF-8 is kept as lone surrogates (``surrogateescape``), so that
     the log file gets its bytes back; ``safe.shown_output`` makes them U+FFFD for everyone else.
+
+    A line rewritten in place grows by a frame at each ``\\r`` until its ``\\n``. Past ``max_line``
+    it is cut after a ``\\r``: the piece ends with that ``\\r``, which says that the next line
+    rewrites it (``pq_tui.core.safe.Screen``; only ``\\r\\r\\n`` leaves another line ending so).
+    Until its end such a line is ``partial()``.
     """
 
     __slots__ = ("_pending", "max_line")
@@ -102,6 +109,18 @@ class LineSplitter:
                 text = text[:-1]
         return Lines(text, text.count("\n") + 1)
 
+    def partial(self) -> Optional[str]:
+        """The line being rewritten in place with ``\\r`` and not ended yet, from its last frame
+        on; None if there is none. Other unended lines are not partial: they are only the part
+        of a line that the last chunk held."""
+        pending = self._pending
+        if b"\r" not in pending:
+            return None
+        body = pending.rstrip(b"\r")
+        frame = body.rfind(b"\r")
+        text = body[frame + 1:].decode("utf-8", errors="replace")
+        return text or None
+
     def _has_overlong_line(self, block: bytes) -> bool:
         """Whether a line of ``block`` is over ``max_line`` bytes, without splitting it: each
         step jumps to the last newline within reach, so a block takes a few searches."""
@@ -137,7 +156,8 @@ class LineSplitter:
         """Pieces of at most ``max_line`` bytes cut off ``buf``, and what is left (not over it)."""
         pieces = []
         while len(buf) > self.max_line:
-            cut = utf8_safe_cut(buf, self.max_line)
+            # After a frame's "\r" if there is one: the piece is whole frames, and says so.
+            cut = buf.rfind(b"\r", 1, self.max_line) + 1 or utf8_safe_cut(buf, self.max_line)
             pieces.append(buf[:cut].decode("utf-8", errors="surrogateescape"))
             buf = buf[cut:]
         return pieces, buf

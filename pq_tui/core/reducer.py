@@ -52,6 +52,7 @@ class JobRow(HasStatus):
         self.pid: Optional[int] = None
         self.tail = Tail()  # bounded as the engine's; shrunk when the job ends
         self.line_count = 0  # lines of output so far: the seq of the next line
+        self.partial: Optional[Line] = None  # the line being rewritten in place (JobOutput's)
         self.stderr_count = 0
         self.cpu_percent: Optional[float] = None
         self.rss: Optional[int] = None
@@ -208,6 +209,7 @@ class QueueView:
         job = self.jobs.get(event.job_id)
         if job is None:
             return None
+        job.partial = event.partial
         lines = unseen(job.line_count, event.seq, event.lines)
         if not lines:
             return job

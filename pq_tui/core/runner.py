@@ -72,7 +72,7 @@ class JobRunner:
         log_path: str,
         kill_grace: float,
         profile: bool,
-        on_lines: Callable[[Job, str, Lines, float], None],
+        on_lines: Callable[[Job, str, Lines, float, Optional[str]], None],
         on_started: Callable[[Job], None],
         on_usage: Callable[[Job, Usage], None],
     ) -> None:
@@ -333,9 +333,11 @@ class JobRunner:
         self._on_started(self.job)
 
     def _on_data(self, fd: int, data: bytes) -> None:
-        lines = self._splitters[fd].feed_lines(data)
-        if lines.count:
-            self._emit(fd, lines)
+        splitter = self._splitters[fd]
+        lines = splitter.feed_lines(data)
+        partial = splitter.partial()
+        if lines.count or partial is not None:
+            self._emit(fd, lines, partial)
 
     def _read_terminal(self) -> None:
         terminal = self.terminal
@@ -367,7 +369,8 @@ class JobRunner:
         if lines.count:
             self._emit(fd, lines)
 
-    def _emit(self, fd: int, lines: Lines) -> None:
+    def _emit(self, fd: int, lines: Lines, partial: Optional[str] = None) -> None:
+        """``partial``: the line the stream is rewriting in place, if any (not in the log yet)."""
         stream = "err" if fd == 2 else "out"
         when = time.time()
         self._writer.write_lines(stream, lines, when)
@@ -378,7 +381,7 @@ class JobRunner:
         shown = shown_output(lines.text)
         if shown is not lines.text:
             lines = Lines(shown, lines.count)
-        self._on_lines(self.job, stream, lines, when)
+        self._on_lines(self.job, stream, lines, when, partial)
 
     def _on_exited(self) -> None:
         if self._exited is not None and not self._exited.done():

@@ -12,13 +12,19 @@ ours: ``printable_lines`` keeps them and makes each line between them safe.
 A job's *output* is different: its colours are worth keeping. ``terminal_line`` keeps SGR and
 tabs, drops every other escape sequence and control character, and resolves ``\\r`` the way a
 terminal would; the console renders its result, ``pq-tui run`` and ``pq-tui log`` print it.
+Across lines, ``Screen`` keeps what a terminal would end up showing of rewritten lines (a piece
+of a long progress bar, cursor up over the lines of a redraw) and shows a clear as a note.
 """
 
 from __future__ import annotations
 
 import re
+from operator import itemgetter
+from typing import List, Sequence, Tuple, cast
 
 __all__ = [
+    "CLEARED",
+    "Screen",
     "has_unsafe",
     "json_printable",
     "output_line",
@@ -135,3 +141,97 @@ def output_line(line: str, colour: bool) -> str:
     if "\x1b" not in line:
         return line
     return line + "\x1b[0m" if colour else SGR.sub("", line)
+
+
+# -- across lines --------------------------------------------------------------------------------
+
+CLEARED = "── screen cleared ──"
+"""The note a clear screen (``ESC[2J``, ``ESC[3J``, ``ESC c``) shows as, in place of a wipe."""
+# How far up a redraw may reach: docker and cargo redraw a few lines; the log file has the rest.
+REDRAW_DEPTH = 100
+_CLEAR = re.compile(r"\x1b\[[23]J|\x1bc")
+_CURSOR_UP = re.compile(r"\x1b\[([0-9]*)[AF]")
+# A redraw moves up before it writes the line again: the sequences and "\r"s a line starts with.
+_LINE_START = re.compile(r"(?:\r|\x1b\[[0-?]*[ -/]*[@-~])*")
+
+
+class Screen:
+    """A terminal's lines, modelled a line at a time: enough for each line to show its last
+    state. A line that ends with ``\\r`` (see ``LineSplitter``) is rewritten by the next one;
+    cursor up (``ESC[nA``, ``ESC[nF``) before a line's text takes back the last ``n`` lines of
+    the redraw it is part of (never a note, nor more than ``REDRAW_DEPTH``); a clear screen
+    becomes a ``CLEARED`` note and the text before it on its line is wiped, as on a terminal.
+    Other sequences are left to ``terminal_line``."""
+
+    __slots__ = ("open", "_redrawable")
+
+    def __init__(self) -> None:
+        self.open = False  # the last line shown is rewritten by the next one
+        self._redrawable = 0  # lines shown that a cursor up may still take back
+
+    def feed(self, lines: Sequence[Sequence[str]]) -> Tuple[int, Sequence[Tuple[str, str]]]:
+        """(how many of the lines shown before to take back, the lines to show after them)."""
+        # A scan or two of the batch: most output has no escape, no open line and no note.
+        joined = "\n".join(map(itemgetter(1), lines))
+        if not self.open and "\x1b" not in joined and "\r\n" not in joined \
+                and not joined.endswith("\r") and "note" not in map(itemgetter(0), lines):
+            self._redrawable = min(self._redrawable + len(lines), REDRAW_DEPTH)
+            return 0, cast(Sequence[Tuple[str, str]], lines)
+        back = 0
+        shown: List[Tuple[str, str]] = []
+        for stream, text in lines:
+            up = 1 if self.open else 0
+            if stream == "note":
+                up, self._redrawable = 0, 0
+            elif "\x1b" in text:
+                clears = list(_CLEAR.finditer(text))
+                if clears:
+                    shown.append(("note", CLEARED))
+                    clear = clears[-1]
+                    # ESC[2J leaves the cursor where it was, ESC c takes it home.
+                    column = 0 if clear.group() == "\x1bc" else \
+                        len(SGR.sub("", terminal_line(text[:clear.start()])))
+                    text = " " * column + text[clear.end():]
+                    up, self._redrawable, self.open = 0, 0, False
+                    if not SGR.sub("", terminal_line(text)).strip():
+                        continue  # nothing shown after the clear on its line
+                elif up < self._redrawable:
+                    start = _LINE_START.match(text).group()  # type: ignore[union-attr]
+                    up += sum(int(n or 1) for n in _CURSOR_UP.findall(start))
+            up = min(up, self._redrawable)
+            self._redrawable -= up
+            kept = min(up, len(shown))
+            del shown[len(shown) - kept:]
+            back += up - kept
+            shown.append((stream, text))
+            self.open = stream != "note" and text.endswith("\r")
+            if stream != "note":
+                self._redrawable = min(self._redrawable + 1, REDRAW_DEPTH)
+        return back, shown
+
+
+class SettledLines:
+    """What a printer that cannot take a line back prints of ``Screen``'s lines: each line once
+    no redraw can change it any more, up to ``hold`` lines later (and an open line always later)."""
+
+    __slots__ = ("_screen", "_held", "_hold")
+
+    def __init__(self, hold: int = REDRAW_DEPTH) -> None:
+        self._screen = Screen()
+        self._held: List[Tuple[str, str]] = []
+        self._hold = hold
+
+    def feed(self, lines: Sequence[Sequence[str]]) -> List[Tuple[str, str]]:
+        back, shown = self._screen.feed(lines)
+        held = self._held
+        del held[max(0, len(held) - back):]
+        held.extend(shown)
+        keep = max(self._hold, 1 if self._screen.open else 0)
+        settled = held[:max(0, len(held) - keep)]
+        del held[:len(settled)]
+        return settled
+
+    def end(self) -> List[Tuple[str, str]]:
+        """The lines held back, once there is no more to come."""
+        held, self._held = self._held, []
+        return held

@@ -36,7 +36,7 @@ from pq_tui.core.events import (
 )
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 5  # 5: PTY input and size, output bytes and times (docs/protocol.md, versions)
+PROTOCOL = 5  # 5: PTY input and size, output bytes and times, partial lines (docs/protocol.md)
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
@@ -410,6 +410,8 @@ def encode_event(event: Event) -> Dict[str, Any]:
             value = [[stream, text] for stream, text in value]
         elif field.name == "data":
             value = row_data(value)
+        elif field.name == "partial" and value is not None:
+            value = list(value)
         message[field.name] = value
     return message
 
@@ -426,7 +428,7 @@ def decode_event(message: Dict[str, Any]) -> Event:
         value = message[field.name]
         if field.name == "lines":
             value = tuple((stream, text) for stream, text in value)
-        elif field.name == "job_ids":
+        elif field.name == "job_ids" or (field.name == "partial" and value is not None):
             value = tuple(value)
         elif field.name == "times":
             value = tuple((index, when) for index, when in value)

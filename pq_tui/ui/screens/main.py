@@ -227,6 +227,7 @@ class MainScreen(Screen[None]):
                 panes_of.setdefault(pane.job_id, []).append(pane)
         output: dict[LogPane, list] = {}
         times: dict[LogPane, list] = {}  # the time marks of the lines in output
+        partials: dict[LogPane, Optional[tuple[str, str]]] = {}
         state_changed = False
         for event in events:
             if isinstance(event, JobOutput):
@@ -236,6 +237,7 @@ class MainScreen(Screen[None]):
                     times.setdefault(pane, []).extend(shifted_marks(
                         event.times, len(event.lines) - len(fresh), len(lines)))
                     lines.extend(fresh)
+                    partials[pane] = event.partial
             elif isinstance(event, OutputDropped):
                 for pane in panes_of.get(event.job_id, ()):
                     output.setdefault(pane, []).append(
@@ -254,8 +256,8 @@ class MainScreen(Screen[None]):
                     self._report_store(event.error)
         with self.app.batch_update():
             for pane, lines in output.items():
-                if lines:
-                    pane.append(lines, times.get(pane, ()))
+                if lines or pane in partials:
+                    pane.append(lines, times.get(pane, ()), partials.get(pane))
             if state_changed:
                 self._sync()
 

@@ -67,6 +67,7 @@ class LogPane(Vertical):
             if job is not self._job:
                 self.job_id, self._job = job.id, job
                 self.view.load(list(job.tail), job.tail.marks())
+                self.view.set_partial(getattr(job, "partial", None))  # a mirror's row knows it
                 self._next_seq = job.line_count
             start = job.data.get("time-start")  # known once the job has started
             self.view.time_start = start if isinstance(start, (int, float)) else None
@@ -94,8 +95,11 @@ class LogPane(Vertical):
             self._next_seq = seq + len(lines)
         return fresh
 
-    def append(self, lines: Sequence[tuple[str, str]], times: Marks = ()) -> None:
+    def append(self, lines: Sequence[tuple[str, str]], times: Marks = (),
+               partial: Optional[tuple[str, str]] = None) -> None:
+        """New lines, then the line being rewritten in place below them (None: none)."""
         self.view.append(lines, times)
+        self.view.set_partial(partial)
 
     def update_title(self, job: Optional[JobView]) -> None:
         title = self._title

@@ -3,7 +3,9 @@
 Modelled on Textual's `Log`: lines are kept as the strings the job wrote and only the lines in
 view are turned into styled strips, so a flood of output costs a list extend per batch. Unlike
 `Log`, each line goes through `pq_tui.ui.ansi` first, so a job's escape sequences never reach the
-terminal, and stdout, stderr and pq-tui's own notes stay distinguishable.
+terminal, and stdout, stderr and pq-tui's own notes stay distinguishable. Lines pass through a
+`Screen` as they come: a rewritten line or a redraw takes back what it rewrites, a clear screen
+is a note. The line a progress bar is rewriting shows below them (`set_partial`) until it ends.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from pq_tui.core.logfile import TIME_WIDTH, time_label
+from pq_tui.core.safe import Screen
 from pq_tui.core.tail import Marks
 from pq_tui.ui import ansi
 
@@ -159,6 +162,8 @@ class LogView(ScrollView, can_focus=True):
             raise ValueError("max_lines must be at least 1")
         self._max_lines = max_lines
         self._lines: List[Line] = []
+        self._screen = Screen()
+        self._partial: Optional[Line] = None
         # Lines dropped from the front since the last load. Caches and matches are keyed by line
         # number (index + dropped), which does not change when the front is dropped.
         self._dropped = 0
@@ -232,6 +237,11 @@ class LogView(ScrollView, can_focus=True):
         if not lines:
             return
         search_before = (len(self._matches), self._current)
+        count = len(lines)
+        back, lines = self._screen.feed(lines)
+        if back:
+            self._take_back(back)
+        times = _kept_marks(times, count, len(lines))
         first_new = self._dropped + len(self._lines)
         self._times += [(first_new + index, when) for index, when in times]
         self._lines.extend(lines)
@@ -262,8 +272,12 @@ class LogView(ScrollView, can_focus=True):
         Clears the search and follows the end.
         """
         self.clear_search()
-        self._lines = list(lines)
-        self._times = list(times)
+        self._screen = Screen()
+        self._partial = None
+        lines = list(lines)
+        shown = list(self._screen.feed(lines)[1])
+        self._lines = shown
+        self._times = list(_kept_marks(times, len(lines), len(shown)))
         self._dropped = 0
         self._prune()
         self._width = 0
@@ -278,6 +292,33 @@ class LogView(ScrollView, can_focus=True):
     def clear(self) -> None:
         """Remove every line."""
         self.load(())
+
+    def set_partial(self, line: Optional[Line]) -> None:
+        """Show ``line`` as the line being rewritten in place, below the others (None: none)."""
+        if line == self._partial:
+            return
+        self._partial = line
+        if line is not None:
+            self._measure([line])
+        self._update_virtual_size()
+        if self.following:
+            self._scroll_to_end()
+        self.refresh()
+
+    def _take_back(self, count: int) -> None:
+        """Remove the last ``count`` lines, which a redraw rewrites: their numbers are reused."""
+        count = min(count, len(self._lines))
+        first = self._dropped + len(self._lines) - count
+        del self._lines[len(self._lines) - count:]
+        for number in range(first, first + count):
+            self._text_cache.discard(number)
+            self._strip_cache.discard(number)
+        del self._times[bisect_left(self._times, (first,)):]
+        cut = bisect_left(self._matches, (first,))
+        if cut < len(self._matches):
+            del self._matches[cut:]
+            if self._current is not None and self._current >= cut:
+                self._current = 0 if self._matches else None
 
     def _prune(self) -> int:
         """Drop lines over max_lines from the front; return how many went."""
@@ -307,7 +348,12 @@ class LogView(ScrollView, can_focus=True):
             self._width = max(self._width, min(widest, MAX_WIDTH))
 
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(self._width + self._gutter_width, len(self._lines))
+        self.virtual_size = Size(self._width + self._gutter_width, self._rows())
+
+    def _rows(self) -> int:
+        # The partial line stands in for an open last line (a piece of the line it continues).
+        extra = self._partial is not None and not self._screen.open
+        return len(self._lines) + extra
 
     @property
     def _gutter_width(self) -> int:
@@ -464,11 +510,20 @@ class LogView(ScrollView, can_focus=True):
         index = scroll_y + y
         width = self.size.width
         base = self.rich_style
-        if index >= len(self._lines):
+        rows = self._rows()
+        if index >= rows:
             return Strip.blank(width, base)
         text_width = width - self._gutter_width
-        text = self._content_strip(index).crop_extend(scroll_x, scroll_x + text_width, base)
-        gutter = self._gutter(self._lines[index][0])
+        if index == rows - 1 and self._partial is not None:
+            stream, line = self._partial
+            partial = ansi.to_text(line)
+            partial.truncate(MAX_WIDTH, overflow="crop")
+            strip = Strip(partial.render(self.app.console), partial.cell_len).apply_style(base)
+        else:
+            stream = self._lines[index][0]
+            strip = self._content_strip(index)
+        text = strip.crop_extend(scroll_x, scroll_x + text_width, base)
+        gutter = self._gutter(stream)
         if self._time_mode == "off":
             return Strip.join([gutter, text])
         return Strip.join([self._time_gutter(index), gutter, text])
@@ -529,3 +584,12 @@ class LogView(ScrollView, can_focus=True):
         for position in range(first, last):
             _, start, end = self._matches[position]
             text.stylize(current_style if position == self._current else match_style, start, end)
+
+
+def _kept_marks(times: Marks, count: int, shown: int) -> Marks:
+    """Time marks of a batch of ``count`` lines for the ``shown`` lines a `Screen` made of it:
+    a redraw or a clear moved its lines, and a mark then times the nearest line still there."""
+    if shown == count or not times:
+        return times
+    last = max(shown - 1, 0)
+    return [(min(index, last), when) for index, when in times]
