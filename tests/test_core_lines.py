@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -151,6 +152,13 @@ def test_content_is_preserved_with_random_cuts():
     rng = random.Random(99)
     data = _random_stream(rng, 5000)
     lines = split_all(data, max_line=16, chunk=7)
-    # Only the line ends ("\n", and the "\r" of "\r\n") are taken out: every other byte is kept.
+    # Only the line ends ("\n", and the "\r"s before it) are taken out: every other byte is kept.
     kept = "".join(lines).encode("utf-8", "surrogateescape")
-    assert kept == data.replace(b"\r\n", b"").replace(b"\n", b"")
+    assert kept == re.sub(rb"\r*\n", b"", data)
+
+
+def test_a_line_a_pseudo_terminal_ended_with_two_carriage_returns_is_kept():
+    # "\r\n" written to a terminal reaches its master as "\r\r\n": the line stays on screen.
+    splitter = LineSplitter()
+    assert splitter.feed(b"Compiling a\r\r\nCompiling b\r\r\n") == ["Compiling a", "Compiling b"]
+    assert splitter.feed(b"10%\r20%\r\r\n") == ["10%\r20%"]

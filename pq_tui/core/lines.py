@@ -6,9 +6,13 @@ We split ourselves instead of using ``StreamReader.readline()``, which gives up 
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 MAX_LINE = 64 * 1024
+# Ends a line as a terminal sees it: "\r\n", and "\r\r\n" too, which a program that writes
+# "\r\n" to a pseudo-terminal sends (the terminal adds a "\r" before each "\n").
+_LINE_END = re.compile("\r+\n")
 
 
 def utf8_safe_cut(data: bytes, limit: int) -> int:
@@ -57,13 +61,14 @@ NO_LINES = Lines("", 0)
 class LineSplitter:
     """Accumulates bytes and hands back complete, decoded lines.
 
-    ``\\n`` and ``\\r\\n`` end a line; a lone ``\\r`` stays in the line (progress bars), for the
-    viewer to deal with. Invalid UTF-8 is kept as lone surrogates (``surrogateescape``), so that
-    the log file gets its bytes back; ``safe.shown_output`` makes them U+FFFD for everyone else.
+    ``\\n`` and ``\\r\\n`` (or ``\\r\\r\\n``: _LINE_END) end a line; a lone ``\\r`` stays in
+    the line (progress bars), for the viewer to deal with. Invalid UTF-8 is kept as lone
+    surrogates (``surrogateescape``), so that the log file gets its bytes back;
+    ``safe.shown_output`` makes them U+FFFD for everyone else.
 
     A line rewritten in place grows by a frame at each ``\\r`` until its ``\\n``. Past ``max_line``
     it is cut after a ``\\r``: the piece ends with that ``\\r``, which says that the next line
-    rewrites it (``pq_tui.core.safe.Screen``; only ``\\r\\r\\n`` leaves another line ending so).
+    rewrites it (``pq_tui.core.safe.Screen``).
     Until its end such a line is ``partial()``.
     """
 
@@ -104,9 +109,7 @@ class LineSplitter:
             return Lines.of(self._decode_lines_cut(block))
         text = block.decode("utf-8", errors="surrogateescape")
         if "\r" in text:  # "\r\n" ends a line as "\n" does; a lone "\r" stays
-            text = text.replace("\r\n", "\n")
-            if text.endswith("\r"):
-                text = text[:-1]
+            text = _LINE_END.sub("\n", text).rstrip("\r")
         return Lines(text, text.count("\n") + 1)
 
     def partial(self) -> Optional[str]:
@@ -137,19 +140,17 @@ class LineSplitter:
         # do not depend on where the chunks happened to end.
         out = []
         for raw in block.split(b"\n"):
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            pieces, rest = self._split(raw)
+            pieces, rest = self._split(raw.rstrip(b"\r"))
             out.extend(pieces)
             out.append(rest.decode("utf-8", errors="surrogateescape"))
         return out
 
     def _cut_overlong(self) -> list[str]:
         buf = self._pending
-        # A trailing "\r" may be the start of a "\r\n": it is not content yet, keep it pending.
-        cr = buf.endswith(b"\r")
-        pieces, rest = self._split(buf[:-1] if cr else buf)
-        self._pending = rest + b"\r" if cr else rest
+        # Trailing "\r"s may be the start of a line end ("\r\n", "\r\r\n"): not content yet.
+        body = buf.rstrip(b"\r")
+        pieces, rest = self._split(body)
+        self._pending = rest + buf[len(body):]
         return pieces
 
     def _split(self, buf: bytes) -> tuple[list[str], bytes]:
