@@ -44,7 +44,7 @@ TMUX_SOCKET = f"pqbench-{os.getpid()}-{TAG[:6]}"
 COLS, ROWS = 100, 30
 
 NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup", "schedule",
-         "times")
+         "times", "pty")
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -689,6 +689,36 @@ class Bench:
             used = Stat(cpu["timed"]).median / Stat(cpu["untimed"]).median
             timed.ratio += f" (CPU {used:.2f}x)"
         return [Row(f"{label}, without time records", stat("untimed")), timed]
+
+    def pty(self) -> list:
+        """Issue 14: the flood through the engine from a pseudo-terminal, against the same flood
+        through a pipe, alternating as ``times`` does. No target: the kernel's pty, not pq-tui,
+        sets the pace (a bare Python loop reading a pty is as slow), and this shows by how much."""
+        count = 500_000 if self.quick else 5_000_000
+        s: dict = {"pipe": [], "pty": []}
+        errors = {}
+        for run in range(self.runs):
+            self.log(f"pty run {run + 1}/{self.runs}")
+            for key in (("pipe", "pty") if run % 2 == 0 else ("pty", "pipe")):
+                try:
+                    extra = ["--pty"] if key == "pty" else []
+                    seconds, lines, _cpu = probe("ingest.py", str(count), scratch("pty"), *extra)
+                    s[key].append(float(seconds))
+                    if int(lines) != count:
+                        self.notes.append(f"pty ({key}): the log file held {lines} stdout "
+                                          f"lines, not {count}")
+                except Exception as exc:  # noqa: BLE001 - shown in the table
+                    errors[key] = err(exc)
+                    self.log(f"pty {key}: {exc}")
+
+        def stat(key: str):
+            return Stat(s[key]) if s[key] else errors.get(key, "error")
+
+        label = f"2. `seq 1 {count}` through the engine (push→finished)"
+        on_pty = Row(f"{label}, on a pseudo-terminal", stat("pty"))
+        if s["pty"] and s["pipe"]:
+            on_pty.ratio = f"{Stat(s['pty']).median / Stat(s['pipe']).median:.2f}x the pipe"
+        return [Row(f"{label}, through a pipe", stat("pipe")), on_pty]
 
     # 3 ------------------------------------------------------------------------------------------
     def responsive(self) -> list:

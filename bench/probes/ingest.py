@@ -1,11 +1,12 @@
 """Benchmark 2 probe: one job printing `seq 1 N` through the engine.
 
-    python ingest.py N LOG_DIR [--untimed]
+    python ingest.py N LOG_DIR [--untimed] [--pty]
 
 Prints "seconds stdout_lines_in_log_file cpu_seconds": the seconds from the push until the job has finished
 (its log file closed), then the count of stdout lines in its log file (counted afterwards, not
 timed), then the probe's CPU seconds over the run (steadier than wall time on a busy machine).
 --untimed: the log without its time records (issue 14), the baseline they are measured against.
+--pty: the job on a pseudo-terminal (issue 14's PTY jobs), to set beside the pipe.
 """
 
 import asyncio
@@ -13,12 +14,12 @@ import sys
 import time
 
 
-async def main(count: int, log_dir: str) -> tuple:
+async def main(count: int, log_dir: str, pty: bool) -> tuple:
     from pq_tui.core import Engine
 
     engine = Engine(log_dir)
     start = time.perf_counter()
-    engine.push("flood", {"cmd": ["seq", "1", str(count)]}, "default")
+    engine.push("flood", {"cmd": ["seq", "1", str(count)], "pty": pty}, "default")
     await engine.wait_idle()
     elapsed = time.perf_counter() - start
     job = engine.get("flood")
@@ -48,6 +49,6 @@ if __name__ == "__main__":
     if "--untimed" in sys.argv[3:]:
         leave_out_time_records()
     cpu = time.process_time()
-    seconds, path = asyncio.run(main(int(sys.argv[1]), sys.argv[2]))
+    seconds, path = asyncio.run(main(int(sys.argv[1]), sys.argv[2], "--pty" in sys.argv[3:]))
     cpu = time.process_time() - cpu
     print(f"{seconds:.6f} {count_stdout_lines(path)} {cpu:.6f}")
