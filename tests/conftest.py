@@ -71,3 +71,14 @@ def server(tmp_path, monkeypatch):
     left = environment.leftovers()
     shutil.rmtree(environment.runtime, ignore_errors=True)
     assert not left, f"processes left running: {left}"
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """The pq-tui command line against a server of the test's own (test_client_commands.Cli)."""
+    from test_client_commands import Cli
+
+    environment = Cli(tmp_path)
+    yield environment
+    leftovers = environment.cleanup()
+    assert not leftovers, f"processes left running: {leftovers}"

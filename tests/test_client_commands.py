@@ -106,14 +106,6 @@ class Cli:
         return leftovers
 
 
-@pytest.fixture
-def cli(tmp_path):
-    environment = Cli(tmp_path)
-    yield environment
-    leftovers = environment.cleanup()
-    assert not leftovers, f"processes left running: {leftovers}"
-
-
 def blocker(cli: Cli, name: str = "go") -> str:
     """A shell command that waits for the marker file ``name`` in tmp_path."""
     return f"while [ ! -e {cli.marker(name)} ]; do sleep 0.02; done"

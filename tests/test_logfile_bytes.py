@@ -32,14 +32,6 @@ OUTPUT = (b"a\xffb\n" b"cut \xe2\x82\n" b"10%\r50%\r\x1b[2K100%\n"
           b"\x1b[1;31mred\x1b[0m \x1b]0;title\x07caf\xc3\xa9\n" b"last")
 
 
-@pytest.fixture
-def cli(tmp_path):
-    environment = Cli(tmp_path)
-    yield environment
-    leftovers = environment.cleanup()
-    assert not leftovers, f"processes left running: {leftovers}"
-
-
 def printf_job(job_id: str, data: bytes, more: str = "") -> str:
     """A job that writes ``data`` to stdout with printf (octal escapes: every byte exact)."""
     octal = "".join(f"\\{byte:03o}" for byte in data)

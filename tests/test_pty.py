@@ -11,7 +11,6 @@ import pytest
 
 from engine_helpers import engine_in, run
 from pq_tui.jobs.jobfile import JobFileError, load_jobs
-from test_client_commands import Cli
 
 pytestmark = [
     pytest.mark.usefixtures("no_leftover_processes"),
@@ -156,14 +155,6 @@ def test_pty_and_pty_size_in_a_job_file(tmp_path):
     assert str(refused.value) == (
         f'{path}:4: job "a": "pty" must be true or false, got 1\n'
         f'{path}:5: job "a": "pty_size" must be columns x rows like "120x40", got "80"')
-
-
-@pytest.fixture
-def cli(tmp_path):
-    environment = Cli(tmp_path)
-    yield environment
-    leftovers = environment.cleanup()
-    assert not leftovers, f"processes left running: {leftovers}"
 
 
 def test_pq_tui_send_answers_a_prompt(cli):

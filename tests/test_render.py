@@ -24,7 +24,7 @@ from pq_tui.core.safe import CLEARED, REDRAW_DEPTH, Screen, SettledLines
 from pq_tui.ui.app import PQApp
 from pq_tui.ui.widgets.log_pane import LogPane
 from test_app import make_app, run_app, screen_strips, wait_status, wait_until
-from test_client_commands import cli, text_lines  # noqa: F401 (cli: the fixture)
+from test_client_commands import text_lines
 
 pytestmark = pytest.mark.usefixtures("no_leftover_processes")
 
@@ -203,7 +203,7 @@ def test_a_bar_of_many_frames_is_one_line_and_the_log_keeps_them_all(tmp_path: P
 # -- pq-tui log and pq-tui run -------------------------------------------------------------------
 
 
-def test_log_prints_each_fixtures_final_lines(cli) -> None:  # noqa: F811
+def test_log_prints_each_fixtures_final_lines(cli) -> None:
     cli.push("".join(f'[[job]]\nid = "{name}"\ncmd = "{replay(name)}"\n' for name in FINAL))
     assert cli("wait", *FINAL).returncode == 0
     for name, lines in FINAL.items():
@@ -215,7 +215,7 @@ def test_log_prints_each_fixtures_final_lines(cli) -> None:  # noqa: F811
         assert text_lines("\n".join(printed)) == lines, name
 
 
-def test_log_follow_prints_a_bar_once_it_is_drawn(cli) -> None:  # noqa: F811
+def test_log_follow_prints_a_bar_once_it_is_drawn(cli) -> None:
     cli.push(f'[[job]]\nid = "tq"\ncmd = "{replay("tqdm", "0.001")}"\n')
     follow = cli.popen("log", "tq", "--follow")
     try:
