@@ -654,30 +654,34 @@ class Bench:
         rows.append(row)
         return rows
 
-    def times(self) -> list:
-        """Issue 14: the flood through the engine with the log's time records, against the same
-        flood with the records left out (the probe's --untimed), alternating run after run; which
-        goes first alternates too (the second pays for the first's 39 MB still being written
-        back)."""
+    def _flood_pair(self, name: str, flags: dict) -> tuple:
+        """``ingest.py``'s flood, once per key of ``flags`` (its extra arguments) in each run, the
+        two alternating run after run; which goes first alternates too (the second pays for the
+        first's 39 MB still being written back). (count, seconds by key, CPU by key, errors)."""
         count = 500_000 if self.quick else 5_000_000
-        s: dict = {"untimed": [], "timed": []}
-        cpu: dict = {"untimed": [], "timed": []}
+        s: dict = {key: [] for key in flags}
+        cpu: dict = {key: [] for key in flags}
         errors = {}
         for run in range(self.runs):
-            self.log(f"times run {run + 1}/{self.runs}")
-            for key in (("untimed", "timed") if run % 2 == 0 else ("timed", "untimed")):
+            self.log(f"{name} run {run + 1}/{self.runs}")
+            for key in (list(flags) if run % 2 == 0 else list(flags)[::-1]):
                 try:
-                    extra = ["--untimed"] if key == "untimed" else []
-                    seconds, lines, used = probe("ingest.py", str(count), scratch("times"),
-                                                 *extra)
+                    seconds, lines, used = probe("ingest.py", str(count), scratch(name),
+                                                 *flags[key])
                     s[key].append(float(seconds))
                     cpu[key].append(float(used))
                     if int(lines) != count:
-                        self.notes.append(f"times ({key}): the log file held {lines} stdout "
+                        self.notes.append(f"{name} ({key}): the log file held {lines} stdout "
                                           f"lines, not {count}")
                 except Exception as exc:  # noqa: BLE001 - shown in the table
                     errors[key] = err(exc)
-                    self.log(f"times {key}: {exc}")
+                    self.log(f"{name} {key}: {exc}")
+        return count, s, cpu, errors
+
+    def times(self) -> list:
+        """Issue 14: the flood through the engine with the log's time records, against the same
+        flood with the records left out (the probe's --untimed)."""
+        count, s, cpu, errors = self._flood_pair("times", {"untimed": ["--untimed"], "timed": []})
 
         def stat(key: str):
             return Stat(s[key]) if s[key] else errors.get(key, "error")
@@ -692,24 +696,9 @@ class Bench:
 
     def pty(self) -> list:
         """Issue 14: the flood through the engine from a pseudo-terminal, against the same flood
-        through a pipe, alternating as ``times`` does. No target: the kernel's pty, not pq-tui,
-        sets the pace (a bare Python loop reading a pty is as slow), and this shows by how much."""
-        count = 500_000 if self.quick else 5_000_000
-        s: dict = {"pipe": [], "pty": []}
-        errors = {}
-        for run in range(self.runs):
-            self.log(f"pty run {run + 1}/{self.runs}")
-            for key in (("pipe", "pty") if run % 2 == 0 else ("pty", "pipe")):
-                try:
-                    extra = ["--pty"] if key == "pty" else []
-                    seconds, lines, _cpu = probe("ingest.py", str(count), scratch("pty"), *extra)
-                    s[key].append(float(seconds))
-                    if int(lines) != count:
-                        self.notes.append(f"pty ({key}): the log file held {lines} stdout "
-                                          f"lines, not {count}")
-                except Exception as exc:  # noqa: BLE001 - shown in the table
-                    errors[key] = err(exc)
-                    self.log(f"pty {key}: {exc}")
+        through a pipe. No target: the kernel's pty, not pq-tui, sets the pace (a bare Python
+        loop reading a pty is as slow: probes/bare_pty.py), and this shows by how much."""
+        count, s, _cpu, errors = self._flood_pair("pty", {"pipe": [], "pty": ["--pty"]})
 
         def stat(key: str):
             return Stat(s[key]) if s[key] else errors.get(key, "error")
