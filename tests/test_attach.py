@@ -309,3 +309,32 @@ def test_quick_presses_of_plus_and_minus_each_count_before_the_server_answers(se
 
     asyncio.run(asyncio.wait_for(main(), 90))
     assert not server.leftovers()
+
+
+def test_a_console_attaching_mid_bar_shows_the_bar_at_once(server):
+    # The bar's line has not ended: it is in no log file and no tail, only the server's job.
+    async def main():
+        from test_render import pane_lines
+
+        cwd = str(server.tmp)
+        engine = await RemoteEngine.connect(server.paths)
+        server.pids.add(engine.server_info["pid"])
+        engine.push("bar", {"cmd": f"echo fetching; printf '10%%\\r55%%\\r'; {server.blocker()}",
+                            "cwd": cwd}, "A")
+        await until(lambda: (job := engine.get("bar")) and job.partial == ("out", "55%"),
+                    "the bar drawn, seen by the first connection")
+        later = await RemoteEngine.connect(server.paths, start=False)
+        app = PQApp(AttachedSession(later), start_dir=server.tmp)
+        async with app.run_test(size=(100, 30)) as pilot:
+            app.main.table.select("bar")
+            pane = app.main.main_pane
+            await settle(pilot, lambda: pane_lines(pane)[-2:] == ["fetching", "55%"],
+                         "the bar under the output, before it draws another frame")
+            server.release()
+            await settle(pilot, lambda: later.get("bar").status is Status.OK, "the bar ends")
+            await pilot.press("q")
+        engine.detach()
+        await server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    assert not server.leftovers()

@@ -162,3 +162,26 @@ def test_a_line_a_pseudo_terminal_ended_with_two_carriage_returns_is_kept():
     splitter = LineSplitter()
     assert splitter.feed(b"Compiling a\r\r\nCompiling b\r\r\n") == ["Compiling a", "Compiling b"]
     assert splitter.feed(b"10%\r20%\r\r\n") == ["10%\r20%"]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_log_gives_back_every_byte_whatever_the_chunks(tmp_path, seed):
+    # Through the splitter, the log writer and raw_output, at any chunking and line bound, the
+    # bytes come back as written: "\r\n"s, overlong lines and an unended last line included.
+    from pq_tui.core.logfile import LogWriter, raw_output
+
+    rng = random.Random(seed)
+    data = _random_stream(rng, 3000) + rng.choice([b"", b"tail", b"tail\r", b"\r"])
+    for max_line in (8, 13, MAX_LINE):
+        splitter = LineSplitter(max_line)
+        path = str(tmp_path / f"{max_line}.log")
+        writer = LogWriter(path)
+        cuts = sorted(rng.sample(range(1, len(data)), rng.randint(1, 60))) + [len(data)]
+        start = 0
+        for cut in cuts:
+            writer.write_lines("out", splitter.feed_lines(data[start:cut]))
+            start = cut
+        writer.write_lines("out", splitter.flush_lines())
+        writer.close()
+        with open(path, "rb") as f:
+            assert raw_output(f.read()) == data, (max_line, cuts)

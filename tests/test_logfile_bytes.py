@@ -53,11 +53,36 @@ def raw_log(cli: Cli, job_id: str) -> bytes:
 def test_raw_log_gives_back_the_bytes_of_a_real_job(cli):
     cli.push(printf_job("bytes", OUTPUT))
     assert cli("wait", "bytes").returncode == 0
-    # The last line had no newline: the log ends each line with one.
-    assert raw_log(cli, "bytes") == OUTPUT + b"\n"
+    # The last line had no newline: it comes back without one.
+    assert raw_log(cli, "bytes") == OUTPUT
     shown = cli("log", "bytes")
     assert [line for line in shown.stdout.split("\n") if not line.startswith("# ")] == [
         "a\ufffdb", "cut \ufffd", "100%", "red caf\u00e9", "last", ""]
+
+
+def test_raw_log_keeps_crlf_and_overlong_lines_exact(cli):
+    # "\r\n" and "\r\r\n" end lines as "\n" does, and the log keeps their "\r"s; lines over
+    # the splitter's 64 KiB come back whole, one of them rewritten in place, one without an end.
+    frames = b"".join(b"frame %05d\r" % number for number in range(8000))
+    data = (b"dos\r\n" b"pty twice\r\r\n" + b"x" * 200_000 + b"\n" + frames + b"done\r\n"
+            + b"y" * 70_000)
+    with open(cli.marker("data"), "wb") as f:
+        f.write(data)
+    cli.push(f'[[job]]\nid = "exact"\ncmd = ["cat", "{cli.marker("data")}"]\n')
+    assert cli("wait", "exact").returncode == 0
+    assert raw_log(cli, "exact") == data
+    shown = [line for line in cli("log", "exact").stdout.split("\n") if not line.startswith("# ")]
+    assert shown[:2] == ["dos", "pty twice"]
+    assert "done" in shown and "\r" not in "".join(shown)
+
+
+def test_a_pty_job_gives_back_its_terminal_bytes(cli):
+    # The terminal turns each "\n" into "\r\n": that is what was written, and what comes back.
+    cli.push(printf_job("tty", b"one\ntwo\n\xff\n") + "pty = true\n")
+    assert cli("wait", "tty").returncode == 0
+    assert raw_log(cli, "tty") == b"one\r\ntwo\r\n\xff\r\n"
+    assert [line for line in cli("log", "tty").stdout.split("\n") if not line.startswith("# ")] == [
+        "one", "two", "\ufffd", ""]
 
 
 def test_raw_log_interleaves_stdout_and_stderr_without_tags(cli):
@@ -142,6 +167,25 @@ def test_a_time_record_only_when_the_time_moves_on(tmp_path):
     assert count_log_lines(path) == (4, 1)
     assert read_log_tail(path, 10, 1000) == [("out", "a"), ("out", "b"), ("err", "c"),
                                              ("out", "d")]
+
+
+def test_the_writer_marks_lines_without_an_end_in_lower_case(tmp_path):
+    from pq_tui.core.lines import LineSplitter
+
+    splitter = LineSplitter(max_line=8)
+    lines = [splitter.feed_lines(b"ok\r\n0123456789abc\r\nend\r"), splitter.flush_lines()]
+    assert [line.split() for line in lines] == [["ok", "01234567", "89abc"], ["end"]]
+    path = str(tmp_path / "x.log")
+    writer = LogWriter(path)
+    for part in lines:
+        writer.write_lines("err", part)
+    writer.close()
+    with open(path, "rb") as f:
+        raw = f.read()
+    assert raw == b"E ok\r\ne 01234567\nE 89abc\r\ne end\r\n"
+    assert raw_output(raw) == b"ok\r\n0123456789abc\r\nend\r"
+    assert [text for _, text in read_log(path)] == ["ok", "01234567", "89abc", "end\r"]
+    assert count_log_lines(path) == (4, 4)
 
 
 def test_raw_output_of_a_part_read_mid_line():

@@ -237,3 +237,24 @@ def test_run_prints_a_rewritten_line_once_not_every_frame(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     output = [line for line in result.stdout.splitlines() if " | " in line]
     assert output == [f"tq | {FINAL['tqdm'][0]}", f"nj | {FINAL['ninja'][0]}"]
+
+
+def test_a_bar_shows_again_when_its_job_is_selected_again(tmp_path: Path) -> None:
+    # The pane that shows another job meanwhile gets no frames; the job itself keeps its bar.
+    release = tmp_path / "release"
+
+    async def drive(app: PQApp, pilot) -> None:
+        app.queue.push("bar", {"cmd": f"printf 'get\\n10%%\\r42%%\\r'; "
+                                      f"while [ ! -e {release} ]; do sleep 0.02; done"}, "work")
+        app.queue.push("other", {"cmd": "echo other"}, "side")
+        pane = app.main.main_pane
+        await wait_until(pilot, lambda: app.queue.get("bar").partial == ("out", "42%"), "the bar")
+        await wait_status(pilot, app, "other", Status.OK)
+        app.main.table.select("other")
+        await wait_until(pilot, lambda: pane_lines(pane) == ["other"], "the other job's output")
+        app.main.table.select("bar")
+        await wait_until(pilot, lambda: pane_lines(pane) == ["get", "42%"], "the bar, at once")
+        release.touch()
+        await wait_status(pilot, app, "bar", Status.OK)
+
+    run_app(make_app(tmp_path), drive)

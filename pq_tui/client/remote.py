@@ -530,6 +530,8 @@ class RemoteEngine(Shifts):
             job.tail.shrink()
         job.line_count = tail["line_count"] or 0
         job.stderr_count = tail["stderr_count"] or 0
+        partial = tail.get("partial")
+        job.partial = None if partial is None else (partial[0], partial[1])
 
     def _apply(self, event: Event) -> None:
         if isinstance(event, StoreStatus):

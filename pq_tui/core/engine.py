@@ -37,7 +37,6 @@ from pq_tui.core.events import (
     LanePaused,
     LaneResized,
     LaneResumed,
-    Line,
     OutputDropped,
 )
 from pq_tui.core.job import IN_QUEUE, HandlerFactory, Job, Status
@@ -209,9 +208,8 @@ class Engine(Shifts):
         self._journals: list[Callable[[Event], None]] = []
         # job -> (runs, line count, characters)
         self._pending_output: dict[JobId, tuple[list, int, int]] = {}
-        # Each running job's line being rewritten in place (JobOutput.partial), and the jobs whose
-        # partial line changed since their last batch.
-        self._partials: dict[JobId, Line] = {}
+        # The jobs whose partial line (Job.partial, JobOutput.partial) changed since their last
+        # batch.
         self._partial_changed: set = set()
         self._flush_handle: Optional[asyncio.TimerHandle] = None
         self._waiters: dict[tuple[str, JobId], list[asyncio.Future]] = {}
@@ -767,12 +765,12 @@ class Engine(Shifts):
 
     def _on_lines(self, job: Job, stream: str, lines: Lines, when: float,
                   partial: Optional[str] = None) -> None:
-        before = self._partials.get(job.id)
+        before = job.partial
         if partial is not None:
-            self._partials[job.id] = (stream, partial)
+            job.partial = (stream, partial)
         elif before is not None and before[0] == stream:
-            del self._partials[job.id]
-        partial_changed = self._partials.get(job.id) != before
+            job.partial = None
+        partial_changed = job.partial != before
         if not lines.count and not partial_changed:
             return
         job.line_count += lines.count
@@ -811,7 +809,7 @@ class Engine(Shifts):
         if not count and not partial_changed:
             return
         job = self._jobs[job_id]
-        partial = self._partials.get(job_id)
+        partial = job.partial
         seq = job.line_count - count
         wanted = getattr(job.handler, "on_output", None) is not None or any(
             subscription.has_room(count, chars) for subscription in self._subscriptions)

@@ -7,7 +7,7 @@ import time
 from enum import Enum
 from typing import Any, Callable, Optional
 
-from pq_tui.core.events import JobId
+from pq_tui.core.events import JobId, Line
 from pq_tui.core.tail import TAIL_LINES, Tail
 
 
@@ -105,6 +105,9 @@ class Job(HasStatus):
         self.log_path: Optional[str] = None
         self.line_count = 0  # lines of output so far; numbers JobOutput batches
         self.stderr_count = 0
+        # The line being rewritten in place with "\r" and not ended yet (a progress bar): shown
+        # below the tail, in no log file until it ends.
+        self.partial: Optional[Line] = None
         self._status = Status.QUEUED
         self.data.update(state=0, status="queued", queue=lane, **{"time-queue": time.time()})
 

@@ -7,7 +7,7 @@ We split ourselves instead of using ``StreamReader.readline()``, which gives up 
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import List, Optional, Tuple
 
 MAX_LINE = 64 * 1024
 # Ends a line as a terminal sees it: "\r\n", and "\r\r\n" too, which a program that writes
@@ -27,17 +27,38 @@ def utf8_safe_cut(data: bytes, limit: int) -> int:
 class Lines:
     """The complete lines of one chunk of output, kept as one string with "\\n" between them
     (none after the last): writing them to a log file or counting them needs no per-line
-    object; ``split()`` makes the list for whoever wants the lines."""
+    object; ``split()`` makes the list for whoever wants the lines.
 
-    __slots__ = ("text", "count")
+    ``text`` is what everyone is shown: line ends are gone ("\\r\\n" too). The log file keeps
+    what was written: ``exact`` is the text with each line's "\\r"s before its "\\n" (None:
+    the same as ``text``), and ``open`` the indices of lines that had no line end at all (a piece
+    of an overlong line, or the last output of a stream that did not end its line)."""
 
-    def __init__(self, text: str, count: int) -> None:
+    __slots__ = ("text", "count", "exact", "open")
+
+    def __init__(self, text: str, count: int, exact: Optional[str] = None,
+                 open: Tuple[int, ...] = ()) -> None:
         self.text = text
         self.count = count
+        self.exact = exact
+        self.open = open
 
     @classmethod
     def of(cls, lines: list[str]) -> "Lines":
         return cls("\n".join(lines), len(lines))
+
+    @classmethod
+    def joined(cls, parts: "List[Tuple[str, str, bool]]") -> "Lines":
+        """Lines from (shown, exact, ended) for each line: the slow path, for overlong lines."""
+        shown = "\n".join(part[0] for part in parts)
+        exact = "\n".join(part[1] for part in parts)
+        return cls(shown, len(parts), None if exact == shown else exact,
+                   tuple(index for index, part in enumerate(parts) if not part[2]))
+
+    def exact_lines(self) -> "List[Tuple[str, bool]]":
+        """(exact text, ended) for each line, as the log file keeps them."""
+        exact = (self.text if self.exact is None else self.exact).split("\n") if self.count else []
+        return [(line, index not in self.open) for index, line in enumerate(exact)]
 
     def split(self) -> list[str]:
         return self.text.split("\n") if self.count else []
@@ -90,27 +111,35 @@ class LineSplitter:
         end = buf.rfind(b"\n")
         if end < 0:
             self._pending = buf
-            return Lines.of(self._cut_overlong()) if len(buf) > self.max_line else NO_LINES
+            return Lines.joined(self._cut_overlong()) if len(buf) > self.max_line else NO_LINES
         self._pending = buf[end + 1 :]
         lines = self._decode_lines(buf[:end])
         if len(self._pending) > self.max_line:
-            lines = Lines.of(lines.split() + self._cut_overlong())
+            before = [(shown, exact, ended) for shown, (exact, ended) in
+                      zip(lines.split(), lines.exact_lines())]
+            lines = Lines.joined(before + self._cut_overlong())
         return lines
 
     def flush_lines(self) -> Lines:
         if not self._pending:
             return NO_LINES
         tail, self._pending = self._pending, b""
-        return self._decode_lines(tail)
+        if self._has_overlong_line(tail):
+            return Lines.joined(self._decode_lines_cut(tail, ended=False))
+        exact = tail.decode("utf-8", errors="surrogateescape")
+        shown = exact.rstrip("\r")
+        return Lines(shown, 1, None if shown == exact else exact, (0,))
 
     def _decode_lines(self, block: bytes) -> Lines:
         # One decode for the whole block is much cheaper than one per line.
         if self._has_overlong_line(block):
-            return Lines.of(self._decode_lines_cut(block))
-        text = block.decode("utf-8", errors="surrogateescape")
-        if "\r" in text:  # "\r\n" ends a line as "\n" does; a lone "\r" stays
-            text = _LINE_END.sub("\n", text).rstrip("\r")
-        return Lines(text, text.count("\n") + 1)
+            return Lines.joined(self._decode_lines_cut(block))
+        exact = block.decode("utf-8", errors="surrogateescape")
+        if "\r" not in exact:
+            return Lines(exact, exact.count("\n") + 1)
+        # "\r\n" ends a line as "\n" does; a lone "\r" stays. The block ends before a "\n".
+        text = _LINE_END.sub("\n", exact).rstrip("\r")
+        return Lines(text, text.count("\n") + 1, None if text == exact else exact)
 
     def partial(self) -> Optional[str]:
         """The line being rewritten in place with ``\\r`` and not ended yet, from its last frame
@@ -135,17 +164,23 @@ class LineSplitter:
             position = newline + 1
         return False
 
-    def _decode_lines_cut(self, block: bytes) -> list[str]:
+    def _decode_lines_cut(self, block: bytes, ended: bool = True) -> List[Tuple[str, str, bool]]:
+        """(shown, exact, ended) for each line of ``block``, whose last line is ``ended`` (by the
+        "\\n" after the block)."""
         # The limit is in bytes and lines are cut where _cut_overlong cuts them, so that the lines
         # do not depend on where the chunks happened to end.
         out = []
         for raw in block.split(b"\n"):
-            pieces, rest = self._split(raw.rstrip(b"\r"))
+            body = raw.rstrip(b"\r")
+            pieces, rest = self._split(body)
             out.extend(pieces)
-            out.append(rest.decode("utf-8", errors="surrogateescape"))
+            shown = rest.decode("utf-8", errors="surrogateescape")
+            out.append((shown, shown + "\r" * (len(raw) - len(body)), True))
+        if not ended:
+            out[-1] = out[-1][:2] + (False,)
         return out
 
-    def _cut_overlong(self) -> list[str]:
+    def _cut_overlong(self) -> List[Tuple[str, str, bool]]:
         buf = self._pending
         # Trailing "\r"s may be the start of a line end ("\r\n", "\r\r\n"): not content yet.
         body = buf.rstrip(b"\r")
@@ -153,12 +188,14 @@ class LineSplitter:
         self._pending = rest + buf[len(body):]
         return pieces
 
-    def _split(self, buf: bytes) -> tuple[list[str], bytes]:
-        """Pieces of at most ``max_line`` bytes cut off ``buf``, and what is left (not over it)."""
+    def _split(self, buf: bytes) -> Tuple[List[Tuple[str, str, bool]], bytes]:
+        """Pieces of at most ``max_line`` bytes cut off ``buf`` (shown, exact, not ended), and what
+        is left (not over it)."""
         pieces = []
         while len(buf) > self.max_line:
             # After a frame's "\r" if there is one: the piece is whole frames, and says so.
             cut = buf.rfind(b"\r", 1, self.max_line) + 1 or utf8_safe_cut(buf, self.max_line)
-            pieces.append(buf[:cut].decode("utf-8", errors="surrogateescape"))
+            piece = buf[:cut].decode("utf-8", errors="surrogateescape")
+            pieces.append((piece, piece, False))
             buf = buf[cut:]
         return pieces, buf

@@ -2,14 +2,16 @@
 
 One line of output is one line of the file, behind a two-character tag that says where it came
 from, so that the order of stdout and stderr is kept and each stays distinguishable:
-``"O "`` stdout, ``"E "`` stderr, ``"# "`` a note from pq-tui (command, pid, exit), and
-``"@ "`` a time record: the wall-clock time (epoch seconds, to the millisecond) at which the
-lines after it arrived, written before a chunk whenever that time has moved on since the last
-record (per chunk read, not per line: a flood pays for one record per read).
+``"O "`` stdout, ``"E "`` stderr (``"o "``, ``"e "``: a line that had no end of its own),
+``"# "`` a note from pq-tui (command, pid, exit), and ``"@ "`` a time record: the wall-clock
+time (epoch seconds, to the millisecond) at which the lines after it arrived, written before a
+chunk whenever that time has moved on since the last record (per chunk read, not per line: a
+flood pays for one record per read).
 
 The output keeps its bytes: invalid UTF-8 is written back as it came (the splitter decodes with
-``surrogateescape``, the file is written with it), so ``raw_output`` gives the job's bytes and
-the readers that decode with ``errors="replace"`` show U+FFFD, as everywhere else.
+``surrogateescape``, the file is written with it), and so are the "\\r"s of a "\\r\\n", so
+``raw_output`` gives the job's bytes and the readers that decode with ``errors="replace"`` show
+U+FFFD, as everywhere else.
 """
 
 from __future__ import annotations
@@ -28,6 +30,18 @@ from pq_tui.core.tail import Marks, shifted_marks
 
 TAGS = {"out": "O ", "err": "E ", "note": "# ", "time": "@ "}
 STREAMS = {tag: stream for stream, tag in TAGS.items()}
+STREAMS.update({"o ": "out", "e ": "err"})  # a line with no end: see LogWriter.write_lines
+_ENDED = ("O ", "E ")
+
+
+def parse_line(line: str) -> Tuple[str, str]:
+    """(stream, text as shown) of one line of a log file, without its "\\n": the "\\r"s
+    that ended an output line with its "\\n" are left out, as the splitter leaves them out."""
+    tag = line[:2]
+    text = line[2:]
+    if tag in _ENDED and text.endswith("\r"):
+        text = text.rstrip("\r")
+    return STREAMS.get(tag, "out"), text
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _INTEGER = re.compile(r"-?[0-9]+")
 _MADE: set = set()  # log folders made (or found) by this process
@@ -83,8 +97,16 @@ class LogWriter:
                 stamp = ""
             else:
                 self._stamp = stamp
+        if lines.open:
+            # A line with no end of its own (a piece of an overlong line, a stream's last words)
+            # has its tag in lower case: nothing is put after it when the bytes are given back.
+            body = "".join((tag if ended else tag.lower()) + line + "\n"
+                           for line, ended in lines.exact_lines())
+        else:
+            text = lines.text if lines.exact is None else lines.exact
+            body = tag + text.replace("\n", "\n" + tag) + "\n"
         try:
-            self._file.write(stamp + tag + lines.text.replace("\n", "\n" + tag) + "\n")
+            self._file.write(stamp + body)
         except OSError as exc:
             self._failed(exc)
             return
@@ -135,12 +157,11 @@ def read_log_timed(path: str) -> Iterator[tuple[str, str, Optional[float]]]:
     # bar) would end one too, and the rest of that line would lose its tag.
     with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
         for raw in f:
-            line = raw[:-1] if raw.endswith("\n") else raw
-            stream = STREAMS.get(line[:2], "out")
+            stream, text = parse_line(raw[:-1] if raw.endswith("\n") else raw)
             if stream == "time":
-                when = record_time(line[2:], when)
+                when = record_time(text, when)
             else:
-                yield stream, line[2:], when
+                yield stream, text, when
 
 
 def record_time(text: str, previous: Optional[float]) -> Optional[float]:
@@ -165,18 +186,22 @@ def time_label(when: Optional[float], start: Optional[float] = None) -> str:
 
 TIME_WIDTH = 12
 _NOT_OUTPUT = (TAGS["note"].encode(), TAGS["time"].encode())
+_OPEN = (b"o ", b"e ")
 
 
 def raw_output(block: bytes, within: bool = False) -> bytes:
     """The job's output bytes in ``block``, whole lines of a log file (``within``: its first
     line is the rest of one cut by a read, without its tag): the lines of stdout and stderr as
-    they came, interleaved, without tags; notes and time records left out."""
+    they came, interleaved, without tags, each with its own line end ("\\n", "\\r\\n", or
+    none: a lower-case tag); notes and time records left out."""
     lines = block.split(b"\n")
     rest = lines.pop()  # after the last "\n": nothing, or a line not whole yet (its end follows)
     out = []
     for index, line in enumerate(lines):
         if index == 0 and within:
             out += [line, b"\n"]
+        elif line[:2] in _OPEN:
+            out.append(line[2:])
         elif line[:2] not in _NOT_OUTPUT:
             out += [line[2:], b"\n"]
     if rest and not (within and not lines):
@@ -207,7 +232,7 @@ def count_log_lines(path: str) -> tuple[int, int]:
             joined = (last or b"\n") + block
             notes += joined.count(b"\n# ")
             times += joined.count(b"\n@ ")
-            errors += joined.count(b"\nE ")
+            errors += joined.count(b"\nE ") + joined.count(b"\ne ")
             last = joined[-2:]
     ended = not last or last.endswith(b"\n")
     return newlines + (0 if ended else 1) - notes - times, errors
@@ -271,11 +296,11 @@ def _output_lines(block: bytes) -> Tuple[List[Line], List[Tuple[int, float]]]:
     if not block:
         return lines, marks
     for raw in block.decode("utf-8", errors="replace").split("\n"):
-        stream = STREAMS.get(raw[:2], "out")
+        stream, text = parse_line(raw)
         if stream in ("out", "err"):
-            lines.append((stream, raw[2:]))
+            lines.append((stream, text))
         elif stream == "time":
-            when = record_time(raw[2:], None)
+            when = record_time(text, None)
             if when is not None:
                 marks.append((len(lines), when))
     return lines, marks

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence
 
-from pq_tui.core.events import Event, JobId
+from pq_tui.core.events import Event, JobId, Line
 from pq_tui.core.job import Status
 from pq_tui.core.tail import Tail
 
@@ -37,6 +37,8 @@ class JobView(Protocol):
     def pid(self) -> Optional[int]: ...
     @property
     def tail(self) -> Tail: ...
+    @property
+    def partial(self) -> Optional[Line]: ...  # the line a progress bar rewrites, not ended yet
     @property
     def line_count(self) -> int: ...
     @property

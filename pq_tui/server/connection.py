@@ -18,7 +18,7 @@ from pq_tui.core.engine import Subscription
 from pq_tui.core.events import Event, JobOutput, OutputDropped
 from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
 from pq_tui.core.files import open_regular
-from pq_tui.core.logfile import STREAMS, count_log_lines, raw_output, read_log_tail_timed
+from pq_tui.core.logfile import count_log_lines, parse_line, raw_output, read_log_tail_timed
 from pq_tui.core.lines import utf8_safe_cut
 from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
 from pq_tui.wire import messages, protocol
@@ -403,7 +403,8 @@ class Connection:
         assert job is not None  # run() sends the tail of a job the engine lacks elsewhere
         return messages.Tail(lines=[list(line) for line in job.tail], line_count=job.line_count,
                              stderr_count=job.stderr_count,
-                             times=[list(mark) for mark in job.tail.marks()])
+                             times=[list(mark) for mark in job.tail.marks()],
+                             partial=None if job.partial is None else list(job.partial))
 
     async def op_restored_tail(self, args: Dict[str, Any]) -> messages.Tail:
         _job, found = self.server.find(args["job_id"])
@@ -541,7 +542,7 @@ def _read_log_part(path: str, offset: int, max_bytes: int, finished: bool,
     pieces = chunk[:cut].decode("utf-8", "replace").split("\n")
     if pieces[-1] == "":
         pieces.pop()
-    lines = [[STREAMS.get(piece[:2], "out"), piece[2:]] for piece in pieces]
+    lines = [list(parse_line(piece)) for piece in pieces]
     if within and lines:
         lines[0] = ["out", pieces[0]]
     return messages.LogPart(lines=lines, offset=offset + cut, finished=done, path=path,

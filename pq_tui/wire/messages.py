@@ -84,11 +84,15 @@ class PushMany(TypedDict, total=False):
     staged: int  # a batch with "more"
 
 
-class Tail(TypedDict):
+class _Tail(TypedDict):
     lines: List[Line]
     line_count: Optional[int]
     stderr_count: Optional[int]
     times: List[List[float]]  # [index in lines, epoch seconds] (protocol 5)
+
+
+class Tail(_Tail, total=False):
+    partial: Optional[Line]  # the line a progress bar rewrites, after the lines (protocol 6)
 
 
 class _LogPart(TypedDict):

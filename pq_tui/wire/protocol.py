@@ -36,7 +36,7 @@ from pq_tui.core.events import (
 )
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 5  # 5: PTY input and size, output bytes and times, partial lines (docs/protocol.md)
+PROTOCOL = 6  # 6: the tail's partial line (docs/protocol.md)
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages

@@ -67,7 +67,7 @@ class LogPane(Vertical):
             if job is not self._job:
                 self.job_id, self._job = job.id, job
                 self.view.load(list(job.tail), job.tail.marks())
-                self.view.set_partial(getattr(job, "partial", None))  # a mirror's row knows it
+                self.view.set_partial(job.partial)
                 self._next_seq = job.line_count
             start = job.data.get("time-start")  # known once the job has started
             self.view.time_start = start if isinstance(start, (int, float)) else None
