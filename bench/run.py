@@ -655,9 +655,10 @@ class Bench:
         return rows
 
     def _flood_pair(self, name: str, flags: dict) -> tuple:
-        """``ingest.py``'s flood, once per key of ``flags`` (its extra arguments) in each run, the
-        two alternating run after run; which goes first alternates too (the second pays for the
-        first's 39 MB still being written back). (count, seconds by key, CPU by key, errors)."""
+        """``ingest.py``'s flood, once per key of ``flags`` (its extra arguments; or a probe's
+        name and its arguments after "probe:") in each run, alternating run after run; which goes
+        first alternates too (the second pays for the first's 39 MB still being written back).
+        (count, seconds by key, CPU by key, errors)."""
         count = 500_000 if self.quick else 5_000_000
         s: dict = {key: [] for key in flags}
         cpu: dict = {key: [] for key in flags}
@@ -666,8 +667,11 @@ class Bench:
             self.log(f"{name} run {run + 1}/{self.runs}")
             for key in (list(flags) if run % 2 == 0 else list(flags)[::-1]):
                 try:
-                    seconds, lines, used = probe("ingest.py", str(count), scratch(name),
-                                                 *flags[key])
+                    args = flags[key]
+                    if args[:1] == ["probe:"]:
+                        seconds, lines, used = probe(args[1], str(count), *args[2:])
+                    else:
+                        seconds, lines, used = probe("ingest.py", str(count), scratch(name), *args)
                     s[key].append(float(seconds))
                     cpu[key].append(float(used))
                     if int(lines) != count:
@@ -696,9 +700,10 @@ class Bench:
 
     def pty(self) -> list:
         """Issue 14: the flood through the engine from a pseudo-terminal, against the same flood
-        through a pipe. No target: the kernel's pty, not pq-tui, sets the pace (a bare Python
-        loop reading a pty is as slow: probes/bare_pty.py), and this shows by how much."""
-        count, s, _cpu, errors = self._flood_pair("pty", {"pipe": [], "pty": ["--pty"]})
+        through a pipe, and the floor: a bare Python loop reading the same `seq` from a pty with
+        no pq-tui (probes/bare_pty.py). No target: the kernel's pty sets the pace."""
+        count, s, _cpu, errors = self._flood_pair("pty", {
+            "pipe": [], "pty": ["--pty"], "bare": ["probe:", "bare_pty.py", "pty"]})
 
         def stat(key: str):
             return Stat(s[key]) if s[key] else errors.get(key, "error")
@@ -707,7 +712,11 @@ class Bench:
         on_pty = Row(f"{label}, on a pseudo-terminal", stat("pty"))
         if s["pty"] and s["pipe"]:
             on_pty.ratio = f"{Stat(s['pty']).median / Stat(s['pipe']).median:.2f}x the pipe"
-        return [Row(f"{label}, through a pipe", stat("pipe")), on_pty]
+        bare = Row(f"2. `seq 1 {count}` read from a pty by a bare Python loop, no pq-tui",
+                   stat("bare"))
+        if s["pty"] and s["bare"]:
+            on_pty.ratio += f", {Stat(s['pty']).median / Stat(s['bare']).median:.2f}x the bare loop"
+        return [Row(f"{label}, through a pipe", stat("pipe")), on_pty, bare]
 
     # 3 ------------------------------------------------------------------------------------------
     def responsive(self) -> list:

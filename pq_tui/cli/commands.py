@@ -23,6 +23,7 @@ import base64
 import json
 import os
 import re
+import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -38,6 +39,7 @@ from pq_tui.core.safe import (
 )
 from pq_tui.core.terminal import check_has_terminal
 from pq_tui.cli.args import new_parser, number_parser
+from pq_tui.cli.redraw import RedrawPrinter
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
                                print_table, skipped_text)
@@ -661,9 +663,15 @@ async def cmd_log(options: argparse.Namespace) -> int:
         # Part by part, each written before the next is asked for: any size in bounded memory.
         offset: int = 0
         size: Optional[int] = None
-        # Each line's last state: a line is printed once no redraw can rewrite it (following,
-        # as it comes: a redraw that reaches back over printed lines prints its lines again).
-        screen = SettledLines(hold=0 if options.follow else REDRAW_DEPTH)
+        # Each line's last state: a line is printed once no redraw can rewrite it; following, as
+        # it comes, and a redraw that reaches back over printed lines takes them back on a
+        # terminal (prints them again elsewhere).
+        screen = SettledLines(hold=REDRAW_DEPTH)
+        following = RedrawPrinter(live=sys.stdout.isatty())
+
+        def shown_line(stream: str, text: str) -> str:
+            return format_log_lines([(stream, text)], colour)[:-1]
+
         while True:
             part = messages.parse(messages.LogPart, await client.request(
                 Op.LOG, job_id=job_id, offset=offset, raw=options.raw))
@@ -672,8 +680,9 @@ async def cmd_log(options: argparse.Namespace) -> int:
             elif clock is not None:
                 write_stdout(clock.format(part["lines"], colour))
             elif part["lines"]:
-                write_stdout(format_log_lines(screen.feed(
-                    [line for line in part["lines"] if line[0] != "time"]), colour))
+                lines = [line for line in part["lines"] if line[0] != "time"]
+                write_stdout(following.lines(job_id, lines, shown_line) if options.follow
+                             else format_log_lines(screen.feed(lines), colour))
             moved, offset = part["offset"] != offset, part["offset"]
             done = part["finished"]
             if not options.follow:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 from typing import Iterable, Optional
 
 from pq_tui.core import (
@@ -18,13 +19,14 @@ from pq_tui.core import (
     Status,
 )
 from pq_tui.core.retry import delay_after
-from pq_tui.core.safe import SettledLines, output_line, printable
+from pq_tui.core.safe import output_line, printable
 from pq_tui.cli.args import add_engine_options, new_parser
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
                                print_table, settings_or_report, skipped_text, span_text,
                                write_error, write_stdout)
 from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
 from pq_tui.jobs.submit import plan_specs
+from pq_tui.cli.redraw import RedrawPrinter
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pq_tui.settings import default_log_dir
 
@@ -201,8 +203,9 @@ class _Printer:
         self._label = {spec.id: printable(spec.id) for spec in specs}
         self._width = max(map(len, self._label.values()))
         self._colour = colour
-        # Per job: its lines' last states, a rewritten line printed once (not every frame).
-        self._screens: dict = {}
+        # Per job: its lines' last states, a rewritten line printed once (not every frame), and
+        # on a terminal a redraw made in place, as the job would have made it.
+        self._redraw = RedrawPrinter(live=sys.stdout.isatty())
         lanes = list(dict.fromkeys(spec.lane for spec in specs))
         self._lane_of = {spec.id: spec.lane for spec in specs}
         self._lane_colour = {
@@ -222,10 +225,19 @@ class _Printer:
             out = self._prefix(event.job_id, "|")
             err = self._prefix(event.job_id, "!", "31")
             marks = {"out": out, "err": err, "note": self._prefix(event.job_id, "#", "2")}
-            lines = self._screens.setdefault(event.job_id, SettledLines(hold=0)).feed(event.lines)
-            # As the console shows it: colours (if on) and nothing else a terminal acts on.
-            return "".join(f"{marks[stream]}{output_line(text, self._colour)}\n"
-                           for stream, text in lines)
+
+            def line(stream: str, text: str) -> str:
+                # As the console shows it: colours (if on) and nothing else a terminal acts on.
+                return marks[stream] + output_line(text, self._colour)
+
+            return self._redraw.lines(event.job_id, event.lines, line, event.partial)
+        return self._redraw.other(self._note(event))
+
+    def other(self, text: str) -> str:
+        """``text`` to print between the jobs' lines."""
+        return self._redraw.other(text)
+
+    def _note(self, event) -> str:
         if not isinstance(event, (JobStarted, OutputDropped, JobExited, JobRetrying,
                                   JobSkipped)):
             return ""  # lanes pausing at shutdown and the like: the summary tells the story
@@ -274,6 +286,14 @@ async def _run(loaded: Loaded, log_dir: str, kill_grace: float, colour: bool) ->
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
 
+    # One writer at a time, in the order the printer made the text: its redraws count on it.
+    writing = asyncio.Lock()
+
+    async def write(text: str) -> None:
+        async with writing:
+            # A slow terminal or pipe must stall only the printing, never the jobs.
+            await loop.run_in_executor(None, write_stdout, text)
+
     async def print_events() -> None:
         while True:
             events = await subscription.batch()
@@ -281,8 +301,7 @@ async def _run(loaded: Loaded, log_dir: str, kill_grace: float, colour: bool) ->
                 return
             text = "".join(printer.format(event) for event in events)
             if text:
-                # A slow terminal or pipe must stall only the printing, never the jobs.
-                await loop.run_in_executor(None, write_stdout, text)
+                await write(text)
 
     printing = asyncio.ensure_future(print_events())
     # Before the jobs: else a lane would start its first job alone.
@@ -294,8 +313,8 @@ async def _run(loaded: Loaded, log_dir: str, kill_grace: float, colour: bool) ->
     stop = asyncio.ensure_future(interrupted.wait())
     await asyncio.wait([idle, stop], return_when=asyncio.FIRST_COMPLETED)
     if stop.done():
-        write_stdout(printer._paint("33", "pq-tui: interrupted; killing the running jobs "
-                                    "(Ctrl-C again: at once)\n"))
+        await write(printer.other(printer._paint(
+            "33", "pq-tui: interrupted; killing the running jobs (Ctrl-C again: at once)\n")))
     idle.cancel()
     stop.cancel()
     await engine.shutdown(kill=True)
