@@ -232,6 +232,7 @@ def run_console(app, drive) -> None:
 
 def test_i_types_a_line_into_the_selected_pty_job(tmp_path):
     from pq_tui.ui.screens.prompt import PromptScreen
+    from test_render import pane_lines
 
     app = console(tmp_path, f"[[job]]\nid = \"ask\"\npty = true\ncmd = '''{PROMPT}'''\n"
                             "[[job]]\nid = \"pipe\"\nqueue = \"B\"\ncmd = \"sleep 300\"\n")
@@ -245,7 +246,9 @@ def test_i_types_a_line_into_the_selected_pty_job(tmp_path):
         assert [n.message for n in app._notifications][-1] == (
             "i types a line into a running PTY job (pty = true): select one")
         app.main.table.select("ask")
-        await pilot.pause()
+        # The question is on the screen before it is answered: it has no line end yet.
+        await pilot_until(pilot, lambda: pane_lines(app.main.main_pane)[-1:] == ["name?"],
+                          "the prompt in the log pane")
         await pilot.press("i")
         await pilot_until(pilot, lambda: isinstance(app.screen, PromptScreen), "the prompt")
         assert app.screen.title_text == "Type into ask"

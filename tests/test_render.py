@@ -93,7 +93,7 @@ def test_a_long_rewritten_line_is_cut_after_a_frame_and_the_piece_says_it_goes_o
     pieces = splitter.feed("".join(frames).encode())
     assert pieces == ["\rframe 000\rframe 001\rframe 002\r", "frame 003\rframe 004\rframe 005\r",
                       "frame 006\rframe 007\rframe 008\r"]
-    assert splitter.partial() is None  # the frame being written has no "\r" before it now
+    assert splitter.partial() == "frame 009"  # the piece after the last cut: on the screen
     assert splitter.feed(b"\rframe 010") == [] and splitter.partial() == "frame 010"
     pieces += splitter.feed(b" done\n")
     assert pieces[-1] == "frame 009\rframe 010 done"
@@ -102,11 +102,15 @@ def test_a_long_rewritten_line_is_cut_after_a_frame_and_the_piece_says_it_goes_o
     assert (back, shown) == (0, [("out", "before"), ("out", "frame 009\rframe 010 done")])
 
 
-def test_partial_is_the_last_frame_of_an_unended_rewritten_line_only():
+def test_partial_is_the_unended_line_as_a_terminal_shows_it_now():
     splitter = LineSplitter()
-    assert splitter.feed(b"plain half") == [] and splitter.partial() is None
+    assert splitter.feed(b"plain half") == [] and splitter.partial() == "plain half"
     assert splitter.feed(b"\r10%\r20%\r") == [] and splitter.partial() == "20%"
     assert splitter.feed(b"\n") == ["plain half\r10%\r20%"] and splitter.partial() is None
+    # A prompt waits for its answer with no line end; a character cut by a read waits too.
+    assert splitter.feed(b"Continue? caf\xc3") == [] and splitter.partial() == "Continue? caf"
+    assert splitter.feed(b"\xa9 ") == [] and splitter.partial() == "Continue? caf\u00e9 "
+    assert splitter.feed(b"\r\n") == ["Continue? caf\u00e9 "] and splitter.partial() is None
 
 
 def test_cursor_up_reaches_back_over_its_redraw_but_not_past_a_note():

@@ -42,8 +42,9 @@ class JobOutput:
     among all the job's lines, so a view loaded from ``Job.tail`` can skip what it has.
     ``times``: (index in ``lines``, epoch seconds) where the time the output arrived moves on;
     a line's time is that of the last mark at or before it (per chunk, not per line).
-    ``partial``: after them, the line the job is rewriting in place with "\\r" (a progress bar)
-    as it stands, unnumbered until it ends; each batch's replaces the one before (None: none)."""
+    ``partial``: after them, the line not ended yet as it stands (a prompt, a progress bar
+    rewritten in place with "\\r": its last frame), unnumbered until it ends; each batch's
+    replaces the one before (None: none)."""
 
     job_id: JobId
     seq: int

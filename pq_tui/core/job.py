@@ -105,8 +105,8 @@ class Job(HasStatus):
         self.log_path: Optional[str] = None
         self.line_count = 0  # lines of output so far; numbers JobOutput batches
         self.stderr_count = 0
-        # The line being rewritten in place with "\r" and not ended yet (a progress bar): shown
-        # below the tail, in no log file until it ends.
+        # The line not ended yet (a prompt, a progress bar's last frame): shown below the tail,
+        # in no log file until it ends.
         self.partial: Optional[Line] = None
         self._status = Status.QUEUED
         self.data.update(state=0, status="queued", queue=lane, **{"time-queue": time.time()})

@@ -24,6 +24,17 @@ def utf8_safe_cut(data: bytes, limit: int) -> int:
     return cut if cut > 0 else limit
 
 
+def whole_characters(data: bytes) -> int:
+    """The length of ``data`` without a UTF-8 sequence cut short at its end."""
+    for back in range(1, min(3, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # not a continuation byte: a sequence starts here
+            needed = 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else \
+                4 if byte >> 3 == 0b11110 else 1
+            return len(data) - back if needed > back else len(data)
+    return len(data)
+
+
 class Lines:
     """The complete lines of one chunk of output, kept as one string with "\\n" between them
     (none after the last): writing them to a log file or counting them needs no per-line
@@ -90,7 +101,7 @@ class LineSplitter:
     A line rewritten in place grows by a frame at each ``\\r`` until its ``\\n``. Past ``max_line``
     it is cut after a ``\\r``: the piece ends with that ``\\r``, which says that the next line
     rewrites it (``pq_tui.core.safe.Screen``).
-    Until its end such a line is ``partial()``.
+    Until its end a line is ``partial()``.
     """
 
     __slots__ = ("_pending", "max_line")
@@ -142,16 +153,16 @@ class LineSplitter:
         return Lines(text, text.count("\n") + 1, None if text == exact else exact)
 
     def partial(self) -> Optional[str]:
-        """The line being rewritten in place with ``\\r`` and not ended yet, from its last frame
-        on; None if there is none. Other unended lines are not partial: they are only the part
-        of a line that the last chunk held."""
+        """The line not ended yet, as a terminal shows it now: a prompt waiting for its answer
+        ("Password: "), the first half of "Compiling a... ok", or a line being rewritten in
+        place with ``\\r``, from its last frame on. None if there is none. A character cut by
+        the read is left for the next one."""
         pending = self._pending
-        if b"\r" not in pending:
+        if not pending:
             return None
-        body = pending.rstrip(b"\r")
-        frame = body.rfind(b"\r")
-        text = body[frame + 1:].decode("utf-8", errors="replace")
-        return text or None
+        body = pending.rstrip(b"\r")  # a frame's "\r", or the start of a "\r\n"
+        frame = body[body.rfind(b"\r") + 1:]
+        return frame[:whole_characters(frame)].decode("utf-8", errors="replace") or None
 
     def _has_overlong_line(self, block: bytes) -> bool:
         """Whether a line of ``block`` is over ``max_line`` bytes, without splitting it: each

@@ -38,7 +38,7 @@ class JobView(Protocol):
     @property
     def tail(self) -> Tail: ...
     @property
-    def partial(self) -> Optional[Line]: ...  # the line a progress bar rewrites, not ended yet
+    def partial(self) -> Optional[Line]: ...  # the line not ended yet (a prompt, a bar)
     @property
     def line_count(self) -> int: ...
     @property

@@ -92,7 +92,7 @@ class _Tail(TypedDict):
 
 
 class Tail(_Tail, total=False):
-    partial: Optional[Line]  # the line a progress bar rewrites, after the lines (protocol 6)
+    partial: Optional[Line]  # the line not ended yet, after the lines (protocol 6)
 
 
 class _LogPart(TypedDict):

@@ -5,7 +5,8 @@ view are turned into styled strips, so a flood of output costs a list extend per
 `Log`, each line goes through `pq_tui.ui.ansi` first, so a job's escape sequences never reach the
 terminal, and stdout, stderr and pq-tui's own notes stay distinguishable. Lines pass through a
 `Screen` as they come: a rewritten line or a redraw takes back what it rewrites, a clear screen
-is a note. The line a progress bar is rewriting shows below them (`set_partial`) until it ends.
+is a note. The line not ended yet (a prompt, a progress bar) shows below them (`set_partial`)
+until it ends.
 """
 
 from __future__ import annotations
