@@ -1,6 +1,6 @@
 """pq-tui: a process-queue console for the terminal."""
 
-__version__ = "0.1.0"
+from pq_tui.version import __version__
 
 __all__ = ["ProcessQueue", "ProcessHandler", "__version__"]
 

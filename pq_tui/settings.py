@@ -153,6 +153,8 @@ class Settings:
     config_found: bool
     sources: Dict[str, str] = field(default_factory=dict)
     lines: Dict[str, str] = field(default_factory=dict)  # ":LINE" in the file, when known
+    # The config file's [hosts.NAME] tables: {"ssh": ..., "pq_tui": ...} by name (issue 16).
+    hosts: Dict[str, Dict[str, str]] = field(default_factory=dict)
 
     def error(self, name: str, expected: str) -> SettingsError:
         """A value only its user can check (a theme needs Textual) is bad: say where it was set."""
@@ -193,7 +195,11 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Settings:
     values: Dict[str, Any] = {}
     sources: Dict[str, str] = {}
     lines: Dict[str, str] = {}
+    hosts: Dict[str, Dict[str, str]] = {}
     for key, raw in (document or {}).items():
+        if key == "hosts":
+            hosts = _hosts(raw, path, text)
+            continue
         setting = BY_NAME.get(key)
         lines[key] = _line_of(text, key)
         if setting is None or not setting.in_file:
@@ -212,7 +218,37 @@ def load(environ: Optional[Mapping[str, str]] = None) -> Settings:
         elif setting.name not in values:
             values[setting.name], sources[setting.name] = setting.default, DEFAULT
     return Settings(config_file=path, config_found=document is not None, sources=sources,
-                    lines=lines, **values)
+                    lines=lines, hosts=hosts, **values)
+
+
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_HOST_KEYS = ("ssh", "pq_tui")
+
+
+def _hosts(raw: Any, path: str, text: str) -> Dict[str, Dict[str, str]]:
+    """The [hosts.NAME] tables: each has ``ssh`` (what the ssh command takes) and may have
+    ``pq_tui`` (the command there, "pq-tui" by default)."""
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}{_line_of(text, 'hosts')}: hosts must be tables, "
+                            "[hosts.NAME] with ssh = \"user@address\"")
+    hosts = {}
+    for name, table in raw.items():
+        where = f"{path}{_line_of(text, 'hosts.' + name)}: [hosts.{name}]"
+        if not HOST_NAME.fullmatch(name) or name == "local":
+            raise SettingsError(f"{where}: a host's name may only hold letters, digits, '.', "
+                                "'_' and '-' ('local' is this machine's own server)")
+        if not isinstance(table, dict):
+            raise SettingsError(f"{where}: expected a table with ssh = \"user@address\"")
+        unknown = [key for key in table if key not in _HOST_KEYS]
+        if unknown:
+            raise SettingsError(f"{where}: unknown key {unknown[0]!r} (known: ssh, pq_tui)")
+        entry = {"ssh": table.get("ssh"), "pq_tui": table.get("pq_tui", "pq-tui")}
+        for key, value in entry.items():
+            if not isinstance(value, str) or not value.strip():
+                raise SettingsError(f"{where}: {key} = {_toml_text(value)}: expected a "
+                                    "non-empty string")
+        hosts[name] = {key: value.strip() for key, value in entry.items()}
+    return hosts
 
 
 def _read_config(path: str, required: bool) -> Tuple[Optional[Dict[str, Any]], str]:

@@ -66,6 +66,13 @@ def test_defaults_without_a_file(config):
     assert settings.kill_grace == DEFAULT_KILL_GRACE
 
 
+def test_hosts_come_from_the_files_tables(config):
+    config.write_text('kill_grace = 2\n[hosts.pi4]\nssh = "pi@10.0.0.4"\n'
+                      '[hosts.jetson]\nssh = "-p 2222 jetson"\npq_tui = "~/.local/bin/pq-tui"\n')
+    assert load().hosts == {"pi4": {"ssh": "pi@10.0.0.4", "pq_tui": "pq-tui"},
+                            "jetson": {"ssh": "-p 2222 jetson", "pq_tui": "~/.local/bin/pq-tui"}}
+
+
 def test_the_environment_over_the_file_over_the_default(config, monkeypatch):
     config.write_text('kill_grace = 2\nkeep_jobs = 7\ntheme = "nord"\ndebug = true\n')
     monkeypatch.setenv("PQ_TUI_KEEP_JOBS", "9")
@@ -114,6 +121,12 @@ def test_a_relative_xdg_config_home_is_ignored(monkeypatch, tmp_path):
     ('state_dir = "/tmp"', "config.toml:1: unknown setting 'state_dir' (it is set by "
      "$PQ_TUI_STATE_DIR only)"),
     ("kill_grace = ", "config.toml: not valid TOML: Invalid value (at line 1, column 14)"),
+    ("hosts = 1", "config.toml:1: hosts must be tables, [hosts.NAME] with ssh = "),
+    ('[hosts.local]\nssh = "x"', "config.toml:1: [hosts.local]: a host's name may only hold "),
+    ('[hosts.pi]\npq_tui = "pq-tui"', "config.toml:1: [hosts.pi]: ssh = None: expected a "
+     "non-empty string"),
+    ('\n[hosts.pi]\nssh = "pi@x"\nport = 22', "config.toml:2: [hosts.pi]: unknown key 'port' "
+     "(known: ssh, pq_tui)"),
 ])
 def test_a_bad_file_is_one_line_naming_the_file_and_line(config, text, message):
     config.write_text(text + "\n")

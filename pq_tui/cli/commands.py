@@ -39,6 +39,7 @@ from pq_tui.core.safe import (
 )
 from pq_tui.core.terminal import check_has_terminal
 from pq_tui.cli.args import new_parser, number_parser
+from pq_tui.cli.hosts import add_host_option, resolve_host
 from pq_tui.cli.redraw import RedrawPrinter
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
@@ -54,6 +55,8 @@ from pq_tui.client.client import (
     TooLarge,
     VersionMismatch,
 )
+from pq_tui.client.ssh import Host
+from pq_tui.settings import SettingsError
 from pq_tui.wire import messages
 from pq_tui.wire.messages import JobEntry, JobId, Snapshot
 from pq_tui.wire.ops import ErrorCode, Op
@@ -251,6 +254,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
     position = number_parser(int, "a position", minimum=1)
 
     parser = new_parser(f"pq-tui {command}", _DESCRIPTIONS[command], _EPILOGS[command])
+    add_host_option(parser)
     if command == "push":
         parser.add_argument("files", nargs="+", metavar="FILE.toml")
     elif command == "status":
@@ -341,6 +345,11 @@ def main(command: str, args: List[str]) -> int:
         parser.error("give job ids, or --keep/--older-than, not both")
     handler: Callable = _HANDLERS[command]
     try:
+        _TARGET["host"] = resolve_host(options.host)
+    except (ValueError, SettingsError) as exc:
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    try:
         if command == "lane" and options.parallel is not None:
             options.parallel = _slots(options.parallel)
         return asyncio.run(handler(options))
@@ -392,8 +401,17 @@ def _show(job_id: Any) -> str:
     return printable(job_id)
 
 
-async def _open(start: bool = False) -> Client:
-    return await Client.open(start=start)
+# The board the command talks to (--host), set once by main: None for this machine's server.
+_TARGET: Dict[str, Optional[Host]] = {"host": None}
+
+
+async def _open(start: bool = False, control: bool = False) -> Client:
+    """A connection to the command's server (``--host``); through ssh, the bridge there starts
+    the server if none runs, whatever ``start`` says."""
+    host = _TARGET["host"]
+    if host is not None:
+        return await Client.open_host(host, control=control)
+    return await Client.open(start=start, control=control)
 
 
 async def _snapshot(client: Client) -> Snapshot:
@@ -427,7 +445,8 @@ async def cmd_push(options: argparse.Namespace) -> int:
         # with their state.
         known = [] if opened is None else [
             job["id"] for job in opened[1]["jobs"] if isinstance(job["id"], str)]
-        batch = load_batch(options.files, known_ids=known)
+        remote = _TARGET["host"] is not None
+        batch = load_batch(options.files, known_ids=known, here=not remote)
         if batch is None:
             return EXIT_BAD_INPUT
         if opened is None:
@@ -435,7 +454,10 @@ async def cmd_push(options: argparse.Namespace) -> int:
         client, snapshot = opened
         loaded, plans = batch
         specs = loaded.specs
-        jobs = [(spec, data_for_server(spec, plan)) for spec, plan in plans]
+        # On another host a relative cwd is the remote user's home's (the server runs there),
+        # and a job with none runs in that home.
+        jobs = [(spec, dict(spec.data) if remote else data_for_server(spec, plan))
+                for spec, plan in plans]
         status_of = {(type(job["id"]), job["id"]): job["status"] for job in snapshot["jobs"]}
         busy = []
         for spec, _data in jobs:
@@ -917,7 +939,7 @@ async def cmd_shutdown(options: argparse.Namespace) -> int:
     # A control connection: it works with a server of any pq-tui version, and asks for nothing
     # that could fail (the shutdown reply says what was killed and kept).
     try:
-        client = await Client.open(start=False, control=True)
+        client = await _open(start=False, control=True)
     except NotRunning:
         _write(f"{NOT_RUNNING}\n")
         return EXIT_OK

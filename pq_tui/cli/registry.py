@@ -15,5 +15,6 @@ COMMANDS = {
     "check": "pq_tui.cli.run",
     "config": "pq_tui.cli.config",
     "server": "pq_tui.cli.server",  # hidden: what a client starts (see pq_tui/server)
+    "bridge": "pq_tui.cli.bridge",  # hidden: what `ssh HOST pq-tui bridge` runs on a board
     **dict.fromkeys(SERVER_COMMANDS, "pq_tui.cli.commands"),
 }

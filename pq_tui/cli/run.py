@@ -81,11 +81,14 @@ def _plan(specs: list[JobSpec]) -> Optional[list]:
 
 
 def load_batch(files: list[str], existing_ids: Iterable[str] = (),
-               known_ids: Iterable[str] = ()) -> Optional[tuple[Loaded, list]]:
+               known_ids: Iterable[str] = (), here: bool = True) -> Optional[tuple[Loaded, list]]:
     """What ``files`` hold (their jobs and lanes' slots) and each job with its Plan (what would
     run, and where, from here), if every job can run; else print why (stderr) and None.
-    ``existing_ids``, ``known_ids``: as ``load_jobs`` has them."""
+    ``existing_ids``, ``known_ids``: as ``load_jobs`` has them. Not ``here`` (the jobs run on
+    another host): no plan, each job with None; that host's server plans them."""
     loaded = _load(files, existing_ids, known_ids)
+    if loaded is not None and not here:
+        return loaded, [(spec, None) for spec in loaded.specs]
     # All or nothing: a job that cannot start must not leave its lane-mates half run.
     plans = None if loaded is None else _plan(loaded.specs)
     return None if loaded is None or plans is None else (loaded, plans)

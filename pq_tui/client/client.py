@@ -27,7 +27,7 @@ import asyncio
 import itertools
 import json
 import logging
-from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from pq_tui.core.events import Event
 from pq_tui.wire import messages, protocol
@@ -35,6 +35,9 @@ from pq_tui.wire.ops import Op
 from pq_tui.wire.paths import RuntimeDirError, ServerPaths, server_paths
 from pq_tui.client.launcher import connect, start_server_process
 from pq_tui.wire.errors import RemoteError, ServerError, VersionMismatch
+
+if TYPE_CHECKING:
+    from pq_tui.client.ssh import Host
 
 __all__ = ["Client", "NotRunning", "RemoteError", "ServerError", "VersionMismatch", "GONE",
            "TooLarge"]
@@ -59,8 +62,10 @@ class TooLarge(ServerError):
 class Client:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  paths: Optional[ServerPaths] = None,
-                 hello: Optional[Dict[str, Any]] = None) -> None:
+                 hello: Optional[Dict[str, Any]] = None,
+                 process: Optional["asyncio.subprocess.Process"] = None) -> None:
         self.paths = paths
+        self._process = process  # ssh, for a server on another host: it ends with the link
         # The server's hello: "version", "protocol", "pid" (those three in every version).
         self.hello: Dict[str, Any] = hello or {}
         self._reader = reader
@@ -71,6 +76,7 @@ class Client:
         self._events: asyncio.Queue = asyncio.Queue()
         self._write_lock = asyncio.Lock()
         self._closed = False
+        self._reaping: Optional[asyncio.Future] = None
         self._reading = asyncio.ensure_future(self._read_loop())
 
     # -- opening and closing -------------------------------------------------------------------
@@ -104,6 +110,15 @@ class Client:
                               ) from None
 
     @classmethod
+    async def open_host(cls, host: "Host", control: bool = False) -> "Client":
+        """Connect to the server of ``host`` through ssh (started there if none runs). Raises
+        HostDown or VersionMismatch, with messages that name the host."""
+        from pq_tui.client.ssh import connect_host
+
+        reader, writer, hello, process = await connect_host(host, control)
+        return cls(reader, writer, hello=hello, process=process)
+
+    @classmethod
     def _made(cls, connection: tuple, paths: ServerPaths) -> "Client":
         reader, writer, hello = connection
         return cls(reader, writer, paths=paths, hello=hello)
@@ -123,6 +138,11 @@ class Client:
             pass
         if not self._closed:
             self._lost()
+        if self._process is not None and self._reaping is None:
+            from pq_tui.client.ssh import end_ssh
+
+            # ssh ends when its stdin closes, or at once when the link is dead: reaped, either way.
+            self._reaping = asyncio.ensure_future(end_ssh(self._process))
 
     async def __aenter__(self) -> "Client":
         return self
@@ -133,6 +153,8 @@ class Client:
             await self._writer.wait_closed()
         except Exception:
             pass
+        if self._reaping is not None:
+            await self._reaping
 
     # -- requests ------------------------------------------------------------------------------
 

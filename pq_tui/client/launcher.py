@@ -79,24 +79,34 @@ async def connect(paths: Optional[ServerPaths] = None, *, control: bool = False
                                                             limit=protocol.STREAM_LIMIT)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         raise ServerError(f"no pq-tui server on {paths.socket} ({exc.strerror})") from None
+    hello = await hello_exchange(reader, writer, f"on {paths.socket}", paths.pid_file, control)
+    return reader, writer, hello
+
+
+async def hello_exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, where: str,
+                         pid_file: Optional[str] = None, control: bool = False) -> Dict[str, Any]:
+    """Read the server's hello, check its protocol, send ours; the server's hello. ``where``
+    says where the server is, for the errors (``on /run/user/1000/pq-tui/socket``)."""
     try:
         hello = await protocol.read_message(reader)
+        if hello is not None and hello.get("type") == "error":  # a bridge that found no server
+            raise ServerError(str(hello.get("error")))
         if hello is None or hello.get("type") != "hello" or hello.get("server") != "pq-tui":
-            raise protocol.ProtocolError(f"not a pq-tui server on {paths.socket}: {hello!r}")
+            raise protocol.ProtocolError(f"not a pq-tui server {where}: {hello!r}")
         hello = dict(hello)
-        if not isinstance(hello.get("pid"), int):  # protocol 1 does not say
-            hello["pid"] = _pid_in(paths.pid_file)
+        if not isinstance(hello.get("pid"), int) and pid_file:  # protocol 1 does not say
+            hello["pid"] = _pid_in(pid_file)
         theirs = hello.get("protocol")
         ours = protocol.PROTOCOL
         if theirs != ours and not control:
-            raise VersionMismatch(protocol.mismatch_text(theirs, ours, hello["pid"]), hello)
+            raise VersionMismatch(protocol.mismatch_text(theirs, ours, hello.get("pid")), hello)
         # Protocol 1 has no control mode, but its ping and shutdown are the frozen ones.
         writer.write(protocol.encode(protocol.client_hello(1 if theirs == 1 else ours)))
         await writer.drain()
     except BaseException:
         writer.close()
         raise
-    return reader, writer, hello
+    return hello
 
 
 def _pid_in(pid_file: str) -> Optional[int]:

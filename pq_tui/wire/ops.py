@@ -53,3 +53,4 @@ class ErrorCode:
     STORE_ERROR: Final = "store_error"  # the state file cannot be written
     LOG_UNREADABLE: Final = "log_unreadable"
     INTERNAL: Final = "internal"  # a bug of the server's (it logs the traceback)
+    NO_SERVER: Final = "no_server"  # a bridge could not reach its server, nor start one

@@ -1,0 +1,37 @@
+"""``--host NAME``: which board a command talks to. ``local`` (or no ``--host``) is this
+machine's own server; a name with a ``[hosts.NAME]`` table in the config file is reached with
+that table's ``ssh`` and ``pq_tui``; any other name is given to ssh as it is (an alias of
+``~/.ssh/config``, ``user@address``)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Optional
+
+from pq_tui.client.ssh import LOCAL, Host
+from pq_tui.settings import HOST_NAME
+
+HOST_HELP = ("the board whose server to talk to, through ssh: a name of the config file's "
+             "[hosts.NAME] tables, or an ssh destination (an alias, user@address); "
+             "'local' (the default): this machine's")
+
+
+def add_host_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", metavar="NAME", default=None, help=HOST_HELP)
+
+
+def resolve_host(name: Optional[str]) -> Optional[Host]:
+    """The Host for ``--host NAME``, None for this machine's own server. Raises ValueError
+    (one line) for a name that cannot be one, SettingsError for a bad config file."""
+    if name is None or name == LOCAL:
+        return None
+    from pq_tui.settings import load
+
+    entry = load().hosts.get(name)
+    if entry is not None:
+        return Host(name, entry["ssh"], entry["pq_tui"])
+    user, _, address = name.rpartition("@")
+    if not address or not HOST_NAME.fullmatch(address) or (user and not HOST_NAME.fullmatch(user)):
+        raise ValueError(f"--host {name!r}: not a host of the config file's [hosts] nor an ssh "
+                         "destination (an alias or user@address)")
+    return Host(name, name)

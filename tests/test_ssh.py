@@ -1,0 +1,210 @@
+"""Issue 16's transport: a console or a command reaches a board's server through a real OpenSSH
+(`ssh -T HOST pq-tui bridge`), here sshd on 127.0.0.1 with aliases of this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from pq_tui.client.client import Client
+from pq_tui.client.ssh import Host, HostDown
+from pq_tui.wire import messages
+from pq_tui.wire.ops import Op
+from pq_tui.wire.errors import ServerError
+from pq_tui.wire.paths import ServerPaths
+from ssh_helpers import Sshd, needs_sshd
+
+pytestmark = [pytest.mark.skipif(sys.platform == "win32", reason="OpenSSH and Unix sockets"),
+              needs_sshd]
+
+DEADLINE = 30
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    daemon = Sshd(tmp_path_factory.mktemp("sshd"))
+    daemon.start()
+    yield daemon
+    for paths in daemon.aliases.values():  # the boards' servers outlive their links: stop them
+        asyncio.run(_shut_down(paths))
+    daemon.stop()
+
+
+async def _shut_down(paths: ServerPaths) -> None:
+    if not os.path.exists(paths.socket):
+        return
+    try:
+        async with await Client.open(paths, start=False) as client:
+            await client.request(Op.SHUTDOWN, kill=True)
+    except Exception:
+        pass
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, DEADLINE))
+
+
+async def until_status(client: Client, job_id, status: str) -> dict:
+    """The job's entry once it has that status (and a pid, if running)."""
+    while True:
+        snapshot = messages.parse(messages.Snapshot, await client.request(Op.SNAPSHOT))
+        entry = messages.find_job(snapshot, job_id)
+        if entry is not None and entry["status"] == status and (
+                status != "running" or entry["pid"]):
+            return entry
+        await asyncio.sleep(0.05)
+
+
+def test_a_board_is_reached_through_ssh_and_its_server_started_there(sshd):
+    board = sshd.board("board-a")
+    paths = sshd.aliases["board-a"]
+
+    async def main():
+        async with await Client.open_host(board) as client:
+            assert client.hello["server"] == "pq-tui"
+            # The server is the board's: its socket in the alias's runtime dir.
+            assert os.path.exists(paths.socket)
+            assert psutil.Process(client.hello["pid"]).is_running()
+            await client.request(Op.PUSH, job_id="hello", lane="default",
+                                 data={"cmd": "echo from the board; echo $PQ_TUI_STATE_DIR"})
+            await until_status(client, "hello", "ok")
+            tail = messages.parse(messages.Tail, await client.request(Op.TAIL, job_id="hello"))
+            assert [text for _stream, text in tail["lines"]] == ["from the board",
+                                                                  paths.state_dir]
+            return client._process
+
+    ssh = run(main())
+    # The link is closed and ssh reaped; the server goes on, with the job's record.
+    assert ssh.returncode is not None
+
+    async def again():
+        async with await Client.open_host(board) as client:
+            entry = await until_status(client, "hello", "ok")
+            assert entry["data"]["exit"] == 0
+
+    run(again())
+
+
+def test_two_boards_are_two_servers(sshd):
+    one, two = sshd.board("board-one"), sshd.board("board-two")
+
+    async def main():
+        async with await Client.open_host(one) as a, await Client.open_host(two) as b:
+            assert a.hello["pid"] != b.hello["pid"]
+            await a.request(Op.PUSH, job_id="only-on-one", lane="default", data={"cmd": "true"})
+            snapshot = messages.parse(messages.Snapshot, await b.request(Op.SNAPSHOT))
+            assert messages.find_job(snapshot, "only-on-one") is None
+
+    run(main())
+
+
+def test_a_board_without_pq_tui_says_so_and_what_to_do(sshd):
+    sshd.board("bare")
+    missing = Host("bare", f"-F {sshd.config} bare", "/opt/nowhere/pq-tui")
+
+    async def main():
+        with pytest.raises(HostDown) as down:
+            await Client.open_host(missing)
+        return str(down.value)
+
+    message = run(main())
+    assert message.startswith("bare: '/opt/nowhere/pq-tui' is not installed there, or not on "
+                              "the PATH ssh gives it (")
+    assert message.endswith("); install pq-tui there, or set pq_tui = \"/full/path/to/pq-tui\" "
+                            "under [hosts.bare]")
+
+
+def test_a_host_ssh_cannot_reach_is_down_with_ssh_s_reason(sshd):
+    nowhere = Host("nowhere", f"-F {sshd.config} -p 1 127.0.0.1")
+
+    async def main():
+        with pytest.raises(HostDown) as down:
+            await Client.open_host(nowhere)
+        return str(down.value)
+
+    message = run(main())
+    assert message.startswith("nowhere: ssh failed: ") and "refused" in message
+
+
+def test_a_dropped_link_leaves_the_boards_jobs_running(sshd, tmp_path):
+    board = sshd.board("board-drop")
+    gate = tmp_path / "gate"
+
+    async def main():
+        client = await Client.open_host(board)
+        await client.request(Op.PUSH, job_id="long", lane="default", data={
+            "cmd": f"echo started; while [ ! -e {gate} ]; do sleep 0.05; done; echo done"})
+        entry = await until_status(client, "long", "running")
+        ssh = client._process
+        ssh.kill()  # the link drops: the operator's laptop went to sleep
+        await ssh.wait()
+        with pytest.raises(ServerError):
+            await client.request(Op.SNAPSHOT)
+        client.close()
+        assert psutil.pid_exists(entry["pid"])
+        gate.touch()
+        async with await Client.open_host(board) as again:
+            done = await until_status(again, "long", "ok")
+            tail = messages.parse(messages.Tail, await again.request(Op.TAIL, job_id="long"))
+        return done, tail
+
+    done, tail = run(main())
+    assert done["data"]["exit"] == 0
+    assert [text for _stream, text in tail["lines"]] == ["started", "done"]
+
+
+def test_the_bridge_says_why_when_it_cannot_start_a_server(tmp_path):
+    runtime = tmp_path / "run"
+    runtime.write_text("a file, not a folder")
+    result = subprocess.run([sys.executable, "-m", "pq_tui", "bridge"], input=b"",
+                            capture_output=True, timeout=DEADLINE,
+                            env=dict(os.environ, PQ_TUI_RUNTIME_DIR=str(runtime),
+                                     PQ_TUI_STATE_DIR=str(tmp_path / "state")))
+    assert result.returncode == 1
+    sent = json.loads(result.stdout)
+    assert sent["type"] == "error" and sent["code"] == "no_server"
+    assert str(runtime) in sent["error"]
+    assert result.stderr.decode().startswith("pq-tui bridge: on ")
+
+
+def test_the_commands_take_a_host(sshd, tmp_path):
+    board = sshd.board("board-cli")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[hosts.pi]\nssh = "{board.ssh}"\npq_tui = "{board.pq_tui}"\n')
+    env = dict(os.environ, PQ_TUI_CONFIG=str(config),
+               # This machine's own server: never started by a command for another host.
+               PQ_TUI_RUNTIME_DIR=str(tmp_path / "local-run"),
+               PQ_TUI_STATE_DIR=str(tmp_path / "local-state"))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pq_tui", *args], env=env, text=True,
+                              capture_output=True, timeout=DEADLINE)
+
+    jobs = tmp_path / "jobs.toml"
+    # A relative cwd is the remote user's home's: "." there is the home.
+    jobs.write_text('[[job]]\nid = "where"\ncmd = "pwd; echo $PQ_TUI_STATE_DIR"\ncwd = "."\n'
+                    '[[job]]\nid = "after"\nafter = ["where"]\ncmd = "sleep 300"\n')
+    pushed = cli("push", "--host", "pi", str(jobs))
+    assert (pushed.returncode, pushed.stderr) == (0, "")
+    assert pushed.stdout == "queued [default] where\nqueued [default] after\n"
+    assert cli("wait", "--host", "pi", "where").returncode == 0
+    log = cli("log", "--host", "pi", "where")
+    output = [line for line in log.stdout.splitlines() if not line.startswith("# ")]
+    assert output == [os.path.expanduser("~"), sshd.aliases["board-cli"].state_dir]
+    status = cli("status", "--host", "pi", "--json")
+    assert [job["id"] for job in json.loads(status.stdout)["jobs"]] == ["where", "after"]
+    killed = cli("kill", "--host", "pi", "after")
+    assert (killed.returncode, killed.stdout) == (0, "after: killed\n")
+    down = cli("status", "--host", "pi,", "--json")
+    assert (down.returncode, down.stderr) == (
+        2, "pq-tui: --host 'pi,': not a host of the config file's [hosts] nor an ssh "
+           "destination (an alias or user@address)\n")
+    stopped = cli("shutdown", "--host", "pi")
+    assert stopped.returncode == 0 and stopped.stdout.startswith("the pq-tui server (pid ")
+    assert not os.path.exists(tmp_path / "local-run")  # this machine's server never started
