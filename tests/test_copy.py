@@ -7,11 +7,13 @@ from __future__ import annotations
 import base64
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 import pytest
 from textual.drivers.headless_driver import HeadlessDriver
@@ -292,6 +294,23 @@ def test_w_refuses_a_folder_it_may_not_write(tmp_path: Path, written) -> None:
     run_app(make_app(tmp_path, [{"id": "p", "cmd": PRINTS}]), drive)
 
 
+def test_the_mouse_selects_text_in_the_log_and_ctrl_c_copies_it(tmp_path: Path, written) -> None:
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await open_log(app, pilot)
+        view = app.main.main_pane.view
+        top = round(view.scroll_y)
+        # From "hree" to "FOU" (the cell under the pointer included): the gutter is cell 0.
+        await pilot.mouse_down(view, offset=(2, 2 - top))
+        await pilot.hover(view, offset=(3, 3 - top))
+        await pilot.mouse_up(view, offset=(3, 3 - top))
+        assert app.screen.get_selected_text() == "hree\nFOU"
+        await pilot.press("ctrl+c")
+        await toast(pilot, app, "2 lines copied (OSC 52)")
+        assert copied(written) == ["hree\nFOU"]
+
+    run_app(make_app(tmp_path, [{"id": "p", "cmd": PRINTS}]), drive)
+
+
 # -- a real tmux -----------------------------------------------------------------------------------
 
 
@@ -315,22 +334,45 @@ class Tmux:
             raise AssertionError(f"{exc}\n--- the screen:\n{self.screen()}") from None
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-def test_in_a_real_tmux_y_fills_tmux_buffer(tmp_path: Path) -> None:
+JOBS = "[[job]]\nid = 'compile'\ncmd = '''printf 'cc a.c\\ncc b.c\\nld app\\n''''\n"
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+@contextmanager
+def console_in_tmux(tmp_path: Path, *flags: str) -> Iterator[Tmux]:
+    """``pq-tui --embedded`` on a job that prints three lines, in a tmux of its own with
+    set-clipboard on, once the lines are on the screen."""
     tmux = Tmux()
     jobs = tmp_path / "jobs.toml"
-    jobs.write_text("[[job]]\nid = 'compile'\ncmd = '''printf 'cc a.c\\ncc b.c\\nld app\\n''''\n")
+    jobs.write_text(JOBS)
     env = {"PQ_TUI_RUNTIME_DIR": str(tmp_path / "run"), "PQ_TUI_STATE_DIR": str(tmp_path / "st")}
-    command = " ".join([sys.executable, "-m", "pq_tui", "--embedded", "--log-dir",
-                        str(tmp_path / "logs"), str(jobs)])
+    command = shlex.join([sys.executable, "-m", "pq_tui", "--embedded", *flags, "--log-dir",
+                          str(tmp_path / "logs"), str(jobs)])
     try:
         tmux("-f", "/dev/null", "new-session", "-d", "-s", "copy", "-x", "100", "-y", "30",
              *[f"-e{name}={value}" for name, value in env.items()], command)
         tmux("set", "-g", "set-clipboard", "on")
         tmux.until_shown("ld app")
+        yield tmux
+    finally:
+        tmux("kill-server")
+
+
+@needs_tmux
+def test_in_a_real_tmux_y_fills_tmux_buffer(tmp_path: Path) -> None:
+    with console_in_tmux(tmp_path) as tmux:
+        assert tmux("display", "-p", "-t", "copy", "#{mouse_any_flag}") == "1\n"
         # Keys reach the console in order: the focus is on the log before v.
         tmux("send-keys", "-t", "copy", "Tab", "v", "Up", "Up", "y")
         tmux.until_shown("3 lines copied (OSC 52 via tmux)")
         assert tmux("show-buffer") == "cc a.c\ncc b.c\nld app"
-    finally:
-        tmux("kill-server")
+
+
+@needs_tmux
+def test_no_mouse_leaves_the_mouse_to_the_terminal(tmp_path: Path) -> None:
+    with console_in_tmux(tmp_path, "--no-mouse") as tmux:
+        # tmux knows whether the program in its pane asked for mouse reports.
+        assert tmux("display", "-p", "-t", "copy", "#{mouse_any_flag}") == "0\n"
+        tmux("send-keys", "-t", "copy", "Tab", "y")
+        tmux.until_shown("1 line copied (OSC 52 via tmux)")
+        assert tmux("show-buffer") == "ld app"

@@ -30,6 +30,7 @@ from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import var
 from textual.scroll_view import ScrollView
+from textual.selection import Selection
 from textual.strip import Strip
 
 from pq_tui.core.logfile import TIME_WIDTH, time_label
@@ -52,8 +53,7 @@ TIME_MODES = ("off", "clock", "relative")
 class LogView(ScrollView, can_focus=True):
     """A job's output, stdout and stderr interleaved, with follow mode and search."""
 
-    # The mouse selects the lines of other widgets as Textual does; here v selects lines.
-    ALLOW_SELECT = False
+    ALLOW_SELECT = True  # the mouse selects text as in Textual's Log; ctrl+c copies it
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "log-view--stderr-gutter",
@@ -661,7 +661,9 @@ class LogView(ScrollView, can_focus=True):
         else:
             stream = self._lines[index][0]
             strip = self._content_strip(index)
-        text = strip.crop_extend(scroll_x, scroll_x + text_width, base)
+        # Offsets in the text (not the gutters) tell a mouse selection where it is.
+        text = strip.crop_extend(scroll_x, scroll_x + text_width, base).apply_offsets(
+            scroll_x, index)
         gutter = self._gutter(stream)
         if self._time_mode == "off":
             row = Strip.join([gutter, text])
@@ -724,16 +726,30 @@ class LogView(ScrollView, can_focus=True):
     def _content_strip(self, index: int) -> Strip:
         """A line's text, styled and uncropped: it does not depend on the widget's width."""
         number = self._dropped + index
-        strip = self._strip_cache.get(number)
+        selection = self.text_selection
+        span = None if selection is None else selection.get_span(index)
+        strip = self._strip_cache.get(number) if span is None else None
         if strip is None:
             text = self._line_text(index).copy()
             if self._lines[index][0] == "note":
                 text.stylize_before(self.get_component_rich_style("log-view--note"))
             self._highlight_matches(text, number)
+            if span is not None:  # while the mouse selects: not worth caching
+                start, end = span
+                text.stylize(self.screen.get_component_rich_style("screen--selection"), start,
+                             len(text) if end == -1 else end)
             segments = text.render(self.app.console)
             strip = Strip(segments, text.cell_len).apply_style(self.rich_style)
-            self._strip_cache[number] = strip
+            if span is None:
+                self._strip_cache[number] = strip
         return strip
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        """The text the mouse selected (Textual's selection), as shown: no escapes."""
+        return selection.extract("\n".join(ansi.plain(text) for _, text in self._lines)), "\n"
+
+    def selection_updated(self, selection: Selection | None) -> None:
+        self.refresh()
 
     def _highlight_matches(self, text: Text, number: int) -> None:
         first = bisect_left(self._matches, (number,))
