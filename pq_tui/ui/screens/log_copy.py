@@ -33,7 +33,8 @@ HELP_ROWS = [
     ("y", "copy the selected lines, or the cursor's line, to your clipboard (OSC 52)", "Log"),
     ("Y", f"copy the job's whole output (up to {COPY_LIMIT // 1024} KiB, else to a file)", "Log"),
     ("w", "write the selected lines, or the whole log, to a file", "Log"),
-    ("ctrl+c", "copy what is selected (never quits)", "Log"),
+    ("ctrl+c", "copy what is selected: lines (v), or text the mouse selected; never quits",
+     "Log"),
 ]
 
 
