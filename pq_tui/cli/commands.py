@@ -25,15 +25,14 @@ import os
 import re
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
-from pq_tui.core.logfile import record_time, time_label
+from pq_tui.core.logfile import format_log_lines, record_time, time_label
 from pq_tui.core.safe import (
     REDRAW_DEPTH,
     SettledLines,
     json_printable,
-    output_line,
     printable,
     printable_lines,
 )
@@ -634,18 +633,6 @@ def _server_line(server: Dict[str, Any]) -> str:
 
 
 # -- log -----------------------------------------------------------------------------------------
-
-_MARKS = {"out": "", "err": "! ", "note": "# "}
-
-
-def format_log_lines(lines: Sequence[Sequence[str]], colour: bool = False) -> str:
-    """Log lines as printed: the job's output as the console shows it (its colours kept with
-    ``colour``, nothing else a terminal acts on), pq-tui's notes with what they quote escaped."""
-    return "".join(
-        f"{_MARKS.get(stream, '')}"
-        f"{printable(text) if stream == 'note' else output_line(text, colour)}\n"
-        for stream, text in lines)
-
 
 class _LogClock:
     """``pq-tui log --timestamps``: the time of the lines read so far, across parts."""

@@ -25,7 +25,7 @@ from typing import Iterator, List, Optional, Sequence, TextIO, Tuple
 from pq_tui.core.events import Line
 from pq_tui.core.files import open_regular
 from pq_tui.core.lines import Lines
-from pq_tui.core.safe import printable
+from pq_tui.core.safe import SettledLines, output_line, printable
 from pq_tui.core.tail import Marks, shifted_marks
 
 TAGS = {"out": "O ", "err": "E ", "note": "# ", "time": "@ "}
@@ -162,6 +162,38 @@ def read_log_timed(path: str) -> Iterator[tuple[str, str, Optional[float]]]:
                 when = record_time(text, when)
             else:
                 yield stream, text, when
+
+
+_MARKS = {"out": "", "err": "! ", "note": "# "}
+_TRANSCRIPT_BATCH = 1000  # lines fed to the screen model at once
+
+
+def plain_line(stream: str, text: str) -> str:
+    """A line as text that no terminal acts on: the job's output without its colours (or any
+    other escape), pq-tui's note with what it quotes escaped."""
+    return printable(text) if stream == "note" else output_line(text, False)
+
+
+def format_log_lines(lines: Sequence[Sequence[str]], colour: bool = False) -> str:
+    """Log lines as printed: the job's output as the console shows it (its colours kept with
+    ``colour``, nothing else a terminal acts on), pq-tui's notes with what they quote escaped."""
+    return "".join(
+        f"{_MARKS.get(stream, '')}"
+        f"{printable(text) if stream == 'note' else output_line(text, colour)}\n"
+        for stream, text in lines)
+
+
+def log_transcript(path: str) -> Iterator[str]:
+    """A log file as ``pq-tui log`` prints it without colour, a piece at a time (any size in
+    bounded memory): each line in its last state, marked as from stderr or pq-tui."""
+    screen = SettledLines()
+    batch: List[Tuple[str, str]] = []
+    for line in read_log(path):
+        batch.append(line)
+        if len(batch) == _TRANSCRIPT_BATCH:
+            yield format_log_lines(screen.feed(batch))
+            batch = []
+    yield format_log_lines([*screen.feed(batch), *screen.end()])
 
 
 def record_time(text: str, previous: Optional[float]) -> Optional[float]:

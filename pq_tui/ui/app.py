@@ -20,6 +20,7 @@ from pq_tui.core.job import IN_QUEUE
 from pq_tui.core.queue import Queue
 from pq_tui.core.safe import printable, printable_lines
 from pq_tui.jobs.jobfile import JobSpec
+from pq_tui.ui import clipboard
 from pq_tui.ui.screens import ConfirmScreen
 from pq_tui.ui.screens.main import JOB_KEYS, MainScreen, action_name
 from pq_tui.ui.session import LocalSession, Session
@@ -67,7 +68,6 @@ class PQApp(App[int]):
         self._asking_to_quit = False
         # What the command line prints once the screen is restored (why the console ended).
         self.exit_note: Optional[str] = None
-        self._textual_markup = False  # see notify()
 
     @property
     def queue(self) -> Queue:
@@ -236,20 +236,45 @@ class PQApp(App[int]):
     # -- notifications ---------------------------------------------------------------------------
 
     def notify(self, message: str, *, title: str = "", severity: Any = "information",
-               timeout: Optional[float] = None, markup: Optional[bool] = None) -> None:
+               timeout: Optional[float] = None, markup: bool = False) -> None:
         """Every notification goes through here. Its text names jobs, lanes and files, and
         quotes errors: shown escaped, and not markup unless asked for (an id "[@click=...]"
         must not become a link that runs an action)."""
         super().notify(printable_lines(message), title=printable(title), severity=severity,
-                       timeout=timeout, markup=self._textual_markup if markup is None else markup)
+                       timeout=timeout, markup=markup)
+
+    # -- the clipboard ---------------------------------------------------------------------------
+
+    def copy_to_clipboard(self, text: str) -> None:
+        """Every copy goes through here: the log's ``y`` and ``ctrl+c``, and Textual's own (text
+        selected with the mouse, an Input's): to the operator's clipboard, by the route
+        ``pq_tui.ui.clipboard`` chooses, and a toast says how many lines went and how."""
+        self._clipboard = text  # Textual's paste inside the console reads it
+        self._copy(text)
+
+    @work(group="clipboard", description="copy to the operator's clipboard")
+    async def _copy(self, text: str) -> None:
+        way = clipboard.route()
+        if way == "tmux" and not await clipboard.load_tmux_buffer(text):
+            way = "tmux-passthrough"
+        if way != "tmux":
+            self.write_terminal(clipboard.sequence(text))
+        lines = text.count("\n") + (0 if not text or text.endswith("\n") else 1)
+        self.notify(clipboard.lines_note(lines, way))
+
+    def write_terminal(self, sequence: str) -> None:
+        """Write ``sequence`` (one pq-tui built: OSC 52, a notice) to the terminal, between
+        Textual's screen updates."""
+        if self._driver is not None:
+            self._driver.write(sequence)
 
     def action_help_quit(self) -> None:
-        # Textual's own hint (ctrl+c: "Press ctrl+q to quit") is markup.
-        self._textual_markup = True
-        try:
-            super().action_help_quit()
-        finally:
-            self._textual_markup = False
+        # ctrl+c, once neither the log's lines (v) nor text under the mouse are selected: both
+        # copy first. Never a quit: over a slow link it is pressed to copy, or by reflex.
+        if self.screen is self.main and self.main.copy_selection():
+            return
+        self.notify("ctrl+c copies what is selected: v selects lines in the log, y copies them "
+                    "(or the cursor's line). q leaves the console.", title="nothing selected")
 
 
 def build_app(

@@ -33,6 +33,8 @@ from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
 from pq_tui.jobs.submit import plan_specs
 from pq_tui.ui.screens.confirm import ConfirmScreen
 from pq_tui.ui.screens.help import HelpScreen
+from pq_tui.ui.screens.log_copy import HELP_ROWS as COPY_HELP_ROWS
+from pq_tui.ui.screens.log_copy import LogCopy
 from pq_tui.ui.screens.open_file import OpenFileScreen
 from pq_tui.ui.screens.prompt import PromptScreen
 from pq_tui.ui.session import Session
@@ -112,7 +114,7 @@ def action_name(binding: Binding) -> str:
     return binding.action.partition("(")[0]
 
 
-class MainScreen(Screen[None]):
+class MainScreen(LogCopy, Screen[None]):
     """The table of every job over one or two log panes, kept in step with the queue's events.
     The app above it keeps what is app-wide: leaving (quit, detach, stop the server), signals,
     notifications, the theme."""
@@ -788,6 +790,7 @@ class MainScreen(Screen[None]):
             group = next(name for name, ids in HELP_GROUPS if binding.id in ids)
             rows.append((keys, binding.tooltip or binding.description, group))
         rows += [
+            *COPY_HELP_ROWS,
             ("↑↓ PgUp PgDn", "move in the table, or scroll the log", "Moving around"),
             ("Home, End", "first and last row; in the log, End follows", "Moving around"),
             ("Tab", "between the table and the log", "Moving around"),

@@ -7,6 +7,10 @@ terminal, and stdout, stderr and pq-tui's own notes stay distinguishable. Lines 
 `Screen` as they come: a rewritten line or a redraw takes back what it rewrites, a clear screen
 is a note. The line not ended yet (a prompt, a progress bar) shows below them (`set_partial`)
 until it ends.
+
+A cursor line (shown while the view has the focus) is where ``v`` starts a selection of whole
+lines that the movement keys extend; ``y``, ``Y``, ``w`` and ``ctrl+c`` ask the screen to copy
+or write them (`CopyAsked`): the view holds the lines, not the clipboard or the job's log.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import ClassVar, Iterable, List, Optional, Sequence, Tuple
 
 from rich.cells import cell_len
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
@@ -26,6 +31,7 @@ from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import var
 from textual.scroll_view import ScrollView
+from textual.selection import Selection
 from textual.strip import Strip
 
 from pq_tui.core.logfile import TIME_WIDTH, time_label
@@ -48,13 +54,15 @@ TIME_MODES = ("off", "clock", "relative")
 class LogView(ScrollView, can_focus=True):
     """A job's output, stdout and stderr interleaved, with follow mode and search."""
 
-    ALLOW_SELECT = False  # Text selection is not implemented; the log file is there to copy from.
+    ALLOW_SELECT = True  # the mouse selects text as in Textual's Log; ctrl+c copies it
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "log-view--stderr-gutter",
         "log-view--note",
         "log-view--match",
         "log-view--current-match",
+        "log-view--cursor",
+        "log-view--selection",
     }
 
     DEFAULT_CSS = """
@@ -79,6 +87,12 @@ class LogView(ScrollView, can_focus=True):
             background: $accent;
             color: $text;
             text-style: bold;
+        }
+        & > .log-view--cursor {
+            background: $primary 30%;
+        }
+        & > .log-view--selection {
+            background: $primary 60%;
         }
     }
     """
@@ -113,6 +127,18 @@ class LogView(ScrollView, can_focus=True):
             tooltip="Show the previous search match (wraps around)",
             id="log-view.previous-match",
         ),
+        Binding("v", "select", "Select", show=False, id="log-view.select",
+                tooltip="Start a selection of lines at the cursor (v again, or Esc, drops it)"),
+        Binding("escape", "drop_selection", "Drop selection", show=False,
+                id="log-view.drop-selection"),
+        Binding("y", "copy('lines')", "Copy", show=False, id="log-view.copy",
+                tooltip="Copy the selected lines, or the cursor's line, to your clipboard"),
+        Binding("ctrl+c", "copy('selection')", "Copy", show=False,
+                id="log-view.copy-selection"),
+        Binding("Y", "copy('log')", "Copy all", show=False, id="log-view.copy-log",
+                tooltip="Copy the job's whole output to your clipboard"),
+        Binding("w", "copy('file')", "Write", show=False, id="log-view.write",
+                tooltip="Write the selected lines, or the whole log, to a file"),
     ]
 
     following: var[bool] = var(True, init=False, bindings=True)
@@ -140,6 +166,19 @@ class LogView(ScrollView, can_focus=True):
         """0-based position of the current match; None exactly when there are no matches."""
         count: int
         """Matches in the lines held (matches in dropped lines are gone)."""
+
+        @property
+        def control(self) -> LogView:
+            return self.log_view
+
+    @dataclass
+    class CopyAsked(Message):
+        """Posted by y, Y, w and ctrl+c: the screen copies or writes."""
+
+        log_view: LogView
+        what: str
+        """"lines" (the selection, else the cursor's line), "selection" (only a selection),
+        "log" (the job's whole output) or "file" (the selection, else the log, to a file)."""
 
         @property
         def control(self) -> LogView:
@@ -179,6 +218,10 @@ class LogView(ScrollView, can_focus=True):
         self._times: List[Tuple[int, float]] = []  # (line number, when), sorted
         self.time_start: float | None = None  # the job's start, for the relative times
         self._time_mode = "off"
+        # Line numbers, like the caches' keys: the cursor's (None: the newest line) and where
+        # the selection started (None: none).
+        self._cursor: int | None = None
+        self._anchor: int | None = None
 
     @property
     def max_lines(self) -> int:
@@ -280,6 +323,7 @@ class LogView(ScrollView, can_focus=True):
         self._lines = shown
         self._times = list(_kept_marks(times, len(lines), len(shown)))
         self._dropped = 0
+        self._cursor = self._anchor = None
         self._prune()
         self._width = 0
         self._measure(self._lines)
@@ -364,6 +408,7 @@ class LogView(ScrollView, can_focus=True):
 
     def watch_following(self, following: bool) -> None:
         if following:
+            self._cursor = None
             self._scroll_to_end(x_axis=True)
         self.post_message(self.FollowChanged(self, following))
 
@@ -448,6 +493,10 @@ class LogView(ScrollView, can_focus=True):
             return None if self.following else True
         if action in ("next_match", "previous_match"):
             return True if self._matches else None
+        if action == "drop_selection" or parameters == ("selection",):
+            # Without a selection the key is the screen's and the app's (ctrl+c: text under the
+            # mouse, else a hint).
+            return self._anchor is not None
         return True
 
     def _find_matches(self, first_number: int, lines: Sequence[Line]) -> None:
@@ -478,6 +527,7 @@ class LogView(ScrollView, can_focus=True):
         assert self._current is not None
         number, start, end = self._matches[self._current]
         index = number - self._dropped
+        self._cursor = number  # y copies the line found
         plain = self._line_text(index).plain
         x = cell_len(plain[:start])
         # The gutter stays put while the text scrolls, so the text's window is a cell narrower.
@@ -498,6 +548,95 @@ class LogView(ScrollView, can_focus=True):
         self.post_message(
             self.SearchChanged(self, self._pattern, self._current, len(self._matches))
         )
+
+    # The cursor and the selection
+
+    @property
+    def cursor_index(self) -> int | None:
+        """The index in `lines` of the cursor's line (None: no lines). It stays in the view: a
+        wheel or a scrollbar that moved the view took the cursor along."""
+        if not self._lines:
+            return None
+        index = len(self._lines) - 1 if self._cursor is None else self._cursor - self._dropped
+        top = round(self.scroll_y)
+        bottom = top + max(self.scrollable_content_region.height, 1) - 1
+        return max(0, min(index, bottom, len(self._lines) - 1), min(top, len(self._lines) - 1))
+
+    @property
+    def selection(self) -> tuple[int, int] | None:
+        """The first and last index in `lines` of the selected lines, or None."""
+        cursor = self.cursor_index
+        if self._anchor is None or cursor is None:
+            return None
+        anchor = min(max(self._anchor - self._dropped, 0), len(self._lines) - 1)
+        return min(anchor, cursor), max(anchor, cursor)
+
+    def chosen_lines(self) -> Sequence[Line]:
+        """The selected lines, else the cursor's line (none in an empty view)."""
+        span = self.selection
+        if span is None:
+            cursor = self.cursor_index
+            span = None if cursor is None else (cursor, cursor)
+        return [] if span is None else self._lines[span[0]:span[1] + 1]
+
+    def drop_selection(self) -> None:
+        if self._anchor is not None:
+            self._anchor = None
+            self.refresh()
+            self.refresh_bindings()
+
+    def action_select(self) -> None:
+        if self._anchor is not None:
+            self.drop_selection()
+            return
+        cursor = self.cursor_index
+        if cursor is not None:
+            self._anchor = self._dropped + cursor
+            self.refresh()
+            self.refresh_bindings()
+
+    def action_drop_selection(self) -> None:
+        self.drop_selection()
+
+    def action_copy(self, what: str) -> None:
+        self.post_message(self.CopyAsked(self, what))
+
+    def _move_cursor(self, delta: int, page: bool = False) -> None:
+        """The cursor ``delta`` lines on; ``page``: the view moves as far with it."""
+        cursor = self.cursor_index
+        if cursor is None:
+            return
+        index = max(0, min(cursor + delta, len(self._lines) - 1))
+        if index < len(self._lines) - 1 or delta < 0:
+            self.following = False  # the reader looks at a line of their own now
+        self._cursor = self._dropped + index
+        top = round(self.scroll_y) + (delta if page else 0)
+        height = max(self.scrollable_content_region.height, 1)
+        top = min(max(top, index - height + 1), index)
+        self.scroll_to(y=top, animate=False, immediate=True, force=True)
+        self.refresh()
+
+    def action_scroll_up(self) -> None:
+        self._move_cursor(-1)
+
+    def action_scroll_down(self) -> None:
+        self._move_cursor(1)
+
+    def action_page_up(self) -> None:
+        self._move_cursor(-max(self.scrollable_content_region.height, 1), page=True)
+
+    def action_page_down(self) -> None:
+        self._move_cursor(max(self.scrollable_content_region.height, 1), page=True)
+
+    def action_scroll_home(self) -> None:
+        self._move_cursor(-len(self._lines))
+        self.scroll_to(x=0, animate=False, immediate=True, force=True)
+
+    def on_focus(self) -> None:
+        self.refresh()  # the cursor line shows
+
+    def on_blur(self) -> None:
+        self.refresh()
 
     # Rendering
 
@@ -523,11 +662,35 @@ class LogView(ScrollView, can_focus=True):
         else:
             stream = self._lines[index][0]
             strip = self._content_strip(index)
-        text = strip.crop_extend(scroll_x, scroll_x + text_width, base)
+        # Offsets in the text (not the gutters) tell a mouse selection where it is.
+        text = strip.crop_extend(scroll_x, scroll_x + text_width, base).apply_offsets(
+            scroll_x, index)
         gutter = self._gutter(stream)
         if self._time_mode == "off":
-            return Strip.join([gutter, text])
-        return Strip.join([self._time_gutter(index), gutter, text])
+            row = Strip.join([gutter, text])
+        else:
+            row = Strip.join([self._time_gutter(index), gutter, text])
+        mark = self._mark_style(index)
+        if mark is None:
+            return row
+        # Over the view's own background only: a search match keeps its highlight.
+        plain = base.bgcolor
+        return Strip([
+            Segment(text, style + mark if style is not None and style.bgcolor == plain else style,
+                    control)
+            for text, style, control in row], row.cell_length)
+
+    def _mark_style(self, index: int) -> Style | None:
+        """The selection's or the cursor's background for the line at ``index``, if any."""
+        span = self.selection
+        if span is not None and span[0] <= index <= span[1]:
+            component = "log-view--selection"
+        elif self.has_focus and index == self.cursor_index:
+            component = "log-view--cursor"
+        else:
+            return None
+        # The background alone: the line keeps its own colours.
+        return Style(bgcolor=self.get_component_rich_style(component).bgcolor)
 
     def _time_gutter(self, index: int) -> Strip:
         number = self._dropped + index
@@ -564,16 +727,30 @@ class LogView(ScrollView, can_focus=True):
     def _content_strip(self, index: int) -> Strip:
         """A line's text, styled and uncropped: it does not depend on the widget's width."""
         number = self._dropped + index
-        strip = self._strip_cache.get(number)
+        selection = self.text_selection
+        span = None if selection is None else selection.get_span(index)
+        strip = self._strip_cache.get(number) if span is None else None
         if strip is None:
             text = self._line_text(index).copy()
             if self._lines[index][0] == "note":
                 text.stylize_before(self.get_component_rich_style("log-view--note"))
             self._highlight_matches(text, number)
+            if span is not None:  # while the mouse selects: not worth caching
+                start, end = span
+                text.stylize(self.screen.get_component_rich_style("screen--selection"), start,
+                             len(text) if end == -1 else end)
             segments = text.render(self.app.console)
             strip = Strip(segments, text.cell_len).apply_style(self.rich_style)
-            self._strip_cache[number] = strip
+            if span is None:
+                self._strip_cache[number] = strip
         return strip
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        """The text the mouse selected (Textual's selection), as shown: no escapes."""
+        return selection.extract("\n".join(ansi.plain(text) for _, text in self._lines)), "\n"
+
+    def selection_updated(self, selection: Selection | None) -> None:
+        self.refresh()
 
     def _highlight_matches(self, text: Text, number: int) -> None:
         first = bisect_left(self._matches, (number,))
