@@ -208,3 +208,38 @@ def test_the_commands_take_a_host(sshd, tmp_path):
     stopped = cli("shutdown", "--host", "pi")
     assert stopped.returncode == 0 and stopped.stdout.startswith("the pq-tui server (pid ")
     assert not os.path.exists(tmp_path / "local-run")  # this machine's server never started
+
+
+def test_a_mirror_of_another_host_reads_its_logs_over_the_link(sshd):
+    from pq_tui.client.remote import RemoteEngine
+    from pq_tui.core.queue import LogUnavailable
+
+    board = sshd.board("board-logs")
+
+    async def main():
+        engine = await RemoteEngine.connect_host(board)
+        try:
+            engine.push("many", {"cmd": "seq 1 3000; echo err >&2"})
+            while engine.get("many") is None or not engine.get("many").status.finished:
+                await asyncio.sleep(0.05)
+            lines, times = await engine.log_end("many", 5, 1 << 20)
+            assert lines == [("out", "2997"), ("out", "2998"), ("out", "2999"), ("out", "3000"),
+                             ("err", "err")]
+            assert times and all(isinstance(when, float) for _index, when in times)
+            path = await engine.log_to_page("many")
+            with open(path) as f:
+                copied = f.read().splitlines()
+            engine.release_page(path)
+            assert not os.path.exists(path)
+            with pytest.raises(LogUnavailable) as gone:
+                await engine.log_end("nope", 5, 100)
+            return copied, str(gone.value)
+        finally:
+            engine.detach()
+            await engine.client.wait_closed()
+
+    copied, gone = run(main())
+    output = [line for line in copied if line[:2] in ("O ", "E ")]
+    assert output[0] == "O 1" and output[-2:] == ["O 3000", "E err"] and len(output) == 3001
+    assert copied[0].startswith("# cmd: ")
+    assert gone == "the log of 'nope' on board-logs: no job 'nope'"

@@ -149,6 +149,10 @@ class Client:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         self.close()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """After ``close``: until the connection is closed (and ssh, for another host, reaped)."""
         try:
             await self._writer.wait_closed()
         except Exception:

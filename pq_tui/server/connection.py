@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pq_tui.server")
 
 HELLO_TIMEOUT = 30.0
+MAX_LOG_END_LINES = 100_000  # log_end: what a pane shows of a finished job, and more
 
 
 def in_thread(function: Callable, *args: Any) -> "asyncio.Future":
@@ -87,6 +88,7 @@ class Connection:
             Op.PARALLEL: self.op_parallel,
             Op.TAIL: self.op_tail,
             Op.LOG: self.op_log,
+            Op.LOG_END: self.op_log_end,
             Op.SUBSCRIBE: self.op_subscribe,
             Op.FORGET: self.op_forget,
             Op.CLEAN: self.op_clean,
@@ -456,6 +458,25 @@ class Connection:
             return await in_thread(_read_log_part, path, offset, max_bytes, finished, args["raw"])
         except OSError as exc:
             raise _unreadable(path, exc) from None
+
+    async def op_log_end(self, args: Dict[str, Any]) -> messages.LogEnd:
+        max_lines, max_bytes = args["max_lines"], args["max_bytes"]
+        if not 0 <= max_lines <= MAX_LOG_END_LINES:
+            raise Refused(ErrorCode.BAD_REQUEST,
+                          f"log_end: max_lines must be 0 to {MAX_LOG_END_LINES}")
+        if not 1 <= max_bytes <= protocol.MAX_LOG_MAX_BYTES:
+            raise Refused(ErrorCode.BAD_REQUEST,
+                          f"log_end: max_bytes must be 1 to {protocol.MAX_LOG_MAX_BYTES}")
+        job, state = self.server.find(args["job_id"])
+        path = job.log_path if job is not None else _known(state).log_path
+        if path is None:  # queued, or ended before it had a log
+            return messages.LogEnd(lines=[], times=[])
+        try:
+            lines, times = await in_thread(read_log_tail_timed, path, max_lines, max_bytes)
+        except OSError as exc:
+            raise _unreadable(path, exc) from None
+        return messages.LogEnd(lines=[list(line) for line in lines],
+                               times=[list(mark) for mark in times])
 
     def op_subscribe(self, args: Dict[str, Any]) -> None:
         if self.subscription is not None:

@@ -291,6 +291,8 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     Op.TAIL: {"job_id": ("job_id", REQUIRED)},
     Op.LOG: {"job_id": ("job_id", REQUIRED), "offset": ("int", 0),
              "max_bytes": ("int", DEFAULT_LOG_MAX_BYTES), "raw": ("bool", False)},
+    Op.LOG_END: {"job_id": ("job_id", REQUIRED), "max_lines": ("int", 1000),
+                 "max_bytes": ("int", DEFAULT_LOG_MAX_BYTES)},
     Op.WAIT: {"job_ids": ("ids", [])},
     Op.SUBSCRIBE: {"max_pending_lines": ("int", DEFAULT_MAX_PENDING_LINES)},
     Op.SHUTDOWN: {"kill": ("bool", False)},

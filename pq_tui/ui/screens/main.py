@@ -24,9 +24,8 @@ from pq_tui.core.events import Event, LaneResized, StoreStatus
 from pq_tui.core.deps import skipped_dependents
 from pq_tui.core.job import IN_QUEUE, KILLABLE
 from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
-from pq_tui.core.logfile import read_log_tail_timed
 from pq_tui.core.tail import shifted_marks
-from pq_tui.core.queue import JobView, Queue
+from pq_tui.core.queue import JobView, LogUnavailable, Queue
 from pq_tui.core.runner import survivors_warning
 from pq_tui.core.safe import printable
 from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
@@ -354,7 +353,7 @@ class MainScreen(Screen[None]):
             return
         # A finished job keeps only a short tail in memory: the pane gets the end of its log.
         if job.log_path:
-            self.run_worker(self._show_log_end(pane, job, job.log_path),
+            self.run_worker(self._show_log_end(pane, job),
                             group=f"log-end-{pane.id}", exclusive=True,
                             description="read the end of a finished job's log")
         elif job.data.get("error"):
@@ -379,13 +378,12 @@ class MainScreen(Screen[None]):
             return  # its terminal is not open yet (or any more): the next sync tries again
         self._terminal_sizes[(job.id, job.run)] = size
 
-    async def _show_log_end(self, pane: LogPane, job: JobView, log_path: str) -> None:
+    async def _show_log_end(self, pane: LogPane, job: JobView) -> None:
         try:
-            lines, times = await asyncio.to_thread(read_log_tail_timed, log_path,
-                                                   self._log_lines, LOG_END_BYTES)
-        except OSError as exc:
+            lines, times = await self.queue.log_end(job.id, self._log_lines, LOG_END_BYTES)
+        except LogUnavailable as exc:
             lines = None
-            note = f"cannot read the log {printable(log_path)}: {exc.strerror or exc}"
+            note = printable(str(exc))
         if not self._alive() or pane.shown is not job:
             return
         if lines is None:
@@ -764,7 +762,12 @@ class MainScreen(Screen[None]):
         job = self.queue.get(pane.job_id) if pane.job_id is not None else None
         if job is None or not job.log_path:
             return
-        command = shlex.split(os.environ.get("PAGER") or "less -R") + [job.log_path]
+        try:
+            path = await self.queue.log_to_page(job.id)  # from another host: fetched first
+        except LogUnavailable as exc:
+            self.notify(str(exc), severity="error")
+            return
+        command = shlex.split(os.environ.get("PAGER") or "less -R") + [path]
         self._suspended = True
         try:
             with self.app.suspend():
@@ -775,6 +778,7 @@ class MainScreen(Screen[None]):
         except FileNotFoundError:
             self.notify(f"pager not found: {command[0]} (set $PAGER)", severity="error")
         finally:
+            self.queue.release_page(path)
             self._suspended = False
             for pane in self._panes():
                 self._show(pane, pane.shown, again=True)  # what arrived while the pager ran
