@@ -243,3 +243,40 @@ def test_a_mirror_of_another_host_reads_its_logs_over_the_link(sshd):
     assert output[0] == "O 1" and output[-2:] == ["O 3000", "E err"] and len(output) == 3001
     assert copied[0].startswith("# cmd: ")
     assert gone == "the log of 'nope' on board-logs: no job 'nope'"
+
+
+def test_the_console_over_another_host_shows_a_finished_jobs_log_end(sshd):
+    from pq_tui.client.remote import RemoteEngine
+    from pq_tui.ui.app import PQApp
+    from pq_tui.ui.session import AttachedSession
+    from test_render import pane_lines
+
+    board = sshd.board("board-ui")
+
+    async def main():
+        engine = await RemoteEngine.connect_host(board)
+        engine.push("counted", {"cmd": "seq 1 400"})
+        while engine.get("counted") is None or not engine.get("counted").status.finished:
+            await asyncio.sleep(0.05)
+        app = PQApp(AttachedSession(engine, host="board-ui"))
+        try:
+            async with app.run_test(size=(100, 30)) as pilot:
+                app.main.table.select("counted")
+                pane = app.main.main_pane
+                # More than the 50 lines a finished job keeps in memory: read over the link.
+                for _ in range(200):
+                    if pane.view.line_count > 50:
+                        break
+                    await pilot.pause(0.05)
+                assert pane_lines(pane)[-1] == "400" and pane.view.line_count > 50
+                assert str(app.main.status_bar.render()).startswith(" pq-tui · board-ui")
+                await pilot.press("q")
+            assert app.exit_note == (
+                "pq-tui: detached; the jobs go on in the pq-tui server on board-ui. "
+                "`pq-tui --host board-ui` attaches again, `pq-tui status --host board-ui` lists "
+                "them, `pq-tui shutdown --host board-ui` stops it.")
+        finally:
+            engine.detach()
+            await engine.client.wait_closed()
+
+    run(main())

@@ -151,6 +151,8 @@ class MainScreen(Screen[None]):
         # Kept as attributes: the event worker may run while a dialog is on top, or while the
         # app is being torn down and queries would find nothing.
         self.status_bar = StatusBar(id="status")
+        if self.session.host is not None:
+            self.status_bar.host = self.session.host
         self.table = JobTable(id="jobs")
         self.main_pane = LogPane(max_lines=self._log_lines, id="pane-main")
         self.side_pane = LogPane(max_lines=self._log_lines, id="pane-side", classes="hidden")
@@ -461,6 +463,9 @@ class MainScreen(Screen[None]):
             loaded = load_jobs([path], existing_ids=active, known_ids=known)
         except JobFileError as exc:
             return None, [str(problem) for problem in exc.problems]
+        if not self.session.plans_here:  # another host's server plans them, where they run
+            return replace(loaded, specs=self.session.jobs_from(
+                [(spec, None) for spec in loaded.specs])), []
         plans, problems = plan_specs(loaded.specs, root=str(self.start_dir))
         if problems:
             return None, problems
