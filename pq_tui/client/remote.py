@@ -44,6 +44,7 @@ import logging
 import os
 import time
 from collections import deque
+import secrets
 import tempfile
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple, cast
 
@@ -55,6 +56,7 @@ from pq_tui.core.events import (
     JobOutput,
     JobStarted,
     Line,
+    LinkChanged,
     StoreStatus,
 )
 from pq_tui.core.job import KILLABLE, Status
@@ -74,6 +76,7 @@ __all__ = ["RemoteEngine", "RemoteJob", "RemoteLane"]
 
 log = logging.getLogger("pq_tui.remote")
 
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between attempts to make a dropped link again
 PAGE_COPY_BYTES = 64 * 1024 * 1024  # of another host's log, fetched for a pager
 TAIL_FINISHED = 20  # finished jobs whose tail is fetched at connect (the latest ones)
 TAIL_CONCURRENCY = 4
@@ -178,6 +181,12 @@ class RemoteEngine(LocalLogs, Shifts):
         self._marks: Dict[int, tuple] = {}  # request id -> (handler, future)
         self._snapshot_id: Optional[int] = None
         self._copies: Set[str] = set()  # logs fetched from another host for a pager
+        # Another host's link may drop: then it is made again, with backoff, and the mirror
+        # caught up (``_reconnect``). The requests whose answer the drop lost wait here, by
+        # their key, to be sent again once (the server carries each out once).
+        self.reconnects = host is not None
+        self.link = LinkChanged(host.name, "connected") if host is not None else None
+        self._unanswered: Dict[str, tuple] = {}
         self._applier: Optional[asyncio.Task] = None
 
     # -- connecting ------------------------------------------------------------------------------
@@ -501,14 +510,36 @@ class RemoteEngine(LocalLogs, Shifts):
 
     def _send(self, what: str, op: str, **args: Any) -> None:
         if not self.connected or self.client.closed:
-            self._report(f"{what}: {GONE}")
+            if self.link is not None and self.link.state != "connected":
+                self._report(f"{what}: not sent, {self.link.host} is {self.link.state}")
+            else:
+                self._report(f"{what}: {GONE}")
             return
-        task = asyncio.ensure_future(self._request(what, op, args))
+        self._spawn_request(what, op, args, secrets.token_hex(8))
+
+    def _spawn_request(self, what: str, op: str, args: Dict[str, Any], key: str) -> None:
+        task = asyncio.ensure_future(self._request(what, op, args, key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _request(self, what: str, op: str, args: Dict[str, Any]) -> None:
-        await self._guarded(what, self.client.request(op, **args))
+    async def _request(self, what: str, op: str, args: Dict[str, Any], key: str) -> None:
+        if not self.reconnects:
+            await self._guarded(what, self.client.request(op, **args))
+            return
+        self._unanswered[key] = (what, op, args)
+        try:
+            await self.client.request_keyed(op, key, args)
+        except asyncio.CancelledError:
+            raise
+        except RemoteError as exc:
+            self._report(f"{what}: {exc.message}")
+        except ServerError:
+            # Sent, maybe carried out, the answer lost: neither known done nor known not done.
+            assert self.link is not None
+            self._report(f"{what}: the link to {self.link.host} dropped before the answer; "
+                         "it is sent again once the link is back, and carried out once")
+            return
+        self._unanswered.pop(key, None)
 
     async def _guarded(self, what: str, request: Any) -> None:
         try:
@@ -555,12 +586,61 @@ class RemoteEngine(LocalLogs, Shifts):
                     for subscription in list(self._subscriptions):
                         subscription.put(item, chars)  # bounded as the engine's
         finally:
-            if self.connected:  # lost, not detached
+            if self.connected and self.reconnects:  # another host's link dropped: made again
+                self.connected = False
+                task = asyncio.ensure_future(self._reconnect())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif self.connected:  # lost, not detached
                 self.connected = False
                 self._report(GONE)
                 if self.on_lost is not None:
                     self.on_lost()
             self._fail_waiters(ServerError(GONE))
+
+    async def _reconnect(self) -> None:
+        """Make the link again, 1, 2, 4 … 30 s apart, then catch up: a new snapshot and the
+        tails (panes reload from them: no line missing, none twice), and the requests whose
+        answer was lost are sent again under their keys."""
+        assert self.host is not None
+        name = self.host.name
+        delay = RETRY_FIRST
+        detail = f"the link to {name} dropped"
+        while True:
+            self._set_link("connecting", detail)
+            try:
+                client = cast(_MirrorClient, await _MirrorClient.open_host(self.host))
+            except ServerError as exc:  # HostDown, VersionMismatch: said in one line
+                detail = str(exc)
+                self._set_link("down", detail, time.monotonic() + delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            self.client = client
+            self._snapshot_id = None
+            self.connected = True
+            try:
+                await client.subscribe()
+                self._applier = asyncio.ensure_future(self._apply_loop())
+                await self._marked(Op.SNAPSHOT, self._load_snapshot)
+                await self._fetch_tails()
+            except (ServerError, RemoteError) as exc:
+                # Dropped again while catching up: this connection's loop starts another
+                # _reconnect once it ends; this one stops here.
+                log.info("catching up with %s failed: %s", name, exc)
+                client.close()
+                return
+            break
+        log.info("the link to %s is back", name)
+        self._set_link("connected")
+        for key, (what, op, args) in list(self._unanswered.items()):
+            self._spawn_request(what, op, args, key)
+
+    def _set_link(self, state: str, detail: str = "", retry_at: Optional[float] = None) -> None:
+        assert self.host is not None
+        self.link = LinkChanged(self.host.name, state, detail, retry_at)
+        for subscription in list(self._subscriptions):
+            subscription.put(self.link, 0)
 
     def _apply_mark(self, mark: _Mark) -> None:
         handler, future = self._marks.pop(mark.request_id, (None, None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import os
 import re
@@ -20,7 +21,7 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from pq_tui.core import DEFAULT_LANE, JobExited, JobId, JobOutput, JobUsage, OutputDropped, Status
-from pq_tui.core.events import Event, LaneResized, StoreStatus
+from pq_tui.core.events import Event, LaneResized, LinkChanged, StoreStatus
 from pq_tui.core.deps import skipped_dependents
 from pq_tui.core.job import IN_QUEUE, KILLABLE
 from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
@@ -133,6 +134,9 @@ class MainScreen(Screen[None]):
         self.start_dir = start_dir
         self._log_lines = log_lines
         self._ticker: Optional[Timer] = None
+        # The link to another host's server, as last announced (None: this machine's).
+        self._link: Optional[LinkChanged] = None
+        self._link_timer: Optional[Timer] = None
         self._suspended = False
         self._added = 0
         self._keys_shown: tuple = ()
@@ -255,6 +259,8 @@ class MainScreen(Screen[None]):
                     del self._slots_asked[event.lane]
                 elif isinstance(event, StoreStatus):
                     self._report_store(event.error)
+                elif isinstance(event, LinkChanged):
+                    self._link_changed(event)
         with self.app.batch_update():
             for pane, lines in output.items():
                 if lines or pane in partials:
@@ -281,11 +287,35 @@ class MainScreen(Screen[None]):
         self._store_warned = error is not None
 
     def _store_note(self) -> str:
+        """The status line's first word: the link to another host while it is not up, else
+        the server's state file while it cannot be written."""
+        link = self._link
+        if link is not None and link.state == "connecting":
+            return f"{link.detail}: connecting…"
+        if link is not None and link.state == "down":
+            left = 0.0 if link.retry_at is None else link.retry_at - time.monotonic()
+            return f"{link.detail}; again in {max(0, math.ceil(left))} s"
         store = self.session.store()
         if not store.get("error"):
             return ""
         count = store.get("unrecorded")
         return f"not saved: {count} change{'' if count == 1 else 's'}, starts held"
+
+    def _link_changed(self, link: LinkChanged) -> None:
+        # Connected again: the queue holds the server's state afresh, and _sync reloads the
+        # panes from it. While down, the status line counts down to the next attempt.
+        self._link = link
+        if link.state == "down" and self._link_timer is None:
+            self._link_timer = self.set_interval(1.0, self._show_link)
+        elif link.state != "down" and self._link_timer is not None:
+            self._link_timer.stop()
+            self._link_timer = None
+        if link.state == "connected":
+            self.notify(f"{link.host}: connected again")
+
+    def _show_link(self) -> None:
+        if self._alive():
+            self.status_bar.sync(self.queue.jobs(), self.queue.lanes(), self._store_note())
 
     def _alive(self) -> bool:
         """False while the app is being torn down: messages and events may still arrive then,
