@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, NoReturn, Optional
 
 from pq_tui.core import Job, JobId, Lane, Status
 from pq_tui.core.job import IN_QUEUE
-from pq_tui.core.queue import LocalQueue, Shifts
+from pq_tui.core.queue import LocalLogs, LocalQueue, Shifts
 
 # 2026-12-01 09:00:00 UTC: the tests set TZ=UTC, so STARTED reads 09:00:00 for this.
 T0 = 1796115600.0
@@ -99,7 +99,7 @@ class Unchanging:
         self._refuse("resize")
 
 
-class ScriptedQueue(Unchanging, Shifts, LocalQueue):
+class ScriptedQueue(Unchanging, LocalLogs, Shifts, LocalQueue):
     """Fixed jobs in fixed lanes. A kill is recorded, not done: nothing changes on screen."""
 
     log_dir = LOG_DIR

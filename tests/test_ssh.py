@@ -208,3 +208,183 @@ def test_the_commands_take_a_host(sshd, tmp_path):
     stopped = cli("shutdown", "--host", "pi")
     assert stopped.returncode == 0 and stopped.stdout.startswith("the pq-tui server (pid ")
     assert not os.path.exists(tmp_path / "local-run")  # this machine's server never started
+
+
+def test_a_mirror_of_another_host_reads_its_logs_over_the_link(sshd):
+    from pq_tui.client.remote import RemoteEngine
+    from pq_tui.core.queue import LogUnavailable
+
+    board = sshd.board("board-logs")
+
+    async def main():
+        engine = await RemoteEngine.connect_host(board)
+        try:
+            engine.push("many", {"cmd": "seq 1 3000; echo err >&2"})
+            while engine.get("many") is None or not engine.get("many").status.finished:
+                await asyncio.sleep(0.05)
+            lines, times = await engine.log_end("many", 5, 1 << 20)
+            assert lines == [("out", "2997"), ("out", "2998"), ("out", "2999"), ("out", "3000"),
+                             ("err", "err")]
+            assert times and all(isinstance(when, float) for _index, when in times)
+            path = await engine.log_to_page("many")
+            with open(path) as f:
+                copied = f.read().splitlines()
+            engine.release_page(path)
+            assert not os.path.exists(path)
+            with pytest.raises(LogUnavailable) as gone:
+                await engine.log_end("nope", 5, 100)
+            return copied, str(gone.value)
+        finally:
+            engine.detach()
+            await engine.client.wait_closed()
+
+    copied, gone = run(main())
+    output = [line for line in copied if line[:2] in ("O ", "E ")]
+    assert output[0] == "O 1" and output[-2:] == ["O 3000", "E err"] and len(output) == 3001
+    assert copied[0].startswith("# cmd: ")
+    assert gone == "the log of 'nope' on board-logs: no job 'nope'"
+
+
+def test_the_console_over_another_host_shows_a_finished_jobs_log_end(sshd):
+    from pq_tui.client.remote import RemoteEngine
+    from pq_tui.ui.app import PQApp
+    from pq_tui.ui.session import AttachedSession
+    from test_render import pane_lines
+
+    board = sshd.board("board-ui")
+
+    async def main():
+        engine = await RemoteEngine.connect_host(board)
+        engine.push("counted", {"cmd": "seq 1 400"})
+        while engine.get("counted") is None or not engine.get("counted").status.finished:
+            await asyncio.sleep(0.05)
+        app = PQApp(AttachedSession(engine, host="board-ui"))
+        try:
+            async with app.run_test(size=(100, 30)) as pilot:
+                app.main.table.select("counted")
+                pane = app.main.main_pane
+                # More than the 50 lines a finished job keeps in memory: read over the link.
+                for _ in range(200):
+                    if pane.view.line_count > 50:
+                        break
+                    await pilot.pause(0.05)
+                assert pane_lines(pane)[-1] == "400" and pane.view.line_count > 50
+                assert str(app.main.status_bar.render()).startswith(" pq-tui · board-ui")
+                await pilot.press("q")
+            assert app.exit_note == (
+                "pq-tui: detached; the jobs go on in the pq-tui server on board-ui. "
+                "`pq-tui --host board-ui` attaches again, `pq-tui status --host board-ui` lists "
+                "them, `pq-tui shutdown --host board-ui` stops it.")
+        finally:
+            engine.detach()
+            await engine.client.wait_closed()
+
+    run(main())
+
+
+def test_a_dropped_link_is_made_again_and_the_pane_caught_up(sshd):
+    from pq_tui.client.remote import RemoteEngine
+    from pq_tui.core.events import LinkChanged
+    from pq_tui.ui.app import PQApp
+    from pq_tui.ui.session import AttachedSession
+
+    board = sshd.board("board-again")
+
+    async def main():
+        engine = await RemoteEngine.connect_host(board)
+        feed = engine.subscribe()
+        engine.push("count", {"cmd": "for i in $(seq 1 150); do echo $i; sleep 0.02; done"})
+        app = PQApp(AttachedSession(engine, host="board-again"))
+        links = []
+        try:
+            async with app.run_test(size=(100, 30)) as pilot:
+                while engine.get("count") is None or engine.get("count").line_count < 20:
+                    await pilot.pause(0.02)
+                app.main.table.select("count")
+                ssh = engine.client._process
+                ssh.kill()  # mid-stream: the laptop's Wi-Fi went
+                while True:
+                    for event in await feed.batch():
+                        if isinstance(event, LinkChanged):
+                            links.append(event.state)
+                    if links[-1:] == ["connected"]:
+                        break
+                assert engine.client._process is not ssh
+                while not engine.get("count").status.finished:
+                    await pilot.pause(0.05)
+                pane = app.main.main_pane
+                expected = [("out", str(n)) for n in range(1, 151)]
+                for _ in range(100):
+                    shown = [line for line in pane.view.lines if line[0] == "out"]
+                    if shown == expected:
+                        break
+                    await pilot.pause(0.05)
+                assert shown == expected  # none missing, none twice
+                await pilot.press("q")
+        finally:
+            feed.close()
+            engine.detach()
+            await engine.client.wait_closed()
+        return links
+
+    links = run(main())
+    assert links[0] == "connecting" and links[-1] == "connected"
+
+
+def test_a_request_sent_again_under_its_key_is_carried_out_once(sshd):
+    board = sshd.board("board-once")
+
+    async def main():
+        first = await Client.open_host(board)
+        # Carried out; then the link drops (whether the answer came first or not, the client
+        # cannot know which: it sends the request again, under the same key).
+        await first.request_keyed(
+            Op.PUSH, "key-1", {"job_id": "once", "lane": "default", "data": {"cmd": "sleep 300"}})
+        async with await Client.open_host(board) as watcher:
+            await until_status(watcher, "once", "running")
+        first._process.kill()
+        first.close()
+        await first.wait_closed()
+        async with await Client.open_host(board) as again:
+            # The same request again: the server answers as it did, and queues nothing more.
+            row = await again.request_keyed(Op.PUSH, "key-1", {
+                "job_id": "once", "lane": "default", "data": {"cmd": "sleep 300"}})
+            snapshot = messages.parse(messages.Snapshot, await again.request(Op.SNAPSHOT))
+            runs = [job for job in snapshot["jobs"] if job["id"] == "once"]
+            # Another key is another request: refused, the job is running.
+            with pytest.raises(Exception) as refused:
+                await again.request_keyed(Op.PUSH, "key-2", {
+                    "job_id": "once", "lane": "default", "data": {"cmd": "sleep 300"}})
+            await again.request(Op.KILL, job_id="once")
+            await until_status(again, "once", "killed")
+        return row, runs, str(refused.value)
+
+    row, runs, refused = run(main())
+    assert row["status"] in ("queued", "running") and len(runs) == 1
+    assert "already" in refused
+
+
+def test_the_status_line_says_when_a_host_is_down_and_when_it_is_tried_again(tmp_path):
+    import time as clock
+
+    from pq_tui.core.events import LinkChanged
+    from test_app import make_app, run_app
+
+    async def drive(app, pilot):
+        main = app.main
+        main._apply([LinkChanged("pi4", "connecting", "the link to pi4 dropped")])
+        await pilot.pause()
+        assert "│ ⚠ the link to pi4 dropped: connecting… " in str(main.status_bar.render())
+        main._apply([LinkChanged("pi4", "down", "pi4: ssh failed: Connection refused",
+                                 clock.monotonic() + 4.2)])
+        await pilot.pause()
+        assert "pi4: ssh failed: Connection refused; again in 5 s" in str(
+            main.status_bar.render())
+        await pilot.pause(1.1)
+        assert "again in 4 s" in str(main.status_bar.render())
+        main._apply([LinkChanged("pi4", "connected")])
+        await pilot.pause()
+        assert "pi4" not in str(main.status_bar.render())
+        assert [n.message for n in app._notifications][-1] == "pi4: connected again"
+
+    run_app(make_app(tmp_path), drive)

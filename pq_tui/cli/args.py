@@ -45,3 +45,13 @@ def add_engine_options(parser: argparse.ArgumentParser, embedded_only: bool = Fa
     parser.add_argument("--kill-grace", type=seconds, metavar="SECONDS",
                         help="time between SIGTERM and SIGKILL when a job is killed (default: "
                         f"the kill_grace setting, see `pq-tui config`){only}")
+
+
+HOST_HELP = ("the board whose server to talk to, through ssh: a name of the config file's "
+             "[hosts.NAME] tables, or an ssh destination (an alias, user@address); "
+             "'local' (the default): this machine's")
+
+
+def add_host_option(parser: argparse.ArgumentParser) -> None:
+    """``--host NAME`` (see ``pq_tui.cli.hosts``)."""
+    parser.add_argument("--host", metavar="NAME", default=None, help=HOST_HELP)

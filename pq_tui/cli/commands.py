@@ -38,7 +38,8 @@ from pq_tui.core.safe import (
 )
 from pq_tui.core.terminal import check_has_terminal
 from pq_tui.cli.args import new_parser, number_parser
-from pq_tui.cli.hosts import add_host_option, resolve_host
+from pq_tui.cli.args import add_host_option
+from pq_tui.cli.hosts import resolve_host
 from pq_tui.cli.redraw import RedrawPrinter
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,

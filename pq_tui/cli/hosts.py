@@ -5,20 +5,10 @@ that table's ``ssh`` and ``pq_tui``; any other name is given to ssh as it is (an
 
 from __future__ import annotations
 
-import argparse
 from typing import Optional
 
 from pq_tui.client.ssh import LOCAL, Host
 from pq_tui.settings import HOST_NAME
-
-HOST_HELP = ("the board whose server to talk to, through ssh: a name of the config file's "
-             "[hosts.NAME] tables, or an ssh destination (an alias, user@address); "
-             "'local' (the default): this machine's")
-
-
-def add_host_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", metavar="NAME", default=None, help=HOST_HELP)
-
 
 def resolve_host(name: Optional[str]) -> Optional[Host]:
     """The Host for ``--host NAME``, None for this machine's own server. Raises ValueError

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 from pq_tui import __version__
-from pq_tui.cli.args import add_engine_options, new_parser
+from pq_tui.cli.args import add_engine_options, add_host_option, new_parser
 from pq_tui.cli.registry import COMMANDS, EXIT_BAD_INPUT, EXIT_INTERRUPTED
+
+if TYPE_CHECKING:
+    from pq_tui.client.ssh import Host
 
 MAIN_EPILOG = """\
 commands:
@@ -52,6 +55,7 @@ def _main_parser() -> argparse.ArgumentParser:
                         help="run the jobs inside the console, without the server: quitting or a "
                         "dropped connection kills them")
     parser.add_argument("--attach", action="store_true", help=argparse.SUPPRESS)  # the default now
+    add_host_option(parser)
     add_engine_options(parser, embedded_only=True)
     return parser
 
@@ -89,12 +93,23 @@ def _open_console(options: argparse.Namespace) -> int:
 
     # Unset, Textual chooses ($TEXTUAL_THEME included).
     theme = None if settings.sources["theme"] == DEFAULT else settings.theme
-    batch = load_batch(options.files)
+    from pq_tui.cli.hosts import resolve_host
+
+    try:
+        host = resolve_host(options.host)
+    except ValueError as exc:
+        print(f"pq-tui: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if host is not None and options.embedded:
+        print("pq-tui: --embedded runs the jobs here: not with --host", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    batch = load_batch(options.files, here=host is None)
     if batch is None:
         return EXIT_BAD_INPUT
     loaded, plans = batch
     if not options.embedded:
-        return _attach_console(plans, loaded.parallel, mouse=not options.no_mouse, theme=theme)
+        return _attach_console(plans, loaded.parallel, mouse=not options.no_mouse, theme=theme,
+                               host=host)
     from pq_tui.ui.app import PQApp
     from pq_tui.ui.session import LocalSession
 
@@ -106,7 +121,7 @@ def _open_console(options: argparse.Namespace) -> int:
 
 
 def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
-                    theme: Optional[str]) -> int:
+                    theme: Optional[str], host: Optional["Host"] = None) -> int:
     import asyncio
 
     from pq_tui.cli.output import write_error
@@ -117,9 +132,10 @@ def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
     from pq_tui.ui.session import AttachedSession
 
     async def attached() -> int:
-        engine = await RemoteEngine.connect(start=True)
+        engine = await (RemoteEngine.connect(start=True) if host is None
+                        else RemoteEngine.connect_host(host))
         try:
-            session = AttachedSession(engine)
+            session = AttachedSession(engine, host=None if host is None else host.name)
             app = PQApp(session, specs=session.jobs_from(plans), parallel=parallel, theme=theme)
             status = await app.run_async(mouse=mouse) or 0
             if app.exit_note:
@@ -127,6 +143,7 @@ def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
             return status
         finally:
             engine.detach()
+            await engine.client.wait_closed()
 
     try:
         return asyncio.run(attached())

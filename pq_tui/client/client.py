@@ -149,6 +149,10 @@ class Client:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         self.close()
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """After ``close``: until the connection is closed (and ssh, for another host, reaped)."""
         try:
             await self._writer.wait_closed()
         except Exception:
@@ -162,9 +166,14 @@ class Client:
         """Send a request (``op``: an ``Op``) and return its result, to be parsed with
         ``wire.messages``. Raises RemoteError for an error reply (its ``code`` says what went
         wrong) and ServerError if the connection is lost first."""
+        return await self.request_keyed(op, None, args)
+
+    async def request_keyed(self, op: str, key: Optional[str], args: Dict[str, Any]) -> Any:
+        """``request``, with a ``key``: the same for a request sent again after a lost
+        connection, which the server then carries out once (protocol 6)."""
         if self._closed:
             raise ServerError(GONE)
-        data, request_id = self._encode(op, args)
+        data, request_id = self._encode(op, args, key)
         future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
@@ -183,10 +192,14 @@ class Client:
         finally:
             self._pending.pop(request_id, None)
 
-    def _encode(self, op: str, args: Dict[str, Any]) -> Tuple[bytes, int]:
+    def _encode(self, op: str, args: Dict[str, Any],
+                key: Optional[str] = None) -> Tuple[bytes, int]:
         request_id = next(self._ids)
+        message = protocol.request(request_id, op, **args)
+        if key is not None:
+            message["key"] = key
         try:
-            return protocol.encode(protocol.request(request_id, op, **args)), request_id
+            return protocol.encode(message), request_id
         except protocol.ProtocolError as exc:
             raise TooLarge(f"the {op} request is too large for one message: {exc}") from None
 

@@ -44,7 +44,9 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set, cast
+import secrets
+import tempfile
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple, cast
 
 from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Subscription
 from pq_tui.core.events import (
@@ -53,23 +55,29 @@ from pq_tui.core.events import (
     JobId,
     JobOutput,
     JobStarted,
+    Line,
+    LinkChanged,
     StoreStatus,
 )
 from pq_tui.core.job import KILLABLE, Status
 from pq_tui.core.lanes import check_parallel
-from pq_tui.core.queue import Shifts
+from pq_tui.core.logfile import TAGS
+from pq_tui.core.queue import LocalLogs, LogUnavailable, Shifts
 from pq_tui.core.reducer import JobRow, LaneRow, QueueView
 from pq_tui.core.tail import Tail
 from pq_tui.core.terminal import check_has_terminal, check_size
 from pq_tui.wire import messages, protocol
 from pq_tui.wire.ops import Op
 from pq_tui.client.client import GONE, Client, RemoteError, ServerError, TooLarge, push_sizes
+from pq_tui.client.ssh import Host
 from pq_tui.wire.paths import ServerPaths, server_paths
 
 __all__ = ["RemoteEngine", "RemoteJob", "RemoteLane"]
 
 log = logging.getLogger("pq_tui.remote")
 
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0  # seconds between attempts to make a dropped link again
+PAGE_COPY_BYTES = 64 * 1024 * 1024  # of another host's log, fetched for a pager
 TAIL_FINISHED = 20  # finished jobs whose tail is fetched at connect (the latest ones)
 TAIL_CONCURRENCY = 4
 MAX_ERRORS = 100
@@ -145,15 +153,19 @@ class _MirrorClient(Client):
         super()._reply(message)
 
 
-class RemoteEngine(Shifts):
+class RemoteEngine(LocalLogs, Shifts):
     """The server's engine, mirrored: a ``Queue`` (``pq_tui.core.queue``), and what a console
-    attached to a server does besides (``detach``, ``stop_server``, ``on_error``, ``on_lost``)."""
+    attached to a server does besides (``detach``, ``stop_server``, ``on_error``, ``on_lost``).
+    The server is this machine's (``paths``: its log files are read here) or another host's
+    (``host``, through ssh: its logs come over the link)."""
 
-    def __init__(self, client: _MirrorClient, paths: ServerPaths) -> None:
+    def __init__(self, client: _MirrorClient, paths: Optional[ServerPaths],
+                 host: Optional[Host] = None) -> None:
         self.client = client
         self.paths = paths
+        self.host = host
         # Until the snapshot tells the server's own.
-        self.log_dir = os.path.join(paths.state_dir, "logs")
+        self.log_dir = os.path.join(paths.state_dir, "logs") if paths is not None else ""
         self.kill_grace = DEFAULT_KILL_GRACE
         self.server_info: Dict[str, Any] = {}
         self.errors: Deque[str] = deque(maxlen=MAX_ERRORS)
@@ -168,6 +180,13 @@ class RemoteEngine(Shifts):
         self._kill_waiters: Dict[JobId, List[asyncio.Future]] = {}
         self._marks: Dict[int, tuple] = {}  # request id -> (handler, future)
         self._snapshot_id: Optional[int] = None
+        self._copies: Set[str] = set()  # logs fetched from another host for a pager
+        # Another host's link may drop: then it is made again, with backoff, and the mirror
+        # caught up (``_reconnect``). The requests whose answer the drop lost wait here, by
+        # their key, to be sent again once (the server carries each out once).
+        self.reconnects = host is not None
+        self.link = LinkChanged(host.name, "connected") if host is not None else None
+        self._unanswered: Dict[str, tuple] = {}
         self._applier: Optional[asyncio.Task] = None
 
     # -- connecting ------------------------------------------------------------------------------
@@ -180,7 +199,17 @@ class RemoteEngine(Shifts):
         paths = paths or server_paths()
         # Client.open makes an instance of the class it is called on.
         client = cast(_MirrorClient, await _MirrorClient.open(paths, start=start))
-        engine = cls(client, paths)
+        return await cls(client, paths)._mirror()
+
+    @classmethod
+    async def connect_host(cls, host: Host) -> "RemoteEngine":
+        """``connect`` to another host's server, through ssh (started there if none runs).
+        Raises HostDown / VersionMismatch (ServerErrors that name the host)."""
+        client = cast(_MirrorClient, await _MirrorClient.open_host(host))
+        return await cls(client, None, host)._mirror()
+
+    async def _mirror(self) -> "RemoteEngine":
+        engine, client = self, self.client
         try:
             await client.subscribe()
             engine._applier = asyncio.ensure_future(engine._apply_loop())
@@ -263,6 +292,59 @@ class RemoteEngine(Shifts):
                 job.tail_loaded = True
             return False
         return True
+
+    # -- logs: read here, or over the link from another host ------------------------------------
+
+    async def log_end(self, job_id: JobId, max_lines: int,
+                      max_bytes: int) -> Tuple[List[Line], List[Tuple[int, float]]]:
+        if self.host is None:
+            return await super().log_end(job_id, max_lines, max_bytes)
+        try:
+            result = messages.parse(messages.LogEnd, await self.client.request(
+                Op.LOG_END, job_id=job_id, max_lines=max_lines, max_bytes=max_bytes))
+        except (RemoteError, ServerError) as exc:
+            raise LogUnavailable(f"the log of {job_id!r} on {self.host.name}: "
+                                 f"{getattr(exc, 'message', exc)}") from None
+        return ([(stream, text) for stream, text in result["lines"]],
+                [(int(index), when) for index, when in result["times"]])
+
+    async def log_to_page(self, job_id: JobId) -> str:
+        if self.host is None:
+            return await super().log_to_page(job_id)
+        # The whole log, part by part, into a file here (at most PAGE_COPY_BYTES of it).
+        handle, path = tempfile.mkstemp(prefix="pq-tui-", suffix=".log")
+        self._copies.add(path)
+        offset, size, written = 0, None, 0
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8", errors="replace") as copy_file:
+                while written < PAGE_COPY_BYTES:
+                    part = messages.parse(messages.LogPart, await self.client.request(
+                        Op.LOG, job_id=job_id, offset=offset))
+                    text = "".join(f"{TAGS.get(stream, 'O ')}{line}\n"
+                                   for stream, line in part["lines"])
+                    copy_file.write(text)
+                    written += len(text)
+                    moved, offset = part["offset"] != offset, part["offset"]
+                    size = part["size"] if size is None else size
+                    if part["finished"] or offset >= size or not moved:
+                        break
+                else:
+                    copy_file.write(f"# … the rest of the log is on {self.host.name}: "
+                                    f"pq-tui log --host {self.host.name} {job_id}\n")
+        except (RemoteError, ServerError) as exc:
+            self.release_page(path)
+            raise LogUnavailable(f"the log of {job_id!r} on {self.host.name}: "
+                                 f"{getattr(exc, 'message', exc)}") from None
+        return path
+
+    def release_page(self, path: str) -> None:
+        if path not in self._copies:
+            return  # the log itself
+        self._copies.discard(path)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
     # -- looking ---------------------------------------------------------------------------------
 
@@ -428,14 +510,36 @@ class RemoteEngine(Shifts):
 
     def _send(self, what: str, op: str, **args: Any) -> None:
         if not self.connected or self.client.closed:
-            self._report(f"{what}: {GONE}")
+            if self.link is not None and self.link.state != "connected":
+                self._report(f"{what}: not sent, {self.link.host} is {self.link.state}")
+            else:
+                self._report(f"{what}: {GONE}")
             return
-        task = asyncio.ensure_future(self._request(what, op, args))
+        self._spawn_request(what, op, args, secrets.token_hex(8))
+
+    def _spawn_request(self, what: str, op: str, args: Dict[str, Any], key: str) -> None:
+        task = asyncio.ensure_future(self._request(what, op, args, key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _request(self, what: str, op: str, args: Dict[str, Any]) -> None:
-        await self._guarded(what, self.client.request(op, **args))
+    async def _request(self, what: str, op: str, args: Dict[str, Any], key: str) -> None:
+        if not self.reconnects:
+            await self._guarded(what, self.client.request(op, **args))
+            return
+        self._unanswered[key] = (what, op, args)
+        try:
+            await self.client.request_keyed(op, key, args)
+        except asyncio.CancelledError:
+            raise
+        except RemoteError as exc:
+            self._report(f"{what}: {exc.message}")
+        except ServerError:
+            # Sent, maybe carried out, the answer lost: neither known done nor known not done.
+            assert self.link is not None
+            self._report(f"{what}: the link to {self.link.host} dropped before the answer; "
+                         "it is sent again once the link is back, and carried out once")
+            return
+        self._unanswered.pop(key, None)
 
     async def _guarded(self, what: str, request: Any) -> None:
         try:
@@ -482,12 +586,61 @@ class RemoteEngine(Shifts):
                     for subscription in list(self._subscriptions):
                         subscription.put(item, chars)  # bounded as the engine's
         finally:
-            if self.connected:  # lost, not detached
+            if self.connected and self.reconnects:  # another host's link dropped: made again
+                self.connected = False
+                task = asyncio.ensure_future(self._reconnect())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif self.connected:  # lost, not detached
                 self.connected = False
                 self._report(GONE)
                 if self.on_lost is not None:
                     self.on_lost()
             self._fail_waiters(ServerError(GONE))
+
+    async def _reconnect(self) -> None:
+        """Make the link again, 1, 2, 4 … 30 s apart, then catch up: a new snapshot and the
+        tails (panes reload from them: no line missing, none twice), and the requests whose
+        answer was lost are sent again under their keys."""
+        assert self.host is not None
+        name = self.host.name
+        delay = RETRY_FIRST
+        detail = f"the link to {name} dropped"
+        while True:
+            self._set_link("connecting", detail)
+            try:
+                client = cast(_MirrorClient, await _MirrorClient.open_host(self.host))
+            except ServerError as exc:  # HostDown, VersionMismatch: said in one line
+                detail = str(exc)
+                self._set_link("down", detail, time.monotonic() + delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            self.client = client
+            self._snapshot_id = None
+            self.connected = True
+            try:
+                await client.subscribe()
+                self._applier = asyncio.ensure_future(self._apply_loop())
+                await self._marked(Op.SNAPSHOT, self._load_snapshot)
+                await self._fetch_tails()
+            except (ServerError, RemoteError) as exc:
+                # Dropped again while catching up: this connection's loop starts another
+                # _reconnect once it ends; this one stops here.
+                log.info("catching up with %s failed: %s", name, exc)
+                client.close()
+                return
+            break
+        log.info("the link to %s is back", name)
+        self._set_link("connected")
+        for key, (what, op, args) in list(self._unanswered.items()):
+            self._spawn_request(what, op, args, key)
+
+    def _set_link(self, state: str, detail: str = "", retry_at: Optional[float] = None) -> None:
+        assert self.host is not None
+        self.link = LinkChanged(self.host.name, state, detail, retry_at)
+        for subscription in list(self._subscriptions):
+            subscription.put(self.link, 0)
 
     def _apply_mark(self, mark: _Mark) -> None:
         handler, future = self._marks.pop(mark.request_id, (None, None))

@@ -81,6 +81,10 @@ async def connect_host(host: Host, control: bool = False) -> Tuple[
             OSError) as exc:
         reason = await _why(host, process)
         raise HostDown(f"{host.name}: {reason or exc}") from None
+    except asyncio.CancelledError:  # the console went while the link was being made
+        if process.returncode is None:
+            process.kill()
+        raise
     return process.stdout, process.stdin, hello, process
 
 

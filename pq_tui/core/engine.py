@@ -44,7 +44,7 @@ from pq_tui.core.lanes import check_lane_name, check_parallel
 from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import log_file_name
 from pq_tui.core.proctree import Usage
-from pq_tui.core.queue import Shifts
+from pq_tui.core.queue import LocalLogs, Shifts
 from pq_tui.core.retry import attempts_of, delay_after
 from pq_tui.core.runner import JobRunner
 from pq_tui.core.tail import TAIL_LINES
@@ -180,7 +180,7 @@ class Subscription:
         self.close()
 
 
-class Engine(Shifts):
+class Engine(LocalLogs, Shifts):
     """Lanes of jobs, their processes, and a stream of events about them."""
 
     def __init__(

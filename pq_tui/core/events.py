@@ -160,9 +160,22 @@ class StoreStatus:
     unrecorded: int
 
 
+@dataclass(frozen=True)
+class LinkChanged:
+    """A mirror's, not the engine's, and never on the wire: the link to another host's server.
+    ``state`` is "connected", "connecting" or "down"; ``detail`` says why (the link dropped, ssh's
+    reason); ``retry_at``: when the next attempt is made (``time.monotonic()``), if one waits.
+    Once connected again, the mirror holds the server's state afresh: views reload."""
+
+    host: str
+    state: str
+    detail: str = ""
+    retry_at: Optional[float] = None
+
+
 Event = Union[
     JobQueued, JobDequeued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRetrying,
     DependencyMet, JobSkipped, JobRemoved, JobMoved, JobsForgotten, LanePaused, LaneResumed,
-    LaneResized, StoreStatus,
+    LaneResized, StoreStatus, LinkChanged,
 ]
 

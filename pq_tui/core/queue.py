@@ -13,7 +13,9 @@ event, never from what an operation returned.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence
+import asyncio
+from typing import (Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence,
+                    Tuple)
 
 from pq_tui.core.events import Event, JobId, Line
 from pq_tui.core.job import Status
@@ -139,11 +141,55 @@ class Queue(Protocol):
     def resume(self, lane: str) -> None: ...
     def set_parallel(self, lane: str, parallel: int) -> None: ...
 
+    # -- reading logs: a finished job keeps a short tail only; its log file has the rest
+    async def log_end(self, job_id: JobId, max_lines: int,
+                      max_bytes: int) -> Tuple[List[Line], List[Tuple[int, float]]]:
+        """The last output lines of the job's log (at most ``max_lines``, from about its last
+        ``max_bytes``) and their time marks. Raises LogUnavailable."""
+        ...
+    async def log_to_page(self, job_id: JobId) -> str:
+        """A file here holding the job's whole log, for a pager: the log itself, or a copy
+        fetched over the link. Raises LogUnavailable."""
+        ...
+    def release_page(self, path: str) -> None:
+        """The pager is done with ``log_to_page``'s file (a copy is removed)."""
+        ...
+
+
+class LogUnavailable(Exception):
+    """A job's log cannot be read; the message says why, in one line."""
+
 
 class LocalQueue(Queue, Protocol):
     """A queue whose jobs end with this process (the embedded console's engine)."""
 
     async def shutdown(self, kill: bool = True) -> None: ...
+
+
+class LocalLogs:
+    """The log methods of a queue whose jobs' log files are on this machine."""
+
+    async def log_end(self, job_id: JobId, max_lines: int,
+                      max_bytes: int) -> Tuple[List[Line], List[Tuple[int, float]]]:
+        from pq_tui.core.logfile import read_log_tail_timed
+
+        path = self._log_path(job_id)
+        try:
+            return await asyncio.to_thread(read_log_tail_timed, path, max_lines, max_bytes)
+        except OSError as exc:
+            raise LogUnavailable(f"cannot read the log {path}: {exc.strerror or exc}") from None
+
+    async def log_to_page(self, job_id: JobId) -> str:
+        return self._log_path(job_id)
+
+    def release_page(self, path: str) -> None:
+        pass  # the log itself
+
+    def _log_path(self: Any, job_id: JobId) -> str:
+        job = self.get(job_id)
+        if job is None or not job.log_path:
+            raise LogUnavailable(f"job {job_id!r} has no log")
+        return job.log_path
 
 
 class Shifts:

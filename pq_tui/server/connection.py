@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pq_tui.server")
 
 HELLO_TIMEOUT = 30.0
+MAX_LOG_END_LINES = 100_000  # log_end: what a pane shows of a finished job, and more
 
 
 def in_thread(function: Callable, *args: Any) -> "asyncio.Future":
@@ -87,6 +88,7 @@ class Connection:
             Op.PARALLEL: self.op_parallel,
             Op.TAIL: self.op_tail,
             Op.LOG: self.op_log,
+            Op.LOG_END: self.op_log_end,
             Op.SUBSCRIBE: self.op_subscribe,
             Op.FORGET: self.op_forget,
             Op.CLEAN: self.op_clean,
@@ -144,6 +146,7 @@ class Connection:
                 continue
             try:
                 request_id, op, args = protocol.parse_request(message)
+                key = protocol.request_key(message)
             except (protocol.ProtocolError, TypeError) as exc:
                 await self.send(messages.reply_error(getattr(exc, "request_id", None), str(exc),
                                                      ErrorCode.BAD_REQUEST, type(exc).__name__))
@@ -153,7 +156,10 @@ class Connection:
                                                      ErrorCode.PROTOCOL_MISMATCH,
                                                      "ProtocolError"))
                 continue
-            if op == Op.WAIT:
+            answered = None if key is None else self.server.replies.get(key)
+            if answered is not None:  # sent again after a lost connection: carried out once
+                await self.answer(request_id, answered, args)
+            elif op == Op.WAIT:
                 self._spawn(self.op_wait(request_id, args))
             elif op == Op.SHUTDOWN:
                 self._spawn(self.op_shutdown(request_id, args))
@@ -162,9 +168,9 @@ class Connection:
                 # before it (below), as its JobOutput seq numbers rely on.
                 await self.answer_after(request_id, self.op_restored_tail, args)
             elif asyncio.iscoroutinefunction(self.handlers[op]):
-                await self.answer_after(request_id, self.handlers[op], args)
+                await self.answer_after(request_id, self.handlers[op], args, key)
             else:
-                await self.answer(request_id, self.handlers[op], args)
+                await self.answer(request_id, self.handlers[op], args, key=key)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -172,15 +178,23 @@ class Connection:
         task.add_done_callback(self.tasks.discard)
 
     async def answer(self, request_id: int, handler: Callable, args: Dict[str, Any],
-                     plain: bool = False) -> None:
+                     plain: bool = False, key: Optional[str] = None) -> None:
         """Compute the result and send it after every event emitted so far (those the request
         caused included), with no pause in between: the reply describes the state those events
-        led to. ``plain``: the result holds only lists, dicts, str and numbers (not copied)."""
+        led to. ``plain``: the result holds only lists, dicts, str and numbers (not copied).
+        ``key``: the request's, under which the answer is kept (``RecentReplies``)."""
         async with self.lock:
             try:
-                result = handler(args)
+                try:
+                    result = handler(args)
+                except Exception as exc:
+                    if key is not None:
+                        self.server.replies.put(key, _raiser(exc))
+                    raise
                 if not plain:
                     result = protocol.jsonable(result)
+                if key is not None:
+                    self.server.replies.put(key, _giving(result))
                 try:
                     lines = messages.encode_reply(request_id, result)
                 except protocol.ProtocolError as exc:
@@ -198,7 +212,8 @@ class Connection:
                 self.writer.write(line)
             await self.writer.drain()
 
-    async def answer_after(self, request_id: int, work: Callable, args: Dict[str, Any]) -> None:
+    async def answer_after(self, request_id: int, work: Callable, args: Dict[str, Any],
+                           key: Optional[str] = None) -> None:
         """Answer a request whose work awaits (file work in a thread): the event loop serves the
         other connections meanwhile, and this one reads its next request only after the reply,
         so that its replies keep their order. The work's result is plain: a log part's 100,000
@@ -207,7 +222,7 @@ class Connection:
             handler = _giving(await work(args))
         except Exception as exc:
             handler = _raiser(exc)
-        await self.answer(request_id, handler, args, plain=True)
+        await self.answer(request_id, handler, args, plain=True, key=key)
 
     async def send(self, message: Dict[str, Any]) -> None:
         async with self.lock:
@@ -456,6 +471,25 @@ class Connection:
             return await in_thread(_read_log_part, path, offset, max_bytes, finished, args["raw"])
         except OSError as exc:
             raise _unreadable(path, exc) from None
+
+    async def op_log_end(self, args: Dict[str, Any]) -> messages.LogEnd:
+        max_lines, max_bytes = args["max_lines"], args["max_bytes"]
+        if not 0 <= max_lines <= MAX_LOG_END_LINES:
+            raise Refused(ErrorCode.BAD_REQUEST,
+                          f"log_end: max_lines must be 0 to {MAX_LOG_END_LINES}")
+        if not 1 <= max_bytes <= protocol.MAX_LOG_MAX_BYTES:
+            raise Refused(ErrorCode.BAD_REQUEST,
+                          f"log_end: max_bytes must be 1 to {protocol.MAX_LOG_MAX_BYTES}")
+        job, state = self.server.find(args["job_id"])
+        path = job.log_path if job is not None else _known(state).log_path
+        if path is None:  # queued, or ended before it had a log
+            return messages.LogEnd(lines=[], times=[])
+        try:
+            lines, times = await in_thread(read_log_tail_timed, path, max_lines, max_bytes)
+        except OSError as exc:
+            raise _unreadable(path, exc) from None
+        return messages.LogEnd(lines=[list(line) for line in lines],
+                               times=[list(mark) for mark in times])
 
     def op_subscribe(self, args: Dict[str, Any]) -> None:
         if self.subscription is not None:

@@ -33,6 +33,7 @@ from pq_tui.wire import messages, protocol
 from pq_tui.wire.paths import (LOGS_NAME, ServerPaths, prepare, socket_answers)
 from pq_tui.wire.errors import Refused, ServerError
 from pq_tui.wire.ops import ErrorCode
+from pq_tui.server.replies import RecentReplies
 from pq_tui.server.store import FINISHED, IN_QUEUE, JobState, Store, StoreCorrupt, set_aside
 from pq_tui.settings import BY_NAME
 
@@ -62,6 +63,7 @@ class Server:
     def __init__(self, paths: ServerPaths, kill_grace: float,
                  retention: Optional[Retention] = None) -> None:
         self.paths = paths
+        self.replies = RecentReplies()  # by the key a request came with: carried out once
         self.kill_grace = kill_grace
         self.retention = retention or Retention()
         self._retention_handle: Optional[asyncio.TimerHandle] = None

@@ -170,8 +170,12 @@ class PQApp(App[int]):
         return running_line, queued
 
     def action_detach(self) -> None:
-        self.exit_note = ("pq-tui: detached; the jobs go on in the pq-tui server. `pq-tui` "
-                          "attaches again, `pq-tui status` lists them, `pq-tui shutdown` stops it.")
+        host = self.session.host
+        on = "" if host is None else f" --host {host}"
+        where = "" if host is None else f" on {host}"
+        self.exit_note = (f"pq-tui: detached; the jobs go on in the pq-tui server{where}. "
+                          f"`pq-tui{on}` attaches again, `pq-tui status{on}` lists them, "
+                          f"`pq-tui shutdown{on}` stops it.")
         self._quit()
 
     def action_stop_server(self) -> None:

@@ -35,6 +35,8 @@ class ServerQueue(Queue, Protocol):
 
 class Session(ABC):
     attached = False  # leaving detaches (the jobs go on elsewhere) rather than ending them
+    plans_here = True  # job files are planned on this machine (False: on another host)
+    host: Optional[str] = None  # the other host whose server this is (--host), if one
 
     @property
     @abstractmethod
@@ -112,8 +114,12 @@ class AttachedSession(Session):
 
     attached = True
 
-    def __init__(self, queue: ServerQueue) -> None:
+    def __init__(self, queue: ServerQueue, host: Optional[str] = None) -> None:
         self._queue = queue
+        self.host = host
+        # On another host the jobs are planned there (their cwd, their commands): a job
+        # file's plan from here would be wrong there.
+        self.plans_here = host is None
 
     @property
     def queue(self) -> ServerQueue:
@@ -127,6 +133,8 @@ class AttachedSession(Session):
         return self._queue.server_info.get("store") or {}
 
     def jobs_from(self, plans: Sequence[tuple]) -> List[JobSpec]:
+        if not self.plans_here:  # as written: a relative cwd is the remote home's
+            return [spec for spec, _plan in plans]
         # The server runs in another folder: each job takes its cwd from here.
         return [replace(spec, data=data_for_server(spec, plan)) for spec, plan in plans]
 

@@ -95,6 +95,11 @@ class Tail(_Tail, total=False):
     partial: Optional[Line]  # the line not ended yet, after the lines (protocol 6)
 
 
+class LogEnd(TypedDict):
+    lines: List[Line]  # the last output lines, oldest first (protocol 6)
+    times: List[List[float]]  # [index in lines, epoch seconds]
+
+
 class _LogPart(TypedDict):
     lines: List[Line]
     offset: int  # where to read next

@@ -24,6 +24,7 @@ class Op:
     PARALLEL: Final = "parallel"
     TAIL: Final = "tail"
     LOG: Final = "log"
+    LOG_END: Final = "log_end"
     WAIT: Final = "wait"
     SUBSCRIBE: Final = "subscribe"
     FORGET: Final = "forget"

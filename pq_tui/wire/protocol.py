@@ -255,6 +255,20 @@ def request(request_id: int, op: str, **args: Any) -> Dict[str, Any]:
     return {"type": "request", "id": request_id, "op": op, "args": args}
 
 
+MAX_KEY = 100  # characters of a request's key
+
+
+def request_key(message: Dict[str, Any]) -> Optional[str]:
+    """A request's ``key`` (protocol 6): made by the client, the same when it sends the request
+    again after a lost connection, so that the server carries it out once. None without one;
+    TypeError for one that is not a string of 1 to MAX_KEY characters."""
+    key = message.get("key")
+    if key is not None and not (isinstance(key, str) and 0 < len(key) <= MAX_KEY):
+        raise _with_id(TypeError(f"a request's key must be a string of 1 to {MAX_KEY} "
+                                 "characters"), message.get("id"))
+    return key
+
+
 # The types an argument may have, by name, as JSON gives them.
 _TYPES = {
     "job_id": "an int or a str",
@@ -291,6 +305,8 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     Op.TAIL: {"job_id": ("job_id", REQUIRED)},
     Op.LOG: {"job_id": ("job_id", REQUIRED), "offset": ("int", 0),
              "max_bytes": ("int", DEFAULT_LOG_MAX_BYTES), "raw": ("bool", False)},
+    Op.LOG_END: {"job_id": ("job_id", REQUIRED), "max_lines": ("int", 1000),
+                 "max_bytes": ("int", DEFAULT_LOG_MAX_BYTES)},
     Op.WAIT: {"job_ids": ("ids", [])},
     Op.SUBSCRIBE: {"max_pending_lines": ("int", DEFAULT_MAX_PENDING_LINES)},
     Op.SHUTDOWN: {"kill": ("bool", False)},
@@ -350,7 +366,7 @@ def parse_request(message: Dict[str, Any]) -> Tuple[Any, str, Dict[str, Any]]:
     request_id = message.get("id")
     if not is_int(request_id):
         raise _with_id(ProtocolError('a request needs an "id" (an int)'), None)
-    extra = set(message) - {"type", "id", "op", "args"}
+    extra = set(message) - {"type", "id", "op", "args", "key"}
     if extra:
         raise _with_id(ProtocolError(f"a request has no field {_names(extra)}"), request_id)
     op = message.get("op")

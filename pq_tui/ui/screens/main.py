@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import os
 import re
@@ -20,13 +21,12 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from pq_tui.core import DEFAULT_LANE, JobExited, JobId, JobOutput, JobUsage, OutputDropped, Status
-from pq_tui.core.events import Event, LaneResized, StoreStatus
+from pq_tui.core.events import Event, LaneResized, LinkChanged, StoreStatus
 from pq_tui.core.deps import skipped_dependents
 from pq_tui.core.job import IN_QUEUE, KILLABLE
 from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
-from pq_tui.core.logfile import read_log_tail_timed
 from pq_tui.core.tail import shifted_marks
-from pq_tui.core.queue import JobView, Queue
+from pq_tui.core.queue import JobView, LogUnavailable, Queue
 from pq_tui.core.runner import survivors_warning
 from pq_tui.core.safe import printable
 from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
@@ -136,6 +136,9 @@ class MainScreen(LogCopy, Screen[None]):
         self.start_dir = start_dir
         self._log_lines = log_lines
         self._ticker: Optional[Timer] = None
+        # The link to another host's server, as last announced (None: this machine's).
+        self._link: Optional[LinkChanged] = None
+        self._link_timer: Optional[Timer] = None
         self._suspended = False
         self._added = 0
         self._keys_shown: tuple = ()
@@ -154,6 +157,8 @@ class MainScreen(LogCopy, Screen[None]):
         # Kept as attributes: the event worker may run while a dialog is on top, or while the
         # app is being torn down and queries would find nothing.
         self.status_bar = StatusBar(id="status")
+        if self.session.host is not None:
+            self.status_bar.host = self.session.host
         self.table = JobTable(id="jobs")
         self.main_pane = LogPane(max_lines=self._log_lines, id="pane-main")
         self.side_pane = LogPane(max_lines=self._log_lines, id="pane-side", classes="hidden")
@@ -256,6 +261,8 @@ class MainScreen(LogCopy, Screen[None]):
                     del self._slots_asked[event.lane]
                 elif isinstance(event, StoreStatus):
                     self._report_store(event.error)
+                elif isinstance(event, LinkChanged):
+                    self._link_changed(event)
         with self.app.batch_update():
             for pane, lines in output.items():
                 if lines or pane in partials:
@@ -282,11 +289,35 @@ class MainScreen(LogCopy, Screen[None]):
         self._store_warned = error is not None
 
     def _store_note(self) -> str:
+        """The status line's first word: the link to another host while it is not up, else
+        the server's state file while it cannot be written."""
+        link = self._link
+        if link is not None and link.state == "connecting":
+            return f"{link.detail}: connecting…"
+        if link is not None and link.state == "down":
+            left = 0.0 if link.retry_at is None else link.retry_at - time.monotonic()
+            return f"{link.detail}; again in {max(0, math.ceil(left))} s"
         store = self.session.store()
         if not store.get("error"):
             return ""
         count = store.get("unrecorded")
         return f"not saved: {count} change{'' if count == 1 else 's'}, starts held"
+
+    def _link_changed(self, link: LinkChanged) -> None:
+        # Connected again: the queue holds the server's state afresh, and _sync reloads the
+        # panes from it. While down, the status line counts down to the next attempt.
+        self._link = link
+        if link.state == "down" and self._link_timer is None:
+            self._link_timer = self.set_interval(1.0, self._show_link)
+        elif link.state != "down" and self._link_timer is not None:
+            self._link_timer.stop()
+            self._link_timer = None
+        if link.state == "connected":
+            self.notify(f"{link.host}: connected again")
+
+    def _show_link(self) -> None:
+        if self._alive():
+            self.status_bar.sync(self.queue.jobs(), self.queue.lanes(), self._store_note())
 
     def _alive(self) -> bool:
         """False while the app is being torn down: messages and events may still arrive then,
@@ -356,7 +387,7 @@ class MainScreen(LogCopy, Screen[None]):
             return
         # A finished job keeps only a short tail in memory: the pane gets the end of its log.
         if job.log_path:
-            self.run_worker(self._show_log_end(pane, job, job.log_path),
+            self.run_worker(self._show_log_end(pane, job),
                             group=f"log-end-{pane.id}", exclusive=True,
                             description="read the end of a finished job's log")
         elif job.data.get("error"):
@@ -381,13 +412,12 @@ class MainScreen(LogCopy, Screen[None]):
             return  # its terminal is not open yet (or any more): the next sync tries again
         self._terminal_sizes[(job.id, job.run)] = size
 
-    async def _show_log_end(self, pane: LogPane, job: JobView, log_path: str) -> None:
+    async def _show_log_end(self, pane: LogPane, job: JobView) -> None:
         try:
-            lines, times = await asyncio.to_thread(read_log_tail_timed, log_path,
-                                                   self._log_lines, LOG_END_BYTES)
-        except OSError as exc:
+            lines, times = await self.queue.log_end(job.id, self._log_lines, LOG_END_BYTES)
+        except LogUnavailable as exc:
             lines = None
-            note = f"cannot read the log {printable(log_path)}: {exc.strerror or exc}"
+            note = printable(str(exc))
         if not self._alive() or pane.shown is not job:
             return
         if lines is None:
@@ -465,6 +495,9 @@ class MainScreen(LogCopy, Screen[None]):
             loaded = load_jobs([path], existing_ids=active, known_ids=known)
         except JobFileError as exc:
             return None, [str(problem) for problem in exc.problems]
+        if not self.session.plans_here:  # another host's server plans them, where they run
+            return replace(loaded, specs=self.session.jobs_from(
+                [(spec, None) for spec in loaded.specs])), []
         plans, problems = plan_specs(loaded.specs, root=str(self.start_dir))
         if problems:
             return None, problems
@@ -766,7 +799,12 @@ class MainScreen(LogCopy, Screen[None]):
         job = self.queue.get(pane.job_id) if pane.job_id is not None else None
         if job is None or not job.log_path:
             return
-        command = shlex.split(os.environ.get("PAGER") or "less -R") + [job.log_path]
+        try:
+            path = await self.queue.log_to_page(job.id)  # from another host: fetched first
+        except LogUnavailable as exc:
+            self.notify(str(exc), severity="error")
+            return
+        command = shlex.split(os.environ.get("PAGER") or "less -R") + [path]
         self._suspended = True
         try:
             with self.app.suspend():
@@ -777,6 +815,7 @@ class MainScreen(LogCopy, Screen[None]):
         except FileNotFoundError:
             self.notify(f"pager not found: {command[0]} (set $PAGER)", severity="error")
         finally:
+            self.queue.release_page(path)
             self._suspended = False
             for pane in self._panes():
                 self._show(pane, pane.shown, again=True)  # what arrived while the pager ran
