@@ -201,10 +201,24 @@ def test_the_commands_take_a_host(sshd, tmp_path):
     assert [job["id"] for job in json.loads(status.stdout)["jobs"]] == ["where", "after"]
     killed = cli("kill", "--host", "pi", "after")
     assert (killed.returncode, killed.stdout) == (0, "after: killed\n")
-    down = cli("status", "--host", "pi,", "--json")
-    assert (down.returncode, down.stderr) == (
-        2, "pq-tui: --host 'pi,': not a host of the config file's [hosts] nor an ssh "
+    bad = cli("status", "--host", "pi!", "--json")
+    assert (bad.returncode, bad.stderr) == (
+        2, "pq-tui: --host 'pi!': not a host of the config file's [hosts] nor an ssh "
            "destination (an alias or user@address)\n")
+    empty = cli("status", "--host", "pi,")
+    assert (empty.returncode, empty.stderr) == (2, "pq-tui: --host 'pi,': an empty host name\n")
+    several = cli("kill", "--host", "pi,local", "x")
+    assert (several.returncode, several.stderr) == (
+        2, "pq-tui: --host pi,local: kill talks to one host at a time (several: status only)\n")
+    both = cli("status", "--host", "pi,nowhere-at-all.invalid", "--json")
+    document = json.loads(both.stdout)["hosts"]
+    assert both.returncode == 1 and list(document) == ["pi", "nowhere-at-all.invalid"]
+    assert [job["id"] for job in document["pi"]["jobs"]] == ["where", "after"]
+    assert document["nowhere-at-all.invalid"]["server"]["running"] is False
+    table = cli("status", "--host", "pi,nowhere-at-all.invalid")
+    assert table.stdout.startswith("host pi:\nLANE ") and "\nhost nowhere-at-all.invalid:\n" in \
+        table.stdout
+    assert table.stderr.startswith("pq-tui: nowhere-at-all.invalid: ssh failed: ")
     stopped = cli("shutdown", "--host", "pi")
     assert stopped.returncode == 0 and stopped.stdout.startswith("the pq-tui server (pid ")
     assert not os.path.exists(tmp_path / "local-run")  # this machine's server never started
