@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -402,3 +403,47 @@ def test_the_status_line_says_when_a_host_is_down_and_when_it_is_tried_again(tmp
         assert [n.message for n in app._notifications][-1] == "pi4: connected again"
 
     run_app(make_app(tmp_path), drive)
+
+
+def test_a_console_hung_up_leaves_the_boards_jobs_running(sshd, tmp_path):
+    from process_helpers import Terminal
+
+    board = sshd.board("board-hup")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[hosts.hup]\nssh = "{board.ssh}"\npq_tui = "{board.pq_tui}"\n')
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text('[[job]]\nid = "lasting"\ncmd = "echo up; sleep 300"\n')
+    console = Terminal([sys.executable, "-m", "pq_tui", "--host", "hup", str(jobs)],
+                       cwd=str(tmp_path), env={"PQ_TUI_CONFIG": str(config)})
+    try:
+        async def running() -> dict:
+            async with await Client.open_host(board) as client:
+                return await until_status(client, "lasting", "running")
+
+        entry = run(running())
+        console.hang_up()  # the operator's SSH session to this machine dropped
+        console.wait_exit()  # it ends (failing the test if it hangs on)
+
+        def links() -> list:
+            return [p for p in psutil.process_iter(["cmdline"])
+                    if "board-hup" in " ".join(p.info["cmdline"] or ())
+                    and (p.info["cmdline"] or [""])[0] == "ssh"]
+
+        deadline = time.monotonic() + DEADLINE
+        while links() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not links()  # its ssh went with it
+        assert psutil.pid_exists(entry["pid"])  # the board's job goes on
+
+        async def still() -> dict:
+            async with await Client.open_host(board) as client:
+                snapshot = messages.parse(messages.Snapshot, await client.request(Op.SNAPSHOT))
+                found = messages.find_job(snapshot, "lasting")
+                await client.request(Op.KILL, job_id="lasting")
+                return found
+
+        assert run(still())["status"] == "running"
+    finally:
+        if console.running():
+            os.kill(console.pid, 9)
+            console.wait_exit()
