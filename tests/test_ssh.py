@@ -447,3 +447,29 @@ def test_a_console_hung_up_leaves_the_boards_jobs_running(sshd, tmp_path):
         if console.running():
             os.kill(console.pid, 9)
             console.wait_exit()
+
+
+def test_a_host_running_another_protocol_says_what_runs_where_and_the_fix(sshd, tmp_path):
+    from pq_tui.wire.errors import VersionMismatch
+
+    # An older pq-tui's bridge: its server's hello, then it waits for the client to go.
+    old = tmp_path / "old_pq_tui.py"
+    old.write_text("import sys\n"
+                   "sys.stdout.write('{\"type\":\"hello\",\"server\":\"pq-tui\",\"version\":"
+                   "\"0.0.9\",\"protocol\":5,\"pid\":4242}\\n')\n"
+                   "sys.stdout.flush()\nsys.stdin.read()\n")
+    sshd.board("old-board")
+    host = Host("old-board", f"-F {sshd.config} old-board", f"{sys.executable} {old}")
+
+    async def main():
+        with pytest.raises(VersionMismatch) as skew:
+            await Client.open_host(host)
+        return str(skew.value)
+
+    from pq_tui.version import __version__
+    from pq_tui.wire import protocol
+
+    assert run(main()) == (
+        f"old-board: pq-tui 0.0.9 runs there (protocol 5), pq-tui {__version__} here (protocol "
+        f"{protocol.PROTOCOL}): install this version there, then stop the old server with "
+        f"`ssh -F {sshd.config} old-board {sys.executable} {old} shutdown` (its queue is kept)")
