@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import psutil
 import pytest
@@ -201,10 +202,24 @@ def test_the_commands_take_a_host(sshd, tmp_path):
     assert [job["id"] for job in json.loads(status.stdout)["jobs"]] == ["where", "after"]
     killed = cli("kill", "--host", "pi", "after")
     assert (killed.returncode, killed.stdout) == (0, "after: killed\n")
-    down = cli("status", "--host", "pi,", "--json")
-    assert (down.returncode, down.stderr) == (
-        2, "pq-tui: --host 'pi,': not a host of the config file's [hosts] nor an ssh "
+    bad = cli("status", "--host", "pi!", "--json")
+    assert (bad.returncode, bad.stderr) == (
+        2, "pq-tui: --host 'pi!': not a host of the config file's [hosts] nor an ssh "
            "destination (an alias or user@address)\n")
+    empty = cli("status", "--host", "pi,")
+    assert (empty.returncode, empty.stderr) == (2, "pq-tui: --host 'pi,': an empty host name\n")
+    several = cli("kill", "--host", "pi,local", "x")
+    assert (several.returncode, several.stderr) == (
+        2, "pq-tui: --host pi,local: kill talks to one host at a time (several: status only)\n")
+    both = cli("status", "--host", "pi,nowhere-at-all.invalid", "--json")
+    document = json.loads(both.stdout)["hosts"]
+    assert both.returncode == 1 and list(document) == ["pi", "nowhere-at-all.invalid"]
+    assert [job["id"] for job in document["pi"]["jobs"]] == ["where", "after"]
+    assert document["nowhere-at-all.invalid"]["server"]["running"] is False
+    table = cli("status", "--host", "pi,nowhere-at-all.invalid")
+    assert table.stdout.startswith("host pi:\nLANE ") and "\nhost nowhere-at-all.invalid:\n" in \
+        table.stdout
+    assert table.stderr.startswith("pq-tui: nowhere-at-all.invalid: ssh failed: ")
     stopped = cli("shutdown", "--host", "pi")
     assert stopped.returncode == 0 and stopped.stdout.startswith("the pq-tui server (pid ")
     assert not os.path.exists(tmp_path / "local-run")  # this machine's server never started
@@ -388,3 +403,73 @@ def test_the_status_line_says_when_a_host_is_down_and_when_it_is_tried_again(tmp
         assert [n.message for n in app._notifications][-1] == "pi4: connected again"
 
     run_app(make_app(tmp_path), drive)
+
+
+def test_a_console_hung_up_leaves_the_boards_jobs_running(sshd, tmp_path):
+    from process_helpers import Terminal
+
+    board = sshd.board("board-hup")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[hosts.hup]\nssh = "{board.ssh}"\npq_tui = "{board.pq_tui}"\n')
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text('[[job]]\nid = "lasting"\ncmd = "echo up; sleep 300"\n')
+    console = Terminal([sys.executable, "-m", "pq_tui", "--host", "hup", str(jobs)],
+                       cwd=str(tmp_path), env={"PQ_TUI_CONFIG": str(config)})
+    try:
+        async def running() -> dict:
+            async with await Client.open_host(board) as client:
+                return await until_status(client, "lasting", "running")
+
+        entry = run(running())
+        console.hang_up()  # the operator's SSH session to this machine dropped
+        console.wait_exit()  # it ends (failing the test if it hangs on)
+
+        def links() -> list:
+            return [p for p in psutil.process_iter(["cmdline"])
+                    if "board-hup" in " ".join(p.info["cmdline"] or ())
+                    and (p.info["cmdline"] or [""])[0] == "ssh"]
+
+        deadline = time.monotonic() + DEADLINE
+        while links() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not links()  # its ssh went with it
+        assert psutil.pid_exists(entry["pid"])  # the board's job goes on
+
+        async def still() -> dict:
+            async with await Client.open_host(board) as client:
+                snapshot = messages.parse(messages.Snapshot, await client.request(Op.SNAPSHOT))
+                found = messages.find_job(snapshot, "lasting")
+                await client.request(Op.KILL, job_id="lasting")
+                return found
+
+        assert run(still())["status"] == "running"
+    finally:
+        if console.running():
+            os.kill(console.pid, 9)
+            console.wait_exit()
+
+
+def test_a_host_running_another_protocol_says_what_runs_where_and_the_fix(sshd, tmp_path):
+    from pq_tui.wire.errors import VersionMismatch
+
+    # An older pq-tui's bridge: its server's hello, then it waits for the client to go.
+    old = tmp_path / "old_pq_tui.py"
+    old.write_text("import sys\n"
+                   "sys.stdout.write('{\"type\":\"hello\",\"server\":\"pq-tui\",\"version\":"
+                   "\"0.0.9\",\"protocol\":5,\"pid\":4242}\\n')\n"
+                   "sys.stdout.flush()\nsys.stdin.read()\n")
+    sshd.board("old-board")
+    host = Host("old-board", f"-F {sshd.config} old-board", f"{sys.executable} {old}")
+
+    async def main():
+        with pytest.raises(VersionMismatch) as skew:
+            await Client.open_host(host)
+        return str(skew.value)
+
+    from pq_tui.version import __version__
+    from pq_tui.wire import protocol
+
+    assert run(main()) == (
+        f"old-board: pq-tui 0.0.9 runs there (protocol 5), pq-tui {__version__} here (protocol "
+        f"{protocol.PROTOCOL}): install this version there, then stop the old server with "
+        f"`ssh -F {sshd.config} old-board {sys.executable} {old} shutdown` (its queue is kept)")

@@ -39,7 +39,7 @@ from pq_tui.core.safe import (
 from pq_tui.core.terminal import check_has_terminal
 from pq_tui.cli.args import new_parser, number_parser
 from pq_tui.cli.args import add_host_option
-from pq_tui.cli.hosts import resolve_host
+from pq_tui.cli.hosts import host_names, resolve_host
 from pq_tui.cli.redraw import RedrawPrinter
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
@@ -345,14 +345,21 @@ def main(command: str, args: List[str]) -> int:
         parser.error("give job ids, or --keep/--older-than, not both")
     handler: Callable = _HANDLERS[command]
     try:
-        _TARGET["host"] = resolve_host(options.host)
+        names = host_names(options.host)
+        if len(names) > 1 and command != "status":
+            raise ValueError(f"--host {options.host}: {command} talks to one host at a time "
+                             "(several: status only)")
+        hosts = [resolve_host(name) for name in names]
     except (ValueError, SettingsError) as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
+    if len(hosts) > 1:
+        return _status_of_hosts(options, names, hosts)
+    _TARGET["host"] = hosts[0]
     try:
         if command == "lane" and options.parallel is not None:
             options.parallel = _slots(options.parallel)
-        return asyncio.run(handler(options))
+        return asyncio.run(_run(handler(options)))
     except Failed as exc:
         _error(str(exc))
         return exc.status
@@ -365,6 +372,46 @@ def main(command: str, args: List[str]) -> int:
     except ServerError as exc:
         _error(str(exc))
         return EXIT_FAILED
+
+
+def _status_of_hosts(options: argparse.Namespace, names: List[str],
+                     hosts: List[Optional[Host]]) -> int:
+    """``status --host a,b`` (or ``all``): each host's, one after the other; a host that cannot
+    be reached says why and the others are still shown. The worst exit status."""
+    worst = EXIT_OK
+    documents: Dict[str, Any] = {}
+    for name, host in zip(names, hosts):
+        _TARGET["host"] = host
+        if options.json:
+            try:
+                documents[name] = asyncio.run(_run(_status_document(options)))
+            except (NotRunning, ServerError, RemoteError, Failed) as exc:
+                documents[name] = {"server": {"running": False,
+                                              "error": getattr(exc, "message", str(exc))}}
+                worst = max(worst, EXIT_FAILED)
+            continue
+        _write(f"{'' if name == names[0] else chr(10)}host {name}:\n")
+        worst = max(worst, main_for_host(options))
+    if options.json:
+        text = json.dumps({"hosts": documents}, indent=2, ensure_ascii=False)
+        write_stdout(json_printable(text) + "\n")
+    return worst
+
+
+def main_for_host(options: argparse.Namespace) -> int:
+    """``status`` of the host in _TARGET, its errors told as main tells them."""
+    try:
+        return asyncio.run(_run(cmd_status(options)))
+    except NotRunning:
+        _error(NOT_RUNNING)
+    except Failed as exc:
+        _error(str(exc))
+        return exc.status
+    except RemoteError as exc:
+        _error(exc.message)
+    except ServerError as exc:
+        _error(str(exc))
+    return EXIT_FAILED
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -410,8 +457,24 @@ async def _open(start: bool = False, control: bool = False) -> Client:
     the server if none runs, whatever ``start`` says."""
     host = _TARGET["host"]
     if host is not None:
-        return await Client.open_host(host, control=control)
+        client = await Client.open_host(host, control=control)
+        _LINKS.append(client)
+        return client
     return await Client.open(start=start, control=control)
+
+
+_LINKS: List[Client] = []  # connections through ssh, whose ssh is reaped before the loop ends
+
+
+async def _run(command: Any) -> int:
+    """Run a command's coroutine; then wait for its ssh links (closed by then) to end."""
+    try:
+        return await command
+    finally:
+        while _LINKS:
+            link = _LINKS.pop()
+            link.close()
+            await link.wait_closed()
 
 
 async def _snapshot(client: Client) -> Snapshot:
@@ -546,6 +609,21 @@ def status_rows(snapshot: Snapshot) -> List[tuple]:
     return rows
 
 
+def _document(snapshot: Snapshot) -> Dict[str, Any]:
+    """What ``status --json`` prints of a snapshot."""
+    return {"server": {**snapshot["server"], "running": True}, "lanes": snapshot["lanes"],
+            "jobs": snapshot["jobs"]}
+
+
+async def _status_document(options: argparse.Namespace) -> Dict[str, Any]:
+    """``status --json``'s document for the host in _TARGET (all its jobs)."""
+    client = await _open()
+    try:
+        return _document(await _snapshot(client))
+    finally:
+        client.close()
+
+
 async def cmd_status(options: argparse.Namespace) -> int:
     try:
         client = await _open()
@@ -571,8 +649,7 @@ async def cmd_status(options: argparse.Namespace) -> int:
     server = {**snapshot["server"], "running": True}
     if options.json:
         # JSON escapes C0 controls itself; json_printable escapes C1 and bidi controls too.
-        text = json.dumps({"server": server, "lanes": snapshot["lanes"], "jobs": snapshot["jobs"]},
-                          indent=2, ensure_ascii=False)
+        text = json.dumps(_document(snapshot), indent=2, ensure_ascii=False)
         write_stdout(json_printable(text) + "\n")
         return EXIT_OK
     rows = status_rows(snapshot)

@@ -5,10 +5,25 @@ that table's ``ssh`` and ``pq_tui``; any other name is given to ssh as it is (an
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 from pq_tui.client.ssh import LOCAL, Host
 from pq_tui.settings import HOST_NAME
+
+def host_names(option: Optional[str]) -> List[str]:
+    """The hosts ``--host`` names: one, several (``a,b``), or ``all`` (the config file's and
+    this machine's); ``[LOCAL]`` without the option."""
+    if option is None:
+        return [LOCAL]
+    if option == "all":
+        from pq_tui.settings import load
+
+        return [LOCAL, *load().hosts]
+    names = [name.strip() for name in option.split(",")]
+    if any(not name for name in names):
+        raise ValueError(f"--host {option!r}: an empty host name")
+    return list(dict.fromkeys(names))
+
 
 def resolve_host(name: Optional[str]) -> Optional[Host]:
     """The Host for ``--host NAME``, None for this machine's own server. Raises ValueError
