@@ -351,10 +351,11 @@ _ZSH = r"""#compdef pq-tui
 # Install: pq-tui completion zsh > "${fpath[1]}/_pq-tui", or in ~/.zshrc after compinit:
 #   source <(pq-tui completion zsh)
 
+# _pq_tui_names [compadd options] jobs|lanes: _arguments puts its options before the last word.
 _pq_tui_names() {
     local -a names
-    names=(${(f)"$(command pq-tui __complete $1 2>/dev/null)"})
-    compadd -a names
+    names=(${(f)"$(command pq-tui __complete ${@[-1]} 2>/dev/null)"})
+    compadd "${@[1,-2]}" -a names
 }
 
 _pq_tui() {
