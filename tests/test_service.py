@@ -191,13 +191,15 @@ def test_a_server_running_outside_systemd_is_named_and_not_raced(cli):
         pid = f.read().strip()
     result = cli("service", "install", "--no-systemctl")
     assert result.returncode == 0, result.stderr
-    assert (f"a pq-tui server is running outside systemd (pid {pid} on {cli.paths.socket}): two "
+    assert ("run:\n"
+            "  systemctl --user daemon-reload\n"
+            "  systemctl --user enable pq-tui.service\n"
+            f"a pq-tui server is running outside systemd (pid {pid} on {cli.paths.socket}): two "
             f"servers cannot share the lock, so the unit is enabled for the next boot but not "
             f"started. To move it under systemd now: `pq-tui shutdown` (it refuses while jobs "
-            f"run), then `systemctl --user start pq-tui`\n"
-            "run:\n"
-            "  systemctl --user daemon-reload\n"
-            "  systemctl --user enable pq-tui.service\n") in result.stdout
+            f"run), then `systemctl --user start pq-tui`\n") in result.stdout
+    status = cli("service", "status")
+    assert f"server: pid {pid} on {cli.paths.socket} (outside systemd)\n" in status.stdout
 
 
 class UnitProcess:

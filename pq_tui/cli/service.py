@@ -193,21 +193,19 @@ def _install(options: argparse.Namespace) -> int:
         _write_atomically(path, text)
         write_stdout(f"wrote {path}\n  runs: {' '.join(exec_start())}\n  with: "
                      f"{', '.join(name for name, _value in unit_environment())} as they are now\n")
-    running = _other_server()
-    start = not options.no_start and running is None
-    steps = [["daemon-reload"], ["enable", "--now", UNIT] if start else ["enable", UNIT]]
-    if running is not None and _unit_active(use_systemctl):
-        running, steps[1] = None, ["enable", UNIT]  # it is the unit's own server
-        if old not in (None, text):
-            steps.append(["restart", UNIT])
-            write_stdout("the unit's server is running: the restart below stops its running "
-                         "jobs (the queue is kept)\n")
-    elif running is not None:
-        write_stdout(f"a pq-tui server is running outside systemd ({running}): two servers "
-                     f"cannot share the lock, so the unit is enabled for the next boot but not "
-                     f"started. To move it under systemd now: `pq-tui shutdown` (it refuses "
-                     f"while jobs run), then `systemctl --user start pq-tui`\n")
-    status = _systemctl(steps, use_systemctl)
+    server = _server()
+    start = not options.no_start and server is None
+    status = _systemctl([["daemon-reload"], ["enable", "--now", UNIT] if start else
+                         ["enable", UNIT]], use_systemctl)
+    if server is not None and _in_unit(server[0]) and old not in (None, text):
+        write_stdout(f"the unit's server ({_named(server)}) runs as the old unit said: "
+                     f"`systemctl --user restart pq-tui` puts this one in force (it stops the "
+                     f"running jobs; the queue is kept)\n")
+    elif server is not None and not _in_unit(server[0]):
+        write_stdout(f"a pq-tui server is running outside systemd ({_named(server)}): two "
+                     f"servers cannot share the lock, so the unit is enabled for the next boot "
+                     f"but not started. To move it under systemd now: `pq-tui shutdown` (it "
+                     f"refuses while jobs run), then `systemctl --user start pq-tui`\n")
     user = pwd.getpwuid(os.getuid()).pw_name
     if os.path.exists(os.path.join(LINGER_DIR, user)):
         write_stdout(f"lingering is on for {user}: the server starts at boot, without a login\n")
@@ -227,7 +225,8 @@ def _remove(options: argparse.Namespace) -> int:
         raise ServiceError(f"{path} was not written by pq-tui service install: --force "
                            f"deletes it")
     use_systemctl = _systemctl_wanted(options)
-    if use_systemctl and _unit_active(True) and not options.force:
+    server = _server()
+    if use_systemctl and server is not None and _in_unit(server[0]) and not options.force:
         running = _running_jobs()
         if running:
             raise ServiceError(
@@ -263,8 +262,10 @@ def _status() -> int:
     user = pwd.getpwuid(os.getuid()).pw_name
     linger = os.path.exists(os.path.join(LINGER_DIR, user))
     write_stdout(f"lingering: {'on' if linger else 'off'} for {user}\n")
-    running = _other_server()
-    write_stdout(f"server: {running or 'none answers'}\n")
+    server = _server()
+    where = "" if server is None else (" (the unit's)" if _in_unit(server[0]) else
+                                       " (outside systemd)")
+    write_stdout(f"server: {_named(server) if server else 'none answers'}{where}\n")
     return EXIT_OK
 
 
@@ -310,12 +311,8 @@ def _run_systemctl(step: List[str]) -> subprocess.CompletedProcess:
         return subprocess.CompletedProcess(step, 1, "", str(exc))
 
 
-def _unit_active(use_systemctl: bool) -> bool:
-    return use_systemctl and _run_systemctl(["is-active", "--quiet", UNIT]).returncode == 0
-
-
-def _other_server() -> Optional[str]:
-    """"pid N on SOCKET" of the server that answers where the unit's would listen, if any."""
+def _server() -> Optional[Tuple[str, str]]:
+    """(pid, socket) of the server that answers where the unit's would listen, if any."""
     from pq_tui.wire.paths import server_paths, socket_answers
 
     paths = server_paths()
@@ -326,7 +323,21 @@ def _other_server() -> Optional[str]:
             pid = f.read(32).strip() or "?"
     except OSError:
         pid = "?"
-    return f"pid {pid} on {paths.socket}"
+    return pid, paths.socket
+
+
+def _named(server: Tuple[str, str]) -> str:
+    return f"pid {server[0]} on {server[1]}"
+
+
+def _in_unit(pid: str) -> bool:
+    """Whether process ``pid`` runs in the unit (its cgroup is the unit's): systemd's own
+    answer, and one that needs no systemctl."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return any(line.rstrip("\n").endswith(f"/{UNIT}") for line in f)
+    except OSError:
+        return False
 
 
 def _running_jobs() -> List[str]:
