@@ -10,8 +10,7 @@ import argparse
 import importlib
 import os
 import re
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional
 
 from pq_tui.cli.args import new_parser
@@ -57,11 +56,11 @@ def main(command: str, args: List[str]) -> int:
 class Option:
     flags: List[str]
     help: str
-    takes_value: bool = False
-    value_optional: bool = False  # nargs="?": only as --flag=VALUE
-    values: str = ""  # see _values
-    choices: List[str] = field(default_factory=list)
-    metavar: str = ""
+    takes_value: bool
+    value_optional: bool  # nargs="?": only as --flag=VALUE
+    values: str  # see _values
+    choices: List[str]
+    metavar: str
 
 
 @dataclass
@@ -157,12 +156,9 @@ def _print_names(what: str) -> int:
         names = asyncio.run(asyncio.wait_for(ask(), ASK_TIMEOUT))
     except Exception:  # whatever went wrong, a shell at a TAB shows nothing rather than a trace
         return EXIT_FAILED
-    text = "".join(f"{name}\n" for name in names if not _CONTROL.search(name))
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
+    from pq_tui.cli.output import write_stdout
+
+    write_stdout("".join(f"{name}\n" for name in names if not _CONTROL.search(name)))
     return EXIT_OK
 
 
