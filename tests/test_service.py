@@ -293,6 +293,7 @@ def test_sigterm_stops_the_units_server_and_keeps_the_queue(cli):
     assert server.wait(DEADLINE) == 0
     assert wait_gone(long_pid, DEADLINE)
     again = unit.start()
-    assert cli.queued("A") == ["next"]
+    lane = next(lane for lane in cli.status()["lanes"] if lane["name"] == "A")
+    assert lane["queued"] == ["next"] and lane["paused"] is True
     assert cli("shutdown", "--kill").returncode == 0
     assert again.wait(DEADLINE) == 0
