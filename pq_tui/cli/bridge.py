@@ -13,6 +13,7 @@ thread per direction costs less than an event loop for two file descriptors.
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import sys
@@ -24,10 +25,13 @@ from pq_tui.cli.registry import EXIT_FAILED, EXIT_OK
 CHUNK = 256 * 1024
 
 
+def build_parser(command: str) -> argparse.ArgumentParser:
+    return new_parser("pq-tui bridge", "Relay stdin and stdout to this user's pq-tui server "
+                      "(what `ssh HOST pq-tui bridge` runs for a console elsewhere).", "")
+
+
 def main(command: str, args: list) -> int:
-    parser = new_parser("pq-tui bridge", "Relay stdin and stdout to this user's pq-tui server "
-                        "(what `ssh HOST pq-tui bridge` runs for a console elsewhere).", "")
-    parser.parse_args(args)
+    build_parser(command).parse_args(args)
     try:
         connection = _server_socket()
     except Exception as exc:  # noqa: BLE001 - every reason is said to the far side

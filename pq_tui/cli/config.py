@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
 
@@ -24,6 +25,13 @@ names the file or the variable; the theme is checked against Textual's themes to
 """
 
 
+def build_parser(command: str) -> argparse.ArgumentParser:
+    parser = new_parser("pq-tui config", "Print the settings in force and where each came from.",
+                        CONFIG_EPILOG)
+    parser.add_argument("--json", action="store_true", help="as JSON, for scripts")
+    return parser
+
+
 def main(command: str, args: list) -> int:
     """``pq-tui config [--json]``."""
     import json
@@ -32,10 +40,7 @@ def main(command: str, args: list) -> int:
     from pq_tui.wire.paths import runtime_dir, state_dir
     from pq_tui.settings import SETTINGS
 
-    parser = new_parser("pq-tui config", "Print the settings in force and where each came from.",
-                        CONFIG_EPILOG)
-    parser.add_argument("--json", action="store_true", help="as JSON, for scripts")
-    options = parser.parse_args(args)
+    options = build_parser(command).parse_args(args)
     settings = settings_or_report(console=True)
     if settings is None:
         return EXIT_BAD_INPUT

@@ -19,6 +19,8 @@ commands:
   run FILE.toml ...     run the jobs without the console, print their output, exit 0/1/2
   check FILE.toml ...   validate the files and show what would run
   config [--json]       the settings in force and where each came from
+  service install|remove|status   the server as a systemd user service, up at boot
+  completion bash|zsh|fish        a completion script for your shell
 
 server commands (jobs that outlive the terminal; `pq-tui COMMAND --help` for each):
   push FILE.toml ...    queue the jobs on the pq-tui server (starts it if needed)
@@ -43,7 +45,7 @@ examples:
   pq-tui push builds.toml && pq-tui wait && pq-tui status
 """
 
-def _main_parser() -> argparse.ArgumentParser:
+def main_parser() -> argparse.ArgumentParser:
     parser = new_parser("pq-tui",
                         "A process-queue console: lanes of jobs, live output, logs on disk.",
                         MAIN_EPILOG)
@@ -72,7 +74,7 @@ def _main(args: list) -> int:
     if args and args[0] in COMMANDS:
         module = importlib.import_module(COMMANDS[args[0]])
         return module.main(args[0], args[1:])
-    options = _main_parser().parse_args(args)
+    options = main_parser().parse_args(args)
     return _open_console(options)
 
 

@@ -16,5 +16,10 @@ COMMANDS = {
     "config": "pq_tui.cli.config",
     "server": "pq_tui.cli.server",  # hidden: what a client starts (see pq_tui/server)
     "bridge": "pq_tui.cli.bridge",  # hidden: what `ssh HOST pq-tui bridge` runs on a board
+    "service": "pq_tui.cli.service",
+    "completion": "pq_tui.cli.completion",
+    "__complete": "pq_tui.cli.completion",  # hidden: the completion scripts' ids and lanes
     **dict.fromkeys(SERVER_COMMANDS, "pq_tui.cli.commands"),
 }
+# Left out of the help and of the completions.
+HIDDEN = ("server", "bridge", "__complete")

@@ -96,15 +96,19 @@ def load_batch(files: list[str], existing_ids: Iterable[str] = (),
 
 def main(command: str, args: list) -> int:
     """``pq-tui run`` or ``pq-tui check``."""
+    options = build_parser(command).parse_args(args)
     if command == "check":
-        return check_command(_check_parser().parse_args(args))
-    options = _run_parser().parse_args(args)
+        return check_command(options)
     settings = settings_or_report()
     if settings is None:
         return EXIT_BAD_INPUT
     if options.kill_grace is None:
         options.kill_grace = settings.kill_grace
     return run_command(options)
+
+
+def build_parser(command: str) -> argparse.ArgumentParser:
+    return _check_parser() if command == "check" else _run_parser()
 
 
 def _run_parser() -> argparse.ArgumentParser:

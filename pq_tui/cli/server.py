@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+
 from pq_tui.cli.args import new_parser, seconds
 
 
-def main(command: str, args: list) -> int:
+def build_parser(command: str) -> argparse.ArgumentParser:
     parser = new_parser("pq-tui server",
                         "Run the pq-tui server (clients start it when needed).", "")
     parser.add_argument("--foreground", action="store_true",
@@ -13,7 +15,11 @@ def main(command: str, args: list) -> int:
     parser.add_argument("--kill-grace", type=seconds, default=None, metavar="SECONDS",
                         help="time between SIGTERM and SIGKILL when a job is killed (default: "
                         "the kill_grace setting, see `pq-tui config`)")
-    options = parser.parse_args(args)
+    return parser
+
+
+def main(command: str, args: list) -> int:
+    options = build_parser(command).parse_args(args)
     from pq_tui.server.daemon import run_server
 
     return run_server(options.foreground, kill_grace=options.kill_grace)

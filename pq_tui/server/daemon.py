@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from pq_tui.core.safe import printable
 from pq_tui.wire.paths import (RuntimeDirError, ServerPaths, prepare, server_paths)
@@ -52,10 +53,11 @@ def run_server(foreground: bool, kill_grace: Optional[float] = None) -> int:
             print(f"pq-tui server: {exc}", file=sys.stderr)
         return 1
     report = None if foreground else _detach(paths)
+    ready = report.ready if report is not None else _systemd_ready()
     try:
         retention = Retention(settings.keep_jobs, settings.keep_days)
         asyncio.run(serve(paths, kill_grace=kill_grace, retention=retention, lock_fd=lock_fd,
-                          ready=report.ready if report is not None else None))
+                          ready=ready))
     except (ServerError, StoreError, OSError) as exc:
         log.error("%s", exc)
         if report is not None:
@@ -78,6 +80,28 @@ def _set_up_logging(paths: ServerPaths, foreground: bool, debug: bool) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def _systemd_ready() -> Optional[Callable[[List[str]], None]]:
+    """Under systemd (``Type=notify``, see ``pq-tui service``): a ``ready`` that tells it the
+    socket listens, so that `systemctl start` returns only then and a client run right after it
+    finds this server rather than starting a second one. The variable is taken out of the
+    environment first: the jobs inherit it, and are not the service."""
+    address = os.environ.pop("NOTIFY_SOCKET", "")
+    if not address:
+        return None
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+
+    def ready(notes: List[str]) -> None:
+        status = " ".join(" ".join(note.splitlines()) for note in notes) or "listening"
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.sendto(f"READY=1\nSTATUS={status}".encode("utf-8", "replace"), address)
+        except OSError as exc:
+            log.warning("could not tell systemd the server is ready: %s", exc)
+
+    return ready
 
 
 class _StartReport:
