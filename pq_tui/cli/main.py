@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from pq_tui import __version__
 from pq_tui.cli.args import add_engine_options, new_parser
@@ -85,7 +85,7 @@ def _open_console(options: argparse.Namespace) -> int:
     settings = settings_or_report(console=True)
     if settings is None:
         return EXIT_BAD_INPUT
-    from pq_tui.settings import DEFAULT
+    from pq_tui.settings import DEFAULT, hook_config
 
     # Unset, Textual chooses ($TEXTUAL_THEME included).
     theme = None if settings.sources["theme"] == DEFAULT else settings.theme
@@ -93,20 +93,25 @@ def _open_console(options: argparse.Namespace) -> int:
     if batch is None:
         return EXIT_BAD_INPUT
     loaded, plans = batch
+    from pq_tui.ui.notices import NoticeSettings
+
+    notices = NoticeSettings(settings.notify, settings.bell, settings.desktop)
     if not options.embedded:
-        return _attach_console(plans, loaded.parallel, mouse=not options.no_mouse, theme=theme)
+        return _attach_console(plans, loaded.parallel, mouse=not options.no_mouse, theme=theme,
+                               notices=notices)
     from pq_tui.ui.app import PQApp
     from pq_tui.ui.session import LocalSession
 
     kill_grace = settings.kill_grace if options.kill_grace is None else options.kill_grace
-    session = LocalSession.embedded(options.log_dir, kill_grace)
-    app = PQApp(session, specs=session.jobs_from(plans), parallel=loaded.parallel, theme=theme)
+    session = LocalSession.embedded(options.log_dir, kill_grace, hook_config(settings))
+    app = PQApp(session, specs=session.jobs_from(plans), parallel=loaded.parallel, theme=theme,
+                notices=notices)
     status = app.run(mouse=not options.no_mouse)
     return status or 0
 
 
 def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
-                    theme: Optional[str]) -> int:
+                    theme: Optional[str], notices: Any) -> int:
     import asyncio
 
     from pq_tui.cli.output import write_error
@@ -120,7 +125,8 @@ def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
         engine = await RemoteEngine.connect(start=True)
         try:
             session = AttachedSession(engine)
-            app = PQApp(session, specs=session.jobs_from(plans), parallel=parallel, theme=theme)
+            app = PQApp(session, specs=session.jobs_from(plans), parallel=parallel, theme=theme,
+                        notices=notices)
             status = await app.run_async(mouse=mouse) or 0
             if app.exit_note:
                 print(app.exit_note, file=sys.stderr)
