@@ -83,7 +83,8 @@ class Notices:
                 self._idle += [f"lane {printable(name)} idle: {summary(counts)}"
                                for name, counts in idle.lanes]
         if (self._ends or self._idle) and self._timer is None:
-            wait = max(0.0, self._last_flush + COALESCE - time.monotonic())
+            # Textual's timers cannot take 0 (they divide by their interval).
+            wait = max(0.01, self._last_flush + COALESCE - time.monotonic())
             self._timer = self.app.set_timer(wait, self._flush)
 
     def _flush(self) -> None:
