@@ -163,6 +163,26 @@ def test_on_queue_idle_runs_once_when_the_queue_drains_and_not_for_a_queue_idle_
     assert said.read_text() == "4 ok, 1 failed\n"
 
 
+def test_a_paused_lanes_queued_job_keeps_the_queue_busy_until_it_is_removed(tmp_path):
+    said = tmp_path / "idle.txt"
+
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            hooks = Hooks(engine, HookConfig(on_queue_idle=f"echo \"$PQ_TUI_SUMMARY\" >> {said}"))
+            engine.pause("later")
+            engine.push("held", {"cmd": "true"}, "later")
+            await engine.wait_finished(engine.push("now", {"cmd": "true"}, "soon").id)
+            await asyncio.sleep(0.2)
+            told_while_held = said.exists()
+            engine.remove("held")  # nothing is left to run now
+            await until(said.exists, "the hook's line")
+            await hooks.close(wait=True)
+            return told_while_held
+
+    assert run(main()) is False
+    assert said.read_text() == "1 ok\n"
+
+
 def test_hooks_of_an_engine_without_any_run_nothing(tmp_path):
     async def main():
         engine = Engine(str(tmp_path / "logs"), root_dir=str(tmp_path))

@@ -96,8 +96,11 @@ class Hooks:
             command = self._on_finish_of(event.data)
             if job is not None and command:
                 self._start(self._finish(job, command))
-        if self._idle.note(event) and self.config.on_queue_idle and self._idle_check is None:
-            # Once the engine's step is over: the end of a run and the start of the next are one.
+        self._idle.note(event)
+        # Any event may be the one that leaves the queue idle (the removal of what was left),
+        # looked at once the engine's step is over: the end of a run and the start of the next
+        # are one step.
+        if self.config.on_queue_idle and self._idle.pending and self._idle_check is None:
             self._idle_check = asyncio.get_running_loop().call_soon(self._check_idle)
 
     def _on_finish_of(self, data: Dict[str, Any]) -> str:

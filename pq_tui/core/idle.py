@@ -49,6 +49,11 @@ class IdleWatch:
         self._lanes.setdefault(str(event.data.get("queue", "")), Counter())[status] += 1
         return True
 
+    @property
+    def pending(self) -> bool:
+        """Whether runs have ended since idleness was last told: what ``settle`` may tell."""
+        return bool(self._queue)
+
     def settle(self, lanes: Mapping[str, Any]) -> Idle:
         """What became idle, given the lanes as they are now (``LaneView``s: ``running`` and
         ``queued``); what it announces is counted afresh from here."""
