@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from pq_tui.core.engine import DEFAULT_KILL_GRACE
+from pq_tui.core.hooks import DEFAULT_HOOK_TIMEOUT, HookConfig
 from pq_tui.core.files import open_regular
 
 if sys.version_info >= (3, 11):
@@ -96,6 +97,31 @@ def _text_path(text: str) -> str:
     return os.path.abspath(os.path.expanduser(text))
 
 
+def _command(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return value.strip()
+
+
+def _choice(*words: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or value.strip().lower() not in words:
+            raise ValueError(value)
+        return value.strip().lower()
+
+    return check
+
+
+def _toml_desktop(value: Any) -> str:
+    # false (none) or the one sequence to send: a terminal that knows both would show two.
+    return "" if value is False else _choice("osc777", "osc9")(value)
+
+
+def _text_desktop(text: str) -> str:
+    return "" if _FLAG_WORDS.get(text.strip().lower(), True) is False else \
+        _choice("osc777", "osc9")(text)
+
+
 SECONDS = Kind("a number of seconds (0 or more)", _number(float, True), _number(float, False))
 _COUNT_MAX = 2**62  # SQLite's integers end at 2**63; no history is longer
 COUNT = Kind("a whole number (0 or more)", _number(_whole, True, _COUNT_MAX),
@@ -103,6 +129,10 @@ COUNT = Kind("a whole number (0 or more)", _number(_whole, True, _COUNT_MAX),
 DAYS = Kind("a number of days (0 or more)", _number(float, True), _number(float, False))
 NAME = Kind("a name (a string)", _name, _name)
 FLAG = Kind("true or false (1/0, yes/no, on/off in a variable)", _toml_flag, _text_flag)
+COMMAND = Kind('a shell command (a string; "" for none)', _command, _command)
+NOTIFY = Kind('"failures", "all" or "none"', _choice("failures", "all", "none"),
+              _choice("failures", "all", "none"))
+DESKTOP = Kind('false, "osc777" or "osc9"', _toml_desktop, _text_desktop)
 PATH = Kind("a folder's path", _text_path, _text_path)  # variables only: never from the file
 
 
@@ -125,6 +155,18 @@ SETTINGS: Tuple[Setting, ...] = (
             "the server keeps no finished run older than this"),
     Setting("theme", "PQ_TUI_THEME", NAME, "textual-dark", "the console's Textual theme"),
     Setting("debug", "PQ_TUI_DEBUG", FLAG, False, "the server logs at DEBUG level"),
+    Setting("notify", "PQ_TUI_NOTIFY", NOTIFY, "failures",
+            "the console's toasts: failures (failed, timed out, skipped; idle lanes and queue), "
+            "all (every end too), none"),
+    Setting("bell", "PQ_TUI_BELL", FLAG, False, "the console rings the bell with each toast"),
+    Setting("desktop", "PQ_TUI_DESKTOP", DESKTOP, "",
+            "a desktop notification with each toast: osc777 or osc9 (through tmux and screen)"),
+    Setting("on_finish", "PQ_TUI_ON_FINISH", COMMAND, "",
+            "a shell command run after each job ends (PQ_TUI_JOB_ID, PQ_TUI_STATUS, ...)"),
+    Setting("on_queue_idle", "PQ_TUI_ON_QUEUE_IDLE", COMMAND, "",
+            "a shell command run when the queue has become idle (PQ_TUI_SUMMARY)"),
+    Setting("hook_timeout", "PQ_TUI_HOOK_TIMEOUT", SECONDS, DEFAULT_HOOK_TIMEOUT,
+            "seconds a hook may run before its process tree is killed"),
     # Where the server's socket and state are: the variables only, so that a client and the
     # server it starts always agree (the server is given them).
     Setting("runtime_dir", "PQ_TUI_RUNTIME_DIR", PATH, None,
@@ -147,6 +189,12 @@ class Settings:
     keep_days: float
     theme: str
     debug: bool
+    notify: str
+    bell: bool
+    desktop: str
+    on_finish: str
+    on_queue_idle: str
+    hook_timeout: float
     runtime_dir: Optional[str]
     state_dir: Optional[str]
     config_file: str
@@ -297,6 +345,11 @@ def _toml_text(value: Any) -> str:
         return "true" if value else "false"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def hook_config(settings: Settings) -> HookConfig:
+    """The hooks the settings name, for whoever runs an engine."""
+    return HookConfig(settings.on_finish, settings.on_queue_idle, settings.hook_timeout)
 
 
 def default_log_dir() -> str:

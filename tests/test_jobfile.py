@@ -330,7 +330,7 @@ def test_parse_duration_rejects_zero_and_negative(value, shown):
             [
                 'builds.toml:3: job #1: unknown key "colour" (expected one of: '
                 "id, cmd, cwd, create_cwd, env, queue, after, timeout, retries, retry_delay, on_failure, "
-                "profile, pty, pty_size, meta)"
+                "on_finish, profile, pty, pty_size, meta)"
             ],
             id="unknown-key-no-suggestion",
         ),

@@ -603,6 +603,7 @@ def test_protocol_round_trips_every_event():
         ev.JobUsage(1, 12.5, 1024), ev.JobExited(1, {"status": "ok"}),
         ev.JobRetrying(1, "A", 2, 0.5, {"status": "retrying", "exit": 3}),
         ev.DependencyMet("t", "b", {"status": "queued"}), ev.JobSkipped("s", {"status": "skipped"}),
+        ev.JobWarned("w", "on_finish hook exited 1", {"status": "ok", "warnings": ["x"]}),
         ev.JobRemoved("r", {"status": "removed"}), ev.JobMoved(2, "B", 1),
         ev.JobsForgotten((1, "two")), ev.LanePaused("A"), ev.LaneResumed("A"),
         ev.LaneResized("A", 3),

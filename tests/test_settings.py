@@ -116,7 +116,8 @@ def test_a_relative_xdg_config_home_is_ignored(monkeypatch, tmp_path):
     ('theme = ""', "config.toml:1: theme = '': expected a name (a string)"),
     ('debug = "yes"', "config.toml:1: debug = 'yes': expected true or false"),
     ("# grace\nkill_grce = 2", "config.toml:2: unknown setting 'kill_grce' (did you mean "
-     "'kill_grace'? known: kill_grace, keep_jobs, keep_days, theme, debug)"),
+     "'kill_grace'? known: kill_grace, keep_jobs, keep_days, theme, debug, notify, bell, "
+     "desktop, on_finish, on_queue_idle, hook_timeout)"),
     ("[history]\nkeep = 1", "config.toml:1: unknown setting 'history' (known: "),
     ('state_dir = "/tmp"', "config.toml:1: unknown setting 'state_dir' (it is set by "
      "$PQ_TUI_STATE_DIR only)"),

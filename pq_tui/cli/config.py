@@ -18,6 +18,9 @@ default. The config file is $PQ_TUI_CONFIG, else $XDG_CONFIG_HOME/pq-tui/config.
   kill_grace = 10
   keep_jobs = 200
   theme = "nord"
+  notify = "failures"
+  desktop = "osc777"
+  on_finish = 'notify-send "$PQ_TUI_JOB_ID $PQ_TUI_STATUS"'
 
 A running server keeps the settings it started with (after `pq-tui shutdown`, the next push or
 console starts it with the new ones). Exit status 0, or 2 when a setting is bad (the message
@@ -64,6 +67,8 @@ def main(command: str, args: list) -> int:
     def shown(value: Any) -> str:
         if isinstance(value, bool):
             return "true" if value else "false"
+        if value == "":  # no hook, no desktop notification
+            return "(none)"
         return f"{value:g}" if isinstance(value, float) else str(value)
 
     found = "" if settings.config_found else " (none there: the defaults hold)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import TYPE_CHECKING, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from pq_tui import __version__
 from pq_tui.cli.args import add_engine_options, add_host_option, new_parser
@@ -91,7 +91,7 @@ def _open_console(options: argparse.Namespace) -> int:
     settings = settings_or_report(console=True)
     if settings is None:
         return EXIT_BAD_INPUT
-    from pq_tui.settings import DEFAULT
+    from pq_tui.settings import DEFAULT, hook_config
 
     # Unset, Textual chooses ($TEXTUAL_THEME included).
     theme = None if settings.sources["theme"] == DEFAULT else settings.theme
@@ -109,21 +109,26 @@ def _open_console(options: argparse.Namespace) -> int:
     if batch is None:
         return EXIT_BAD_INPUT
     loaded, plans = batch
+    from pq_tui.ui.notices import NoticeSettings
+
+    notices = NoticeSettings(settings.notify, settings.bell, settings.desktop)
     if not options.embedded:
         return _attach_console(plans, loaded.parallel, mouse=not options.no_mouse, theme=theme,
-                               host=host)
+                               host=host, notices=notices)
     from pq_tui.ui.app import PQApp
     from pq_tui.ui.session import LocalSession
 
     kill_grace = settings.kill_grace if options.kill_grace is None else options.kill_grace
-    session = LocalSession.embedded(options.log_dir, kill_grace)
-    app = PQApp(session, specs=session.jobs_from(plans), parallel=loaded.parallel, theme=theme)
+    session = LocalSession.embedded(options.log_dir, kill_grace, hook_config(settings))
+    app = PQApp(session, specs=session.jobs_from(plans), parallel=loaded.parallel, theme=theme,
+                notices=notices)
     status = app.run(mouse=not options.no_mouse)
     return status or 0
 
 
 def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
-                    theme: Optional[str], host: Optional["Host"] = None) -> int:
+                    theme: Optional[str], notices: Any,
+                    host: Optional["Host"] = None) -> int:
     import asyncio
 
     from pq_tui.cli.output import write_error
@@ -138,7 +143,8 @@ def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
                         else RemoteEngine.connect_host(host))
         try:
             session = AttachedSession(engine, host=None if host is None else host.name)
-            app = PQApp(session, specs=session.jobs_from(plans), parallel=parallel, theme=theme)
+            app = PQApp(session, specs=session.jobs_from(plans), parallel=parallel, theme=theme,
+                        notices=notices)
             status = await app.run_async(mouse=mouse) or 0
             if app.exit_note:
                 print(app.exit_note, file=sys.stderr)

@@ -18,6 +18,8 @@ from pq_tui.core import (
     OutputDropped,
     Status,
 )
+from pq_tui.core.events import JobWarned
+from pq_tui.core.hooks import HookConfig, Hooks
 from pq_tui.core.retry import delay_after
 from pq_tui.core.safe import output_line, printable
 from pq_tui.cli.args import add_engine_options, new_parser
@@ -28,7 +30,7 @@ from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
 from pq_tui.jobs.submit import plan_specs
 from pq_tui.cli.redraw import RedrawPrinter
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from pq_tui.settings import default_log_dir
+from pq_tui.settings import default_log_dir, hook_config
 
 
 RUN_EPILOG = """\
@@ -104,7 +106,7 @@ def main(command: str, args: list) -> int:
         return EXIT_BAD_INPUT
     if options.kill_grace is None:
         options.kill_grace = settings.kill_grace
-    return run_command(options)
+    return run_command(options, hook_config(settings))
 
 
 def build_parser(command: str) -> argparse.ArgumentParser:
@@ -192,14 +194,14 @@ def _waits_lines(job: str, after: list[str]) -> list[str]:
     return lines + [line.rstrip()]
 
 
-def run_command(options: argparse.Namespace) -> int:
+def run_command(options: argparse.Namespace, hooks: Optional[HookConfig] = None) -> int:
     batch = load_batch(options.files)
     if batch is None:
         return EXIT_BAD_INPUT
     loaded = batch[0]
     colour = options.color == "always" or (options.color == "auto" and colour_on_stdout())
     log_dir = options.log_dir or default_log_dir()
-    return asyncio.run(_run(loaded, log_dir, options.kill_grace, colour))
+    return asyncio.run(_run(loaded, log_dir, options.kill_grace, colour, hooks or HookConfig()))
 
 
 class _Printer:
@@ -246,9 +248,11 @@ class _Printer:
 
     def _note(self, event) -> str:
         if not isinstance(event, (JobStarted, OutputDropped, JobExited, JobRetrying,
-                                  JobSkipped)):
+                                  JobSkipped, JobWarned)):
             return ""  # lanes pausing at shutdown and the like: the summary tells the story
         note = self._prefix(event.job_id, "#", "2")
+        if isinstance(event, JobWarned):  # its on_finish hook failed
+            return f"{note}warning: {printable(event.warning)}\n"
         if isinstance(event, JobSkipped):
             return f"{note}{printable(skipped_text(event.data))}\n"
         if isinstance(event, JobRetrying):
@@ -276,10 +280,12 @@ class _Printer:
         return f"{note}{printable(outcome)}{duration}\n{warnings}"
 
 
-async def _run(loaded: Loaded, log_dir: str, kill_grace: float, colour: bool) -> int:
+async def _run(loaded: Loaded, log_dir: str, kill_grace: float, colour: bool,
+               hook_config: HookConfig) -> int:
     loop = asyncio.get_running_loop()
     specs = loaded.specs
     engine = Engine(log_dir, kill_grace=kill_grace)
+    hooks = Hooks(engine, hook_config)
     printer = _Printer(specs, colour)
     subscription = engine.subscribe(max_pending_lines=200_000)
     interrupted = asyncio.Event()
@@ -324,6 +330,8 @@ async def _run(loaded: Loaded, log_dir: str, kill_grace: float, colour: bool) ->
             "33", "pq-tui: interrupted; killing the running jobs (Ctrl-C again: at once)\n")))
     idle.cancel()
     stop.cancel()
+    # The last job's hooks, and on_queue_idle, run to their end (each within its timeout).
+    await hooks.close(wait=not stop.done())
     await engine.shutdown(kill=True)
     await printing
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -34,6 +34,7 @@ from pq_tui.core.events import (
     JobSkipped,
     JobStarted,
     JobUsage,
+    JobWarned,
     LanePaused,
     LaneResized,
     LaneResumed,
@@ -560,6 +561,17 @@ class Engine(LocalLogs, Shifts):
 
     def remove_journal(self, journal: Callable[[Event], None]) -> None:
         self._journals.remove(journal)
+
+    def warn(self, job: Job, warning: str) -> bool:
+        """Add ``warning`` to the data of ``job``, a run that has ended, and announce it
+        (``JobWarned``): what runs beside the engine (the hooks) reports through here, so that
+        the engine stays the one that changes a job. False, and nothing changed, if ``job`` is
+        no longer the engine's run of its id (forgotten, or run again)."""
+        if self._jobs.get(job.id) is not job or not job.status.finished:
+            return False
+        job.data.setdefault("warnings", []).append(warning)
+        self._emit(JobWarned(job.id, warning, job.snapshot()))
+        return True
 
     # -- waiting ---------------------------------------------------------------------------------
 

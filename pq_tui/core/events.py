@@ -112,6 +112,17 @@ class JobSkipped:
 
 
 @dataclass(frozen=True)
+class JobWarned:
+    """A warning added to a run that has ended (its on_finish hook failed, say): ``warning`` is
+    the new one, ``data`` the run's data with it in "warnings". A warning from before the end
+    comes in the ``JobExited`` data instead."""
+
+    job_id: JobId
+    warning: str
+    data: dict
+
+
+@dataclass(frozen=True)
 class JobRemoved:
     job_id: JobId
     data: dict
@@ -175,7 +186,7 @@ class LinkChanged:
 
 Event = Union[
     JobQueued, JobDequeued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited, JobRetrying,
-    DependencyMet, JobSkipped, JobRemoved, JobMoved, JobsForgotten, LanePaused, LaneResumed,
-    LaneResized, StoreStatus, LinkChanged,
+    DependencyMet, JobSkipped, JobWarned, JobRemoved, JobMoved, JobsForgotten, LanePaused,
+    LaneResumed, LaneResized, StoreStatus, LinkChanged,
 ]
 

@@ -30,6 +30,7 @@ from pq_tui.core.events import (
     JobsForgotten,
     JobStarted,
     JobUsage,
+    JobWarned,
     LanePaused,
     LaneResized,
     LaneResumed,
@@ -250,6 +251,14 @@ class QueueView:
             job.status = _status_in(job.data, Status.QUEUED)
         return job
 
+    def _warned(self, event: JobWarned) -> Optional[JobRow]:
+        """An ended run's data with one more warning; ignored for another run of the id."""
+        job = self.jobs.get(event.job_id)
+        if job is None or job.data.get("time-queue") != event.data.get("time-queue"):
+            return None
+        job.data = dict(event.data)
+        return job
+
     def _resized(self, event: LaneResized) -> None:
         self._lane(event.lane).parallel = event.parallel
 
@@ -302,6 +311,7 @@ _HANDLERS: Dict[type, Callable[[QueueView, Any], Optional[JobRow]]] = {
     JobRetrying: QueueView._retrying,
     DependencyMet: QueueView._dependency_met,
     JobSkipped: QueueView._ended,
+    JobWarned: QueueView._warned,
     JobsForgotten: QueueView._forgotten,
     LanePaused: QueueView._paused,
     LaneResumed: QueueView._paused,

@@ -556,7 +556,8 @@ def _process_data(defaults: dict, job: dict, source: str) -> dict:
         "timeout": merged.get("timeout"),
         "on_failure": merged.get("on_failure", "continue"),
     }
-    for key in ("create_cwd", "profile", "retries", "retry_delay", "after", "pty", "pty_size"):
+    for key in ("create_cwd", "profile", "retries", "retry_delay", "after", "pty", "pty_size",
+                "on_finish"):
         if key in merged:
             data[key] = merged[key]
     if "meta" in merged:

@@ -254,6 +254,14 @@ def _convert_on_failure(value: Any, report: Report) -> str | None:
     return value
 
 
+def _convert_on_finish(value: Any, report: Report) -> str | None:
+    # "" turns off the on_finish of the config file for these jobs.
+    if not isinstance(value, str):
+        report(f'"on_finish" must be a shell command (a string), got {describe(value)}')
+        return None
+    return value.strip()
+
+
 def _convert_profile(value: Any, report: Report) -> bool | None:
     if not isinstance(value, bool):
         report(f'"profile" must be true or false, got {describe(value)}')
@@ -313,6 +321,7 @@ CONVERTERS: dict[str, Callable[[Any, Report], Any]] = {
     "retries": _convert_retries,
     "retry_delay": _convert_retry_delay,
     "on_failure": _convert_on_failure,
+    "on_finish": _convert_on_finish,
     "profile": _convert_profile,
     "pty": _convert_pty,
     "pty_size": _convert_pty_size,

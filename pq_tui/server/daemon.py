@@ -14,7 +14,7 @@ from pq_tui.core.safe import printable
 from pq_tui.wire.paths import (RuntimeDirError, ServerPaths, prepare, server_paths)
 from pq_tui.wire.errors import ServerError
 from pq_tui.server.store import StoreError
-from pq_tui.settings import SettingsError, load
+from pq_tui.settings import SettingsError, hook_config, load
 
 from pq_tui.server.lock import acquire_lock
 from pq_tui.server.server import Retention, home_or_root, serve
@@ -57,7 +57,7 @@ def run_server(foreground: bool, kill_grace: Optional[float] = None) -> int:
     try:
         retention = Retention(settings.keep_jobs, settings.keep_days)
         asyncio.run(serve(paths, kill_grace=kill_grace, retention=retention, lock_fd=lock_fd,
-                          ready=ready))
+                          ready=ready, hooks=hook_config(settings)))
     except (ServerError, StoreError, OSError) as exc:
         log.error("%s", exc)
         if report is not None:

@@ -28,6 +28,7 @@ from pq_tui.core.events import (
     OutputDropped,
     StoreStatus,
 )
+from pq_tui.core.hooks import HookConfig, Hooks
 from pq_tui.core.job import Job, Status
 from pq_tui.wire import messages, protocol
 from pq_tui.wire.paths import (LOGS_NAME, ServerPaths, prepare, socket_answers)
@@ -61,9 +62,12 @@ class Retention:
 
 class Server:
     def __init__(self, paths: ServerPaths, kill_grace: float,
-                 retention: Optional[Retention] = None) -> None:
+                 retention: Optional[Retention] = None,
+                 hooks: Optional[HookConfig] = None) -> None:
         self.paths = paths
         self.replies = RecentReplies()  # by the key a request came with: carried out once
+        self.hook_config = hooks or HookConfig()
+        self.hooks: Optional[Hooks] = None  # from open_store on: the restore runs no hook
         self.kill_grace = kill_grace
         self.retention = retention or Retention()
         self._retention_handle: Optional[asyncio.TimerHandle] = None
@@ -117,6 +121,7 @@ class Server:
         self.engine.start_gate = self._may_start
         self.restored = restore(self.engine, state)
         self._flush_journal()
+        self.hooks = Hooks(self.engine, self.hook_config, log)  # a job's data may name one
         log.info("restored %d lanes, %d queued jobs, %d finished", len(state.lanes),
                  sum(1 for j in state.jobs if j.status in IN_QUEUE), len(self.restored))
         self.apply_retention()
@@ -278,6 +283,8 @@ class Server:
         return self._stop_task
 
     async def _stop(self) -> None:
+        if self.hooks is not None:  # the kills below start none, and those running are killed
+            await self.hooks.close()
         if self._retention_handle is not None:
             self._retention_handle.cancel()
             self._retention_handle = None
@@ -452,7 +459,8 @@ def home_or_root() -> str:
 
 async def serve(paths: ServerPaths, *, kill_grace: float = DEFAULT_KILL_GRACE,
                 retention: Optional[Retention] = None, lock_fd: Optional[int] = None,
-                ready: Optional[Callable[[List[str]], None]] = None) -> None:
+                ready: Optional[Callable[[List[str]], None]] = None,
+                hooks: Optional[HookConfig] = None) -> None:
     """Run the server until a shutdown request or SIGTERM/SIGINT. Takes the lock unless given
     its fd (``acquire_lock``); raises AlreadyRunning or ServerError if it cannot start.
     ``ready(notes)`` is called once it listens, with what the operator should hear of its
@@ -463,7 +471,7 @@ async def serve(paths: ServerPaths, *, kill_grace: float = DEFAULT_KILL_GRACE,
         lock_fd = acquire_lock(paths)
     try:
         write_pid(lock_fd)
-        await _serve_locked(paths, kill_grace, retention, ready)
+        await _serve_locked(paths, kill_grace, retention, ready, hooks)
     finally:
         try:
             os.unlink(paths.pid_file)
@@ -474,7 +482,8 @@ async def serve(paths: ServerPaths, *, kill_grace: float = DEFAULT_KILL_GRACE,
 
 
 async def _serve_locked(paths: ServerPaths, kill_grace: float, retention: Optional[Retention],
-                        ready: Optional[Callable[[List[str]], None]]) -> None:
+                        ready: Optional[Callable[[List[str]], None]],
+                        hooks: Optional[HookConfig]) -> None:
     loop = asyncio.get_running_loop()
     if os.path.lexists(paths.socket):
         if socket_answers(paths.socket):
@@ -482,7 +491,7 @@ async def _serve_locked(paths: ServerPaths, kill_grace: float, retention: Option
                               f"holds {paths.pid_file}: stop it, or remove the socket")
         log.info("replacing the stale socket %s", paths.socket)
         os.unlink(paths.socket)
-    server = Server(paths, kill_grace, retention)
+    server = Server(paths, kill_grace, retention, hooks)
     server.open_store()
     listener = None
     try:

@@ -67,6 +67,7 @@ from pq_tui.core.events import (
     JobRemoved,
     JobRetrying,
     JobSkipped,
+    JobWarned,
     JobStarted,
     JobUsage,
     LanePaused,
@@ -203,6 +204,7 @@ class Store:
             JobRetrying: self._on_retrying,
             DependencyMet: self._on_dependency_met,
             JobSkipped: self._on_skipped,
+            JobWarned: self._on_warned,
             JobRemoved: self._on_removed,
             JobMoved: self._on_moved,
             LanePaused: self._on_paused,
@@ -411,6 +413,15 @@ class Store:
 
     def _on_skipped(self, event: JobSkipped) -> None:
         self._ended(event.job_id, event.data)
+
+    def _on_warned(self, event: JobWarned) -> None:
+        row = self._latest(_id_key(event.job_id))
+        if row is None or row["status"] not in FINISHED or (
+                row["queued_at"] != _time(event.data.get("time-queue"), None)):
+            log.warning("store: a warning for a run of %r it does not have; ignored",
+                        event.job_id)
+            return
+        self._update(row, data=_dump(event.data))
 
     def _on_dependency_met(self, event: DependencyMet) -> None:
         row = self._latest(_id_key(event.job_id))

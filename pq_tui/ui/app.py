@@ -22,6 +22,7 @@ from pq_tui.core.safe import printable, printable_lines
 from pq_tui.jobs.jobfile import JobSpec
 from pq_tui.ui import clipboard
 from pq_tui.ui.screens import ConfirmScreen
+from pq_tui.ui.notices import NoticeSettings
 from pq_tui.ui.screens.main import JOB_KEYS, MainScreen, action_name
 from pq_tui.ui.session import LocalSession, Session
 
@@ -54,8 +55,10 @@ class PQApp(App[int]):
         start_dir: Optional[Path] = None,
         log_lines: int = 5000,
         theme: Optional[str] = None,  # a Textual theme's name; None: Textual's default
+        notices: Optional[NoticeSettings] = None,  # None: no toasts of ends and idleness
     ) -> None:
         super().__init__()
+        self.notice_settings = notices
         if theme is not None:
             self.theme = theme
         self.session = session

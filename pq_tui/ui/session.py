@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any, Callable, List, Mapping, Optional, Protocol, Sequence
 
 from pq_tui.core import DEFAULT_KILL_GRACE, Engine
+from pq_tui.core.hooks import HookConfig, Hooks
 from pq_tui.core.queue import LocalQueue, Queue
 from pq_tui.jobs.jobfile import JobSpec
 from pq_tui.jobs.submit import data_for_server
@@ -76,17 +77,19 @@ class Session(ABC):
 class LocalSession(Session):
     """The jobs run in the console's own engine, and end with it."""
 
-    def __init__(self, queue: LocalQueue) -> None:
+    def __init__(self, queue: LocalQueue, hooks: Optional[Hooks] = None) -> None:
         self._queue = queue
+        self._hooks = hooks
 
     @classmethod
-    def embedded(cls, log_dir: Optional[str] = None,
-                 kill_grace: float = DEFAULT_KILL_GRACE) -> "LocalSession":
-        """Over a new engine of the console's own; its logs go to ``log_dir``, else to a new
-        folder under the user's state directory."""
+    def embedded(cls, log_dir: Optional[str] = None, kill_grace: float = DEFAULT_KILL_GRACE,
+                 hooks: Optional[HookConfig] = None) -> "LocalSession":
+        """Over a new engine of the console's own, which runs the ``hooks``; its logs go to
+        ``log_dir``, else to a new folder under the user's state directory."""
         from pq_tui.settings import default_log_dir
 
-        return cls(Engine(log_dir or default_log_dir(), kill_grace=kill_grace, profile=True))
+        engine = Engine(log_dir or default_log_dir(), kill_grace=kill_grace, profile=True)
+        return cls(engine, Hooks(engine, hooks or HookConfig()))
 
     @property
     def queue(self) -> LocalQueue:
@@ -106,6 +109,8 @@ class LocalSession(Session):
         return f"Their logs stay in {self._queue.log_dir}."
 
     async def leave(self) -> None:
+        if self._hooks is not None:  # the kills start none; those running are killed
+            await self._hooks.close()
         await self._queue.shutdown(kill=True)
 
 

@@ -25,6 +25,7 @@ from pq_tui.core.events import (
     JobRemoved,
     JobRetrying,
     JobSkipped,
+    JobWarned,
     JobsForgotten,
     JobStarted,
     JobUsage,
@@ -36,7 +37,7 @@ from pq_tui.core.events import (
 )
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 6  # 6: the tail's partial line (docs/protocol.md)
+PROTOCOL = 6  # 6: the tail's partial line, JobWarned (docs/protocol.md)
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
@@ -411,8 +412,8 @@ def _with_id(exc: Exception, request_id: Any) -> Exception:
 EVENT_TYPES = {
     cls.__name__: cls
     for cls in (JobQueued, JobDequeued, JobStarted, JobOutput, OutputDropped, JobUsage, JobExited,
-                JobRetrying, DependencyMet, JobSkipped, JobRemoved, JobMoved, JobsForgotten,
-                LanePaused, LaneResumed, LaneResized, StoreStatus)
+                JobRetrying, DependencyMet, JobSkipped, JobWarned, JobRemoved, JobMoved,
+                JobsForgotten, LanePaused, LaneResumed, LaneResized, StoreStatus)
 }
 
 

@@ -21,7 +21,7 @@ from textual.timer import Timer
 from textual.widgets import Footer
 
 from pq_tui.core import DEFAULT_LANE, JobExited, JobId, JobOutput, JobUsage, OutputDropped, Status
-from pq_tui.core.events import Event, LaneResized, LinkChanged, StoreStatus
+from pq_tui.core.events import Event, JobWarned, LaneResized, LinkChanged, StoreStatus
 from pq_tui.core.deps import skipped_dependents
 from pq_tui.core.job import IN_QUEUE, KILLABLE
 from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
@@ -37,6 +37,7 @@ from pq_tui.ui.screens.log_copy import HELP_ROWS as COPY_HELP_ROWS
 from pq_tui.ui.screens.log_copy import LogCopy
 from pq_tui.ui.screens.open_file import OpenFileScreen
 from pq_tui.ui.screens.prompt import PromptScreen
+from pq_tui.ui.notices import Notices
 from pq_tui.ui.session import Session
 from pq_tui.ui.widgets.job_table import JobTable
 from pq_tui.ui.widgets.log_pane import LogPane
@@ -146,6 +147,7 @@ class MainScreen(LogCopy, Screen[None]):
         # (job, run) -> the window size last given to its terminal; the pending fit.
         self._terminal_sizes: dict[tuple, tuple[int, int]] = {}
         self._fit_timer: Optional[Timer] = None
+        self._notices: Optional[Notices] = None  # made on mount, when the settings ask for them
 
     @property
     def queue(self) -> Queue:
@@ -186,6 +188,9 @@ class MainScreen(LogCopy, Screen[None]):
 
     def on_mount(self) -> None:
         self._ticker = self.set_interval(TICK_INTERVAL, self._tick, pause=True)
+        notice_settings = getattr(self.app, "notice_settings", None)
+        if notice_settings is not None:
+            self._notices = Notices(self.app, notice_settings)
         store = self.session.store()
         self._report_store(store.get("error"))
         if store.get("moved_aside"):
@@ -263,6 +268,11 @@ class MainScreen(LogCopy, Screen[None]):
                     self._report_store(event.error)
                 elif isinstance(event, LinkChanged):
                     self._link_changed(event)
+                elif isinstance(event, JobWarned):  # its on_finish hook failed, say
+                    self.notify(event.warning, title=f"job {event.job_id}", severity="warning",
+                                timeout=15)
+        if self._notices is not None:
+            self._notices.feed(events, self.queue.lanes())
         with self.app.batch_update():
             for pane, lines in output.items():
                 if lines or pane in partials:
