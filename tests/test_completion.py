@@ -95,7 +95,7 @@ def test_the_bash_script_loads_and_its_flags_are_the_parsers(cli):
 
     flags = " ".join(f for action in build_parser("move")._actions for f in action.option_strings)
     assert f"    'move')\n        opts='{flags}'\n" in text
-    assert flags == "-h --help --up --down --front --to --lane"
+    assert flags == "-h --help --host --up --down --front --to --lane"
     for hidden in HIDDEN:
         assert f"'{hidden}'" not in text
 
@@ -115,7 +115,7 @@ def test_tab_after_kill_lists_the_servers_job_ids_quoted(cli, shell_env):
         "test-lane"]
     assert bash_complete(shell_env, path, "pq-tui", "pause", "b") == ["build"]
     assert bash_complete(shell_env, path, "pq-tui", "ki") == ["kill"]
-    assert bash_complete(shell_env, path, "pq-tui", "kill", "--") == ["--help", "--force"]
+    assert bash_complete(shell_env, path, "pq-tui", "kill", "--") == ["--help", "--host", "--force"]
     assert bash_complete(shell_env, path, "pq-tui", "log", "--timestamps", "=", "") == [
         "clock", "relative"]
     assert bash_complete(shell_env, path, "pq-tui", "service", "") == [
