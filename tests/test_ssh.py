@@ -473,3 +473,38 @@ def test_a_host_running_another_protocol_says_what_runs_where_and_the_fix(sshd, 
         f"old-board: pq-tui 0.0.9 runs there (protocol 5), pq-tui {__version__} here (protocol "
         f"{protocol.PROTOCOL}): install this version there, then stop the old server with "
         f"`ssh -F {sshd.config} old-board {sys.executable} {old} shutdown` (its queue is kept)")
+
+
+def test_from_a_terminal_ssh_may_ask_first_and_a_reconnect_never_asks(sshd, tmp_path):
+    from process_helpers import Terminal
+
+    sshd.board("board-ask")
+    # This alias's known_hosts is empty and ssh asks before it accepts a host key.
+    alias_config = tmp_path / "ssh_config"
+    alias_config.write_text(sshd.config.read_text().replace(
+        str(sshd.root / "known_hosts"), str(tmp_path / "known_hosts")).replace(
+        "StrictHostKeyChecking accept-new", "StrictHostKeyChecking ask"))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[hosts.ask]\nssh = "-F {alias_config} board-ask"\n'
+                      f'pq_tui = "{sys.executable} -m pq_tui"\n')
+    status = Terminal([sys.executable, "-m", "pq_tui", "status", "--host", "ask"],
+                      cwd=str(tmp_path), env={"PQ_TUI_CONFIG": str(config)})
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while b"continue connecting" not in status.output:
+            assert time.monotonic() < deadline and status.running(), bytes(status.output)
+            time.sleep(0.05)
+        os.write(status.master, b"yes\n")
+        assert status.wait_exit() == 0
+        assert b"no jobs" in status.output
+    finally:
+        status.hang_up()
+    # Without a terminal (a script, or a reconnect) ssh never asks: it says why, in one line.
+    (tmp_path / "known_hosts").unlink()
+    result = subprocess.run([sys.executable, "-m", "pq_tui", "status", "--host", "ask"],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                            timeout=DEADLINE, env=dict(os.environ, PQ_TUI_CONFIG=str(config)))
+    assert result.returncode == 1
+    assert result.stderr == (
+        "pq-tui: ask: its host key is unknown or has changed (Host key verification failed.); "
+        f"check it, then run `ssh -F {alias_config} board-ask` once to accept it\n")

@@ -457,7 +457,8 @@ async def _open(start: bool = False, control: bool = False) -> Client:
     the server if none runs, whatever ``start`` says."""
     host = _TARGET["host"]
     if host is not None:
-        client = await Client.open_host(host, control=control)
+        # From a terminal, ssh may ask for a password or to accept a new host key there.
+        client = await Client.open_host(host, control=control, prompt=sys.stdin.isatty())
         _LINKS.append(client)
         return client
     return await Client.open(start=start, control=control)

@@ -140,7 +140,7 @@ def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
 
     async def attached() -> int:
         engine = await (RemoteEngine.connect(start=True) if host is None
-                        else RemoteEngine.connect_host(host))
+                        else RemoteEngine.connect_host(host, prompt=sys.stdin.isatty()))
         try:
             session = AttachedSession(engine, host=None if host is None else host.name)
             app = PQApp(session, specs=session.jobs_from(plans), parallel=parallel, theme=theme,

@@ -110,12 +110,14 @@ class Client:
                               ) from None
 
     @classmethod
-    async def open_host(cls, host: "Host", control: bool = False) -> "Client":
-        """Connect to the server of ``host`` through ssh (started there if none runs). Raises
-        HostDown or VersionMismatch, with messages that name the host."""
+    async def open_host(cls, host: "Host", control: bool = False,
+                        prompt: bool = False) -> "Client":
+        """Connect to the server of ``host`` through ssh (started there if none runs); with
+        ``prompt``, ssh may ask on the terminal first. Raises HostDown or VersionMismatch, with
+        messages that name the host."""
         from pq_tui.client.ssh import connect_host
 
-        reader, writer, hello, process = await connect_host(host, control)
+        reader, writer, hello, process = await connect_host(host, control, prompt)
         return cls(reader, writer, hello=hello, process=process)
 
     @classmethod

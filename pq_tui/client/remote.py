@@ -202,10 +202,11 @@ class RemoteEngine(LocalLogs, Shifts):
         return await cls(client, paths)._mirror()
 
     @classmethod
-    async def connect_host(cls, host: Host) -> "RemoteEngine":
-        """``connect`` to another host's server, through ssh (started there if none runs).
-        Raises HostDown / VersionMismatch (ServerErrors that name the host)."""
-        client = cast(_MirrorClient, await _MirrorClient.open_host(host))
+    async def connect_host(cls, host: Host, prompt: bool = False) -> "RemoteEngine":
+        """``connect`` to another host's server, through ssh (started there if none runs);
+        ``prompt``: ssh may ask on the terminal first (later reconnects never ask). Raises
+        HostDown / VersionMismatch (ServerErrors that name the host)."""
+        client = cast(_MirrorClient, await _MirrorClient.open_host(host, prompt=prompt))
         return await cls(client, None, host)._mirror()
 
     async def _mirror(self) -> "RemoteEngine":

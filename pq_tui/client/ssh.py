@@ -36,9 +36,12 @@ class Host:
     ssh: str
     pq_tui: str = "pq-tui"
 
-    def argv(self) -> list:
+    def argv(self, prompt: bool = False) -> list:
+        """``prompt``: ssh may ask on the terminal (a password, a passphrase, a new host key)."""
+        options = [("BatchMode=no" if option == "BatchMode=yes" and prompt else option)
+                   for option in SSH_OPTIONS]
         # The remote command is one string: the remote shell splits it (and expands a "~").
-        return ["ssh", *SSH_OPTIONS, *shlex.split(self.ssh), f"{self.pq_tui} bridge"]
+        return ["ssh", *options, *shlex.split(self.ssh), f"{self.pq_tui} bridge"]
 
 
 class HostDown(ServerError):
@@ -46,18 +49,22 @@ class HostDown(ServerError):
     to do, in one line."""
 
 
-async def connect_host(host: Host, control: bool = False) -> Tuple[
+async def connect_host(host: Host, control: bool = False, prompt: bool = False) -> Tuple[
         asyncio.StreamReader, asyncio.StreamWriter, Dict[str, Any], "asyncio.subprocess.Process"]:
     """Start the host's bridge and do the hello through it: the streams, the server's hello and
     the ssh process (the connection lasts as long as it does). Raises HostDown, or
-    VersionMismatch for a server of another protocol (the message names the host)."""
+    VersionMismatch for a server of another protocol (the message names the host).
+    ``prompt``: the first connection, from a terminal: ssh may ask there for a password, a
+    passphrase or to accept a new host key (it asks on the terminal, not on its pipes), and
+    takes as long as the operator does. Otherwise (a reconnect) it never asks."""
     try:
         process = await asyncio.create_subprocess_exec(
-            *host.argv(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            *host.argv(prompt), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, limit=protocol.STREAM_LIMIT,
-            # Not in the console's process group: a Ctrl-C or a hang-up there is for the
-            # console, which then closes the link itself.
-            start_new_session=True)
+            # Without a prompt, not in the console's process group: a Ctrl-C or a hang-up
+            # there is for the console, which then closes the link itself. To ask, ssh needs
+            # the terminal as its own.
+            start_new_session=not prompt)
     except FileNotFoundError:
         raise HostDown(f"{host.name}: there is no ssh command here (install OpenSSH's client)"
                        ) from None
@@ -65,7 +72,7 @@ async def connect_host(host: Host, control: bool = False) -> Tuple[
     try:
         hello = await asyncio.wait_for(
             hello_exchange(process.stdout, process.stdin, f"on {host.name}", control=control),
-            CONNECT_TIMEOUT)
+            None if prompt else CONNECT_TIMEOUT)
     except VersionMismatch as exc:
         await _end(process)
         theirs = exc.hello
@@ -99,6 +106,12 @@ async def end_ssh(process: "asyncio.subprocess.Process", grace: float = 5) -> Op
 
 async def _end(process: "asyncio.subprocess.Process") -> Optional[int]:
     """Stop ssh (it may be waiting on a dead link) and reap it; its exit status."""
+    # First a moment to end by itself (it mostly has): a signal to a child that has ended
+    # makes Popen reap it behind asyncio's back, which then warns on stderr.
+    try:
+        return await asyncio.wait_for(process.wait(), 1)
+    except asyncio.TimeoutError:
+        pass
     if process.returncode is None:
         try:
             process.terminate()
