@@ -44,7 +44,7 @@ TMUX_SOCKET = f"pqbench-{os.getpid()}-{TAG[:6]}"
 COLS, ROWS = 100, 30
 
 NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup", "schedule",
-         "times", "pty")
+         "times", "pty", "link")
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -1177,6 +1177,36 @@ class Bench:
             versus(Row(f"8. {chain}: a chain, job i after job i-1, lane i % 4", stat("chain"),
                        target="≤ 1.1x one lane"), "chain", "plain", 1.1, "one lane"),
         ]
+
+
+    def link(self) -> list:
+        """Issue 16: from a dropped ssh link (its process killed) to a mirror caught up again (a
+        new link, the snapshot and the tails in), with a real sshd on 127.0.0.1. No target: the
+        issue sets none; the floor is ssh's own handshake and the bridge's start there."""
+        drops = 3 if self.quick else 5 * self.runs
+        if not (shutil.which("sshd") or os.path.exists("/usr/sbin/sshd")):
+            return [Row("10. dropped link to a caught-up mirror", "skipped: no sshd")]
+        samples, behind, floor = [], [], []
+        try:
+            out = subprocess.run([PYTHON, os.path.join(PROBES, "link_drop.py"), str(drops),
+                                  scratch("link")], env=base_env(), capture_output=True,
+                                 text=True, timeout=900)
+            if out.returncode != 0:
+                raise RuntimeError(f"probe link_drop.py failed: {out.stderr[-800:]}")
+            for line in out.stdout.splitlines():
+                seconds, lines, bare = line.split()
+                samples.append(float(seconds))
+                behind.append(int(lines))
+                floor.append(float(bare))
+        except Exception as exc:  # noqa: BLE001 - shown in the table
+            return [Row("10. dropped link to a caught-up mirror", err(exc))]
+        row = Row(f"10. dropped link to a caught-up mirror ({drops} drops, a job printing every "
+                  "2 ms)", Stat(samples))
+        bare = Row("10. a bare `ssh ALIAS true` to the same sshd (the floor)", Stat(floor))
+        if samples and floor:
+            row.ratio = (f"{Stat(samples).median / Stat(floor).median:.2f}x bare ssh; lines "
+                         f"behind after: max {max(behind)}")
+        return [row, bare]
 
 
 # -- main -----------------------------------------------------------------------------------------
