@@ -37,7 +37,7 @@ from pq_tui.core.events import (
 )
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 6  # 6: the tail's partial line, JobWarned (docs/protocol.md)
+PROTOCOL = 6  # 6: the tail's partial line, JobWarned, log_end, request keys (docs/protocol.md)
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
