@@ -73,6 +73,7 @@ class Client:
         self._ids = itertools.count(1)
         self._pending: Dict[int, asyncio.Future] = {}
         self._parts: Dict[int, List[Any]] = {}  # request id -> the jobs of its parts so far
+        self._streams: Dict[int, asyncio.Queue] = {}  # request id -> its messages before the reply
         self._events: asyncio.Queue = asyncio.Queue()
         self._write_lock = asyncio.Lock()
         self._closed = False
@@ -194,6 +195,34 @@ class Client:
         finally:
             self._pending.pop(request_id, None)
 
+    async def streamed(self, op: str, **args: Any) -> AsyncIterator[Any]:
+        """A request whose server sends messages for it before the reply (``grep``'s ``hits``):
+        those messages as they come, then the reply's result, last. Raises as ``request``."""
+        if self._closed:
+            raise ServerError(GONE)
+        data, request_id = self._encode(op, args)
+        queue: asyncio.Queue = asyncio.Queue()
+        future = asyncio.get_running_loop().create_future()
+        # The reply comes after its messages: the end is queued behind them.
+        future.add_done_callback(lambda done: queue.put_nowait(_END))
+        self._streams[request_id], self._pending[request_id] = queue, future
+        try:
+            async with self._write_lock:
+                self._writer.write(data)
+                await self._writer.drain()
+            while True:
+                message = await queue.get()
+                if message is _END:
+                    yield future.result()
+                    return
+                yield message
+        except (ConnectionError, OSError):
+            self.close()
+            raise ServerError(GONE) from None
+        finally:
+            self._streams.pop(request_id, None)
+            self._pending.pop(request_id, None)
+
     def _encode(self, op: str, args: Dict[str, Any],
                 key: Optional[str] = None) -> Tuple[bytes, int]:
         request_id = next(self._ids)
@@ -273,6 +302,11 @@ class Client:
             jobs = message.get("jobs")
             if isinstance(message.get("id"), int) and isinstance(jobs, list):
                 self._parts.setdefault(message["id"], []).extend(jobs)
+            return
+        if kind == "hits":
+            stream = self._streams.get(message.get("id"))  # type: ignore[arg-type]
+            if stream is not None:
+                stream.put_nowait(message)
             return
         if kind == "reply":
             parts = self._parts.pop(message.get("id"), None)  # type: ignore[arg-type]

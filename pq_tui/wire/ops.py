@@ -32,6 +32,7 @@ class Op:
     SHUTDOWN: Final = "shutdown"
     SEND: Final = "send"
     RESIZE: Final = "resize"
+    GREP: Final = "grep"
 
 
 # The ops a server accepts whatever protocol the client's hello says (docs/protocol.md: frozen),
