@@ -12,13 +12,13 @@ import sys
 from typing import List, Optional
 
 from pq_tui.cli.args import new_parser, number_parser
-from pq_tui.cli.commands import NOT_RUNNING, Failed, resolve_id
 from pq_tui.cli.output import colour_on_stdout, write_stdout
 from pq_tui.cli.output import write_error as _error
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pq_tui.client.client import Client, NotRunning, RemoteError, ServerError
 from pq_tui.core.safe import printable
-from pq_tui.core.search import DEFAULT_MAX_HITS, MAX_MAX_HITS, Hit, Query, Unreadable
+from pq_tui.core.search import (DEFAULT_MAX_HITS, MAX_MAX_HITS, Hit, Query, SearchError,
+                                Unreadable)
 from pq_tui.wire import messages
 from pq_tui.wire.ops import Op
 
@@ -67,13 +67,12 @@ def main(command: str, args: List[str]) -> int:
                       max_hits=options.max)
         query.compile()  # a bad pattern needs no server to be told
         return asyncio.run(_grep(query, options.job))
-    except ValueError as exc:  # SearchError
-        _error(str(exc))
-        return EXIT_BAD_INPUT
-    except Failed as exc:
+    except SearchError as exc:
         _error(str(exc))
         return EXIT_BAD_INPUT
     except NotRunning:
+        from pq_tui.cli.commands import NOT_RUNNING
+
         _error(NOT_RUNNING)
         return EXIT_BAD_INPUT
     except RemoteError as exc:
@@ -90,8 +89,14 @@ async def _grep(query: Query, job: Optional[str]) -> int:
     try:
         job_id = None
         if job is not None:
+            # The commands' module is slow to load (a tenth of a second): only for --job.
+            from pq_tui.cli.commands import Failed, resolve_id
+
             snapshot = messages.parse(messages.Snapshot, await client.request(Op.SNAPSHOT))
-            job_id = resolve_id(job, snapshot)
+            try:
+                job_id = resolve_id(job, snapshot)
+            except Failed as exc:
+                raise SearchError(str(exc)) from None
         found = 0
         async for message in client.streamed(
                 Op.GREP, pattern=query.pattern, fixed=query.fixed,

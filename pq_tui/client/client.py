@@ -74,6 +74,7 @@ class Client:
         self._pending: Dict[int, asyncio.Future] = {}
         self._parts: Dict[int, List[Any]] = {}  # request id -> the jobs of its parts so far
         self._streams: Dict[int, asyncio.Queue] = {}  # request id -> its messages before the reply
+        self._abandoned: set = set()  # streamed requests stopped: their replies are dropped
         self._events: asyncio.Queue = asyncio.Queue()
         self._write_lock = asyncio.Lock()
         self._closed = False
@@ -195,9 +196,11 @@ class Client:
         finally:
             self._pending.pop(request_id, None)
 
-    async def streamed(self, op: str, **args: Any) -> AsyncIterator[Any]:
+    async def streamed(self, op: str, stop: Optional[str] = None,
+                       **args: Any) -> AsyncIterator[Any]:
         """A request whose server sends messages for it before the reply (``grep``'s ``hits``):
-        those messages as they come, then the reply's result, last. Raises as ``request``."""
+        those messages as they come, then the reply's result, last. Raises as ``request``.
+        Closed before the end, it sends ``stop`` (an op taking ``request_id``), if given."""
         if self._closed:
             raise ServerError(GONE)
         data, request_id = self._encode(op, args)
@@ -222,6 +225,15 @@ class Client:
         finally:
             self._streams.pop(request_id, None)
             self._pending.pop(request_id, None)
+            if stop is not None and not future.done() and not self._closed:
+                self._abandoned.add(request_id)  # its reply, if it comes yet, is not a surprise
+                asyncio.ensure_future(self._stop(stop, request_id))
+
+    async def _stop(self, op: str, request_id: int) -> None:
+        try:
+            await self.request(op, request_id=request_id)
+        except (RemoteError, ServerError):
+            pass  # a server gone has stopped it too
 
     def _encode(self, op: str, args: Dict[str, Any],
                 key: Optional[str] = None) -> Tuple[bytes, int]:
@@ -328,6 +340,9 @@ class Client:
 
     def _reply(self, message: Dict[str, Any]) -> None:
         future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+        if future is None and message.get("id") in self._abandoned:
+            self._abandoned.discard(message.get("id"))
+            return
         if future is None or future.done():
             log.warning("a reply to no request: %s", str(message)[:200])
             return

@@ -397,7 +397,7 @@ class RemoteEngine(LocalLogs, Shifts):
         args = dict(pattern=query.pattern, fixed=query.fixed, ignore_case=query.ignore_case,
                     lane=query.lane, job_id=query.job_id, max_hits=query.max_hits)
         try:
-            async for message in self.client.streamed(Op.GREP, **args):
+            async for message in self.client.streamed(Op.GREP, stop=Op.GREP_STOP, **args):
                 if isinstance(message, dict) and message.get("type") == "hits":
                     yield SearchBatch(messages.found_of(message))
                 else:

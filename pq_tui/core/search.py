@@ -20,8 +20,8 @@ import asyncio
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import (TYPE_CHECKING, AsyncIterator, BinaryIO, Callable, Iterable, Iterator, List,
-                    Optional, Sequence, Tuple, Union)
+from typing import (TYPE_CHECKING, AnyStr, AsyncIterator, BinaryIO, Callable, Iterable,
+                    Iterator, List, Optional, Sequence, Tuple, Union)
 
 from pq_tui.core.events import JobId
 from pq_tui.core.files import open_regular
@@ -140,6 +140,8 @@ class _LogSearch:
         # Searched as one string, the pattern needs "^" and "$" at each line's ends.
         self.chunk_finder = None if _lines_only(finder.pattern) else \
             re.compile(finder.pattern, finder.flags | re.MULTILINE)
+        # In ASCII text an ASCII pattern means the same in bytes: no decoding needed.
+        self.bytes_finder = _bytes_pattern(self.chunk_finder)
         # Plain ASCII text looked for without case: found in the chunk lowered (see locator).
         self.lowered = literal.lower() if literal is not None and literal.isascii() \
             and finder.flags & re.IGNORECASE else None
@@ -147,7 +149,7 @@ class _LogSearch:
         self.stop = stop
         self.number = 0  # lines numbered so far
         self.screen: Optional[SettledLines] = None  # line by line (None: chunk at a time)
-        self.pending = ""  # whole lines not searched yet: a redraw may still rewrite them
+        self.pending = b""  # whole lines not searched yet: a redraw may still rewrite them
 
     def run(self, f: BinaryIO, finished: bool) -> Iterator[Hit]:
         for block in _whole_lines(f, finished):
@@ -158,24 +160,21 @@ class _LogSearch:
 
     def feed(self, block: bytes) -> Iterator[Hit]:
         """Whole lines, each ended by "\\n"."""
-        text = block.decode("utf-8", "replace")
         # A C1 control is two bytes in UTF-8, the first \xc2 (also that of "°" or "é").
         plain = self.chunk_finder is not None and not block.translate(None, _PLAIN_BYTES) \
-            and (b"\xc2" not in block or _CONTROL.search(text) is None)
-        yield from self.feed_text(text, plain)
-
-    def feed_text(self, text: str, plain: bool) -> Iterator[Hit]:
+            and (b"\xc2" not in block or _CONTROL.search(_decoded(block)) is None)
         if self.screen is None and plain:
-            text = self.pending + text
-            hold = _hold_start(text)
-            self.pending = text[hold:]
-            yield from self.search_chunk(text[:hold])
+            data = self.pending + block
+            hold = _hold_start(data)
+            self.pending = data[hold:]
+            yield from self.search_chunk(data[:hold])
             return
+        text = _decoded(block)
         if self.screen is None:
             # From here line by line; the lines held back are as a fresh screen sees them
             # (REDRAW_DEPTH of them, or the log from its start).
             self.screen = SettledLines()
-            text, self.pending = self.pending + text, ""
+            text, self.pending = _decoded(self.pending) + text, b""
         elif plain and text.count("\n") > 2 * REDRAW_DEPTH:
             # Back to chunks: once REDRAW_DEPTH plain lines are in, nothing to come can rewrite
             # the lines held.
@@ -183,7 +182,7 @@ class _LogSearch:
             yield from self.search_lines(self.screen.feed(_tagged(text[:head])))
             yield from self.search_lines(self.screen.end())
             self.screen = None
-            yield from self.feed_text(text[head:], plain)
+            yield from self.feed(text[head:].encode("utf-8"))
             return
         yield from self.search_lines(self.screen.feed(_tagged(text)))
 
@@ -192,7 +191,7 @@ class _LogSearch:
             yield from self.search_lines(self.screen.end())
         else:
             yield from self.search_chunk(self.pending)
-            self.pending = ""
+            self.pending = b""
 
     def search_lines(self, lines: Sequence[Tuple[str, str]]) -> Iterator[Hit]:
         for stream, text in lines:
@@ -203,44 +202,59 @@ class _LogSearch:
             if hit is not None:
                 yield hit
 
-    def search_chunk(self, text: str) -> Iterator[Hit]:
-        """Lines with no control character: nothing to settle, only the matched lines split."""
-        locate = self.locator(text)
+    def search_chunk(self, data: bytes) -> Iterator[Hit]:
+        """Lines with no control character: nothing to settle, only the lines that may match
+        split out. ASCII (most output) is searched as bytes; other text, decoded."""
+        if not data:
+            return
+        if data.isascii() and self.bytes_finder is not None:
+            yield from self.scan(data, self.locator(data), *_BYTE_MARKS)
+        else:
+            text = _decoded(data)
+            yield from self.scan(text, self.locator(text), *_TEXT_MARKS)
+
+    def scan(self, text: AnyStr, locate: Callable[[int], int], newline: AnyStr, times: AnyStr,
+             notes: AnyStr, errors: AnyStr) -> Iterator[Hit]:
         counted = 0  # position up to which self.number counts the lines
         position = 0
         while position < len(text):
             found = locate(position)
             if found < 0:
                 break
-            start = text.rfind("\n", 0, found) + 1
-            end = text.find("\n", found)
+            start = text.rfind(newline, 0, found) + 1
+            end = text.find(newline, found)
             if end < 0:
                 end = len(text)
-            self.number += _numbered(text, counted, start)
+            self.number += _numbered(text, counted, start, newline, times)
             counted, position = start, end + 1
             tag = text[start:start + 2]
-            if tag in ("@ ", "# "):
+            if tag == times or tag == notes:
                 continue
             self.number += 1
             counted = end + 1
-            hit = self.hit("err" if tag == "E " else "out", text[start + 2:end])
+            line = text[start + 2:end]
+            hit = self.hit("err" if tag == errors else "out",
+                           line.decode("ascii") if isinstance(line, bytes) else line)
             if hit is not None:
                 yield hit
-        self.number += _numbered(text, counted, len(text))
+        self.number += _numbered(text, counted, len(text), newline, times)
 
-    def locator(self, text: str) -> Callable[[int], int]:
+    def locator(self, text: Union[str, bytes]) -> Callable[[int], int]:
         """Where in ``text`` from a position on the next line that may match is (a position in
         it), or -1: every line it passes over does not match."""
         if self.lowered is not None and text.isascii():
             # re's IGNORECASE scans 20 times slower than a find in the text lowered (which, in
             # ASCII, keeps every character where it was).
-            find, needle = text.lower().find, self.lowered
-            return lambda position: find(needle, position)
-        assert self.chunk_finder is not None
-        search = self.chunk_finder.search
+            find = text.lower().find
+            needle: Union[str, bytes] = self.lowered.encode() if isinstance(text, bytes) \
+                else self.lowered
+            return lambda position: find(needle, position)  # type: ignore[arg-type]
+        finder = self.bytes_finder if isinstance(text, bytes) else self.chunk_finder
+        assert finder is not None
+        search = finder.search
 
         def located(position: int) -> int:
-            match = search(text, position)
+            match = search(text, position)  # type: ignore[arg-type]
             return -1 if match is None else match.start()
 
         return located
@@ -255,6 +269,28 @@ class _LogSearch:
         return Hit(self.job_id, self.number, stream, shown, tuple(spans))
 
 
+# A line's end and the tags of time records, notes and stderr, in text and in bytes.
+_TEXT_MARKS = ("\n", "@ ", "# ", "E ")
+_BYTE_MARKS = (b"\n", b"@ ", b"# ", b"E ")
+
+
+def _decoded(block: bytes) -> str:
+    return block.decode("utf-8", "replace")
+
+
+def _bytes_pattern(pattern: "Optional[re.Pattern[str]]") -> "Optional[re.Pattern[bytes]]":
+    """``pattern`` for ASCII bytes, if it is ASCII: in ASCII text with no control character
+    but tab, it finds what it finds in the text decoded (``\\w``, ``\\s``, case: ASCII
+    alike)."""
+    if pattern is None or not pattern.pattern.isascii():
+        return None
+    try:
+        return re.compile(pattern.pattern.encode("ascii"),
+                          pattern.flags & (re.IGNORECASE | re.MULTILINE | re.DOTALL | re.VERBOSE))
+    except re.error:  # (?u), \N{...}: meaningful only for text
+        return None
+
+
 def _lines_only(pattern: str) -> bool:
     """Whether searching a chunk as one string could miss what the pattern finds in a line: it
     looks at a line's start ("^", "\\A", a lookbehind: a chunk has the log's tag there) or at
@@ -264,17 +300,22 @@ def _lines_only(pattern: str) -> bool:
         "^" in re.sub(r"\\.", "", pattern)
 
 
-def _numbered(text: str, start: int, end: int) -> int:
+def _numbered(text: AnyStr, start: int, end: int, newline: AnyStr, times: AnyStr) -> int:
     """Lines of ``text[start:end]`` (whole lines) that `pq-tui log` numbers: all but the time
-    records."""
+    records (a few, found by their "@": a one-character find is a memchr, a count of "\\n@ "
+    is not)."""
     if start >= end:
         return 0
-    lines = text.count("\n", start, end)
-    times = text.count("\n@ ", start, end - 1) + text.startswith("@ ", start)
-    return lines - times
+    lines = text.count(newline, start, end)
+    at = text.find(times[:1], start, end)
+    while at >= 0:
+        if text.startswith(times, at) and (at == start or text.startswith(newline, at - 1)):
+            lines -= 1
+        at = text.find(times[:1], at + 1, end)
+    return lines
 
 
-def _hold_start(text: str) -> int:
+def _hold_start(text: bytes) -> int:
     """Where the last REDRAW_DEPTH numbered lines of ``text`` (whole lines) start: a redraw to
     come may still rewrite them."""
     position = len(text)
@@ -282,8 +323,8 @@ def _hold_start(text: str) -> int:
     while kept < REDRAW_DEPTH:
         if position == 0:
             return 0
-        position = text.rfind("\n", 0, position - 1) + 1  # the line before's start
-        if not text.startswith("@ ", position):
+        position = text.rfind(b"\n", 0, position - 1) + 1  # the line before's start
+        if not text.startswith(b"@ ", position):
             kept += 1
     return position
 
@@ -429,7 +470,8 @@ async def search_batches(refs: Sequence[LogRef], query: Query,
             yield batch
             if batch.done:
                 return
-            await asyncio.sleep(interval)  # let the next batch gather
+            if queue.qsize() < BATCH_HITS:
+                await asyncio.sleep(interval)  # let the next batch gather
     finally:
         stop.set()
 

@@ -70,6 +70,7 @@ class Connection:
         self.subscription: Optional[Subscription] = None
         self.carry: List[Event] = []  # events taken from the subscription, not yet written
         self.tasks: set = set()
+        self.greps: Dict[int, "asyncio.Task"] = {}  # request id -> its search
         # push_many batches sent with "more": queued together by the last one, or never.
         self.staged: List[Dict[str, Any]] = []
         self.staged_keys: set = set()
@@ -96,6 +97,7 @@ class Connection:
             Op.CLEAN: self.op_clean,
             Op.SEND: lambda a: server.engine.send_input(a["job_id"], a["text"]),
             Op.RESIZE: lambda a: server.engine.resize(a["job_id"], a["columns"], a["rows"]),
+            Op.GREP_STOP: self.op_grep_stop,
         }
 
     # -- the conversation ----------------------------------------------------------------------
@@ -176,10 +178,11 @@ class Connection:
             else:
                 await self.answer(request_id, self.handlers[op], args, key=key)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> "asyncio.Task":
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     async def answer(self, request_id: int, handler: Callable, args: Dict[str, Any],
                      plain: bool = False, key: Optional[str] = None) -> None:
@@ -532,7 +535,15 @@ class Connection:
         except Exception as exc:
             await self.answer(request_id, _raiser(exc), args)
             return
-        self._spawn(self.grep(request_id, query, refs))
+        task = self._spawn(self.grep(request_id, query, refs))
+        self.greps[request_id] = task
+        task.add_done_callback(lambda done: self.greps.pop(request_id, None))
+
+    def op_grep_stop(self, args: Dict[str, Any]) -> None:
+        """A search the client no longer wants (its screen closed): stopped, never answered."""
+        task = self.greps.pop(args["request_id"], None)
+        if task is not None:
+            task.cancel()
 
     def _grep_refs(self, args: Dict[str, Any]) -> Tuple[Query, List[LogRef]]:
         if not 1 <= args["max_hits"] <= MAX_MAX_HITS:
@@ -550,7 +561,8 @@ class Connection:
         known = {job.id for job in engine_jobs}
         # As the snapshot lists them: the restored runs first, then the engine's jobs.
         restored = [state for key, state in server.restored.items() if key not in known]
-        lanes = {*server.engine.lanes(), *(state.lane for state in restored)}
+        lanes = list(dict.fromkeys([*server.engine.lanes(),
+                                    *(state.lane for state in restored)]))
         if query.lane is not None and query.lane not in lanes:
             raise Refused(ErrorCode.UNKNOWN_LANE, _message(unknown_lane(query.lane, lanes)),
                           KeyError)

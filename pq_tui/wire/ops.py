@@ -33,6 +33,7 @@ class Op:
     SEND: Final = "send"
     RESIZE: Final = "resize"
     GREP: Final = "grep"
+    GREP_STOP: Final = "grep_stop"
 
 
 # The ops a server accepts whatever protocol the client's hello says (docs/protocol.md: frozen),

@@ -322,6 +322,7 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     Op.GREP: {"pattern": ("text", REQUIRED), "fixed": ("bool", False),
               "ignore_case": ("bool", False), "lane": ("str?", None), "job_id": ("job_id?", None),
               "max_hits": ("int", DEFAULT_MAX_HITS)},
+    Op.GREP_STOP: {"request_id": ("int", REQUIRED)},
 }
 
 

@@ -845,13 +845,14 @@ class MainScreen(LogCopy, Screen[None]):
         if jump is None or job is None or not job.log_path:
             return
         self.table.select(job.id)
-        self._show_selected()
         pane = self.main_pane
         if job.status.finished:
+            pane.show(job)  # not the end of its log: the lines around the hit, instead
             self.run_worker(self._show_hit(pane, job, job.log_path, jump),
                             group=f"log-end-{pane.id}", exclusive=True,
                             description="read a job's log around a search hit")
         else:
+            self._show_selected()
             self.run_worker(self._pager_at(job.log_path, jump.hit.line), group="pager")
 
     async def _show_hit(self, pane: LogPane, job: JobView, path: str, jump: Jump) -> None:
