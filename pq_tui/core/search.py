@@ -25,6 +25,7 @@ from typing import (TYPE_CHECKING, AnyStr, AsyncIterator, BinaryIO, Callable, It
 
 from pq_tui.core.events import JobId
 from pq_tui.core.files import open_regular
+from pq_tui.core.logfile import parse_line
 from pq_tui.core.safe import REDRAW_DEPTH, SettledLines, plain_line
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ class _LogSearch:
             yield from self.scan(text, self.locator(text), *_TEXT_MARKS)
 
     def scan(self, text: AnyStr, locate: Callable[[int], int], newline: AnyStr, times: AnyStr,
-             notes: AnyStr, errors: AnyStr) -> Iterator[Hit]:
+             notes: AnyStr, errors: Tuple[AnyStr, AnyStr]) -> Iterator[Hit]:
         counted = 0  # position up to which self.number counts the lines
         position = 0
         while position < len(text):
@@ -233,7 +234,7 @@ class _LogSearch:
             self.number += 1
             counted = end + 1
             line = text[start + 2:end]
-            hit = self.hit("err" if tag == errors else "out",
+            hit = self.hit("err" if tag in errors else "out",
                            line.decode("ascii") if isinstance(line, bytes) else line)
             if hit is not None:
                 yield hit
@@ -270,8 +271,9 @@ class _LogSearch:
 
 
 # A line's end and the tags of time records, notes and stderr, in text and in bytes.
-_TEXT_MARKS = ("\n", "@ ", "# ", "E ")
-_BYTE_MARKS = (b"\n", b"@ ", b"# ", b"E ")
+# (A line with "\r" at its end, "\r\n" as it came, is searched line by line: parse_line.)
+_TEXT_MARKS = ("\n", "@ ", "# ", ("E ", "e "))
+_BYTE_MARKS = (b"\n", b"@ ", b"# ", (b"E ", b"e "))
 
 
 def _decoded(block: bytes) -> str:
@@ -338,13 +340,8 @@ def _nth_line_end(text: str, count: int) -> int:
 
 def _tagged(text: str) -> List[Tuple[str, str]]:
     """Whole lines of a log as (stream, text), time records left out (as `pq-tui log` prints)."""
-    lines = []
-    for line in text[:-1].split("\n"):
-        tag = line[:2]
-        if tag == "@ ":
-            continue
-        lines.append(("err" if tag == "E " else "note" if tag == "# " else "out", line[2:]))
-    return lines
+    lines = (parse_line(line) for line in text[:-1].split("\n"))
+    return [line for line in lines if line[0] != "time"]
 
 
 def _cut(text: str, spans: List[Tuple[int, int]]) -> Tuple[str, List[Tuple[int, int]]]:
