@@ -405,6 +405,8 @@ class RemoteEngine(LocalLogs, Shifts):
                     yield SearchBatch(done=True, more=end["more"])
         except RemoteError as exc:
             raise SearchError(exc.message) from None
+        except ServerError as exc:  # the connection lost: the console says so elsewhere too
+            raise SearchError(str(exc)) from None
 
     def push(self, job_id: JobId, data: Any, lane: str = DEFAULT_LANE) -> None:
         if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):

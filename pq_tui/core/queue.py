@@ -114,8 +114,8 @@ class Queue(Protocol):
     def search(self, query: Query) -> AsyncIterator[SearchBatch]:
         """The logs of every job it knows (running and finished, ``query``'s lane and job)
         searched where the files are, the hits in batches as they are found, in job order then
-        line order; the last batch has ``done``. SearchError (at the first batch) for a bad
-        pattern. Closing the iterator stops the search."""
+        line order; the last batch has ``done``. SearchError for a search that cannot be done
+        (a bad pattern). Closing the iterator stops the search."""
         ...
 
     # -- changing

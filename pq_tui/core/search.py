@@ -43,7 +43,9 @@ _PLAIN_BYTES = bytes([9, 10, *range(0x20, 0x7F), *range(0x80, 0x100)])
 
 
 class SearchError(ValueError):
-    """A pattern that is not a regular expression; the message is one line for the operator."""
+    """A search that cannot be done: a pattern that is not a regular expression (a server's
+    queue: an unknown job or lane, the server gone). The message is one line for the
+    operator."""
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,7 @@ class MainScreen(LogCopy, Screen[None]):
         self._terminal_sizes: dict[tuple, tuple[int, int]] = {}
         self._fit_timer: Optional[Timer] = None
         self._notices: Optional[Notices] = None  # made on mount, when the settings ask for them
+        self._searched = ""  # the pattern of the last search hit opened (F)
 
     @property
     def queue(self) -> Queue:
@@ -836,7 +837,7 @@ class MainScreen(LogCopy, Screen[None]):
             self._sync()
 
     def action_search_logs(self) -> None:
-        self.app.push_screen(SearchScreen(self.queue), self._open_hit)
+        self.app.push_screen(SearchScreen(self.queue, self._searched), self._open_hit)
 
     def _open_hit(self, jump: Optional[Jump]) -> None:
         """A finished job's log: the lines around the hit in the main pane, the hit on top and
@@ -844,6 +845,7 @@ class MainScreen(LogCopy, Screen[None]):
         job = self.queue.get(jump.hit.job_id) if jump is not None else None
         if jump is None or job is None or not job.log_path:
             return
+        self._searched = jump.query.pattern  # F again starts from it
         self.table.select(job.id)
         pane = self.main_pane
         if job.status.finished:
