@@ -12,11 +12,14 @@ import sys
 from typing import List, Optional
 
 from pq_tui.cli.args import new_parser, number_parser
+from pq_tui.cli.hosts import add_host_option, resolve_host
 from pq_tui.cli.output import colour_on_stdout, write_stdout
 from pq_tui.cli.output import write_error as _error
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from pq_tui.client.client import Client, NotRunning, RemoteError, ServerError
+from pq_tui.client.ssh import Host
 from pq_tui.core.safe import printable
+from pq_tui.settings import SettingsError
 from pq_tui.core.search import (DEFAULT_MAX_HITS, MAX_MAX_HITS, Hit, Query, SearchError,
                                 Unreadable)
 from pq_tui.wire import messages
@@ -24,7 +27,7 @@ from pq_tui.wire.ops import Op
 
 EPILOG = """\
 Searches the log of every job the server knows, running and finished (each job's latest run),
-in the server, next to the files. Lines are those `pq-tui log ID` prints, in their final state
+in the server, next to the files (with --host, on the board: only the hits come through ssh). Lines are those `pq-tui log ID` prints, in their final state
 (a progress bar's last frame), and numbered as it numbers them; pq-tui's own notes (cmd:,
 pid:, the exit) count as lines but are not searched. Prints `ID:LINE: text`, jobs in the order
 `pq-tui status --json` lists them, then by line, the match highlighted on a terminal. At most
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                         default=DEFAULT_MAX_HITS, metavar="N",
                         help=f"stop after N hits (default {DEFAULT_MAX_HITS}, at most "
                         f"{MAX_MAX_HITS})")
+    add_host_option(parser)
     return parser
 
 
@@ -63,11 +67,12 @@ def main(command: str, args: List[str]) -> int:
         _error(f"--max: at most {MAX_MAX_HITS}")
         return EXIT_BAD_INPUT
     try:
+        host = resolve_host(options.host)
         query = Query(options.pattern, options.fixed, options.ignore_case, options.lane,
                       max_hits=options.max)
         query.compile()  # a bad pattern needs no server to be told
-        return asyncio.run(_grep(query, options.job))
-    except SearchError as exc:
+        return asyncio.run(_grep(query, options.job, host))
+    except (ValueError, SettingsError) as exc:  # SearchError, a bad --host, the config file
         _error(str(exc))
         return EXIT_BAD_INPUT
     except NotRunning:
@@ -83,9 +88,10 @@ def main(command: str, args: List[str]) -> int:
         return EXIT_BAD_INPUT
 
 
-async def _grep(query: Query, job: Optional[str]) -> int:
+async def _grep(query: Query, job: Optional[str], host: Optional[Host]) -> int:
     colour = colour_on_stdout()
-    client = await Client.open(start=False)
+    # On a board (--host) the search runs there too: only the hits come through ssh.
+    client = await (Client.open(start=False) if host is None else Client.open_host(host))
     try:
         job_id = None
         if job is not None:
