@@ -27,13 +27,14 @@ from pq_tui.wire.ops import Op
 
 EPILOG = """\
 Searches the log of every job the server knows, running and finished (each job's latest run),
-in the server, next to the files (with --host, on the board: only the hits come through ssh). Lines are those `pq-tui log ID` prints, in their final state
-(a progress bar's last frame), and numbered as it numbers them; pq-tui's own notes (cmd:,
-pid:, the exit) count as lines but are not searched. Prints `ID:LINE: text`, jobs in the order
-`pq-tui status --json` lists them, then by line, the match highlighted on a terminal. At most
---max hits (1000), then a line on stderr says there are more. A log that cannot be read is
-named on stderr and the search goes on. Exit status as grep's: 0 hits found, 1 none, 2 a bad
-pattern, an unknown job or lane, or no server.
+in the server, next to the files (with --host, on the board: only the hits come through ssh).
+Lines are those `pq-tui log ID` prints, in their final state (a progress bar's last frame),
+and numbered as it numbers them; pq-tui's own notes (cmd:, pid:, the exit) count as lines but
+are not searched. Prints `ID:LINE: text`, jobs in the order `pq-tui status --json` lists them,
+then by line, the match highlighted on a terminal. At most --max hits (1000), then a line on
+stderr says there are more. A log that cannot be read is named on stderr and the search goes
+on. Exit status as grep's: 0 hits found, 1 none, 2 a bad pattern, an unknown job or lane, or
+no server.
 
 examples:
   pq-tui grep warning
