@@ -11,8 +11,8 @@ import asyncio
 import sys
 from typing import List, Optional
 
-from pq_tui.cli.args import new_parser, number_parser
-from pq_tui.cli.hosts import add_host_option, resolve_host
+from pq_tui.cli.args import add_host_option, new_parser, number_parser
+from pq_tui.cli.hosts import resolve_host
 from pq_tui.cli.output import colour_on_stdout, write_stdout
 from pq_tui.cli.output import write_error as _error
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK

@@ -843,21 +843,25 @@ class MainScreen(LogCopy, Screen[None]):
         """A finished job's log: the lines around the hit in the main pane, the hit on top and
         its match marked; a running job's (its pane holds only its tail): the pager there."""
         job = self.queue.get(jump.hit.job_id) if jump is not None else None
-        if jump is None or job is None or not job.log_path:
+        if jump is None or job is None:
             return
         self._searched = jump.query.pattern  # F again starts from it
         self.table.select(job.id)
         pane = self.main_pane
         if job.status.finished:
             pane.show(job)  # not the end of its log: the lines around the hit, instead
-            self.run_worker(self._show_hit(pane, job, job.log_path, jump),
-                            group=f"log-end-{pane.id}", exclusive=True,
-                            description="read a job's log around a search hit")
+            self.run_worker(self._show_hit(pane, job, jump), group=f"log-end-{pane.id}",
+                            exclusive=True, description="read a job's log around a search hit")
         else:
             self._show_selected()
-            self.run_worker(self._pager_at(job.log_path, jump.hit.line), group="pager")
+            self.run_worker(self._pager_at(job, jump.hit.line), group="pager")
 
-    async def _show_hit(self, pane: LogPane, job: JobView, path: str, jump: Jump) -> None:
+    async def _show_hit(self, pane: LogPane, job: JobView, jump: Jump) -> None:
+        try:
+            path = await self.queue.log_to_page(job.id)  # from another host: fetched first
+        except LogUnavailable as exc:
+            self.notify(printable(str(exc)), severity="error")
+            return
         try:
             first, lines = await asyncio.to_thread(log_at.window, path, jump.hit.line,
                                                    self._log_lines // 2, self._log_lines // 2)
@@ -865,6 +869,8 @@ class MainScreen(LogCopy, Screen[None]):
             self.notify(f"cannot read the log {printable(path)}: {exc.strerror or exc}",
                         severity="error")
             return
+        finally:
+            self.queue.release_page(path)
         if not self._alive() or pane.shown is not job:
             return
         pane.load(lines)
@@ -876,7 +882,12 @@ class MainScreen(LogCopy, Screen[None]):
             view.search(jump.hit.text[spans[0][0]:spans[0][1]])
         view.focus()
 
-    async def _pager_at(self, path: str, line: int) -> None:
+    async def _pager_at(self, job: JobView, line: int) -> None:
+        try:
+            path = await self.queue.log_to_page(job.id)
+        except LogUnavailable as exc:
+            self.notify(printable(str(exc)), severity="error")
+            return
         self._suspended = True
         try:
             with self.app.suspend():
@@ -887,6 +898,7 @@ class MainScreen(LogCopy, Screen[None]):
             self.notify(f"cannot read the log {printable(path)}: {exc.strerror or exc}",
                         severity="error")
         finally:
+            self.queue.release_page(path)
             self._suspended = False
             for pane in self._panes():
                 self._show(pane, pane.shown, again=True)
