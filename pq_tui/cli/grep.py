@@ -46,8 +46,8 @@ examples:
 _ID, _NUMBER, _MATCH, _RESET = "\x1b[35m", "\x1b[32m", "\x1b[1;31m", "\x1b[0m"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = new_parser("pq-tui grep", "Search the logs of every job.", EPILOG)
+def build_parser(command: str = "grep") -> argparse.ArgumentParser:
+    parser = new_parser(f"pq-tui {command}", "Search the logs of every job.", EPILOG)
     parser.add_argument("pattern", metavar="PATTERN",
                         help="a regular expression (Python's re), or text with --fixed")
     parser.add_argument("-F", "--fixed", action="store_true", help="PATTERN is plain text")
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(command: str, args: List[str]) -> int:
-    options = build_parser().parse_args(args)
+    options = build_parser(command).parse_args(args)
     if options.max > MAX_MAX_HITS:
         _error(f"--max: at most {MAX_MAX_HITS}")
         return EXIT_BAD_INPUT
