@@ -578,7 +578,7 @@ class Connection:
                 if batch.found:
                     sent += sum(1 for item in batch.found if isinstance(item, Hit))
                     await self.send(messages.hits_message(request_id, batch.found))
-                more = batch.more
+                more = more or batch.more
         except Exception as exc:  # not expected: the pattern was checked, logs are noted
             await self.answer(request_id, _raiser(exc), {})
             return
