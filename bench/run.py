@@ -44,7 +44,7 @@ TMUX_SOCKET = f"pqbench-{os.getpid()}-{TAG[:6]}"
 COLS, ROWS = 100, 30
 
 NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup", "schedule",
-         "times", "pty", "link")
+         "times", "pty", "link", "search")
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -1177,6 +1177,115 @@ class Bench:
             versus(Row(f"8. {chain}: a chain, job i after job i-1, lane i % 4", stat("chain"),
                        target="≤ 1.1x one lane"), "chain", "plain", 1.1, "one lane"),
         ]
+
+    # 11 -----------------------------------------------------------------------------------------
+    def search(self) -> list:
+        """Issue 15: `pq-tui grep` over the logs of 1000 finished jobs of 10,000 lines each
+        (real jobs, run by the server), one hit per job, so that the search reads every log to
+        its end. Timed from the command's launch: the first hit on its stdout, and its exit."""
+        jobs = 100 if self.quick else 1000
+        lines = 10_000
+        world = Isolated("search")
+        work = scratch("search")
+        # One line in each job's log says "warning", at a line that moves from job to job.
+        script = os.path.join(work, "gen.awk")
+        with open(script, "w") as f:
+            f.write('BEGIN { for (i = 1; i <= lines; i++) if (i == at) print "src/module_" i '
+                    '".c:42: warning: unused variable rc"; else print "[" i % 100 "%] Building '
+                    'C object src/module_" i ".c.o" }\n')
+        toml = write_toml(os.path.join(work, "logs.toml"),
+                          [(f"gen{j}", ["awk", "-v", f"lines={lines}", "-v",
+                                        f"at={1 + (j * 7919) % lines}", "-f", script], None)
+                           for j in range(jobs)], defaults={"queue": "gen"})
+        with open(toml, "a") as f:
+            f.write("\n[lanes.gen]\nparallel = 2\n")
+        cases = {"word": ["warning"], "ignore case": ["-i", "WARNING"],
+                 "regex": [r"module_\d+\.c:42: warn"]}
+        first: dict = {key: [] for key in cases}
+        whole: dict = {key: [] for key in cases}
+        op_first: list = []
+        op_whole: list = []
+        errors = {}
+        try:
+            world.pq("push", toml)
+            world.pq("wait", timeout=1200)
+            size = sum(os.path.getsize(os.path.join(root, name))
+                       for root, _dirs, names in os.walk(os.path.join(world.state, "logs"))
+                       for name in names)
+            self.notes.append(f"search: {jobs} logs of {lines:,} lines, {size / 2**20:.0f} MiB "
+                              f"in all, in the page cache (just written); one hit per log")
+            for run in range(self.runs):
+                self.log(f"search run {run + 1}/{self.runs}")
+                try:
+                    to_first, total, found = probe("grep_op.py", "warning", env=world.env)
+                    if int(found) != jobs:
+                        raise RuntimeError(f"{found} hits, expected {jobs}")
+                    op_first.append(float(to_first))
+                    op_whole.append(float(total))
+                except Exception as exc:  # noqa: BLE001 - shown in the table
+                    errors["op"] = err(exc)
+                    self.log(f"search op: {exc}")
+                for key, args in cases.items():
+                    try:
+                        found, to_first, total = _grep_timed(world, args)
+                        if found != jobs:
+                            raise RuntimeError(f"{found} hits, expected {jobs}")
+                        first[key].append(to_first)
+                        whole[key].append(total)
+                    except Exception as exc:  # noqa: BLE001 - shown in the table
+                        errors[key] = err(exc)
+                        self.log(f"search {key}: {exc}")
+        except Exception as exc:  # noqa: BLE001
+            errors["push"] = err(exc)
+            self.log(f"search push: {exc}")
+        finally:
+            world.close()
+
+        def stat(samples: dict, key: str):
+            return Stat(samples[key]) if samples[key] else errors.get(key, errors.get("push",
+                                                                                      "error"))
+
+        op = f"the `grep` op (a connected client) over {jobs} logs × {lines:,} lines, a word"
+        rows = [Row(f"11. {op}: request→first hit", Stat(op_first) if op_first else
+                    errors.get("op", "error"), target="≤ 0.5 s"),
+                Row(f"11. {op}: whole search (reply)", Stat(op_whole) if op_whole else
+                    errors.get("op", "error"), target="≤ 3 s")]
+        if op_first:
+            rows[0].passed = Stat(op_first).median <= 0.5
+        if op_whole:
+            rows[1].passed = Stat(op_whole).median <= 3.0
+        label = f"`pq-tui grep` of {jobs} logs × {lines:,} lines through the server"
+        for key in cases:
+            targets = key == "word"
+            head = Row(f"11. {label} ({key}): launch→first hit", stat(first, key),
+                       target="≤ 0.5 s" if targets else "")
+            end = Row(f"11. {label} ({key}): whole search (exit)", stat(whole, key),
+                      target="≤ 3 s" if targets else "")
+            if targets and first[key]:
+                head.passed = Stat(first[key]).median <= 0.5
+            if targets and whole[key]:
+                end.passed = Stat(whole[key]).median <= 3.0
+            rows += [head, end]
+        return rows
+
+
+def _grep_timed(world: "Isolated", args: list) -> tuple:
+    """(hits printed, seconds to the first, seconds to the exit) of `pq-tui grep ARGS`."""
+    started = time.perf_counter()
+    process = subprocess.Popen([PQ_TUI, "grep", "--max", "100000", *args], env=world.env,
+                               cwd=world.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    first_line = process.stdout.readline()
+    to_first = time.perf_counter() - started
+    rest = process.stdout.read()
+    process.wait(timeout=600)
+    total = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"pq-tui grep exited {process.returncode}: "
+                           f"{process.stderr.read().decode(errors='replace')[-300:]}")
+    process.stderr.close()
+    process.stdout.close()
+    return (first_line + rest).count(b"\n"), to_first, total
 
 
     def link(self) -> list:

@@ -9,11 +9,12 @@ process runs, no clock moves, so a picture of the console is the same every time
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable, Mapping, NoReturn, Optional
+from typing import Any, AsyncIterator, Iterable, Mapping, NoReturn, Optional
 
 from pq_tui.core import Job, JobId, Lane, Status
 from pq_tui.core.job import IN_QUEUE
 from pq_tui.core.queue import LocalLogs, LocalQueue, Shifts
+from pq_tui.core.search import Query, SearchBatch, search_jobs
 
 # 2026-12-01 09:00:00 UTC: the tests set TZ=UTC, so STARTED reads 09:00:00 for this.
 T0 = 1796115600.0
@@ -145,6 +146,9 @@ class ScriptedQueue(Unchanging, LocalLogs, Shifts, LocalQueue):
 
     def subscribe(self, max_pending_lines: int = 20_000) -> ScriptedSubscription:
         return ScriptedSubscription()
+
+    def search(self, query: Query) -> AsyncIterator[SearchBatch]:
+        return search_jobs(self.jobs(), query)
 
     def kill(self, job_id: JobId, force: bool = False) -> None:
         self.kills.append((job_id, force))

@@ -198,6 +198,9 @@ def test_the_commands_take_a_host(sshd, tmp_path):
     log = cli("log", "--host", "pi", "where")
     output = [line for line in log.stdout.splitlines() if not line.startswith("# ")]
     assert output == [os.path.expanduser("~"), sshd.aliases["board-cli"].state_dir]
+    grep = cli("grep", "--host", "pi", "^/")  # searched on the board: the hits come over
+    assert grep.stdout == f"where:4: {os.path.expanduser('~')}\nwhere:5: " \
+        f"{sshd.aliases['board-cli'].state_dir}\n"
     status = cli("status", "--host", "pi", "--json")
     assert [job["id"] for job in json.loads(status.stdout)["jobs"]] == ["where", "after"]
     killed = cli("kill", "--host", "pi", "after")

@@ -26,6 +26,7 @@ server commands (jobs that outlive the terminal; `pq-tui COMMAND --help` for eac
   push FILE.toml ...    queue the jobs on the pq-tui server (starts it if needed)
   status [--json]       lanes and jobs on the server
   log ID [--follow]     a job's log
+  grep PATTERN [-i] [--fixed] [--lane L] [--job ID]   search every job's log
   kill ID [--force]     kill a running job        remove ID     remove a queued job
   move ID --up|--down|--front|--to N [--lane L]   requeue ID    run a finished job again
   pause LANE [--create] resume LANE               wait [ID ...] wait for jobs, exit 0/1/2

@@ -7,7 +7,7 @@ from __future__ import annotations
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # The commands that talk to the pq-tui server, in the order their help lists them.
-SERVER_COMMANDS = ("push", "status", "log", "kill", "send", "remove", "move", "requeue",
+SERVER_COMMANDS = ("push", "status", "log", "grep", "kill", "send", "remove", "move", "requeue",
                    "pause", "resume", "lane", "wait", "clean", "shutdown")
 
 COMMANDS = {
@@ -20,6 +20,7 @@ COMMANDS = {
     "completion": "pq_tui.cli.completion",
     "__complete": "pq_tui.cli.completion",  # hidden: the completion scripts' ids and lanes
     **dict.fromkeys(SERVER_COMMANDS, "pq_tui.cli.commands"),
+    "grep": "pq_tui.cli.grep",
 }
 # Left out of the help and of the completions.
 HIDDEN = ("server", "bridge", "__complete")

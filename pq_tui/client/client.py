@@ -73,6 +73,8 @@ class Client:
         self._ids = itertools.count(1)
         self._pending: Dict[int, asyncio.Future] = {}
         self._parts: Dict[int, List[Any]] = {}  # request id -> the jobs of its parts so far
+        self._streams: Dict[int, asyncio.Queue] = {}  # request id -> its messages before the reply
+        self._abandoned: set = set()  # streamed requests stopped: their replies are dropped
         self._events: asyncio.Queue = asyncio.Queue()
         self._write_lock = asyncio.Lock()
         self._closed = False
@@ -194,6 +196,45 @@ class Client:
         finally:
             self._pending.pop(request_id, None)
 
+    async def streamed(self, op: str, stop: Optional[str] = None,
+                       **args: Any) -> AsyncIterator[Any]:
+        """A request whose server sends messages for it before the reply (``grep``'s ``hits``):
+        those messages as they come, then the reply's result, last. Raises as ``request``.
+        Closed before the end, it sends ``stop`` (an op taking ``request_id``), if given."""
+        if self._closed:
+            raise ServerError(GONE)
+        data, request_id = self._encode(op, args)
+        queue: asyncio.Queue = asyncio.Queue()
+        future = asyncio.get_running_loop().create_future()
+        # The reply comes after its messages: the end is queued behind them.
+        future.add_done_callback(lambda done: queue.put_nowait(_END))
+        self._streams[request_id], self._pending[request_id] = queue, future
+        try:
+            async with self._write_lock:
+                self._writer.write(data)
+                await self._writer.drain()
+            while True:
+                message = await queue.get()
+                if message is _END:
+                    yield future.result()
+                    return
+                yield message
+        except (ConnectionError, OSError):
+            self.close()
+            raise ServerError(GONE) from None
+        finally:
+            self._streams.pop(request_id, None)
+            self._pending.pop(request_id, None)
+            if stop is not None and not future.done() and not self._closed:
+                self._abandoned.add(request_id)  # its reply, if it comes yet, is not a surprise
+                asyncio.ensure_future(self._stop(stop, request_id))
+
+    async def _stop(self, op: str, request_id: int) -> None:
+        try:
+            await self.request(op, request_id=request_id)
+        except (RemoteError, ServerError):
+            pass  # a server gone has stopped it too
+
     def _encode(self, op: str, args: Dict[str, Any],
                 key: Optional[str] = None) -> Tuple[bytes, int]:
         request_id = next(self._ids)
@@ -274,6 +315,11 @@ class Client:
             if isinstance(message.get("id"), int) and isinstance(jobs, list):
                 self._parts.setdefault(message["id"], []).extend(jobs)
             return
+        if kind == "hits":
+            stream = self._streams.get(message.get("id"))  # type: ignore[arg-type]
+            if stream is not None:
+                stream.put_nowait(message)
+            return
         if kind == "reply":
             parts = self._parts.pop(message.get("id"), None)  # type: ignore[arg-type]
             result = message.get("result")
@@ -294,6 +340,9 @@ class Client:
 
     def _reply(self, message: Dict[str, Any]) -> None:
         future = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+        if future is None and message.get("id") in self._abandoned:
+            self._abandoned.discard(message.get("id"))
+            return
         if future is None or future.done():
             log.warning("a reply to no request: %s", str(message)[:200])
             return

@@ -46,7 +46,8 @@ import time
 from collections import deque
 import secrets
 import tempfile
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Set, Tuple, cast
+from typing import (Any, AsyncIterator, Callable, Deque, Dict, Iterable, List, Optional, Set,
+                    Tuple, cast)
 
 from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Subscription
 from pq_tui.core.events import (
@@ -64,6 +65,7 @@ from pq_tui.core.lanes import check_parallel
 from pq_tui.core.logfile import TAGS
 from pq_tui.core.queue import LocalLogs, LogUnavailable, Shifts
 from pq_tui.core.reducer import JobRow, LaneRow, QueueView
+from pq_tui.core.search import Query, SearchBatch, SearchError
 from pq_tui.core.tail import Tail
 from pq_tui.core.terminal import check_has_terminal, check_size
 from pq_tui.wire import messages, protocol
@@ -389,6 +391,22 @@ class RemoteEngine(LocalLogs, Shifts):
         return subscription
 
     # -- changing (sync: checked here, sent, applied when the server's events come) -------------
+
+    async def search(self, query: Query) -> AsyncIterator[SearchBatch]:
+        """Searched in the server, next to the files: only the hits come over."""
+        args = dict(pattern=query.pattern, fixed=query.fixed, ignore_case=query.ignore_case,
+                    lane=query.lane, job_id=query.job_id, max_hits=query.max_hits)
+        try:
+            async for message in self.client.streamed(Op.GREP, stop=Op.GREP_STOP, **args):
+                if isinstance(message, dict) and message.get("type") == "hits":
+                    yield SearchBatch(messages.found_of(message))
+                else:
+                    end = messages.parse(messages.GrepEnd, message)
+                    yield SearchBatch(done=True, more=end["more"])
+        except RemoteError as exc:
+            raise SearchError(exc.message) from None
+        except ServerError as exc:  # the connection lost: the console says so elsewhere too
+            raise SearchError(str(exc)) from None
 
     def push(self, job_id: JobId, data: Any, lane: str = DEFAULT_LANE) -> None:
         if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):

@@ -16,7 +16,7 @@ import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Optional
 
 from pq_tui.core.deps import after_of, skip_reason, unknown_dependency
 from pq_tui.core.events import (
@@ -47,6 +47,7 @@ from pq_tui.core.logfile import log_file_name
 from pq_tui.core.proctree import Usage
 from pq_tui.core.queue import LocalLogs, Shifts
 from pq_tui.core.retry import attempts_of, delay_after
+from pq_tui.core.search import Query, SearchBatch, search_jobs
 from pq_tui.core.runner import JobRunner
 from pq_tui.core.tail import TAIL_LINES
 from pq_tui.core.terminal import Terminal, check_has_terminal, check_size
@@ -243,6 +244,10 @@ class Engine(LocalLogs, Shifts):
 
     def lanes(self) -> dict[str, Lane]:
         return dict(self._lanes)
+
+    def search(self, query: Query) -> AsyncIterator[SearchBatch]:
+        """The jobs' logs searched (in a thread: the loop and the jobs go on meanwhile)."""
+        return search_jobs(self.jobs(), query)
 
     def lane(self, name: str) -> Lane:
         """The lane called ``name``, made (empty) if it is new; a new name must pass

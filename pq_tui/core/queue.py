@@ -14,11 +14,12 @@ event, never from what an operation returned.
 from __future__ import annotations
 
 import asyncio
-from typing import (Any, Awaitable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence,
-                    Tuple)
+from typing import (Any, AsyncIterator, Awaitable, Dict, Iterable, List, Mapping, Optional,
+                    Protocol, Sequence, Tuple)
 
 from pq_tui.core.events import Event, JobId, Line
 from pq_tui.core.job import Status
+from pq_tui.core.search import Query, SearchBatch
 from pq_tui.core.tail import Tail
 
 
@@ -110,6 +111,12 @@ class Queue(Protocol):
     def is_active(self, job_id: JobId) -> bool: ...
     def is_idle(self) -> bool: ...
     def subscribe(self, max_pending_lines: int = 20_000) -> EventFeed: ...
+    def search(self, query: Query) -> AsyncIterator[SearchBatch]:
+        """The logs of every job it knows (running and finished, ``query``'s lane and job)
+        searched where the files are, the hits in batches as they are found, in job order then
+        line order; the last batch has ``done``. SearchError for a search that cannot be done
+        (a bad pattern). Closing the iterator stops the search."""
+        ...
 
     # -- changing
     def push(self, job_id: JobId, data: Mapping[str, Any],

@@ -28,6 +28,7 @@ __all__ = [
     "has_unsafe",
     "json_printable",
     "output_line",
+    "plain_line",
     "printable",
     "printable_lines",
     "shown_output",
@@ -131,6 +132,12 @@ def terminal_line(line: str) -> str:
     # Colours set before that carriage return still apply after it, as on a terminal.
     carried = "".join(SGR.findall("".join(parts[:keep])))
     return carried + parts[keep]
+
+
+def plain_line(line: str) -> str:
+    """A line of a job's output as ``output_line`` without colours gives it: visible text and
+    tabs only (what a search matches and shows)."""
+    return SGR.sub("", terminal_line(line))
 
 
 def output_line(line: str, colour: bool) -> str:

@@ -20,6 +20,8 @@ from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
 from pq_tui.core.files import open_regular
 from pq_tui.core.logfile import count_log_lines, parse_line, raw_output, read_log_tail_timed
 from pq_tui.core.lines import utf8_safe_cut
+from pq_tui.core.search import (MAX_MAX_HITS, Hit, LogRef, Query, SearchError, refs_of,
+                                search_batches)
 from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
 from pq_tui.wire import messages, protocol
 from pq_tui.wire.errors import Refused
@@ -68,6 +70,7 @@ class Connection:
         self.subscription: Optional[Subscription] = None
         self.carry: List[Event] = []  # events taken from the subscription, not yet written
         self.tasks: set = set()
+        self.greps: Dict[int, "asyncio.Task"] = {}  # request id -> its search
         # push_many batches sent with "more": queued together by the last one, or never.
         self.staged: List[Dict[str, Any]] = []
         self.staged_keys: set = set()
@@ -94,6 +97,7 @@ class Connection:
             Op.CLEAN: self.op_clean,
             Op.SEND: lambda a: server.engine.send_input(a["job_id"], a["text"]),
             Op.RESIZE: lambda a: server.engine.resize(a["job_id"], a["columns"], a["rows"]),
+            Op.GREP_STOP: self.op_grep_stop,
         }
 
     # -- the conversation ----------------------------------------------------------------------
@@ -163,6 +167,8 @@ class Connection:
                 self._spawn(self.op_wait(request_id, args))
             elif op == Op.SHUTDOWN:
                 self._spawn(self.op_shutdown(request_id, args))
+            elif op == Op.GREP:
+                await self.start_grep(request_id, args)
             elif op == Op.TAIL and self.server.engine.get(args["job_id"]) is None:
                 # Read from its log in a thread; an engine job's tail is taken with the events
                 # before it (below), as its JobOutput seq numbers rely on.
@@ -172,10 +178,11 @@ class Connection:
             else:
                 await self.answer(request_id, self.handlers[op], args, key=key)
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> "asyncio.Task":
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     async def answer(self, request_id: int, handler: Callable, args: Dict[str, Any],
                      plain: bool = False, key: Optional[str] = None) -> None:
@@ -519,6 +526,63 @@ class Connection:
             if engine.get(job_id) is not None:
                 await engine.wait_finished(job_id)
         return ids
+
+    async def start_grep(self, request_id: int, args: Dict[str, Any]) -> None:
+        """Refused at once if the request is bad; else searched (in a thread) while the
+        connection goes on, the hits sent as found, the reply last."""
+        try:
+            query, refs = self._grep_refs(args)
+        except Exception as exc:
+            await self.answer(request_id, _raiser(exc), args)
+            return
+        task = self._spawn(self.grep(request_id, query, refs))
+        self.greps[request_id] = task
+        task.add_done_callback(lambda done: self.greps.pop(request_id, None))
+
+    def op_grep_stop(self, args: Dict[str, Any]) -> None:
+        """A search the client no longer wants (its screen closed): stopped, never answered."""
+        task = self.greps.pop(args["request_id"], None)
+        if task is not None:
+            task.cancel()
+
+    def _grep_refs(self, args: Dict[str, Any]) -> Tuple[Query, List[LogRef]]:
+        if not 1 <= args["max_hits"] <= MAX_MAX_HITS:
+            raise Refused(ErrorCode.BAD_REQUEST, f"grep: max_hits must be 1 to {MAX_MAX_HITS}")
+        query = Query(args["pattern"], args["fixed"], args["ignore_case"], args["lane"],
+                      args["job_id"], args["max_hits"])
+        try:
+            query.compile()
+        except SearchError as exc:
+            raise Refused(ErrorCode.BAD_REQUEST, str(exc), ValueError) from None
+        server = self.server
+        if query.job_id is not None:
+            server.find(query.job_id)  # KeyError: unknown_job
+        engine_jobs = server.engine.jobs()
+        known = {job.id for job in engine_jobs}
+        # As the snapshot lists them: the restored runs first, then the engine's jobs.
+        restored = [state for key, state in server.restored.items() if key not in known]
+        lanes = list(dict.fromkeys([*server.engine.lanes(),
+                                    *(state.lane for state in restored)]))
+        if query.lane is not None and query.lane not in lanes:
+            raise Refused(ErrorCode.UNKNOWN_LANE, _message(unknown_lane(query.lane, lanes)),
+                          KeyError)
+        refs = [LogRef(state.id, state.log_path, True) for state in restored
+                if state.log_path and query.wants(state.id, state.lane)]
+        return query, refs + refs_of(engine_jobs, query)
+
+    async def grep(self, request_id: int, query: Query, refs: List[LogRef]) -> None:
+        sent = 0
+        more = False
+        try:
+            async for batch in search_batches(refs, query):
+                if batch.found:
+                    sent += sum(1 for item in batch.found if isinstance(item, Hit))
+                    await self.send(messages.hits_message(request_id, batch.found))
+                more = more or batch.more
+        except Exception as exc:  # not expected: the pattern was checked, logs are noted
+            await self.answer(request_id, _raiser(exc), {})
+            return
+        await self.answer(request_id, _giving(messages.GrepEnd(hits=sent, more=more)), {})
 
     def _wait_result(self, ids: List[Any]) -> messages.WaitResult:
         jobs = []

@@ -18,6 +18,8 @@ from typing import (Any, Callable, Dict, List, Optional, Type, TypedDict, TypeVa
 
 from pq_tui.core.job import Status
 from pq_tui.core.reducer import LaneRow, NewJob, QueueView
+from pq_tui.core.safe import plain_line, printable
+from pq_tui.core.search import Found, Hit, Unreadable
 from pq_tui.wire import protocol
 from pq_tui.wire.errors import RemoteError
 from pq_tui.wire.ops import ErrorCode
@@ -137,6 +139,33 @@ class Stopped(_Stopped, total=False):
     queued: int  # the jobs kept for the next start
 
 
+class HitEntry(TypedDict):
+    job_id: JobId
+    line: int  # as `pq-tui log ID` numbers its lines, from 1
+    stream: str  # "out" or "err"
+    text: str  # the line without colours
+    spans: List[List[int]]  # [start, end] of each match in text
+
+
+class UnreadableEntry(TypedDict):
+    job_id: JobId
+    error: str
+
+
+class Hits(TypedDict):
+    """A ``hits`` message's body: what a ``grep`` found since its last one."""
+
+    hits: List[HitEntry]
+    unreadable: List[UnreadableEntry]
+
+
+class GrepEnd(TypedDict):
+    """The ``grep`` reply, after its ``hits`` messages."""
+
+    hits: int  # hits sent
+    more: bool  # it stopped at max_hits, with more to find
+
+
 # -- building (the server) -----------------------------------------------------------------------
 
 
@@ -190,6 +219,15 @@ def encode_reply(request_id: int, result: Any) -> List[bytes]:
     return lines
 
 
+def hits_message(request_id: int, found: List[Found]) -> Dict[str, Any]:
+    hits = [HitEntry(job_id=item.job_id, line=item.line, stream=item.stream, text=item.text,
+                     spans=[list(span) for span in item.spans])
+            for item in found if isinstance(item, Hit)]
+    unreadable = [UnreadableEntry(job_id=item.job_id, error=item.message)
+                  for item in found if isinstance(item, Unreadable)]
+    return {"type": "hits", "id": request_id, "hits": hits, "unreadable": unreadable}
+
+
 # -- parsing (the clients) -----------------------------------------------------------------------
 
 
@@ -201,6 +239,21 @@ def result_of(reply: Dict[str, Any]) -> Any:
     code = reply.get("code")
     raise RemoteError(code if isinstance(code, str) else "", str(reply.get("error") or ""),
                       kind=str(reply.get("kind") or ""))
+
+
+def found_of(message: Dict[str, Any]) -> List[Found]:
+    """The hits and unreadable logs of a ``hits`` message, their text made safe (what a server
+    sends is foreign text too); ProtocolError for one that is not as the protocol has it."""
+    body = parse(Hits, {"hits": message.get("hits"), "unreadable": message.get("unreadable")})
+    found: List[Found] = []
+    for entry in body["hits"]:
+        text = plain_line(entry["text"])
+        spans = tuple((start, end) for start, end in entry["spans"]
+                      if 0 <= start <= end <= len(text))
+        found.append(Hit(entry["job_id"], entry["line"], entry["stream"], text, spans))
+    found += [Unreadable(entry["job_id"], printable(entry["error"]))
+              for entry in body["unreadable"]]
+    return found
 
 
 def parse(shape: Type[T], value: Any) -> T:

@@ -32,6 +32,8 @@ class Op:
     SHUTDOWN: Final = "shutdown"
     SEND: Final = "send"
     RESIZE: Final = "resize"
+    GREP: Final = "grep"
+    GREP_STOP: Final = "grep_stop"
 
 
 # The ops a server accepts whatever protocol the client's hello says (docs/protocol.md: frozen),

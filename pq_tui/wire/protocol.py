@@ -35,9 +35,10 @@ from pq_tui.core.events import (
     OutputDropped,
     StoreStatus,
 )
+from pq_tui.core.search import DEFAULT_MAX_HITS
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 6  # 6: the tail's partial line, JobWarned, log_end, request keys (docs/protocol.md)
+PROTOCOL = 7  # 7: grep; 6: the tail's partial line, JobWarned, log_end, request keys
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
@@ -273,6 +274,7 @@ def request_key(message: Dict[str, Any]) -> Optional[str]:
 # The types an argument may have, by name, as JSON gives them.
 _TYPES = {
     "job_id": "an int or a str",
+    "job_id?": "an int, a str or null",
     "int": "an int",
     "bool": "true or false",
     "str": "a non-empty string",
@@ -317,6 +319,10 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     Op.SEND: {"job_id": ("job_id", REQUIRED), "text": ("text", REQUIRED)},
     Op.RESIZE: {"job_id": ("job_id", REQUIRED), "columns": ("int", REQUIRED),
                 "rows": ("int", REQUIRED)},
+    Op.GREP: {"pattern": ("text", REQUIRED), "fixed": ("bool", False),
+              "ignore_case": ("bool", False), "lane": ("str?", None), "job_id": ("job_id?", None),
+              "max_hits": ("int", DEFAULT_MAX_HITS)},
+    Op.GREP_STOP: {"request_id": ("int", REQUIRED)},
 }
 
 
@@ -331,6 +337,8 @@ def _is_job_id(value: Any) -> bool:
 def _type_ok(kind: str, value: Any) -> bool:
     if kind == "job_id":
         return _is_job_id(value)
+    if kind == "job_id?":
+        return value is None or _is_job_id(value)
     if kind == "int":
         return is_int(value)
     if kind == "bool":

@@ -38,6 +38,8 @@ from pq_tui.ui.screens.log_copy import LogCopy
 from pq_tui.ui.screens.open_file import OpenFileScreen
 from pq_tui.ui.screens.prompt import PromptScreen
 from pq_tui.ui.notices import Notices
+from pq_tui.ui.screens.search import Jump, SearchScreen
+from pq_tui.ui import log_at
 from pq_tui.ui.session import Session
 from pq_tui.ui.widgets.job_table import JobTable
 from pq_tui.ui.widgets.log_pane import LogPane
@@ -60,7 +62,7 @@ HELP_GROUPS = (
     ("Queue order", {"move-up", "move-down", "move-front", "move-lane", "pause", "slots-up",
                      "slots-down"}),
     ("Log", {"split", "zoom", "search", "next-match", "previous-match", "follow", "times",
-             "pager"}),
+             "pager", "search-logs"}),
     ("pq-tui", {"help", "quit", "detach", "stop-server"}),
 )
 IN_QUEUE_ONLY = {"remove_job", "move", "move_front", "move_lane"}
@@ -103,6 +105,8 @@ JOB_KEYS = [
             tooltip="Times in the log: wall clock, then since the job started, then none"),
     Binding("l", "pager", "Pager", id="pager", show=False,
             tooltip="Open the full log in $PAGER"),
+    Binding("F", "search_logs", "Find all", id="search-logs", show=False,
+            tooltip="Search the logs of every job; Enter opens a hit"),
     Binding("question_mark", "help", "Help", id="help"),
 ]
 
@@ -148,6 +152,7 @@ class MainScreen(LogCopy, Screen[None]):
         self._terminal_sizes: dict[tuple, tuple[int, int]] = {}
         self._fit_timer: Optional[Timer] = None
         self._notices: Optional[Notices] = None  # made on mount, when the settings ask for them
+        self._searched = ""  # the pattern of the last search hit opened (F)
 
     @property
     def queue(self) -> Queue:
@@ -829,6 +834,74 @@ class MainScreen(LogCopy, Screen[None]):
             self._suspended = False
             for pane in self._panes():
                 self._show(pane, pane.shown, again=True)  # what arrived while the pager ran
+            self._sync()
+
+    def action_search_logs(self) -> None:
+        self.app.push_screen(SearchScreen(self.queue, self._searched), self._open_hit)
+
+    def _open_hit(self, jump: Optional[Jump]) -> None:
+        """A finished job's log: the lines around the hit in the main pane, the hit on top and
+        its match marked; a running job's (its pane holds only its tail): the pager there."""
+        job = self.queue.get(jump.hit.job_id) if jump is not None else None
+        if jump is None or job is None:
+            return
+        self._searched = jump.query.pattern  # F again starts from it
+        self.table.select(job.id)
+        pane = self.main_pane
+        if job.status.finished:
+            pane.show(job)  # not the end of its log: the lines around the hit, instead
+            self.run_worker(self._show_hit(pane, job, jump), group=f"log-end-{pane.id}",
+                            exclusive=True, description="read a job's log around a search hit")
+        else:
+            self._show_selected()
+            self.run_worker(self._pager_at(job, jump.hit.line), group="pager")
+
+    async def _show_hit(self, pane: LogPane, job: JobView, jump: Jump) -> None:
+        try:
+            path = await self.queue.log_to_page(job.id)  # from another host: fetched first
+        except LogUnavailable as exc:
+            self.notify(printable(str(exc)), severity="error")
+            return
+        try:
+            first, lines = await asyncio.to_thread(log_at.window, path, jump.hit.line,
+                                                   self._log_lines // 2, self._log_lines // 2)
+        except OSError as exc:
+            self.notify(f"cannot read the log {printable(path)}: {exc.strerror or exc}",
+                        severity="error")
+            return
+        finally:
+            self.queue.release_page(path)
+        if not self._alive() or pane.shown is not job:
+            return
+        pane.load(lines)
+        view = pane.view
+        view.following = False
+        view.scroll_to(y=jump.hit.line - first, animate=False, force=True, immediate=True)
+        spans = jump.hit.spans
+        if spans:  # LogView's search marks text: the hit's first match, wherever it is
+            view.search(jump.hit.text[spans[0][0]:spans[0][1]])
+        view.focus()
+
+    async def _pager_at(self, job: JobView, line: int) -> None:
+        try:
+            path = await self.queue.log_to_page(job.id)
+        except LogUnavailable as exc:
+            self.notify(printable(str(exc)), severity="error")
+            return
+        self._suspended = True
+        try:
+            with self.app.suspend():
+                await log_at.pager_at(path, line, finished=False)
+        except FileNotFoundError:
+            self.notify("pager not found (set $PAGER)", severity="error")
+        except OSError as exc:
+            self.notify(f"cannot read the log {printable(path)}: {exc.strerror or exc}",
+                        severity="error")
+        finally:
+            self.queue.release_page(path)
+            self._suspended = False
+            for pane in self._panes():
+                self._show(pane, pane.shown, again=True)
             self._sync()
 
     def action_help(self) -> None:
