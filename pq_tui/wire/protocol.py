@@ -38,7 +38,7 @@ from pq_tui.core.events import (
 from pq_tui.core.search import DEFAULT_MAX_HITS
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 7  # 7: grep; 6: the tail's partial line, JobWarned, log_end, request keys
+PROTOCOL = 6  # 6: the tail's partial line, JobWarned, log_end, request keys, grep
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
