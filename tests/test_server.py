@@ -305,7 +305,10 @@ def test_bad_input_gets_errors_and_the_server_keeps_serving(env):
             if after_hello:
                 writer.write(protocol.encode(protocol.client_hello()))
             writer.write(os.urandom(200_000))
-            await writer.drain()
+            try:
+                await writer.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server may close on the garbage before it has all been sent
             writer.transport.abort()
         await asyncio.sleep(0.1)
         assert await other.ok("ping") == "pong"
