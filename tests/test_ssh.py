@@ -529,7 +529,10 @@ def test_one_console_over_two_hosts_one_dropping_while_the_other_goes_on(sshd):
         for engine in fleet.engines.values():
             engine.push("count", {"cmd": count}, "build")
             engine.push("sleeper", {"cmd": "sleep 300"}, "other")
-        app = PQApp(AttachedSession(fleet, host="fleet-one,fleet-two"))
+        from pq_tui.ui.notices import NoticeSettings
+
+        app = PQApp(AttachedSession(fleet, host="fleet-one,fleet-two"),
+                    notices=NoticeSettings("failures", False, ""))
         a, b = HostJobId("fleet-one", "count"), HostJobId("fleet-two", "count")
         try:
             async with app.run_test(size=(100, 30)) as pilot:
@@ -568,6 +571,16 @@ def test_one_console_over_two_hosts_one_dropping_while_the_other_goes_on(sshd):
                 while fleet.get(two_sleeper).status.value != "killed":
                     await pilot.pause(0.05)
                 assert fleet.get(HostJobId("fleet-one", "sleeper")).status.value == "running"
+                # A lane is told idle under its host's name, once its jobs are done.
+                def idle() -> list:
+                    return [n.message for n in app._notifications if "idle" in n.message]
+
+                for _ in range(60):
+                    if idle():
+                        break
+                    await pilot.pause(0.05)
+                assert idle() and all(message.startswith(("lane fleet-one/", "lane fleet-two/"))
+                                      for message in idle()), idle()
                 fleet.kill(HostJobId("fleet-one", "sleeper"))
                 await pilot.press("q")
             assert app.exit_note == (

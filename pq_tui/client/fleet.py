@@ -147,6 +147,10 @@ def renamed(host: str, event: Event) -> Event:
             changes["job_ids"] = tuple(HostJobId(host, job_id) for job_id in value)
         elif field.name == "lane" and isinstance(value, str):
             changes["lane"] = host_lane(host, value)
+        elif field.name == "data" and isinstance(value, dict) and \
+                isinstance(value.get("queue"), str):
+            # The lane a job's data names too (what counts lanes idle reads it there).
+            changes["data"] = {**value, "queue": host_lane(host, value["queue"])}
     return dataclasses.replace(event, **changes) if changes else event
 
 
