@@ -511,3 +511,87 @@ def test_from_a_terminal_ssh_may_ask_first_and_a_reconnect_never_asks(sshd, tmp_
     assert result.stderr == (
         "pq-tui: ask: its host key is unknown or has changed (Host key verification failed.); "
         f"check it, then run `ssh -F {alias_config} board-ask` once to accept it\n")
+
+
+def test_one_console_over_two_hosts_one_dropping_while_the_other_goes_on(sshd):
+    from pq_tui.client.fleet import FleetQueue, HostJobId
+    from pq_tui.core.events import LinkChanged
+    from pq_tui.ui.app import PQApp
+    from pq_tui.ui.session import AttachedSession
+
+    one, two = sshd.board("fleet-one"), sshd.board("fleet-two")
+    count = "for i in $(seq 1 120); do echo $i; sleep 0.02; done"
+
+    async def main():
+        fleet = await FleetQueue.connect([one, two])
+        feed = fleet.subscribe()
+        # The same ids on both hosts: told apart by their host.
+        for engine in fleet.engines.values():
+            engine.push("count", {"cmd": count}, "build")
+            engine.push("sleeper", {"cmd": "sleep 300"}, "other")
+        from pq_tui.ui.notices import NoticeSettings
+
+        app = PQApp(AttachedSession(fleet, host="fleet-one,fleet-two"),
+                    notices=NoticeSettings("failures", False, ""))
+        a, b = HostJobId("fleet-one", "count"), HostJobId("fleet-two", "count")
+        try:
+            async with app.run_test(size=(100, 30)) as pilot:
+                while fleet.get(a) is None or fleet.get(b) is None or \
+                        fleet.get(a).line_count < 10 or fleet.get(b).line_count < 10:
+                    await pilot.pause(0.02)
+                assert [str(job.id) for job in fleet.jobs()] == ["count", "sleeper"] * 2
+                assert sorted(fleet.lanes()) == ["fleet-one/build", "fleet-one/other",
+                                                 "fleet-two/build", "fleet-two/other"]
+                app.main.table.select(a)
+                one_ssh = fleet.engines["fleet-one"].client._process
+                one_ssh.kill()  # fleet-one's link drops mid-stream; fleet-two goes on
+                states = []
+                while states[-1:] != ["connected"]:
+                    for event in await feed.batch():
+                        if isinstance(event, LinkChanged) and event.host == "fleet-one":
+                            states.append(event.state)
+                        if isinstance(event, LinkChanged):
+                            assert event.host == "fleet-one"
+                while not (fleet.get(a).status.finished and fleet.get(b).status.finished):
+                    await pilot.pause(0.05)
+                expected = [("out", str(n)) for n in range(1, 121)]
+                pane = app.main.main_pane
+                for _ in range(100):
+                    if [line for line in pane.view.lines if line[0] == "out"] == expected:
+                        break
+                    await pilot.pause(0.05)
+                assert [line for line in pane.view.lines if line[0] == "out"] == expected
+                # A kill goes to the selected row's host only.
+                two_sleeper = HostJobId("fleet-two", "sleeper")
+                app.main.table.select(two_sleeper)
+                await pilot.pause()
+                await pilot.press("k")
+                await pilot.pause(0.3)
+                await pilot.press("y")
+                while fleet.get(two_sleeper).status.value != "killed":
+                    await pilot.pause(0.05)
+                assert fleet.get(HostJobId("fleet-one", "sleeper")).status.value == "running"
+                # A lane is told idle under its host's name, once its jobs are done.
+                def idle() -> list:
+                    return [n.message for n in app._notifications if "idle" in n.message]
+
+                for _ in range(60):
+                    if idle():
+                        break
+                    await pilot.pause(0.05)
+                assert idle() and all(message.startswith(("lane fleet-one/", "lane fleet-two/"))
+                                      for message in idle()), idle()
+                fleet.kill(HostJobId("fleet-one", "sleeper"))
+                await pilot.press("q")
+            assert app.exit_note == (
+                "pq-tui: detached; the jobs go on in the pq-tui servers on fleet-one,fleet-two. "
+                "`pq-tui --host fleet-one,fleet-two` attaches again, `pq-tui status --host "
+                "fleet-one,fleet-two` lists them, `pq-tui shutdown --host NAME` stops one.")
+        finally:
+            feed.close()
+            fleet.detach()
+            await fleet.wait_closed()
+        return states
+
+    states = run(main())
+    assert states[0] == "connecting" and states[-1] == "connected"

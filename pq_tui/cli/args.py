@@ -52,6 +52,6 @@ HOST_HELP = ("the board whose server to talk to, through ssh: a name of the conf
              "'local' (the default): this machine's")
 
 
-def add_host_option(parser: argparse.ArgumentParser) -> None:
-    """``--host NAME`` (see ``pq_tui.cli.hosts``)."""
-    parser.add_argument("--host", metavar="NAME", default=None, help=HOST_HELP)
+def add_host_option(parser: argparse.ArgumentParser, help: str = HOST_HELP) -> None:
+    """``--host NAME``, which may be given again (see ``pq_tui.cli.hosts``)."""
+    parser.add_argument("--host", metavar="NAME", action="append", default=None, help=help)

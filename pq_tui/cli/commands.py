@@ -347,8 +347,8 @@ def main(command: str, args: List[str]) -> int:
     try:
         names = host_names(options.host)
         if len(names) > 1 and command != "status":
-            raise ValueError(f"--host {options.host}: {command} talks to one host at a time "
-                             "(several: status only)")
+            raise ValueError(f"--host {','.join(options.host)}: {command} talks to one host "
+                             "at a time (several: status only)")
         hosts = [resolve_host(name) for name in names]
     except (ValueError, SettingsError) as exc:
         _error(str(exc))

@@ -12,7 +12,7 @@ import sys
 from typing import List, Optional
 
 from pq_tui.cli.args import add_host_option, new_parser, number_parser
-from pq_tui.cli.hosts import resolve_host
+from pq_tui.cli.hosts import host_names, resolve_host
 from pq_tui.cli.output import colour_on_stdout, write_stdout
 from pq_tui.cli.output import write_error as _error
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
@@ -68,7 +68,10 @@ def main(command: str, args: List[str]) -> int:
         _error(f"--max: at most {MAX_MAX_HITS}")
         return EXIT_BAD_INPUT
     try:
-        host = resolve_host(options.host)
+        names = host_names(options.host)
+        if len(names) > 1:
+            raise ValueError(f"--host {','.join(options.host)}: grep searches one host at a time")
+        host = resolve_host(names[0])
         query = Query(options.pattern, options.fixed, options.ignore_case, options.lane,
                       max_hits=options.max)
         query.compile()  # a bad pattern needs no server to be told

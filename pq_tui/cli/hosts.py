@@ -10,11 +10,12 @@ from typing import List, Optional
 from pq_tui.client.ssh import LOCAL, Host
 from pq_tui.settings import HOST_NAME
 
-def host_names(option: Optional[str]) -> List[str]:
-    """The hosts ``--host`` names: one, several (``a,b``), or ``all`` (the config file's and
-    this machine's); ``[LOCAL]`` without the option."""
-    if option is None:
+def host_names(given: Optional[List[str]]) -> List[str]:
+    """The hosts the ``--host`` options name: one, several (``a,b``, or the option again), or
+    ``all`` (the config file's and this machine's); ``[LOCAL]`` without the option."""
+    if not given:
         return [LOCAL]
+    option = ",".join(given)
     if option == "all":
         from pq_tui.settings import load
 

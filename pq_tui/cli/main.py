@@ -96,17 +96,18 @@ def _open_console(options: argparse.Namespace) -> int:
 
     # Unset, Textual chooses ($TEXTUAL_THEME included).
     theme = None if settings.sources["theme"] == DEFAULT else settings.theme
-    from pq_tui.cli.hosts import resolve_host
+    from pq_tui.cli.hosts import host_names, resolve_host
 
     try:
-        host = resolve_host(options.host)
+        hosts = [resolve_host(name) for name in host_names(options.host)]
     except ValueError as exc:
         print(f"pq-tui: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if host is not None and options.embedded:
+    host = hosts[0]
+    if (host is not None or len(hosts) > 1) and options.embedded:
         print("pq-tui: --embedded runs the jobs here: not with --host", file=sys.stderr)
         return EXIT_BAD_INPUT
-    batch = load_batch(options.files, here=host is None)
+    batch = load_batch(options.files, here=host is None and len(hosts) == 1)
     if batch is None:
         return EXIT_BAD_INPUT
     loaded, plans = batch
@@ -115,7 +116,7 @@ def _open_console(options: argparse.Namespace) -> int:
     notices = NoticeSettings(settings.notify, settings.bell, settings.desktop)
     if not options.embedded:
         return _attach_console(plans, loaded.parallel, mouse=not options.no_mouse, theme=theme,
-                               host=host, notices=notices)
+                               hosts=hosts, notices=notices)
     from pq_tui.ui.app import PQApp
     from pq_tui.ui.session import LocalSession
 
@@ -129,7 +130,7 @@ def _open_console(options: argparse.Namespace) -> int:
 
 def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
                     theme: Optional[str], notices: Any,
-                    host: Optional["Host"] = None) -> int:
+                    hosts: Sequence[Optional["Host"]] = (None,)) -> int:
     import asyncio
 
     from pq_tui.cli.output import write_error
@@ -139,11 +140,21 @@ def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
     from pq_tui.ui.app import PQApp
     from pq_tui.ui.session import AttachedSession
 
+    host = hosts[0]
+
     async def attached() -> int:
-        engine = await (RemoteEngine.connect(start=True) if host is None
-                        else RemoteEngine.connect_host(host, prompt=sys.stdin.isatty()))
+        engine: Any
+        if len(hosts) > 1:  # one console over several hosts' servers
+            from pq_tui.client.fleet import FleetQueue
+
+            engine = await FleetQueue.connect(hosts, prompt=sys.stdin.isatty())
+            where: Optional[str] = ",".join(engine.hosts)
+        else:
+            engine = await (RemoteEngine.connect(start=True) if host is None
+                            else RemoteEngine.connect_host(host, prompt=sys.stdin.isatty()))
+            where = None if host is None else host.name
         try:
-            session = AttachedSession(engine, host=None if host is None else host.name)
+            session = AttachedSession(engine, host=where)
             app = PQApp(session, specs=session.jobs_from(plans), parallel=parallel, theme=theme,
                         notices=notices)
             status = await app.run_async(mouse=mouse) or 0
@@ -152,7 +163,7 @@ def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
             return status
         finally:
             engine.detach()
-            await engine.client.wait_closed()
+            await engine.wait_closed()
 
     try:
         return asyncio.run(attached())

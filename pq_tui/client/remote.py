@@ -235,6 +235,10 @@ class RemoteEngine(LocalLogs, Shifts):
         for subscription in list(self._subscriptions):
             subscription.close()
 
+    async def wait_closed(self) -> None:
+        """After ``detach``: until the connection is closed (and ssh, for a host, reaped)."""
+        await self.client.wait_closed()
+
     async def shutdown(self, kill: bool = True) -> None:
         raise NotImplementedError(
             "a remote engine does not stop the server's jobs: detach(), or stop_server()")

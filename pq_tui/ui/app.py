@@ -175,6 +175,12 @@ class PQApp(App[int]):
     def action_detach(self) -> None:
         host = self.session.host
         on = "" if host is None else f" --host {host}"
+        if host is not None and "," in host:  # several hosts' servers
+            self.exit_note = (f"pq-tui: detached; the jobs go on in the pq-tui servers on {host}."
+                              f" `pq-tui{on}` attaches again, `pq-tui status{on}` lists them, "
+                              "`pq-tui shutdown --host NAME` stops one.")
+            self._quit()
+            return
         where = "" if host is None else f" on {host}"
         self.exit_note = (f"pq-tui: detached; the jobs go on in the pq-tui server{where}. "
                           f"`pq-tui{on}` attaches again, `pq-tui status{on}` lists them, "

@@ -10,7 +10,7 @@ import re
 import shlex
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Optional
+from typing import Any, ClassVar, Dict, Mapping, Optional
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -141,8 +141,8 @@ class MainScreen(LogCopy, Screen[None]):
         self.start_dir = start_dir
         self._log_lines = log_lines
         self._ticker: Optional[Timer] = None
-        # The link to another host's server, as last announced (None: this machine's).
-        self._link: Optional[LinkChanged] = None
+        # The links to other hosts' servers, as last announced, by host.
+        self._links: Dict[str, LinkChanged] = {}
         self._link_timer: Optional[Timer] = None
         self._suspended = False
         self._added = 0
@@ -306,12 +306,15 @@ class MainScreen(LogCopy, Screen[None]):
     def _store_note(self) -> str:
         """The status line's first word: the link to another host while it is not up, else
         the server's state file while it cannot be written."""
-        link = self._link
-        if link is not None and link.state == "connecting":
-            return f"{link.detail}: connecting…"
-        if link is not None and link.state == "down":
-            left = 0.0 if link.retry_at is None else link.retry_at - time.monotonic()
-            return f"{link.detail}; again in {max(0, math.ceil(left))} s"
+        notes = []
+        for link in self._links.values():
+            if link.state == "connecting":
+                notes.append(f"{link.detail}: connecting…")
+            elif link.state == "down":
+                left = 0.0 if link.retry_at is None else link.retry_at - time.monotonic()
+                notes.append(f"{link.detail}; again in {max(0, math.ceil(left))} s")
+        if notes:
+            return " · ".join(notes)
         store = self.session.store()
         if not store.get("error"):
             return ""
@@ -321,10 +324,11 @@ class MainScreen(LogCopy, Screen[None]):
     def _link_changed(self, link: LinkChanged) -> None:
         # Connected again: the queue holds the server's state afresh, and _sync reloads the
         # panes from it. While down, the status line counts down to the next attempt.
-        self._link = link
-        if link.state == "down" and self._link_timer is None:
+        self._links[link.host] = link
+        down = any(each.state == "down" for each in self._links.values())
+        if down and self._link_timer is None:
             self._link_timer = self.set_interval(1.0, self._show_link)
-        elif link.state != "down" and self._link_timer is not None:
+        elif not down and self._link_timer is not None:
             self._link_timer.stop()
             self._link_timer = None
         if link.state == "connected":
@@ -375,6 +379,9 @@ class MainScreen(LogCopy, Screen[None]):
     def _row_highlighted(self) -> None:
         if not self._alive():
             return
+        aim = getattr(self.queue, "aim", None)  # several hosts: a file goes to this row's
+        if aim is not None and self.table.selected_id is not None:
+            aim(self.table.selected_id)
         self._show_selected()
         self._refresh_keys()
 
