@@ -205,6 +205,7 @@ class RemoteEngine(LocalLogs, Shifts):
         self.reconnects = host is not None
         self.link = LinkChanged(host.name, "connected") if host is not None else None
         self._unanswered: Dict[str, tuple] = {}
+        self._detached = False
         self._applier: Optional[asyncio.Task] = None
 
     # -- connecting ------------------------------------------------------------------------------
@@ -241,6 +242,7 @@ class RemoteEngine(LocalLogs, Shifts):
 
     def detach(self) -> None:
         """Close the connection: the local subscriptions end, the server and its jobs go on."""
+        self._detached = True
         self.connected = False
         self.client.close()
         if self._applier is not None:
@@ -404,7 +406,9 @@ class RemoteEngine(LocalLogs, Shifts):
 
     def subscribe(self, max_pending_lines: int = 20_000) -> Subscription:
         subscription = Subscription(self._subscriptions.discard, max_pending_lines)
-        if not self.connected:
+        # A mirror of another host is subscribed to while its link is being made again, or
+        # has not been made yet: its events come once it is.
+        if self._detached or (not self.connected and not self.reconnects):
             subscription.closed = True
         else:
             self._subscriptions.add(subscription)
