@@ -595,3 +595,45 @@ def test_one_console_over_two_hosts_one_dropping_while_the_other_goes_on(sshd):
 
     states = run(main())
     assert states[0] == "connecting" and states[-1] == "connected"
+
+
+def test_a_host_down_at_start_is_tried_again_while_the_others_work(sshd, tmp_path):
+    from pq_tui.client.fleet import FleetQueue, HostJobId
+    from pq_tui.core.events import LinkChanged
+
+    up = sshd.board("fleet-up")
+    later = sshd.board("fleet-later")
+    # fleet-later's pq-tui is missing until the file below appears: down at start, then up.
+    gate = tmp_path / "installed"
+    wrapper = tmp_path / "pq_tui_when_installed"
+    wrapper.write_text(f"#!/bin/sh\n[ -e {gate} ] || exit 127\nexec {later.pq_tui} \"$@\"\n")
+    wrapper.chmod(0o755)
+    later = Host(later.name, later.ssh, str(wrapper))
+
+    async def main():
+        fleet = await FleetQueue.connect([up, later])
+        feed = fleet.subscribe()
+        try:
+            assert fleet.engines["fleet-later"].link.state == "down"
+            assert "is not installed there" in fleet.engines["fleet-later"].link.detail
+            fleet.engines["fleet-up"].push("works", {"cmd": "true"})
+            while fleet.get(HostJobId("fleet-up", "works")) is None or \
+                    not fleet.get(HostJobId("fleet-up", "works")).status.finished:
+                await asyncio.sleep(0.05)
+            gate.touch()  # installed: the next try connects
+            while True:
+                events = await feed.batch()
+                if any(isinstance(e, LinkChanged) and e.host == "fleet-later"
+                       and e.state == "connected" for e in events):
+                    break
+            fleet.engines["fleet-later"].push("there", {"cmd": "echo at last"})
+            while fleet.get(HostJobId("fleet-later", "there")) is None or \
+                    not fleet.get(HostJobId("fleet-later", "there")).status.finished:
+                await asyncio.sleep(0.05)
+            return fleet.get(HostJobId("fleet-later", "there")).status.value
+        finally:
+            feed.close()
+            fleet.detach()
+            await fleet.wait_closed()
+
+    assert run(main()) == "ok"

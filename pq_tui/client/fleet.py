@@ -24,6 +24,7 @@ from pq_tui.core.events import Event, JobId, Line, LinkChanged
 from pq_tui.core.queue import LogUnavailable
 from pq_tui.core.search import Query, SearchBatch
 from pq_tui.client.remote import RemoteEngine
+from pq_tui.wire.errors import ServerError
 
 SEPARATOR = "/"
 
@@ -187,13 +188,21 @@ class FleetQueue:
         """A mirror of each host's server (``None``: this machine's), connected one after the
         other (ssh may ask on the terminal for each). Raises as RemoteEngine.connect_host."""
         engines: Dict[str, RemoteEngine] = {}
+        down: List[str] = []
         try:
             for host in hosts:
                 if host is None:
                     engines["local"] = await RemoteEngine.connect(start=True)
                     engines["local"].reconnects = False
-                else:
+                    continue
+                try:
                     engines[host.name] = await RemoteEngine.connect_host(host, prompt=prompt)
+                except ServerError as exc:  # down for now: tried again, the others go on
+                    engines[host.name] = RemoteEngine.unreached(host, str(exc))
+                    down.append(str(exc))
+            if len(down) == len(engines):
+                raise ServerError(down[0] if len(down) == 1 else "no host answers: "
+                                  + "; ".join(down))
         except BaseException:
             for engine in engines.values():
                 engine.detach()

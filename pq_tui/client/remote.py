@@ -155,6 +155,22 @@ class _MirrorClient(Client):
         super()._reply(message)
 
 
+class _NoWriter:
+    """The writer of a mirror that has not connected yet: nothing is sent through it."""
+
+    def write(self, data: bytes) -> None:
+        raise ConnectionResetError("not connected")
+
+    async def drain(self) -> None:
+        raise ConnectionResetError("not connected")
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
 class RemoteEngine(LocalLogs, Shifts):
     """The server's engine, mirrored: a ``Queue`` (``pq_tui.core.queue``), and what a console
     attached to a server does besides (``detach``, ``stop_server``, ``on_error``, ``on_lost``).
@@ -189,6 +205,7 @@ class RemoteEngine(LocalLogs, Shifts):
         self.reconnects = host is not None
         self.link = LinkChanged(host.name, "connected") if host is not None else None
         self._unanswered: Dict[str, tuple] = {}
+        self._detached = False
         self._applier: Optional[asyncio.Task] = None
 
     # -- connecting ------------------------------------------------------------------------------
@@ -225,6 +242,7 @@ class RemoteEngine(LocalLogs, Shifts):
 
     def detach(self) -> None:
         """Close the connection: the local subscriptions end, the server and its jobs go on."""
+        self._detached = True
         self.connected = False
         self.client.close()
         if self._applier is not None:
@@ -388,7 +406,9 @@ class RemoteEngine(LocalLogs, Shifts):
 
     def subscribe(self, max_pending_lines: int = 20_000) -> Subscription:
         subscription = Subscription(self._subscriptions.discard, max_pending_lines)
-        if not self.connected:
+        # A mirror of another host is subscribed to while its link is being made again, or
+        # has not been made yet: its events come once it is.
+        if self._detached or (not self.connected and not self.reconnects):
             subscription.closed = True
         else:
             self._subscriptions.add(subscription)
@@ -621,14 +641,30 @@ class RemoteEngine(LocalLogs, Shifts):
                     self.on_lost()
             self._fail_waiters(ServerError(GONE))
 
-    async def _reconnect(self) -> None:
+    @classmethod
+    def unreached(cls, host: Host, reason: str) -> "RemoteEngine":
+        """A mirror of a host that did not answer at first: empty, "down" for ``reason``, and
+        trying again as after a drop (1, 2, 4 … 30 s apart) until it answers."""
+        reader = asyncio.StreamReader()
+        reader.feed_eof()
+        engine = cls(_MirrorClient(reader, _NoWriter()), None, host)
+        engine.connected = False
+        engine.link = LinkChanged(host.name, "down", reason, time.monotonic() + RETRY_FIRST)
+        task = asyncio.ensure_future(engine._reconnect(reason, wait=RETRY_FIRST))
+        engine._tasks.add(task)
+        task.add_done_callback(engine._tasks.discard)
+        return engine
+
+    async def _reconnect(self, detail: str = "", wait: float = 0.0) -> None:
         """Make the link again, 1, 2, 4 … 30 s apart, then catch up: a new snapshot and the
         tails (panes reload from them: no line missing, none twice), and the requests whose
-        answer was lost are sent again under their keys."""
+        answer was lost are sent again under their keys. ``wait``: before the first try."""
         assert self.host is not None
         name = self.host.name
-        delay = RETRY_FIRST
-        detail = f"the link to {name} dropped"
+        delay = RETRY_FIRST * 2 if wait else RETRY_FIRST
+        detail = detail or f"the link to {name} dropped"
+        if wait:
+            await asyncio.sleep(wait)
         while True:
             self._set_link("connecting", detail)
             try:
