@@ -356,10 +356,20 @@ def main(command: str, args: List[str]) -> int:
     if len(hosts) > 1:
         return _status_of_hosts(options, names, hosts)
     _TARGET["host"] = hosts[0]
-    try:
+
+    def command_run() -> Any:
         if command == "lane" and options.parallel is not None:
             options.parallel = _slots(options.parallel)
-        return asyncio.run(_run(handler(options)))
+        return handler(options)
+
+    return _told(command_run)
+
+
+def _told(made: Callable[[], Any]) -> int:
+    """Run the command coroutine ``made()`` gives; a failure is told in one line, and becomes
+    the exit status."""
+    try:
+        return asyncio.run(_run(made()))
     except Failed as exc:
         _error(str(exc))
         return exc.status
@@ -391,27 +401,11 @@ def _status_of_hosts(options: argparse.Namespace, names: List[str],
                 worst = max(worst, EXIT_FAILED)
             continue
         _write(f"{'' if name == names[0] else chr(10)}host {name}:\n")
-        worst = max(worst, main_for_host(options))
+        worst = max(worst, _told(lambda: cmd_status(options)))
     if options.json:
         text = json.dumps({"hosts": documents}, indent=2, ensure_ascii=False)
         write_stdout(json_printable(text) + "\n")
     return worst
-
-
-def main_for_host(options: argparse.Namespace) -> int:
-    """``status`` of the host in _TARGET, its errors told as main tells them."""
-    try:
-        return asyncio.run(_run(cmd_status(options)))
-    except NotRunning:
-        _error(NOT_RUNNING)
-    except Failed as exc:
-        _error(str(exc))
-        return exc.status
-    except RemoteError as exc:
-        _error(exc.message)
-    except ServerError as exc:
-        _error(str(exc))
-    return EXIT_FAILED
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -361,19 +361,19 @@ class FleetQueue:
 
     # -- logs and search: on the job's host -------------------------------------------------------
 
-    async def log_end(self, job_id: Any, max_lines: int,
-                      max_bytes: int) -> Tuple[List[Line], List[Tuple[int, float]]]:
+    def _log_engine(self, job_id: Any) -> Tuple[RemoteEngine, JobId]:
         try:
-            engine, own = self._engine(job_id)
+            return self._engine(job_id)
         except KeyError as exc:
             raise LogUnavailable(str(exc.args[0])) from None
+
+    async def log_end(self, job_id: Any, max_lines: int,
+                      max_bytes: int) -> Tuple[List[Line], List[Tuple[int, float]]]:
+        engine, own = self._log_engine(job_id)
         return await engine.log_end(own, max_lines, max_bytes)
 
     async def log_to_page(self, job_id: Any) -> str:
-        try:
-            engine, own = self._engine(job_id)
-        except KeyError as exc:
-            raise LogUnavailable(str(exc.args[0])) from None
+        engine, own = self._log_engine(job_id)
         return await engine.log_to_page(own)
 
     def release_page(self, path: str) -> None:
