@@ -31,7 +31,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import psutil
 
@@ -44,7 +44,7 @@ TMUX_SOCKET = f"pqbench-{os.getpid()}-{TAG[:6]}"
 COLS, ROWS = 100, 30
 
 NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup", "schedule",
-         "times", "pty", "link", "search")
+         "times", "pty", "link", "search", "fleet")
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -468,6 +468,25 @@ def err(exc: BaseException) -> str:
 
 
 # -- the benchmarks ---------------------------------------------------------------------------------
+
+
+def _grep_timed(world: "Isolated", args: list) -> tuple:
+    """(hits printed, seconds to the first, seconds to the exit) of `pq-tui grep ARGS`."""
+    started = time.perf_counter()
+    process = subprocess.Popen([PQ_TUI, "grep", "--max", "100000", *args], env=world.env,
+                               cwd=world.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    first_line = process.stdout.readline()
+    to_first = time.perf_counter() - started
+    rest = process.stdout.read()
+    process.wait(timeout=600)
+    total = time.perf_counter() - started
+    if process.returncode != 0:
+        raise RuntimeError(f"pq-tui grep exited {process.returncode}: "
+                           f"{process.stderr.read().decode(errors='replace')[-300:]}")
+    process.stderr.close()
+    process.stdout.close()
+    return (first_line + rest).count(b"\n"), to_first, total
 
 
 class Bench:
@@ -1268,26 +1287,6 @@ class Bench:
             rows += [head, end]
         return rows
 
-
-def _grep_timed(world: "Isolated", args: list) -> tuple:
-    """(hits printed, seconds to the first, seconds to the exit) of `pq-tui grep ARGS`."""
-    started = time.perf_counter()
-    process = subprocess.Popen([PQ_TUI, "grep", "--max", "100000", *args], env=world.env,
-                               cwd=world.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert process.stdout is not None
-    first_line = process.stdout.readline()
-    to_first = time.perf_counter() - started
-    rest = process.stdout.read()
-    process.wait(timeout=600)
-    total = time.perf_counter() - started
-    if process.returncode != 0:
-        raise RuntimeError(f"pq-tui grep exited {process.returncode}: "
-                           f"{process.stderr.read().decode(errors='replace')[-300:]}")
-    process.stderr.close()
-    process.stdout.close()
-    return (first_line + rest).count(b"\n"), to_first, total
-
-
     def link(self) -> list:
         """Issue 16: from a dropped ssh link (its process killed) to a mirror caught up again (a
         new link, the snapshot and the tails in), with a real sshd on 127.0.0.1. No target: the
@@ -1316,6 +1315,90 @@ def _grep_timed(world: "Isolated", args: list) -> tuple:
             row.ratio = (f"{Stat(samples).median / Stat(floor).median:.2f}x bare ssh; lines "
                          f"behind after: max {max(behind)}")
         return [row, bare]
+
+    def fleet(self) -> list:
+        """Issue 16: the console over two ssh hosts that flood at once (`seq 1 N` on each),
+        against the same console over one such host, the two cases alternating in each run: the
+        console's event-loop lag p99 (probes/app_lag.py), a real sshd on 127.0.0.1."""
+        count = 500_000 if self.quick else 5_000_000
+        title = f"12. event-loop lag, console over ssh hosts each flooding `seq 1 {count}`, p99"
+        if not (shutil.which("sshd") or os.path.exists("/usr/sbin/sshd")):
+            return [Row(title, "skipped: no sshd")]
+        sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+        from pathlib import Path
+
+        from ssh_helpers import Sshd
+
+        work = scratch("fleet")
+        daemon = Sshd(Path(work))
+        daemon.start()
+        toml = write_toml(os.path.join(work, "flood.toml"), [("flood", f"seq 1 {count}", None)])
+        p99s: dict = {1: [], 2: []}
+        errors: dict = {}
+        try:
+            for run in range(self.runs):
+                for hosts in ((1, 2) if run % 2 == 0 else (2, 1)):
+                    self.log(f"fleet run {run + 1}/{self.runs}: {hosts} host(s)")
+                    try:
+                        p99s[hosts].append(self._fleet_flood(daemon, f"r{run}h{hosts}", hosts,
+                                                             toml))
+                    except Exception as exc:  # noqa: BLE001 - shown in the table
+                        errors[hosts] = err(exc)
+                        self.log(f"fleet: {exc}")
+        finally:
+            daemon.stop()
+        rows = []
+        for hosts in (1, 2):
+            row = Row(f"{title}: {hosts} host{'s' if hosts > 1 else ''}",
+                      Stat(p99s[hosts], "ms") if p99s[hosts] else errors.get(hosts, "error"),
+                      target="< 100 ms" if hosts == 2 else "")
+            if hosts == 2 and p99s[2]:
+                row.passed = Stat(p99s[2]).median < 100
+                if p99s[1]:
+                    row.ratio = f"{Stat(p99s[2]).median / Stat(p99s[1]).median:.2f}x one host"
+            rows.append(row)
+        return rows
+
+    def _fleet_flood(self, daemon: Any, name: str, hosts: int, toml: str) -> float:
+        """One console over ``hosts`` fresh boards, the flood pushed to each once it is up."""
+        boards = [daemon.board(f"{name}-{i}") for i in range(hosts)]
+        world = Isolated(f"fleet-{name}")
+        config = os.path.join(world.dir, "config.toml")
+        with open(config, "w") as f:
+            for board in boards:
+                f.write(f'[hosts.{board.name}]\nssh = "{board.ssh}"\npq_tui = "{board.pq_tui}"\n')
+        world.env.update(PQ_TUI_CONFIG=config, PQ_BENCH_JOBS=str(hosts))
+        out = os.path.join(world.dir, "lag.json")
+        command = [PYTHON, os.path.join(PROBES, "app_lag.py"), out, "flood", "--",
+                   *(arg for board in boards for arg in ("--host", board.name))]
+        term = Tmux(command, world.env, world.dir)
+        try:
+            if term.wait_for(HEADER, timeout=60) is None:
+                raise RuntimeError("no first frame")
+            pushes = [subprocess.Popen([PQ_TUI, "push", "--host", board.name, toml], env=world.env,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                      for board in boards]  # one host per push: all at once
+            for push in pushes:
+                _, stderr = push.communicate(timeout=120)
+                if push.returncode != 0:
+                    raise RuntimeError(f"pq-tui push: {stderr.decode(errors='replace')[-300:]}")
+            deadline = time.perf_counter() + 600
+            while not os.path.exists(out):
+                if time.perf_counter() > deadline:
+                    raise RuntimeError("the floods did not end in 600 s")
+                time.sleep(0.1)
+            with open(out) as f:
+                samples = sorted(json.load(f)["samples_ms"])
+            return samples[min(len(samples) - 1, int(0.99 * len(samples)))]
+        finally:
+            term.close()
+            for board in boards:
+                paths = daemon.aliases[board.name]
+                subprocess.run([PQ_TUI, "shutdown", "--kill"], timeout=60,
+                               env=base_env(PQ_TUI_RUNTIME_DIR=paths.runtime_dir,
+                                            PQ_TUI_STATE_DIR=paths.state_dir),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            world.close()
 
 
 # -- main -----------------------------------------------------------------------------------------

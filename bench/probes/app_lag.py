@@ -7,6 +7,9 @@ when the console mounts, a task on its event loop sleeps 10 ms over and over and
 each wake-up is (the loop's lag: how long anything ready to run, a key press included, waits).
 Samples are kept from the moment job JOB_ID runs until it has finished; then OUT.json gets
 {"samples_ms": [...], "duration_s": ...}. Nothing else of the app is changed.
+
+With PQ_BENCH_JOBS=N (a console over several hosts, each with a job JOB_ID), the samples are
+kept from the moment any of the N runs until all N have finished.
 """
 
 import asyncio
@@ -27,6 +30,14 @@ def install(out_path: str, job_id: str) -> None:
         await original(self)
         self._bench_probe = asyncio.get_running_loop().create_task(probe(self))
 
+    expected = int(os.environ.get("PQ_BENCH_JOBS", "1"))
+
+    def jobs(app) -> list:
+        if expected == 1:
+            job = app.queue.get(job_id)
+            return [] if job is None else [job]
+        return [job for job in app.queue.jobs() if str(job.id) == job_id]
+
     async def probe(app) -> None:
         samples = []
         started = None
@@ -34,13 +45,13 @@ def install(out_path: str, job_id: str) -> None:
             before = time.perf_counter()
             await asyncio.sleep(INTERVAL)
             lag = time.perf_counter() - before - INTERVAL
-            job = app.queue.get(job_id)
-            status = getattr(getattr(job, "status", None), "value", None)
-            if status == "running":
+            found = jobs(app)
+            if any(job.status.value == "running" for job in found):
                 if started is None:
                     started = before
                 samples.append(max(0.0, lag) * 1000.0)
-            elif started is not None and job is not None and job.status.finished:
+            elif (started is not None and len(found) >= expected
+                  and all(job.status.finished for job in found)):
                 samples.append(max(0.0, lag) * 1000.0)
                 break
         tmp = out_path + ".tmp"
