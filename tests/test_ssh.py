@@ -637,3 +637,64 @@ def test_a_host_down_at_start_is_tried_again_while_the_others_work(sshd, tmp_pat
             await fleet.wait_closed()
 
     assert run(main()) == "ok"
+
+
+def test_a_reconnect_that_needs_a_passphrase_is_asked_for_on_c(sshd, tmp_path):
+    """Background retries never prompt; ``c`` hands the terminal to ssh, which asks there."""
+    from process_helpers import Terminal
+
+    ok = sshd.board("pass-ok")
+    sshd.board("pass-key")  # its server's folders; it logs in with the locked key below
+    key = tmp_path / "locked_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "open sesame", "-f", str(key)],
+                   check=True, timeout=30)
+    with open(sshd.root / "authorized_keys", "a") as f:
+        f.write(key.with_suffix(".pub").read_text())
+    block = next(each for each in sshd.config.read_text().split("Host ")
+                 if each.startswith("pass-key\n"))
+    alias_config = tmp_path / "ssh_config"
+    alias_config.write_text("Host " + block.replace(str(sshd.root / "user_key"), str(key)))
+    config = tmp_path / "config.toml"
+    config.write_text(f'[hosts.ok]\nssh = "{ok.ssh}"\npq_tui = "{ok.pq_tui}"\n'
+                      f'[hosts.locked]\nssh = "-F {alias_config} pass-key"\n'
+                      f'pq_tui = "{ok.pq_tui}"\n')
+    console = Terminal([sys.executable, "-m", "pq_tui", "--host", "ok", "--host", "locked"],
+                       cwd=str(tmp_path), env={"PQ_TUI_CONFIG": str(config), "SSH_AUTH_SOCK": ""})
+
+    def written(needle: bytes, after: int = 0) -> int:
+        """Where ``needle`` appears in the console's terminal past ``after``."""
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            found = console.output.find(needle, after)
+            if found >= 0:
+                return found
+            assert time.monotonic() < deadline and console.running(), bytes(console.output[after:])
+            time.sleep(0.05)
+
+    def link() -> list:
+        return [p for p in psutil.process_iter(["cmdline"])
+                if (p.info["cmdline"] or [""])[0] == "ssh"
+                and "pass-key" in " ".join(p.info["cmdline"])]
+
+    try:
+        at = written(b"Enter passphrase")  # the first connection, before the console is up
+        os.write(console.master, b"open sesame\n")
+        at = written(b"ID", at)  # the table's header: up
+        deadline = time.monotonic() + DEADLINE
+        while not link():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        link()[0].kill()  # the link drops; without the agent, no retry can log in
+        at = written(b"could not log in", at)
+        os.write(console.master, b"c")
+        at = written(b"pq-tui: connecting to locked; ssh may ask here", at)
+        at = written(b"Enter passphrase", at)
+        os.write(console.master, b"open sesame\n")
+        written(b"locked: connected again", at)
+        assert link()
+        os.write(console.master, b"q")  # detach: the console still takes keys
+        assert console.wait_exit() == 0
+    finally:
+        if console.running():
+            os.kill(console.pid, 9)
+            console.wait_exit()

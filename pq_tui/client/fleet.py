@@ -286,6 +286,13 @@ class FleetQueue:
 
     # -- changing: on the job's host -------------------------------------------------------------
 
+    async def connect_now(self, host: str, prompt: bool = False) -> Optional[str]:
+        """``RemoteEngine.connect_now`` on ``host``'s mirror."""
+        engine = self.engines.get(host)
+        if engine is None:
+            return f"{host}: not one of this console's hosts"
+        return await engine.connect_now(host, prompt)
+
     def aim(self, job_id: Any) -> None:
         """Job files opened from now on go to this job's host."""
         if isinstance(job_id, HostJobId) and job_id.host in self.engines:

@@ -207,6 +207,10 @@ class RemoteEngine(LocalLogs, Shifts):
         self._unanswered: Dict[str, tuple] = {}
         self._detached = False
         self._applier: Optional[asyncio.Task] = None
+        # ``connect_now``: the next attempt is made at once, with ``prompt``, and its outcome
+        # goes to the future.
+        self._retry_now = asyncio.Event()
+        self._asked: Optional[Tuple[bool, "asyncio.Future[Optional[str]]"]] = None
 
     # -- connecting ------------------------------------------------------------------------------
 
@@ -664,15 +668,20 @@ class RemoteEngine(LocalLogs, Shifts):
         delay = RETRY_FIRST * 2 if wait else RETRY_FIRST
         detail = detail or f"the link to {name} dropped"
         if wait:
-            await asyncio.sleep(wait)
+            await self._until_retry(wait)
         while True:
             self._set_link("connecting", detail)
+            prompt, asked = self._asked or (False, None)
+            self._asked = None
             try:
-                client = cast(_MirrorClient, await _MirrorClient.open_host(self.host))
+                client = cast(_MirrorClient, await _MirrorClient.open_host(self.host,
+                                                                           prompt=prompt))
             except ServerError as exc:  # HostDown, VersionMismatch: said in one line
                 detail = str(exc)
+                if asked is not None and not asked.done():
+                    asked.set_result(detail)
                 self._set_link("down", detail, time.monotonic() + delay)
-                await asyncio.sleep(delay)
+                await self._until_retry(delay)
                 delay = min(delay * 2, RETRY_MAX)
                 continue
             self.client = client
@@ -687,13 +696,44 @@ class RemoteEngine(LocalLogs, Shifts):
                 # Dropped again while catching up: this connection's loop starts another
                 # _reconnect once it ends; this one stops here.
                 log.info("catching up with %s failed: %s", name, exc)
+                if asked is not None and not asked.done():
+                    self._asked = (False, asked)  # told by the next _reconnect
                 client.close()
                 return
             break
         log.info("the link to %s is back", name)
         self._set_link("connected")
+        self._retry_now.clear()
+        for waiting in (asked, self._asked and self._asked[1]):
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
+        self._asked = None
         for key, (what, op, args) in list(self._unanswered.items()):
             self._spawn_request(what, op, args, key)
+
+    async def _until_retry(self, delay: float) -> None:
+        """Sleep until the next attempt: ``delay`` seconds, or less if one is asked for."""
+        try:
+            await asyncio.wait_for(self._retry_now.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+        self._retry_now.clear()
+
+    async def connect_now(self, host: str, prompt: bool = False) -> Optional[str]:
+        """Make ``host``'s dropped link now rather than at its next retry; ``prompt``: ssh may
+        ask on the terminal this time (a password, a passphrase, a new host key; the console
+        hands the terminal over meanwhile). None once connected and caught up, else why not,
+        in one line. An attempt under way is let finish first: its success is this one's."""
+        if self.link is None or self._detached or self.link.host != host:
+            return f"{host}: not reached through ssh by this console"
+        if self.link.state == "connected":
+            return None
+        if self._asked is not None:  # asked twice: the first one's answer is for both
+            return await asyncio.shield(self._asked[1])
+        future: "asyncio.Future[Optional[str]]" = asyncio.get_running_loop().create_future()
+        self._asked = (prompt, future)
+        self._retry_now.set()
+        return await future
 
     def _set_link(self, state: str, detail: str = "", retry_at: Optional[float] = None) -> None:
         assert self.host is not None

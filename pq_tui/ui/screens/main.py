@@ -8,12 +8,14 @@ import time
 import os
 import re
 import shlex
+import signal
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Mapping, Optional
+from typing import Any, ClassVar, Dict, Iterator, Mapping, Optional
 
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
@@ -63,7 +65,7 @@ HELP_GROUPS = (
                      "slots-down"}),
     ("Log", {"split", "zoom", "search", "next-match", "previous-match", "follow", "times",
              "pager", "search-logs"}),
-    ("pq-tui", {"help", "quit", "detach", "stop-server"}),
+    ("pq-tui", {"connect", "help", "quit", "detach", "stop-server"}),
 )
 IN_QUEUE_ONLY = {"remove_job", "move", "move_front", "move_lane"}
 NEEDS_PANE_JOB = {"search", "next_match", "previous_match", "follow", "pager"}
@@ -107,6 +109,8 @@ JOB_KEYS = [
             tooltip="Open the full log in $PAGER"),
     Binding("F", "search_logs", "Find all", id="search-logs", show=False,
             tooltip="Search the logs of every job; Enter opens a hit"),
+    Binding("c", "connect_host", "Connect", id="connect", show=False,
+            tooltip="Connect a host that is down now; ssh may ask for a password here"),
     Binding("question_mark", "help", "Help", id="help"),
 ]
 
@@ -829,7 +833,7 @@ class MainScreen(LogCopy, Screen[None]):
         command = shlex.split(os.environ.get("PAGER") or "less -R") + [path]
         self._suspended = True
         try:
-            with self.app.suspend():
+            with handed_over(self.app):
                 # Awaited, not subprocess.call: the engine goes on reading its jobs' output
                 # meanwhile.
                 process = await asyncio.create_subprocess_exec(*command)
@@ -897,7 +901,7 @@ class MainScreen(LogCopy, Screen[None]):
             return
         self._suspended = True
         try:
-            with self.app.suspend():
+            with handed_over(self.app):
                 await log_at.pager_at(path, line, finished=False)
         except FileNotFoundError:
             self.notify("pager not found (set $PAGER)", severity="error")
@@ -910,6 +914,35 @@ class MainScreen(LogCopy, Screen[None]):
             for pane in self._panes():
                 self._show(pane, pane.shown, again=True)
             self._sync()
+
+    async def action_connect_host(self) -> None:
+        """The selected job's host if it is not connected, else the first one that is not: its
+        link made now, with the terminal handed to ssh in case it asks (a password, a
+        passphrase, a new host key), which the retries in the background never do."""
+        connect = getattr(self.queue, "connect_now", None)
+        down = [host for host, link in self._links.items() if link.state != "connected"]
+        if connect is None or not self._links:
+            self.notify("this console is on this machine's server: there is no link to make")
+            return
+        if not down:
+            self.notify("every host is connected")
+            return
+        job = self.selected
+        host = getattr(job.id, "host", None) if job is not None else None
+        if host not in down:
+            host = down[0]
+        self._suspended = True
+        try:
+            with handed_over(self.app):
+                print(f"pq-tui: connecting to {host}; ssh may ask here", flush=True)
+                why = await connect(host, prompt=True)
+        except SuspendNotSupported:  # no terminal to hand over: no prompt then
+            why = await connect(host, prompt=False)
+        finally:
+            self._suspended = False
+            self._sync()
+        if why is not None:
+            self.notify(printable(why), severity="error", timeout=15)
 
     def action_help(self) -> None:
         rows = []
@@ -926,6 +959,25 @@ class MainScreen(LogCopy, Screen[None]):
             ("ctrl+p", "every action by name (command palette)", "Moving around"),
         ]
         self.app.push_screen(HelpScreen(rows))
+
+
+@contextmanager
+def handed_over(app: App) -> Iterator[None]:
+    """``App.suspend`` for a child that has the terminal, with every repaint held meanwhile:
+    the driver's writer is stopped while suspended, and Textual queues 30 frames for it, then
+    blocks the event loop on the next one (the jobs' output, the links and the timers go on).
+    A Ctrl-C meanwhile is the child's (it ends a pager or an ssh prompt), not the console's:
+    a handler that does nothing, unlike SIG_IGN, is not inherited by the child."""
+    previous = signal.signal(signal.SIGINT, _not_ours)
+    try:
+        with app.batch_update(), app.suspend():
+            yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _not_ours(signum: int, frame: Any) -> None:
+    pass
 
 
 def _has_terminal(job: Optional[JobView]) -> bool:
