@@ -899,3 +899,39 @@ def test_kill_9_keeps_slots_and_waiting_jobs_and_skips_what_waited_for_a_running
 
     run(finish())
     run(shutdown(env, pid))
+
+
+def test_a_push_many_sent_again_under_its_key_is_queued_once_or_refused_whole(env):
+    """A push of several batches whose connection was lost: sent again under its key, it is
+    answered as before if its last batch had come, and refused whole if the lost connection
+    took its first batches (they were staged there only); then pushed afresh, it is queued."""
+    from pq_tui.client.client import Client as Real, RemoteError
+    from pq_tui.wire.ops import Op
+
+    pid = env.start()
+    jobs = [{"job_id": f"j{i}", "lane": "held", "data": sh("true", env.tmp)} for i in range(3)]
+
+    async def main():
+        first = await Real.open(env.paths, start=False)
+        await first.request(Op.PAUSE, lane="held", create=True)
+        await first.request_keyed(Op.PUSH_MANY, "k.0", {"jobs": jobs[:2], "more": True})
+        first.close()  # lost before the last batch
+        await first.wait_closed()
+        again = await Real.open(env.paths, start=False)
+        assert await again.request_keyed(Op.PUSH_MANY, "k.0", {"jobs": jobs[:2],
+                                                                "more": True}) == {"staged": 2}
+        with pytest.raises(RemoteError) as incomplete:
+            await again.request_keyed(Op.PUSH_MANY, "k.1", {"jobs": jobs[2:], "total": 3})
+        before = jobs_of(await again.request(Op.SNAPSHOT))
+        queued = await again.push_many(jobs, "k+")
+        answered = await again.push_many(jobs, "k+")  # its answer lost: sent again
+        after = [job["id"] for job in (await again.request(Op.SNAPSHOT))["jobs"]]
+        again.close()
+        await again.wait_closed()
+        return incomplete.value, before, queued, answered, after
+
+    incomplete, before, queued, answered, after = run(main())
+    assert (incomplete.code, incomplete.message) == (
+        "incomplete", "1 of the push's 3 jobs came on this connection; nothing queued")
+    assert (before, queued, answered, after) == ({}, 3, 3, ["j0", "j1", "j2"])
+    run(shutdown(env, pid))

@@ -698,3 +698,41 @@ def test_a_reconnect_that_needs_a_passphrase_is_asked_for_on_c(sshd, tmp_path):
         if console.running():
             os.kill(console.pid, 9)
             console.wait_exit()
+
+
+def test_a_push_of_many_jobs_cut_by_a_drop_is_queued_once(sshd):
+    """Two batches (600 jobs) pushed while the link drops, before, between or after them: once
+    the link is back, every job is queued once, and nothing was refused."""
+    from pq_tui.client.remote import RemoteEngine
+    from pq_tui.core.events import LinkChanged
+
+    board = sshd.board("board-push")
+
+    async def main():
+        engine = await RemoteEngine.connect_host(board)
+        feed = engine.subscribe()
+        counts = []
+        try:
+            for round_, delay in enumerate((0, 0.002, 0.01, 0.05)):
+                ids = [f"r{round_}-{i}" for i in range(600)]
+                engine.push_many([(job_id, {"cmd": "true"}, "default") for job_id in ids])
+                await asyncio.sleep(delay)
+                engine.client._process.kill()
+                while True:
+                    events = await feed.batch()
+                    if any(isinstance(e, LinkChanged) and e.state == "connected" for e in events):
+                        break
+                while any(engine.get(job_id) is None for job_id in ids):
+                    await feed.batch()
+                async with await Client.open_host(board) as probe:
+                    snapshot = messages.parse(messages.Snapshot, await probe.request(Op.SNAPSHOT))
+                runs = [job["id"] for job in snapshot["jobs"] if job["id"] in set(ids)]
+                counts.append((len(runs), len(set(runs))))
+            return counts, [error for error in engine.errors if "dropped before" not in error]
+        finally:
+            feed.close()
+            engine.detach()
+            await engine.wait_closed()
+
+    counts, refused = asyncio.run(asyncio.wait_for(main(), 120))
+    assert (counts, refused) == ([(600, 600)] * 4, [])

@@ -246,12 +246,15 @@ class Client:
         except protocol.ProtocolError as exc:
             raise TooLarge(f"the {op} request is too large for one message: {exc}") from None
 
-    async def push_many(self, jobs: List[Dict[str, Any]]) -> int:
+    async def push_many(self, jobs: List[Dict[str, Any]], key: Optional[str] = None) -> int:
         """Queue ``jobs`` (``{"job_id", "data", "lane"}`` each), every one or none, in as many
         ``push_many`` requests as their size needs (staged on the server until the last one).
         Returns how many were queued. Raises TooLarge naming a job that no message can hold
         (nothing sent), RemoteError if the server refuses, ServerError if the connection is
-        lost (then nothing was queued, unless it was lost after the last batch was sent)."""
+        lost (then nothing was queued, unless it was lost after the last batch was sent).
+        ``key``: the push's, to send it again after a lost connection: batch i goes under
+        "KEY.i", and the last one says the total, so that a push whose first batches the lost
+        connection took is refused whole (code ``incomplete``) rather than queued in part."""
         sizes = push_sizes(jobs)
         batches: List[List[Dict[str, Any]]] = [[]]
         total = 0
@@ -264,8 +267,11 @@ class Client:
             total += size + 1
         result = messages.PushMany()
         for index, batch in enumerate(batches):
-            result = messages.parse(messages.PushMany, await self.request(
-                Op.PUSH_MANY, jobs=batch, more=index < len(batches) - 1))
+            args: Dict[str, Any] = dict(jobs=batch, more=index < len(batches) - 1)
+            if key is not None and not args["more"]:
+                args["total"] = len(jobs)
+            result = messages.parse(messages.PushMany, await self.request_keyed(
+                Op.PUSH_MANY, None if key is None else f"{key}.{index}", args))
         return result.get("queued", 0)
 
     async def subscribe(self, max_pending_lines: Optional[int] = None) -> None:

@@ -46,8 +46,8 @@ import time
 from collections import deque
 import secrets
 import tempfile
-from typing import (Any, AsyncIterator, Callable, Deque, Dict, Iterable, List, Optional, Set,
-                    Tuple, cast)
+from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Iterable, List,
+                    Optional, Set, Tuple, Union, cast)
 
 from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Subscription
 from pq_tui.core.events import (
@@ -69,7 +69,7 @@ from pq_tui.core.search import Query, SearchBatch, SearchError
 from pq_tui.core.tail import Tail
 from pq_tui.core.terminal import check_has_terminal, check_size
 from pq_tui.wire import messages, protocol
-from pq_tui.wire.ops import Op
+from pq_tui.wire.ops import ErrorCode, Op
 from pq_tui.client.client import GONE, Client, RemoteError, ServerError, TooLarge, push_sizes
 from pq_tui.client.ssh import Host
 from pq_tui.wire.paths import ServerPaths, server_paths
@@ -83,6 +83,13 @@ PAGE_COPY_BYTES = 64 * 1024 * 1024  # of another host's log, fetched for a pager
 TAIL_FINISHED = 20  # finished jobs whose tail is fetched at connect (the latest ones)
 TAIL_CONCURRENCY = 4
 MAX_ERRORS = 100
+# A request as sent again after a drop: on this connection's client, under this key (None: the
+# local server's, whose connection is not made again).
+Sender = Callable[[Client, Optional[str]], Awaitable[Any]]
+
+
+def _request_of(op: str, args: Dict[str, Any]) -> Sender:
+    return lambda client, key: client.request_keyed(op, key, args)
 
 
 class RemoteJob(JobRow):
@@ -463,13 +470,19 @@ class RemoteEngine(LocalLogs, Shifts):
             push_sizes(entries)
         except TooLarge as exc:
             raise ValueError(f"{exc}: nothing pushed") from None
-        if not self.connected or self.client.closed:
-            self._report(f"push {len(entries)} jobs: {GONE}")
-            return
-        task = asyncio.ensure_future(self._guarded(f"push {len(entries)} jobs",
-                                                   self.client.push_many(entries)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        async def send(client: Client, key: Optional[str]) -> Any:
+            while True:
+                try:
+                    return await client.push_many(entries, key)
+                except RemoteError as exc:
+                    if exc.code != ErrorCode.INCOMPLETE or key is None:
+                        raise
+                # Sent again, and its first batches had gone with the lost link: nothing was
+                # queued. Pushed afresh, under a key that a later resend finds the same way.
+                key += "+"
+
+        self._send(f"push {len(entries)} jobs", send)
 
 
     def requeue(self, job_id: JobId) -> None:
@@ -555,27 +568,30 @@ class RemoteEngine(LocalLogs, Shifts):
             raise KeyError(f"no job {job_id!r}")
         return job
 
-    def _send(self, what: str, op: str, **args: Any) -> None:
+    def _send(self, what: str, op: Union[str, Sender], **args: Any) -> None:
+        """The request ``op`` with ``args``, or what ``op`` sends (with a key), in a task; a
+        refusal is reported, and a request whose answer a drop lost is sent again."""
         if not self.connected or self.client.closed:
             if self.link is not None and self.link.state != "connected":
                 self._report(f"{what}: not sent, {self.link.host} is {self.link.state}")
             else:
                 self._report(f"{what}: {GONE}")
             return
-        self._spawn_request(what, op, args, secrets.token_hex(8))
+        send = _request_of(op, args) if isinstance(op, str) else op
+        self._spawn_request(what, send, secrets.token_hex(8))
 
-    def _spawn_request(self, what: str, op: str, args: Dict[str, Any], key: str) -> None:
-        task = asyncio.ensure_future(self._request(what, op, args, key))
+    def _spawn_request(self, what: str, send: Sender, key: str) -> None:
+        task = asyncio.ensure_future(self._request(what, send, key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _request(self, what: str, op: str, args: Dict[str, Any], key: str) -> None:
+    async def _request(self, what: str, send: Sender, key: str) -> None:
         if not self.reconnects:
-            await self._guarded(what, self.client.request(op, **args))
+            await self._guarded(what, send(self.client, None))
             return
-        self._unanswered[key] = (what, op, args)
+        self._unanswered[key] = (what, send)
         try:
-            await self.client.request_keyed(op, key, args)
+            await send(self.client, key)
         except asyncio.CancelledError:
             raise
         except RemoteError as exc:
@@ -708,8 +724,8 @@ class RemoteEngine(LocalLogs, Shifts):
             if waiting is not None and not waiting.done():
                 waiting.set_result(None)
         self._asked = None
-        for key, (what, op, args) in list(self._unanswered.items()):
-            self._spawn_request(what, op, args, key)
+        for key, (what, send) in list(self._unanswered.items()):
+            self._spawn_request(what, send, key)
 
     async def _until_retry(self, delay: float) -> None:
         """Sleep until the next attempt: ``delay`` seconds, or less if one is asked for."""

@@ -305,6 +305,10 @@ class Connection:
             return {"staged": len(earlier)}
         self._check_push(earlier, set())  # meanwhile, another client may have pushed one
         staged = earlier + jobs
+        if args["total"] is not None and len(staged) != args["total"]:
+            # Sent again after a drop: the batches staged on the lost connection are gone.
+            raise Refused(ErrorCode.INCOMPLETE, f"{len(staged)} of the push's {args['total']} "
+                          "jobs came on this connection; nothing queued")
         engine = self.server.engine
         pushed = []
         try:

@@ -57,3 +57,4 @@ class ErrorCode:
     LOG_UNREADABLE: Final = "log_unreadable"
     INTERNAL: Final = "internal"  # a bug of the server's (it logs the traceback)
     NO_SERVER: Final = "no_server"  # a bridge could not reach its server, nor start one
+    INCOMPLETE: Final = "incomplete"  # a push_many's last batch, earlier ones lost with a link

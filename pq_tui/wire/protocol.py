@@ -38,7 +38,7 @@ from pq_tui.core.events import (
 from pq_tui.core.search import DEFAULT_MAX_HITS
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 6  # 6: the tail's partial line, JobWarned, log_end, request keys, grep
+PROTOCOL = 7  # 7: push_many's total (6: the tail's partial line, JobWarned, log_end, keys, grep)
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
@@ -313,7 +313,8 @@ OPS: Dict[str, Dict[str, Tuple[str, Any]]] = {
     Op.WAIT: {"job_ids": ("ids", [])},
     Op.SUBSCRIBE: {"max_pending_lines": ("int", DEFAULT_MAX_PENDING_LINES)},
     Op.SHUTDOWN: {"kill": ("bool", False)},
-    Op.PUSH_MANY: {"jobs": ("jobs", REQUIRED), "more": ("bool", False)},
+    Op.PUSH_MANY: {"jobs": ("jobs", REQUIRED), "more": ("bool", False),
+                   "total": ("count?", None)},
     Op.FORGET: {"job_ids": ("ids", REQUIRED)},
     Op.CLEAN: {"keep_last": ("count?", None), "older_than_days": ("number?", None)},
     Op.SEND: {"job_id": ("job_id", REQUIRED), "text": ("text", REQUIRED)},
