@@ -425,6 +425,40 @@ cwd = {toml_str(tmp_path)}
     assert not workdir.exists()
 
 
+def test_check_for_another_host_says_where_its_cwds_are_and_looks_at_none_here(tmp_path):
+    path = job_file(tmp_path, """
+[[job]]
+id = "here-missing"
+cmd = "make {JOBS_THERE}"
+cwd = "src/firmware"
+
+[[job]]
+id = "absolute"
+cmd = ["ls", "-l", "a b"]
+cwd = "/srv/nowhere-here"
+
+[[job]]
+id = "home"
+cmd = "true"
+""")
+    result = pq("check", "--host", "pi4", path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.splitlines()[:9] == [
+        "[default] here-missing",
+        "    cmd: shell: make {JOBS_THERE}",
+        "    cwd: ~/src/firmware on pi4 (a relative cwd is the remote user's home's)",
+        "[default] absolute",
+        "    cmd: ls -l 'a b'",
+        "    cwd: /srv/nowhere-here on pi4",
+        "[default] home",
+        "    cmd: shell: true",
+        "    cwd: the home directory on pi4",
+    ]
+    several = pq("check", "--host", "pi4,jetson", path)
+    assert (several.returncode, several.stderr) == (
+        2, "pq-tui: --host pi4,jetson: check takes one host\n")
+
+
 def test_check_says_how_a_job_is_retried(tmp_path):
     path = job_file(tmp_path, """
 [defaults]

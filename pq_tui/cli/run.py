@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shlex
 import signal
 import sys
 from typing import Iterable, Optional
@@ -22,7 +24,7 @@ from pq_tui.core.events import JobWarned
 from pq_tui.core.hooks import HookConfig, Hooks
 from pq_tui.core.retry import delay_after
 from pq_tui.core.safe import output_line, printable
-from pq_tui.cli.args import add_engine_options, new_parser
+from pq_tui.cli.args import add_engine_options, add_host_option, new_parser
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
                                print_table, settings_or_report, skipped_text, span_text,
                                write_error, write_stdout)
@@ -51,8 +53,13 @@ Each job is shown with what would run and where, then each lane with its jobs in
 are queued (and start, as many at once as the lane has slots) and what each waits for. Exit status
 0 when the files are valid, 2 otherwise. Nothing is started and no directory is made.
 
+With --host NAME, the files are checked as `pq-tui push --host NAME` would send them: that host's
+server plans the jobs, so a relative cwd is the remote user's home's there, and a job without one
+runs in that home; {VAR}s are that server's, and neither is looked at here.
+
 example:
   pq-tui check examples/demo.toml
+  pq-tui check --host pi4 examples/demo.toml
 """
 
 # cyan, magenta, yellow, green, blue, bright cyan
@@ -125,6 +132,7 @@ def _check_parser() -> argparse.ArgumentParser:
     parser = new_parser("pq-tui check", "Validate TOML job files and print what would run.",
                         CHECK_EPILOG)
     parser.add_argument("files", nargs="+", metavar="FILE.toml")
+    add_host_option(parser, help="check the files as pushed to this host (see below)")
     return parser
 
 
@@ -133,7 +141,11 @@ def check_command(options: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_BAD_INPUT
     specs = loaded.specs
-    plans = _plan(specs)
+    hosts = options.host or []
+    if len(hosts) > 1 or any("," in host for host in hosts):
+        write_error(f"--host {','.join(hosts)}: check takes one host")
+        return EXIT_BAD_INPUT
+    plans = [(spec, None) for spec in specs] if hosts else _plan(specs)
     if plans is None:
         return EXIT_BAD_INPUT
     for spec, plan in plans:
@@ -149,6 +161,9 @@ def check_command(options: argparse.Namespace) -> int:
                      + (f"  ({', '.join(extras)})" if extras else "") + "\n")
         # A multi-line shell script stays on one line here; \n marks where its lines break, and
         # a \r or an escape sequence cannot hide what runs behind what is shown.
+        if plan is None:
+            write_stdout(_remote_lines(spec, hosts[0]))
+            continue
         write_stdout(f"    cmd: {printable(plan.display_cmd)}\n")
         missing = "  (does not exist: made when the job starts, create_cwd = true)"
         write_stdout(f"    cwd: {printable(plan.cwd)}{missing if plan.cwd_missing else ''}\n")
@@ -157,6 +172,19 @@ def check_command(options: argparse.Namespace) -> int:
                  "nothing was started\n")
     write_stdout(_start_order(loaded))
     return EXIT_OK
+
+
+def _remote_lines(spec: JobSpec, host: str) -> str:
+    """A job's command and cwd as written, for another host, whose server plans them."""
+    cmd, cwd = spec.data["cmd"], spec.data.get("cwd")
+    shown = f"shell: {cmd}" if isinstance(cmd, str) else " ".join(shlex.quote(arg) for arg in cmd)
+    if not cwd:
+        where = f"the home directory on {host}"
+    elif os.path.isabs(cwd) or cwd.startswith("~"):
+        where = f"{cwd} on {host}"
+    else:
+        where = f"~/{cwd} on {host} (a relative cwd is the remote user's home's)"
+    return f"    cmd: {printable(shown)}\n    cwd: {printable(where)}\n"
 
 
 def _start_order(loaded: Loaded) -> str:
