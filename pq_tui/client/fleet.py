@@ -7,8 +7,8 @@ Each host is a ``RemoteEngine`` (``local`` is this machine's server). The fleet 
   keyed by both (the same id may run on two boards). Its lane is ``host/lane``: a lane name
   cannot hold a "/", so it never meets a real one, and the table groups by host, then lane.
 * Every operation goes to the job's (or the lane's) host. A job file opened in the console goes
-  to the host of the selected row (``aim``), else the first host: a plain id or lane name (a
-  job file's) is one of that host's.
+  to the host the console names (``aim``: the selected row's, or one it asked for), else the
+  first host: a plain id or lane name (a job file's) is one of that host's.
 * The hosts' events come through one feed, renamed the same way; a host whose link drops says
   so (``LinkChanged``) while the others go on.
 """
@@ -54,8 +54,6 @@ class HostJobId(tuple):
 
 def host_lane(host: str, lane: str) -> str:
     return f"{host}{SEPARATOR}{lane}"
-
-
 
 
 class FleetJob:
@@ -237,7 +235,7 @@ class FleetQueue:
             raise KeyError(f"no job {job_id!r}")
         return self.engines[job_id.host], job_id.job_id
 
-    def _split(self, name: str) -> Tuple[str, str]:
+    def split_lane(self, name: str) -> Tuple[str, str]:
         """(host, lane) of a fleet lane name; a plain one (a job file's) is the aimed host's."""
         host, sep, lane = name.partition(SEPARATOR)
         return (host, lane) if sep else (self._target, name)
@@ -260,7 +258,7 @@ class FleetQueue:
                 for host, engine in self.engines.items() for name, lane in engine.lanes().items()}
 
     def lane(self, name: str) -> FleetLane:
-        host, lane = self._split(name)
+        host, lane = self.split_lane(name)
         return FleetLane(host, self._host(host).lane(lane))
 
     def _host(self, host: str) -> RemoteEngine:
@@ -293,10 +291,15 @@ class FleetQueue:
             return f"{host}: not one of this console's hosts"
         return await engine.connect_now(host, prompt)
 
-    def aim(self, job_id: Any) -> None:
-        """Job files opened from now on go to this job's host."""
-        if isinstance(job_id, HostJobId) and job_id.host in self.engines:
-            self._target = job_id.host
+    def aim(self, host: str) -> None:
+        """Job files opened from now on go to ``host``."""
+        self._host(host)
+        self._target = host
+
+    def links(self) -> Dict[str, LinkChanged]:
+        """Each host's link; this machine's server has none to lose: always connected."""
+        return {host: engine.link or LinkChanged(host, "connected")
+                for host, engine in self.engines.items()}
 
     def _target_lane(self, lane: str) -> Tuple[RemoteEngine, str]:
         host, sep, own = lane.partition(SEPARATOR)
@@ -344,7 +347,7 @@ class FleetQueue:
     def move(self, job_id: Any, index: int, lane: Optional[str] = None) -> int:
         engine, own = self._engine(job_id)
         if lane is not None:
-            host, lane = self._split(lane)
+            host, lane = self.split_lane(lane)
             if isinstance(job_id, HostJobId) and host != job_id.host:
                 raise ValueError(f"job {str(job_id)!r} is on {job_id.host}: it moves to a lane "
                                  f"of {job_id.host}, not of {host}")
@@ -355,15 +358,15 @@ class FleetQueue:
         return engine.shift(own, delta)
 
     def pause(self, lane: str) -> None:
-        host, own = self._split(lane)
+        host, own = self.split_lane(lane)
         self._host(host).pause(own)
 
     def resume(self, lane: str) -> None:
-        host, own = self._split(lane)
+        host, own = self.split_lane(lane)
         self._host(host).resume(own)
 
     def set_parallel(self, lane: str, parallel: int) -> None:
-        host, own = self._split(lane)
+        host, own = self.split_lane(lane)
         self._host(host).set_parallel(own, parallel)
 
     # -- logs and search: on the job's host -------------------------------------------------------
