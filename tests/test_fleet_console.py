@@ -82,22 +82,27 @@ def test_hosts_have_header_rows_that_fold_while_the_others_stream(sshd):  # noqa
     one, two = sshd.board("rows-one"), sshd.board("rows-two")
     a_count, b_count = HostJobId("rows-one", "count"), HostJobId("rows-two", "count")
     a_idle = HostJobId("rows-one", "idle")
+    b_later = HostJobId("rows-two", "later")
 
     async def main():
         async with console([one, two]) as (app, pilot, fleet):
             fleet.engines["rows-one"].push("count", {"cmd": STREAM}, "build")
             fleet.engines["rows-one"].push("idle", {"cmd": "true"}, "other")
             fleet.engines["rows-two"].push("count", {"cmd": STREAM}, "build")
+            fleet.engines["rows-two"].push("later", {"cmd": "true"}, "build")
             await until(pilot, lambda: all(fleet.get(job) is not None and
                                            fleet.get(job).line_count > 5 for job in
                                            (a_count, b_count)) and fleet.get(a_idle) is not
                         None and fleet.get(a_idle).status.finished, "both hosts streaming")
             table = app.main.table
             await until(pilot, lambda: table.host_text("rows-one") ==
-                        " ▾ rows-one  connected  2 jobs ▶1 ✔1", "the table's sync")
+                        " ▾ rows-one  connected  2 jobs ▶1 ✔1" and
+                        table.host_text("rows-two") == " ▾ rows-two  connected  2 jobs ▶1 ◌1",
+                        "the table's sync")
             assert table.row_keys() == [host_key("rows-one"), row_key(a_count), row_key(a_idle),
-                                        host_key("rows-two"), row_key(b_count)]
-            assert table.host_text("rows-two") == " ▾ rows-two  connected  1 job ▶1"
+                                        host_key("rows-two"), row_key(b_count), row_key(b_later)]
+            # A lane's queued job under its running one, numbered in its lane's queue.
+            assert table.cell_text(b_later, "pos") == "1"
             # Under its host's row, a lane is named as on its host; the status line tells them
             # apart.
             assert table.cell_text(b_count, "lane") == "build"
@@ -114,7 +119,7 @@ def test_hosts_have_header_rows_that_fold_while_the_others_stream(sshd):  # noqa
             assert toasts(app)[-1] == "rows-one is a host's row: select one of its jobs to kill it"
             await pilot.press("enter")  # folded: its jobs' rows go, its header stays
             assert table.row_keys() == [host_key("rows-one"), host_key("rows-two"),
-                                        row_key(b_count)]
+                                        row_key(b_count), row_key(b_later)]
             assert table.host_text("rows-one") == " ▸ rows-one  connected  2 jobs folded ▶1 ✔1"
             assert table.selected_host == "rows-one" and table.on_host_row
             # The other host's stream goes on in its pane, the folded one's on its server.
@@ -127,11 +132,11 @@ def test_hosts_have_header_rows_that_fold_while_the_others_stream(sshd):  # noqa
             await until(pilot, lambda: fleet.get(a_count).line_count > folded_lines + 10,
                         "rows-one streaming while folded")
             assert table.row_keys() == [host_key("rows-one"), host_key("rows-two"),
-                                        row_key(b_count)]
+                                        row_key(b_count), row_key(b_later)]
             # Unfolded: its rows are back, the cursor on its header row, then on its first job.
             await pilot.press("home", "right")
             assert table.row_keys() == [host_key("rows-one"), row_key(a_count), row_key(a_idle),
-                                        host_key("rows-two"), row_key(b_count)]
+                                        host_key("rows-two"), row_key(b_count), row_key(b_later)]
             assert table.selected_host == "rows-one" and table.on_host_row
             await pilot.press("down")
             assert table.selected_id == a_count
@@ -139,13 +144,17 @@ def test_hosts_have_header_rows_that_fold_while_the_others_stream(sshd):  # noqa
             # ← on a job folds its host, the cursor going up to its header row.
             await pilot.press("left")
             assert table.row_keys() == [host_key("rows-one"), host_key("rows-two"),
-                                        row_key(b_count)]
+                                        row_key(b_count), row_key(b_later)]
             assert table.selected_host == "rows-one" and table.on_host_row
             assert pane.job_id is None
             # A job selected from elsewhere (a search hit) unfolds its host.
             table.select(a_idle)
             await pilot.pause()
             assert table.selected_id == a_idle and row_key(a_count) in table.row_keys()
+            await pilot.press("question_mark")
+            assert ("Enter, space, ←, →", "on a host's row: fold its jobs away, show them again "
+                    "(← on a job: its host)") in app.screen.groups["Moving around"]
+            await pilot.press("escape")
             for job in (a_count, b_count):
                 fleet.kill(job)
 

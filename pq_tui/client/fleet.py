@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import (Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Sequence,
+from typing import (Any, AsyncIterator, Callable, Dict, Iterable, List, Mapping, Optional, Sequence,
                     Tuple, Union)
 
 from pq_tui.core.events import Event, JobId, Line, LinkChanged
@@ -70,28 +70,25 @@ class FleetJob:
 
 
 class FleetLane:
-    def __init__(self, host: str, lane: Any) -> None:
+    """A host's lane under its fleet name. Its jobs are the fleet's rows of them, the very
+    objects ``jobs()`` gives: a console finds a lane's queued jobs among those by identity."""
+
+    def __init__(self, host: str, lane: Any, job: Callable[[str, Any], FleetJob]) -> None:
         self._lane = lane
+        self._job = job
         self.host = host
         self.name = host_lane(host, lane.name)
 
     @property
-    def queued(self) -> List[Any]:
-        return [_Ref(HostJobId(self.host, ref.id)) for ref in self._lane.queued]
+    def queued(self) -> List[FleetJob]:
+        return [self._job(self.host, row) for row in self._lane.queued]
 
     @property
-    def running(self) -> List[Any]:
-        return [_Ref(HostJobId(self.host, ref.id)) for ref in self._lane.running]
+    def running(self) -> List[FleetJob]:
+        return [self._job(self.host, row) for row in self._lane.running]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._lane, name)
-
-
-class _Ref:
-    __slots__ = ("id",)
-
-    def __init__(self, job_id: HostJobId) -> None:
-        self.id = job_id
 
 
 class FleetFeed:
@@ -254,12 +251,12 @@ class FleetQueue:
                 for row in engine.jobs()]
 
     def lanes(self) -> Dict[str, FleetLane]:
-        return {host_lane(host, name): FleetLane(host, lane)
+        return {host_lane(host, name): FleetLane(host, lane, self._job)
                 for host, engine in self.engines.items() for name, lane in engine.lanes().items()}
 
     def lane(self, name: str) -> FleetLane:
         host, lane = self.split_lane(name)
-        return FleetLane(host, self._host(host).lane(lane))
+        return FleetLane(host, self._host(host).lane(lane), self._job)
 
     def _host(self, host: str) -> RemoteEngine:
         engine = self.engines.get(host)

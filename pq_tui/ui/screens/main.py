@@ -72,8 +72,8 @@ IN_QUEUE_ONLY = {"remove_job", "move", "move_front", "move_lane"}
 NEEDS_PANE_JOB = {"search", "next_match", "previous_match", "follow", "pager"}
 # On a host's header row these keys say that a host is selected, and do nothing else.
 ON_A_JOB = {*IN_QUEUE_ONLY, "kill_job", "requeue", "send_input", "toggle_pause", "slots"}
-FOLD_HELP = ("Enter, ←, →", "on a host's row: fold its jobs away, show them again (← on a job: "
-             "its host)", "Moving around")
+FOLD_HELP = ("Enter, space, ←, →", "on a host's row: fold its jobs away, show them again "
+             "(← on a job: its host)", "Moving around")
 
 JOB_KEYS = [
     Binding("o", "open_file", "Open", id="open", tooltip="Push the jobs of a TOML file"),

@@ -24,9 +24,8 @@ class PickHostScreen(ModalScreen[Optional[str]]):
         align: center middle;
 
         & > #dialog {
-            width: auto;
-            min-width: 40;
-            max-width: 72;
+            width: 100%;
+            max-width: 48;
             height: auto;
             max-height: 100%;
             margin: 0 2 1 2;
@@ -37,11 +36,12 @@ class PickHostScreen(ModalScreen[Optional[str]]):
         & #note {
             color: $text-muted;
         }
-        & OptionList {
+        & OptionList, & OptionList:focus {
             height: auto;
             max-height: 12;
             border: none;
             padding: 0;
+            background: $surface;
         }
     }
     """

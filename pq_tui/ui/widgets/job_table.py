@@ -10,6 +10,7 @@ per change and repainted the whole table every second while a job ran.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
@@ -55,6 +56,7 @@ WIDE_STATE = 19
 NOT_STARTED = (Status.QUEUED, Status.WAITING, Status.SKIPPED)
 
 
+GAPS = re.compile(r"( +)")
 # A host header row's counts, in this order: what runs and waits first, then what ended.
 HOST_COUNTS = (Status.RUNNING, Status.RETRYING, Status.QUEUED, Status.WAITING, Status.OK,
                Status.FAILED, Status.KILLED, Status.TIMED_OUT, Status.SKIPPED, Status.REMOVED)
@@ -86,10 +88,16 @@ Row = Union[JobView, HostRow]
 
 def display_order(jobs: Iterable[JobView], lanes: Mapping[str, LaneView]) -> list[JobView]:
     """Lanes in creation order; in each, its history by start, then its queue in start order."""
+    return [job for _lane, members in lane_order(jobs, lanes) for job in members]
+
+
+def lane_order(jobs: Iterable[JobView],
+               lanes: Mapping[str, LaneView]) -> list[Tuple[str, list[JobView]]]:
+    """``display_order``, lane by lane: (lane, its jobs)."""
     by_lane: dict[str, list[JobView]] = {name: [] for name in lanes}
     for job in jobs:
         by_lane.setdefault(job.lane, []).append(job)
-    ordered: list[JobView] = []
+    ordered: list[Tuple[str, list[JobView]]] = []
     for name, members in by_lane.items():
         # The lane's queue in its order, each entry as its row in ``jobs`` (a lane's are refs).
         rows = {id(job): job for job in members}
@@ -98,8 +106,7 @@ def display_order(jobs: Iterable[JobView], lanes: Mapping[str, LaneView]) -> lis
         queued_ids = {id(job) for job in queued}
         history = [job for job in members if id(job) not in queued_ids]
         history.sort(key=lambda job: job.data.get("time-start") or job.data.get("time-end") or 0)
-        ordered.extend(history)
-        ordered.extend(queued)
+        ordered.append((name, history + queued))
     return ordered
 
 
@@ -138,8 +145,13 @@ class JobTable(ScrollView, can_focus=True):
             color: ansi_default;
         }
         & > .job-table--host {
-            background: $boost;
-            color: $text-accent;
+            background: $panel;
+            color: $foreground;
+        }
+        &:ansi > .job-table--host {
+            background: ansi_default;
+            color: ansi_default;
+            text-style: underline;
         }
         & > .job-table--cursor {
             background: $block-cursor-blurred-background;
@@ -189,7 +201,8 @@ class JobTable(ScrollView, can_focus=True):
         ``split_lane`` tells a lane's host and the host's own name for it."""
         super().__init__(**kwargs)
         self._rows: list[Row] = []
-        self._ordered: list[JobView] = []  # every job in display order, folded or not
+        # Every job in display order, lane by lane, folded or not.
+        self._ordered: list[Tuple[str, list[JobView]]] = []
         self._hosts = tuple(hosts) if len(hosts) > 1 else ()
         self._split_lane = split_lane
         self._lane_parts: dict[str, Tuple[str, str]] = {}  # lane -> (host, its own name)
@@ -253,7 +266,8 @@ class JobTable(ScrollView, can_focus=True):
         key = row_key(job_id)
         row = self._index.get(key)
         if row is None and self._folded:
-            job = next((job for job in self._ordered if row_key(job.id) == key), None)
+            job = next((job for _lane, members in self._ordered for job in members
+                        if row_key(job.id) == key), None)
             if job is not None and self._lane(job.lane)[0] in self._folded:
                 self._folded.discard(self._lane(job.lane)[0])
                 self._group()
@@ -277,7 +291,7 @@ class JobTable(ScrollView, can_focus=True):
             self._header = None
         row_at = self._row_at(self.cursor_row)
         selected = None if row_at is None else self._key(row_at)
-        self._ordered = display_order(jobs, lanes)
+        self._ordered = lane_order(jobs, lanes)
         self._group()
         self._positions = {
             row_key(job.id): index + 1
@@ -295,23 +309,26 @@ class JobTable(ScrollView, can_focus=True):
     def _group(self) -> None:
         """The rows from the jobs in display order: over several hosts, each host's header
         row, then its jobs unless it is folded."""
+        self._host_rows = []
         if not self._hosts:
-            self._rows = list(self._ordered)
-            self._host_rows = []
-            self._index = {row_key(job.id): row for row, job in enumerate(self._ordered)}
+            jobs = [job for _lane, members in self._ordered for job in members]
+            self._index = {row_key(job.id): row for row, job in enumerate(jobs)}
+            self._rows = list(jobs)
         else:
             by_host: dict[str, list[JobView]] = {host: [] for host in self._hosts}
-            for job in self._ordered:
-                by_host.setdefault(self._lane(job.lane)[0], []).append(job)
+            for lane, members in self._ordered:
+                by_host.setdefault(self._lane(lane)[0], []).extend(members)
             rows: list[Row] = []
-            self._host_rows = []
+            self._index = {}
             for host, members in by_host.items():
                 self._host_rows.append(len(rows))
+                self._index[host_key(host)] = len(rows)
                 rows.append(HostRow(host, Counter(job.status for job in members), len(members)))
                 if host not in self._folded:
+                    self._index.update((row_key(job.id), index)
+                                       for index, job in enumerate(members, len(rows)))
                     rows.extend(members)
             self._rows = rows
-            self._index = {self._key(row): index for index, row in enumerate(rows)}
         self.virtual_size = Size(0, len(self._rows) + 1)  # the columns fit: no sideways scroll
 
     def _lane(self, lane: str) -> Tuple[str, str]:
@@ -429,11 +446,22 @@ class JobTable(ScrollView, can_focus=True):
         style = self._style("cursor") if row == self.cursor_row else Style()
         job = self._rows[row]
         if isinstance(job, HostRow):
-            line_style = self.rich_style + self._style("host") + style
-            segments = self._host_line(job).render(self.app.console, end="")
-            return Strip(list(Segment.apply_style(segments, post_style=line_style))).crop_extend(
-                0, width, line_style)
+            return self._host_strip(job, style, width)
         return self._strip(self._cells(job), style, width)
+
+    def _host_strip(self, row: HostRow, style: Style, width: int) -> Strip:
+        line_style = self.rich_style + self._style("host") + style
+        segments: list[Segment] = []
+        text = self._host_line(row)
+        text.truncate(width, overflow="ellipsis")  # a long reason: its notice had it whole
+        for segment in text.render(self.app.console, end=""):
+            # Words and the gaps between them apart: an exported SVG places each at its column.
+            segments.extend(Segment(piece, segment.style)
+                            for piece in GAPS.split(segment.text) if piece)
+        # As a job row: the counts' colours, but on the cursor's row one bar.
+        styled = Segment.apply_style(segments, post_style=line_style) if style else \
+            Segment.apply_style(segments, style=line_style)
+        return Strip(list(styled)).crop_extend(0, width, line_style)
 
     def _host_line(self, row: HostRow) -> Text:
         """``▾ pi4  connected  12 jobs ▶1 ◌3 ✔8``; folded, ``▸ … 12 jobs folded …``; down,
@@ -502,8 +530,8 @@ class JobTable(ScrollView, can_focus=True):
         fixed = sum(column[4] for column in shown if column[4] is not None)
         # Each cell has its padding on both sides; one more column for the scrollbar.
         room = screen - fixed - 2 * PADDING * len(shown) - 1
-        lane_width = min(max((len(printable(self._lane(job.lane)[1])) for job in jobs),
-                             default=4), 10)
+        lane_width = min(max((len(printable(self._lane(lane)[1]))
+                              for lane in {job.lane for job in jobs}), default=4), 10)
         if not any(column[0] == "lane" for column in shown):
             lane_width = 0
         id_width = max(8, min(max((len(printable(job.id)) for job in jobs), default=8),
