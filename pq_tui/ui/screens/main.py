@@ -1028,7 +1028,7 @@ class MainScreen(LogCopy, Screen[None]):
             self._sync()
 
     async def action_connect_host(self) -> None:
-        """The selected job's host if it is not connected, else the first one that is not: its
+        """The selected row's host if it is not connected, else the first one that is not: its
         link made now, with the terminal handed to ssh in case it asks (a password, a
         passphrase, a new host key), which the retries in the background never do."""
         connect = getattr(self.queue, "connect_now", None)
@@ -1039,8 +1039,7 @@ class MainScreen(LogCopy, Screen[None]):
         if not down:
             self.notify("every host is connected")
             return
-        job = self.selected
-        host = getattr(job.id, "host", None) if job is not None else None
+        host = self.table.selected_host  # several hosts: the row's, a job's or a header's
         if host not in down:
             host = down[0]
         self._suspended = True
