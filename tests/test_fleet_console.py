@@ -187,9 +187,18 @@ def test_o_on_a_host_row_pushes_to_that_host(sshd, tmp_path):  # noqa: F811
             assert "1 job(s) queued on open-two in default" in toasts(app)
             assert table.row_keys() == [host_key("open-one"), host_key("open-two"),
                                         row_key(sent)]
+            # A command added on a host's row goes to that host's default lane.
+            assert table.selected_host == "open-two" and table.on_host_row
+            await pilot.press("a")
+            assert app.screen.query_one("#dialog").border_title == \
+                "Add a command to lane default on open-two"
+            await pilot.press(*"echo added", "enter")
+            added = HostJobId("open-two", "echo-1")
+            await until(pilot, lambda: fleet.get(added) is not None and
+                        fleet.get(added).status.finished, "the command on open-two")
         return await server_jobs(one), await server_jobs(two)
 
-    assert run(main()) == ([], ["sent"])
+    assert run(main()) == ([], ["sent", "echo-1"])
 
 
 def test_o_on_no_row_asks_which_host(sshd, tmp_path):  # noqa: F811
