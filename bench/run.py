@@ -44,7 +44,7 @@ TMUX_SOCKET = f"pqbench-{os.getpid()}-{TAG[:6]}"
 COLS, ROWS = 100, 30
 
 NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup", "schedule",
-         "times", "pty", "link", "search", "fleet", "onecore")
+         "times", "pty", "link", "search", "fleet", "onecore", "fleet_table")
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -1469,6 +1469,28 @@ class Bench:
                                             PQ_TUI_STATE_DIR=paths.state_dir),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             world.close()
+
+    def fleet_table(self) -> list:
+        """Issue 16: the job table over several hosts (a header row per host, one folded and
+        unfolded) next to one host's, at 10,000 rows, in CPU ms of the console's thread."""
+        count = 1000 if self.quick else 10_000
+        try:
+            lines = probe("fleet_table.py", str(count), str(5 * self.runs))
+        except Exception as exc:  # noqa: BLE001 - shown in the table
+            return [Row("14. job table over several hosts", err(exc))]
+        cases = {}
+        for case, sync, step, fold in zip(lines[0::5], lines[2::5], lines[3::5], lines[4::5]):
+            cases[case] = (float(sync), float(step), None if fold == "-" else float(fold))
+        rows = []
+        for case, (sync, step, fold) in cases.items():
+            name = "1 host" if case == "1" else f"{case} hosts, header rows"
+            row = Row(f"14. table of {count:,} jobs, {name}: sync / cursor ↓ and repaint"
+                      + (" / fold and unfold" if fold is not None else ""), Stat([sync], "ms"),
+                      target="↓ ≤ 50 ms")
+            row.ratio = f"↓ {step:.1f} ms" + (f"; fold {fold:.1f} ms" if fold is not None else "")
+            row.passed = step <= 50
+            rows.append(row)
+        return rows
 
 
 # -- main -----------------------------------------------------------------------------------------

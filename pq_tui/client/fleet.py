@@ -7,8 +7,8 @@ Each host is a ``RemoteEngine`` (``local`` is this machine's server). The fleet 
   keyed by both (the same id may run on two boards). Its lane is ``host/lane``: a lane name
   cannot hold a "/", so it never meets a real one, and the table groups by host, then lane.
 * Every operation goes to the job's (or the lane's) host. A job file opened in the console goes
-  to the host of the selected row (``aim``), else the first host: a plain id or lane name (a
-  job file's) is one of that host's.
+  to the host the console names (``aim``: the selected row's, or one it asked for), else the
+  first host: a plain id or lane name (a job file's) is one of that host's.
 * The hosts' events come through one feed, renamed the same way; a host whose link drops says
   so (``LinkChanged``) while the others go on.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from typing import (Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Sequence,
+from typing import (Any, AsyncIterator, Callable, Dict, Iterable, List, Mapping, Optional, Sequence,
                     Tuple, Union)
 
 from pq_tui.core.events import Event, JobId, Line, LinkChanged
@@ -56,8 +56,6 @@ def host_lane(host: str, lane: str) -> str:
     return f"{host}{SEPARATOR}{lane}"
 
 
-
-
 class FleetJob:
     """A host's job row, under its fleet id and lane; everything else is the row's."""
 
@@ -72,28 +70,25 @@ class FleetJob:
 
 
 class FleetLane:
-    def __init__(self, host: str, lane: Any) -> None:
+    """A host's lane under its fleet name. Its jobs are the fleet's rows of them, the very
+    objects ``jobs()`` gives: a console finds a lane's queued jobs among those by identity."""
+
+    def __init__(self, host: str, lane: Any, job: Callable[[str, Any], FleetJob]) -> None:
         self._lane = lane
+        self._job = job
         self.host = host
         self.name = host_lane(host, lane.name)
 
     @property
-    def queued(self) -> List[Any]:
-        return [_Ref(HostJobId(self.host, ref.id)) for ref in self._lane.queued]
+    def queued(self) -> List[FleetJob]:
+        return [self._job(self.host, row) for row in self._lane.queued]
 
     @property
-    def running(self) -> List[Any]:
-        return [_Ref(HostJobId(self.host, ref.id)) for ref in self._lane.running]
+    def running(self) -> List[FleetJob]:
+        return [self._job(self.host, row) for row in self._lane.running]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._lane, name)
-
-
-class _Ref:
-    __slots__ = ("id",)
-
-    def __init__(self, job_id: HostJobId) -> None:
-        self.id = job_id
 
 
 class FleetFeed:
@@ -237,7 +232,7 @@ class FleetQueue:
             raise KeyError(f"no job {job_id!r}")
         return self.engines[job_id.host], job_id.job_id
 
-    def _split(self, name: str) -> Tuple[str, str]:
+    def split_lane(self, name: str) -> Tuple[str, str]:
         """(host, lane) of a fleet lane name; a plain one (a job file's) is the aimed host's."""
         host, sep, lane = name.partition(SEPARATOR)
         return (host, lane) if sep else (self._target, name)
@@ -256,12 +251,12 @@ class FleetQueue:
                 for row in engine.jobs()]
 
     def lanes(self) -> Dict[str, FleetLane]:
-        return {host_lane(host, name): FleetLane(host, lane)
+        return {host_lane(host, name): FleetLane(host, lane, self._job)
                 for host, engine in self.engines.items() for name, lane in engine.lanes().items()}
 
     def lane(self, name: str) -> FleetLane:
-        host, lane = self._split(name)
-        return FleetLane(host, self._host(host).lane(lane))
+        host, lane = self.split_lane(name)
+        return FleetLane(host, self._host(host).lane(lane), self._job)
 
     def _host(self, host: str) -> RemoteEngine:
         engine = self.engines.get(host)
@@ -293,10 +288,15 @@ class FleetQueue:
             return f"{host}: not one of this console's hosts"
         return await engine.connect_now(host, prompt)
 
-    def aim(self, job_id: Any) -> None:
-        """Job files opened from now on go to this job's host."""
-        if isinstance(job_id, HostJobId) and job_id.host in self.engines:
-            self._target = job_id.host
+    def aim(self, host: str) -> None:
+        """Job files opened from now on go to ``host``."""
+        self._host(host)
+        self._target = host
+
+    def links(self) -> Dict[str, LinkChanged]:
+        """Each host's link; this machine's server has none to lose: always connected."""
+        return {host: engine.link or LinkChanged(host, "connected")
+                for host, engine in self.engines.items()}
 
     def _target_lane(self, lane: str) -> Tuple[RemoteEngine, str]:
         host, sep, own = lane.partition(SEPARATOR)
@@ -344,7 +344,7 @@ class FleetQueue:
     def move(self, job_id: Any, index: int, lane: Optional[str] = None) -> int:
         engine, own = self._engine(job_id)
         if lane is not None:
-            host, lane = self._split(lane)
+            host, lane = self.split_lane(lane)
             if isinstance(job_id, HostJobId) and host != job_id.host:
                 raise ValueError(f"job {str(job_id)!r} is on {job_id.host}: it moves to a lane "
                                  f"of {job_id.host}, not of {host}")
@@ -355,15 +355,15 @@ class FleetQueue:
         return engine.shift(own, delta)
 
     def pause(self, lane: str) -> None:
-        host, own = self._split(lane)
+        host, own = self.split_lane(lane)
         self._host(host).pause(own)
 
     def resume(self, lane: str) -> None:
-        host, own = self._split(lane)
+        host, own = self.split_lane(lane)
         self._host(host).resume(own)
 
     def set_parallel(self, lane: str, parallel: int) -> None:
-        host, own = self._split(lane)
+        host, own = self.split_lane(lane)
         self._host(host).set_parallel(own, parallel)
 
     # -- logs and search: on the job's host -------------------------------------------------------

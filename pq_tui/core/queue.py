@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 from typing import (Any, AsyncIterator, Awaitable, Dict, Iterable, List, Mapping, Optional,
-                    Protocol, Sequence, Tuple)
+                    Protocol, Sequence, Tuple, runtime_checkable)
 
-from pq_tui.core.events import Event, JobId, Line
+from pq_tui.core.events import Event, JobId, Line, LinkChanged
 from pq_tui.core.job import Status
 from pq_tui.core.search import Query, SearchBatch
 from pq_tui.core.tail import Tail
@@ -165,6 +165,25 @@ class Queue(Protocol):
 
 class LogUnavailable(Exception):
     """A job's log cannot be read; the message says why, in one line."""
+
+
+@runtime_checkable
+class HostsQueue(Protocol):
+    """What a queue over several hosts' servers adds (``pq_tui.client.fleet.FleetQueue``): the
+    console groups its rows by host, shows each host's link, and sends a job file to the host
+    it chooses."""
+
+    @property
+    def hosts(self) -> Sequence[str]: ...
+    def split_lane(self, name: str) -> Tuple[str, str]:
+        """(host, that host's own lane name) of one of the queue's lanes."""
+        ...
+    def links(self) -> Mapping[str, LinkChanged]:
+        """Each host's link as it stands (its later changes come as events)."""
+        ...
+    def aim(self, host: str) -> None:
+        """Job files (plain ids and lanes) go to ``host`` from now on."""
+        ...
 
 
 class LocalQueue(Queue, Protocol):

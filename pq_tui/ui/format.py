@@ -127,3 +127,26 @@ def size(nbytes: Optional[int]) -> str:
 
 def percent(value: Optional[float]) -> str:
     return "" if value is None else f"{value:.0f}%"
+
+
+def retry_in(link: Any) -> Optional[int]:
+    """Whole seconds until a down link's next attempt (a ``LinkChanged``), None if none waits."""
+    if link.state != "down" or link.retry_at is None:
+        return None
+    return max(0, math.ceil(link.retry_at - time.monotonic()))
+
+
+def link_state(state: str, left: Optional[int]) -> str:
+    """A host's link in a few words, the countdown to its next attempt (``left`` seconds)
+    included: ``connected``, ``connecting…``, ``down, again in 12 s``."""
+    if state == "down":
+        return "down" if left is None else f"down, again in {left} s"
+    return "connecting…" if state == "connecting" else state
+
+
+def link_reason(link: Any) -> str:
+    """Why the link is not up, without the host's name it starts with (``pi4: ssh failed:
+    …``): shown next to the name. Escaped: ssh's words reach the terminal."""
+    detail = printable(link.detail or "")
+    prefix = f"{link.host}: "
+    return detail[len(prefix):] if detail.startswith(prefix) else detail

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import os
 import re
@@ -28,7 +27,7 @@ from pq_tui.core.deps import skipped_dependents
 from pq_tui.core.job import IN_QUEUE, KILLABLE
 from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
 from pq_tui.core.tail import shifted_marks
-from pq_tui.core.queue import JobView, LogUnavailable, Queue
+from pq_tui.core.queue import HostsQueue, JobView, LogUnavailable, Queue
 from pq_tui.core.runner import survivors_warning
 from pq_tui.core.safe import printable
 from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
@@ -38,9 +37,11 @@ from pq_tui.ui.screens.help import HelpScreen
 from pq_tui.ui.screens.log_copy import HELP_ROWS as COPY_HELP_ROWS
 from pq_tui.ui.screens.log_copy import LogCopy
 from pq_tui.ui.screens.open_file import OpenFileScreen
+from pq_tui.ui.screens.pick_host import PickHostScreen
 from pq_tui.ui.screens.prompt import PromptScreen
 from pq_tui.ui.notices import Notices
 from pq_tui.ui.screens.search import Jump, SearchScreen
+from pq_tui.ui import format as fmt
 from pq_tui.ui import log_at
 from pq_tui.ui.session import Session
 from pq_tui.ui.widgets.job_table import JobTable
@@ -69,6 +70,10 @@ HELP_GROUPS = (
 )
 IN_QUEUE_ONLY = {"remove_job", "move", "move_front", "move_lane"}
 NEEDS_PANE_JOB = {"search", "next_match", "previous_match", "follow", "pager"}
+# On a host's header row these keys say that a host is selected, and do nothing else.
+ON_A_JOB = {*IN_QUEUE_ONLY, "kill_job", "requeue", "send_input", "toggle_pause", "slots"}
+FOLD_HELP = ("Enter, space, ←, →", "on a host's row: fold its jobs away, show them again "
+             "(← on a job: its host)", "Moving around")
 
 JOB_KEYS = [
     Binding("o", "open_file", "Open", id="open", tooltip="Push the jobs of a TOML file"),
@@ -157,6 +162,11 @@ class MainScreen(LogCopy, Screen[None]):
         self._fit_timer: Optional[Timer] = None
         self._notices: Optional[Notices] = None  # made on mount, when the settings ask for them
         self._searched = ""  # the pattern of the last search hit opened (F)
+        queue = session.queue
+        # Several hosts: rows grouped under a header per host, job files sent to one of them.
+        self.fleet: Optional[HostsQueue] = queue if isinstance(queue, HostsQueue) and \
+            len(queue.hosts) > 1 else None
+        self._told_down: set[str] = set()  # hosts whose going down was told in a notice
 
     @property
     def queue(self) -> Queue:
@@ -170,7 +180,9 @@ class MainScreen(LogCopy, Screen[None]):
         self.status_bar = StatusBar(id="status")
         if self.session.host is not None:
             self.status_bar.host = self.session.host
-        self.table = JobTable(id="jobs")
+        fleet = self.fleet
+        self.table = JobTable(id="jobs") if fleet is None else \
+            JobTable(hosts=fleet.hosts, split_lane=fleet.split_lane, id="jobs")
         self.main_pane = LogPane(max_lines=self._log_lines, id="pane-main")
         self.side_pane = LogPane(max_lines=self._log_lines, id="pane-side", classes="hidden")
         yield self.status_bar
@@ -206,9 +218,13 @@ class MainScreen(LogCopy, Screen[None]):
             self.notify(f"the state file was damaged: moved to {store['moved_aside']}; the "
                         f"server started with an empty state", title="pq-tui server",
                         severity="warning", timeout=30)
+        if self.fleet is not None:  # hosts down at start; later changes come as events
+            for link in self.fleet.links().values():
+                self._link_changed(link)
         self._consume_events()
         if self._initial_specs or self._initial_parallel:
-            self._push_specs(self._initial_specs, self._initial_parallel)
+            self._push_specs(self._initial_specs, self._initial_parallel,
+                             self.fleet.hosts[0] if self.fleet is not None else None)
         self.table.focus()
         self._sync()
 
@@ -308,17 +324,7 @@ class MainScreen(LogCopy, Screen[None]):
         self._store_warned = error is not None
 
     def _store_note(self) -> str:
-        """The status line's first word: the link to another host while it is not up, else
-        the server's state file while it cannot be written."""
-        notes = []
-        for link in self._links.values():
-            if link.state == "connecting":
-                notes.append(f"{link.detail}: connecting…")
-            elif link.state == "down":
-                left = 0.0 if link.retry_at is None else link.retry_at - time.monotonic()
-                notes.append(f"{link.detail}; again in {max(0, math.ceil(left))} s")
-        if notes:
-            return " · ".join(notes)
+        """The status line's warning: the server's state file while it cannot be written."""
         store = self.session.store()
         if not store.get("error"):
             return ""
@@ -328,7 +334,14 @@ class MainScreen(LogCopy, Screen[None]):
     def _link_changed(self, link: LinkChanged) -> None:
         # Connected again: the queue holds the server's state afresh, and _sync reloads the
         # panes from it. While down, the status line counts down to the next attempt.
+        previous = self._links.get(link.host)
         self._links[link.host] = link
+        self.table.set_links(self._links)
+        if link.state == "down" and link.host not in self._told_down:
+            # Once per fall: the status line has room for the start of the reason only.
+            self._told_down.add(link.host)
+            self.notify(fmt.link_reason(link), title=f"{printable(link.host)} is down",
+                        severity="warning", timeout=15)
         down = any(each.state == "down" for each in self._links.values())
         if down and self._link_timer is None:
             self._link_timer = self.set_interval(1.0, self._show_link)
@@ -336,11 +349,18 @@ class MainScreen(LogCopy, Screen[None]):
             self._link_timer.stop()
             self._link_timer = None
         if link.state == "connected":
-            self.notify(f"{link.host}: connected again")
+            self._told_down.discard(link.host)
+            if previous is not None and previous.state != "connected":
+                self.notify(f"{link.host}: connected again")
 
     def _show_link(self) -> None:
         if self._alive():
-            self.status_bar.sync(self.queue.jobs(), self.queue.lanes(), self._store_note())
+            self.table.set_links(self._links)  # the header rows' countdowns
+            self._sync_status(self.queue.jobs(), self.queue.lanes())
+
+    def _sync_status(self, jobs: Any, lanes: Any) -> None:
+        self.status_bar.sync(jobs, lanes, self._store_note(), list(self._links.values()),
+                             every_host=self.fleet is not None)
 
     def _alive(self) -> bool:
         """False while the app is being torn down: messages and events may still arrive then,
@@ -354,7 +374,7 @@ class MainScreen(LogCopy, Screen[None]):
         jobs = self.queue.jobs()
         lanes = self.queue.lanes()
         self.table.sync(jobs, lanes)
-        self.status_bar.sync(jobs, lanes, self._store_note())
+        self._sync_status(jobs, lanes)
         self._show_selected()
         for pane in self._panes():
             # show() reloads a pane whose job has a new run (requeued), else just retitles it.
@@ -383,9 +403,9 @@ class MainScreen(LogCopy, Screen[None]):
     def _row_highlighted(self) -> None:
         if not self._alive():
             return
-        aim = getattr(self.queue, "aim", None)  # several hosts: a file goes to this row's
-        if aim is not None and self.table.selected_id is not None:
-            aim(self.table.selected_id)
+        host = self.table.selected_host
+        if self.fleet is not None and host is not None:
+            self.fleet.aim(host)  # a plain id or lane (a command added, say) is this host's
         self._show_selected()
         self._refresh_keys()
 
@@ -478,6 +498,9 @@ class MainScreen(LogCopy, Screen[None]):
 
     def applies(self, action: str) -> bool:
         """Whether a key's action makes sense for the selected job and the shown pane."""
+        if self.table.on_host_row and (action in ON_A_JOB or (
+                action in NEEDS_PANE_JOB and self._active_pane() is self.main_pane)):
+            return True  # to say that a host's row is selected, not a job's
         job = self.selected
         status = job.status if job is not None else None
         if action in IN_QUEUE_ONLY:
@@ -498,18 +521,81 @@ class MainScreen(LogCopy, Screen[None]):
 
     # -- actions ---------------------------------------------------------------------------------
 
+    def _job_for(self, what: str) -> Optional[JobView]:
+        """The selected job; on a host's header row, None, and a line saying so."""
+        if self.table.on_host_row:
+            self.notify(f"{printable(self.table.selected_host)} is a host's row: select one of "
+                        f"its jobs to {what}", timeout=4)
+            return None
+        return self.selected
+
+    def _host_up(self, host: str) -> bool:
+        link = self._links.get(host)
+        return link is None or link.state == "connected"
+
     def action_open_file(self) -> None:
+        """Over several hosts, to the selected row's host; on no row, the host asked for."""
+        fleet = self.fleet
+        if fleet is None:
+            self._open_file(None)
+            return
+        host = self.table.selected_host
+        if host is not None:
+            if self._host_up(host):
+                self._open_file(host)
+            else:
+                link = self._links[host]
+                self.notify(f"{printable(host)} is {fmt.link_state(link.state, fmt.retry_in(link))}"
+                            ": a job file cannot be pushed there now", severity="warning")
+            return
+        up = [host for host in fleet.hosts if self._host_up(host)]
+        down = [host for host in fleet.hosts if host not in up]
+        if len(up) <= 1:
+            if up:
+                self._open_file(up[0])
+            else:
+                self.notify("no host is connected: a job file cannot be pushed now",
+                            severity="warning")
+            return
+
+        def picked(host: Optional[str]) -> None:
+            if host is not None:
+                self._open_file(host)
+
+        note = f"down: {', '.join(down)}" if down else ""
+        self.app.push_screen(PickHostScreen(up, note=note), picked)
+
+    def _open_file(self, host: Optional[str]) -> None:
         def pushed(loaded: Optional[Loaded]) -> None:
             if loaded is not None:
-                self._push_specs(loaded.specs, loaded.parallel)
+                self._push_specs(loaded.specs, loaded.parallel, host)
 
-        self.app.push_screen(OpenFileScreen(self.start_dir, self._load_file), pushed)
+        async def load(path: Path) -> tuple[Optional[Loaded], list[str]]:
+            return await self._load_file(path, host)
 
-    async def _load_file(self, path: Path) -> tuple[Optional[Loaded], list[str]]:
+        title = "Open a job file" if host is None else f"Open a job file for {host}"
+        self.app.push_screen(OpenFileScreen(self.start_dir, load, title), pushed)
+
+    def _host_jobs(self, host: Optional[str]) -> list[JobView]:
+        jobs = list(self.queue.jobs())
+        if self.fleet is None or host is None:
+            return jobs
+        split = self.fleet.split_lane
+        return [job for job in jobs if split(job.lane)[0] == host]
+
+    def _host_lanes(self, host: Optional[str]) -> set[str]:
+        """The lanes there are on ``host``, by the names a job file gives them."""
+        if self.fleet is None or host is None:
+            return set(self.queue.lanes())
+        parts = [self.fleet.split_lane(name) for name in self.queue.lanes()]
+        return {lane for lane_host, lane in parts if lane_host == host}
+
+    async def _load_file(self, path: Path,
+                         host: Optional[str] = None) -> tuple[Optional[Loaded], list[str]]:
         """The file's jobs, ready to push, and its lanes' slots; or the problems that stop
         every one of them. The file is read and planned in a thread: the event loop never
-        waits for a disk."""
-        jobs = self.queue.jobs()
+        waits for a disk. ``host``: of several, the one the jobs go to."""
+        jobs = self._host_jobs(host)
         # Ids of active jobs may not be reused; "after" may name any job the queue has.
         active = [str(job.id) for job in jobs if not job.status.finished]
         known = [str(job.id) for job in jobs]
@@ -529,15 +615,18 @@ class MainScreen(LogCopy, Screen[None]):
             return None, problems
         return replace(loaded, specs=self.session.jobs_from(plans)), []
 
-    def _push_specs(self, specs: list[JobSpec], parallel: Mapping[str, int] = {}) -> None:
+    def _push_specs(self, specs: list[JobSpec], parallel: Mapping[str, int] = {},
+                    host: Optional[str] = None) -> None:
         """Every job or none (a file is one push, as `pq-tui push` makes it), in the order
         given (each after the jobs it waits for), with the slots of the lanes named in
-        ``parallel``."""
+        ``parallel``; over several hosts, to ``host``."""
+        if self.fleet is not None and host is not None:
+            self.fleet.aim(host)  # the file's plain ids and lanes are that host's
         busy = [spec.id for spec in specs if self.queue.is_active(spec.id)]
         try:
             if busy:
                 raise ValueError(f"already queued or running: {', '.join(map(printable, busy))}")
-            there = set(self.queue.lanes())
+            there = self._host_lanes(host)
             # A lane there is takes its slots before its new jobs come, so that they start
             # together; a new one after them (a server makes a lane for the jobs, not before).
             for lane, slots in parallel.items():
@@ -553,9 +642,9 @@ class MainScreen(LogCopy, Screen[None]):
         pushed = len(specs)
         if pushed:
             lanes = sorted({spec.lane for spec in specs})
-            self.notify(f"{pushed} job(s) queued in {', '.join(map(printable, lanes))}")
-            known = self.queue.lanes()
-            paused = [name for name in lanes if name in known and known[name].paused]
+            on = f" on {printable(host)}" if self.fleet is not None and host is not None else ""
+            self.notify(f"{pushed} job(s) queued{on} in {', '.join(map(printable, lanes))}")
+            paused = [name for name in lanes if name in there and self.queue.lane(name).paused]
             if paused:
                 self.notify(f"{', '.join(map(printable, paused))} paused: the jobs wait. p on one "
                             "of them resumes its lane.", title="paused lanes", severity="warning",
@@ -564,7 +653,10 @@ class MainScreen(LogCopy, Screen[None]):
 
     def action_add_command(self) -> None:
         job = self.selected
+        # On a host's row, its default lane (the row's host is aimed at: a plain lane is its).
         lane = job.lane if job is not None else DEFAULT_LANE
+        host = self.table.selected_host
+        where = f"lane {lane}" if job is not None or host is None else f"lane {lane} on {host}"
 
         def add(command: Optional[str]) -> None:
             if not command:
@@ -575,13 +667,15 @@ class MainScreen(LogCopy, Screen[None]):
             self.table.select(job_id)
 
         self.app.push_screen(
-            PromptScreen(f"Add a command to lane {lane}", placeholder="make -j4 test",
+            PromptScreen(f"Add a command to {where}", placeholder="make -j4 test",
                          help_text="Runs through the shell in " + str(self.start_dir)),
             add,
         )
 
     def action_send_input(self) -> None:
-        job = self.selected
+        job = self._job_for("type into it")
+        if job is None and self.table.on_host_row:
+            return
         if not _has_terminal(job):
             self.notify("i types a line into a running PTY job (pty = true): select one")
             return
@@ -612,13 +706,13 @@ class MainScreen(LogCopy, Screen[None]):
                 return candidate
 
     def action_remove_job(self) -> None:
-        job = self.selected
+        job = self._job_for("remove it")
         if job is not None and self.queue.remove(job.id) is not None:
             self.notify(f"removed {printable(job.id)}")
         self._sync()
 
     def action_kill_job(self, force: bool = False) -> None:
-        job = self.selected
+        job = self._job_for("kill it")
         if job is None or job.status not in KILLABLE:
             return
         job_id = job.id
@@ -656,19 +750,19 @@ class MainScreen(LogCopy, Screen[None]):
                         severity="error")
 
     def action_move(self, delta: int) -> None:
-        job = self.selected
+        job = self._job_for("move it")
         if job is not None and job.status in IN_QUEUE:
             self.queue.shift(job.id, delta)
             self._sync()
 
     def action_move_front(self) -> None:
-        job = self.selected
+        job = self._job_for("move it")
         if job is not None and job.status in IN_QUEUE:
             self.queue.move(job.id, 0)
             self._sync()
 
     def action_move_lane(self) -> None:
-        job = self.selected
+        job = self._job_for("move it")
         if job is None or job.status not in IN_QUEUE:
             return
         moving = job
@@ -689,7 +783,7 @@ class MainScreen(LogCopy, Screen[None]):
         )
 
     def action_requeue(self) -> None:
-        job = self.selected
+        job = self._job_for("requeue it")
         if job is None or not job.status.finished:
             return
         job_id = job.id
@@ -739,7 +833,7 @@ class MainScreen(LogCopy, Screen[None]):
                              confirmed)
 
     def action_toggle_pause(self) -> None:
-        job = self.selected
+        job = self._job_for("pause its lane")
         if job is None:
             return
         if self.queue.lane(job.lane).paused:
@@ -749,7 +843,7 @@ class MainScreen(LogCopy, Screen[None]):
         self._sync()
 
     def action_slots(self, delta: int) -> None:
-        job = self.selected
+        job = self._job_for("change its lane's slots")
         if job is None:
             return
         lane = self.queue.lane(job.lane)
@@ -789,8 +883,18 @@ class MainScreen(LogCopy, Screen[None]):
         else:
             self.table.focus()
 
-    def action_search(self) -> None:
+    def _pane_for(self, what: str) -> Optional[LogPane]:
+        """The pane a log key acts on; None on a host's header row (its pane shows no job)."""
         pane = self._active_pane()
+        if pane is self.main_pane and self.table.on_host_row:
+            self._job_for(what)
+            return None
+        return pane
+
+    def action_search(self) -> None:
+        pane = self._pane_for("search its log")
+        if pane is None:
+            return
 
         def search(pattern: Optional[str]) -> None:
             if pattern is None:
@@ -806,13 +910,19 @@ class MainScreen(LogCopy, Screen[None]):
                              search)
 
     def action_next_match(self) -> None:
-        self._active_pane().view.next_match()
+        pane = self._pane_for("search its log")
+        if pane is not None:
+            pane.view.next_match()
 
     def action_previous_match(self) -> None:
-        self._active_pane().view.previous_match()
+        pane = self._pane_for("search its log")
+        if pane is not None:
+            pane.view.previous_match()
 
     def action_follow(self) -> None:
-        self._active_pane().view.action_follow()
+        pane = self._pane_for("follow its log")
+        if pane is not None:
+            pane.view.action_follow()
 
     def action_time_gutter(self) -> None:
         views = [pane.view for pane in self._panes()]
@@ -821,7 +931,9 @@ class MainScreen(LogCopy, Screen[None]):
             view.time_mode = mode
 
     async def action_pager(self) -> None:
-        pane = self._active_pane()
+        pane = self._pane_for("page its log")
+        if pane is None:
+            return
         job = self.queue.get(pane.job_id) if pane.job_id is not None else None
         if job is None or not job.log_path:
             return
@@ -916,7 +1028,7 @@ class MainScreen(LogCopy, Screen[None]):
             self._sync()
 
     async def action_connect_host(self) -> None:
-        """The selected job's host if it is not connected, else the first one that is not: its
+        """The selected row's host if it is not connected, else the first one that is not: its
         link made now, with the terminal handed to ssh in case it asks (a password, a
         passphrase, a new host key), which the retries in the background never do."""
         connect = getattr(self.queue, "connect_now", None)
@@ -927,8 +1039,7 @@ class MainScreen(LogCopy, Screen[None]):
         if not down:
             self.notify("every host is connected")
             return
-        job = self.selected
-        host = getattr(job.id, "host", None) if job is not None else None
+        host = self.table.selected_host  # several hosts: the row's, a job's or a header's
         if host not in down:
             host = down[0]
         self._suspended = True
@@ -955,6 +1066,7 @@ class MainScreen(LogCopy, Screen[None]):
             *COPY_HELP_ROWS,
             ("↑↓ PgUp PgDn", "move in the table, or scroll the log", "Moving around"),
             ("Home, End", "first and last row; in the log, End follows", "Moving around"),
+            *([FOLD_HELP] if self.fleet is not None else []),
             ("Tab", "between the table and the log", "Moving around"),
             ("ctrl+p", "every action by name (command palette)", "Moving around"),
         ]

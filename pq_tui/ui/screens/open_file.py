@@ -186,14 +186,17 @@ class OpenFileScreen(ModalScreen[Optional[Found]], Generic[Found]):
         ),
     ]
 
-    def __init__(self, start_dir: Path, load: Loader[Found]) -> None:
+    def __init__(self, start_dir: Path, load: Loader[Found],
+                 title: str = "Open a job file") -> None:
+        """``title``: over several hosts, it names the one the jobs go to."""
         super().__init__()
         self.start_dir = start_dir.expanduser().resolve()
         self.load = load
+        self.title_text = printable(title)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog") as dialog:
-            dialog.border_title = "Open a job file"
+            dialog.border_title = Content(self.title_text)
             dialog.border_subtitle = "Tab completes · Enter opens"
             yield StartDirLine(self.start_dir, id="start-dir")
             yield CompletingInput(

@@ -1,16 +1,18 @@
-"""The top line: which board, and per lane what runs, waits, passed and failed."""
+"""The top line: which board (over several: each one's link), and per lane what runs, waits,
+passed and failed."""
 
 from __future__ import annotations
 
 import socket
 from collections import Counter
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
 from pq_tui.core import Status
+from pq_tui.core.events import LinkChanged
 from pq_tui.core.job import IN_QUEUE
 from pq_tui.core.queue import JobView, LaneView
 from pq_tui.core.safe import printable
@@ -27,6 +29,11 @@ def host_name() -> str:
 # folded into one part ("+3 idle ✘1"); then without the host name. The lanes at work and what
 # failed stay; what still does not fit is cut with an ellipsis.
 SHORTER = ((True, True, False), (False, True, False), (False, True, True), (False, False, True))
+# Why a host's link is down is cut to this many cells, and to more where the line has room;
+# its state and countdown are never cut (the host's header row and the notice that it went
+# down have the reason whole). Where even that does not fit, a reason keeps at least
+# REASON_LEAST cells or goes, and the lanes keep LANES_LEAST.
+REASON_WIDTH, REASON_LEAST, LANES_LEAST = 16, 8, 12
 
 
 class StatusBar(Static):
@@ -42,10 +49,15 @@ class StatusBar(Static):
         super().__init__(**kwargs)
         self.host = host_name()
         self._summary: tuple = ()
+        self._hosts: tuple = ()  # (host, state, seconds to its next try, why) of those shown
+        self._every_host = False
 
     def sync(self, jobs: Iterable[JobView], lanes: Mapping[str, LaneView],
-             warning: str = "") -> None:
-        """``warning``: the server's, shown first (its state file cannot be written, say)."""
+             warning: str = "", links: Sequence[LinkChanged] = (),
+             every_host: bool = False) -> None:
+        """``warning``: the server's, shown first (its state file cannot be written, say).
+        ``links``: to other hosts, those not connected shown first; ``every_host`` (a console
+        over several): each host's, named, in place of the host name."""
         counts: dict[str, Counter] = {name: Counter() for name in lanes}
         for job in jobs:
             counts.setdefault(job.lane, Counter())[job.status] += 1
@@ -59,24 +71,43 @@ class StatusBar(Static):
                                   tuple(sorted((status.value, number)
                                                for status, number in count.items()))))
         summary = ((warning,) if warning else ()) + tuple(lanes_summary)
-        if summary != self._summary:  # an unchanged line costs no repaint
-            self._summary = summary
+        hosts = tuple(
+            (link.host, link.state, fmt.retry_in(link),
+             fmt.link_reason(link) if every_host else printable(link.detail))
+            for link in links if every_host or link.state != "connected")
+        if (summary, hosts, every_host) != (self._summary, self._hosts, self._every_host):
+            # An unchanged line costs no repaint.
+            self._summary, self._hosts, self._every_host = summary, hosts, every_host
             self.refresh()
 
     def render(self) -> Text:
         # Styled here, not in sync(): a sync may come before the widget's styles are set.
         width = self.size.width
-        text = Text()
-        for show_ok, show_host, fold_idle in SHORTER:
-            text = self._line(show_ok, show_host, fold_idle)
+        reasons = sum(1 for _host, state, _left, why in self._hosts
+                      if state != "connected" and why)
+        for step in SHORTER:
+            text = self._line(*step, REASON_WIDTH)
             if text.cell_len <= width:
+                spare = width - text.cell_len
+                if reasons and spare >= reasons:  # the room left goes to the reasons
+                    text = self._line(*step, REASON_WIDTH + spare // reasons)
                 return text
+        # The hosts' states first, with what room their reasons can have; the lanes are cut.
+        bare = self._line(*SHORTER[-1], 0, lanes=False).cell_len
+        cut = (width - bare - LANES_LEAST) // reasons if reasons else 0
+        text = self._line(*SHORTER[-1], min(cut, REASON_WIDTH) if cut >= REASON_LEAST else 0)
         text.truncate(width, overflow="ellipsis")
         return text
 
-    def _line(self, show_ok: bool, show_host: bool, fold_idle: bool) -> Text:
+    def _line(self, show_ok: bool, show_host: bool, fold_idle: bool, reason_width: int,
+              lanes: bool = True) -> Text:
         style = lambda name: self.get_component_rich_style(f"status-bar--{name}", partial=True)  # noqa: E731
-        text = Text.assemble((" pq-tui", style("title")), f" · {self.host} " if show_host else " ")
+        # Over several hosts, each is named with its link instead.
+        text = Text.assemble((" pq-tui", style("title")),
+                             f" · {self.host} " if show_host and not self._every_host else " ")
+        self._links(text, style, reason_width)
+        if not lanes:
+            return text
         folded = 0
         folded_failed: Counter = Counter()
         for item in self._summary:
@@ -117,6 +148,29 @@ class StatusBar(Static):
             ))
             text.append(" ")
         return text
+
+    def _links(self, text: Text, style: Callable[[str], Style], reason_width: int) -> None:
+        mark = "!" if fmt.ascii_only() else "⚠"
+        for host, state, left, why in self._hosts:
+            if len(why) > reason_width:
+                why = why[:reason_width - 1] + "…" if reason_width else ""
+            if self._every_host:  # the host, its state, then why: the reason is what is cut
+                if state == "connected":
+                    text.append("│ ")
+                    text.append(printable(host), style="bold")
+                    text.append(" up ")
+                    continue
+                words = fmt.link_state(state, left)
+                text.append(f"│ {mark} {printable(host)} {words}{': ' + why if why else ''} ",
+                            style=style("failed" if state == "down" else "paused"))
+                continue
+            # One host: why, then the state (as the console over one host always said it).
+            if state == "connecting":
+                words = "connecting…"
+            else:
+                words = "down" if left is None else f"again in {left} s"
+            text.append(f"│ {mark} {why + (': ' if state == 'connecting' else '; ') if why else ''}"
+                        f"{words} ", style=style("failed"))
 
     @staticmethod
     def _counts(text: Text, style: Callable[[str], Style], numbers: Iterable[tuple]) -> None:
