@@ -109,9 +109,10 @@ def test_hosts_have_header_rows_that_fold_while_the_others_stream(sshd):  # noqa
             line = str(app.main.status_bar.render())
             assert line.startswith(" pq-tui │ rows-one up │ rows-two up │ rows-one/build ▶1/1 "), \
                 line
-            # The cursor starts on no row; ↓ is the first host's header row.
-            assert table.selected_host is None
-            await pilot.press("down")
+            # The cursor starts on the first job, its log in the pane; ↑ is its host's row.
+            assert table.selected_id == a_count
+            await until(pilot, lambda: app.main.main_pane.job_id == a_count, "its log")
+            await pilot.press("up")
             assert (table.selected_host, table.on_host_row, table.selected_id) == (
                 "rows-one", True, None)
             # A job's key on a host's row says so, and does nothing.
@@ -207,12 +208,20 @@ def test_o_on_no_row_asks_which_host(sshd, tmp_path):  # noqa: F811
 
     async def main():
         async with console([one, two]) as (app, pilot, fleet):
+            # No job anywhere: the cursor is on no row, nothing tells which host is meant.
             assert app.main.table.selected_host is None
             await pilot.press("o")
             assert isinstance(app.screen, PickHostScreen) and app.screen.hosts == [
                 "ask-one", "ask-two"]
             await pilot.press("escape")  # nothing asked for, nothing pushed
             assert app.screen is app.main
+            await pilot.press("o")  # its number picks too
+            assert isinstance(app.screen, PickHostScreen)
+            await pilot.press("1")
+            assert isinstance(app.screen, OpenFileScreen)
+            assert app.screen.query_one("#dialog").border_title == \
+                "Open a job file for ask-one"
+            await pilot.press("escape")
             await pilot.press("o")
             assert isinstance(app.screen, PickHostScreen)
             await pilot.press("down", "enter")
@@ -223,13 +232,11 @@ def test_o_on_no_row_asks_which_host(sshd, tmp_path):  # noqa: F811
             picked = HostJobId("ask-two", "picked")
             await until(pilot, lambda: fleet.get(picked) is not None and
                         fleet.get(picked).status.finished, "the job on ask-two")
-            # Its number picks too.
+            # The first job there is: the cursor goes to it, and a file goes to its host.
+            assert app.main.table.selected_id == picked
             await pilot.press("o")
-            assert isinstance(app.screen, PickHostScreen)
-            await pilot.press("1")
-            assert isinstance(app.screen, OpenFileScreen)
             assert app.screen.query_one("#dialog").border_title == \
-                "Open a job file for ask-one"
+                "Open a job file for ask-two"
             await pilot.press("escape")
         return await server_jobs(one), await server_jobs(two)
 

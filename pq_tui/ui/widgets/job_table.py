@@ -214,8 +214,10 @@ class JobTable(ScrollView, can_focus=True):
         self._columns: tuple = ()
         self._header: Optional[Strip] = None
         self._styles: dict[str, Style] = {}
-        # Over several hosts the cursor starts on no row: nothing tells yet which host is meant.
+        # Over several hosts the cursor starts on no row (nothing tells yet which host is
+        # meant), and goes to the first job once there is one, unless it was moved before.
         self.cursor_row = -1 if self._hosts else 0
+        self._moved = False
 
     # -- what the app asks -----------------------------------------------------------------------
 
@@ -299,10 +301,17 @@ class JobTable(ScrollView, can_focus=True):
             for index, job in enumerate(lane.queued)
         }
         row = self._index.get(selected) if selected is not None else None
+        placed = False
+        if row is None and self.cursor_row < 0 and not self._moved:
+            row = next((index for index, each in enumerate(self._rows)
+                        if not isinstance(each, HostRow)), None)
+            placed = row is not None
         if row is not None:
             self.cursor_row = row
             self._scroll_to_cursor()
-        else:
+            if placed:
+                self.post_message(self.RowHighlighted(self, self.selected_id))
+        elif self.cursor_row >= 0:
             self.cursor_row = min(self.cursor_row, max(len(self._rows) - 1, 0))
         self.refresh()
 
@@ -409,6 +418,7 @@ class JobTable(ScrollView, can_focus=True):
             self._move_cursor(self.scroll_offset.y + event.y - 1)
 
     def _move_cursor(self, row: int) -> None:
+        self._moved = True
         row = max(0, min(row, len(self._rows) - 1))
         if row == self.cursor_row or not self._rows:
             return
