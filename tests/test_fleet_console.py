@@ -156,6 +156,12 @@ def test_hosts_have_header_rows_that_fold_while_the_others_stream(sshd):  # noqa
             assert ("Enter, space, ←, →", "on a host's row: fold its jobs away, show them again "
                     "(← on a job: its host)") in app.screen.groups["Moving around"]
             await pilot.press("escape")
+            # The same id runs on both: a question about one names its host.
+            table.select(b_count)
+            await pilot.pause()
+            await pilot.press("k")
+            assert app.screen.title_text == "Kill count on rows-two?"
+            await pilot.press("n")
             for job in (a_count, b_count):
                 fleet.kill(job)
 

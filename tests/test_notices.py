@@ -113,6 +113,28 @@ def test_a_lane_that_becomes_idle_is_told_and_then_the_queue(tmp_path):
                          "all done: 2 ok, 1 failed"]
 
 
+def test_lanes_that_become_idle_together_are_one_toast(tmp_path):
+    together, last = tmp_path / "together", tmp_path / "last"
+    jobs = [{"id": "bad", "cmd": "exit 4", "queue": "d"}]
+    jobs += [{"id": f"{lane}1", "cmd": gate(together), "queue": lane} for lane in ("a", "b", "c")]
+    jobs.append({"id": "e1", "cmd": gate(last), "queue": "e"})
+    app = console(tmp_path, jobs, NoticeSettings())
+
+    async def steps(app: Recording, pilot) -> None:
+        # Its toast just shown, the next ones wait out the rest of a second: a, b and c end
+        # within it.
+        await wait_until(pilot, lambda: "bad failed: exited with code 4" in app.shown, "bad")
+        together.touch()
+        await wait_until(pilot, lambda: len(app.shown) > 2, "a, b and c idle")
+        last.touch()
+        await idle(app, pilot)
+
+    drive(app, steps)
+    assert app.shown == ["bad failed: exited with code 4", "lane d idle: 1 failed",
+                         "3 lanes idle: a (1 ok), b (1 ok), c (1 ok)",
+                         "all done: 4 ok, 1 failed"]
+
+
 def test_a_burst_of_200_failures_is_a_few_toasts_that_name_them_all(tmp_path):
     jobs = [{"id": f"f{n:03}", "cmd": "exit 1", "queue": "burst"} for n in range(200)]
     app = console(tmp_path, jobs, NoticeSettings())

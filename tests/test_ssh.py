@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -579,7 +580,7 @@ def test_one_console_over_two_hosts_one_dropping_while_the_other_goes_on(sshd):
                     if idle():
                         break
                     await pilot.pause(0.05)
-                assert idle() and all(message.startswith(("lane fleet-one/", "lane fleet-two/"))
+                assert idle() and all(re.match(r"(lane|\d+ lanes idle:) fleet-(one|two)/", message)
                                       for message in idle()), idle()
                 fleet.kill(HostJobId("fleet-one", "sleeper"))
                 await pilot.press("q")

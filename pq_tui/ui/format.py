@@ -41,6 +41,13 @@ _ASCII_GLYPHS = {
 _WORDS = {Status.TIMED_OUT: "timed out"}
 
 
+def job_name(job_id: Any) -> str:
+    """A job's id as the operator reads it, made safe; over several hosts, with its host
+    ("soak on pi-c"): the same id runs on many boards."""
+    host = getattr(job_id, "host", None)
+    return printable(job_id) if host is None else f"{printable(job_id)} on {printable(host)}"
+
+
 def ascii_only() -> bool:
     return os.environ.get("TERM") == "linux"
 

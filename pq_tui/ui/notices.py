@@ -22,6 +22,7 @@ from pq_tui.core.idle import IdleWatch, summary
 from pq_tui.core.job import Status
 from pq_tui.core.safe import printable
 from pq_tui.ui import osc
+from pq_tui.ui.format import job_name
 
 COALESCE = 1.0  # seconds
 NAMES_SHOWN = 3  # job ids named in a toast of many
@@ -56,7 +57,8 @@ class Notices:
             EVERY_END if settings.notify == "all" else FAILURES)
         self._watch = IdleWatch()
         self._ends: Dict[str, List[Tuple[Any, Optional[str]]]] = {}  # status -> (id, error)
-        self._idle: List[str] = []
+        self._idle: List[Tuple[str, str]] = []  # (lane, its summary), in the lanes' order
+        self._done: Optional[str] = None  # the whole queue's, which says the lanes' too
         self._last_flush = -COALESCE
         self._timer: Any = None
 
@@ -78,11 +80,13 @@ class Notices:
             idle = self._watch.settle(lanes)
             if idle.queue is not None:
                 # Said once, for the whole queue: its lanes' own notices are in it.
-                self._idle = [f"all done: {summary(idle.queue)}"]
-            else:
-                self._idle += [f"lane {printable(name)} idle: {summary(counts)}"
-                               for name, counts in idle.lanes]
-        if (self._ends or self._idle) and self._timer is None:
+                self._done = f"all done: {summary(idle.queue)}"
+                self._idle = []
+            elif self._done is None:
+                self._idle += [(name, summary(counts)) for name, counts in idle.lanes]
+                order = {name: index for index, name in enumerate(lanes)}
+                self._idle.sort(key=lambda lane: order.get(lane[0], len(order)))
+        if (self._ends or self._idle or self._done) and self._timer is None:
             # Textual's timers cannot take 0 (they divide by their interval).
             wait = max(0.01, self._last_flush + COALESCE - time.monotonic())
             self._timer = self.app.set_timer(wait, self._flush)
@@ -93,8 +97,17 @@ class Notices:
         toasts = [(self._ended_text(status, self._ends[status]), _SEVERITY.get(status,
                                                                                 "information"))
                   for status in EVERY_END if status in self._ends]
-        toasts += [(text, "information") for text in self._idle]
-        self._ends, self._idle = {}, []
+        if self._done is not None:
+            toasts.append((self._done, "information"))
+        elif len(self._idle) == 1:
+            name, counts = self._idle[0]
+            toasts.append((f"lane {printable(name)} idle: {counts}", "information"))
+        elif self._idle:  # one toast for them all: over several hosts, lanes end in flocks
+            shown = ", ".join(f"{printable(name)} ({counts})"
+                              for name, counts in self._idle[:NAMES_SHOWN])
+            more = ", …" if len(self._idle) > NAMES_SHOWN else ""
+            toasts.append((f"{len(self._idle)} lanes idle: {shown}{more}", "information"))
+        self._ends, self._idle, self._done = {}, [], None
         for text, severity in toasts:
             self.app.notify(text, title="pq-tui", severity=severity, timeout=TOAST_TIMEOUT)
         if not toasts:
@@ -113,11 +126,11 @@ class Notices:
         if len(ends) == 1:
             job_id, error = ends[0]
             if not error:
-                return f"{printable(job_id)} {word}"
+                return f"{job_name(job_id)} {word}"
             # "timed out after 5s and was killed", "killed (SIGKILL)": the error says it already.
             joint = " " if error.startswith(word) else f" {word}: "
-            return f"{printable(job_id)}{joint}{printable(error)}"
-        names = ", ".join(printable(job_id) for job_id, _error in ends[:NAMES_SHOWN])
+            return f"{job_name(job_id)}{joint}{printable(error)}"
+        names = ", ".join(job_name(job_id) for job_id, _error in ends[:NAMES_SHOWN])
         more = ", …" if len(ends) > NAMES_SHOWN else ""
         return f"{len(ends)} jobs {word}: {names}{more}"
 

@@ -726,7 +726,7 @@ class MainScreen(LogCopy, Screen[None]):
 
         self.app.push_screen(
             ConfirmScreen(
-                f"Kill {job.id}?",
+                f"Kill {fmt.job_name(job.id)}?",
                 f"Its process tree (pid {job.pid}) gets SIGTERM, then SIGKILL after "
                 f"{self.queue.kill_grace:g}s. The log is kept.",
                 confirm_label="Kill",
@@ -802,7 +802,7 @@ class MainScreen(LogCopy, Screen[None]):
         skipped, they = ("1 job that waits for it was", "it") if count == 1 \
             else (f"{count} jobs that wait for it were", "they")
         self.app.push_screen(
-            ConfirmScreen(f"Requeue {job_id}?",
+            ConfirmScreen(f"Requeue {fmt.job_name(job_id)}?",
                           f"{skipped} skipped: {names}. Requeued with it, {they} wait for its new "
                           f"run; alone, {they} stay skipped. (Escape: requeue nothing.)",
                           confirm_label="With them", cancel_label="Alone", escape_cancels=True),

@@ -215,7 +215,8 @@ class JobTable(ScrollView, can_focus=True):
         self._header: Optional[Strip] = None
         self._styles: dict[str, Style] = {}
         # Over several hosts the cursor starts on no row (nothing tells yet which host is
-        # meant), and goes to the first job once there is one, unless it was moved before.
+        # meant), and is on the first job once there is one, until it is moved: the hosts'
+        # jobs come in any order at first.
         self.cursor_row = -1 if self._hosts else 0
         self._moved = False
 
@@ -302,10 +303,11 @@ class JobTable(ScrollView, can_focus=True):
         }
         row = self._index.get(selected) if selected is not None else None
         placed = False
-        if row is None and self.cursor_row < 0 and not self._moved:
-            row = next((index for index, each in enumerate(self._rows)
-                        if not isinstance(each, HostRow)), None)
-            placed = row is not None
+        if self._hosts and not self._moved:
+            first = next((index for index, each in enumerate(self._rows)
+                          if not isinstance(each, HostRow)), None)
+            placed = first is not None and first != row
+            row = first if first is not None else row
         if row is not None:
             self.cursor_row = row
             self._scroll_to_cursor()
