@@ -15,7 +15,6 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Optional
 
 from pq_tui.core.deps import after_of, skip_reason, unknown_dependency
@@ -39,6 +38,7 @@ from pq_tui.core.events import (
     LaneResized,
     LaneResumed,
     OutputDropped,
+    OutputLines,
 )
 from pq_tui.core.job import IN_QUEUE, HandlerFactory, Job, Status
 from pq_tui.core.lanes import check_lane_name, check_parallel
@@ -336,7 +336,8 @@ class Engine(LocalLogs, Shifts):
         self._jobs[job_id] = job
         index = len(target.queued) if attempt == 1 else 0
         target.queued.insert(index, job)
-        self._emit(JobQueued(job_id, lane, index, job.snapshot()))
+        if self._heard:
+            self._emit(JobQueued(job_id, lane, index, job.snapshot()))
         if failed is not None:
             dependency = self._jobs.get(failed)
             self._skip(job, failed, dependency.data if dependency is not None
@@ -660,7 +661,8 @@ class Engine(LocalLogs, Shifts):
         # Announced before anything else runs (the spawn is a task scheduled after it): no
         # listener has to work out that the head of the lane left it, and a journal records the
         # start before the process exists.
-        self._emit(JobDequeued(job.id, lane.name, job.snapshot()))
+        if self._heard:
+            self._emit(JobDequeued(job.id, lane.name, job.snapshot()))
         self._track(asyncio.ensure_future(self._run(lane, runner)))
 
     def _free_log_path(self, job: Job) -> str:
@@ -712,7 +714,8 @@ class Engine(LocalLogs, Shifts):
 
     def _end(self, lane: Lane, job: Job) -> None:
         """Announce the end of the job's last run, and start what its lane may start now."""
-        self._emit(JobExited(job.id, job.snapshot()))
+        if self._heard:
+            self._emit(JobExited(job.id, job.snapshot()))
         failed = job.status in (Status.FAILED, Status.TIMED_OUT)
         if failed and job.data.get("on_failure") == "pause":
             self.pause(lane.name)  # announced (LanePaused) right after the end it follows
@@ -772,7 +775,8 @@ class Engine(LocalLogs, Shifts):
         pid = job.pid
         assert pid is not None  # the runner calls this once the process exists
         self._call_handler(job, "on_start", pid)
-        self._emit(JobStarted(job.id, pid, job.snapshot()))
+        if self._heard:
+            self._emit(JobStarted(job.id, pid, job.snapshot()))
         self._resolve_kind("started", job.id)
 
     def _on_usage(self, job: Job, usage: Usage) -> None:
@@ -838,10 +842,10 @@ class Engine(LocalLogs, Shifts):
             for subscription in list(self._subscriptions):
                 subscription._note_dropped(job_id, count)
             return
-        lines = [line for stream, chunk, _when in runs
-                 for line in zip(repeat(stream), chunk.split())]
+        lines = OutputLines([(stream, chunk.split()) for stream, chunk, _when in runs])
         self._call_handler(job, "on_output", lines)
-        self._emit(JobOutput(job_id, seq, tuple(lines), _time_marks(runs), partial), chars)
+        if self._subscriptions:  # a journal has no use for output: its record is the log file
+            self._emit(JobOutput(job_id, seq, tuple(lines), _time_marks(runs), partial), chars)
 
     def _call_handler(self, job: Job, method: str, *args: Any) -> None:
         callback = getattr(job.handler, method, None)
@@ -854,6 +858,13 @@ class Engine(LocalLogs, Shifts):
             job.data.setdefault("warnings", []).append(
                 f"handler {method} raised {type(exc).__name__}: {exc}"
             )
+
+    @property
+    def _heard(self) -> bool:
+        """Whether anyone hears events. Every job's own events (queued, dequeued, started,
+        exited) are made only then: each copies the job's data, its whole environment included,
+        and a queue of short jobs nobody watches (the library's) would pay for four per job."""
+        return bool(self._journals or self._subscriptions)
 
     def _emit(self, event: Event, chars: int = 0) -> None:
         if not isinstance(event, JobOutput):  # output's record is the log file

@@ -127,17 +127,22 @@ class Job(HasStatus):
         return f"<Job {self.id!r} lane={self.lane!r} {self._status.value}>"
 
 
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _copy(value: Any) -> Any:
     """copy.deepcopy for the JSON-like values process data holds, several times faster (it is
-    taken for every event of every job); anything else still goes through deepcopy."""
+    taken for every event of every job, and a job's data holds its whole environment: a dict
+    of strings, copied at C speed); anything else still goes through deepcopy."""
     kind = type(value)
     if kind is dict:
-        return {key: _copy(item) for key, item in value.items()}
+        copied = value.copy()
+        for key, item in copied.items():
+            if type(item) not in _PLAIN:
+                copied[key] = _copy(item)  # a value replaced, no key added: iterating stays safe
+        return copied
     if kind is list:
-        return [_copy(item) for item in value]
+        return [item if type(item) in _PLAIN else _copy(item) for item in value]
     if kind in _PLAIN:
         return value
     return copy.deepcopy(value)
