@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any, Callable, Optional
 
 from pq_tui.core.events import JobId, Line
+from pq_tui.core.logfile import LogWriter
 from pq_tui.core.tail import TAIL_LINES, Tail
 
 
@@ -103,6 +104,9 @@ class Job(HasStatus):
         self.cpu_percent: Optional[float] = None
         self.rss: Optional[int] = None
         self.log_path: Optional[str] = None
+        # Its log file, made while the job before it runs (Engine._open_next_log), until its
+        # runner takes it.
+        self.next_log: Optional[LogWriter] = None
         self.line_count = 0  # lines of output so far; numbers JobOutput batches
         self.stderr_count = 0
         # The line not ended yet (a prompt, a progress bar's last frame): shown below the tail,

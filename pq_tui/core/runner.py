@@ -107,7 +107,7 @@ class JobRunner:
             self._pty_size = pty_settings(data)
             if self._pty_size is not None:
                 set_terminal_env(plan.env, data.get("env"))
-            self._log = LogWriter(self._log_path)
+            self._log, self.job.next_log = self.job.next_log or LogWriter(self._log_path), None
         except JobInputError as exc:
             self._fail_to_start(str(exc))
             return
