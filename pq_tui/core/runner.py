@@ -147,20 +147,23 @@ class JobRunner:
         where: Dict[str, Any] = {
             "root_dir": self._root_dir, "base_env": self._base_env, "root_given": self._root_given
         }
+        env = None
         if job.handler_factory is not None:
             # The handler comes first, so that it hears of every failure (its on_exit), bad env
             # included: then it gets the environment without the job's own variables.
             try:
                 env = job_environment(job.id, job.data, **where)
             except JobInputError:
-                env = job_environment(job.id, {}, **where)
+                handler_env = job_environment(job.id, {}, **where)
+            else:
+                handler_env = dict(env)  # the handler's to keep; the plan adds to env
             try:
-                job.handler = job.handler_factory(job.id, job.data, env)
+                job.handler = job.handler_factory(job.id, job.data, handler_env)
             except Exception as exc:
                 raise JobInputError(
                     f"could not create the process handler: {type(exc).__name__}: {exc}"
                 ) from None
-        return plan_job(job.id, job.data, handler=job.handler, final=final, **where)
+        return plan_job(job.id, job.data, handler=job.handler, final=final, env=env, **where)
 
     def _spawn(self, argv: list[str], cwd: str, env: dict) -> None:
         loop = asyncio.get_running_loop()
