@@ -220,6 +220,8 @@ class JobRunner:
                 timer.cancel()
 
     def _time_out(self) -> None:
+        if self._returncode is not None:  # it exited in the same loop iteration: not late
+            return
         self.timed_out = True
         self._start_kill(force=False)
 
