@@ -141,11 +141,14 @@ def _copy(value: Any) -> Any:
     kind = type(value)
     if kind is dict:
         copied = value.copy()
-        for key, item in copied.items():
-            if type(item) not in _PLAIN:
-                copied[key] = _copy(item)  # a value replaced, no key added: iterating stays safe
+        if not _PLAIN.issuperset(map(type, copied.values())):  # the check at C speed too
+            for key, item in copied.items():
+                if type(item) not in _PLAIN:
+                    copied[key] = _copy(item)  # a value replaced, no key added: iterating is safe
         return copied
     if kind is list:
+        if _PLAIN.issuperset(map(type, value)):
+            return list(value)
         return [item if type(item) in _PLAIN else _copy(item) for item in value]
     if kind in _PLAIN:
         return value
