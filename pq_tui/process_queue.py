@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections import deque
 import threading
-from typing import Any, Callable, Coroutine, Optional
+from typing import Any, Callable, Coroutine, Optional, Sequence, Tuple
 
 from pq_tui.core import DEFAULT_KILL_GRACE, DEFAULT_LANE, Engine, JobId
 
@@ -45,24 +46,35 @@ class ProcessHandler:
         found); ``data`` is a copy of its final data. A job removed or skipped before it started
         (it waited, with "after", for a job that did not end ok) gets no handler, so no call."""
 
-    def on_output(self, lines: list) -> None:
+    def on_output(self, lines: Sequence[Tuple[str, str]]) -> None:
         """The engine's batch of ``(stream, text)`` lines, dispatched one by one in order.
 
         A line whose callback raises does not cost the lines after it: the first exception is
         raised once the batch is through, for the engine to record.
         """
+        runs = getattr(lines, "runs", None)  # the engine's OutputLines: runs of one stream
+        if runs is None:
+            runs = [(stream, [text]) for stream, text in lines]
         first_error: Optional[Exception] = None
-        for stream, text in lines:
-            try:
-                if stream == "err":
-                    self.on_stderr(text)
-                else:
-                    self.on_stdout(text)
-            except Exception as exc:
-                if first_error is None:
-                    first_error = exc
+        for stream, texts in runs:
+            callback = self.on_stderr if stream == "err" else self.on_stdout
+            if getattr(callback, "__func__", None) in _NO_OPS:
+                continue  # not overridden: nothing to call for each of perhaps millions of lines
+            remaining = iter(texts)
+            while True:
+                try:
+                    # The per-line loop in C. After a raise, map has taken the failing line
+                    # from the iterator: the next round goes on with the line after it.
+                    deque(map(callback, remaining), maxlen=0)
+                    break
+                except Exception as exc:
+                    if first_error is None:
+                        first_error = exc
         if first_error is not None:
             raise first_error
+
+
+_NO_OPS = (ProcessHandler.on_stdout, ProcessHandler.on_stderr)
 
 
 async def _call_sync(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -921,3 +921,38 @@ def test_journals_see_every_event_but_output_in_order_before_subscribers(tmp_pat
     # Output is not journalled: the log file is its record.
     journalled = [(name, index) for index, name in enumerate(names) if name != "JobOutput"]
     assert seen == journalled
+
+
+# -- the next job's log file, made while the job before it runs ------------------------------------
+
+
+def test_a_log_made_ahead_is_the_jobs_and_leaves_no_trace_if_the_job_does_not_start(tmp_path):
+    go = tmp_path / "go"
+
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            engine.push("a", {"cmd": ["sh", "-c", wait_for_file(go)]})
+            for job_id in ("b", "c"):
+                engine.push(job_id, {"cmd": ["echo", job_id]})
+            # Made ahead while c runs, and dropped when its cwd fails the job.
+            engine.push("bad", {"cmd": ["echo"], "cwd": "missing"})
+            engine.push("d", {"cmd": ["echo", "d"]})
+            await engine.wait_started("a")
+            for _ in range(100):  # made in a loop iteration after the start
+                if (tmp_path / "logs" / "b.1.log").exists():
+                    break
+                await asyncio.sleep(0.01)
+            made_ahead = sorted(os.listdir(tmp_path / "logs"))
+            removed = engine.remove("b")
+            go.write_text("")
+            return made_ahead, removed, [await engine.wait_finished(j) for j in ("c", "bad", "d")]
+
+    made_ahead, removed, (c, bad, d) = run(main())
+    assert made_ahead == ["a.1.log", "b.1.log"]
+    assert removed["status"] == "removed" and "log" not in removed
+    assert "log" not in bad and bad["error"].startswith("cwd ")  # as before: no log file
+    assert sorted(os.listdir(tmp_path / "logs")) == ["a.1.log", "c.1.log", "d.1.log"]
+    for data, text in ((c, "c"), (d, "d")):
+        assert [stream for stream, _text in read_log(data["log"])] == [
+            "note", "note", "note", "out", "note"]
+        assert out_lines(data) == [text]

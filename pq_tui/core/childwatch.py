@@ -1,7 +1,8 @@
-"""Waiting for job processes without a thread each (Python 3.9 to 3.11 on Linux).
+"""Waiting for asyncio's subprocesses (the hooks') without a thread each (Python 3.9 to 3.11
+on Linux). Jobs do without asyncio's subprocesses: see pq_tui/core/spawn.py.
 
 Before 3.12, asyncio's default child watcher starts a thread per child that blocks in waitpid:
-for a queue of short jobs that thread is a good part of each job's cost. Where the kernel has
+for many short processes that thread is a good part of each one's cost. Where the kernel has
 pidfds (Linux 5.3+), a pidfd in the event loop tells when the child exits, with no thread. The
 stdlib's PidfdChildWatcher before 3.12 is tied to one loop, and the engine may run in several
 (one per ProcessQueue thread, the app's): this one uses the loop that starts the child. 3.12

@@ -3,10 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from collections.abc import Sequence
+from itertools import repeat
+from typing import Iterator, List, Optional, Tuple, Union
 
 JobId = Union[int, str]
 Line = Tuple[str, str]  # (stream, text); stream is "out" or "err"
+
+
+class OutputLines(Sequence):
+    """A batch of output: a sequence of ``Line``, kept as ``runs``, (stream, texts) for each run
+    of lines of one stream, in order. A handler can hand a run to its per-line callback with
+    ``map`` (the loop in C), and no (stream, text) tuple is made unless someone asks for one:
+    for millions of lines the tuples, and the garbage collector's passes over them, would
+    cost more than the lines themselves."""
+
+    __slots__ = ("runs", "_count", "_lines")
+
+    def __init__(self, runs: List[Tuple[str, List[str]]]) -> None:
+        self.runs = runs
+        self._count = sum(len(texts) for _stream, texts in runs)
+        self._lines: Optional[List[Line]] = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Line]:
+        for stream, texts in self.runs:
+            yield from zip(repeat(stream), texts)
+
+    def __getitem__(self, index):  # an int or a slice, as a list's
+        if self._lines is None:
+            self._lines = list(self)
+        return self._lines[index]
+
+    def __repr__(self) -> str:
+        return f"OutputLines({list(self)!r})"
 
 
 @dataclass(frozen=True)

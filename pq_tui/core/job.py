@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any, Callable, Optional
 
 from pq_tui.core.events import JobId, Line
+from pq_tui.core.logfile import LogWriter
 from pq_tui.core.tail import TAIL_LINES, Tail
 
 
@@ -103,6 +104,9 @@ class Job(HasStatus):
         self.cpu_percent: Optional[float] = None
         self.rss: Optional[int] = None
         self.log_path: Optional[str] = None
+        # Its log file, made while the job before it runs (Engine._open_next_log), until its
+        # runner takes it.
+        self.next_log: Optional[LogWriter] = None
         self.line_count = 0  # lines of output so far; numbers JobOutput batches
         self.stderr_count = 0
         # The line not ended yet (a prompt, a progress bar's last frame): shown below the tail,
@@ -127,17 +131,25 @@ class Job(HasStatus):
         return f"<Job {self.id!r} lane={self.lane!r} {self._status.value}>"
 
 
-_PLAIN = (str, int, float, bool, type(None))
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def _copy(value: Any) -> Any:
     """copy.deepcopy for the JSON-like values process data holds, several times faster (it is
-    taken for every event of every job); anything else still goes through deepcopy."""
+    taken for every event of every job, and a job's data holds its whole environment: a dict
+    of strings, copied at C speed); anything else still goes through deepcopy."""
     kind = type(value)
     if kind is dict:
-        return {key: _copy(item) for key, item in value.items()}
+        copied = value.copy()
+        if not _PLAIN.issuperset(map(type, copied.values())):  # the check at C speed too
+            for key, item in copied.items():
+                if type(item) not in _PLAIN:
+                    copied[key] = _copy(item)  # a value replaced, no key added: iterating is safe
+        return copied
     if kind is list:
-        return [_copy(item) for item in value]
+        if _PLAIN.issuperset(map(type, value)):
+            return list(value)
+        return [item if type(item) in _PLAIN else _copy(item) for item in value]
     if kind in _PLAIN:
         return value
     return copy.deepcopy(value)

@@ -115,7 +115,15 @@ class LogWriter:
     def note(self, text: str) -> None:
         # A note is pq-tui's line, but quotes a command, a folder, an error: a \r or an escape
         # in those must not hide the rest of it, in `pq-tui log` or in a pager.
-        self.write("note", [printable(line) for line in text.rstrip("\n").split("\n")])
+        if self.error is not None:
+            return
+        lines = [printable(line) for line in text.rstrip("\n").split("\n")]
+        try:  # written here, not through write_lines: every job writes four of them
+            self._file.write("".join(f"# {line}\n" for line in lines))
+        except OSError as exc:
+            self._failed(exc)
+            return
+        self._lines += len(lines)
 
     def flush(self) -> None:
         if self.error is not None:

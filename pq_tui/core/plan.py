@@ -64,15 +64,19 @@ def plan_job(
     root_given: bool = False,
     handler: Any = None,
     final: Optional[dict] = None,
+    env: Optional[dict] = None,
 ) -> Plan:
     """Work out how to spawn a job (creating nothing). Raises JobInputError with a message for
     the operator.
 
     ``final``, when given, is filled in as far as the plan got, so that a job that fails here
-    still shows what it would have run.
+    still shows what it would have run. ``env``: ``job_environment``'s, if the caller has it
+    already (the plan adds to it).
     """
     final = {} if final is None else final
-    env = job_environment(job_id, data, root_dir=root_dir, base_env=base_env, root_given=root_given)
+    if env is None:
+        env = job_environment(job_id, data, root_dir=root_dir, base_env=base_env,
+                              root_given=root_given)
     final["env"] = env
     if data.get("cmd") is None:
         raise JobInputError("cmd is missing")

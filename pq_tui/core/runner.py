@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
-import subprocess
-import sys
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, cast
+from typing import Any, Callable, Dict, Mapping, Optional
 
 from pq_tui.core.expand import JobInputError, make_cwd
 from pq_tui.core.job import Job, Status
 from pq_tui.core.lines import LineSplitter, Lines
 from pq_tui.core.logfile import LogWriter
 from pq_tui.core.plan import Plan, job_environment, plan_job
-from pq_tui.core.childwatch import prefer_pidfd_watcher
 from pq_tui.core.proctree import MARKER_VAR, SIGKILL, ProcessTree, Usage, new_marker
 from pq_tui.core.safe import shown_output
-from pq_tui.core.terminal import Terminal, pty_settings, set_terminal_env
+from pq_tui.core.spawn import Child, spawn, watch_exit
+from pq_tui.core.terminal import READ_SIZE, Terminal, pty_settings, set_terminal_env
 
 # After the main process exits, how long its pipes may stay open (a grandchild holding them)
 # before we stop reading; the lane must not hang on them.
@@ -33,25 +32,6 @@ def signal_description(returncode: int) -> str:
     except ValueError:
         name = f"signal {-returncode}"
     return f"killed by {name}"
-
-
-class _Protocol(asyncio.SubprocessProtocol):
-    def __init__(self, runner: "JobRunner") -> None:
-        self._runner = runner
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # Called before any output is delivered, so the log says "pid" before the first line.
-        # asyncio hands a subprocess protocol its SubprocessTransport.
-        self._runner._on_connected(cast(asyncio.SubprocessTransport, transport))
-
-    def pipe_data_received(self, fd: int, data: bytes) -> None:
-        self._runner._on_data(fd, data)
-
-    def pipe_connection_lost(self, fd: int, exc: Optional[Exception]) -> None:
-        self._runner._on_pipe_closed(fd)
-
-    def process_exited(self) -> None:
-        self._runner._on_exited()
 
 
 def survivors_warning(pids: list[int]) -> str:
@@ -90,7 +70,8 @@ class JobRunner:
         self._open_pipes = {1, 2}
         self._log: Optional[LogWriter] = None
         self._timeout: Optional[float] = None
-        self._transport: Optional[asyncio.SubprocessTransport] = None
+        self._child: Optional[Child] = None
+        self._returncode: Optional[int] = None
         # A PTY job's terminal (pty = true), from its spawn to the end of the run.
         self._pty_size: Optional[tuple] = None
         self.terminal: Optional[Terminal] = None
@@ -126,7 +107,7 @@ class JobRunner:
             self._pty_size = pty_settings(data)
             if self._pty_size is not None:
                 set_terminal_env(plan.env, data.get("env"))
-            self._log = LogWriter(self._log_path)
+            self._log, self.job.next_log = self.job.next_log or LogWriter(self._log_path), None
         except JobInputError as exc:
             self._fail_to_start(str(exc))
             return
@@ -143,7 +124,7 @@ class JobRunner:
                 if plan.cwd_missing:
                     make_cwd(plan.cwd)
                     self._writer.note("cwd did not exist: created it (create_cwd = true)")
-                await self._spawn(plan.argv, plan.cwd, {**plan.env, MARKER_VAR: self._marker})
+                self._spawn(plan.argv, plan.cwd, {**plan.env, MARKER_VAR: self._marker})
             except JobInputError as exc:
                 self._writer.note(f"error: {exc}")
                 self._fail_to_start(str(exc))
@@ -166,34 +147,29 @@ class JobRunner:
         where: Dict[str, Any] = {
             "root_dir": self._root_dir, "base_env": self._base_env, "root_given": self._root_given
         }
+        env = None
         if job.handler_factory is not None:
             # The handler comes first, so that it hears of every failure (its on_exit), bad env
             # included: then it gets the environment without the job's own variables.
             try:
                 env = job_environment(job.id, job.data, **where)
             except JobInputError:
-                env = job_environment(job.id, {}, **where)
+                handler_env = job_environment(job.id, {}, **where)
+            else:
+                handler_env = dict(env)  # the handler's to keep; the plan adds to env
             try:
-                job.handler = job.handler_factory(job.id, job.data, env)
+                job.handler = job.handler_factory(job.id, job.data, handler_env)
             except Exception as exc:
                 raise JobInputError(
                     f"could not create the process handler: {type(exc).__name__}: {exc}"
                 ) from None
-        return plan_job(job.id, job.data, handler=job.handler, final=final, **where)
+        return plan_job(job.id, job.data, handler=job.handler, final=final, env=env, **where)
 
-    async def _spawn(self, argv: list[str], cwd: str, env: dict) -> None:
-        prefer_pidfd_watcher()
+    def _spawn(self, argv: list[str], cwd: str, env: dict) -> None:
         loop = asyncio.get_running_loop()
         self._exited = loop.create_future()
         self._pipes_closed = loop.create_future()
-        isolation: Dict[str, Any]
-        if sys.platform == "win32":  # IS_WINDOWS, in the form mypy knows
-            isolation = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
-        else:
-            # Its own session: the operator's Ctrl-C does not reach it, and one killpg reaches
-            # its whole tree.
-            isolation = {"start_new_session": True}
-        stdin, stdout, stderr = subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE
+        slave = None
         if self._pty_size is not None:
             try:
                 self.terminal = Terminal(*self._pty_size)
@@ -201,20 +177,10 @@ class JobRunner:
                 raise JobInputError(
                     f"cannot open a pseudo-terminal: {exc.strerror or exc}"
                 ) from None
-            stdin = stdout = stderr = self.terminal.slave
-            isolation = self.terminal.session_options()
+            slave = self.terminal.slave
             self._open_pipes = {1}  # stdout and stderr are one stream
         try:
-            await loop.subprocess_exec(
-                lambda: _Protocol(self),
-                *argv,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                cwd=cwd,
-                env=env,
-                **isolation,
-            )
+            child = spawn(argv, cwd, env, terminal_slave=slave)
         except FileNotFoundError as exc:
             if exc.filename == cwd:  # gone since the plan looked
                 raise JobInputError(f"cwd {cwd!r} does not exist") from None
@@ -228,32 +194,51 @@ class JobRunner:
         finally:
             if self.terminal is not None:
                 self.terminal.close_slave()
+        self._child = child
+        # Before any output is read, so that the log says "pid" before the first line and
+        # subscribers see JobStarted before the job's output.
+        self._on_connected(child.pid)
         if self.terminal is not None:
             loop.add_reader(self.terminal.master, self._read_terminal)
+        else:
+            assert child.stdout is not None and child.stderr is not None
+            loop.add_reader(child.stdout, self._read_pipe, child.stdout, 1)
+            loop.add_reader(child.stderr, self._read_pipe, child.stderr, 2)
+        watch_exit(child, self._on_exited)
         if self.kill_requested:
             self._start_kill(self._kill_forced)
 
     async def _wait_for_exit(self, timeout: Optional[float]) -> None:
         assert self._exited is not None
+        timer = None
+        if timeout is not None:
+            timer = asyncio.get_running_loop().call_later(timeout, self._time_out)
         try:
-            await asyncio.wait_for(asyncio.shield(self._exited), timeout)
-        except asyncio.TimeoutError:
-            self.timed_out = True
-            self._start_kill(force=False)
             await self._exited
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _time_out(self) -> None:
+        if self._returncode is not None:  # it exited in the same loop iteration: not late
+            return
+        self.timed_out = True
+        self._start_kill(force=False)
 
     async def _after_exit(self) -> None:
         tree = self.tree
-        assert tree is not None and self._transport is not None and self._pipes_closed is not None
+        assert tree is not None and self._pipes_closed is not None
         # The main process is gone; whatever it left behind in its group goes too.
         if self._kill_task is None and tree.left_in_group():
             self._start_kill(force=False)
-        try:
-            await asyncio.wait_for(asyncio.shield(self._pipes_closed), PIPE_DRAIN_TIMEOUT)
-        except asyncio.TimeoutError:
-            # Something outside the group still holds a pipe: stop reading and move on.
-            self._writer.note("output pipes still open after exit (a detached process holds them)")
-        self._transport.close()
+        if not self._pipes_closed.done():  # else no need for a timer: the usual case
+            try:
+                await asyncio.wait_for(asyncio.shield(self._pipes_closed), PIPE_DRAIN_TIMEOUT)
+            except asyncio.TimeoutError:
+                # Something outside the group still holds a pipe: stop reading and move on.
+                self._writer.note(
+                    "output pipes still open after exit (a detached process holds them)")
+        self._close_pipes()
         self._close_terminal()
         for fd in (1, 2):
             self._flush_splitter(fd)
@@ -262,7 +247,7 @@ class JobRunner:
             # SIGKILL cancels the task we would be awaiting and starts another.
             while self._kill_task is not None and not self._kill_task.done():
                 await asyncio.wait([self._kill_task])
-        self._finish(self._transport.get_returncode())
+        self._finish(self._returncode)
 
     def _finish(self, returncode: Optional[int]) -> None:
         job = self.job
@@ -304,7 +289,7 @@ class JobRunner:
 
     @property
     def _started_tree(self) -> ProcessTree:
-        assert self.tree is not None, "a process exists once the transport is connected"
+        assert self.tree is not None, "a process exists once it is spawned"
         return self.tree
 
     def _fail_to_start(self, message: str) -> None:
@@ -317,9 +302,7 @@ class JobRunner:
 
     # -- output ----------------------------------------------------------------------------------
 
-    def _on_connected(self, transport: asyncio.SubprocessTransport) -> None:
-        self._transport = transport
-        pid = transport.get_pid()
+    def _on_connected(self, pid: int) -> None:
         self.tree = ProcessTree(pid, self._marker)
         self.job.pid = pid
         self.job.data["pid"] = pid
@@ -328,8 +311,6 @@ class JobRunner:
         # On disk now: if the job is killed (or its server dies) before it prints anything, the
         # log still says what ran.
         self._writer.flush()
-        # Here, not after subprocess_exec returns: output read while asyncio connects the pipes is
-        # delivered before that, and subscribers must see JobStarted before the job's output.
         self._on_started(self.job)
 
     def _on_data(self, fd: int, data: bytes) -> None:
@@ -338,6 +319,32 @@ class JobRunner:
         partial = splitter.partial()
         if lines.count or partial is not None:
             self._emit(fd, lines, partial)
+
+    def _read_pipe(self, fd: int, stream: int) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""  # any other error ends the reading: a reader that raised is called again
+        if data:
+            self._on_data(stream, data)
+        else:
+            self._close_pipe(fd)
+            self._on_pipe_closed(stream)
+
+    def _close_pipe(self, fd: int) -> None:
+        asyncio.get_running_loop().remove_reader(fd)
+        os.close(fd)
+
+    def _close_pipes(self) -> None:
+        """Stop reading what is still open (a detached process holds it)."""
+        child = self._child
+        assert child is not None
+        for fd, stream in ((child.stdout, 1), (child.stderr, 2)):
+            if fd is not None and stream in self._open_pipes:
+                self._close_pipe(fd)
+                self._open_pipes.discard(stream)
 
     def _read_terminal(self) -> None:
         terminal = self.terminal
@@ -383,7 +390,8 @@ class JobRunner:
             lines = Lines(shown, lines.count)
         self._on_lines(self.job, stream, lines, when, partial)
 
-    def _on_exited(self) -> None:
+    def _on_exited(self, returncode: int) -> None:
+        self._returncode = returncode
         if self._exited is not None and not self._exited.done():
             self._exited.set_result(None)
 
@@ -446,9 +454,7 @@ class JobRunner:
         return returncode is None or returncode < 0 or self._term_caught
 
     def _main_alive(self) -> bool:
-        if (self._exited is not None and self._exited.done()) or (
-            self._transport is not None and self._transport.get_returncode() is not None
-        ):
+        if self._returncode is not None:
             return False
         return not self._started_tree.main_exited()
 

@@ -102,12 +102,6 @@ class Terminal:
         # The kernel sends SIGWINCH to the terminal's foreground process group.
         fcntl.ioctl(self.master, termios.TIOCSWINSZ, _winsize(columns, rows))
 
-    @staticmethod
-    def session_options() -> dict:
-        """subprocess options for a child whose streams are the slave: a session of its own
-        (as every job has), whose controlling terminal the slave is."""
-        return {"start_new_session": True, "preexec_fn": _take_controlling_terminal}
-
     def close_slave(self) -> None:
         """Once the child has it: our copy would keep the terminal open (no end of output)."""
         if self.slave >= 0:
@@ -160,7 +154,8 @@ class Terminal:
         os.close(self.master)
 
 
-def _take_controlling_terminal() -> None:  # pragma: no cover - runs in the child
-    # After setsid (start_new_session) and the dup2 of the slave to 0, 1, 2: a session leader
-    # without a terminal may claim one.
+def take_controlling_terminal() -> None:  # pragma: no cover - runs in the child
+    """subprocess's preexec_fn for a child whose streams are the slave: after setsid
+    (start_new_session, as every job has) and the dup2 of the slave to 0, 1, 2, a session leader
+    without a terminal may claim one."""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)

@@ -1,0 +1,168 @@
+"""Starting a job's process and knowing when it ends, without asyncio's subprocess transport.
+
+A queue of short jobs pays for every spawn, so this is the cheap way: ``os.posix_spawn`` (a
+vfork-like clone in glibc, the environment encoded in C) for the usual job, which runs in the
+folder we are in; ``subprocess.Popen`` for the others, since posix_spawn cannot change folder,
+and for a terminal job, whose child must claim the terminal. Either way the caller gets the pid
+and the read ends of the pipes, and watches them in its own event loop (``loop.add_reader``);
+``watch_exit`` tells it the exit status, from a pidfd where the kernel has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import stat
+import subprocess
+import threading
+from dataclasses import dataclass
+from typing import Callable, Mapping, Optional, Sequence
+
+from pq_tui.core.terminal import take_controlling_terminal
+
+_HAS_POSIX_SPAWN = hasattr(os, "posix_spawn")
+
+
+@dataclass
+class Child:
+    pid: int
+    # Read ends of its stdout and stderr pipes (non-blocking, ours to close); None for a
+    # terminal job, whose output comes through the terminal's master.
+    stdout: Optional[int]
+    stderr: Optional[int]
+    # The Popen that started it, if one did: held until the exit is reaped (by us), so that its
+    # __del__ never reaps the pid itself.
+    popen: Optional[subprocess.Popen] = None
+
+
+def spawn(argv: Sequence[str], cwd: str, env: Mapping[str, str], *,
+          terminal_slave: Optional[int] = None) -> Child:
+    """Start ``argv`` in a new session (one killpg reaches its tree; the operator's Ctrl-C does
+    not reach it), stdin from /dev/null and stdout and stderr to two pipes, or all three on
+    ``terminal_slave``, whose terminal becomes its controlling terminal. Raises what
+    subprocess raises: FileNotFoundError (``filename`` the cwd when that is what is missing),
+    PermissionError, OSError, ValueError (a NUL byte, "=" in an environment name)."""
+    if terminal_slave is not None:
+        terminal = subprocess.Popen(list(argv), stdin=terminal_slave, stdout=terminal_slave,
+                                    stderr=terminal_slave, cwd=cwd, env=env,
+                                    start_new_session=True,
+                                    preexec_fn=take_controlling_terminal)
+        return Child(terminal.pid, None, None, terminal)
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    popen: Optional[subprocess.Popen] = None
+    try:
+        if _HAS_POSIX_SPAWN and _is_current_folder(cwd):
+            pid = _posix_spawn(argv, env, out_write, err_write)
+        else:
+            popen = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out_write,
+                                     stderr=err_write, cwd=cwd, env=env, start_new_session=True)
+            pid = popen.pid
+    except BaseException:
+        os.close(out_read)
+        os.close(err_read)
+        raise
+    finally:
+        os.close(out_write)
+        os.close(err_write)
+    os.set_blocking(out_read, False)
+    os.set_blocking(err_read, False)
+    return Child(pid, out_read, err_read, popen)
+
+
+def _is_current_folder(cwd: str) -> bool:
+    try:
+        return os.getcwd() == cwd
+    except OSError:  # our own folder was removed: subprocess says what is wrong with cwd
+        return False
+
+
+def _posix_spawn(argv: Sequence[str], env: Mapping[str, str], stdout: int, stderr: int) -> int:
+    # The pipes are close-on-exec (PEP 446); dup2 clears that flag on the copies it makes.
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, stdout, 1),
+        (os.POSIX_SPAWN_DUP2, stderr, 2),
+    ]
+    path = _executable(argv[0], env)
+    return os.posix_spawn(path, list(argv), env, file_actions=actions, setsid=True)
+
+
+def _executable(name: str, env: Mapping[str, str]) -> str:
+    """The file exec will run for ``name``: searched in the job's PATH, as subprocess does (not
+    ours, as posix_spawnp would). A file found but not executable raises PermissionError, as
+    exec would, unless an executable one comes later in PATH."""
+    if os.sep in name:
+        return name
+    denied = None
+    for folder in os.get_exec_path(env):
+        path = os.path.join(folder, name)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if stat.S_ISREG(mode) and os.access(path, os.X_OK):
+            return path
+        denied = denied or path
+    if denied is not None:
+        raise PermissionError(13, "Permission denied", denied)
+    raise FileNotFoundError(2, "No such file or directory", name)
+
+
+def watch_exit(child: Child, callback: Callable[[int], None]) -> None:
+    """Call ``callback(returncode)`` (-N for a signal, as subprocess says it) on the running loop
+    once ``child`` has exited, and reap it: a pidfd in the loop where the kernel has them (Linux
+    5.3+), else a thread blocked in waitpid."""
+    loop = asyncio.get_running_loop()
+
+    def reaped(returncode: int) -> None:
+        if child.popen is not None:
+            child.popen.returncode = returncode  # reaped: its __del__ leaves the pid alone
+        callback(returncode)
+
+    pidfd = _pidfd(child.pid)
+    if pidfd is None:
+        threading.Thread(target=_wait_in_thread, args=(loop, child.pid, reaped),
+                         name=f"pq-tui-waitpid-{child.pid}", daemon=True).start()
+        return
+
+    def on_readable() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        reaped(_reap(child.pid))
+
+    loop.add_reader(pidfd, on_readable)
+
+
+_pidfds_work = hasattr(os, "pidfd_open")  # until the kernel says otherwise
+
+
+def _pidfd(pid: int) -> Optional[int]:
+    global _pidfds_work
+    if not _pidfds_work:
+        return None
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSYS, errno.EPERM):  # an old kernel, a seccomp filter
+            _pidfds_work = False
+        return None  # else reaped by someone else already: the thread's waitpid says so
+    return pidfd
+
+
+def _reap(pid: int) -> int:
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:  # reaped by someone else (a SIGCHLD handler): asyncio says 255 too
+        return 255
+    return os.waitstatus_to_exitcode(status)
+
+
+def _wait_in_thread(loop: asyncio.AbstractEventLoop, pid: int,
+                    callback: Callable[[int], None]) -> None:
+    returncode = _reap(pid)
+    try:
+        loop.call_soon_threadsafe(callback, returncode)
+    except RuntimeError:  # the loop is closed: nobody waits for this job any more
+        pass

@@ -1,0 +1,104 @@
+"""The two ways a job's process starts (pq_tui/core/spawn.py) give the same job: posix_spawn,
+for a job that runs in the folder we are in, and subprocess for one that runs elsewhere."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from engine_helpers import engine_in, run
+from pq_tui.core import read_log
+from pq_tui.core import spawn as spawn_module
+
+PROBE = (
+    'echo "pgid=$(ps -o pgid= -p $$ | tr -d " ") sid=$(ps -o sid= -p $$ | tr -d " ") pid=$$"; '
+    'echo "stdin=$(readlink /proc/self/fd/0)"; echo "X=$X"; echo oops >&2; exit 3'
+)
+
+
+@pytest.fixture(params=["posix_spawn", "subprocess"])
+def root(request, tmp_path, monkeypatch):
+    """The engine's root folder: the current folder (posix_spawn) or another one (subprocess)."""
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    real = spawn_module._posix_spawn
+    monkeypatch.setattr(spawn_module, "_posix_spawn", lambda *a: calls.append(a) or real(*a))
+    folder = tmp_path if request.param == "posix_spawn" else tmp_path / "elsewhere"
+    folder.mkdir(exist_ok=True)
+    yield folder
+    assert bool(calls) == (request.param == "posix_spawn")
+
+
+def finished(root, *jobs):
+    async def main():
+        async with engine_in(root) as engine:
+            for job_id, data in jobs:
+                engine.push(job_id, data)
+            return [await engine.wait_finished(job_id) for job_id, _data in jobs]
+
+    return run(main())
+
+
+def test_a_job_runs_alone_in_its_session_with_its_streams(root):
+    (data,) = finished(root, ("p", {"cmd": ["sh", "-c", PROBE], "env": {"X": "x y"}}))
+    pid = data["pid"]
+    assert data["exit"] == 3 and data["error"] == "exited with code 3"
+    assert list(read_log(data["log"]))[3:] == [
+        ("out", f"pgid={pid} sid={pid} pid={pid}"), ("out", "stdin=/dev/null"),
+        ("out", "X=x y"), ("err", "oops"), ("note", f"failed: exit 3 after {data['duration']:.3f}s")]
+    assert data["final"]["cwd"] == str(root)
+
+
+def test_a_signal_and_the_pid_are_in_the_data(root):
+    (data,) = finished(root, ("k", {"cmd": ["sh", "-c", "kill -TERM $$"]}))
+    assert data["exit"] == -15 and data["error"] == "killed by SIGTERM"
+    assert isinstance(data["pid"], int)
+
+
+def test_the_command_is_found_in_the_jobs_path_not_ours(root, tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "hello-pq").write_text("#!/bin/sh\necho hello from tools\n")
+    (tools / "hello-pq").chmod(0o755)
+    (tools / "not-runnable-pq").write_text("#!/bin/sh\necho no\n")
+    path = f"{tools}:{os.environ['PATH']}"
+    ok, missing, denied = finished(
+        root,
+        ("ok", {"cmd": ["hello-pq"], "env": {"PATH": path}}),
+        ("missing", {"cmd": ["hello-pq"]}),
+        ("denied", {"cmd": ["not-runnable-pq"], "env": {"PATH": path}}),
+    )
+    assert ok["exit"] == 0 and ("out", "hello from tools") in list(read_log(ok["log"]))
+    assert missing["error"] == "command not found: hello-pq"
+    assert denied["error"] == "permission denied: not-runnable-pq"
+
+
+def test_a_runnable_file_later_in_the_path_wins_over_one_that_is_not(root, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, mode in ((first, 0o644), (second, 0o755)):
+        folder.mkdir()
+        (folder / "tool-pq").write_text(f"#!/bin/sh\necho {folder.name}\n")
+        (folder / "tool-pq").chmod(mode)
+    (data,) = finished(root, ("t", {"cmd": ["tool-pq"], "env": {"PATH": f"{first}:{second}"}}))
+    assert data["exit"] == 0 and ("out", "second") in list(read_log(data["log"]))
+
+
+def test_start_failures_read_the_same(root, tmp_path):
+    script = tmp_path / "no-exec.sh"
+    script.write_text("echo hi\n")
+    script.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    jobs = [
+        ("missing", {"cmd": ["/nonexistent/pq-tui-command"]}),
+        ("denied", {"cmd": [str(script)]}),
+        ("nul", {"cmd": ["echo", "a\x00b"]}),
+        ("env", {"cmd": ["echo"], "env": {"A=B": "x"}}),
+    ]
+    missing, denied, nul, env = finished(root, *jobs)
+    assert missing["error"] == "command not found: /nonexistent/pq-tui-command"
+    assert denied["error"] == f"permission denied: {script}"
+    assert nul["error"] == "cannot start echo: embedded null byte"
+    assert env["error"].startswith("cannot start echo: ") and "environment variable" in env["error"]
+    for data in (missing, denied, nul, env):
+        assert data["status"] == "failed" and "exit" not in data and "pid" not in data
