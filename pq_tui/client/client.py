@@ -27,6 +27,7 @@ import asyncio
 import itertools
 import json
 import logging
+import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from pq_tui.core.events import Event
@@ -47,6 +48,7 @@ log = logging.getLogger("pq_tui.client")
 GONE = "the pq-tui server went away"
 CONNECT_TIMEOUT = 30.0  # for the server's hello
 PUSH_BATCH = 500  # jobs per push_many request, at most
+READ_TURN = 0.005  # seconds of decoding the server's messages before the loop's other work
 PUSH_BATCH_BYTES = 4 * 1024 * 1024  # and about this many bytes
 _END = object()  # the end of the events, in the queue
 
@@ -292,8 +294,14 @@ class Client:
     # -- the reader ----------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
+        turn = time.monotonic()
         try:
             while True:
+                if time.monotonic() - turn > READ_TURN:
+                    # What is buffered is read without a wait: after a stall (a flood over
+                    # ssh), megabytes of it, and a key press would wait for all of it.
+                    await asyncio.sleep(0)
+                    turn = time.monotonic()
                 try:
                     line = await protocol.read_line(self._reader)
                 except protocol.LineTooLong as exc:  # skipped; the next line is readable
