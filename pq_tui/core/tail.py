@@ -77,7 +77,8 @@ class Tail:
         if len(lines) >= self.max_lines:
             self.clear()
             lines = lines[len(lines) - self.max_lines:]
-        self._writable().extend(lines)
+        if lines:
+            self._writable().extend(lines)
         self.chars += sum(len(text) for _stream, text in lines)
         self._trim()
 
