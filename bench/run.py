@@ -43,8 +43,9 @@ TAG = uuid.uuid4().hex[:12]
 TMUX_SOCKET = f"pqbench-{os.getpid()}-{TAG[:6]}"
 COLS, ROWS = 100, 30
 
-NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "startup", "schedule",
-         "times", "pty", "link", "search", "fleet", "onecore", "fleet_table", "callbacks")
+NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "scripts", "startup",
+         "schedule", "times", "pty", "link", "search", "fleet", "onecore", "fleet_table",
+         "callbacks")
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -1172,6 +1173,80 @@ class Bench:
             if rss[mode]:
                 row.passed = Stat(rss[mode]).median < 250
             rows.append(row)
+        return rows
+
+    # issue 17: 2, 6, 7 (server) --------------------------------------------------------------
+    def scripts(self) -> list:
+        """The script commands at 10,000 jobs: push (server running, and started by it), the
+        status table beside its JSON (10,000 queued, and 10,000 finished), the server's RSS."""
+        count = 1000 if self.quick else 10_000
+        work = scratch("scripts")
+        jobs = [("j00000", ["sleep", "600"], None)]
+        jobs += [(f"j{i:05d}", ["make", "-C", f"part{i}", "test"], None) for i in range(1, count)]
+        toml = write_toml(os.path.join(work, "jobs.toml"), jobs, defaults={"queue": "scale"})
+        history = write_toml(os.path.join(work, "history.toml"),
+                             [(f"t{i:05d}", ["true"], "h") for i in range(count)])
+        with open(history, "a") as f:
+            f.write("\n[lanes.h]\nparallel = 4\n")
+        samples: dict = {key: [] for key in ("warm", "cold", "table", "json", "table_done",
+                                             "json_done", "rss")}
+        errors: dict = {}
+
+        def status_pair(world: Isolated, table: str, document: str, run: int) -> None:
+            # Alternating which goes first, so that neither always has the warmer caches.
+            order = [(table, []), (document, ["--json"])]
+            for key, args in order if run % 2 == 0 else order[::-1]:
+                samples[key].append(timed([PQ_TUI, "status", *args], world.env, world.dir))
+
+        for run in range(self.runs):
+            self.log(f"scripts run {run + 1}/{self.runs}")
+            try:
+                world = Isolated("scripts-cold")  # the push starts the server
+                samples["cold"].append(timed([PQ_TUI, "push", toml], world.env, world.dir))
+                status_pair(world, "table", "json", run)
+                world.close()
+                world = Isolated("scripts-warm")  # a one-job push to another lane started it
+                tiny = write_toml(os.path.join(world.dir, "tiny.toml"), [("warmup", ["true"], "w")])
+                world.pq("push", tiny)
+                world.pq("wait", "warmup")
+                samples["warm"].append(timed([PQ_TUI, "push", toml], world.env, world.dir))
+                world.close()
+                world = Isolated("scripts-history")
+                world.env["PQ_TUI_KEEP_JOBS"] = str(count)  # else the server keeps 1000
+                world.pq("push", history)
+                world.pq("wait", timeout=1200)
+                samples["rss"].append(rss_mb(world.server_pid()))
+                status_pair(world, "table_done", "json_done", run)
+                world.close()
+            except Exception as exc:  # noqa: BLE001 - shown in the table
+                errors["run"] = err(exc)
+                self.log(f"scripts: {exc}")
+
+        def stat(key: str, unit: str = "s") -> object:
+            return Stat(samples[key], unit) if samples[key] else errors.get("run", "error")
+
+        rows = []
+        for key, how, limit in (("warm", "server running", 1.0),
+                                ("cold", "server started by it", 1.4)):
+            row = Row(f"2. `pq-tui push` of {count:,} jobs, {how}", stat(key),
+                      target=f"≤ {limit} s")
+            if samples[key]:
+                row.passed = Stat(samples[key]).median <= limit
+            rows.append(row)
+        for table, document, what in (("table", "json", "queued"),
+                                      ("table_done", "json_done", "finished")):
+            rows.append(Row(f"6. `pq-tui status --json`, {count:,} jobs {what}", stat(document)))
+            row = Row(f"6. `pq-tui status` (the table), {count:,} jobs {what}", stat(table),
+                      target="≤ 1.2x the JSON")
+            if samples[table] and samples[document]:
+                ratio_row(row, Stat(samples[table]).median, Stat(samples[document]).median, 1.2,
+                          "JSON")
+            rows.append(row)
+        row = Row(f"7. server RSS with {count:,} finished jobs", stat("rss", "MB"),
+                  target="≤ 40 MB")
+        if samples["rss"]:
+            row.passed = Stat(samples["rss"]).median <= 40
+        rows.append(row)
         return rows
 
     # 7 ------------------------------------------------------------------------------------------

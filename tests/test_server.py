@@ -583,6 +583,41 @@ def test_jobs_survive_their_client(env):
     run(shutdown(env, pid))
 
 
+def test_the_job_op_gives_a_finished_runs_environment_after_a_restart_too(env, monkeypatch):
+    # The server keeps finished runs' environments in its store only (issue 17: 10,000 of them
+    # in memory); the job op reads them back, for its engine's runs and for restored ones.
+    monkeypatch.setenv("PQ_TEST_MARK", "kept")
+
+    async def finished() -> None:
+        client = await Client.open(env)
+        await client.ok("push", job_id="env", data=sh("true", env.tmp))
+        await client.ok("wait", job_ids=["env"])
+        await check(client)
+        await client.close()
+
+    async def check(client) -> None:
+        snapshot = await client.ok("snapshot")
+        (row,) = [job for job in snapshot["jobs"] if job["id"] == "env"]
+        assert row["data"]["cut"] == ["final.env"] and "env" not in row["data"]["final"]
+        whole = await client.ok("job", job_id="env")
+        final_env = whole["data"]["final"]["env"]
+        assert (final_env["_ID_"], final_env["PQ_TEST_MARK"]) == ("env", "kept")
+
+    pid = env.start()
+    run(finished())
+    run(shutdown(env, pid))
+    pid = env.start()
+
+    async def restored() -> None:
+        client = await Client.open(env)
+        assert (await client.ok("job", job_id="env"))["restored"] is True
+        await check(client)
+        await client.close()
+
+    run(restored())
+    run(shutdown(env, pid))
+
+
 def test_connect_reports_a_version_mismatch_and_a_missing_server(env, monkeypatch):
     with pytest.raises(ServerError, match="no pq-tui server"):
         run(connect(env.paths))

@@ -119,12 +119,14 @@ def span_text(seconds: float) -> str:
 def print_table(header: tuple, rows: list, right: tuple = ()) -> None:
     rows = [tuple(map(printable, row)) for row in rows]  # ids and lanes: foreign text
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = []
     for row in (header, *rows):
         cells = [
             str(cell).rjust(width) if index in right else str(cell).ljust(width)
             for index, (cell, width) in enumerate(zip(row, widths))
         ]
-        write_stdout("  ".join(cells).rstrip() + "\n")
+        lines.append("  ".join(cells).rstrip() + "\n")
+    write_stdout("".join(lines))  # one write and flush, not one per row
 
 
 def settings_or_report(console: bool = False) -> Optional[Settings]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional, Tuple
@@ -378,8 +377,7 @@ class Client:
 def push_sizes(jobs: List[Dict[str, Any]]) -> List[int]:
     """The bytes each job takes in a push_many request; TooLarge names the first job that no
     message can hold."""
-    sizes = [len(json.dumps(protocol.jsonable(job), ensure_ascii=False).encode(
-        "utf-8", "surrogatepass")) for job in jobs]
+    sizes = [len(protocol.dumps(job)) for job in jobs]
     room = protocol.MAX_LINE - 200  # the request's own fields
     for job, size in zip(jobs, sizes):
         if size > room:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import repeat
-from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from pq_tui.core.events import Line
 
@@ -19,6 +19,10 @@ TAIL_LINES = 1000
 TAIL_CHARS = 512 * 1024
 FINISHED_TAIL_LINES = 50
 FINISHED_TAIL_CHARS = 4 * 1024
+
+# What a tail holds until its first line: an empty deque takes a block of 64 slots (about
+# 760 bytes), and a server keeps two per job, of 10,000 queued or finished jobs most with none.
+_NONE: Tuple[()] = ()
 
 Marks = Sequence[Tuple[int, float]]
 """(index of a line, epoch seconds) where the time the output arrived moves on (per chunk)."""
@@ -43,11 +47,11 @@ class Tail:
 
     def __init__(self, lines: Iterable[Line] = (), max_lines: int = TAIL_LINES,
                  max_chars: int = TAIL_CHARS, times: Marks = ()) -> None:
-        self._lines: deque = deque()
+        self._lines: Any = _NONE  # a deque once a line comes
         self.chars = 0
         self.max_lines = max_lines
         self.max_chars = max_chars
-        self._marks: deque = deque()  # (number of a line among all added, when)
+        self._marks: Any = _NONE  # (number of a line among all added, when), a deque likewise
         self._added = 0
         self.extend(lines, times)
 
@@ -60,7 +64,7 @@ class Tail:
         if len(texts) >= self.max_lines:
             self.clear()
             texts = texts[len(texts) - self.max_lines:]
-        self._lines.extend(zip(repeat(stream), texts))
+        self._writable().extend(zip(repeat(stream), texts))
         self.chars += sum(map(len, texts))
         self._trim()
 
@@ -73,7 +77,8 @@ class Tail:
         if len(lines) >= self.max_lines:
             self.clear()
             lines = lines[len(lines) - self.max_lines:]
-        self._lines.extend(lines)
+        if lines:
+            self._writable().extend(lines)
         self.chars += sum(len(text) for _stream, text in lines)
         self._trim()
 
@@ -84,8 +89,13 @@ class Tail:
         self._trim()
 
     def clear(self) -> None:
-        self._lines.clear()
+        self._lines = _NONE
         self.chars = 0
+
+    def _writable(self) -> deque:
+        if self._lines is _NONE:
+            self._lines = deque()
+        return self._lines
 
     def marks(self) -> List[Tuple[int, float]]:
         """The time marks of the lines kept, indexed among them."""
@@ -95,6 +105,8 @@ class Tail:
     def _mark(self, number: int, when: float) -> None:
         marks = self._marks
         if not marks or marks[-1][1] != when:
+            if marks is _NONE:
+                marks = self._marks = deque()
             marks.append((number, when))
 
     def _trim(self) -> None:

@@ -35,6 +35,9 @@ log = logging.getLogger("pq_tui.server")
 
 HELLO_TIMEOUT = 30.0
 MAX_LOG_END_LINES = 100_000  # log_end: what a pane shows of a finished job, and more
+# Ops whose result is built fresh for the reply and JSON-safe (job data through
+# protocol.row_data): not copied again by jsonable, which doubled a snapshot's cost.
+_PLAIN_OPS = frozenset({Op.SNAPSHOT})
 
 
 def in_thread(function: Callable, *args: Any) -> "asyncio.Future":
@@ -176,7 +179,8 @@ class Connection:
             elif asyncio.iscoroutinefunction(self.handlers[op]):
                 await self.answer_after(request_id, self.handlers[op], args, key)
             else:
-                await self.answer(request_id, self.handlers[op], args, key=key)
+                await self.answer(request_id, self.handlers[op], args, key=key,
+                                  plain=op in _PLAIN_OPS)
 
     def _spawn(self, coro: Any) -> "asyncio.Task":
         task = asyncio.ensure_future(coro)
@@ -327,8 +331,11 @@ class Connection:
         """Refuses a job whose id is in ``seen`` (which gets the others' ids) or queued or
         running, or whose new lane's name is refused."""
         engine = self.server.engine
+        lanes = set()  # each checked once: engine.lanes() is a copy
         for job in jobs:
-            self._check_new_lane(job["lane"])
+            if job["lane"] not in lanes:
+                self._check_new_lane(job["lane"])
+                lanes.add(job["lane"])
             key = (type(job["job_id"]), job["job_id"])
             if key in seen:
                 raise Refused(ErrorCode.BAD_REQUEST, f"job {job['job_id']!r} is given twice")

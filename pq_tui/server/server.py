@@ -17,7 +17,7 @@ import signal
 from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 from pq_tui import __version__
-from pq_tui.core.engine import DEFAULT_KILL_GRACE, Engine
+from pq_tui.core.engine import DEFAULT_KILL_GRACE, Engine, release_env
 from pq_tui.core.events import (
     Event,
     JobExited,
@@ -120,6 +120,8 @@ class Server:
         self.engine.add_journal(self._journal)
         self.engine.start_gate = self._may_start
         self.restored = restore(self.engine, state)
+        for finished in self.restored.values():  # their environments stay in the store
+            release_env(finished.data)
         self._flush_journal()
         self.hooks = Hooks(self.engine, self.hook_config, log)  # a job's data may name one
         log.info("restored %d lanes, %d queued jobs, %d finished", len(state.lanes),
@@ -157,6 +159,10 @@ class Server:
         else:
             if self.store_error is not None:
                 self._store_recovered(self.store)
+            # Recorded with their environments: the memory of 10,000 of them is given back, and
+            # the job op reads one from the store (job_entry).
+            self.engine.release_env([event.job_id for event in events
+                                     if isinstance(event, JobExited)])
 
     def _may_start(self, job: Job) -> bool:
         """The engine's start gate. Durability before start: what led to this start is committed
@@ -412,6 +418,11 @@ class Server:
         else:
             assert state is not None  # find gives the one or the other
             entry = self.restored_info(state, whole=True)
+        final = entry["data"].get("final")
+        if isinstance(final, dict) and not final.get("env") and self.store is not None:
+            recorded = self.store.final_env(entry["id"], entry["run"])  # see release_env
+            if recorded:
+                final["env"] = recorded
         try:
             protocol.encode(messages.reply_ok(0, entry))
         except protocol.ProtocolError as exc:

@@ -566,6 +566,16 @@ class Store:
             ).fetchall()
         return [_job_state(row) for row in rows]
 
+    def final_env(self, job_id: JobId, run: int) -> Optional[dict]:
+        """The environment a run ran with (its data's ``final.env``), as recorded."""
+        with self._lock:
+            row = self._connection().execute(
+                "SELECT data FROM runs WHERE job_id = ? AND run = ?", (_id_key(job_id), run)
+            ).fetchone()
+        final = json.loads(row["data"]).get("final") if row is not None else None
+        env = final.get("env") if isinstance(final, dict) else None
+        return env if isinstance(env, dict) else None
+
     # -- retention -------------------------------------------------------------------------------
 
     def prune(

@@ -177,6 +177,7 @@ ROW_KEYS = ("status", "exit", "error", "duration", "time-queue", "time-start", "
             "queue", "stderr", "pid", "cmd", "cwd", "killed", "timed-out", "interrupted",
             "attempt", "attempts", "retry-at", "pty")
 _LEFT_OUT = {("final", "env")}  # the whole environment a job ran with: big, and not for a row
+_LEFT_OUT_IN = {path[:-1] for path in _LEFT_OUT}
 
 
 def row_data(data: Any) -> Dict[str, Any]:
@@ -205,15 +206,26 @@ def _bounded(value: Any, path: Tuple[str, ...], cut: List[str]) -> Any:
         return "…[nested too deeply, cut]"
     if isinstance(value, dict):
         items = [(_key(k), v) for k, v in value.items()]
-        kept = [(k, v) for k, v in items if path + (k,) not in _LEFT_OUT]
-        cut.extend(".".join(path + (k,)) for k, _v in items if path + (k,) in _LEFT_OUT)
-        out = {k: _bounded(v, path + (k,), cut) for k, v in kept[:MAX_ITEMS]}
+        if path in _LEFT_OUT_IN:
+            kept = [(k, v) for k, v in items if path + (k,) not in _LEFT_OUT]
+            cut.extend(".".join(path + (k,)) for k, _v in items if path + (k,) in _LEFT_OUT)
+        else:
+            kept = items
+        # The common values taken as they are, without a call each: a snapshot bounds every
+        # job's data. (A string one level down is kept if it is short and not too deep.)
+        short = len(path) < MAX_DEPTH
+        out = {k: v if v is None or type(v) is int or (
+                   short and type(v) is str and len(v) <= MAX_TEXT)
+               else _bounded(v, path + (k,), cut) for k, v in kept[:MAX_ITEMS]}
         if len(kept) > MAX_ITEMS:
             cut.append(path[0] if path else "*")
             out["…"] = f"{len(kept) - MAX_ITEMS} more, cut"
         return out
     if isinstance(value, (list, tuple)):
-        out_list = [_bounded(v, path + (str(i),), cut) for i, v in enumerate(value[:MAX_ITEMS])]
+        short = len(path) < MAX_DEPTH
+        out_list = [
+            v if v is None or type(v) is int or (short and type(v) is str and len(v) <= MAX_TEXT)
+            else _bounded(v, path + (str(i),), cut) for i, v in enumerate(value[:MAX_ITEMS])]
         if len(value) > MAX_ITEMS:
             cut.append(path[0] if path else "*")
             out_list.append(f"…[{len(value) - MAX_ITEMS} more, cut]")
