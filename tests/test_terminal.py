@@ -75,7 +75,7 @@ def update(lines: list[list[Segment]]) -> str:
         parts.append(f"\x1b[{y + 1};1H")
         parts.append(Strip(segments).render(CONSOLE))
         if y < len(lines) - 1:
-            parts.append("\r\n")
+            parts.append("\n")
     return "".join(parts)
 
 

@@ -20,10 +20,10 @@ from typing import FrozenSet, Optional, Tuple, Type
 from textual.driver import Driver
 
 _SGR = re.compile(r"\x1b\[([0-9;]*)m")
-# Between a reset and the next style: cursor moves, which draw nothing. A "\r\n" just before a
+# Between a reset and the next style: cursor moves, which draw nothing. A newline just before a
 # move is dropped too (Textual writes one between the lines of an update; the move puts the
 # cursor where it goes anyway, and Textual never writes it on the bottom line).
-_MOVES = re.compile(r"(?:(?:\r\n)?\x1b\[\d+;\d+H)*")
+_MOVES = re.compile(r"(?:(?:\r?\n)?\x1b\[\d+;\d+H)*")
 # Sequences after which the style in effect is not what the SGR codes say: a restored cursor
 # (ESC 8, and the alternate screen's switch, restore its style), a reset of the terminal.
 _FORGETS = re.compile(r"\x1b[78c]|\x1b\[\?(?:1049|1048|47)[hl]|\x1b\[!p")
@@ -103,11 +103,11 @@ def shorter(data: str, state: Optional[State] = None) -> Tuple[str, Optional[Sta
         following = _SGR.match(data, moves.end())
         after = apply(RESET, following.group(1)) if following else None
         codes = change(state, after) if after is not None and following else None
-        if codes is None or following is None:
+        if codes is None or following is None or len(codes) > len(following.group(1)) + 1:
             out.append(match.group())
             state = RESET
             continue
-        out.append(moves.group().replace("\r\n", ""))
+        out.append(moves.group().replace("\r", "").replace("\n", ""))
         if codes:
             out.append(f"\x1b[{codes}m")
         position = following.end()
