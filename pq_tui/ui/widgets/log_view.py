@@ -283,9 +283,9 @@ class LogView(ScrollView, can_focus=True):
         # the selection started (None: none).
         self._cursor: int | None = None
         self._anchor: int | None = None
-        # While new lines scroll the view: the index of the first line that changed (the rows
-        # above it only moved, and the terminal can move them itself: `_shift_rows`).
-        self._changed: int | None = None
+        # True while new lines scroll the view: the rows above the lines that changed only
+        # move, and the terminal can move them itself (`_shift_rows`).
+        self._moving = False
 
     @property
     def max_lines(self) -> int:
@@ -501,11 +501,11 @@ class LogView(ScrollView, can_focus=True):
 
     def _follow_from(self, changed: int) -> None:
         """Keep the newest line in view after the lines from index ``changed`` on changed."""
-        self._changed = changed
+        self._moving = True
         try:
             self._scroll_to_end()
         finally:
-            self._changed = None
+            self._moving = False
         self._refresh_from(changed)
 
     def _refresh_from(self, index: int) -> None:
@@ -566,7 +566,7 @@ class LogView(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         shift = round(new_value) - round(old_value)
-        if self._changed is not None and 0 < shift and self._shift_rows(shift):
+        if self._moving and 0 < shift and self._shift_rows(shift):
             # The terminal moved the rows: the bar's thumb is all that is left to paint.
             if self.show_vertical_scrollbar:
                 self.vertical_scrollbar.position = new_value
