@@ -1470,9 +1470,10 @@ class Bench:
         another version's pq_tui package) adds that version, alternating with this one."""
         trickle = 'i=0; while :; do i=$((i+1)); echo "line $i: $(date +%T)"; sleep 1; done'
         flood = "while :; do seq 1 5000000; done"
-        settle, window = (3.0, 5.0) if self.quick else (4.0, 12.0)
+        window = 5.0 if self.quick else 12.0
         baseline = os.environ.get("PQ_BENCH_BYTES_BASELINE")
-        cases = {"trickle": trickle, "flood": flood}
+        # Measured in the steady state: the trickle once the log pane's 12 rows are full.
+        cases = {"trickle": (trickle, 14.0), "flood": (flood, 4.0)}
         versions = {"pq": ([], [PQ_TUI])}  # (environment, command)
         if baseline:
             versions["before"] = ([f"PYTHONPATH={shlex.quote(baseline)}"], [PYTHON, "-m", "pq_tui"])
@@ -1480,7 +1481,7 @@ class Bench:
         bands: dict = {}
         errors: dict = {}
 
-        def measure(key: str, line: str) -> None:
+        def measure(key: str, line: str, settle: float) -> None:
             out = os.path.join(scratch("bytes"), "bytes.json")
             try:
                 probe("pane_bytes.py", TMUX_SOCKET, "80x24", str(settle), str(window), out, "--",
@@ -1497,7 +1498,7 @@ class Bench:
         Tmux.ensure_server()
         for run in range(self.runs):
             self.log(f"bytes run {run + 1}/{self.runs}")
-            for case, command in cases.items():
+            for case, (command, settle) in cases.items():
                 for version, (extra, argv) in versions.items():
                     world = Isolated(f"bytes-{version}")
                     toml = write_toml(os.path.join(world.dir, "jobs.toml"), [(case, command, None)])
@@ -1509,16 +1510,16 @@ class Bench:
                             f"TERM=xterm-256color {' '.join(assignments + extra)} "
                             + " ".join(map(shlex.quote, argv)))
                     try:
-                        measure(f"{version}-{case}", line)
+                        measure(f"{version}-{case}", line, settle)
                     finally:
                         world.close()
                         shutil.rmtree(os.path.join(world.dir, "logs"), ignore_errors=True)
                 if self.peers.mprocs:
                     measure(f"mprocs-{case}", "exec env -u COLORTERM TERM=xterm-256color "
-                            + " ".join(map(shlex.quote, [self.peers.mprocs, command])))
+                            + " ".join(map(shlex.quote, [self.peers.mprocs, command])), settle)
                 if case == "trickle":
                     measure("shell-trickle", "exec env -u COLORTERM TERM=xterm-256color sh -c "
-                            + shlex.quote(command))
+                            + shlex.quote(command), settle)
 
         def stat(key: str, missing: str = "error"):
             return Stat(samples[key], "KiB/s") if key in samples else errors.get(key, missing)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.color import Color
@@ -15,12 +18,12 @@ from textual.strip import Strip
 from pq_tui.ui.terminal import RESET, shorter as shorter_from
 
 
-def shorter(data: str) -> str:
+def shorter(data: str, erase: bool = False) -> str:
     """As the driver writes a frame: after another, which ended in the reset state."""
-    return shorter_from(data, RESET)[0]
+    return shorter_from(data, RESET, erase)[0]
 
 CONSOLE = Console(color_system="256", force_terminal=True, width=80)
-TOKEN = re.compile(r"\x1b\[(\d+);(\d+)H|\x1b\[([0-9;]*)m|\r|\n|[^\x1b\r\n]")
+TOKEN = re.compile(r"\x1b\[(\d+);(\d+)H|\x1b\[([0-9;]*)m|\x1b\[(\d+)([XC])|\r|\n|[^\x1b\r\n]")
 
 
 def cells(data: str) -> tuple[dict, tuple]:
@@ -58,12 +61,21 @@ def cells(data: str) -> tuple[dict, tuple]:
                 else:
                     bold.add(code)
                 i += 1
+        elif match.group(4):
+            count = int(match.group(4))
+            if match.group(5) == "X":  # erased in the background colour (bce)
+                for cell in range(col, col + count):
+                    screen[row, cell] = (" ", frozenset(), None, bg)
+            else:
+                col += count
         elif text == "\r":
             col = 0
         elif text == "\n":
             row += 1
         else:
-            screen[row, col] = (text, frozenset(bold), fg, bg)
+            # A blank shows no foreground, unless an attribute (reverse, underline) shows it.
+            shown = None if text == " " and not bold else fg
+            screen[row, col] = (text, frozenset(bold), shown, bg)
             col += 1
     return screen, (frozenset(bold), fg, bg)
 
@@ -102,6 +114,30 @@ def test_an_attribute_that_goes_needs_the_reset() -> None:
     assert shorter(data) == data
 
 
+def test_blanks_are_erased_where_the_terminal_erases_in_the_background_colour() -> None:
+    line = [Segment(" line 17", BASE), Segment(" " * 40, BASE)]
+    data = update([line, line])
+    assert shorter(data) == ("\x1b[1;1H\x1b[38;5;253;48;5;234m line 17" + " " * 40
+                             + "\x1b[2;1H line 17" + " " * 40 + "\x1b[0m")
+    # Before a move the cursor may stay; at the end it goes past them.
+    assert shorter(data, erase=True) == ("\x1b[1;1H\x1b[38;5;253;48;5;234m line 17\x1b[40X"
+                                         "\x1b[2;1H line 17\x1b[40X\x1b[40C\x1b[0m")
+
+
+@pytest.mark.parametrize("term, erases", [("xterm-256color", True), ("tmux-256color", False),
+                                           ("screen", False), ("no-such-terminal", False)])
+def test_terminfo_says_which_terminals_erase_in_the_background_colour(term: str,
+                                                                      erases: bool) -> None:
+    # A process of its own: curses reads one terminfo entry per process.
+    out = subprocess.run([sys.executable, "-c", "import sys; from pq_tui.ui.terminal import "
+                          "erases_in_background as e; print(e(sys.argv[1]))", term],
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout == f"{erases}\n"
+    # Reversed blanks show their foreground: written.
+    reverse = update([[Segment(" " * 10, BASE + Style(reverse=True))]])
+    assert shorter(reverse, erase=True) == reverse
+
+
 def test_what_it_does_not_know_it_leaves_alone() -> None:
     assert shorter("plain text") == "plain text"
     link = "\x1b[1mx\x1b[0m\x1b]8;id=1;http://x\x1b\\y\x1b]8;;\x1b\\\x1b[1mz\x1b[0m"
@@ -123,7 +159,7 @@ STYLES = st.builds(
         italic=italic),
     COLOURS, COLOURS, st.sampled_from([None, True]), st.sampled_from([None, True]),
     st.sampled_from([None, True]))
-SEGMENTS = st.lists(st.builds(Segment, st.text("ab ", min_size=1, max_size=3),
+SEGMENTS = st.lists(st.builds(Segment, st.sampled_from(["a", "b ", " ", "ab", " " * 9, "a" + " " * 12]),
                               st.one_of(st.none(), STYLES)), min_size=1, max_size=6)
 
 
@@ -133,5 +169,6 @@ def test_the_screen_is_the_same(lines: list) -> None:
     for system in ("256", "truecolor", "standard"):
         CONSOLE._color_system = Console(color_system=system, force_terminal=True)._color_system
         data = update(lines)
-        assert cells(shorter(data)) == cells(data)
-        assert len(shorter(data)) <= len(data)
+        for erase in (False, True):
+            assert cells(shorter(data, erase)) == cells(data)
+            assert len(shorter(data, erase)) <= len(data)

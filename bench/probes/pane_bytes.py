@@ -92,8 +92,11 @@ def main() -> int:
             tree = psutil.Process(pane_pid).children(recursive=True)
         except psutil.Error:
             tree = []
-        subprocess.run(["tmux", "-L", socket, "kill-session", "-t", session],
-                       capture_output=True, timeout=30)
+        try:
+            subprocess.run(["tmux", "-L", socket, "kill-session", "-t", session],
+                           capture_output=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            pass  # a loaded machine: the tree is killed below all the same
         time.sleep(0.5)  # pq-tui's SIGHUP quit kills its jobs' trees itself
         for proc in tree:
             try:

@@ -22,7 +22,7 @@ from pq_tui.core.queue import Queue
 from pq_tui.core.safe import printable, printable_lines
 from pq_tui.jobs.jobfile import JobSpec
 from pq_tui.ui import clipboard
-from pq_tui.ui.terminal import thrifty_driver
+from pq_tui.ui.terminal import erases_in_background, thrifty_driver
 from pq_tui.ui.screens import ConfirmScreen
 from pq_tui.ui.notices import NoticeSettings
 from pq_tui.ui.screens.main import JOB_KEYS, MainScreen, action_name
@@ -82,7 +82,8 @@ class PQApp(App[int]):
         # Over a slow link the styles Textual repeats cost more than the text: the same
         # screen, in about half the bytes (pq_tui/ui/terminal.py). Tests run headless: their
         # driver is Textual's own.
-        return thrifty_driver(super().get_driver_class())
+        return thrifty_driver(super().get_driver_class(),
+                              erase=erases_in_background(os.environ.get("TERM")))
 
     def get_default_screen(self) -> Screen:
         # Made here, not in __init__: a widget needs the running loop (asyncio.Lock, Python 3.9).

@@ -5,8 +5,9 @@ the whole style again before the next, even when the next has the same style (th
 text and the padding of a log line are three segments of one style). Over a slow SSH link the
 styles cost more than the text. `shorter` drops the reset and the style that follows it when the
 style in effect would come back the same, and otherwise writes only what changes (a colour) when
-it can; the terminal ends in the same state, every cell in the same colours. The console's driver
-writes through it (`thrifty_driver`).
+it can; the terminal ends in the same state, every cell in the same colours. Where the terminal
+erases in the background colour (terminfo's bce), a run of blanks is erased, not written. The
+console's driver writes through it (`thrifty_driver`).
 
 Only the SGR codes Textual itself writes are understood (attributes on, colours); anything else
 in a write (a hyperlink, an SGR it does not know) leaves the rest of that write as it was.
@@ -79,18 +80,60 @@ def change(before: State, after: State) -> Optional[str]:
     return ";".join(codes)
 
 
-def shorter(data: str, state: Optional[State] = None) -> Tuple[str, Optional[State]]:
+_BLANKS = re.compile(r" {%d,}" % 8)
+# A move next, perhaps after a reset and a newline (dropped or not, they draw nothing).
+_MOVE_NEXT = re.compile(r"(?:\x1b\[0m)?(?:\r?\n)?\x1b\[\d+;\d+H")
+
+
+def _erased(text: str, data: str, end: int) -> str:
+    """``text`` (drawn with no attributes on, ending at ``end`` in ``data``) with its runs of
+    blanks erased (ECH) instead: the cells get the background in effect, where the terminal
+    erases in it (terminfo's bce). The cursor is moved past them (CUF) unless a move follows."""
+    def erase(match: re.Match) -> str:
+        count = len(match.group())
+        if match.end() == len(text) and _MOVE_NEXT.match(data, end):
+            return f"\x1b[{count}X"
+        return f"\x1b[{count}X\x1b[{count}C"
+
+    return _BLANKS.sub(erase, text)
+
+
+def erases_in_background(term: Optional[str]) -> bool:
+    """Whether the terminal ``term`` names erases cells in the background colour in effect and
+    knows ECH, by its terminfo entry (tmux's and screen's say no: they are not asked to).
+    Asked once in a process: curses reads one terminfo entry."""
+    if not term:
+        return False
+    try:
+        import curses
+
+        curses.setupterm(term)
+        return bool(curses.tigetflag("bce") == 1 and curses.tigetstr("ech"))
+    except Exception:  # noqa: BLE001 - no curses, no terminfo entry: blanks stay blanks
+        return False
+
+
+def shorter(data: str, state: Optional[State] = None,
+            erase: bool = False) -> Tuple[str, Optional[State]]:
     """``data`` with the styles Textual writes again and again left out, the same on screen,
-    and the style in effect after it. ``state``: the one in effect before (None: not known)."""
+    and the style in effect after it. ``state``: the one in effect before (None: not known).
+    ``erase``: the terminal erases in the background colour (`erases_in_background`), so a
+    run of blanks can be erased rather than written."""
     if _FORGETS.search(data):
         return data, None
     out = []
     position = 0
+
+    def text(end: int) -> str:
+        chunk = data[position:end]
+        if erase and state is not None and not state[0] and "        " in chunk:
+            return _erased(chunk, data, end)
+        return chunk
     for match in _SGR.finditer(data):
         start = match.start()
         if start < position:
             continue  # a style already written or dropped with the reset before it
-        out.append(data[position:start])
+        out.append(text(start))
         position = match.end()
         params = match.group(1)
         if params not in ("0", "") or state is None:
@@ -112,18 +155,18 @@ def shorter(data: str, state: Optional[State] = None) -> Tuple[str, Optional[Sta
             out.append(f"\x1b[{codes}m")
         position = following.end()
         state = after
-    out.append(data[position:])
+    out.append(text(len(data)))
     return "".join(out), state
 
 
-def thrifty_driver(base: Type[Driver]) -> Type[Driver]:
+def thrifty_driver(base: Type[Driver], erase: bool = False) -> Type[Driver]:
     """``base`` (the driver Textual picked for this terminal) writing through `shorter`."""
 
     class ThriftyDriver(base):  # type: ignore[valid-type,misc]
         _style: Optional[State] = None  # in effect after the last write (None: not known)
 
         def write(self, data: str) -> None:
-            data, self._style = shorter(data, self._style)
+            data, self._style = shorter(data, self._style, erase)
             super().write(data)
 
     ThriftyDriver.__name__ = f"Thrifty{base.__name__}"
