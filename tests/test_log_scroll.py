@@ -20,10 +20,11 @@ from process_helpers import until
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 # Once told to (the toast of its start gone: a toast over the pane stops the terminal's
-# scrolling), one line at a time (slower than the console's 0.1 s batches), in colours, then quiet.
+# scrolling): more lines than the pane keeps (5000: then each new one pushes the oldest out), then
+# one line at a time (slower than the console's 0.1 s batches), in colours, then quiet.
 JOBS = """[[job]]
 id = "slow"
-cmd = "while [ ! -e go ]; do sleep 0.05; done; i=0; while [ $i -lt 30 ]; do i=$((i+1)); printf 'line %s \\\\033[3%sm colour %s\\\\033[0m\\\\n' $i $((i % 7)) $i; sleep 0.15; done; echo done; sleep 600"
+cmd = "while [ ! -e go ]; do sleep 0.05; done; seq 1 4000; sleep 0.5; seq 4001 8000; sleep 0.5; i=0; while [ $i -lt 30 ]; do i=$((i+1)); printf 'line %s \\\\033[3%sm colour %s\\\\033[0m\\\\n' $i $((i % 7)) $i; sleep 0.15; done; echo done; sleep 600"
 """
 
 
@@ -53,11 +54,10 @@ class Console:
         """The log pane's rows, with their colours (capture-pane -e)."""
         return "\n".join(self("capture-pane", "-e", "-p", "-t", "c").split("\n")[11:23])
 
-    def start_printing(self) -> None:
-        """Once the toast of the job file's jobs has come and gone."""
+    def until_quiet(self) -> None:
+        """Until the toast of the job file's jobs has come and gone."""
         self.until_shown("1 job(s) queued in default")
         until(lambda: "queued" not in self("capture-pane", "-p", "-t", "c"), "the toast gone")
-        self.go.touch()
 
     def until_shown(self, text: str) -> None:
         until(lambda: text in self("capture-pane", "-p", "-t", "c"), f"{text!r} on the screen")
@@ -83,11 +83,14 @@ def console(tmp_path: Path) -> Iterator[Console]:
 
 
 def test_the_rows_the_terminal_scrolled_are_the_rows_a_repaint_paints(console: Console) -> None:
-    console.start_printing()
+    console.until_quiet()
+    console.go.touch()
     console.until_shown("done")
     time.sleep(0.5)  # the last frame out
+    plain = console("capture-pane", "-p", "-t", "c").split("\n")[11:23]
+    assert [row.rstrip(" ▁▂▃▄▅▆▇") for row in plain] == [
+        *(f" line {i}  colour {i}" for i in range(20, 31)), " done"]
     scrolled = console.log_rows()
-    assert "line 20 " in scrolled and "line 30 " in scrolled
     # The pane's rows (12 to 23) scrolled by the terminal, most lines one at a time.
     assert console.written.read_bytes().count(b"\x1b[12;23r") >= 10
     assert console.repainted() == scrolled
@@ -95,13 +98,13 @@ def test_the_rows_the_terminal_scrolled_are_the_rows_a_repaint_paints(console: C
 
 def test_a_split_pane_is_repainted_by_textual(console: Console) -> None:
     """Two panes side by side: a scroll region would move both, so none is used."""
-    console.until_shown("▶ running")
+    console.until_quiet()
     console("send-keys", "-t", "c", "s")
     until(lambda: "┃" in console("capture-pane", "-p", "-t", "c")
           or "▎" in console("capture-pane", "-p", "-t", "c")
           or console("capture-pane", "-p", "-t", "c").count(" · ") >= 4, "the split")
     before = console.written.stat().st_size
-    console.start_printing()
+    console.go.touch()
     console.until_shown("done")
     time.sleep(0.5)
     with open(console.written, "rb") as f:

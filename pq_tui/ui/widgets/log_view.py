@@ -372,7 +372,7 @@ class LogView(ScrollView, can_focus=True):
                 self._strip_cache.discard(self._matches[0][0])
         self._update_virtual_size()
         if self.following:
-            self._follow_from(changed - pruned)
+            self._follow_from(changed - pruned, pruned)
         elif pruned:
             # Keep the same lines in view while the reader is looking at them.
             self.scroll_to(y=self.scroll_y - pruned, animate=False, force=True)
@@ -499,14 +499,21 @@ class LogView(ScrollView, can_focus=True):
             self._scroll_to_end(x_axis=True)
         self.post_message(self.FollowChanged(self, following))
 
-    def _follow_from(self, changed: int) -> None:
-        """Keep the newest line in view after the lines from index ``changed`` on changed."""
+    def _follow_from(self, changed: int, pruned: int = 0) -> None:
+        """Keep the newest line in view after the lines from index ``changed`` on changed and
+        ``pruned`` lines went from the front: the lines in view moved up by those and by the
+        scroll, and the terminal may move them (`_shift_rows`), else every row repaints."""
+        top = self.scroll_offset.y
         self._moving = True
         try:
             self._scroll_to_end()
         finally:
             self._moving = False
-        self._refresh_from(changed)
+        shift = pruned + self.scroll_offset.y - top
+        if shift == 0 or (shift > 0 and self._shift_rows(shift)):
+            self._refresh_from(changed)
+        else:
+            self.refresh()
 
     def _refresh_from(self, index: int) -> None:
         """Repaint the rows that show the lines from ``index`` on (and the blank rows below):
@@ -565,9 +572,8 @@ class LogView(ScrollView, can_focus=True):
         return self._vertical_scrollbar  # type: ignore[return-value]
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        shift = round(new_value) - round(old_value)
-        if self._moving and 0 < shift and self._shift_rows(shift):
-            # The terminal moved the rows: the bar's thumb is all that is left to paint.
+        if self._moving:
+            # `_follow_from` repaints what the move needs; the bar's thumb goes with it.
             if self.show_vertical_scrollbar:
                 self.vertical_scrollbar.position = new_value
         else:
