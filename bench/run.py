@@ -1462,7 +1462,7 @@ class Bench:
             rows += [head, end]
         return rows
 
-    # 14 -----------------------------------------------------------------------------------------
+    # 15 -----------------------------------------------------------------------------------------
     def bytes(self) -> list:
         """Issue 17 target 8: bytes written to an 80x24 terminal per second (tmux pipe-pane),
         with one job printing a line a second and under a flood, pq-tui beside mprocs and a
@@ -1531,7 +1531,7 @@ class Bench:
                                     else "error")}
             if case == "trickle":
                 peers["bash"] = stat("shell-trickle")
-            row = Row(f"14. bytes to an 80x24 terminal, {label} (pipe-pane, {window:.0f} s)",
+            row = Row(f"15. bytes to an 80x24 terminal, {label} (pipe-pane, {window:.0f} s)",
                       stat(f"pq-{case}"), peers, target=f"≤ {limit:g} KiB/s")
             key = f"pq-{case}"
             if key in samples:
