@@ -45,7 +45,7 @@ COLS, ROWS = 100, 30
 
 NAMES = ("overhead", "ingest", "responsive", "memory", "idle", "scale", "scripts", "startup",
          "schedule", "times", "pty", "link", "search", "fleet", "onecore", "fleet_table",
-         "callbacks")
+         "callbacks", "bytes")
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -1460,6 +1460,93 @@ class Bench:
             if targets and whole[key]:
                 end.passed = Stat(whole[key]).median <= 3.0
             rows += [head, end]
+        return rows
+
+    # 15 -----------------------------------------------------------------------------------------
+    def bytes(self) -> list:
+        """Issue 17 target 8: bytes written to an 80x24 terminal per second (tmux pipe-pane),
+        with one job printing a line a second and under a flood, pq-tui beside mprocs and a
+        plain shell running the same command. PQ_BENCH_BYTES_BASELINE=DIR (a tree holding
+        another version's pq_tui package) adds that version, alternating with this one."""
+        trickle = 'i=0; while :; do i=$((i+1)); echo "line $i: $(date +%T)"; sleep 1; done'
+        flood = "while :; do seq 1 5000000; done"
+        window = 5.0 if self.quick else 12.0
+        baseline = os.environ.get("PQ_BENCH_BYTES_BASELINE")
+        # Measured in the steady state: the trickle once the log pane's 12 rows are full.
+        cases = {"trickle": (trickle, 14.0), "flood": (flood, 4.0)}
+        versions = {"pq": ([], [PQ_TUI])}  # (environment, command)
+        if baseline:
+            versions["before"] = ([f"PYTHONPATH={shlex.quote(baseline)}"], [PYTHON, "-m", "pq_tui"])
+        samples: dict = {}
+        bands: dict = {}
+        errors: dict = {}
+
+        def measure(key: str, line: str, settle: float) -> None:
+            out = os.path.join(scratch("bytes"), "bytes.json")
+            try:
+                probe("pane_bytes.py", TMUX_SOCKET, "80x24", str(settle), str(window), out, "--",
+                      line)
+                with open(out) as f:
+                    result = json.load(f)
+            except Exception as exc:  # noqa: BLE001 - shown in the table
+                errors[key] = err(exc)
+                self.log(f"bytes {key}: {exc}")
+                return
+            samples.setdefault(key, []).append(round(result["bytes_per_s"] / 1024, 3))
+            bands.setdefault(key, []).append(result["bands"])
+
+        Tmux.ensure_server()
+        for run in range(self.runs):
+            self.log(f"bytes run {run + 1}/{self.runs}")
+            for case, (command, settle) in cases.items():
+                for version, (extra, argv) in versions.items():
+                    world = Isolated(f"bytes-{version}")
+                    toml = write_toml(os.path.join(world.dir, "jobs.toml"), [(case, command, None)])
+                    assignments = [f"{k}={shlex.quote(v)}" for k, v in world.env.items()
+                                   if k.startswith(("PQ_", "XDG_")) or k in ("PATH", "HOME")]
+                    # What an ssh session is given: TERM, no COLORTERM (ssh does not send it).
+                    argv = [*argv, *app_args("embedded", [toml], os.path.join(world.dir, "logs"))]
+                    line = (f"cd {shlex.quote(world.dir)} && exec env -u COLORTERM "
+                            f"TERM=xterm-256color {' '.join(assignments + extra)} "
+                            + " ".join(map(shlex.quote, argv)))
+                    try:
+                        measure(f"{version}-{case}", line, settle)
+                    finally:
+                        world.close()
+                        shutil.rmtree(os.path.join(world.dir, "logs"), ignore_errors=True)
+                if self.peers.mprocs:
+                    measure(f"mprocs-{case}", "exec env -u COLORTERM TERM=xterm-256color "
+                            + " ".join(map(shlex.quote, [self.peers.mprocs, command])), settle)
+                if case == "trickle":
+                    measure("shell-trickle", "exec env -u COLORTERM TERM=xterm-256color sh -c "
+                            + shlex.quote(command), settle)
+
+        def stat(key: str, missing: str = "error"):
+            return Stat(samples[key], "KiB/s") if key in samples else errors.get(key, missing)
+
+        rows = []
+        for case, label, limit in (("trickle", "one job printing a line a second", 0.3),
+                                   ("flood", "a flood (`seq 1 5000000` over and over)", 8.0)):
+            peers = {"mprocs": stat(f"mprocs-{case}", "missing" if not self.peers.mprocs
+                                    else "error")}
+            if case == "trickle":
+                peers["bash"] = stat("shell-trickle")
+            row = Row(f"15. bytes to an 80x24 terminal, {label} (pipe-pane, {window:.0f} s)",
+                      stat(f"pq-{case}"), peers, target=f"≤ {limit:g} KiB/s")
+            key = f"pq-{case}"
+            if key in samples:
+                row.passed = Stat(samples[key]).median <= limit
+                if f"before-{case}" in samples:
+                    before = Stat(samples[f"before-{case}"]).median
+                    row.ratio = f"before: {Stat(samples[f'before-{case}'], 'KiB/s')}"
+                    if before:
+                        row.ratio += f" ({Stat(samples[key]).median / before:.2f}x)"
+                parts = {name: statistics.median(b.get(name, 0) for b in bands[key])
+                         for name in (bands[key][0] if bands[key] else {})}
+                if parts:
+                    self.notes.append(f"bytes, {case}, pq-tui by part (B/s, median): " + ", ".join(
+                        f"{name} {value:.0f}" for name, value in parts.items()))
+            rows.append(row)
         return rows
 
     def link(self) -> list:

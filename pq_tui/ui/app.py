@@ -13,6 +13,7 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Optional
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.driver import Driver
 from textual.screen import Screen
 from textual.widget import AwaitMount
 
@@ -22,6 +23,7 @@ from pq_tui.core.queue import Queue
 from pq_tui.core.safe import printable, printable_lines
 from pq_tui.jobs.jobfile import JobSpec
 from pq_tui.ui import clipboard
+from pq_tui.ui.terminal import erases_in_background, thrifty_driver
 from pq_tui.ui.screens import ConfirmScreen
 from pq_tui.ui.notices import NoticeSettings
 from pq_tui.ui.screens.main import JOB_KEYS, MainScreen, action_name
@@ -87,6 +89,13 @@ class PQApp(App[int]):
     @property
     def queue(self) -> Queue:
         return self.session.queue
+
+    def get_driver_class(self) -> type[Driver]:
+        # Over a slow link the styles Textual repeats cost more than the text: the same
+        # screen, in about half the bytes (pq_tui/ui/terminal.py). Tests run headless: their
+        # driver is Textual's own.
+        return thrifty_driver(super().get_driver_class(),
+                              erase=erases_in_background(os.environ.get("TERM")))
 
     def get_default_screen(self) -> Screen:
         # Made here, not in __init__: a widget needs the running loop (asyncio.Lock, Python 3.9).

@@ -52,6 +52,10 @@ from pq_tui.ui.widgets.status_bar import StatusBar
 # Events are applied at most this often; under a flood they wait in the subscription meanwhile,
 # so a busy job costs the UI a few refreshes a second, not one per line.
 REFRESH_INTERVAL = 0.1
+# ... and this often while a pane gets a page or more each time: then every row of it repaints,
+# whatever the terminal can move, and a flood would cost a slow link a whole pane ten times a
+# second. Four is still a log that visibly runs.
+FLOOD_INTERVAL = 0.25
 # How long a press of +/- counts on its answer to come (a slow link takes a second or two).
 SLOTS_ASKED_FOR = 5.0
 TICK_INTERVAL = 1.0  # clocks and resources of running jobs
@@ -251,13 +255,13 @@ class MainScreen(LogCopy, Screen[None]):
                     return
                 if not self._alive():
                     return
-                if not self._suspended:
-                    self._apply(events)
-                await asyncio.sleep(REFRESH_INTERVAL)
+                flooded = not self._suspended and self._apply(events)
+                await asyncio.sleep(FLOOD_INTERVAL if flooded else REFRESH_INTERVAL)
         finally:
             subscription.close()
 
-    def _apply(self, events: list[Event]) -> None:
+    def _apply(self, events: list[Event]) -> bool:
+        """Apply a batch of events; True if a pane got a page of lines or more (a flood)."""
         panes_of: dict[JobId, list[LogPane]] = {}
         for pane in self._panes():
             if pane.job_id is not None:
@@ -304,6 +308,7 @@ class MainScreen(LogCopy, Screen[None]):
                     pane.append(lines, times.get(pane, ()), partials.get(pane))
             if state_changed:
                 self._sync()
+        return any(len(lines) >= max(pane.view.size.height, 1) for pane, lines in output.items())
 
     def _report_warnings(self, event: JobExited) -> None:
         # Those of a kill the console asked for are told by _kill.

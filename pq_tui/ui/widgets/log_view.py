@@ -20,7 +20,11 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import ClassVar, Iterable, List, Optional, Sequence, Tuple
 
+from math import ceil
+
 from rich.cells import cell_len
+from rich.color import Color
+from rich.console import RenderableType
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
@@ -29,8 +33,9 @@ from textual.cache import LRUCache
 from textual.events import Resize
 from textual.geometry import Region, Size
 from textual.message import Message
-from textual.reactive import var
+from textual.reactive import Reactive, var
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBar, ScrollBarRender
 from textual.selection import Selection
 from textual.strip import Strip
 
@@ -49,6 +54,62 @@ MAX_WIDTH = 2000
 _CACHE_SIZE = 1024
 TIME_MODES = ("off", "clock", "relative")
 """What the time gutter shows, in the order ``T`` goes through them."""
+
+
+class _RowScrollBar(ScrollBar):
+    """A vertical scrollbar that repaints only its rows that change. As a log grows its thumb
+    moves by a cell or less; Textual's repaints every row of the bar for that, and again after
+    `LogView._shift_rows` moved them (then most rows are already right where they went)."""
+
+    window_virtual_size: Reactive[int] = Reactive(100, repaint=False)
+    window_size: Reactive[int] = Reactive(0, repaint=False)
+    position: Reactive[float] = Reactive(0, repaint=False)
+
+    def __init__(self, *, thickness: int) -> None:
+        super().__init__(vertical=True, name="vertical", thickness=thickness)
+        self._painted: list | None = None  # each row's look when last painted (None: not known)
+
+    def _looks(self) -> list:
+        """Each row's look: the geometry of the thumb in it (the colours are not needed here:
+        a change of colour repaints the whole bar)."""
+        window = self.window_size if self.window_size < self.window_virtual_size else 0
+        bar = ScrollBarRender.render_bar(
+            size=self.size.height, virtual_size=ceil(self.window_virtual_size),
+            window_size=ceil(window), position=self.position, thickness=self.thickness,
+            vertical=True, back_color=Color.parse("black"), bar_color=Color.parse("white"))
+        return [(segment.text, segment.style) for segment in bar.segments]
+
+    def _repaint_changes(self) -> None:
+        if not self.is_mounted:
+            return
+        looks = self._looks()
+        if self._painted is None or len(self._painted) != len(looks):
+            self.refresh()
+            return
+        for y, (then, now) in enumerate(zip(self._painted, looks)):
+            if then != now:
+                self.refresh(Region(0, y, self.size.width, 1))
+
+    def shifted(self, rows: int) -> None:
+        """The terminal moved this bar's rows up ``rows`` rows (the ones that came in are blank)."""
+        if self._painted is not None:
+            self._painted = self._painted[rows:] + [None] * rows
+        # Lines kept for a repaint are of the rows before the move.
+        self._styles_cache.clear()
+        self._repaint_changes()
+
+    def watch_window_virtual_size(self) -> None:
+        self._repaint_changes()
+
+    def watch_window_size(self) -> None:
+        self._repaint_changes()
+
+    def watch_position(self) -> None:
+        self._repaint_changes()
+
+    def render(self) -> RenderableType:
+        self._painted = self._looks()
+        return super().render()
 
 
 class LogView(ScrollView, can_focus=True):
@@ -222,6 +283,9 @@ class LogView(ScrollView, can_focus=True):
         # the selection started (None: none).
         self._cursor: int | None = None
         self._anchor: int | None = None
+        # True while new lines scroll the view: the rows above the lines that changed only
+        # move, and the terminal can move them itself (`_shift_rows`).
+        self._moving = False
 
     @property
     def max_lines(self) -> int:
@@ -282,9 +346,15 @@ class LogView(ScrollView, can_focus=True):
             return
         search_before = (len(self._matches), self._current)
         count = len(lines)
+        # The first row whose content changes: the first new line's, or the partial line's (it
+        # may become a line), or the cursor's (on the newest line), or the first a redraw
+        # takes back. Rows above it only move, if the view follows.
+        changed = self._rows() - (self._partial is not None or self.has_focus
+                                  or self._anchor is not None)
         back, lines = self._screen.feed(lines)
         if back:
             self._take_back(back)
+            changed = min(changed, len(self._lines))
         times = _kept_marks(times, count, len(lines))
         first_new = self._dropped + len(self._lines)
         self._times += [(first_new + index, when) for index, when in times]
@@ -302,11 +372,13 @@ class LogView(ScrollView, can_focus=True):
                 self._strip_cache.discard(self._matches[0][0])
         self._update_virtual_size()
         if self.following:
-            self._scroll_to_end()
+            self._follow_from(changed - pruned, pruned)
         elif pruned:
             # Keep the same lines in view while the reader is looking at them.
             self.scroll_to(y=self.scroll_y - pruned, animate=False, force=True)
-        self.refresh()
+            self.refresh()
+        else:
+            self._refresh_from(changed)
         if (len(self._matches), self._current) != search_before:
             self._post_search_changed()
 
@@ -342,13 +414,16 @@ class LogView(ScrollView, can_focus=True):
         """Show ``line`` as the line being rewritten in place, below the others (None: none)."""
         if line == self._partial:
             return
+        changed = self._rows() - 1
         self._partial = line
         if line is not None:
             self._measure([line])
         self._update_virtual_size()
+        changed = min(changed, self._rows() - 1)
         if self.following:
-            self._scroll_to_end()
-        self.refresh()
+            self._follow_from(changed)
+        else:
+            self._refresh_from(changed)
 
     def _take_back(self, count: int) -> None:
         """Remove the last ``count`` lines, which a redraw rewrites: their numbers are reused."""
@@ -393,7 +468,19 @@ class LogView(ScrollView, can_focus=True):
             self._width = max(self._width, min(widest, MAX_WIDTH))
 
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(self._width + self._gutter_width, self._rows())
+        size = Size(self._width + self._gutter_width, self._rows())
+        if size.width != self.virtual_size.width or not self.is_mounted:
+            self.virtual_size = size
+        elif size.height != self.virtual_size.height:
+            # Only taller or shorter: as the reactive would, less its layout pass, which
+            # repaints every row (a new line is to cost its own row). The bars still learn it.
+            self.set_reactive(LogView.virtual_size, size)
+            self._refresh_scrollbars()  # one that comes or goes lays the view out again
+            if self.show_vertical_scrollbar and self.styles.scrollbar_size_vertical:
+                bar = self.vertical_scrollbar
+                bar.window_virtual_size = size.height
+                bar.window_size = self.container_size.height - self.scrollbar_size_horizontal
+            self.scroll_y = self.validate_scroll_y(self.scroll_y)
 
     def _rows(self) -> int:
         # The partial line stands in for an open last line (a piece of the line it continues).
@@ -412,8 +499,85 @@ class LogView(ScrollView, can_focus=True):
             self._scroll_to_end(x_axis=True)
         self.post_message(self.FollowChanged(self, following))
 
+    def _follow_from(self, changed: int, pruned: int = 0) -> None:
+        """Keep the newest line in view after the lines from index ``changed`` on changed and
+        ``pruned`` lines went from the front: the lines in view moved up by those and by the
+        scroll, and the terminal may move them (`_shift_rows`), else every row repaints."""
+        top = self.scroll_offset.y
+        self._moving = True
+        try:
+            self._scroll_to_end()
+        finally:
+            self._moving = False
+        shift = pruned + self.scroll_offset.y - top
+        if shift == 0 or (shift > 0 and self._shift_rows(shift)):
+            self._refresh_from(changed)
+        else:
+            self.refresh()
+
+    def _refresh_from(self, index: int) -> None:
+        """Repaint the rows that show the lines from ``index`` on (and the blank rows below):
+        a line that came costs its own row, not the whole view."""
+        top = self.scroll_offset.y
+        height = self.size.height
+        first = max(0, index - top)
+        if first < height:
+            self.refresh(Region(0, first, self.size.width, height - first))
+
+    def _shift_rows(self, shift: int) -> bool:
+        """Have the terminal move the view's rows up ``shift`` rows (a scroll region and line
+        feeds at its bottom), so that only the rows that come in are painted. Only where that
+        moves nothing but this view: the view spans the screen's width (a scroll region takes
+        whole lines), nothing is drawn over it (a toast), and the rows that move show what
+        they should. False: not done, Textual repaints the view."""
+        app = self.app
+        driver = app._driver
+        if driver is None or app.is_headless or app.is_inline or self.screen is not app.screen:
+            return False
+        rows = self.scrollable_content_region  # the lines' rows, on the screen
+        region = self.region
+        if shift >= rows.height or region.x != 0 or region.right != app.size.width:
+            return False
+        # Rows still waiting for a paint show something else: moved up, they still need one.
+        waiting = [r.y for r in self._repaint_regions if r.height]
+        first = min(waiting, default=rows.height) - shift
+        if first <= 0:
+            return False
+        band = Region(0, rows.y, app.size.width, rows.height)
+        compositor = self.screen._compositor
+        if any(band.overlaps(dirty) for dirty in compositor._dirty_regions):
+            return False
+        mine = {self, self.vertical_scrollbar, *self.ancestors_with_self}
+        for widget, (where, _) in compositor.visible_widgets.items():
+            if widget not in mine and where.overlaps(band):
+                return False
+        top, bottom = rows.y + 1, rows.bottom
+        driver.write(f"\x1b[{top};{bottom}r\x1b[{bottom};1H" + "\n" * shift + "\x1b[r")
+        # Textual's lines of this view, kept for a repaint, are of the rows before the move.
+        self._styles_cache.clear()
+        if first < rows.height:
+            self.refresh(Region(0, first, self.size.width, rows.height - first))
+        # The bar moved with the rows.
+        if self.show_vertical_scrollbar:
+            self.vertical_scrollbar.shifted(shift)
+        return True
+
+    @property
+    def vertical_scrollbar(self) -> _RowScrollBar:
+        # As Widget's, with a bar of our own.
+        if self._vertical_scrollbar is None:
+            self._vertical_scrollbar = _RowScrollBar(thickness=self.scrollbar_size_vertical)
+            self._vertical_scrollbar.display = False
+            self.app._start_widget(self, self._vertical_scrollbar)
+        return self._vertical_scrollbar  # type: ignore[return-value]
+
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
-        super().watch_scroll_y(old_value, new_value)
+        if self._moving:
+            # `_follow_from` repaints what the move needs; the bar's thumb goes with it.
+            if self.show_vertical_scrollbar:
+                self.vertical_scrollbar.position = new_value
+        else:
+            super().watch_scroll_y(old_value, new_value)
         # However the view moved up (keys, wheel, scrollbar, the app), the reader wants to stay
         # there. A view clamped by a resize or a shorter load is still at the end: not a move.
         if self.following and new_value < old_value and new_value < self.max_scroll_y:
