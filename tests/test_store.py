@@ -540,7 +540,9 @@ def test_a_crash_after_any_step_recovers_the_engine_state_at_that_step(tmp_path)
         await engine.wait_finished("7")
 
     events, snapshots = record_run(tmp_path, steps)
-    assert len(snapshots) > 15
+    # Boundaries are the engine's loop turns: 15 to 17 here since jobs start by posix_spawn
+    # (more before), fewer when a loaded machine runs more of them in one turn.
+    assert len(snapshots) >= 10
     kinds = {type(event).__name__ for event in events}
     assert {"JobQueued", "JobDequeued", "JobStarted", "JobExited", "JobMoved", "JobRemoved",
             "LanePaused", "LaneResumed"} <= kinds
