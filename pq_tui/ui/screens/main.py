@@ -158,6 +158,8 @@ class MainScreen(LogCopy, Screen[None]):
         self._links: Dict[str, LinkChanged] = {}
         self._link_timer: Optional[Timer] = None
         self._suspended = False
+        # Panes that showed a note of lines not shown since they last loaded their job.
+        self._gapped: set[LogPane] = set()
         self._added = 0
         self._keys_shown: tuple = ()
         self._store_warned = False
@@ -269,6 +271,7 @@ class MainScreen(LogCopy, Screen[None]):
         output: dict[LogPane, list] = {}
         times: dict[LogPane, list] = {}  # the time marks of the lines in output
         partials: dict[LogPane, Optional[tuple[str, str]]] = {}
+        exited: set = set()
         state_changed = False
         for event in events:
             if isinstance(event, JobOutput):
@@ -284,12 +287,14 @@ class MainScreen(LogCopy, Screen[None]):
                     output.setdefault(pane, []).append(
                         ("note", f"… {event.count} lines not shown here (the log file has them)")
                     )
+                    self._gapped.add(pane)
             elif isinstance(event, JobUsage):
                 pass  # the once-a-second tick repaints the running jobs' rows
             else:
                 state_changed = True
                 if isinstance(event, JobExited):
                     self._report_warnings(event)
+                    exited.add(event.job_id)
                 elif isinstance(event, LaneResized) and \
                         self._slots_asked.get(event.lane, (None,))[0] == event.parallel:
                     del self._slots_asked[event.lane]
@@ -308,6 +313,12 @@ class MainScreen(LogCopy, Screen[None]):
                     pane.append(lines, times.get(pane, ()), partials.get(pane))
             if state_changed:
                 self._sync()
+        for pane in list(self._gapped):
+            job_id = pane.job_id
+            if job_id is not None and job_id in exited:
+                # Its last lines may be among those not shown: the end of its log instead.
+                self._gapped.discard(pane)
+                self._show(pane, self.queue.get(job_id), again=True)
         return any(len(lines) >= max(pane.view.size.height, 1) for pane, lines in output.items())
 
     def _report_warnings(self, event: JobExited) -> None:
@@ -428,6 +439,8 @@ class MainScreen(LogCopy, Screen[None]):
     def _show(self, pane: LogPane, job: Optional[JobView], again: bool = False) -> None:
         """Show ``job`` in ``pane`` (``again``: afresh, the pane missed events)."""
         fresh = job is not None and (again or job is not pane.shown)
+        if job is not pane.shown:
+            self._gapped.discard(pane)  # its notes of lines not shown go with it
         if again:
             pane.reload()
         else:
