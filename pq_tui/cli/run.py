@@ -32,7 +32,7 @@ from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
 from pq_tui.jobs.submit import plan_specs
 from pq_tui.cli.redraw import RedrawPrinter
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from pq_tui.settings import default_log_dir, hook_config
+from pq_tui.settings import SettingsError, default_log_dir, hook_config
 
 
 RUN_EPILOG = """\
@@ -141,11 +141,17 @@ def check_command(options: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_BAD_INPUT
     specs = loaded.specs
-    hosts = options.host or []
-    if len(hosts) > 1 or any("," in host for host in hosts):
-        write_error(f"--host {','.join(hosts)}: check takes one host")
+    from pq_tui.cli.hosts import LOCAL, host_names  # not on `pq-tui run`'s way
+
+    try:
+        hosts = host_names(options.host)
+    except (ValueError, SettingsError) as exc:
+        write_error(str(exc))
         return EXIT_BAD_INPUT
-    plans = [(spec, None) for spec in specs] if hosts else _plan(specs)
+    if len(hosts) > 1:
+        write_error(f"--host {','.join(options.host)}: check takes one host")
+        return EXIT_BAD_INPUT
+    plans = _plan(specs) if hosts[0] == LOCAL else [(spec, None) for spec in specs]
     if plans is None:
         return EXIT_BAD_INPUT
     for spec, plan in plans:
@@ -161,7 +167,7 @@ def check_command(options: argparse.Namespace) -> int:
                      + (f"  ({', '.join(extras)})" if extras else "") + "\n")
         # A multi-line shell script stays on one line here; \n marks where its lines break, and
         # a \r or an escape sequence cannot hide what runs behind what is shown.
-        if plan is None:
+        if plan is None:  # planned by that host's server
             write_stdout(_remote_lines(spec, hosts[0]))
             continue
         write_stdout(f"    cmd: {printable(plan.display_cmd)}\n")

@@ -484,7 +484,6 @@ class RemoteEngine(LocalLogs, Shifts):
 
         self._send(f"push {len(entries)} jobs", send)
 
-
     def requeue(self, job_id: JobId) -> None:
         job = self._require(job_id)
         if not job.status.finished:

@@ -961,9 +961,8 @@ class MainScreen(LogCopy, Screen[None]):
             self.notify(str(exc), severity="error")
             return
         command = shlex.split(os.environ.get("PAGER") or "less -R") + [path]
-        self._suspended = True
         try:
-            with handed_over(self.app):
+            with self._terminal_lent():
                 # Awaited, not subprocess.call: the engine goes on reading its jobs' output
                 # meanwhile.
                 process = await asyncio.create_subprocess_exec(*command)
@@ -972,9 +971,19 @@ class MainScreen(LogCopy, Screen[None]):
             self.notify(f"pager not found: {command[0]} (set $PAGER)", severity="error")
         finally:
             self.queue.release_page(path)
+
+    @contextmanager
+    def _terminal_lent(self) -> Iterator[None]:
+        """The terminal handed to a child (``handed_over``); then the panes reload what came
+        meanwhile."""
+        self._suspended = True
+        try:
+            with handed_over(self.app):
+                yield
+        finally:
             self._suspended = False
             for pane in self._panes():
-                self._show(pane, pane.shown, again=True)  # what arrived while the pager ran
+                self._show(pane, pane.shown, again=True)
             self._sync()
 
     def action_search_logs(self) -> None:
@@ -1029,9 +1038,8 @@ class MainScreen(LogCopy, Screen[None]):
         except LogUnavailable as exc:
             self.notify(printable(str(exc)), severity="error")
             return
-        self._suspended = True
         try:
-            with handed_over(self.app):
+            with self._terminal_lent():
                 await log_at.pager_at(path, line, finished=False)
         except FileNotFoundError:
             self.notify("pager not found (set $PAGER)", severity="error")
@@ -1040,10 +1048,6 @@ class MainScreen(LogCopy, Screen[None]):
                         severity="error")
         finally:
             self.queue.release_page(path)
-            self._suspended = False
-            for pane in self._panes():
-                self._show(pane, pane.shown, again=True)
-            self._sync()
 
     async def action_connect_host(self) -> None:
         """The selected row's host if it is not connected, else the first one that is not: its
@@ -1060,16 +1064,12 @@ class MainScreen(LogCopy, Screen[None]):
         host = self.table.selected_host  # several hosts: the row's, a job's or a header's
         if host not in down:
             host = down[0]
-        self._suspended = True
         try:
-            with handed_over(self.app):
+            with self._terminal_lent():
                 print(f"pq-tui: connecting to {host}; ssh may ask here", flush=True)
                 why = await connect(host, prompt=True)
         except SuspendNotSupported:  # no terminal to hand over: no prompt then
             why = await connect(host, prompt=False)
-        finally:
-            self._suspended = False
-            self._sync()
         if why is not None:
             self.notify(printable(why), severity="error", timeout=15)
 
