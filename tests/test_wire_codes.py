@@ -74,6 +74,14 @@ def test_each_refusal_has_its_code(server):
                 1, Op.SNAPSHOT))], number=99)
             assert said["code"] == refused["code"] == ErrorCode.PROTOCOL_MISMATCH
             assert refused["kind"] == "ProtocolError"  # as clients before codes read it
+            # The last protocol before this one (7: JobOutput's lines as pairs) gets no events
+            # it could not read: its subscribe is refused, its control ops answered.
+            said, refused, pong = await raw(server, [
+                protocol.encode(protocol.request(1, Op.SUBSCRIBE)),
+                protocol.encode(protocol.request(2, Op.PING))], number=protocol.PROTOCOL - 1)
+            assert said["code"] == refused["code"] == ErrorCode.PROTOCOL_MISMATCH
+            assert f"this client {protocol.PROTOCOL - 1}" in said["error"]
+            assert pong["result"] == "pong"
 
             # bad_request: not a request that can be carried out as written.
             assert await code_of(client, "explode") == ErrorCode.BAD_REQUEST

@@ -92,6 +92,13 @@ def _request_of(op: str, args: Dict[str, Any]) -> Sender:
     return lambda client, key: client.request_keyed(op, key, args)
 
 
+def _chars(lines: Any) -> int:
+    """The characters of a JobOutput's lines: counted once, as the client decoded them."""
+    if isinstance(lines, protocol.RunLines):
+        return lines.chars
+    return sum(len(text) for _stream, text in lines)
+
+
 class RemoteJob(JobRow):
     """One run of a job as the server last told: the attributes of ``pq_tui.core.Job`` that the
     console reads."""
@@ -643,8 +650,7 @@ class RemoteEngine(LocalLogs, Shifts):
                         self._apply(item)
                     except Exception:
                         log.exception("applying %r", item)
-                    chars = (sum(len(text) for _stream, text in item.lines)
-                             if isinstance(item, JobOutput) else 0)
+                    chars = _chars(item.lines) if isinstance(item, JobOutput) else 0
                     for subscription in list(self._subscriptions):
                         subscription.put(item, chars)  # bounded as the engine's
         finally:

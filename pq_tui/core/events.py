@@ -80,7 +80,7 @@ class JobOutput:
 
     job_id: JobId
     seq: int
-    lines: tuple[Line, ...]
+    lines: Sequence[Line]  # the engine's OutputLines (a tuple will do)
     times: tuple[tuple[int, float], ...] = ()
     partial: Optional[Line] = None
 

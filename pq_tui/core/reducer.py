@@ -13,6 +13,7 @@ change; a new run of an id is a new row.
 from __future__ import annotations
 
 from collections import deque
+from itertools import repeat
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence
 
 from pq_tui.core.events import (
@@ -87,6 +88,38 @@ def unseen(next_seq: int, seq: int, lines: Sequence[Line]) -> Sequence[Line]:
     if skip <= 0:
         return lines
     return lines[skip:]
+
+
+def last_lines(lines: Sequence[Line], start: int, count: int) -> List[Line]:
+    """The last ``count`` lines of ``lines[start:]``. Of the engine's OutputLines (runs of one
+    stream) only those get a (stream, text) tuple: a flood's batch of 25,000 lines, of which a
+    tail keeps 1000, made every tuple and cost more than the rest of the event."""
+    start = max(start, len(lines) - count, 0)
+    runs = getattr(lines, "runs", None)
+    if runs is None:
+        return list(lines[start:])
+    kept: List[Line] = []
+    position = 0
+    for stream, texts in runs:
+        end = position + len(texts)
+        if end > start:
+            kept.extend(zip(repeat(stream), texts[max(0, start - position):]))
+        position = end
+    return kept
+
+
+def count_stream(lines: Sequence[Line], stream: str, start: int = 0) -> int:
+    """How many of ``lines[start:]`` are of ``stream``; of OutputLines, a sum over its runs."""
+    runs = getattr(lines, "runs", None)
+    if runs is None:
+        return sum(1 for line in lines[max(start, 0):] if line[0] == stream)
+    count = position = 0
+    for run_stream, texts in runs:
+        end = position + len(texts)
+        if run_stream == stream and end > start:
+            count += end - max(start, position)
+        position = end
+    return count
 
 
 class QueueView:
@@ -211,12 +244,15 @@ class QueueView:
         if job is None:
             return None
         job.partial = event.partial
-        lines = unseen(job.line_count, event.seq, event.lines)
-        if not lines:
+        lines = event.lines
+        skip = max(0, job.line_count - event.seq)  # a tail loaded may hold the batch's start
+        if skip >= len(lines):
             return job
-        job.tail.extend(lines, shifted_marks(event.times, len(event.lines) - len(lines)))
-        job.stderr_count += sum(1 for stream, _text in lines if stream == "err")
-        job.line_count = event.seq + len(event.lines)
+        # What the tail would keep of the batch: it holds at most max_lines lines.
+        kept = last_lines(lines, skip, job.tail.max_lines)
+        job.tail.extend(kept, shifted_marks(event.times, len(lines) - len(kept)))
+        job.stderr_count += count_stream(lines, "err", skip)
+        job.line_count = event.seq + len(lines)
         return job
 
     def _dropped(self, event: OutputDropped) -> Optional[JobRow]:

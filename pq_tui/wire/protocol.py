@@ -12,7 +12,9 @@ import asyncio
 import dataclasses
 import json
 import math
-from typing import Any, Dict, List, Optional, Tuple
+from itertools import groupby
+from operator import itemgetter
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pq_tui.core.events import (
     DependencyMet,
@@ -32,13 +34,17 @@ from pq_tui.core.events import (
     LanePaused,
     LaneResized,
     LaneResumed,
+    Line,
     OutputDropped,
+    OutputLines,
     StoreStatus,
 )
 from pq_tui.core.search import DEFAULT_MAX_HITS
 from pq_tui.wire.ops import Op
 
-PROTOCOL = 7  # 7: push_many's total (6: the tail's partial line, JobWarned, log_end, keys, grep)
+# 8: JobOutput's lines as runs of one stream; 7: push_many's total (6: the tail's partial line,
+# JobWarned, log_end, keys, grep)
+PROTOCOL = 8
 SERVER_NAME = "pq-tui"
 MAX_LINE = 16 * 1024 * 1024  # bytes in one message, its "\n" not counted
 PART_BYTES = 256 * 1024  # a reply's list longer than this comes in "part" messages
@@ -440,13 +446,14 @@ EVENT_TYPES = {
 
 def encode_event(event: Event) -> Dict[str, Any]:
     """``{"type": "event", "event": <class name>, <field>: <value>, ...}``; JobOutput's lines
-    as ``[[stream, text], ...]``."""
+    as ``"runs"`` (``encode_runs``) instead of ``"lines"``."""
     message: Dict[str, Any] = {"type": "event", "event": type(event).__name__}
     for field in dataclasses.fields(event):
         value = getattr(event, field.name)
         if field.name == "lines":
-            value = [[stream, text] for stream, text in value]
-        elif field.name == "data":
+            message["runs"] = encode_runs(value)
+            continue
+        if field.name == "data":
             value = row_data(value)
         elif field.name == "partial" and value is not None:
             value = list(value)
@@ -461,14 +468,88 @@ def decode_event(message: Dict[str, Any]) -> Event:
         raise ProtocolError(f"not an event message: {str(message)[:200]}")
     values = {}
     for field in dataclasses.fields(cls):
-        if field.name not in message:
-            raise ProtocolError(f"{cls.__name__} without {field.name!r}")
-        value = message[field.name]
+        key = "runs" if field.name == "lines" else field.name
+        if key not in message:
+            raise ProtocolError(f"{cls.__name__} without {key!r}")
+        value = message[key]
         if field.name == "lines":
-            value = tuple((stream, text) for stream, text in value)
+            value = decode_runs(value)
         elif field.name == "job_ids" or (field.name == "partial" and value is not None):
             value = tuple(value)
         elif field.name == "times":
             value = tuple((index, when) for index, when in value)
         values[field.name] = value
     return cls(**values)
+
+
+# -- output lines as runs ----------------------------------------------------------------------
+# A flood's batch is thousands of lines: as [stream, text] pairs, a client spent most of its
+# time parsing them (json.loads, then a tuple each), on the event loop its keys wait for. A run
+# of lines of one stream is one string with "\n" between them, parsed as one and split in C.
+
+
+class RunLines(OutputLines):
+    """A JobOutput's lines as a client decodes them: ``runs`` as the engine keeps them, and
+    ``chars``, the characters of their text (what a subscription bounds). Equal to any sequence
+    of the same (stream, text) lines, as the event it was encoded from."""
+
+    __slots__ = ("chars",)
+
+    def __init__(self, runs: List[Tuple[str, List[str]]], chars: int) -> None:
+        super().__init__(runs)
+        self.chars = chars
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        if isinstance(other, OutputLines) and other.runs == self.runs:
+            return True
+        return len(other) == len(self) and list(other) == list(self)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+
+def _runs_of(lines: Sequence[Line]) -> List[Tuple[str, List[str]]]:
+    runs = getattr(lines, "runs", None)  # the engine's OutputLines
+    if runs is not None:
+        return runs
+    return [(stream, [text for _stream, text in run])
+            for stream, run in groupby(lines, itemgetter(0))]
+
+
+def encode_runs(lines: Sequence[Line]) -> List[List[Any]]:
+    """``[[stream, "text\\ntext..."], ...]``: each run of lines of one stream as one string, its
+    lines joined by "\\n". A line holding a "\\n" itself (the engine's never do: it splits
+    there) would be two at the other end: that run goes as ``[stream, [text, ...]]``."""
+    runs: List[List[Any]] = []
+    for stream, texts in _runs_of(lines):
+        if not texts:
+            continue
+        text = "\n".join(texts)
+        runs.append([stream, text if text.count("\n") == len(texts) - 1 else list(texts)])
+    return runs
+
+
+def decode_runs(value: Any) -> RunLines:
+    """The lines of ``encode_runs``'s runs; ProtocolError for anything else."""
+    if not isinstance(value, list):
+        raise ProtocolError(f"JobOutput's runs must be a list, got {type(value).__name__}")
+    runs = []
+    chars = 0
+    for run in value:
+        if not (isinstance(run, list) and len(run) == 2 and isinstance(run[0], str)):
+            raise ProtocolError(f"a run of lines must be [stream, text], got {str(run)[:80]}")
+        stream, text = run
+        if isinstance(text, str):
+            texts = text.split("\n")
+            chars += len(text) - len(texts) + 1
+        elif (isinstance(text, list) and text
+              and all(isinstance(item, str) for item in text)):
+            texts = text
+            chars += sum(map(len, texts))
+        else:
+            raise ProtocolError(f"a run's lines must be a string or a list of strings, got "
+                                f"{str(text)[:80]}")
+        runs.append((stream, texts))
+    return RunLines(runs, chars)

@@ -322,7 +322,8 @@ def other_protocol_server(server, number: int) -> subprocess.Popen:
     return proc
 
 
-@pytest.mark.parametrize("number", [1, 99])
+# protocol.PROTOCOL - 1: the last version before this one (7: JobOutput lines as pairs).
+@pytest.mark.parametrize("number", [1, protocol.PROTOCOL - 1, 99])
 def test_a_server_of_another_protocol_is_named_and_stopped(server, number):
     proc = other_protocol_server(server, number)
     pid = proc.pid
