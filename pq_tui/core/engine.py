@@ -887,7 +887,7 @@ class Engine(LocalLogs, Shifts):
         lines = OutputLines([(stream, chunk.split()) for stream, chunk, _when in runs])
         self._call_handler(job, "on_output", lines)
         if self._subscriptions:  # a journal has no use for output: its record is the log file
-            self._emit(JobOutput(job_id, seq, tuple(lines), _time_marks(runs), partial), chars)
+            self._emit(JobOutput(job_id, seq, lines, _time_marks(runs), partial), chars)
 
     def _call_handler(self, job: Job, method: str, *args: Any) -> None:
         callback = getattr(job.handler, method, None)
