@@ -10,6 +10,10 @@ Samples are kept from the moment job JOB_ID runs until it has finished; then OUT
 
 With PQ_BENCH_JOBS=N (a console over several hosts, each with a job JOB_ID), the samples are
 kept from the moment any of the N runs until all N have finished.
+
+With PQ_BENCH_STEPS=1, OUT.json also gets "slow_steps": every step of the event loop (one
+callback, one task step) over 30 ms while samples are kept, as [ms, what ran], longest first:
+what the lag is made of.
 """
 
 import asyncio
@@ -19,6 +23,15 @@ import sys
 import time
 
 INTERVAL = 0.01
+SLOW_STEP = 0.03
+
+
+def _what(callback) -> str:
+    """A step's callback by name: a task's wake-up by its coroutine's."""
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        return f"task {owner.get_coro().__qualname__}"
+    return repr(callback)[:200]
 
 
 def install(out_path: str, job_id: str) -> None:
@@ -38,6 +51,24 @@ def install(out_path: str, job_id: str) -> None:
             return [] if job is None else [job]
         return [job for job in app.queue.jobs() if str(job.id) == job_id]
 
+    steps: list = []
+    timing = [False]
+    if os.environ.get("PQ_BENCH_STEPS"):
+        import asyncio.events
+
+        run = asyncio.events.Handle._run
+
+        def timed_run(handle) -> None:
+            if not timing[0]:
+                return run(handle)
+            begun = time.perf_counter()
+            run(handle)
+            took = time.perf_counter() - begun
+            if took > SLOW_STEP:
+                steps.append((round(took * 1000.0, 1), _what(handle._callback)))
+
+        asyncio.events.Handle._run = timed_run
+
     async def probe(app) -> None:
         samples = []
         started = None
@@ -49,14 +80,19 @@ def install(out_path: str, job_id: str) -> None:
             if any(job.status.value == "running" for job in found):
                 if started is None:
                     started = before
+                    timing[0] = True
                 samples.append(max(0.0, lag) * 1000.0)
             elif (started is not None and len(found) >= expected
                   and all(job.status.finished for job in found)):
                 samples.append(max(0.0, lag) * 1000.0)
                 break
+        timing[0] = False
+        result = {"samples_ms": samples, "duration_s": time.perf_counter() - started}
+        if os.environ.get("PQ_BENCH_STEPS"):
+            result["slow_steps"] = sorted(steps, reverse=True)
         tmp = out_path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"samples_ms": samples, "duration_s": time.perf_counter() - started}, f)
+            json.dump(result, f)
         os.replace(tmp, out_path)
 
     app_module.PQApp.on_mount = on_mount
