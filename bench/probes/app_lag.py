@@ -30,7 +30,12 @@ def _what(callback) -> str:
     """A step's callback by name: a task's wake-up by its coroutine's."""
     owner = getattr(callback, "__self__", None)
     if isinstance(owner, asyncio.Task):
-        return f"task {owner.get_coro().__qualname__}"
+        coro = owner.get_coro()
+        timer = getattr(coro, "cr_frame", None) and coro.cr_frame.f_locals.get("self")
+        if coro.__qualname__ == "Timer._run_timer" and timer is not None:  # Textual's
+            callback = getattr(timer, "_callback", None)
+            return f"timer {timer.name} {getattr(callback, '__qualname__', callback)!r}"
+        return f"task {coro.__qualname__}"
     return repr(callback)[:200]
 
 
@@ -54,9 +59,9 @@ def install(out_path: str, job_id: str) -> None:
     steps: list = []
     timing = [False]
     if os.environ.get("PQ_BENCH_STEPS"):
-        import asyncio.events
+        from asyncio import events  # (not "import asyncio.events": asyncio would be local)
 
-        run = asyncio.events.Handle._run
+        run = events.Handle._run
 
         def timed_run(handle) -> None:
             if not timing[0]:
@@ -67,7 +72,7 @@ def install(out_path: str, job_id: str) -> None:
             if took > SLOW_STEP:
                 steps.append((round(took * 1000.0, 1), _what(handle._callback)))
 
-        asyncio.events.Handle._run = timed_run
+        events.Handle._run = timed_run
 
     async def probe(app) -> None:
         samples = []
