@@ -1617,19 +1617,30 @@ class Bench:
         daemon.start()
         toml = write_toml(os.path.join(work, "flood.toml"), [("flood", f"seq 1 {count}", None)])
         p99s: dict = {1: [], 2: []}
+        steps: list = []  # the event loop's steps over 30 ms in the two-host runs
         errors: dict = {}
         try:
             for run in range(self.runs):
                 for hosts in ((1, 2) if run % 2 == 0 else (2, 1)):
                     self.log(f"fleet run {run + 1}/{self.runs}: {hosts} host(s)")
                     try:
-                        p99s[hosts].append(self._fleet_flood(daemon, f"r{run}h{hosts}", hosts,
-                                                             toml))
+                        p99, slow = self._fleet_flood(daemon, f"r{run}h{hosts}", hosts, toml)
+                        p99s[hosts].append(p99)
+                        if hosts == 2:
+                            steps += slow
                     except Exception as exc:  # noqa: BLE001 - shown in the table
                         errors[hosts] = err(exc)
                         self.log(f"fleet: {exc}")
         finally:
             daemon.stop()
+        if steps:
+            by_what: dict = {}
+            for ms, what in steps:
+                by_what.setdefault(what, []).append(ms)
+            worst = sorted(by_what.items(), key=lambda item: -max(item[1]))[:4]
+            self.notes.append("fleet, two hosts: the event loop's steps over 30 ms (all runs): "
+                              + "; ".join(f"{what}: {len(ms)}, max {max(ms):.0f} ms"
+                                          for what, ms in worst))
         rows = []
         for hosts in (1, 2):
             row = Row(f"{title}: {hosts} host{'s' if hosts > 1 else ''}",
@@ -1642,15 +1653,16 @@ class Bench:
             rows.append(row)
         return rows
 
-    def _fleet_flood(self, daemon: Any, name: str, hosts: int, toml: str) -> float:
-        """One console over ``hosts`` fresh boards, the flood pushed to each once it is up."""
+    def _fleet_flood(self, daemon: Any, name: str, hosts: int, toml: str) -> tuple:
+        """One console over ``hosts`` fresh boards, the flood pushed to each once it is up: the
+        lag p99, and the loop's steps over 30 ms as [ms, what ran] (app_lag.py)."""
         boards = [daemon.board(f"{name}-{i}") for i in range(hosts)]
         world = Isolated(f"fleet-{name}")
         config = os.path.join(world.dir, "config.toml")
         with open(config, "w") as f:
             for board in boards:
                 f.write(f'[hosts.{board.name}]\nssh = "{board.ssh}"\npq_tui = "{board.pq_tui}"\n')
-        world.env.update(PQ_TUI_CONFIG=config, PQ_BENCH_JOBS=str(hosts))
+        world.env.update(PQ_TUI_CONFIG=config, PQ_BENCH_JOBS=str(hosts), PQ_BENCH_STEPS="1")
         out = os.path.join(world.dir, "lag.json")
         command = [PYTHON, os.path.join(PROBES, "app_lag.py"), out, "flood", "--",
                    *(arg for board in boards for arg in ("--host", board.name))]
@@ -1671,8 +1683,10 @@ class Bench:
                     raise RuntimeError("the floods did not end in 600 s")
                 time.sleep(0.1)
             with open(out) as f:
-                samples = sorted(json.load(f)["samples_ms"])
-            return samples[min(len(samples) - 1, int(0.99 * len(samples)))]
+                result = json.load(f)
+            samples = sorted(result["samples_ms"])
+            return (samples[min(len(samples) - 1, int(0.99 * len(samples)))],
+                    result.get("slow_steps", []))
         finally:
             term.close()
             for board in boards:
