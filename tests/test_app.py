@@ -9,6 +9,7 @@ handlers are not installed.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Awaitable, Callable, Optional
 
@@ -236,24 +237,24 @@ def test_startup_rows_grouped_by_lane_in_queue_order_and_status_bar_counts(tmp_p
     run_app(make_app(tmp_path, jobs), drive)
 
 
-def test_time_ticks_while_running_and_the_ticker_pauses_when_nothing_runs(tmp_path: Path) -> None:
+def test_time_ticks_while_running_and_the_ticker_stops_when_nothing_runs(tmp_path: Path) -> None:
     release = tmp_path / "release"
 
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        assert not app.main._ticker._active.is_set(), "the ticker runs before any job does"
+        assert app.main._ticker is None, "the ticker runs before any job does"
         # Without resource samples (profile off) no event comes while the job runs silently:
         # only the ticker can move its clock.
         app.queue.push("clock", {"cmd": gate(release), "profile": False})
         await wait_status(pilot, app, "clock", Status.RUNNING)
         await wait_until(pilot, lambda: cell(app, "clock", "time") not in (None, "-"), "a TIME value")
         first = cell(app, "clock", "time")
-        assert app.main._ticker._active.is_set()
+        assert app.main._ticker is not None
         await wait_until(pilot, lambda: cell(app, "clock", "time") != first, "the TIME cell to tick")
         assert cell(app, "clock", "cpu") == "", "no resource sample came (profile is off)"
         assert cell(app, "clock", "time").startswith("0:0")
         release.touch()
         await wait_status(pilot, app, "clock", Status.OK)
-        await wait_until(pilot, lambda: not app.main._ticker._active.is_set(), "the ticker to pause")
+        await wait_until(pilot, lambda: app.main._ticker is None, "the ticker to stop")
         # The finished job's TIME is its duration, frozen.
         assert cell(app, "clock", "time") == fmt.duration(app.queue.get("clock").duration)
 
@@ -266,7 +267,7 @@ def test_a_retrying_job_shows_its_next_attempt_and_a_kill_ends_it(tmp_path: Path
         await wait_status(pilot, app, "flaky", Status.RETRYING)
         await wait_until(pilot, lambda: (cell(app, "flaky", "state") or "").startswith(
             f"{fmt.glyph(Status.RETRYING)} retry 2/3 in "), "the retry in the STATE cell")
-        assert app.main._ticker._active.is_set(), "the countdown ticks"
+        assert app.main._ticker is not None, "the countdown ticks"
         await select(pilot, app, "flaky")
         assert app.main.applies("kill_job")
         app.main.action_kill_job(force=True)
@@ -1644,3 +1645,28 @@ def test_an_attempt_too_wide_for_its_cell_loses_the_states_word(status, width, s
 def test_a_skipped_job_shows_no_attempt_it_never_made():
     data = {"attempt": 1, "attempts": 3, "status": "skipped"}
     assert fmt.job_state_label(Status.SKIPPED, data) == label(Status.SKIPPED)
+
+
+def test_a_tick_due_soon_comes_with_a_running_jobs_output(tmp_path: Path) -> None:
+    # One repaint for the line and the clock, not two: the tick is done with the output.
+    release = tmp_path / "release"
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        screen = app.main
+        app.queue.push("talky", {"cmd": f"{gate(release)}; echo two; sleep 600",
+                                 "profile": False})
+        await wait_status(pilot, app, "talky", Status.RUNNING)
+        await wait_until(pilot, lambda: screen._ticker is not None, "the ticker")
+        with_output = []
+        tick_with_output = screen._tick_with_output
+        screen._tick_with_output = lambda: (with_output.append(1), tick_with_output())[-1]
+        release.touch()
+        await wait_until(pilot, lambda: with_output, "the output to offer a tick")
+        screen._ticked -= 10  # the last tick long ago: due
+        screen._tick_with_output()
+        ticked = screen._ticked
+        assert time.monotonic() - ticked < 1, "a tick due came with the output"
+        screen._tick_with_output()
+        assert screen._ticked == ticked, "a tick just done is not done again"
+
+    run_app(make_app(tmp_path), drive)

@@ -59,6 +59,11 @@ FLOOD_INTERVAL = 0.25
 # How long a press of +/- counts on its answer to come (a slow link takes a second or two).
 SLOTS_ASKED_FOR = 5.0
 TICK_INTERVAL = 1.0  # clocks and resources of running jobs
+# A tick due this soon is done with a running job's new output, in the same frame: a job that
+# prints a line a second then costs one repaint a second, not two (a repaint costs the console
+# more than the line). The next tick waits a little longer than its interval, for the next line.
+TICK_WITH_OUTPUT = 0.8 * TICK_INTERVAL
+TICK_AFTER_OUTPUT = 1.25 * TICK_INTERVAL
 LOG_END_BYTES = 1024 * 1024  # of a finished job's log, read when a pane shows it
 # A PTY job's window follows the main pane at most this often: a drag of the terminal's edge
 # would send one resize per step.
@@ -153,7 +158,8 @@ class MainScreen(LogCopy, Screen[None]):
         self._slots_asked: dict[str, tuple[int, float]] = {}
         self.start_dir = start_dir
         self._log_lines = log_lines
-        self._ticker: Optional[Timer] = None
+        self._ticker: Optional[Timer] = None  # the next tick, while a job runs
+        self._ticked = 0.0  # when the running rows were last repainted (time.monotonic())
         # The links to other hosts' servers, as last announced, by host.
         self._links: Dict[str, LinkChanged] = {}
         self._link_timer: Optional[Timer] = None
@@ -214,7 +220,6 @@ class MainScreen(LogCopy, Screen[None]):
         return self.main_pane
 
     def on_mount(self) -> None:
-        self._ticker = self.set_interval(TICK_INTERVAL, self._tick, pause=True)
         notice_settings = getattr(self.app, "notice_settings", None)
         if notice_settings is not None:
             self._notices = Notices(self.app, notice_settings)
@@ -313,6 +318,8 @@ class MainScreen(LogCopy, Screen[None]):
                     pane.append(lines, times.get(pane, ()), partials.get(pane))
             if state_changed:
                 self._sync()
+            if output:
+                self._tick_with_output()
         for pane in list(self._gapped):
             job_id = pane.job_id
             if job_id is not None and job_id in exited:
@@ -395,18 +402,35 @@ class MainScreen(LogCopy, Screen[None]):
         for pane in self._panes():
             # show() reloads a pane whose job has a new run (requeued), else just retitles it.
             self._show(pane, self.queue.get(pane.job_id) if pane.job_id is not None else None)
-        if self._ticker is not None:
-            if any(job.status in TICKING for job in jobs):
-                self._ticker.resume()
-            else:
-                self._ticker.pause()  # nothing ticks when nothing runs
+        if any(job.status in TICKING for job in jobs):
+            if self._ticker is None:
+                self._arm_tick(TICK_INTERVAL)
+        elif self._ticker is not None:
+            self._ticker.stop()  # nothing ticks when nothing runs
+            self._ticker = None
         self._refresh_keys()
+
+    def _arm_tick(self, delay: float) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+        self._ticker = self.set_timer(delay, self._timer_tick)
+
+    def _timer_tick(self) -> None:
+        self._ticker = None
+        self._tick()
+        self._arm_tick(TICK_INTERVAL)
 
     def _tick(self) -> None:
         if self._suspended or not self._alive():
             return
+        self._ticked = time.monotonic()
         running = [job for job in self.queue.jobs() if job.status in TICKING]
         self.table.update_jobs(running)
+
+    def _tick_with_output(self) -> None:
+        if self._ticker is not None and time.monotonic() - self._ticked >= TICK_WITH_OUTPUT:
+            self._tick()
+            self._arm_tick(TICK_AFTER_OUTPUT)
 
     # -- selection -------------------------------------------------------------------------------
 
