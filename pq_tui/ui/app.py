@@ -49,9 +49,11 @@ def quieter_collector() -> None:
     """What the start made (Textual, its styles, our modules: some 50,000 objects) is put out of
     the collector's way for good, and young collections are made rarer. Under a flood a full
     collection walked all of it again and again: 30 to 270 ms each, in which no key was read
-    (two ssh hosts flooding: 774 ms of such pauses in 25 s, 234 ms after this)."""
+    (two ssh hosts flooding: 774 ms of such pauses in 25 s, 234 ms after this). The command
+    line turned the collector off for the start (pq_tui.cli.main): on again here."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+    gc.enable()
 
 class PQApp(App[int]):
     """pq-tui's console over a session: an embedded engine's, or a server's (attached)."""
@@ -120,6 +122,8 @@ class PQApp(App[int]):
         await AwaitMount(self.main, [self.main])
         if not self.is_headless:
             quieter_collector()
+        else:
+            gc.enable()  # a test's app started by the command line's code, say
 
     # -- which keys apply ------------------------------------------------------------------------
 
