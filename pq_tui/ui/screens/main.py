@@ -61,7 +61,8 @@ SLOTS_ASKED_FOR = 5.0
 TICK_INTERVAL = 1.0  # clocks and resources of running jobs
 # A tick due this soon is done with a running job's new output, in the same frame: a job that
 # prints a line a second then costs one repaint a second, not two (a repaint costs the console
-# more than the line). The next tick waits a little longer than its interval, for the next line.
+# more than the line). After output the next tick waits a little longer than its interval, for
+# the next line: so a tick that came just before a line comes with the line a second later.
 TICK_WITH_OUTPUT = 0.8 * TICK_INTERVAL
 TICK_AFTER_OUTPUT = 1.25 * TICK_INTERVAL
 LOG_END_BYTES = 1024 * 1024  # of a finished job's log, read when a pane shows it
@@ -160,6 +161,7 @@ class MainScreen(LogCopy, Screen[None]):
         self._log_lines = log_lines
         self._ticker: Optional[Timer] = None  # the next tick, while a job runs
         self._ticked = 0.0  # when the running rows were last repainted (time.monotonic())
+        self._tick_due = 0.0  # when the ticker fires next
         # The links to other hosts' servers, as last announced, by host.
         self._links: Dict[str, LinkChanged] = {}
         self._link_timer: Optional[Timer] = None
@@ -414,6 +416,7 @@ class MainScreen(LogCopy, Screen[None]):
         if self._ticker is not None:
             self._ticker.stop()
         self._ticker = self.set_timer(delay, self._timer_tick)
+        self._tick_due = time.monotonic() + delay
 
     def _timer_tick(self) -> None:
         self._ticker = None
@@ -428,8 +431,13 @@ class MainScreen(LogCopy, Screen[None]):
         self.table.update_jobs(running)
 
     def _tick_with_output(self) -> None:
-        if self._ticker is not None and time.monotonic() - self._ticked >= TICK_WITH_OUTPUT:
+        if self._ticker is None:
+            return
+        now = time.monotonic()
+        if now - self._ticked >= TICK_WITH_OUTPUT:
             self._tick()
+            self._arm_tick(TICK_AFTER_OUTPUT)
+        elif self._tick_due - now < TICK_INTERVAL:  # it would fire before the next line
             self._arm_tick(TICK_AFTER_OUTPUT)
 
     # -- selection -------------------------------------------------------------------------------
