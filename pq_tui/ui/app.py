@@ -24,7 +24,7 @@ from pq_tui.core.safe import printable, printable_lines
 from pq_tui.jobs.jobfile import JobSpec
 from pq_tui.ui import clipboard
 from pq_tui.ui.terminal import erases_in_background, thrifty_driver
-from pq_tui.ui.screens import ConfirmScreen
+from pq_tui.ui.screens.confirm import ConfirmScreen
 from pq_tui.ui.notices import NoticeSettings
 from pq_tui.ui.screens.main import JOB_KEYS, MainScreen, action_name
 from pq_tui.ui.session import LocalSession, Session

@@ -20,7 +20,6 @@ from pq_tui.core.logfile import format_log_lines, log_file_name, log_transcript,
 from pq_tui.core.safe import printable
 from pq_tui.ui.clipboard import COPY_LIMIT
 from pq_tui.ui.screens.confirm import ConfirmScreen
-from pq_tui.ui.screens.open_file import resolve_typed_path
 from pq_tui.ui.screens.prompt import PromptScreen
 from pq_tui.ui.widgets.log_pane import LogPane
 from pq_tui.ui.widgets.log_view import LogView
@@ -113,6 +112,7 @@ class LogCopy:
             pieces = chosen
             pane.view.drop_selection()
         start_dir = self.start_dir
+        from pq_tui.ui.screens.open_file import resolve_typed_path  # DirectoryTree: at first use
 
         def validate(answer: str) -> Optional[str]:
             return write_problem(resolve_typed_path(answer, start_dir))

@@ -11,7 +11,7 @@ import signal
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Iterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Iterator, Mapping, Optional
 
 from textual import on, work
 from textual.app import App, ComposeResult, SuspendNotSupported
@@ -36,11 +36,9 @@ from pq_tui.ui.screens.confirm import ConfirmScreen
 from pq_tui.ui.screens.help import HelpScreen
 from pq_tui.ui.screens.log_copy import HELP_ROWS as COPY_HELP_ROWS
 from pq_tui.ui.screens.log_copy import LogCopy
-from pq_tui.ui.screens.open_file import OpenFileScreen
 from pq_tui.ui.screens.pick_host import PickHostScreen
 from pq_tui.ui.screens.prompt import PromptScreen
 from pq_tui.ui.notices import Notices
-from pq_tui.ui.screens.search import Jump, SearchScreen
 from pq_tui.ui import format as fmt
 from pq_tui.ui import log_at
 from pq_tui.ui.session import Session
@@ -48,6 +46,9 @@ from pq_tui.ui.widgets.job_table import JobTable
 from pq_tui.ui.widgets.log_pane import LogPane
 from pq_tui.ui.widgets.log_view import TIME_MODES, LogView
 from pq_tui.ui.widgets.status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from pq_tui.ui.screens.search import Jump
 
 # Events are applied at most this often; under a flood they wait in the subscription meanwhile,
 # so a busy job costs the UI a few refreshes a second, not one per line.
@@ -624,6 +625,8 @@ class MainScreen(LogCopy, Screen[None]):
             return await self._load_file(path, host)
 
         title = "Open a job file" if host is None else f"Open a job file for {host}"
+        from pq_tui.ui.screens.open_file import OpenFileScreen  # its DirectoryTree: at first use
+
         self.app.push_screen(OpenFileScreen(self.start_dir, load, title), pushed)
 
     def _host_jobs(self, host: Optional[str]) -> list[JobView]:
@@ -1019,6 +1022,8 @@ class MainScreen(LogCopy, Screen[None]):
             self._sync()
 
     def action_search_logs(self) -> None:
+        from pq_tui.ui.screens.search import SearchScreen  # at first use, as the file dialog
+
         self.app.push_screen(SearchScreen(self.queue, self._searched), self._open_hit)
 
     def _open_hit(self, jump: Optional[Jump]) -> None:
