@@ -15,6 +15,7 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Optional
 
 from pq_tui.core.deps import after_of, skip_reason, unknown_dependency
@@ -63,6 +64,9 @@ BATCH_MAX_LINES = 2000
 BATCH_MAX_CHARS = 1024 * 1024
 # Output waiting for one subscriber, in characters: lines may be 64 KiB long.
 MAX_PENDING_CHARS = 8 * 1024 * 1024
+
+
+_NONE_PENDING: Mapping = MappingProxyType({})
 
 
 @dataclass
@@ -306,20 +310,53 @@ class Engine(LocalLogs, Shifts):
 
         ``attempt``: a later attempt of a job with "retries" (a server restoring one that was
         queued): at the head of the lane, its dependencies met before its first attempt."""
+        self.check_push(job_id, data)
+        return self._queue(job_id, data, self.lane(lane), handler_factory, attempt)
+
+    def check_push(self, job_id: JobId, data: Mapping[str, Any],
+                   pending: Mapping[JobId, Optional[str]] = _NONE_PENDING) -> None:
+        """What ``push`` refuses (TypeError, ValueError), without changing anything: it only
+        reads, so a facade may call it from another thread (each read is atomic under the GIL)
+        for jobs it will push later. ``pending``: such jobs, not pushed yet (id -> the status
+        ``status_after`` gave it)."""
         if isinstance(job_id, bool) or not isinstance(job_id, (int, str)):
             raise TypeError(f"a job id is an int or a str, got {job_id!r}")
         if not isinstance(data, Mapping):
             raise TypeError(f"job data must be a dict, got {type(data).__name__}")
-        previous = self._jobs.get(job_id)
-        if previous is not None and not previous.status.finished:
-            raise ValueError(f"job {job_id!r} is already {previous.status.value}")
+        status = pending.get(job_id)
+        if status is None:
+            previous = self._jobs.get(job_id)
+            if previous is not None and not previous.status.finished:
+                status = previous.status.value
+        if status is not None:
+            raise ValueError(f"job {job_id!r} is already {status}")
         attempts_of(data)  # refused before anything changes
         for name in after_of(data):
             if name == job_id:
                 raise ValueError(f"job {job_id!r} cannot wait for itself")
-            if name not in self._jobs and name not in self._last_ends:
-                raise ValueError(unknown_dependency(job_id, name, [*self._jobs, *self._last_ends]))
-        return self._queue(job_id, data, self.lane(lane), handler_factory, attempt)
+            if name not in self._jobs and name not in self._last_ends and name not in pending:
+                raise ValueError(unknown_dependency(
+                    job_id, name, [*self._jobs, *self._last_ends, *pending]))
+
+    def status_after(self, data: Mapping[str, Any],
+                     pending: Mapping[JobId, Optional[str]] = _NONE_PENDING) -> Optional[str]:
+        """The status a job of ``data`` (checked) would have once pushed: "waiting" while one of
+        its dependencies (or a ``pending`` job) has not ended, None if one ended otherwise than
+        ok (the job is skipped at once), else "queued"."""
+        status = Status.QUEUED.value
+        for name in after_of(data):
+            if name in pending:
+                if pending[name] is None:
+                    return None
+                status = Status.WAITING.value
+                continue
+            job = self._jobs.get(name)
+            ended = job.status if job is not None else self._last_ends.get(name)
+            if ended is None or not ended.finished:
+                status = Status.WAITING.value
+            elif ended is not Status.OK:
+                return None
+        return status
 
     def _queue(self, job_id: JobId, data: Mapping[str, Any], target: Lane,
                handler_factory: Optional[HandlerFactory], attempt: int = 1) -> Job:

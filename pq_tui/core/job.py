@@ -153,3 +153,7 @@ def _copy(value: Any) -> Any:
     if kind in _PLAIN:
         return value
     return copy.deepcopy(value)
+
+
+# For a caller outside the engine that must copy process data as the engine does.
+copy_data = _copy
