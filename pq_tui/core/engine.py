@@ -382,7 +382,8 @@ class Engine(LocalLogs, Shifts):
         self._jobs[job_id] = job
         index = len(target.queued) if attempt == 1 else 0
         target.queued.insert(index, job)
-        self._emit(JobQueued(job_id, lane, index, job.snapshot()))
+        if self._listened():
+            self._emit(JobQueued(job_id, lane, index, job.snapshot()))
         if failed is not None:
             dependency = self._jobs.get(failed)
             self._skip(job, failed, dependency.data if dependency is not None
@@ -715,7 +716,8 @@ class Engine(LocalLogs, Shifts):
         # Announced before anything else runs (the spawn is a task scheduled after it): no
         # listener has to work out that the head of the lane left it, and a journal records the
         # start before the process exists.
-        self._emit(JobDequeued(job.id, lane.name, job.snapshot()))
+        if self._listened():
+            self._emit(JobDequeued(job.id, lane.name, job.snapshot()))
         self._track(asyncio.ensure_future(self._run(lane, runner)))
 
     def _free_log_path(self, job: Job) -> str:
@@ -791,7 +793,8 @@ class Engine(LocalLogs, Shifts):
 
     def _end(self, lane: Lane, job: Job) -> None:
         """Announce the end of the job's last run, and start what its lane may start now."""
-        self._emit(JobExited(job.id, job.snapshot()))
+        if self._listened():
+            self._emit(JobExited(job.id, job.snapshot()))
         failed = job.status in (Status.FAILED, Status.TIMED_OUT)
         if failed and job.data.get("on_failure") == "pause":
             self.pause(lane.name)  # announced (LanePaused) right after the end it follows
@@ -855,7 +858,8 @@ class Engine(LocalLogs, Shifts):
             # The next start waits for this job: its log file is made while this one runs.
             asyncio.get_running_loop().call_soon(self._open_next_log, lane)
         self._call_handler(job, "on_start", pid)
-        self._emit(JobStarted(job.id, pid, job.snapshot()))
+        if self._listened():
+            self._emit(JobStarted(job.id, pid, job.snapshot()))
         self._resolve_kind("started", job.id)
 
     def _on_usage(self, job: Job, usage: Usage) -> None:
@@ -937,6 +941,12 @@ class Engine(LocalLogs, Shifts):
             job.data.setdefault("warnings", []).append(
                 f"handler {method} raised {type(exc).__name__}: {exc}"
             )
+
+    def _listened(self) -> bool:
+        """Whether an event would reach anyone: a library's queue has no journal and no
+        subscriber, and each job's four events made four copies of its data (its whole
+        environment among them) for nobody."""
+        return bool(self._journals or self._subscriptions)
 
     def _emit(self, event: Event, chars: int = 0) -> None:
         if not isinstance(event, JobOutput):  # output's record is the log file
