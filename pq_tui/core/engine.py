@@ -9,6 +9,8 @@ return at once; those that take time (``kill``) return an awaitable.
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
 import os
 import time
@@ -64,6 +66,8 @@ BATCH_MAX_LINES = 2000
 BATCH_MAX_CHARS = 1024 * 1024
 # Output waiting for one subscriber, in characters: lines may be 64 KiB long.
 MAX_PENDING_CHARS = 8 * 1024 * 1024
+# Log files a thread makes for the jobs a lane starts next, in one go (see _reserve_logs).
+LOGS_AHEAD = 16
 
 
 _NONE_PENDING: Mapping = MappingProxyType({})
@@ -219,6 +223,7 @@ class Engine(LocalLogs, Shifts):
         self._lanes: dict[str, Lane] = {}
         self._runners: dict[JobId, JobRunner] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._making: set[asyncio.Future] = set()  # log files being made ahead (_reserve_logs)
         self._subscriptions: set[Subscription] = set()
         # A subclass that watches _emit itself (a test's recorder) is told everything.
         self._watched = type(self)._emit is not Engine._emit
@@ -675,6 +680,8 @@ class Engine(LocalLogs, Shifts):
         if kill:
             for job_id in [*self._runners, *self._retry_timers]:
                 self.kill(job_id)
+        if self._making:  # log files made ahead for jobs just removed: unmade once they exist
+            await asyncio.wait(list(self._making))
         while self._tasks:
             await asyncio.wait(list(self._tasks))
         for subscription in list(self._subscriptions):
@@ -723,7 +730,10 @@ class Engine(LocalLogs, Shifts):
         self._track(asyncio.ensure_future(self._run(lane, runner)))
 
     def _free_log_path(self, job: Job) -> str:
-        """A log file name no earlier engine in the same folder has used for this job."""
+        """A log file name no earlier engine in the same folder has used for this job (or the
+        one reserved for it)."""
+        if job.reserved_log is not None:
+            return job.reserved_log
         run = job.run
         while True:
             path = os.path.join(self.log_dir, log_file_name(job.id, run))
@@ -735,13 +745,57 @@ class Engine(LocalLogs, Shifts):
         """Make the log file of the job the lane starts next, while the job holding its last slot
         runs: creating a file takes 0.1 ms to 1 ms on a busy disk, which that start need not
         wait for. Not for a paused lane, whose next start may be far off."""
+        if lane.paused:
+            return
+        self._reserve_logs(lane)
         job = next((job for job in lane.queued if job.status is Status.QUEUED), None)
-        if job is None or job.next_log is not None or lane.paused:
+        if job is None or job.next_log is not None:
             return
         try:
-            job.next_log = LogWriter(self._free_log_path(job))
+            job.next_log = LogWriter(self._free_log_path(job), made=job.reserved_log is not None)
         except OSError:
             pass  # the job's own start tries again, and says why it cannot
+
+    def _reserve_logs(self, lane: Lane) -> None:
+        """Have a thread create the empty log files of the lane's next queued jobs, many at a
+        time, long before they start. Creating a file costs 0.05 ms on a quiet disk and 0.5 to
+        1 ms while something else writes (measured here: 1000 x true took 1.0 s, and 3.3 s with
+        its logs created on the loop while the disk was busy); opening one that exists costs
+        0.05 ms either way. The job still opens its log itself (create or not: whichever comes
+        first), so nothing waits for the thread."""
+        jobs, reserved = [], 0
+        for job in itertools.islice(lane.queued, LOGS_AHEAD):
+            if job.status is not Status.QUEUED:
+                continue
+            if job.reserved_log is not None:
+                reserved += 1
+            else:
+                jobs.append(job)
+        if not jobs or reserved > LOGS_AHEAD // 4:  # one thread hop for several jobs
+            return
+        paths = []
+        for job in jobs:
+            job.reserved_log = self._free_log_path(job)
+            paths.append(job.reserved_log)
+        making = asyncio.get_running_loop().run_in_executor(None, _create_files, paths)
+        self._making.add(making)
+        making.add_done_callback(functools.partial(self._logs_made, jobs))
+
+    def _logs_made(self, jobs: list, making: asyncio.Future) -> None:
+        self._making.discard(making)
+        for job in jobs:
+            if not job.status.finished:
+                continue
+            self._unreserve_log(job)  # removed (or ended) before it could use it
+
+    @staticmethod
+    def _unreserve_log(job: Job) -> None:
+        """No trace of a log file created ahead for a job that did not write to it."""
+        if job.reserved_log is not None and job.log_path != job.reserved_log:
+            try:
+                os.unlink(job.reserved_log)
+            except OSError:
+                pass  # not made yet: _logs_made unlinks it once it is
 
     @staticmethod
     def _drop_next_log(job: Job) -> None:
@@ -753,6 +807,7 @@ class Engine(LocalLogs, Shifts):
                 os.unlink(log.path)
             except OSError:
                 pass
+        Engine._unreserve_log(job)
 
     def _track(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
@@ -976,6 +1031,16 @@ class Engine(LocalLogs, Shifts):
             for future in waiters:
                 if not future.done():
                     future.set_result(None)
+
+
+def _create_files(paths: list) -> None:
+    """Create each file if it does not exist; never truncate one: its job may have opened it
+    and written to it already. In a thread (the event loop's executor)."""
+    for path in paths:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666))
+        except OSError:
+            return  # the jobs open their logs themselves, and say why they cannot
 
 
 def _time_marks(runs: list) -> tuple:
