@@ -206,6 +206,38 @@ cmd = ["sh", "-c", {toml_str(beta)}]
     assert f"logs: {tmp_path / 'logs'}" in result.stdout
 
 
+def test_run_prints_the_same_to_a_file_as_to_a_pipe(tmp_path):
+    # A file never blocks: the text is written on the event loop, not handed to a thread.
+    path = job_file(tmp_path, f"""
+[defaults]
+cwd = {toml_str(tmp_path)}
+
+[[job]]
+id = "one"
+cmd = ["sh", "-c", "for i in $(seq 1 200); do echo \\"out $i\\"; done; echo 'err 1' >&2"]
+
+[[job]]
+id = "two"
+cmd = ["printf", "x\\ny\\n"]
+""")
+    piped = pq("run", "--color", "never", "--log-dir", tmp_path / "logs1", path)
+    out = tmp_path / "out.txt"
+    with open(out, "w") as stdout:
+        filed = subprocess.run([sys.executable, "-m", "pq_tui", "run", "--color", "never",
+                                "--log-dir", str(tmp_path / "logs2"), str(path)], cwd=REPO,
+                               env=_env(), stdout=stdout, stderr=subprocess.PIPE, text=True,
+                               timeout=TIMEOUT)
+    assert (piped.returncode, filed.returncode) == (0, 0), filed.stderr
+    printed = out.read_text()
+
+    def lines(stdout: str) -> dict:  # pids and durations differ from run to run: no notes
+        return {job: [line for line in got if line[0] != "#"] for job, got in stream(stdout).items()}
+
+    assert lines(printed) == lines(piped.stdout)
+    assert set(summary(printed)) == set(summary(piped.stdout)) == {"one", "two"}
+    assert len(texts(stream(printed)["one"], "|")) == 200
+
+
 def test_run_failing_job_exits_1_and_summary_says_failed(tmp_path):
     path = job_file(tmp_path, f"""
 [defaults]

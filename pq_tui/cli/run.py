@@ -7,6 +7,7 @@ import asyncio
 import os
 import shlex
 import signal
+import stat
 import sys
 from typing import Iterable, Optional
 
@@ -314,6 +315,19 @@ class _Printer:
         return f"{note}{printable(outcome)}{duration}\n{warnings}"
 
 
+def _never_blocks(stream) -> bool:
+    """Whether writing to ``stream`` returns at once: a regular file or /dev/null, not a
+    terminal or a pipe, whose reader sets the pace. Each write handed to a thread cost a round
+    trip between two threads (0.15 to 0.3 ms): 1000 short jobs' notes, a third of the run."""
+    try:
+        mode = os.fstat(stream.fileno())
+        if stat.S_ISREG(mode.st_mode):
+            return True
+        return stat.S_ISCHR(mode.st_mode) and mode.st_rdev == os.stat(os.devnull).st_rdev
+    except (OSError, ValueError, AttributeError):  # no file behind it (a test's StringIO)
+        return False
+
+
 async def _run(loaded: Loaded, log_dir: str, kill_grace: float, colour: bool,
                hook_config: HookConfig) -> int:
     loop = asyncio.get_running_loop()
@@ -335,8 +349,12 @@ async def _run(loaded: Loaded, log_dir: str, kill_grace: float, colour: bool,
 
     # One writer at a time, in the order the printer made the text: its redraws count on it.
     writing = asyncio.Lock()
+    inline = _never_blocks(sys.stdout)
 
     async def write(text: str) -> None:
+        if inline:
+            write_stdout(text)
+            return
         async with writing:
             # A slow terminal or pipe must stall only the printing, never the jobs.
             await loop.run_in_executor(None, write_stdout, text)

@@ -107,6 +107,8 @@ class Job(HasStatus):
         # Its log file, made while the job before it runs (Engine._open_next_log), until its
         # runner takes it.
         self.next_log: Optional[LogWriter] = None
+        # The path of its log, created empty by a thread long before it starts (_reserve_logs).
+        self.reserved_log: Optional[str] = None
         self.line_count = 0  # lines of output so far; numbers JobOutput batches
         self.stderr_count = 0
         # The line not ended yet (a prompt, a progress bar's last frame): shown below the tail,
@@ -153,3 +155,7 @@ def _copy(value: Any) -> Any:
     if kind in _PLAIN:
         return value
     return copy.deepcopy(value)
+
+
+# For a caller outside the engine that must copy process data as the engine does.
+copy_data = _copy

@@ -107,7 +107,8 @@ class JobRunner:
             self._pty_size = pty_settings(data)
             if self._pty_size is not None:
                 set_terminal_env(plan.env, data.get("env"))
-            self._log, self.job.next_log = self.job.next_log or LogWriter(self._log_path), None
+            self._log, self.job.next_log = self.job.next_log or LogWriter(
+                self._log_path, made=self._log_path == self.job.reserved_log), None
         except JobInputError as exc:
             self._fail_to_start(str(exc))
             return
