@@ -22,8 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from pq_tui.core.engine import DEFAULT_KILL_GRACE
-from pq_tui.core.hooks import DEFAULT_HOOK_TIMEOUT, HookConfig
+from pq_tui.core.defaults import DEFAULT_HOOK_TIMEOUT, DEFAULT_KILL_GRACE, HookConfig
 from pq_tui.core.files import open_regular
 
 if sys.version_info >= (3, 11):

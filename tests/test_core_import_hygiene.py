@@ -1,4 +1,5 @@
-"""pq_tui.core is plain asyncio: it must never import Textual."""
+"""pq_tui.core is plain asyncio: it must never import Textual. And what a console attached to a
+server loads stays clear of the engine."""
 
 from __future__ import annotations
 
@@ -43,3 +44,28 @@ def test_importing_core_loads_no_textual():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_an_attached_console_loads_no_engine():
+    # What its first frame waits for (issue 17): the engine, its process machinery and psutil
+    # are the server's. The modules are those ``pq-tui`` loads to attach (pq_tui/cli/main.py).
+    code = ("import sys\n"
+            "import pq_tui.cli.main, pq_tui.cli.batch, pq_tui.cli.output, pq_tui.cli.hosts\n"
+            "import pq_tui.settings, pq_tui.client.remote, pq_tui.ui.app, pq_tui.ui.session\n"
+            "import pq_tui.ui.notices\n"
+            "from pq_tui.core import DEFAULT_LANE, JobExited, Status\n"
+            "heavy = ('pq_tui.core.engine', 'pq_tui.core.runner', 'pq_tui.core.hooks',\n"
+            "         'pq_tui.core.proctree', 'pq_tui.core.spawn', 'psutil')\n"
+            "print(sorted(m for m in sys.modules if m in heavy))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_core_package_names_each_export_once():
+    import pq_tui.core as core
+
+    assert sorted(core.__all__) == sorted(core._HOME_OF)
+    for name in core.__all__:
+        assert getattr(core, name) is getattr(sys.modules[core._HOME_OF[name]], name)

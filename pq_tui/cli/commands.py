@@ -490,7 +490,7 @@ async def _with_job(options: argparse.Namespace, body: Callable) -> int:
 
 
 async def cmd_push(options: argparse.Namespace) -> int:
-    from pq_tui.cli.run import load_batch
+    from pq_tui.cli.batch import load_batch
 
     opened: Optional[Tuple[Client, Snapshot]] = None
     try:

@@ -93,7 +93,7 @@ def _open_console(options: argparse.Namespace) -> int:
 
 
 def _console(options: argparse.Namespace) -> int:
-    from pq_tui.cli.run import load_batch
+    from pq_tui.cli.batch import load_batch
 
     if not options.embedded and (options.log_dir is not None or options.kill_grace is not None):
         print("pq-tui: --log-dir and --kill-grace are for --embedded; the server keeps its logs "

@@ -9,7 +9,7 @@ import shlex
 import signal
 import stat
 import sys
-from typing import Iterable, Optional
+from typing import Optional
 
 from pq_tui.core import (
     Engine,
@@ -29,8 +29,8 @@ from pq_tui.cli.args import add_engine_options, add_host_option, new_parser
 from pq_tui.cli.output import (attempt_state, colour_on_stdout, duration_text, exit_text,
                                print_table, settings_or_report, skipped_text, span_text,
                                write_error, write_stdout)
-from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
-from pq_tui.jobs.submit import plan_specs
+from pq_tui.cli.batch import load_batch, load_files, plan_all
+from pq_tui.jobs.jobfile import JobSpec, Loaded
 from pq_tui.cli.redraw import RedrawPrinter
 from pq_tui.cli.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pq_tui.settings import SettingsError, default_log_dir, hook_config
@@ -72,38 +72,6 @@ _WAITS_INDENT = " " * 8
 _WIDTH = 80
 
 
-def _load(files: list[str], existing_ids: Iterable[str] = (),
-          known_ids: Iterable[str] = ()) -> Optional[Loaded]:
-    try:
-        return load_jobs(files, existing_ids, known_ids)
-    except JobFileError as exc:
-        for problem in exc.problems:
-            write_error(str(problem))
-        return None
-
-
-def _plan(specs: list[JobSpec]) -> Optional[list]:
-    """``plan_specs``, the problems printed: None if any job cannot run."""
-    plans, problems = plan_specs(specs)
-    for problem in problems:
-        write_error(problem)
-    return None if problems else plans
-
-
-def load_batch(files: list[str], existing_ids: Iterable[str] = (),
-               known_ids: Iterable[str] = (), here: bool = True) -> Optional[tuple[Loaded, list]]:
-    """What ``files`` hold (their jobs and lanes' slots) and each job with its Plan (what would
-    run, and where, from here), if every job can run; else print why (stderr) and None.
-    ``existing_ids``, ``known_ids``: as ``load_jobs`` has them. Not ``here`` (the jobs run on
-    another host): no plan, each job with None; that host's server plans them."""
-    loaded = _load(files, existing_ids, known_ids)
-    if loaded is not None and not here:
-        return loaded, [(spec, None) for spec in loaded.specs]
-    # All or nothing: a job that cannot start must not leave its lane-mates half run.
-    plans = None if loaded is None else _plan(loaded.specs)
-    return None if loaded is None or plans is None else (loaded, plans)
-
-
 def main(command: str, args: list) -> int:
     """``pq-tui run`` or ``pq-tui check``."""
     options = build_parser(command).parse_args(args)
@@ -138,7 +106,7 @@ def _check_parser() -> argparse.ArgumentParser:
 
 
 def check_command(options: argparse.Namespace) -> int:
-    loaded = _load(options.files)
+    loaded = load_files(options.files)
     if loaded is None:
         return EXIT_BAD_INPUT
     specs = loaded.specs
@@ -152,7 +120,7 @@ def check_command(options: argparse.Namespace) -> int:
     if len(hosts) > 1:
         write_error(f"--host {','.join(options.host)}: check takes one host")
         return EXIT_BAD_INPUT
-    plans = _plan(specs) if hosts[0] == LOCAL else [(spec, None) for spec in specs]
+    plans = plan_all(specs) if hosts[0] == LOCAL else [(spec, None) for spec in specs]
     if plans is None:
         return EXIT_BAD_INPUT
     for spec, plan in plans:

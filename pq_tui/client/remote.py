@@ -49,7 +49,7 @@ import tempfile
 from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Dict, Iterable, List,
                     Optional, Set, Tuple, Union, cast)
 
-from pq_tui.core.engine import DEFAULT_KILL_GRACE, DEFAULT_LANE, Subscription
+from pq_tui.core.defaults import DEFAULT_KILL_GRACE, DEFAULT_LANE
 from pq_tui.core.events import (
     Event,
     JobExited,
@@ -66,6 +66,7 @@ from pq_tui.core.logfile import TAGS
 from pq_tui.core.queue import LocalLogs, LogUnavailable, Shifts
 from pq_tui.core.reducer import JobRow, LaneRow, QueueView
 from pq_tui.core.search import Query, SearchBatch, SearchError
+from pq_tui.core.subscription import Subscription
 from pq_tui.core.tail import Tail
 from pq_tui.core.terminal import check_has_terminal, check_size
 from pq_tui.wire import messages, protocol

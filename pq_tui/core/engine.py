@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Optional
 
+from pq_tui.core.defaults import DEFAULT_KILL_GRACE, DEFAULT_LANE
 from pq_tui.core.deps import after_of, skip_reason, unknown_dependency
 from pq_tui.core.events import (
     DependencyMet,
@@ -40,7 +41,6 @@ from pq_tui.core.events import (
     LanePaused,
     LaneResized,
     LaneResumed,
-    OutputDropped,
     OutputLines,
 )
 from pq_tui.core.job import IN_QUEUE, HandlerFactory, Job, Status
@@ -51,21 +51,18 @@ from pq_tui.core.proctree import Usage
 from pq_tui.core.queue import LocalLogs, Shifts
 from pq_tui.core.retry import attempts_of, delay_after
 from pq_tui.core.search import Query, SearchBatch, search_jobs
+from pq_tui.core.subscription import Subscription
 from pq_tui.core.runner import JobRunner
 from pq_tui.core.tail import TAIL_LINES
 from pq_tui.core.terminal import Terminal, check_has_terminal, check_size
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LANE = "default"
-DEFAULT_KILL_GRACE = 5.0
 # Output reaches subscribers in batches: at most this often under a flood...
 BATCH_INTERVAL = 0.05
 # ...or sooner, once a batch holds this many lines or characters.
 BATCH_MAX_LINES = 2000
 BATCH_MAX_CHARS = 1024 * 1024
-# Output waiting for one subscriber, in characters: lines may be 64 KiB long.
-MAX_PENDING_CHARS = 8 * 1024 * 1024
 # Log files a thread makes for the jobs a lane starts next, in one go (see _reserve_logs).
 LOGS_AHEAD = 16
 
@@ -80,114 +77,6 @@ class Lane:
     running: list = field(default_factory=list)  # of Job holding a slot (running or retrying)
     paused: bool = False
     parallel: int = 1  # slots: how many of its jobs may run at once
-
-
-class Subscription:
-    """A subscriber's view of the event stream.
-
-    Events wait here until the subscriber takes them. Output may pile up only to
-    ``max_pending_lines`` and ``max_pending_chars``; past that a slow subscriber gets an
-    ``OutputDropped`` count instead of the lines (which are all in the job's log file), so it
-    never holds up a job or memory.
-    """
-
-    def __init__(self, on_close: Callable[["Subscription"], None], max_pending_lines: int,
-                 max_pending_chars: int = MAX_PENDING_CHARS) -> None:
-        self._on_close = on_close  # the queue stops feeding it
-        self.max_pending_lines = max_pending_lines
-        self.max_pending_chars = max_pending_chars
-        self._events: deque = deque()
-        self._pending_lines = 0
-        self._pending_chars = 0
-        self._output_chars: deque = deque()  # of each JobOutput waiting, in order
-        self._waiter: Optional[asyncio.Future] = None
-        self.closed = False
-
-    def put(self, event: Event, chars: int = 0) -> None:
-        """Feed an event (the queue that handed the subscription out does). ``chars``: of a
-        JobOutput's lines, as far as the caller counts them."""
-        if isinstance(event, (JobOutput, JobUsage)):
-            size = len(event.lines) if isinstance(event, JobOutput) else 1
-            if not self.has_room(size, chars):
-                if isinstance(event, JobOutput):
-                    self._note_dropped(event.job_id, size)
-                return
-            self._pending_lines += size
-            if isinstance(event, JobOutput):
-                self._pending_chars += chars
-                self._output_chars.append(chars)
-        self._events.append(event)
-        self._wake()
-
-    def has_room(self, lines: int, chars: int = 0) -> bool:
-        """Whether ``lines`` more lines of output (of ``chars`` characters) would be kept."""
-        return (not self.closed and self._pending_lines + lines <= self.max_pending_lines
-                and self._pending_chars + chars <= self.max_pending_chars)
-
-    def _note_dropped(self, job_id: JobId, count: int) -> None:
-        last = self._events[-1] if self._events else None
-        if isinstance(last, OutputDropped) and last.job_id == job_id:
-            last.count += count
-        else:
-            self._events.append(OutputDropped(job_id, count))
-            self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    def _take(self, limit: Optional[int]) -> list:
-        taken: list[Event] = []
-        while self._events and (limit is None or len(taken) < limit):
-            event = self._events.popleft()
-            if isinstance(event, JobOutput):
-                self._pending_lines -= len(event.lines)
-                self._pending_chars -= self._output_chars.popleft()
-            elif isinstance(event, JobUsage):
-                self._pending_lines -= 1
-            taken.append(event)
-        return taken
-
-    def take_nowait(self) -> list:
-        """Every event waiting now, possibly none."""
-        return self._take(None)
-
-    async def batch(self) -> list:
-        """Every event waiting (at least one); ``[]`` once the subscription is closed."""
-        while not self._events:
-            if self.closed:
-                return []
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        return self._take(None)
-
-    async def get(self) -> Event:
-        while not self._events:
-            if self.closed:
-                raise EOFError("subscription closed")
-            self._waiter = asyncio.get_running_loop().create_future()
-            await self._waiter
-        return self._take(1)[0]
-
-    def __aiter__(self) -> "Subscription":
-        return self
-
-    async def __anext__(self) -> Event:
-        try:
-            return await self.get()
-        except EOFError:
-            raise StopAsyncIteration from None
-
-    def close(self) -> None:
-        self.closed = True
-        self._on_close(self)
-        self._wake()
-
-    def __enter__(self) -> "Subscription":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def release_env(data: dict) -> None:

@@ -18,10 +18,10 @@ import asyncio
 import logging
 import os
 import subprocess
-from dataclasses import dataclass
 from typing import Any, Dict, Optional, Set
 
 from pq_tui.core.childwatch import prefer_pidfd_watcher
+from pq_tui.core.defaults import HookConfig
 from pq_tui.core.engine import Engine
 from pq_tui.core.events import Event, JobExited, JobSkipped
 from pq_tui.core.idle import IdleWatch, summary
@@ -32,24 +32,12 @@ from pq_tui.core.safe import output_line, printable, printable_lines, shown_outp
 
 log = logging.getLogger("pq_tui.hooks")
 
-DEFAULT_HOOK_TIMEOUT = 60.0
 MAX_RUNNING = 8  # hooks at once; the others wait, without holding anything up
 OUTPUT_BYTES = 4096  # of a hook's output, kept for the log
 TAIL_LINES = 20  # of a job's output, in PQ_TUI_TAIL
 TAIL_CHARS = 4096
 READ_CHUNK = 65536
 REAP_TIMEOUT = 5.0  # after the SIGKILL of a hook's tree, for its shell to be reaped
-
-
-@dataclass(frozen=True)
-class HookConfig:
-    """The commands ("" for none) and their timeout, in seconds (the settings ``on_finish``,
-    ``on_queue_idle``, ``hook_timeout``). A job's data may name its own ``on_finish`` (a job
-    file's [defaults] or [[job]]); "" there turns the configured one off for it."""
-
-    on_finish: str = ""
-    on_queue_idle: str = ""
-    timeout: float = DEFAULT_HOOK_TIMEOUT
 
 
 def finish_environment(job: Job) -> Dict[str, str]:

@@ -60,6 +60,11 @@ RESULT_KEYS = frozenset(
 HandlerFactory = Callable[[JobId, dict, dict], Any]
 
 
+def survivors_warning(pids: list[int]) -> str:
+    """The warning a kill that left ``pids`` (``data["survivors"]``) behind adds to the job's."""
+    return f"processes survived SIGKILL: {', '.join(map(str, pids))}"
+
+
 class HasStatus:
     """A status kept in step with the original's ``state`` and ``status`` keys of ``data``."""
 

@@ -9,7 +9,7 @@ import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from pq_tui.core.expand import JobInputError, make_cwd
-from pq_tui.core.job import Job, Status
+from pq_tui.core.job import Job, Status, survivors_warning
 from pq_tui.core.lines import LineSplitter, Lines
 from pq_tui.core.logfile import LogWriter
 from pq_tui.core.plan import Plan, job_environment, plan_job
@@ -32,11 +32,6 @@ def signal_description(returncode: int) -> str:
     except ValueError:
         name = f"signal {-returncode}"
     return f"killed by {name}"
-
-
-def survivors_warning(pids: list[int]) -> str:
-    """The warning a kill that left ``pids`` (``data["survivors"]``) behind adds to the job's."""
-    return f"processes survived SIGKILL: {', '.join(map(str, pids))}"
 
 
 class JobRunner:

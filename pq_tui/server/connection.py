@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 
 from pq_tui import __version__
 from pq_tui.core.deps import after_of, unknown_dependency
-from pq_tui.core.engine import Subscription
+from pq_tui.core.subscription import Subscription
 from pq_tui.core.events import Event, JobOutput, OutputDropped
 from pq_tui.core.lanes import check_lane_name, check_parallel, unknown_lane
 from pq_tui.core.files import open_regular

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import replace
-from typing import Any, Callable, List, Mapping, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Protocol, Sequence
 
-from pq_tui.core import DEFAULT_KILL_GRACE, Engine
-from pq_tui.core.hooks import HookConfig, Hooks
+from pq_tui.core.defaults import DEFAULT_KILL_GRACE, HookConfig
 from pq_tui.core.queue import LocalQueue, Queue
 from pq_tui.jobs.jobfile import JobSpec
 from pq_tui.jobs.submit import data_for_server
+
+if TYPE_CHECKING:
+    from pq_tui.core.hooks import Hooks
 
 
 class ServerQueue(Queue, Protocol):
@@ -86,6 +88,9 @@ class LocalSession(Session):
                  hooks: Optional[HookConfig] = None) -> "LocalSession":
         """Over a new engine of the console's own, which runs the ``hooks``; its logs go to
         ``log_dir``, else to a new folder under the user's state directory."""
+        # Here, not at the top: a console attached to a server never loads the engine.
+        from pq_tui.core.engine import Engine
+        from pq_tui.core.hooks import Hooks
         from pq_tui.settings import default_log_dir
 
         engine = Engine(log_dir or default_log_dir(), kill_grace=kill_grace, profile=True)

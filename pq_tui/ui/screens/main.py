@@ -24,11 +24,10 @@ from textual.widgets import Footer
 from pq_tui.core import DEFAULT_LANE, JobExited, JobId, JobOutput, JobUsage, OutputDropped, Status
 from pq_tui.core.events import Event, JobWarned, LaneResized, LinkChanged, StoreStatus
 from pq_tui.core.deps import skipped_dependents
-from pq_tui.core.job import IN_QUEUE, KILLABLE
+from pq_tui.core.job import IN_QUEUE, KILLABLE, survivors_warning
 from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
 from pq_tui.core.tail import shifted_marks
 from pq_tui.core.queue import HostsQueue, JobView, LogUnavailable, Queue
-from pq_tui.core.runner import survivors_warning
 from pq_tui.core.safe import printable
 from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
 from pq_tui.jobs.submit import plan_specs
