@@ -1339,6 +1339,40 @@ def test_keys_that_do_not_apply_are_hidden_from_the_footer(tmp_path: Path) -> No
     run_app(app, drive)
 
 
+def test_the_footer_is_rebuilt_only_when_its_keys_change(tmp_path: Path) -> None:
+    # Textual's footer makes a new widget for each key at every refresh of the bindings: four
+    # times before the first frame, and at each dialog closed (issue 17's start-up).
+    release = tmp_path / "release"
+    jobs = [{"id": "running", "cmd": gate(release)}, {"id": "queued", "cmd": "true"}]
+
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        await wait_status(pilot, app, "running", Status.RUNNING)
+        await wait_until(pilot, lambda: "kill_job(False)" in footer_keys(app), "the footer")
+        built = list(app.main.query(FooterKey))
+
+        def same_widgets() -> bool:
+            now = list(app.main.query(FooterKey))
+            return len(now) == len(built) and all(a is b for a, b in zip(now, built))
+
+        app.main.refresh_bindings()
+        await pilot.pause()
+        await pilot.pause()
+        assert same_widgets()
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is app.main and same_widgets()
+
+        await select(pilot, app, "queued")  # other keys apply: a new footer, and only theirs
+        await wait_until(pilot, lambda: "remove_job" in footer_keys(app), "the footer to follow")
+        assert "kill_job(False)" not in footer_keys(app)
+        release.touch()
+
+    app = make_app(tmp_path, jobs)
+    run_app(app, drive)
+
+
 def test_with_no_jobs_only_the_keys_that_need_none_are_offered(tmp_path: Path) -> None:
     async def drive(app: PQApp, pilot: Pilot) -> None:
         shown = footer_keys(app)

@@ -19,7 +19,6 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
 
 from pq_tui.core import DEFAULT_LANE, JobExited, JobId, JobOutput, JobUsage, OutputDropped, Status
 from pq_tui.core.events import Event, JobWarned, LaneResized, LinkChanged, StoreStatus
@@ -41,6 +40,7 @@ from pq_tui.ui.notices import Notices
 from pq_tui.ui import format as fmt
 from pq_tui.ui import log_at
 from pq_tui.ui.session import Session
+from pq_tui.ui.widgets.footer import Footer
 from pq_tui.ui.widgets.job_table import JobTable
 from pq_tui.ui.widgets.log_pane import LogPane
 from pq_tui.ui.widgets.log_view import TIME_MODES, LogView
