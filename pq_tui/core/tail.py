@@ -10,7 +10,8 @@ view of a finished job reads the end of it, ``logfile.read_log_tail``).
 from __future__ import annotations
 
 from collections import deque
-from itertools import repeat
+from itertools import groupby, islice, repeat
+from operator import itemgetter
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from pq_tui.core.events import Line
@@ -23,6 +24,8 @@ FINISHED_TAIL_CHARS = 4 * 1024
 # What a tail holds until its first line: an empty deque takes a block of 64 slots (about
 # 760 bytes), and a server keeps two per job, of 10,000 queued or finished jobs most with none.
 _NONE: Tuple[()] = ()
+
+_stream, _text = itemgetter(0), itemgetter(1)  # of a Line
 
 Marks = Sequence[Tuple[int, float]]
 """(index of a line, epoch seconds) where the time the output arrived moves on (per chunk)."""
@@ -41,13 +44,18 @@ def shifted_marks(marks: Marks, skipped: int, base: int = 0) -> List[Tuple[int, 
 class Tail:
     """The last lines, oldest first: at most ``max_lines`` of them and ``max_chars`` characters
     of text (the oldest of the lines kept is cut at its start when it alone is over), and the
-    times their chunks arrived (``marks``)."""
+    times their chunks arrived (``marks``).
 
-    __slots__ = ("_lines", "chars", "max_lines", "max_chars", "_marks", "_added")
+    Kept as runs, [stream, texts] for lines of one stream in a row, not as a (stream, text)
+    tuple per line: under a flood every line passes through, and a tuple made and dropped for
+    each cost the engine a tenth of its work."""
+
+    __slots__ = ("_runs", "_count", "chars", "max_lines", "max_chars", "_marks", "_added")
 
     def __init__(self, lines: Iterable[Line] = (), max_lines: int = TAIL_LINES,
                  max_chars: int = TAIL_CHARS, times: Marks = ()) -> None:
-        self._lines: Any = _NONE  # a deque once a line comes
+        self._runs: Any = _NONE  # a deque once a line comes
+        self._count = 0
         self.chars = 0
         self.max_lines = max_lines
         self.max_chars = max_chars
@@ -56,16 +64,15 @@ class Tail:
         self.extend(lines, times)
 
     def add(self, stream: str, texts: Sequence[str], when: Optional[float] = None) -> None:
-        """Lines of one stream, which arrived at ``when`` (the engine's path: no tuple is made
-        for lines that would not be kept)."""
+        """Lines of one stream, which arrived at ``when`` (the engine's path)."""
         if when is not None:
             self._mark(self._added, round(when, 3))
         self._added += len(texts)
         if len(texts) >= self.max_lines:
             self.clear()
             texts = texts[len(texts) - self.max_lines:]
-        self._writable().extend(zip(repeat(stream), texts))
-        self.chars += sum(map(len, texts))
+        if texts:
+            self._append(stream, list(texts))  # a copy: the caller's list is shared
         self._trim()
 
     def extend(self, lines: Iterable[Line], times: Marks = ()) -> None:
@@ -77,9 +84,8 @@ class Tail:
         if len(lines) >= self.max_lines:
             self.clear()
             lines = lines[len(lines) - self.max_lines:]
-        if lines:
-            self._writable().extend(lines)
-        self.chars += sum(len(text) for _stream, text in lines)
+        for stream, run in groupby(lines, _stream):
+            self._append(stream, list(map(_text, run)))
         self._trim()
 
     def shrink(self, max_lines: int = FINISHED_TAIL_LINES,
@@ -89,17 +95,24 @@ class Tail:
         self._trim()
 
     def clear(self) -> None:
-        self._lines = _NONE
+        self._runs = _NONE
+        self._count = 0
         self.chars = 0
 
-    def _writable(self) -> deque:
-        if self._lines is _NONE:
-            self._lines = deque()
-        return self._lines
+    def _append(self, stream: str, texts: List[str]) -> None:
+        runs = self._runs
+        if runs is _NONE:
+            runs = self._runs = deque()
+        if runs and runs[-1][0] == stream:
+            runs[-1][1].extend(texts)
+        else:
+            runs.append([stream, texts])
+        self._count += len(texts)
+        self.chars += sum(map(len, texts))
 
     def marks(self) -> List[Tuple[int, float]]:
         """The time marks of the lines kept, indexed among them."""
-        first = self._added - len(self._lines)
+        first = self._added - self._count
         return [(max(0, number - first), when) for number, when in self._marks]
 
     def _mark(self, number: int, when: float) -> None:
@@ -109,30 +122,50 @@ class Tail:
                 marks = self._marks = deque()
             marks.append((number, when))
 
+    def _drop(self, count: int) -> None:
+        """Leave out the oldest ``count`` lines."""
+        runs = self._runs
+        while count > 0:
+            texts = runs[0][1]
+            if len(texts) <= count:
+                runs.popleft()
+                dropped = len(texts)
+                self.chars -= sum(map(len, texts))
+            else:
+                dropped = count
+                self.chars -= sum(map(len, islice(texts, count)))
+                del texts[:count]
+            self._count -= dropped
+            count -= dropped
+
     def _trim(self) -> None:
-        lines = self._lines
-        excess = len(lines) - self.max_lines
-        while excess > 0 or (self.chars > self.max_chars and len(lines) > 1):
-            self.chars -= len(lines.popleft()[1])
-            excess -= 1
+        self._drop(self._count - self.max_lines)
+        if self.chars > self.max_chars and self._count > 1:
+            # The fewest oldest lines whose leaving brings the rest within the budget, the
+            # newest line always kept.
+            over, leaving = self.chars - self.max_chars, 0
+            for _stream, text in self:
+                if over <= 0 or leaving == self._count - 1:
+                    break
+                over -= len(text)
+                leaving += 1
+            self._drop(leaving)
         if self.chars > self.max_chars:  # one line, over the budget alone: its end is kept
-            stream, text = lines[0]
-            lines[0] = (stream, text[len(text) - self.max_chars:])
+            texts = self._runs[0][1]
+            texts[0] = texts[0][len(texts[0]) - self.max_chars:]
             self.chars = self.max_chars
         # The last mark at or before the first line kept still times it.
-        first, marks = self._added - len(lines), self._marks
+        first, marks = self._added - self._count, self._marks
         while len(marks) > 1 and marks[1][0] <= first:
             marks.popleft()
 
     def __iter__(self) -> Iterator[Line]:
-        return iter(self._lines)
+        for stream, texts in self._runs:
+            yield from zip(repeat(stream), texts)
 
     def __len__(self) -> int:
-        return len(self._lines)
-
-    def __getitem__(self, index: int) -> Line:
-        return self._lines[index]
+        return self._count
 
     def __repr__(self) -> str:
-        return f"<Tail {len(self._lines)} lines, {self.chars} chars>"
+        return f"<Tail {self._count} lines, {self.chars} chars>"
 
