@@ -26,7 +26,7 @@ from pq_tui.core.engine import Engine
 from pq_tui.core.events import Event, JobExited, JobSkipped
 from pq_tui.core.idle import IdleWatch, summary
 from pq_tui.core.job import Job
-from pq_tui.core.proctree import MARKER_VAR, SIGKILL, ProcessTree, new_marker
+from pq_tui.core.proctree import MARKER_VAR, SIGKILL, ProcessTree, boot_ticks, new_marker
 from pq_tui.core.runner import signal_description
 from pq_tui.core.safe import output_line, printable, printable_lines, shown_output
 
@@ -141,6 +141,7 @@ class Hooks:
         prefer_pidfd_watcher()
         marker = new_marker()
         try:
+            since = boot_ticks()
             process = await asyncio.create_subprocess_exec(
                 "/bin/sh", "-c", command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True,
@@ -149,7 +150,7 @@ class Hooks:
             failure = f"{name} hook could not start: {exc.strerror or exc}"
             self.log.warning("%s for %s: %s", name, printable(subject), failure)
             return failure
-        tree = ProcessTree(process.pid, marker)
+        tree = ProcessTree(process.pid, marker, since)
         self._trees.add(tree)
         kept = bytearray()
         dropped = [0]

@@ -13,7 +13,7 @@ from pq_tui.core.job import Job, Status, survivors_warning
 from pq_tui.core.lines import LineSplitter, Lines
 from pq_tui.core.logfile import LogWriter
 from pq_tui.core.plan import Plan, job_environment, plan_job
-from pq_tui.core.proctree import MARKER_VAR, SIGKILL, ProcessTree, Usage, new_marker
+from pq_tui.core.proctree import MARKER_VAR, SIGKILL, ProcessTree, Usage, boot_ticks, new_marker
 from pq_tui.core.safe import shown_output
 from pq_tui.core.spawn import Child, spawn, watch_exit
 from pq_tui.core.terminal import READ_SIZE, Terminal, pty_settings, set_terminal_env
@@ -175,6 +175,7 @@ class JobRunner:
                 ) from None
             slave = self.terminal.slave
             self._open_pipes = {1}  # stdout and stderr are one stream
+        since = boot_ticks()
         try:
             child = spawn(argv, cwd, env, terminal_slave=slave)
         except FileNotFoundError as exc:
@@ -193,7 +194,7 @@ class JobRunner:
         self._child = child
         # Before any output is read, so that the log says "pid" before the first line and
         # subscribers see JobStarted before the job's output.
-        self._on_connected(child.pid)
+        self._on_connected(child.pid, since)
         if self.terminal is not None:
             loop.add_reader(self.terminal.master, self._read_terminal)
         else:
@@ -298,8 +299,8 @@ class JobRunner:
 
     # -- output ----------------------------------------------------------------------------------
 
-    def _on_connected(self, pid: int) -> None:
-        self.tree = ProcessTree(pid, self._marker)
+    def _on_connected(self, pid: int, since: Optional[int]) -> None:
+        self.tree = ProcessTree(pid, self._marker, since)
         self.job.pid = pid
         self.job.data["pid"] = pid
         self.job.status = Status.RUNNING
