@@ -16,9 +16,9 @@ from typing import Awaitable, Callable, Optional
 import psutil
 import pytest
 from textual.command import CommandPalette
+from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.widgets import Input, Label, OptionList, Static
-from textual.widgets._footer import FooterKey  # the footer's key widget has no public module
 
 from pq_tui.core import Status
 from pq_tui.jobs.jobfile import load_job_files
@@ -26,6 +26,7 @@ from pq_tui.ui import format as fmt
 from pq_tui.ui.app import PQApp, build_app
 from pq_tui.ui.screens import ConfirmScreen, HelpScreen, OpenFileScreen, PromptScreen
 from pq_tui.ui.widgets.job_table import WIDE_STATE, row_key
+from pq_tui.ui.widgets.footer import KeyBar
 from pq_tui.ui.widgets.log_pane import LogPane
 from pq_tui.ui.widgets.status_bar import StatusBar
 
@@ -171,9 +172,10 @@ def screen_strips(pane: LogPane) -> list:
     return [view.render_line(y) for y in range(view.scrollable_content_region.height)]
 
 
-def footer_keys(app: PQApp) -> dict[str, FooterKey]:
-    """The keys the footer shows (by action), as widgets."""
-    return {key.action: key for key in app.screen.query(FooterKey)}
+def footer_keys(app: PQApp) -> dict[str, Region]:
+    """The keys the footer shows (by action), each where it is on the screen."""
+    bar = app.screen.query_one(KeyBar)
+    return {shown.action: bar.region_of(shown.action) for shown in bar.shown}
 
 
 def tree_of(pid: int) -> list[psutil.Process]:
@@ -1339,37 +1341,22 @@ def test_keys_that_do_not_apply_are_hidden_from_the_footer(tmp_path: Path) -> No
     run_app(app, drive)
 
 
-def test_the_footer_is_rebuilt_only_when_its_keys_change(tmp_path: Path) -> None:
-    # Textual's footer makes a new widget for each key at every refresh of the bindings: four
-    # times before the first frame, and at each dialog closed (issue 17's start-up).
-    release = tmp_path / "release"
-    jobs = [{"id": "running", "cmd": gate(release)}, {"id": "queued", "cmd": "true"}]
-
+def test_a_click_on_a_key_of_the_footer_presses_it_and_the_pointer_shows_what_it_does(
+        tmp_path: Path) -> None:
     async def drive(app: PQApp, pilot: Pilot) -> None:
-        await wait_status(pilot, app, "running", Status.RUNNING)
-        await wait_until(pilot, lambda: "kill_job(False)" in footer_keys(app), "the footer")
-        built = list(app.main.query(FooterKey))
-
-        def same_widgets() -> bool:
-            now = list(app.main.query(FooterKey))
-            return len(now) == len(built) and all(a is b for a, b in zip(now, built))
-
-        app.main.refresh_bindings()
-        await pilot.pause()
-        await pilot.pause()
-        assert same_widgets()
-        await pilot.press("question_mark")
+        bar = app.main.query_one(KeyBar)
+        help_key = footer_keys(app)["help"]
+        kill = footer_keys(app).get("kill_job(False)")
+        assert kill is None, "nothing runs: no kill offered"
+        await pilot.hover(KeyBar, offset=(bar.region_of("open_file").x + 1, 0))
+        assert bar.tooltip == "Push the jobs of a TOML file"
+        await pilot.click(KeyBar, offset=(help_key.x - bar.region.x + 1, 0))
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
-        await pilot.pause()
-        assert app.screen is app.main and same_widgets()
+        assert app.screen is app.main
+        assert footer_keys(app)["help"] == help_key  # the bar is as it was
 
-        await select(pilot, app, "queued")  # other keys apply: a new footer, and only theirs
-        await wait_until(pilot, lambda: "remove_job" in footer_keys(app), "the footer to follow")
-        assert "kill_job(False)" not in footer_keys(app)
-        release.touch()
-
-    app = make_app(tmp_path, jobs)
+    app = make_app(tmp_path, [])
     run_app(app, drive)
 
 
@@ -1468,7 +1455,7 @@ def test_at_80x24_the_essential_columns_and_keys_are_on_screen(tmp_path: Path) -
         keys = footer_keys(app)
         for action in ("open_file", "add_command", "kill_job(False)", "help", "quit_app"):
             assert action in keys, action
-            assert keys[action].region.right <= 80 and keys[action].region.y == 23, action
+            assert keys[action].right <= 80 and keys[action].y == 23, action
         assert app.main.table.region.height >= 3 and app.main.main_pane.region.height >= 5
 
     run_app(make_app(tmp_path, jobs), drive, size=SMALL)
@@ -1486,9 +1473,9 @@ def test_at_80x24_every_footer_key_is_visible_with_a_queued_job_selected(tmp_pat
         keys = footer_keys(app)
         assert {"remove_job", "move(-1)", "move(1)", "quit_app", "help"} <= set(keys), set(keys)
         palette = keys.pop("command_palette", None)
-        limit = palette.region.x if palette is not None else SMALL[0]
-        for action, key in keys.items():
-            assert key.region.right <= limit, f"{action} at {key.region}, the room ends at {limit}"
+        limit = palette.x if palette is not None else SMALL[0]
+        for action, region in keys.items():
+            assert region.right <= limit, f"{action} at {region}, the room ends at {limit}"
 
     run_app(make_app(tmp_path, jobs), drive, size=SMALL)
 

@@ -40,7 +40,7 @@ from pq_tui.ui.notices import Notices
 from pq_tui.ui import format as fmt
 from pq_tui.ui import log_at
 from pq_tui.ui.session import Session
-from pq_tui.ui.widgets.footer import Footer
+from pq_tui.ui.widgets.footer import KeyBar
 from pq_tui.ui.widgets.job_table import JobTable
 from pq_tui.ui.widgets.log_pane import LogPane
 from pq_tui.ui.widgets.log_view import TIME_MODES, LogView
@@ -205,7 +205,7 @@ class MainScreen(LogCopy, Screen[None]):
             yield self.main_pane
             yield self.side_pane
         # ctrl+p still opens the palette; the help names it. At 80 columns the room is the keys'.
-        yield Footer(show_command_palette=False, compact=True)
+        yield KeyBar(id="keys")
 
     def _panes(self) -> list[LogPane]:
         panes = [self.main_pane]
@@ -458,8 +458,8 @@ class MainScreen(LogCopy, Screen[None]):
         self._refresh_keys()
 
     def _refresh_keys(self) -> None:
-        # Textual rebuilds the footer at every refresh_bindings: only when the keys that apply
-        # changed, so that moving the cursor through a long queue stays cheap.
+        # refresh_bindings has the key bar ask every binding whether it applies: only when the
+        # keys that apply changed, so that moving the cursor through a long queue stays cheap.
         keys = tuple(self.applies(action_name(binding)) for binding in JOB_KEYS)
         if keys != self._keys_shown:
             self._keys_shown = keys
