@@ -522,7 +522,8 @@ class Bench:
         toml = write_toml(os.path.join(work, "jobs.toml"),
                           [(f"t{i}", ["/bin/true"], None) for i in range(count)],
                           defaults={"queue": "one"})
-        s = {k: [] for k in ("bash", "pq", "engine", "run", "tsp", "nq")}
+        s = {k: [] for k in ("bash", "pq", "engine", "run", "tsp", "nq", "phases_pq",
+                             "phases_bare")}
         errors = {}
 
         def attempt(key: str, fn: Callable[[], float]) -> None:
@@ -546,6 +547,14 @@ class Bench:
                              world.env, world.dir)
 
             attempt("run", via_run)
+            for kind in ("phases_pq", "phases_bare") if run % 2 == 0 else ("phases_bare",
+                                                                           "phases_pq"):
+                try:
+                    s[kind].append([float(x) for x in probe(
+                        "job_phases.py", kind.split("_")[1], str(count), scratch(kind))])
+                except Exception as exc:  # noqa: BLE001 - shown in the table
+                    errors[kind] = err(exc)
+                    self.log(f"overhead {kind}: {exc}")
             if self.peers.tsp:
                 def via_tsp() -> float:
                     d = scratch("tsp")
@@ -610,7 +619,23 @@ class Bench:
             versus.ratio = ", ".join(parts)
             versus.passed = ok
         rows.append(versus)
+        rows.append(self._phases_row(label, s["phases_pq"], s["phases_bare"],
+                                     errors.get("phases_pq") or errors.get("phases_bare")))
         return rows
+
+    @staticmethod
+    def _phases_row(label: str, ours: list, floor: list, problem: Optional[str]) -> Row:
+        """Target 1's cause: each phase of a job, the library's beside a bare posix_spawn loop
+        (bench/probes/job_phases.py), medians over the runs of each probe's medians."""
+        title = (f"1. {label}, per job (µs): whole / spawn call / spawned→exit seen / exit→next "
+                 "spawn, library vs a bare posix_spawn loop")
+        if not ours or not floor:
+            return Row(title, problem or "error")
+        mid = [statistics.median(column) for column in zip(*ours)]
+        base = [statistics.median(column) for column in zip(*floor)]
+        row = Row(title, " / ".join(f"{value:.0f}" for value in mid))
+        row.ratio = "bare " + " / ".join(f"{value:.0f}" for value in base)
+        return row
 
     # issue 17, target 3 ---------------------------------------------------------------------------
     def callbacks(self) -> list:
