@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 from pq_tui.core.files import NotRegularFile, open_regular
 from pq_tui.core.lanes import lane_name_problem
 from pq_tui.core.safe import printable
+from pq_tui.jobs import simpletoml
 from pq_tui.jobs.positions import DEFAULTS, LANES, ROOT, Positions
 from pq_tui.jobs.schema import (CONVERTERS, DEFAULTS_KEYS, JOB_KEYS, JOB_ONLY_KEYS,
                                 LANE_CONVERTERS, MAX_NESTING, TOP_LEVEL_KEYS, describe,
@@ -281,15 +282,17 @@ def _load_file(path: str | os.PathLike, batch: _Batch) -> tuple[list[JobSpec], l
         return [], [
             _file_problem(name, f"not valid UTF-8 (byte 0x{bad_byte:02x} at offset {error.start})")
         ]
-    too_deep = _too_deeply_nested(name, text)
-    if too_deep is not None:
-        return [], [too_deep]
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        return [], [_syntax_problem(name, text, str(error))]
-    except RecursionError:  # called from deep in a stack already: the scan above left room
-        return [], [_file_problem(name, f"invalid TOML: {_TOO_DEEP}")]
+    document = simpletoml.loads(text)  # nested two levels at most
+    if document is None:
+        too_deep = _too_deeply_nested(name, text)
+        if too_deep is not None:
+            return [], [too_deep]
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            return [], [_syntax_problem(name, text, str(error))]
+        except RecursionError:  # called from deep in a stack already: the scan above left room
+            return [], [_file_problem(name, f"invalid TOML: {_TOO_DEEP}")]
     loader = _FileLoader(name, Path(path).stem, Positions(text), batch)
     specs = loader.load(document)
     return specs, loader.problems
