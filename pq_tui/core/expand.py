@@ -25,6 +25,8 @@ def shell_variables() -> dict[str, str]:
 
 def expand(text: str, env: Mapping[str, str], what: str) -> str:
     """Replace ``{NAME}`` from ``env``; ``{{`` and ``}}`` are literal braces."""
+    if "{" not in text and "}" not in text:
+        return text  # most commands: a tenth of the time of the search below
 
     def replace(match: re.Match) -> str:
         token = match.group(0)
