@@ -178,7 +178,12 @@ class Client:
         connection, which the server then carries out once (protocol 6)."""
         if self._closed:
             raise ServerError(GONE)
-        data, request_id = self._encode(op, args, key)
+        return await self._exchange(*self._encode(op, args, key))
+
+    async def _exchange(self, data: bytes, request_id: int) -> Any:
+        """Send the encoded request ``data`` and return its result (see ``request``)."""
+        if self._closed:
+            raise ServerError(GONE)
         future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
@@ -256,23 +261,31 @@ class Client:
         ``key``: the push's, to send it again after a lost connection: batch i goes under
         "KEY.i", and the last one says the total, so that a push whose first batches the lost
         connection took is refused whole (code ``incomplete``) rather than queued in part."""
-        sizes = push_sizes(jobs)
-        batches: List[List[Dict[str, Any]]] = [[]]
-        total = 0
-        for job, size in zip(jobs, sizes):
-            batch = batches[-1]
-            if batch and (len(batch) >= PUSH_BATCH or total + size > PUSH_BATCH_BYTES):
-                batches.append([])
-                total = 0
-            batches[-1].append(job)
-            total += size + 1
+        pieces = _encoded_jobs(jobs)
+        batches: List[Tuple[int, int]] = []  # (first, end) in jobs
+        first = total = 0
+        for index, piece in enumerate(pieces):
+            if index > first and (index - first >= PUSH_BATCH
+                                  or total + len(piece) > PUSH_BATCH_BYTES):
+                batches.append((first, index))
+                first, total = index, 0
+            total += len(piece) + 1
+        batches.append((first, len(jobs)))
         result = messages.PushMany()
-        for index, batch in enumerate(batches):
-            args: Dict[str, Any] = dict(jobs=batch, more=index < len(batches) - 1)
+        for number, (first, end) in enumerate(batches):
+            args: Dict[str, Any] = dict(jobs=[], more=number < len(batches) - 1)
             if key is not None and not args["more"]:
                 args["total"] = len(jobs)
-            result = messages.parse(messages.PushMany, await self.request_keyed(
-                Op.PUSH_MANY, None if key is None else f"{key}.{index}", args))
+            data, request_id = self._encode(Op.PUSH_MANY, args,
+                                            None if key is None else f"{key}.{number}")
+            # Each job encoded once (sizing the batches took it too): put into the request's
+            # empty list, the first "jobs" of the line (args come before the key).
+            head, tail = data.split(b'"jobs":[]', 1)
+            line = b"".join((head, b'"jobs":[', b",".join(pieces[first:end]), b"]", tail))
+            if len(line) > protocol.MAX_LINE + 1:
+                raise TooLarge(f"the push_many request is too large for one message: "
+                               f"{len(line) - 1} bytes")
+            result = messages.parse(messages.PushMany, await self._exchange(line, request_id))
         return result.get("queued", 0)
 
     async def subscribe(self, max_pending_lines: Optional[int] = None) -> None:
@@ -377,13 +390,19 @@ class Client:
 def push_sizes(jobs: List[Dict[str, Any]]) -> List[int]:
     """The bytes each job takes in a push_many request; TooLarge names the first job that no
     message can hold."""
-    sizes = [len(protocol.dumps(job)) for job in jobs]
+    return [len(piece) for piece in _encoded_jobs(jobs)]
+
+
+def _encoded_jobs(jobs: List[Dict[str, Any]]) -> List[bytes]:
+    """Each job as it goes in a push_many request (``protocol.dumps``); TooLarge as
+    ``push_sizes``."""
+    pieces = [protocol.dumps(job) for job in jobs]
     room = protocol.MAX_LINE - 200  # the request's own fields
-    for job, size in zip(jobs, sizes):
-        if size > room:
-            raise TooLarge(f"job {job['job_id']!r} is {size} bytes, more than one message holds "
-                           f"({protocol.MAX_LINE} bytes)")
-    return sizes
+    for job, piece in zip(jobs, pieces):
+        if len(piece) > room:
+            raise TooLarge(f"job {job['job_id']!r} is {len(piece)} bytes, more than one message "
+                           f"holds ({protocol.MAX_LINE} bytes)")
+    return pieces
 
 
 async def _connect(paths: ServerPaths, control: bool = False):
