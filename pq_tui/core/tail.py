@@ -61,7 +61,8 @@ class Tail:
         self.max_chars = max_chars
         self._marks: Any = _NONE  # (number of a line among all added, when), a deque likewise
         self._added = 0
-        self.extend(lines, times)
+        if lines or times:  # a new job's has neither (10,000 at once in a push)
+            self.extend(lines, times)
 
     def add(self, stream: str, texts: Sequence[str], when: Optional[float] = None) -> None:
         """Lines of one stream, which arrived at ``when`` (the engine's path)."""
