@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -315,6 +316,10 @@ class Connection:
                           "jobs came on this connection; nothing queued")
         engine = self.server.engine
         pushed = []
+        # Thousands of jobs made at once, and none of it garbage: the collector's passes over
+        # the growing heap meanwhile were a quarter of the time.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             for job in staged:
                 pushed.append(engine.push(job["job_id"], job["data"], job["lane"]))
@@ -323,6 +328,9 @@ class Connection:
             for job in pushed:
                 engine.remove(job.id)
             raise
+        finally:
+            if collecting:
+                gc.enable()
         for job in staged:
             self.server.restored.pop(job["job_id"], None)
         return {"queued": len(staged)}
