@@ -464,6 +464,39 @@ def test_requeue_runs_again_with_the_same_input(tmp_path):
     assert first["log"] != second["log"]
 
 
+def test_a_packed_finished_job_reads_and_requeues_as_before(tmp_path):
+    # Engine.pack: a server's history kept as one blob a job (issue 17, target 7).
+    record = tmp_path / "record"
+
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            engine.push("p", {"cmd": ["sh", "-c", f"echo $N >> '{record}'"],
+                              "env": {"N": "one"}, "extra": ("a", 1.5)}, "lane-p")
+            engine.push("own", {"cmd": ["true"], "extra": Status.OK})  # marshal cannot
+            first = await engine.wait_finished("p")
+            await engine.wait_finished("own")
+            engine.pack(["p", "own", "unknown"])
+            job, own = engine.get("p"), engine.get("own")
+            assert job.packed and not own.packed
+            peeked = job.peek()
+            assert job.packed and peeked == job.snapshot() and job.peek() is not peeked
+            assert job.input == {"cmd": first["cmd"], "env": {"N": "one"}, "extra": ("a", 1.5)}
+            assert job.snapshot()["final"]["env"] == {}  # the caller (the store) has it
+            assert {**peeked, "final": first["final"]} == first
+            assert [j.id for j in engine.jobs()] == ["p", "own"]
+            again = engine.requeue("p")
+            assert again.run == 2 and again.lane == "lane-p"
+            second = await engine.wait_finished("p")
+            engine.pack(["p"])
+            assert engine.get("p").data["status"] == "ok"  # unpacked for good
+            assert not engine.get("p").packed
+            return second
+
+    second = run(main())
+    assert record.read_text().split() == ["one", "one"]
+    assert second["env"] == {"N": "one"} and second["extra"] == ("a", 1.5)
+
+
 def test_requeue_of_a_running_job_raises(tmp_path):
     async def main():
         async with engine_in(tmp_path) as engine:

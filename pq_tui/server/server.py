@@ -22,7 +22,10 @@ from pq_tui.core.events import (
     Event,
     JobExited,
     JobOutput,
+    JobRemoved,
+    JobSkipped,
     JobsForgotten,
+    JobWarned,
     JobStarted,
     JobUsage,
     OutputDropped,
@@ -48,6 +51,8 @@ RETENTION_DELAY = 10.0  # after a job ends: retention runs at most this often
 STORE_RETRY = 2.0  # while the state file cannot be written: how often to try again (seconds)
 # The store hears of forgotten jobs from the server itself (Server.clean, Server.forget).
 _NOT_JOURNALED = (JobOutput, JobUsage, OutputDropped, JobsForgotten)
+# What leaves a run finished (or, a warning, changed it once it was).
+_ENDS = (JobExited, JobSkipped, JobRemoved, JobWarned)
 
 
 class Retention:
@@ -159,10 +164,9 @@ class Server:
         else:
             if self.store_error is not None:
                 self._store_recovered(self.store)
-            # Recorded with their environments: the memory of 10,000 of them is given back, and
-            # the job op reads one from the store (job_entry).
-            self.engine.release_env([event.job_id for event in events
-                                     if isinstance(event, JobExited)])
+            # Recorded with their environments: the memory of 10,000 of them is given back (the
+            # job op reads one from the store: job_entry), and their data packed.
+            self.engine.pack([event.job_id for event in events if isinstance(event, _ENDS)])
 
     def _may_start(self, job: Job) -> bool:
         """The engine's start gate. Durability before start: what led to this start is committed
@@ -359,7 +363,7 @@ class Server:
             lane=job.lane,
             run=job.run,
             status=job.status.value,
-            data=messages.entry_data(job.data, whole),
+            data=messages.entry_data(job.peek(), whole),
             pid=job.pid,
             line_count=job.line_count,
             stderr_count=job.stderr_count,
