@@ -497,6 +497,31 @@ def test_a_packed_finished_job_reads_and_requeues_as_before(tmp_path):
     assert second["env"] == {"N": "one"} and second["extra"] == ("a", 1.5)
 
 
+def test_a_queued_job_shares_its_data_with_its_event_and_starts_packed(tmp_path):
+    # JobQueued carries the job's data itself (Job.share), not a copy; the job copies it before
+    # it changes it, so the event keeps what was queued.
+    async def main():
+        async with engine_in(tmp_path) as engine:
+            sub = engine.subscribe()
+            engine.pause("l")
+            job = engine.push("q", {"cmd": ["sh", "-c", "echo $N"], "env": {"N": "q"}}, "l")
+            engine.push("unpacked", {"cmd": ["true"]}, "l")
+            queued = [e for e in sub.take_nowait() if isinstance(e, JobQueued)]
+            engine.pack(["q"])
+            assert job.packed and job.peek() == queued[0].data
+            engine.resume("l")
+            ended = await engine.wait_finished("q")
+            await engine.wait_finished("unpacked")
+            for event in queued:
+                assert event.data["status"] == "queued" and "time-start" not in event.data
+            assert engine.get("unpacked").data["status"] == "ok"
+            sub.close()
+            return ended
+
+    ended = run(main())
+    assert ended["status"] == "ok" and ended["env"] == {"N": "q"}
+
+
 def test_requeue_of_a_running_job_raises(tmp_path):
     async def main():
         async with engine_in(tmp_path) as engine:

@@ -43,7 +43,7 @@ from pq_tui.core.events import (
     LaneResumed,
     OutputLines,
 )
-from pq_tui.core.job import IN_QUEUE, HandlerFactory, Job, Status
+from pq_tui.core.job import IN_QUEUE, KILLABLE, HandlerFactory, Job, Status
 from pq_tui.core.lanes import check_lane_name, check_parallel
 from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import LogWriter, log_file_name
@@ -279,7 +279,7 @@ class Engine(LocalLogs, Shifts):
         index = len(target.queued) if attempt == 1 else 0
         target.queued.insert(index, job)
         if self._listened():
-            self._emit(JobQueued(job_id, lane, index, job.snapshot()))
+            self._emit(JobQueued(job_id, lane, index, job.share()))
         if failed is not None:
             dependency = self._jobs.get(failed)
             self._skip(job, failed, dependency.peek() if dependency is not None
@@ -388,14 +388,17 @@ class Engine(LocalLogs, Shifts):
         return forgotten
 
     def pack(self, job_ids: Iterable[JobId]) -> None:
-        """Those of these jobs that are finished: ``release_env`` of their data, then
-        ``Job.pack``, for a caller that keeps their data elsewhere too (a server's store): a
-        finished run's some forty objects cost 2 to 4 KB each of 10,000."""
+        """``Job.pack`` those of these jobs that are at rest (queued, waiting, finished), the
+        finished ones' environments released first (``release_env``), for a caller that keeps
+        their data elsewhere too (a server's store): a run's forty objects cost 2 to 4 KB each
+        of 10,000."""
         for job_id in job_ids:
             job = self._jobs.get(job_id)
-            if job is not None and job.status.finished and not job.packed:
+            if job is None or job.packed or job.status in KILLABLE:
+                continue
+            if job.status.finished:
                 release_env(job.data)
-                job.pack()
+            job.pack()
 
     def kill(self, job_id: JobId, force: bool = False) -> Optional[asyncio.Future]:
         """Kill a running job's tree: SIGTERM, the grace period, then SIGKILL (``force``: SIGKILL

@@ -69,7 +69,7 @@ def survivors_warning(pids: list[int]) -> str:
 class HasStatus:
     """A status kept in step with the original's ``state`` and ``status`` keys of ``data``."""
 
-    __slots__ = ()  # no __dict__ of its own for Job's slots to pay for
+    __slots__ = ("_status",)  # no __dict__ of its own for Job's slots to pay for
     data: dict
     _status: Status
 
@@ -89,14 +89,15 @@ class Job(HasStatus):
 
     Its input (what a new run starts from) is the data's keys but the engine's (RESULT_KEYS),
     which only the engine writes; a job with a handler keeps a copy of its own, since the
-    handler is given the data itself. A finished job may be packed (``pack``): its data kept as
-    one marshal blob instead of some forty objects. ``data`` unpacks it for good (a change must
-    stick); ``peek`` and ``snapshot`` read it and leave it packed."""
+    handler is given the data itself. A job at rest (queued, waiting, finished) may be packed
+    (``pack``): its data kept as one marshal blob instead of some forty objects. ``data``
+    unpacks it for good (a change must stick); ``peek`` and ``snapshot`` read it and leave it
+    packed."""
 
     # Slots: a server holds 10,000 of these, and a __dict__ cost each 300 bytes more.
-    __slots__ = ("id", "lane", "run", "_input", "_data", "_packed", "handler_factory", "handler",
-                 "tail", "pid", "started_at", "ended_at", "cpu_percent", "rss", "log_path",
-                 "next_log", "reserved_log", "line_count", "stderr_count", "partial", "_status",
+    __slots__ = ("id", "lane", "run", "_input", "_data", "_packed", "_shared", "handler_factory",
+                 "handler", "tail", "pid", "started_at", "ended_at", "cpu_percent", "rss",
+                 "log_path", "next_log", "reserved_log", "line_count", "stderr_count", "partial",
                  "__weakref__")
 
     def __init__(
@@ -118,6 +119,7 @@ class Job(HasStatus):
         self._data: Optional[dict] = _copy(given) if handler_factory is not None else given
         # While packed: (data, input or None) marshalled, and _data None.
         self._packed: Optional[bytes] = None
+        self._shared = False  # _data is an event's too (share): copied before it is used
         self.handler_factory = handler_factory
         self.handler: Any = None
         self.tail = Tail(max_lines=tail_lines)
@@ -144,13 +146,23 @@ class Job(HasStatus):
     def data(self) -> dict:
         """The process data (the original library's dict)."""
         if self._data is None:
-            self._data, self._input = marshal.loads(self._packed)
+            self._data, self._input = self._unpack()
             self._packed = None
+        elif self._shared:
+            self._data, self._shared = _copy(self._data), False
         return self._data
 
     @data.setter
     def data(self, data: dict) -> None:
-        self._data, self._packed = data, None
+        self._data, self._packed, self._shared = data, None, False
+
+    def share(self) -> dict:
+        """The data itself, for an event: the job copies it before it next uses it (``data``),
+        so the event's stays as it was. A push of 10,000 jobs held a copy of each job's data
+        for its JobQueued until the server's journal had written them all."""
+        data = self.data
+        self._shared = True
+        return data
 
     @property
     def input(self) -> dict:
@@ -159,26 +171,26 @@ class Job(HasStatus):
             return self._input
         if self._data is not None:
             return _input_of(self._data)
-        data, given = marshal.loads(self._packed)
+        data, given = self._unpack()
         return given if given is not None else _input_of(data)
 
     def peek(self) -> dict:
         """The process data, to read and not to change: a packed job's stays packed (a reader
         of every job, a snapshot, unpacks each in turn and keeps none)."""
-        return self._data if self._data is not None else marshal.loads(self._packed)[0]
+        return self._data if self._data is not None else self._unpack()[0]
 
     @property
     def packed(self) -> bool:
         return self._data is None
 
     def pack(self) -> bool:
-        """Keep a finished job's data (and input) as one blob until someone asks for ``data``:
-        a server's 10,000 finished runs held 2.4 KB each, 0.5 KB packed. False, and nothing
-        changed, if the job is not finished or its data holds what marshal cannot (a library
-        caller's own objects: the data is the caller's, with any type in it)."""
+        """Keep the data (and input) of a job at rest as one blob until someone asks for
+        ``data``: a server's 10,000 finished runs held 2.4 KB each, 0.5 KB packed. False, and
+        nothing changed, if the job is running (or retrying) or its data holds what marshal
+        cannot (a library caller's own objects: the data is the caller's, any type in it)."""
         if self._data is None:
             return True
-        if not self._status.finished:
+        if self._status in KILLABLE:
             return False
         given = self._input
         if given is not None and given == _input_of(self._data):
@@ -188,6 +200,7 @@ class Job(HasStatus):
         except ValueError:
             return False
         self._data = self._input = None
+        self._shared = False
         return True
 
     @property
@@ -200,7 +213,11 @@ class Job(HasStatus):
 
     def snapshot(self) -> dict:
         """A copy of the process data that the caller may keep and change."""
-        return _copy(self._data) if self._data is not None else marshal.loads(self._packed)[0]
+        return _copy(self._data) if self._data is not None else self._unpack()[0]
+
+    def _unpack(self) -> tuple:
+        assert self._packed is not None  # called only while _data is None
+        return marshal.loads(self._packed)
 
     def __repr__(self) -> str:
         return f"<Job {self.id!r} lane={self.lane!r} {self._status.value}>"

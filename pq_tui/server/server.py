@@ -19,9 +19,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 from pq_tui import __version__
 from pq_tui.core.engine import DEFAULT_KILL_GRACE, Engine, release_env
 from pq_tui.core.events import (
+    DependencyMet,
     Event,
     JobExited,
+    JobMoved,
     JobOutput,
+    JobQueued,
     JobRemoved,
     JobSkipped,
     JobsForgotten,
@@ -51,8 +54,8 @@ RETENTION_DELAY = 10.0  # after a job ends: retention runs at most this often
 STORE_RETRY = 2.0  # while the state file cannot be written: how often to try again (seconds)
 # The store hears of forgotten jobs from the server itself (Server.clean, Server.forget).
 _NOT_JOURNALED = (JobOutput, JobUsage, OutputDropped, JobsForgotten)
-# What leaves a run finished (or, a warning, changed it once it was).
-_ENDS = (JobExited, JobSkipped, JobRemoved, JobWarned)
+# What leaves a job at rest, queued or finished (see Engine.pack).
+_RESTING = (JobQueued, DependencyMet, JobMoved, JobExited, JobSkipped, JobRemoved, JobWarned)
 
 
 class Retention:
@@ -164,9 +167,9 @@ class Server:
         else:
             if self.store_error is not None:
                 self._store_recovered(self.store)
-            # Recorded with their environments: the memory of 10,000 of them is given back (the
-            # job op reads one from the store: job_entry), and their data packed.
-            self.engine.pack([event.job_id for event in events if isinstance(event, _ENDS)])
+            # Recorded (with their environments: the job op reads one from the store,
+            # job_entry): the jobs at rest are packed, 10,000 of them 20 MB less.
+            self.engine.pack([event.job_id for event in events if isinstance(event, _RESTING)])
 
     def _may_start(self, job: Job) -> bool:
         """The engine's start gate. Durability before start: what led to this start is committed
