@@ -309,7 +309,11 @@ class Connection:
             self.staged, self.staged_keys = earlier, keys
             return {"staged": len(earlier)}
         self._check_push(earlier, set())  # meanwhile, another client may have pushed one
-        staged = earlier + jobs
+        # One list, emptied as the jobs are queued: a job's decoded entry (1 KB) is freed as its
+        # Job is made, so the two do not peak together (10,000 of each: 9 MB).
+        staged = earlier
+        staged.extend(jobs)
+        jobs.clear()
         if args["total"] is not None and len(staged) != args["total"]:
             # Sent again after a drop: the batches staged on the lost connection are gone.
             raise Refused(ErrorCode.INCOMPLETE, f"{len(staged)} of the push's {args['total']} "
@@ -321,8 +325,10 @@ class Connection:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            for job in staged:
-                pushed.append(engine.push(job["job_id"], job["data"], job["lane"]))
+            staged.reverse()  # popped from its end, in order
+            while staged:
+                entry = staged.pop()
+                pushed.append(engine.push(entry["job_id"], entry["data"], entry["lane"]))
         except Exception:
             # Not expected after the checks; still none rather than some.
             for job in pushed:
@@ -331,9 +337,9 @@ class Connection:
         finally:
             if collecting:
                 gc.enable()
-        for job in staged:
-            self.server.restored.pop(job["job_id"], None)
-        return {"queued": len(staged)}
+        for job in pushed:
+            self.server.restored.pop(job.id, None)
+        return {"queued": len(pushed)}
 
     def _check_push(self, jobs: List[Dict[str, Any]], seen: set) -> None:
         """Refuses a job whose id is in ``seen`` (which gets the others' ids) or queued or
