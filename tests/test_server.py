@@ -970,3 +970,12 @@ def test_a_push_many_sent_again_under_its_key_is_queued_once_or_refused_whole(en
         "incomplete", "1 of the push's 3 jobs came on this connection; nothing queued")
     assert (before, queued, answered, after) == ({}, 3, 3, ["j0", "j1", "j2"])
     run(shutdown(env, pid))
+
+
+def test_giving_memory_back_is_safe_to_call_at_any_time():
+    # glibc's malloc_trim after a big push or reply (issue 17, target 7); a no-op elsewhere.
+    from pq_tui.server import trim
+
+    trim.give_back_memory()
+    trim.give_back_memory()
+    assert trim._malloc_trim is not None

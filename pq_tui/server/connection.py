@@ -27,6 +27,7 @@ from pq_tui.core.tail import FINISHED_TAIL_CHARS, FINISHED_TAIL_LINES
 from pq_tui.wire import messages, protocol
 from pq_tui.wire.errors import Refused
 from pq_tui.wire.ops import CONTROL_OPS, ErrorCode, Op
+from pq_tui.server.trim import TRIM_BYTES, give_back_memory
 
 if TYPE_CHECKING:
     from pq_tui.server.server import Server
@@ -220,9 +221,15 @@ class Connection:
                 if code == ErrorCode.INTERNAL:
                     log.exception("request %s %r failed", request_id, handler)
             self._write_events()  # those before the request, and those it caused
+            size = 0
             for line in lines:
                 self.writer.write(line)
+                size += len(line)
+            del lines  # freed before the trim
+            result = None
             await self.writer.drain()
+        if size >= TRIM_BYTES:  # a snapshot or a wait of 10,000 rows
+            give_back_memory()
 
     async def answer_after(self, request_id: int, work: Callable, args: Dict[str, Any],
                            key: Optional[str] = None) -> None:

@@ -47,6 +47,7 @@ from pq_tui.settings import BY_NAME
 from pq_tui.server.connection import Connection, in_thread
 from pq_tui.server.lock import acquire_lock, write_pid
 from pq_tui.server.recovery import kill_leftover, restore
+from pq_tui.server.trim import TRIM_EVENTS, give_back_memory
 
 log = logging.getLogger("pq_tui.server")
 
@@ -170,6 +171,9 @@ class Server:
             # Recorded (with their environments: the job op reads one from the store,
             # job_entry): the jobs at rest are packed, 10,000 of them 20 MB less.
             self.engine.pack([event.job_id for event in events if isinstance(event, _RESTING)])
+            if len(events) >= TRIM_EVENTS:  # a push of thousands: its copies are gone now
+                del events
+                give_back_memory()
 
     def _may_start(self, job: Job) -> bool:
         """The engine's start gate. Durability before start: what led to this start is committed
