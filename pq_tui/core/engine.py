@@ -43,7 +43,7 @@ from pq_tui.core.events import (
     LaneResumed,
     OutputLines,
 )
-from pq_tui.core.job import IN_QUEUE, KILLABLE, HandlerFactory, Job, Status
+from pq_tui.core.job import IN_QUEUE, HandlerFactory, Job, Status
 from pq_tui.core.lanes import check_lane_name, check_parallel
 from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import LogWriter, log_file_name
@@ -394,11 +394,11 @@ class Engine(LocalLogs, Shifts):
         of 10,000."""
         for job_id in job_ids:
             job = self._jobs.get(job_id)
-            if job is None or job.packed or job.status in KILLABLE:
+            if job is None or job.packed:
                 continue
             if job.status.finished:
                 release_env(job.data)
-            job.pack()
+            job.pack()  # not a running or retrying one: Job.pack says no
 
     def kill(self, job_id: JobId, force: bool = False) -> Optional[asyncio.Future]:
         """Kill a running job's tree: SIGTERM, the grace period, then SIGKILL (``force``: SIGKILL
