@@ -31,13 +31,14 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.events import Resize
-from textual.geometry import Region, Size
+from textual.geometry import Offset, Region, Size
 from textual.message import Message
 from textual.reactive import Reactive, var
 from textual.scroll_view import ScrollView
 from textual.scrollbar import ScrollBar, ScrollBarRender
 from textual.selection import Selection
 from textual.strip import Strip
+from textual.widget import Widget
 
 from pq_tui.core.logfile import TIME_WIDTH, time_label
 from pq_tui.core.safe import Screen
@@ -56,6 +57,39 @@ TIME_MODES = ("off", "clock", "relative")
 """What the time gutter shows, in the order ``T`` goes through them."""
 
 
+def shift_line_cache(widget: Widget, top: int, height: int, shift: int) -> None:
+    """Move the lines Textual keeps of ``widget`` for a repaint (its rows ``top`` to
+    ``top + height``) up ``shift`` rows, as the terminal moved them: the rows that moved keep
+    their lines and only the ones that came in are rendered again (a cleared cache rendered
+    every row of the view for each new line). Those that came in are left out, for the refresh
+    that follows. Where Textual keeps its lines otherwise, the cache is cleared instead."""
+    cache = getattr(widget._styles_cache, "_cache", None)
+    dirty = getattr(widget._styles_cache, "_dirty_lines", None)
+    if not isinstance(cache, dict) or not isinstance(dirty, set):
+        widget._styles_cache.clear()
+        return
+    bottom = top + height
+    moved = {y - shift: strip for y, strip in cache.items() if top + shift <= y < bottom}
+    for y in range(top, bottom):
+        cache.pop(y, None)
+    cache.update(moved)
+    still = {y - shift for y in dirty if top + shift <= y < bottom}
+    dirty.difference_update(range(top, bottom))
+    dirty.update(still)
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """What every line of one render pass of a `LogView` shares."""
+
+    base: Style
+    width: int
+    scroll: Offset
+    selection: tuple[int, int] | None
+    cursor: int | None  # the index of the cursor's line when it shows (focused, no selection)
+    text_selection: Selection | None
+
+
 class _RowScrollBar(ScrollBar):
     """A vertical scrollbar that repaints only its rows that change. As a log grows its thumb
     moves by a cell or less; Textual's repaints every row of the bar for that, and again after
@@ -68,6 +102,7 @@ class _RowScrollBar(ScrollBar):
     def __init__(self, *, thickness: int) -> None:
         super().__init__(vertical=True, name="vertical", thickness=thickness)
         self._painted: list | None = None  # each row's look when last painted (None: not known)
+        self._rows: list[Strip] | None = None  # each row's strip (None: to be made)
 
     def _looks(self) -> list:
         """Each row's look: the geometry of the thumb in it (the colours are not needed here:
@@ -94,8 +129,7 @@ class _RowScrollBar(ScrollBar):
         """The terminal moved this bar's rows up ``rows`` rows (the ones that came in are blank)."""
         if self._painted is not None:
             self._painted = self._painted[rows:] + [None] * rows
-        # Lines kept for a repaint are of the rows before the move.
-        self._styles_cache.clear()
+        shift_line_cache(self, 0, self.size.height, rows)
         self._repaint_changes()
 
     def watch_window_virtual_size(self) -> None:
@@ -110,6 +144,36 @@ class _RowScrollBar(ScrollBar):
     def render(self) -> RenderableType:
         self._painted = self._looks()
         return super().render()
+
+    def render_line(self, y: int) -> Strip:
+        # The bar's rows straight from its renderer's segments: Textual's way renders the
+        # whole bar through Rich again for a change of any row (an eighth of the CPU of a
+        # console idling with a job that prints a line a second).
+        if self._rows is None or self._dirty_regions:
+            self._rows = self._bar_rows()
+            self._dirty_regions.clear()
+        if self._rows is None:  # not a bar Textual draws as usual: its own way
+            return super().render_line(y)
+        if 0 <= y < len(self._rows):
+            return self._rows[y]
+        return Strip.blank(self.size.width, self.visual_style.rich_style)
+
+    def _bar_rows(self) -> list[Strip] | None:
+        """Each row as Textual's render of the bar would make it (the widget's style under
+        each segment's, as in `Widget.post_render`)."""
+        bar = self.render()
+        if not isinstance(bar, ScrollBarRender) or not bar.vertical:
+            return None
+        width, height = self.size
+        style = bar.style if isinstance(bar.style, Style) else Style.parse(str(bar.style))
+        segments = ScrollBarRender.render_bar(
+            size=height, virtual_size=bar.virtual_size, window_size=bar.window_size,
+            position=bar.position, thickness=width, vertical=True,
+            back_color=style.bgcolor or Color.parse("#555555"),
+            bar_color=style.color or Color.parse("bright_magenta")).segments
+        base = self.visual_style.rich_style
+        return [Strip([Segment(segment.text, base + segment.style)], width)
+                for segment in segments]
 
 
 class LogView(ScrollView, can_focus=True):
@@ -286,6 +350,8 @@ class LogView(ScrollView, can_focus=True):
         # True while new lines scroll the view: the rows above the lines that changed only
         # move, and the terminal can move them itself (`_shift_rows`).
         self._moving = False
+        # What every line of one render pass shares (None: outside a pass).
+        self._pass: _Pass | None = None
 
     @property
     def max_lines(self) -> int:
@@ -553,8 +619,7 @@ class LogView(ScrollView, can_focus=True):
                 return False
         top, bottom = rows.y + 1, rows.bottom
         driver.write(f"\x1b[{top};{bottom}r\x1b[{bottom};1H" + "\n" * shift + "\x1b[r")
-        # Textual's lines of this view, kept for a repaint, are of the rows before the move.
-        self._styles_cache.clear()
+        shift_line_cache(self, rows.y - region.y, rows.height, shift)
         if first < rows.height:
             self.refresh(Region(0, first, self.size.width, rows.height - first))
         # The bar moved with the rows.
@@ -809,11 +874,27 @@ class LogView(ScrollView, can_focus=True):
         self._strip_cache.clear()
         self._gutters = None
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._pass = self._new_pass()
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._pass = None
+
+    def _new_pass(self) -> _Pass:
+        # Each of these walks the DOM or the styles when asked: once a pass, not once a line
+        # (rich_style alone was a tenth of an idle console's CPU).
+        span = self.selection
+        return _Pass(self.rich_style, self.size.width, self.scroll_offset, span,
+                     self.cursor_index if span is None and self.has_focus else None,
+                     self.text_selection)
+
     def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
+        frame = self._pass or self._new_pass()
+        scroll_x, scroll_y = frame.scroll
         index = scroll_y + y
-        width = self.size.width
-        base = self.rich_style
+        width = frame.width
+        base = frame.base
         rows = self._rows()
         if index >= rows:
             return Strip.blank(width, base)
@@ -825,7 +906,7 @@ class LogView(ScrollView, can_focus=True):
             strip = Strip(partial.render(self.app.console), partial.cell_len).apply_style(base)
         else:
             stream = self._lines[index][0]
-            strip = self._content_strip(index)
+            strip = self._content_strip(index, frame)
         # Offsets in the text (not the gutters) tell a mouse selection where it is.
         text = strip.crop_extend(scroll_x, scroll_x + text_width, base).apply_offsets(
             scroll_x, index)
@@ -834,7 +915,7 @@ class LogView(ScrollView, can_focus=True):
             row = Strip.join([gutter, text])
         else:
             row = Strip.join([self._time_gutter(index), gutter, text])
-        mark = self._mark_style(index)
+        mark = self._mark_style(index, frame)
         if mark is None:
             return row
         # Over the view's own background only: a search match keeps its highlight.
@@ -844,12 +925,12 @@ class LogView(ScrollView, can_focus=True):
                     control)
             for text, style, control in row], row.cell_length)
 
-    def _mark_style(self, index: int) -> Style | None:
+    def _mark_style(self, index: int, frame: _Pass) -> Style | None:
         """The selection's or the cursor's background for the line at ``index``, if any."""
-        span = self.selection
+        span = frame.selection
         if span is not None and span[0] <= index <= span[1]:
             component = "log-view--selection"
-        elif self.has_focus and index == self.cursor_index:
+        elif index == frame.cursor:
             component = "log-view--cursor"
         else:
             return None
@@ -888,10 +969,10 @@ class LogView(ScrollView, can_focus=True):
             self._text_cache[number] = text
         return text
 
-    def _content_strip(self, index: int) -> Strip:
+    def _content_strip(self, index: int, frame: _Pass) -> Strip:
         """A line's text, styled and uncropped: it does not depend on the widget's width."""
         number = self._dropped + index
-        selection = self.text_selection
+        selection = frame.text_selection
         span = None if selection is None else selection.get_span(index)
         strip = self._strip_cache.get(number) if span is None else None
         if strip is None:
@@ -904,7 +985,7 @@ class LogView(ScrollView, can_focus=True):
                 text.stylize(self.screen.get_component_rich_style("screen--selection"), start,
                              len(text) if end == -1 else end)
             segments = text.render(self.app.console)
-            strip = Strip(segments, text.cell_len).apply_style(self.rich_style)
+            strip = Strip(segments, text.cell_len).apply_style(frame.base)
             if span is None:
                 self._strip_cache[number] = strip
         return strip
