@@ -3,6 +3,7 @@ for a job that runs in the folder we are in, and subprocess for one that runs el
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import stat
@@ -134,3 +135,67 @@ def test_a_signal_ignored_when_we_started_stays_ignored_in_a_job(root, monkeypat
         signal.signal(signal.SIGHUP, previous)
     assert data["exit"] == 0
     assert signal.SIGHUP in ignored_signals(data) and signal.SIGPIPE not in ignored_signals(data)
+
+
+def test_the_fd_watch_calls_a_ready_reader_until_it_is_removed():
+    # Level-triggered, as the loop's readers: a pipe with data is ready again and again.
+    async def main():
+        loop = asyncio.get_running_loop()
+        watch = spawn_module.readers(loop)
+        assert spawn_module.readers(loop) is watch
+        read_end, write_end = os.pipe()
+        os.write(write_end, b"x")
+        calls = []
+        done = loop.create_future()
+
+        def ready():
+            calls.append(1)
+            if len(calls) == 3:
+                watch.remove(read_end)
+                loop.call_later(0.05, done.set_result, None)
+
+        watch.add(read_end, ready)
+        await done
+        for fd in (read_end, write_end):
+            os.close(fd)
+        return calls
+
+    assert asyncio.run(main()) == [1, 1, 1]
+
+
+def test_the_fd_watch_skips_a_reader_removed_in_the_same_wakeup_and_reports_errors():
+    async def main():
+        loop = asyncio.get_running_loop()
+        errors = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context["exception"]))
+        watch = spawn_module.readers(loop)
+        pipes = [os.pipe() for _ in range(3)]
+        calls = []
+        done = loop.create_future()
+
+        def first():  # whichever comes first removes the others, and raises
+            calls.append("first")
+            for read_end, _ in pipes:
+                watch.remove(read_end)
+            loop.call_later(0.05, done.set_result, None)
+            raise RuntimeError("a bug in a reader")
+
+        for read_end, write_end in pipes:
+            watch.add(read_end, first)
+            os.write(write_end, b"x")
+        await done
+        for pipe in pipes:
+            for fd in pipe:
+                os.close(fd)
+        return calls, errors
+
+    calls, errors = asyncio.run(main())
+    assert calls == ["first"]
+    assert [str(exc) for exc in errors] == ["a bug in a reader"]
+
+
+def test_each_loop_has_its_own_fd_watch():
+    async def watch():
+        return spawn_module.readers(asyncio.get_running_loop())
+
+    assert asyncio.run(watch()) is not asyncio.run(watch())

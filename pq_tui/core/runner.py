@@ -15,7 +15,7 @@ from pq_tui.core.logfile import LogWriter
 from pq_tui.core.plan import Plan, job_environment, plan_job
 from pq_tui.core.proctree import MARKER_VAR, SIGKILL, ProcessTree, Usage, boot_ticks, new_marker
 from pq_tui.core.safe import shown_output
-from pq_tui.core.spawn import Child, spawn, watch_exit
+from pq_tui.core.spawn import Child, readers, spawn, watch_exit
 from pq_tui.core.terminal import READ_SIZE, Terminal, pty_settings, set_terminal_env
 
 # After the main process exits, how long its pipes may stay open (a grandchild holding them)
@@ -199,8 +199,9 @@ class JobRunner:
             loop.add_reader(self.terminal.master, self._read_terminal)
         else:
             assert child.stdout is not None and child.stderr is not None
-            loop.add_reader(child.stdout, self._read_pipe, child.stdout, 1)
-            loop.add_reader(child.stderr, self._read_pipe, child.stderr, 2)
+            watch = readers(loop)
+            watch.add(child.stdout, self._read_pipe, child.stdout, 1)
+            watch.add(child.stderr, self._read_pipe, child.stderr, 2)
         watch_exit(child, self._on_exited)
         if self.kill_requested:
             self._start_kill(self._kill_forced)
@@ -331,7 +332,7 @@ class JobRunner:
             self._on_pipe_closed(stream)
 
     def _close_pipe(self, fd: int) -> None:
-        asyncio.get_running_loop().remove_reader(fd)
+        readers(asyncio.get_running_loop()).remove(fd)
         os.close(fd)
 
     def _close_pipes(self) -> None:
