@@ -23,7 +23,7 @@ from collections import deque
 from typing import Any, Callable, Coroutine, Optional, Sequence, Tuple
 
 from pq_tui.core import DEFAULT_KILL_GRACE, DEFAULT_LANE, Engine, JobId
-from pq_tui.core.job import copy_data
+from pq_tui.core.job import copy_data, does_nothing
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class ProcessHandler:
     ``data["warnings"]``; the job and the queue go on.
     """
 
+    @does_nothing
     def on_start(self, pid: int) -> None:
         """The process has started."""
 
@@ -46,6 +47,7 @@ class ProcessHandler:
     def on_stderr(self, line: str) -> None:
         """One line the process wrote to stderr (without its line ending)."""
 
+    @does_nothing
     def on_exit(self, data: dict) -> None:
         """The job has finished, also when its process could not be started (say, command not
         found); ``data`` is a copy of its final data. A job removed or skipped before it started

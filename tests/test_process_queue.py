@@ -839,3 +839,19 @@ def test_a_retried_dependency_is_waited_for_until_its_last_attempt(make_queue, r
     q.push_back("then", {"cmd": ["true"], "after": ["flaky"]})
     assert q.wait_for_task_finished("then")["state"] == 2
     assert q.wait_for_task_finished("flaky")["attempt"] == 2
+
+
+def test_only_a_handler_method_of_its_own_is_called_for_each_job():
+    # The engine skips the base class's do-nothing on_start and on_exit (and on_exit's copy of
+    # the data); a method a subclass gives, or one set on the instance, is called.
+    from pq_tui.core.job import does_nothing_at
+
+    class Exits(ProcessHandler):
+        def on_exit(self, data: dict) -> None:
+            pass
+
+    given = ProcessHandler()
+    given.on_start = lambda pid: None  # type: ignore[method-assign]
+    assert does_nothing_at(ProcessHandler(), "on_exit") and does_nothing_at(None, "on_exit")
+    assert not does_nothing_at(Exits(), "on_exit") and does_nothing_at(Exits(), "on_start")
+    assert not does_nothing_at(given, "on_start")

@@ -43,7 +43,7 @@ from pq_tui.core.events import (
     LaneResumed,
     OutputLines,
 )
-from pq_tui.core.job import IN_QUEUE, HandlerFactory, Job, Status
+from pq_tui.core.job import IN_QUEUE, HandlerFactory, Job, Status, does_nothing_at
 from pq_tui.core.lanes import check_lane_name, check_parallel
 from pq_tui.core.lines import Lines
 from pq_tui.core.logfile import LogWriter, log_file_name
@@ -663,9 +663,11 @@ class Engine(LocalLogs, Shifts):
                 continue
             if job.reserved_log is not None:
                 reserved += 1
+                if reserved > LOGS_AHEAD // 4:  # one thread hop for several jobs, not one each
+                    return  # and no need to look further (the usual case)
             else:
                 jobs.append(job)
-        if not jobs or reserved > LOGS_AHEAD // 4:  # one thread hop for several jobs
+        if not jobs:
             return
         paths = []
         for job in jobs:
@@ -735,7 +737,7 @@ class Engine(LocalLogs, Shifts):
                 self._track(cleanup)
             self._flush_job_output(job.id)
             job.tail.shrink()  # its log file has the rest
-            if job.handler is not None:
+            if not does_nothing_at(job.handler, "on_exit"):
                 self._call_handler(job, "on_exit", job.snapshot())
             if retry:
                 self._hold_for_retry(lane, job)
@@ -883,7 +885,7 @@ class Engine(LocalLogs, Shifts):
 
     def _call_handler(self, job: Job, method: str, *args: Any) -> None:
         callback = getattr(job.handler, method, None)
-        if callback is None:
+        if callback is None or getattr(callback, "pq_tui_does_nothing", False):
             return
         try:
             callback(*args)

@@ -37,6 +37,17 @@ class Plan:
         return " ".join(shlex.quote(arg) for arg in self.argv)
 
 
+_shell: Optional[dict] = None
+
+
+def _shell_variables() -> dict:
+    """Which shell runs a string cmd: looked for once, not with a stat for every job."""
+    global _shell
+    if _shell is None:
+        _shell = shell_variables()
+    return _shell
+
+
 def job_environment(
     job_id: JobId,
     data: Mapping[str, Any],
@@ -50,7 +61,7 @@ def job_environment(
     calculated = {
         "_ID_": str(job_id),
         "_PROCESS_ROOT_DIR_": root_dir if root_given else "",
-        **shell_variables(),
+        **_shell_variables(),
     }
     return build_env(base_env, data.get("env"), calculated)
 
