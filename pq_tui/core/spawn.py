@@ -105,7 +105,7 @@ def _signals_to_default() -> frozenset:
     signal.getsignal takes 1 us a signal."""
     global _to_default
     if _to_default is None:
-        restored = {getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ")
+        restored = {getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ")
                     if hasattr(signal, name)}
         _to_default = frozenset(sig for sig in signal.valid_signals()
                                 if sig in restored or signal.getsignal(sig) != signal.SIG_IGN)
