@@ -30,6 +30,7 @@ from pq_tui.core.queue import HostsQueue, JobView, LogUnavailable, Queue
 from pq_tui.core.safe import printable
 from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
 from pq_tui.jobs.submit import plan_specs
+from pq_tui.ui.compositor import PaintedRowsCompositor
 from pq_tui.ui.screens.confirm import ConfirmScreen
 from pq_tui.ui.screens.help import HelpScreen
 from pq_tui.ui.screens.log_copy import HELP_ROWS as COPY_HELP_ROWS
@@ -151,6 +152,9 @@ class MainScreen(LogCopy, Screen[None]):
         """``specs`` to push at start, and the slots of the lanes in ``parallel``; ``app_keys``:
         the app's own keys that apply in this session, for the help."""
         super().__init__()
+        # Partial updates render only the rows they paint (a job's row and the log's new line
+        # made Textual render the whole screen).
+        self._compositor = PaintedRowsCompositor()
         self.session = session
         self.app_keys = app_keys
         self._initial_specs = specs
