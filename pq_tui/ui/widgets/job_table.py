@@ -19,6 +19,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
@@ -214,6 +215,9 @@ class JobTable(ScrollView, can_focus=True):
         self._columns: tuple = ()
         self._header: Optional[Strip] = None
         self._styles: dict[str, Style] = {}
+        # A cell's segments by its column and its text: a ticking row has three cells that change
+        # (time, CPU, RSS) and eight that do not, each a Rich render to make again.
+        self._cell_segments: LRUCache[tuple, list[Segment]] = LRUCache(4096)
         # Over several hosts the cursor starts on no row (nothing tells yet which host is
         # meant), and is on the first job once there is one, until it is moved: the hosts'
         # jobs come in any order at first.
@@ -369,6 +373,7 @@ class JobTable(ScrollView, can_focus=True):
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._styles.clear()
+        self._cell_segments.clear()
         self._header = None
 
     # -- keys and the mouse ----------------------------------------------------------------------
@@ -499,24 +504,13 @@ class JobTable(ScrollView, can_focus=True):
         return text
 
     def _strip(self, cells: list[Text], style: Style, width: int) -> Strip:
-        console = self.app.console
-        padding = Segment(" " * PADDING)
         segments: list[Segment] = []
         for text, spec in zip(cells, self._columns):
-            column_width, right = spec[4], spec[2]
-            text = text.copy()
-            if text.cell_len > column_width:
-                text.truncate(column_width, overflow="ellipsis")
-            pad = Segment(" " * (column_width - text.cell_len))
-            # A segment per cell (and per gap), not one per run of a style: exported SVGs place
-            # each at its column, so a renderer's idea of a space's width cannot shift the rest.
-            segments.append(padding)
-            if right:
-                segments.append(pad)
-            segments.extend(text.render(console, end=""))
-            if not right:
-                segments.append(pad)
-            segments.append(padding)
+            key = (spec, text.plain, text.style, *text.spans)
+            cell = self._cell_segments.get(key)
+            if cell is None:
+                cell = self._cell_segments[key] = self._cell(text, spec)
+            segments.extend(cell)
         line_style = self.rich_style + style
         # Under the cells' own styles (a state's colour), except on the cursor's row, whose
         # colours win so that it reads as one bar.
@@ -525,6 +519,24 @@ class JobTable(ScrollView, can_focus=True):
         else:
             styled = Segment.apply_style(segments, style=line_style)
         return Strip(list(styled)).crop_extend(0, width, line_style)
+
+    def _cell(self, text: Text, spec: tuple) -> list[Segment]:
+        column_width, right = spec[4], spec[2]
+        text = text.copy()
+        if text.cell_len > column_width:
+            text.truncate(column_width, overflow="ellipsis")
+        padding = Segment(" " * PADDING)
+        pad = Segment(" " * (column_width - text.cell_len))
+        # A segment per cell (and per gap), not one per run of a style: exported SVGs place each
+        # at its column, so a renderer's idea of a space's width cannot shift the rest.
+        segments = [padding]
+        if right:
+            segments.append(pad)
+        segments.extend(text.render(self.app.console, end=""))
+        if not right:
+            segments.append(pad)
+        segments.append(padding)
+        return segments
 
     def _style(self, name: str) -> Style:
         style = self._styles.get(name)
