@@ -26,7 +26,7 @@ from pq_tui.core.deps import skipped_dependents
 from pq_tui.core.job import IN_QUEUE, KILLABLE, survivors_warning
 from pq_tui.core.lanes import MAX_PARALLEL, lane_name_problem
 from pq_tui.core.tail import shifted_marks
-from pq_tui.core.queue import HostsQueue, JobView, LogUnavailable, Queue
+from pq_tui.core.queue import EventFeed, HostsQueue, JobView, LogUnavailable, Queue
 from pq_tui.core.safe import printable
 from pq_tui.jobs.jobfile import JobFileError, JobSpec, Loaded, load_jobs
 from pq_tui.jobs.submit import plan_specs
@@ -238,7 +238,11 @@ class MainScreen(LogCopy, Screen[None]):
         if self.fleet is not None:  # hosts down at start; later changes come as events
             for link in self.fleet.links().values():
                 self._link_changed(link)
-        self._consume_events()
+        # Subscribed here, before the first push, not when the worker first runs: a job that
+        # ended in between (`echo`, on a busy machine) had no notice and no row update.
+        # No more pending output than a pane holds: under a flood, what would scroll out of the
+        # pane before it is seen is only counted (the log file has it).
+        self._consume_events(self.queue.subscribe(max_pending_lines=self._log_lines))
         if self._initial_specs or self._initial_parallel:
             self._push_specs(self._initial_specs, self._initial_parallel,
                              self.fleet.hosts[0] if self.fleet is not None else None)
@@ -257,10 +261,7 @@ class MainScreen(LogCopy, Screen[None]):
     # -- queue events ----------------------------------------------------------------------------
 
     @work(group="engine-events", exclusive=True, description="apply engine events")
-    async def _consume_events(self) -> None:
-        # No more pending output than a pane holds: under a flood, what would scroll out of the
-        # pane before it is seen is only counted (the log file has it).
-        subscription = self.queue.subscribe(max_pending_lines=self._log_lines)
+    async def _consume_events(self, subscription: EventFeed) -> None:
         try:
             while True:
                 events = await subscription.batch()
