@@ -18,7 +18,7 @@ import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, AsyncIterator, Callable, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterable, Mapping, Optional
 
 from pq_tui.core.defaults import DEFAULT_KILL_GRACE, DEFAULT_LANE
 from pq_tui.core.deps import after_of, skip_reason, unknown_dependency
@@ -50,11 +50,13 @@ from pq_tui.core.logfile import LogWriter, log_file_name
 from pq_tui.core.proctree import Usage
 from pq_tui.core.queue import LocalLogs, Shifts
 from pq_tui.core.retry import attempts_of, delay_after
-from pq_tui.core.search import Query, SearchBatch, search_jobs
 from pq_tui.core.subscription import Subscription
 from pq_tui.core.runner import JobRunner
 from pq_tui.core.tail import TAIL_LINES
 from pq_tui.core.terminal import Terminal, check_has_terminal, check_size
+
+if TYPE_CHECKING:
+    from pq_tui.core.search import Query, SearchBatch
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,8 @@ class Engine(LocalLogs, Shifts):
 
     def search(self, query: Query) -> AsyncIterator[SearchBatch]:
         """The jobs' logs searched (in a thread: the loop and the jobs go on meanwhile)."""
+        from pq_tui.core.search import search_jobs  # its patterns cost `pq-tui run` 8 ms at start
+
         return search_jobs(self.jobs(), query)
 
     def lane(self, name: str) -> Lane:

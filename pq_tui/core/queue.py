@@ -14,13 +14,15 @@ event, never from what an operation returned.
 from __future__ import annotations
 
 import asyncio
-from typing import (Any, AsyncIterator, Awaitable, Dict, Iterable, List, Mapping, Optional,
-                    Protocol, Sequence, Tuple, runtime_checkable)
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Awaitable, Dict, Iterable, List, Mapping,
+                    Optional, Protocol, Sequence, Tuple, runtime_checkable)
 
 from pq_tui.core.events import Event, JobId, Line, LinkChanged
 from pq_tui.core.job import Status
-from pq_tui.core.search import Query, SearchBatch
 from pq_tui.core.tail import Tail
+
+if TYPE_CHECKING:  # not at run time: its patterns cost `pq-tui run` a few ms at start
+    from pq_tui.core.search import Query, SearchBatch
 
 
 class JobView(Protocol):
