@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import struct
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
 from pq_tui import __version__
 from pq_tui.core.deps import after_of, unknown_dependency
@@ -204,6 +204,8 @@ class Connection:
                     if key is not None:
                         self.server.replies.put(key, _raiser(exc))
                     raise
+                if key is not None or not plain:
+                    result = messages.made(result)  # kept, or copied: a list of its own
                 if not plain:
                     result = protocol.jsonable(result)
                 if key is not None:
@@ -619,12 +621,16 @@ class Connection:
         await self.answer(request_id, _giving(messages.GrepEnd(hits=sent, more=more)), {})
 
     def _wait_result(self, ids: List[Any]) -> messages.WaitResult:
-        jobs = []
         for job_id in ids:
-            job, state = self.server.find(job_id)
-            data = job.peek() if job is not None else _known(state).data
-            jobs.append(messages.Waited(job_id=job_id, data=protocol.row_data(data)))
-        return messages.WaitResult(jobs=jobs)
+            self.server.find(job_id)  # a job forgotten meanwhile: refused now, not mid-reply
+        # Each row made as the reply is encoded (messages.Rows).
+        return messages.WaitResult(jobs=cast(List[messages.Waited],
+                                             messages.Rows(ids, self._waited)))
+
+    def _waited(self, job_id: Any) -> messages.Waited:
+        job, state = self.server.find(job_id)
+        data = job.peek() if job is not None else _known(state).data
+        return messages.Waited(job_id=job_id, data=protocol.row_data(data))
 
     async def op_shutdown(self, request_id: int, args: Dict[str, Any]) -> None:
         server = self.server

@@ -412,14 +412,20 @@ class Server:
             )
             for lane in self.engine.lanes().values()
         ]
-        known = {job.id for job in self.engine.jobs()}
-        jobs = [self.restored_info(s) for key, s in self.restored.items() if key not in known]
-        jobs += [self.job_info(job) for job in self.engine.jobs()]
+        live = self.engine.jobs()
+        known = {job.id for job in live}
+        sources: List[Any] = [s for key, s in self.restored.items() if key not in known]
+        sources += live
+        # Each entry made as the reply is encoded (messages.Rows), not 10,000 at once.
+        jobs = cast(List[messages.JobEntry], messages.Rows(sources, self._entry))
         server = messages.ServerInfo(
             version=__version__, protocol=protocol.PROTOCOL, pid=os.getpid(),
             stopping=self.stopping, kill_grace=self.kill_grace, log_dir=self.engine.log_dir,
             store=cast(messages.StoreInfo, self.store_info()))
         return messages.Snapshot(server=server, lanes=lanes, jobs=jobs)
+
+    def _entry(self, source: Any) -> messages.JobEntry:
+        return self.job_info(source) if isinstance(source, Job) else self.restored_info(source)
 
     def job_entry(self, job_id: Any) -> messages.JobEntry:
         """One job's entry with its whole data (the latest run)."""
