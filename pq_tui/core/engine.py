@@ -158,7 +158,7 @@ class Engine(LocalLogs, Shifts):
 
     def search(self, query: Query) -> AsyncIterator[SearchBatch]:
         """The jobs' logs searched (in a thread: the loop and the jobs go on meanwhile)."""
-        from pq_tui.core.search import search_jobs  # its patterns cost `pq-tui run` 8 ms at start
+        from pq_tui.core.search import search_jobs  # compiles its patterns: not at every start
 
         return search_jobs(self.jobs(), query)
 
@@ -888,11 +888,10 @@ class Engine(LocalLogs, Shifts):
             self._emit(JobOutput(job_id, seq, lines, _time_marks(runs), partial), chars)
 
     def _call_handler(self, job: Job, method: str, *args: Any) -> None:
-        callback = getattr(job.handler, method, None)
-        if callback is None or getattr(callback, "pq_tui_does_nothing", False):
+        if does_nothing_at(job.handler, method):
             return
         try:
-            callback(*args)
+            getattr(job.handler, method)(*args)
         except Exception as exc:
             # Recorded in the job's data, where whoever waits for the job will see it.
             job.data.setdefault("warnings", []).append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import sys
@@ -17,10 +18,16 @@ class JobInputError(ValueError):
 
 
 def shell_variables() -> dict[str, str]:
+    return dict(_shell_variables())
+
+
+@functools.lru_cache(maxsize=None)
+def _shell_variables() -> tuple:
+    """Which shell runs a string cmd: looked for once, not with a stat for every job."""
     if IS_WINDOWS:
-        return {"_SHELL_": "powershell", "_SHELL_EXT_": "cmd", "_SHELL_OPT_": ""}
+        return (("_SHELL_", "powershell"), ("_SHELL_EXT_", "cmd"), ("_SHELL_OPT_", ""))
     shell = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
-    return {"_SHELL_": shell, "_SHELL_EXT_": "sh", "_SHELL_OPT_": shell}
+    return (("_SHELL_", shell), ("_SHELL_EXT_", "sh"), ("_SHELL_OPT_", shell))
 
 
 def expand(text: str, env: Mapping[str, str], what: str) -> str:

@@ -37,17 +37,6 @@ class Plan:
         return " ".join(shlex.quote(arg) for arg in self.argv)
 
 
-_shell: Optional[dict] = None
-
-
-def _shell_variables() -> dict:
-    """Which shell runs a string cmd: looked for once, not with a stat for every job."""
-    global _shell
-    if _shell is None:
-        _shell = shell_variables()
-    return _shell
-
-
 def job_environment(
     job_id: JobId,
     data: Mapping[str, Any],
@@ -61,7 +50,7 @@ def job_environment(
     calculated = {
         "_ID_": str(job_id),
         "_PROCESS_ROOT_DIR_": root_dir if root_given else "",
-        **_shell_variables(),
+        **shell_variables(),
     }
     return build_env(base_env, data.get("env"), calculated)
 

@@ -21,7 +21,7 @@ from pq_tui.core.events import Event, JobId, Line, LinkChanged
 from pq_tui.core.job import Status
 from pq_tui.core.tail import Tail
 
-if TYPE_CHECKING:  # not at run time: its patterns cost `pq-tui run` a few ms at start
+if TYPE_CHECKING:  # not at run time: it compiles its patterns, and most commands never search
     from pq_tui.core.search import Query, SearchBatch
 
 

@@ -150,10 +150,11 @@ class _RowScrollBar(ScrollBar):
         # whole bar through Rich again for a change of any row (an eighth of the CPU of a
         # console idling with a job that prints a line a second).
         if self._rows is None or self._dirty_regions:
-            self._rows = self._bar_rows()
+            rows = self._bar_rows()
+            if rows is None:  # not a bar Textual draws as usual: its own way (which renders
+                return super().render_line(y)  # again while _dirty_regions says so)
+            self._rows = rows
             self._dirty_regions.clear()
-        if self._rows is None:  # not a bar Textual draws as usual: its own way
-            return super().render_line(y)
         if 0 <= y < len(self._rows):
             return self._rows[y]
         return Strip.blank(self.size.width, self.visual_style.rich_style)
