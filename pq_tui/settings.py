@@ -12,23 +12,16 @@ takes its settings as plain arguments and never reads this module. Where files g
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from pq_tui.core.defaults import DEFAULT_HOOK_TIMEOUT, DEFAULT_KILL_GRACE, HookConfig
 from pq_tui.core.files import open_regular
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
 
 CONFIG_VAR = "PQ_TUI_CONFIG"
 MAX_CONFIG_BYTES = 1 << 20  # a settings file is a few lines: more is not one
@@ -316,6 +309,13 @@ def _read_config(path: str, required: bool) -> Tuple[Optional[Dict[str, Any]], s
         text = data.decode("utf-8-sig")  # some editors start UTF-8 files with a byte order mark
     except UnicodeDecodeError as exc:
         raise SettingsError(f"{path}: not UTF-8 (byte {exc.start})") from None
+    # Imported here, as difflib and tempfile below: the server and every script command import
+    # this module, and most machines have no config file and no misspelt setting (1.1 MB and
+    # 6 ms of imports in each of those processes).
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
@@ -333,6 +333,8 @@ def _line_of(text: str, key: str) -> str:
 def _did_you_mean(key: str, setting: Optional[Setting]) -> str:
     if setting is not None:  # one of the variables-only settings
         return f" (it is set by ${setting.env} only)"
+    import difflib
+
     names = [s.name for s in SETTINGS if s.in_file]
     close = difflib.get_close_matches(key, names, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
@@ -360,6 +362,8 @@ def default_log_dir() -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = user_state_dir("pq-tui")
     if missing_home(base) is not None:
+        import tempfile
+
         return tempfile.mkdtemp(prefix=f"pq-tui-runs-{stamp}-")
     return os.path.join(base, "runs", f"{stamp}-{os.getpid()}")
 

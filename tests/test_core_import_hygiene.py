@@ -32,35 +32,41 @@ def test_the_pattern_would_catch_an_import():
     assert not _TEXTUAL_IMPORT.search("import textualize_not\n# textual is for the UI\n")
 
 
-def test_importing_core_loads_no_textual():
-    code = (
-        "import sys, pq_tui.core, pq_tui.core.engine, pq_tui.core.runner\n"
-        "import pq_tui.core.proctree, pq_tui.core.logfile, pq_tui.core.expand\n"
-        "bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'))\n"
-        "print(repr(bad))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), env=env,
-                            capture_output=True, text=True, timeout=60)
+def loaded(imports: str, names: str) -> list:
+    """Which of ``names`` (a tuple's source) a fresh interpreter has loaded after ``imports``."""
+    code = f"import sys\n{imports}\nprint(sorted(m for m in sys.modules if m in {names}))\n"
+    result = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    return eval(result.stdout)
+
+
+def test_importing_core_loads_no_textual():
+    code = ("import pq_tui.core, pq_tui.core.engine, pq_tui.core.runner\n"
+            "import pq_tui.core.proctree, pq_tui.core.logfile, pq_tui.core.expand\n"
+            "textual = [m for m in sys.modules if m == 'textual' or m.startswith('textual.')]")
+    assert loaded(code, "textual") == []
 
 
 def test_an_attached_console_loads_no_engine():
     # What its first frame waits for (issue 17): the engine, its process machinery and psutil
     # are the server's. The modules are those ``pq-tui`` loads to attach (pq_tui/cli/main.py).
-    code = ("import sys\n"
-            "import pq_tui.cli.main, pq_tui.cli.batch, pq_tui.cli.output, pq_tui.cli.hosts\n"
+    code = ("import pq_tui.cli.main, pq_tui.cli.batch, pq_tui.cli.output, pq_tui.cli.hosts\n"
             "import pq_tui.settings, pq_tui.client.remote, pq_tui.ui.app, pq_tui.ui.session\n"
             "import pq_tui.ui.notices\n"
-            "from pq_tui.core import DEFAULT_LANE, JobExited, Status\n"
-            "heavy = ('pq_tui.core.engine', 'pq_tui.core.runner', 'pq_tui.core.hooks',\n"
-            "         'pq_tui.core.proctree', 'pq_tui.core.spawn', 'psutil')\n"
-            "print(sorted(m for m in sys.modules if m in heavy))\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+            "from pq_tui.core import DEFAULT_LANE, JobExited, Status")
+    heavy = ("('pq_tui.core.engine', 'pq_tui.core.runner', 'pq_tui.core.hooks', "
+             "'pq_tui.core.proctree', 'pq_tui.core.spawn', 'psutil')")
+    assert loaded(code, heavy) == []
+
+
+def test_the_server_loads_what_it_uses_only():
+    # Each module is memory the server keeps for good (issue 17, target 7): tomllib, difflib and
+    # tempfile only for a config file, a misspelt name or a missing $XDG_RUNTIME_DIR.
+    code = ("import pq_tui.cli.main, pq_tui.cli.server, pq_tui.server.daemon\n"
+            "import pq_tui.server.server, pq_tui.wire.paths")
+    unused = "('tomllib', 'tomli', 'difflib', 'tempfile', 'secrets', 'shutil')"
+    assert loaded(code, unused) == []
 
 
 def test_the_core_package_names_each_export_once():

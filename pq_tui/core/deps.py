@@ -7,7 +7,6 @@ here only reads process data, for the engine and for views alike.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Iterable, List, Mapping
 
 from pq_tui.core.events import JobId
@@ -42,6 +41,8 @@ def _is_id(value: Any) -> bool:
 
 def unknown_dependency(job_id: JobId, name: JobId, known: Iterable[JobId]) -> str:
     """Why ``job_id`` may not wait for ``name``, which no job has: with the closest name."""
+    import difflib  # here: only a misspelt id needs it
+
     close = difflib.get_close_matches(str(name), [str(other) for other in known], n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return printable(f"job {job_id!r} waits for {name!r}, which is not a job{hint}")

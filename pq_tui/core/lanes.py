@@ -3,7 +3,6 @@ API, the server's requests, the command line and the console."""
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any, Iterable, Optional
 
@@ -51,6 +50,8 @@ def unknown_lane(name: str, known: Iterable[str]) -> KeyError:
     if not known:
         return KeyError(f"no lane {name!r} (there are no lanes yet)")
     shown = ", ".join(known[:_LANES_NAMED]) + (", ..." if len(known) > _LANES_NAMED else "")
+    import difflib  # here: only a misspelt lane needs it
+
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return KeyError(f"no lane {name!r}; lanes: {shown}{hint}")

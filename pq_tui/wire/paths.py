@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import tempfile
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -75,6 +74,8 @@ def runtime_dir(environ: Optional[Mapping[str, str]] = None) -> str:
         return given
     if env.get("XDG_RUNTIME_DIR"):
         return os.path.join(os.path.abspath(env["XDG_RUNTIME_DIR"]), "pq-tui")
+    import tempfile  # here: most sessions have $XDG_RUNTIME_DIR, and tempfile costs 0.8 MB
+
     return os.path.join(tempfile.gettempdir(), f"pq-tui-{os.getuid()}")
 
 
