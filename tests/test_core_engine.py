@@ -23,6 +23,7 @@ from pq_tui.core import (
     Status,
     read_log,
 )
+from pq_tui.core.job import Job
 
 from engine_helpers import engine_in, run
 
@@ -483,6 +484,7 @@ def test_a_packed_finished_job_reads_and_requeues_as_before(tmp_path):
             assert job.input == {"cmd": first["cmd"], "env": {"N": "one"}, "extra": ("a", 1.5)}
             assert job.snapshot()["final"]["env"] == {}  # the caller (the store) has it
             assert {**peeked, "final": first["final"]} == first
+            assert list(peeked) == list(first)  # in its order, which `status --json` shows
             assert [j.id for j in engine.jobs()] == ["p", "own"]
             again = engine.requeue("p")
             assert again.run == 2 and again.lane == "lane-p"
@@ -495,6 +497,19 @@ def test_a_packed_finished_job_reads_and_requeues_as_before(tmp_path):
     second = run(main())
     assert record.read_text().split() == ["one", "one"]
     assert second["env"] == {"N": "one"} and second["extra"] == ("a", 1.5)
+
+
+def test_packed_jobs_of_one_shape_share_their_keys():
+    # The keys were 40 % of a packed blob: jobs whose data has the same keys keep one tuple.
+    jobs = [Job(f"j{i}", "l", {"cmd": ["true"], "env": {"N": str(i)}}) for i in range(3)]
+    odd = Job("odd", "l", {"cmd": ["true"], "extra": 1})
+    for job in (*jobs, odd):
+        assert job.pack()
+    assert jobs[0]._keys is jobs[1]._keys is jobs[2]._keys
+    assert odd._keys is not jobs[0]._keys
+    assert [job.peek()["env"] for job in jobs] == [{"N": "0"}, {"N": "1"}, {"N": "2"}]
+    assert jobs[2].data["env"] == {"N": "2"} and not jobs[2].packed
+    assert list(jobs[2].data) == list(jobs[0].peek())
 
 
 def test_a_queued_job_shares_its_data_with_its_event_and_starts_packed(tmp_path):

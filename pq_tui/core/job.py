@@ -108,7 +108,8 @@ class Job(HasStatus):
     packed."""
 
     # Slots: a server holds 10,000 of these, and a __dict__ cost each 300 bytes more.
-    __slots__ = ("id", "lane", "run", "_input", "_data", "_packed", "_shared", "handler_factory",
+    __slots__ = ("id", "lane", "run", "_input", "_data", "_packed", "_keys", "_shared",
+                 "handler_factory",
                  "handler", "tail", "pid", "started_at", "ended_at", "cpu_percent", "rss",
                  "log_path", "next_log", "reserved_log", "line_count", "stderr_count", "partial",
                  "__weakref__")
@@ -130,8 +131,10 @@ class Job(HasStatus):
         # None: the data's non-result keys are the input (see the class's note).
         self._input: Optional[dict] = given if handler_factory is not None else None
         self._data: Optional[dict] = _copy(given) if handler_factory is not None else given
-        # While packed: (data, input or None) marshalled, and _data None.
+        # While packed: (the data's values, input or None) marshalled, the data's keys in
+        # _keys, and _data None.
         self._packed: Optional[bytes] = None
+        self._keys: Optional[tuple] = None
         self._shared = False  # _data is an event's too (share): copied before it is used
         self.handler_factory = handler_factory
         self.handler: Any = None
@@ -160,14 +163,14 @@ class Job(HasStatus):
         """The process data (the original library's dict)."""
         if self._data is None:
             self._data, self._input = self._unpack()
-            self._packed = None
+            self._packed = self._keys = None
         elif self._shared:
             self._data, self._shared = _copy(self._data), False
         return self._data
 
     @data.setter
     def data(self, data: dict) -> None:
-        self._data, self._packed, self._shared = data, None, False
+        self._data, self._packed, self._keys, self._shared = data, None, None, False
 
     def share(self) -> dict:
         """The data itself, for an event: the job copies it before it next uses it (``data``),
@@ -198,7 +201,7 @@ class Job(HasStatus):
 
     def pack(self) -> bool:
         """Keep the data (and input) of a job at rest as one blob until someone asks for
-        ``data``: a server's 10,000 finished runs held 2.4 KB each, 0.5 KB packed. False, and
+        ``data``: a server's 10,000 finished runs held 2.4 KB each, 0.2 KB packed. False, and
         nothing changed, if the job is running (or retrying) or its data holds what marshal
         cannot (a library caller's own objects: the data is the caller's, any type in it)."""
         if self._data is None:
@@ -208,10 +211,12 @@ class Job(HasStatus):
         given = self._input
         if given is not None and given == _input_of(self._data):
             given = None
+        data = self._data
         try:
-            self._packed = marshal.dumps((self._data, given))
+            self._packed = marshal.dumps((tuple(data.values()), given))
         except ValueError:
             return False
+        self._keys = _shared_keys(tuple(data))
         self._data = self._input = None
         self._shared = False
         return True
@@ -229,11 +234,28 @@ class Job(HasStatus):
         return _copy(self._data) if self._data is not None else self._unpack()[0]
 
     def _unpack(self) -> tuple:
-        assert self._packed is not None  # called only while _data is None
-        return marshal.loads(self._packed)
+        assert self._packed is not None and self._keys is not None  # only while _data is None
+        values, given = marshal.loads(self._packed)
+        return dict(zip(self._keys, values)), given
 
     def __repr__(self) -> str:
         return f"<Job {self.id!r} lane={self.lane!r} {self._status.value}>"
+
+
+# The keys of packed jobs' data, one tuple for all the jobs whose data has the same keys in the
+# same order: a server's 10,000 finished runs all have one of a few, and their names made 40 %
+# of each blob (150 of 370 bytes). Bounded, for a library caller whose keys vary without end.
+_KEY_ORDERS: dict = {}
+_KEY_ORDERS_MAX = 256
+
+
+def _shared_keys(keys: tuple) -> tuple:
+    shared = _KEY_ORDERS.get(keys)
+    if shared is not None:
+        return shared
+    if len(_KEY_ORDERS) < _KEY_ORDERS_MAX:
+        _KEY_ORDERS[keys] = keys
+    return keys
 
 
 def _input_of(data: dict) -> dict:
