@@ -102,6 +102,30 @@ def test_sigterm_kills_every_job_tree_and_exits(tmp_path):
     assert _alive(pids) == []
 
 
+def test_a_console_that_crashes_kills_every_job_tree_and_says_so(tmp_path):
+    # A bug in the console ends Textual's loop with an exception, not through the quit path:
+    # its jobs, each in a session of its own where no hangup reaches it, must not outlive it.
+    crash = ("import sys, pq_tui.ui.screens.main as m\n"
+             "def broken(self):\n"
+             "    raise RuntimeError('a bug in the console')\n"
+             "m.MainScreen.action_help = broken\n"
+             "from pq_tui.cli.main import main\n"
+             "sys.argv[0] = 'pq-tui'\n"
+             "sys.exit(main())\n")
+    app = Terminal([sys.executable, "-c", crash, "--embedded", str(_job_file(tmp_path)),
+                    "--log-dir", str(tmp_path / "logs"), "--kill-grace", "1"], cwd=str(REPO))
+    try:
+        pids = _job_pids(tmp_path)
+        os.write(app.master, b"?")  # the help key, broken above
+        assert app.wait_exit() == 1
+    finally:
+        app.hang_up()
+    assert _alive(pids) == []
+    assert not (tmp_path / "later-ran").exists()  # nor does a queued one start on the way out
+    assert b"ended without stopping its jobs; killed 2: one, two" in app.output, \
+        bytes(app.output[-2000:])
+
+
 def test_the_console_gives_a_job_files_lanes_their_slots(tmp_path):
     # Two jobs of a two-slot lane, each waiting for the other to have started: they end only if
     # both run at once.

@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 
+import psutil
 import pytest
 
 from pq_tui.core import (
@@ -1054,3 +1055,30 @@ def test_a_log_made_ahead_is_the_jobs_and_leaves_no_trace_if_the_job_does_not_st
         assert [stream for stream, _text in read_log(data["log"])] == [
             "note", "note", "note", "out", "note"]
         assert out_lines(data) == [text]
+
+
+def test_a_loop_that_ends_with_a_job_running_leaves_kill_now_its_tree(tmp_path):
+    # asyncio.run ending on an exception cancels the runs: SIGTERM then, SIGKILL by kill_now
+    # after the grace (this job ignores SIGTERM), and the job queued behind does not start.
+    pid_file = tmp_path / "pid"
+    engines = []
+
+    async def main():
+        engine = Engine(str(tmp_path / "logs"), kill_grace=0.5)
+        engines.append(engine)
+        engine.push("stubborn", {"cmd": ["sh", "-c", f"trap '' TERM; sleep 300 & "
+                                                     f"echo $! > {pid_file}; wait; wait"]}, "l")
+        engine.push("behind", {"cmd": ["touch", str(tmp_path / "behind-ran")]}, "l")
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            await asyncio.sleep(0.02)
+        raise RuntimeError("the caller's bug")
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(main())
+    sleeper = psutil.Process(int(pid_file.read_text()))
+    assert sleeper.is_running()  # SIGTERM, ignored
+    assert engines[0].kill_now() == ["stubborn"]
+    _gone, alive = psutil.wait_procs([sleeper], timeout=5)
+    assert alive == []
+    assert not (tmp_path / "behind-ran").exists()
+    assert engines[0].kill_now() == []

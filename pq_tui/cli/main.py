@@ -138,7 +138,14 @@ def _console(options: argparse.Namespace) -> int:
     app = PQApp(session, specs=session.jobs_from(plans), parallel=loaded.parallel, theme=theme,
                 notices=notices)
     status = app.run(mouse=not options.no_mouse)
-    return status or 0
+    killed = session.abandon()  # none unless the console crashed: its jobs must not outlive it
+    if killed:
+        from pq_tui.core.safe import printable
+
+        print(printable(f"pq-tui: the console ended without stopping its jobs; killed "
+                        f"{len(killed)}: {', '.join(sorted(map(str, killed)))} (logs in "
+                        f"{session.queue.log_dir})"), file=sys.stderr)
+    return app.return_code or status or 0
 
 
 def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
@@ -173,7 +180,7 @@ def _attach_console(plans: list, parallel: Mapping[str, int], mouse: bool,
             status = await app.run_async(mouse=mouse) or 0
             if app.exit_note:
                 print(app.exit_note, file=sys.stderr)
-            return status
+            return app.return_code or status  # 1 after a crash (Textual's traceback above)
         finally:
             engine.detach()
             await engine.wait_closed()

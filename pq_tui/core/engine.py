@@ -13,6 +13,7 @@ import functools
 import itertools
 import logging
 import os
+import signal
 import time
 import traceback
 from collections import deque
@@ -113,6 +114,8 @@ class Engine(LocalLogs, Shifts):
         self._jobs: dict[JobId, Job] = {}
         self._lanes: dict[str, Lane] = {}
         self._runners: dict[JobId, JobRunner] = {}
+        # (id, tree) of runs cancelled with their process running: JobRunner._abandon.
+        self._abandoned: list = []
         self._tasks: set[asyncio.Task] = set()
         self._making: set[asyncio.Future] = set()  # log files being made ahead (_reserve_logs)
         self._subscriptions: set[Subscription] = set()
@@ -421,6 +424,30 @@ class Engine(LocalLogs, Shifts):
         self._resolve_kind("spawn", job_id)  # a start held by the gate ends here (_may_spawn)
         return asyncio.ensure_future(self.wait_finished(job_id))
 
+    def kill_now(self) -> list:
+        """Kill every running job's tree without the event loop: SIGTERM, then SIGKILL to what
+        is left after the kill grace. For a process ending without ``shutdown`` (a console that
+        crashed): its jobs run in sessions of their own, where no hangup reaches them, and
+        would outlive it. The runs that the loop's end cancelled got their SIGTERM then
+        (JobRunner._abandon). Returns the ids of the jobs it killed; their records stay as
+        they were, since the loop that would write their ends is gone."""
+        trees = dict(self._abandoned)
+        self._abandoned.clear()
+        for job_id, runner in self._runners.items():
+            tree = runner.tree
+            if tree is not None and job_id not in trees:
+                tree.remember_descendants()  # those that leave the group stay reachable
+                tree.signal(signal.SIGTERM)
+                trees[job_id] = tree
+        deadline = time.monotonic() + self.kill_grace
+        alive = list(trees.values())
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [tree for tree in alive if tree.survivors()]
+        for tree in alive:
+            tree.signal(signal.SIGKILL)
+        return list(trees)
+
     def send_input(self, job_id: JobId, text: str) -> None:
         """Type ``text`` and Enter into a running PTY job's terminal."""
         self._terminal_of(job_id).write((text + "\n").encode("utf-8", "surrogateescape"))
@@ -596,6 +623,8 @@ class Engine(LocalLogs, Shifts):
     def _kick(self, lane: Lane) -> None:
         """Start the lane's first queued jobs (in queue order, passing over those that wait) while
         it has a free slot."""
+        if self._abandoned:
+            return  # the loop is going away with jobs running (kill_now): none starts now
         while not lane.paused and len(lane.running) < lane.parallel and lane.queued:
             job = next((job for job in lane.queued if job.status is Status.QUEUED), None)
             if job is None or (self.start_gate is not None and not self.start_gate(job)):
@@ -732,6 +761,8 @@ class Engine(LocalLogs, Shifts):
             job.data.setdefault("warnings", []).append(traceback.format_exc())
         finally:
             self._runners.pop(job.id, None)
+            if runner.abandoned is not None:
+                self._abandoned.append((job.id, runner.abandoned))
             self._drop_next_log(job)  # made, but the job never got as far as its process
             retry = self._will_retry(job)
             if not retry:

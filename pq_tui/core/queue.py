@@ -193,6 +193,8 @@ class LocalQueue(Queue, Protocol):
 
     async def shutdown(self, kill: bool = True) -> None: ...
 
+    def kill_now(self) -> list: ...  # without the event loop: Engine.kill_now
+
 
 class LocalLogs:
     """The log methods of a queue whose jobs' log files are on this machine."""

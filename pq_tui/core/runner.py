@@ -71,6 +71,8 @@ class JobRunner:
         self._pty_size: Optional[tuple] = None
         self.terminal: Optional[Terminal] = None
         self.tree: Optional[ProcessTree] = None
+        # The tree, once SIGTERM went to it because this run was cancelled (``_abandon``).
+        self.abandoned: Optional[ProcessTree] = None
         # In the job's environment, so that its processes can be found wherever they go.
         self._marker = new_marker()
         self._exited: Optional[asyncio.Future] = None
@@ -132,11 +134,25 @@ class JobRunner:
                 if sampler is not None:
                     sampler.cancel()
             await self._after_exit()
+        except asyncio.CancelledError:
+            self._abandon()
+            raise
         finally:
             self._close_terminal()
             self._log.close()
             if self._log.error is not None:
                 data.setdefault("warnings", []).append(self._log.error)
+
+    def _abandon(self) -> None:
+        """Cancelled, not killed: the event loop is going away (an asyncio.run that ends on an
+        exception cancels what is left), and the job's tree, in a session of its own, would
+        outlive us. SIGTERM now, as a kill starts; Engine.kill_now sends the SIGKILL."""
+        tree = self.tree
+        if tree is None:
+            return
+        tree.remember_descendants()  # those that leave the group on SIGTERM stay reachable
+        tree.signal(signal.SIGTERM)
+        self.abandoned = tree
 
     def _prepare(self, final: dict) -> Plan:
         job = self.job

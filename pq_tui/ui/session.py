@@ -118,6 +118,11 @@ class LocalSession(Session):
             await self._hooks.close()
         await self._queue.shutdown(kill=True)
 
+    def abandon(self) -> list:
+        """After a console that ended without ``leave`` (it crashed): kill the jobs still
+        running, now. The ids of those killed; none after ``leave``."""
+        return self._queue.kill_now()
+
 
 class AttachedSession(Session):
     """The jobs run in a pq-tui server: leaving detaches, and they go on."""
