@@ -165,7 +165,8 @@ SETTINGS: Tuple[Setting, ...] = (
             "the server's socket (default $XDG_RUNTIME_DIR/pq-tui, else a private temp folder)",
             in_file=False),
     Setting("state_dir", "PQ_TUI_STATE_DIR", PATH, None,
-            "the server's state file and logs (default the user's state directory)",
+            "the server's state file and logs, and embedded sessions' logs (in runs/) "
+            "(default the user's state directory)",
             in_file=False),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -354,12 +355,16 @@ def hook_config(settings: Settings) -> HookConfig:
 
 
 def default_log_dir() -> str:
-    """A new folder per session under the user's state directory, so sessions never mix logs.
-    For an account whose home folder does not exist, a new private folder in the temp folder
-    instead: making the home folder up (root could) would be worse."""
+    """A new folder per session under the state directory ($PQ_TUI_STATE_DIR, else the user's),
+    so sessions never mix logs. For an account whose home folder does not exist and no
+    $PQ_TUI_STATE_DIR, a new private folder in the temp folder instead: making the home folder
+    up (root could) would be worse."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    given = env_value(BY_NAME["state_dir"])
+    if given:
+        return os.path.join(given, "runs", f"{stamp}-{os.getpid()}")
     from platformdirs import user_state_dir
 
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     base = user_state_dir("pq-tui")
     if missing_home(base) is not None:
         import tempfile

@@ -262,6 +262,19 @@ cmd = ["sh", "-c", "echo 'about to fail'; echo 'it broke' >&2; exit 3"]
     assert (rows["fine"]["state"], rows["fine"]["exit"]) == ("ok", "0")
 
 
+def test_run_logs_under_the_state_dir_it_is_given(tmp_path):
+    path = job_file(tmp_path, '[[job]]\nid = "one"\ncmd = ["echo", "hi"]\n')
+    state = tmp_path / "state"
+    result = subprocess.run([sys.executable, "-m", "pq_tui", "run", str(path)], cwd=REPO,
+                            env={**_env(), "PQ_TUI_STATE_DIR": str(state)},
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [session] = (state / "runs").iterdir()
+    assert f"logs: {session}" in result.stdout
+    assert [text for stream, text in read_log(str(session / "one.1.log"))
+            if stream == "out"] == ["hi"]
+
+
 def test_run_writes_a_log_file_per_job_with_every_line(tmp_path):
     path = job_file(tmp_path, f"""
 [defaults]
