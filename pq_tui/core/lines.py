@@ -43,16 +43,19 @@ class Lines:
     ``text`` is what everyone is shown: line ends are gone ("\\r\\n" too). The log file keeps
     what was written: ``exact`` is the text with each line's "\\r"s before its "\\n" (None:
     the same as ``text``), and ``open`` the indices of lines that had no line end at all (a piece
-    of an overlong line, or the last output of a stream that did not end its line)."""
+    of an overlong line, or the last output of a stream that did not end its line). ``raw``:
+    the bytes ``exact`` was decoded from, where the splitter had them in one piece, for the log
+    file to write without encoding them again (None: encode ``exact``)."""
 
-    __slots__ = ("text", "count", "exact", "open")
+    __slots__ = ("text", "count", "exact", "open", "raw")
 
     def __init__(self, text: str, count: int, exact: Optional[str] = None,
-                 open: Tuple[int, ...] = ()) -> None:
+                 open: Tuple[int, ...] = (), raw: Optional[bytes] = None) -> None:
         self.text = text
         self.count = count
         self.exact = exact
         self.open = open
+        self.raw = raw
 
     @classmethod
     def of(cls, lines: list[str]) -> "Lines":
@@ -147,10 +150,10 @@ class LineSplitter:
             return Lines.joined(self._decode_lines_cut(block))
         exact = block.decode("utf-8", errors="surrogateescape")
         if "\r" not in exact:
-            return Lines(exact, exact.count("\n") + 1)
+            return Lines(exact, exact.count("\n") + 1, raw=block)
         # "\r\n" ends a line as "\n" does; a lone "\r" stays. The block ends before a "\n".
         text = _LINE_END.sub("\n", exact).rstrip("\r")
-        return Lines(text, text.count("\n") + 1, None if text == exact else exact)
+        return Lines(text, text.count("\n") + 1, None if text == exact else exact, raw=block)
 
     def partial(self) -> Optional[str]:
         """The line not ended yet, as a terminal shows it now: a prompt waiting for its answer

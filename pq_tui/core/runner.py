@@ -395,6 +395,7 @@ class JobRunner:
         stream = "err" if fd == 2 else "out"
         when = time.time()
         self._writer.write_lines(stream, lines, when)
+        lines.raw = None  # written: the batch that keeps the lines a while need not keep them twice
         # One flush per chunk read: the file stays current for `tail -f` at the cost of one write
         # per read.
         self._writer.flush()
