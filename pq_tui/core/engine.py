@@ -114,7 +114,7 @@ class Engine(LocalLogs, Shifts):
         self._jobs: dict[JobId, Job] = {}
         self._lanes: dict[str, Lane] = {}
         self._runners: dict[JobId, JobRunner] = {}
-        # (id, tree) of runs cancelled with their process running: JobRunner._abandon.
+        # (id, tree) of runs cancelled with their process running: JobRunner.abandon.
         self._abandoned: list = []
         self._tasks: set[asyncio.Task] = set()
         self._making: set[asyncio.Future] = set()  # log files being made ahead (_reserve_logs)
@@ -429,16 +429,14 @@ class Engine(LocalLogs, Shifts):
         is left after the kill grace. For a process ending without ``shutdown`` (a console that
         crashed): its jobs run in sessions of their own, where no hangup reaches them, and
         would outlive it. The runs that the loop's end cancelled got their SIGTERM then
-        (JobRunner._abandon). Returns the ids of the jobs it killed; their records stay as
+        (JobRunner.abandon). Returns the ids of the jobs it killed; their records stay as
         they were, since the loop that would write their ends is gone."""
+        for runner in self._runners.values():
+            runner.abandon()
+            if runner.abandoned is not None:
+                self._abandoned.append((runner.job.id, runner.abandoned))
         trees = dict(self._abandoned)
         self._abandoned.clear()
-        for job_id, runner in self._runners.items():
-            tree = runner.tree
-            if tree is not None and job_id not in trees:
-                tree.remember_descendants()  # those that leave the group stay reachable
-                tree.signal(signal.SIGTERM)
-                trees[job_id] = tree
         deadline = time.monotonic() + self.kill_grace
         alive = list(trees.values())
         while alive and time.monotonic() < deadline:

@@ -109,10 +109,9 @@ class Job(HasStatus):
 
     # Slots: a server holds 10,000 of these, and a __dict__ cost each 300 bytes more.
     __slots__ = ("id", "lane", "run", "_input", "_data", "_packed", "_keys", "_shared",
-                 "handler_factory",
-                 "handler", "tail", "pid", "started_at", "ended_at", "cpu_percent", "rss",
-                 "log_path", "next_log", "reserved_log", "line_count", "stderr_count", "partial",
-                 "__weakref__")
+                 "handler_factory", "handler", "tail", "pid", "started_at", "ended_at",
+                 "cpu_percent", "rss", "log_path", "next_log", "reserved_log", "line_count",
+                 "stderr_count", "partial", "__weakref__")
 
     def __init__(
         self,

@@ -71,7 +71,7 @@ class JobRunner:
         self._pty_size: Optional[tuple] = None
         self.terminal: Optional[Terminal] = None
         self.tree: Optional[ProcessTree] = None
-        # The tree, once SIGTERM went to it because this run was cancelled (``_abandon``).
+        # The tree, once SIGTERM went to it without the event loop to go on (``abandon``).
         self.abandoned: Optional[ProcessTree] = None
         # In the job's environment, so that its processes can be found wherever they go.
         self._marker = new_marker()
@@ -135,7 +135,7 @@ class JobRunner:
                     sampler.cancel()
             await self._after_exit()
         except asyncio.CancelledError:
-            self._abandon()
+            self.abandon()
             raise
         finally:
             self._close_terminal()
@@ -143,12 +143,12 @@ class JobRunner:
             if self._log.error is not None:
                 data.setdefault("warnings", []).append(self._log.error)
 
-    def _abandon(self) -> None:
-        """Cancelled, not killed: the event loop is going away (an asyncio.run that ends on an
-        exception cancels what is left), and the job's tree, in a session of its own, would
+    def abandon(self) -> None:
+        """The event loop is going away (an asyncio.run that ends on an exception cancels this
+        run; a console that crashed), and the job's tree, in a session of its own, would
         outlive us. SIGTERM now, as a kill starts; Engine.kill_now sends the SIGKILL."""
         tree = self.tree
-        if tree is None:
+        if tree is None or self.abandoned is not None:
             return
         tree.remember_descendants()  # those that leave the group on SIGTERM stay reachable
         tree.signal(signal.SIGTERM)
