@@ -156,6 +156,9 @@ class ScriptedQueue(Unchanging, LocalLogs, Shifts, LocalQueue):
     async def shutdown(self, kill: bool = False) -> None:
         pass
 
+    def kill_now(self) -> list:
+        return []  # no processes: nothing outlives the console
+
 
 def board() -> ScriptedQueue:
     """A morning's board: a build lane at work, a docs lane done, a paused soak lane."""
