@@ -100,7 +100,15 @@ class Unchanging:
         self._refuse("resize")
 
 
-class ScriptedQueue(Unchanging, LocalLogs, Shifts, LocalQueue):
+class NoProcesses:
+    """What the command line asks of a local queue once its console is gone (LocalSession's
+    abandon), not the console itself: the scripted queue has no processes to outlive it."""
+
+    def kill_now(self) -> list:
+        return []
+
+
+class ScriptedQueue(Unchanging, NoProcesses, LocalLogs, Shifts, LocalQueue):
     """Fixed jobs in fixed lanes. A kill is recorded, not done: nothing changes on screen."""
 
     log_dir = LOG_DIR
@@ -155,9 +163,6 @@ class ScriptedQueue(Unchanging, LocalLogs, Shifts, LocalQueue):
 
     async def shutdown(self, kill: bool = False) -> None:
         pass
-
-    def kill_now(self) -> list:
-        return []  # no processes: nothing outlives the console
 
 
 def board() -> ScriptedQueue:
