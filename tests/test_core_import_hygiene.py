@@ -33,9 +33,12 @@ def test_the_pattern_would_catch_an_import():
 
 
 def loaded(imports: str, packages: tuple) -> list:
-    """Which of ``packages`` (or modules of theirs) a fresh interpreter has loaded after
-    ``imports``."""
-    code = f"import sys\n{imports}\nprint('\\n'.join(sys.modules))\n"
+    """Which of ``packages`` (or modules of theirs) ``imports`` load in a fresh interpreter: not
+    those its start-up loaded (an editable install's finder imports pathlib), nor a name kept
+    out (None in sys.modules)."""
+    code = (f"import sys\nbefore = set(sys.modules)\n{imports}\n"
+            "print('\\n'.join(name for name, module in sys.modules.items()\n"
+            "                 if module and name not in before))\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=str(REPO), capture_output=True,
                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
@@ -63,11 +66,31 @@ def test_an_attached_console_loads_no_engine():
 
 def test_the_server_loads_what_it_uses_only():
     # Each module is memory the server keeps for good (issue 17, target 7): tomllib, difflib and
-    # tempfile only for a config file, a misspelt name or a missing $XDG_RUNTIME_DIR.
-    code = ("import pq_tui.cli.main, pq_tui.cli.server, pq_tui.server.daemon\n"
+    # tempfile only for a config file, a misspelt name or a missing $XDG_RUNTIME_DIR; never ssl
+    # or hashlib, which map OpenSSL's libcrypto. ``main`` keeps ssl out before anything else.
+    code = ("import pq_tui.cli.main; pq_tui.cli.main.without_tls()\n"
+            "import pq_tui.cli.server, pq_tui.server.daemon\n"
             "import pq_tui.server.server, pq_tui.wire.paths")
-    unused = ("tomllib", "tomli", "difflib", "tempfile", "secrets", "shutil")
+    unused = ("tomllib", "tomli", "difflib", "tempfile", "secrets", "shutil", "ssl", "_ssl",
+              "hashlib", "_hashlib")
     assert loaded(code, unused) == []
+
+
+def test_pq_tui_run_loads_no_more_than_it_uses():
+    # Its start-up is part of what `pq-tui run` costs against a bash loop (issue 17, target 1):
+    # a plain job file needs no tomllib, a pipe no shutil, a file name no pathlib.
+    code = "import pq_tui.cli.main; pq_tui.cli.main.without_tls()\nimport pq_tui.cli.run"
+    unused = ("tomllib", "tomli", "shutil", "pathlib", "ssl", "hashlib", "_hashlib")
+    assert loaded(code, unused) == []
+
+
+def test_asyncio_does_without_ssl():
+    code = ("import pq_tui.cli.main; pq_tui.cli.main.without_tls()\nimport asyncio\n"
+            "async def main():\n"
+            "    await asyncio.sleep(0)\n"
+            "    return await asyncio.get_running_loop().run_in_executor(None, int, '7')\n"
+            "assert asyncio.run(main()) == 7")
+    assert loaded(code, ("ssl",)) == []
 
 
 def test_the_core_package_names_each_export_once():

@@ -12,7 +12,6 @@ the redrawn lines again, below.
 
 from __future__ import annotations
 
-import shutil
 import unicodedata
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -45,13 +44,19 @@ def rows_taken(text: str, columns: int) -> int:
     return max(1, -(-display_width(text) // max(1, columns)))
 
 
+def _terminal_size() -> "Any":
+    import shutil  # asked only when live: `pq-tui run` into a pipe or a file never imports it
+
+    return shutil.get_terminal_size()
+
+
 class RedrawPrinter:
     """See the module's docstring. ``live``: stdout is a terminal that may be redrawn."""
 
     def __init__(self, live: bool,
-                 size: Callable[[], "Any"] = shutil.get_terminal_size) -> None:
+                 size: Optional[Callable[[], "Any"]] = None) -> None:
         self._live = live
-        self._size = size
+        self._size = size or _terminal_size
         self._screens: Dict[Any, Screen] = {}
         # (job, rows) of the lines printed last that a redraw may still take back, oldest first.
         self._printed: List[Tuple[Any, int]] = []

@@ -16,7 +16,6 @@ U+FFFD, as everywhere else.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import time
@@ -27,6 +26,13 @@ from pq_tui.core.files import open_regular
 from pq_tui.core.lines import Lines
 from pq_tui.core.safe import SettledLines, output_line, printable
 from pq_tui.core.tail import Marks, shifted_marks
+
+try:
+    # CPython's own SHA-1, the digests hashlib's gives: hashlib loads OpenSSL's libcrypto, which
+    # is 3.6 MB of a server's RSS, for a few bytes of a file's name.
+    from _sha1 import sha1  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import sha1
 
 TAGS = {"out": "O ", "err": "E ", "note": "# ", "time": "@ "}
 _TAG_BYTES = {stream: tag.encode() for stream, tag in TAGS.items()}
@@ -55,7 +61,7 @@ def log_file_name(job_id, run: int) -> str:
     if safe != text or len(text) > 60 or (isinstance(job_id, str) and _INTEGER.fullmatch(text)):
         # Ids that clean up to the same name ("a/b", "a b") keep apart by a digest of the original,
         # and so do the ids 7 and "7"; a long id is cut short (a file name has at most 255 bytes).
-        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        digest = sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
         safe = f"{safe[:60]}-{digest}"
     return f"{safe}.{run}.log"
 

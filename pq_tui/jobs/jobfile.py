@@ -14,7 +14,6 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Union
 
 from pq_tui.core.files import NotRegularFile, open_regular
@@ -25,11 +24,6 @@ from pq_tui.jobs.positions import DEFAULTS, LANES, ROOT, Positions
 from pq_tui.jobs.schema import (CONVERTERS, DEFAULTS_KEYS, JOB_KEYS, JOB_ONLY_KEYS,
                                 LANE_CONVERTERS, MAX_NESTING, TOP_LEVEL_KEYS, describe,
                                 did_you_mean, parse_duration, quote)
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
 
 # The largest job file read: a device or a huge file must not fill the memory.
 MAX_FILE_BYTES = 16 * 2**20
@@ -281,6 +275,16 @@ def _push_order(specs: list[JobSpec]) -> list[JobSpec]:
     return order
 
 
+def toml_library() -> Any:
+    """tomllib, or tomli before Python 3.11; imported at the first file simpletoml cannot read
+    (nested tables, dates): a plain one needs neither, and tomllib is 5 ms of a start-up."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:
+        import tomli as tomllib
+    return tomllib
+
+
 def _load_file(path: str | os.PathLike, batch: _Batch) -> tuple[list[JobSpec], list[Problem]]:
     name = str(path)
     try:
@@ -308,13 +312,15 @@ def _load_file(path: str | os.PathLike, batch: _Batch) -> tuple[list[JobSpec], l
         too_deep = _too_deeply_nested(name, text)
         if too_deep is not None:
             return [], [too_deep]
+        tomllib = toml_library()
         try:
             document = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             return [], [_syntax_problem(name, text, str(error))]
         except RecursionError:  # called from deep in a stack already: the scan above left room
             return [], [_file_problem(name, f"invalid TOML: {_TOO_DEEP}")]
-    loader = _FileLoader(name, Path(path).stem, Positions(text), batch)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    loader = _FileLoader(name, stem, Positions(text), batch)
     specs = loader.load(document)
     return specs, loader.problems
 
