@@ -102,17 +102,20 @@ def test_sigterm_kills_every_job_tree_and_exits(tmp_path):
     assert _alive(pids) == []
 
 
+# `pq-tui` whose help key (?) raises: a bug in the console.
+CRASHING_CONSOLE = ("import sys, pq_tui.ui.screens.main as m\n"
+                    "def broken(self):\n"
+                    "    raise RuntimeError('a bug in the console')\n"
+                    "m.MainScreen.action_help = broken\n"
+                    "from pq_tui.cli.main import main\n"
+                    "sys.argv[0] = 'pq-tui'\n"
+                    "sys.exit(main())\n")
+
+
 def test_a_console_that_crashes_kills_every_job_tree_and_says_so(tmp_path):
     # A bug in the console ends Textual's loop with an exception, not through the quit path:
     # its jobs, each in a session of its own where no hangup reaches it, must not outlive it.
-    crash = ("import sys, pq_tui.ui.screens.main as m\n"
-             "def broken(self):\n"
-             "    raise RuntimeError('a bug in the console')\n"
-             "m.MainScreen.action_help = broken\n"
-             "from pq_tui.cli.main import main\n"
-             "sys.argv[0] = 'pq-tui'\n"
-             "sys.exit(main())\n")
-    app = Terminal([sys.executable, "-c", crash, "--embedded", str(_job_file(tmp_path)),
+    app = Terminal([sys.executable, "-c", CRASHING_CONSOLE, "--embedded", str(_job_file(tmp_path)),
                     "--log-dir", str(tmp_path / "logs"), "--kill-grace", "1"], cwd=str(REPO))
     try:
         pids = _job_pids(tmp_path)
@@ -124,6 +127,34 @@ def test_a_console_that_crashes_kills_every_job_tree_and_says_so(tmp_path):
     assert not (tmp_path / "later-ran").exists()  # nor does a queued one start on the way out
     assert b"ended without stopping its jobs; killed 2: one, two" in app.output, \
         bytes(app.output[-2000:])
+
+
+def test_a_console_that_crashes_kills_the_hooks_running(tmp_path):
+    # A job's on_finish hook runs in a session of its own too; this one outlives the console
+    # unless it is killed (the hooks' timeout is a minute).
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    (tmp_path / "jobs.toml").write_text(f"""
+[[job]]
+id = "quick"
+cmd = "true"
+on_finish = "sleep 300 & echo $! > {pids}/hook.child; echo $$ > {pids}/hook.main; wait"
+""")
+    app = Terminal([sys.executable, "-c", CRASHING_CONSOLE, "--embedded", str(tmp_path / "jobs.toml"),
+                    "--log-dir", str(tmp_path / "logs"), "--kill-grace", "1"], cwd=str(REPO))
+    try:
+        files = [pids / "hook.main", pids / "hook.child"]
+        deadline = time.monotonic() + 30
+        while not all(f.exists() and f.read_text().strip() for f in files):
+            assert time.monotonic() < deadline, "the hook never started"
+            time.sleep(0.05)
+        hook = [int(f.read_text()) for f in files]
+        assert _alive(hook) == hook
+        os.write(app.master, b"?")  # the help key, broken above
+        assert app.wait_exit() == 1
+    finally:
+        app.hang_up()
+    assert _alive(hook) == []
 
 
 def test_the_console_gives_a_job_files_lanes_their_slots(tmp_path):

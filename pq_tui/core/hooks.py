@@ -175,6 +175,12 @@ class Hooks:
             problem = (f"{name} hook timed out after {self.config.timeout:g}s: its processes "
                        f"were killed")
             await self._kill(tree, process)
+        except asyncio.CancelledError:
+            # The loop is ending without close() (a console that crashed): the end of the loop
+            # kills the shell asyncio started, not what the shell started, in its own session.
+            tree.remember_descendants()
+            tree.signal(SIGKILL)
+            raise
         finally:
             self._trees.discard(tree)
         output = printable_lines(kept.decode("utf-8", "replace").rstrip("\n"))
