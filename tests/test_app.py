@@ -312,6 +312,19 @@ def test_the_pane_streams_stdout_and_stderr_live_with_a_stderr_gutter(tmp_path: 
     run_app(make_app(tmp_path), drive)
 
 
+def test_the_pane_title_says_how_a_run_ended_where_the_exit_column_cannot(tmp_path: Path) -> None:
+    async def drive(app: PQApp, pilot: Pilot) -> None:
+        app.queue.push("slow", {"cmd": "echo hi; sleep 30", "timeout": 0.5}, "work")
+        pane = app.main.main_pane
+        await wait_status(pilot, app, "slow", Status.TIMED_OUT)
+        await wait_until(pilot, lambda: pane.job_id == "slow", "the pane to show the job")
+        await wait_until(pilot, lambda: "timed out after 0.5s" in pane_title(pane),
+                         "the title to say why")
+        assert pane_title(pane).index("timed out") < pane_title(pane).index("sleep 30")
+
+    run_app(make_app(tmp_path), drive)
+
+
 def test_switching_jobs_shows_the_other_tail_without_duplicates_or_gaps(tmp_path: Path) -> None:
     slow = "i=1; while [ $i -le 300 ]; do echo $i; i=$((i+1)); sleep 0.01; done"
     jobs = [

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from pq_tui.core import JobOutput, Status, read_log
-from pq_tui.core.logfile import (LogWriter, count_log_lines, raw_output, read_log_tail,
+from pq_tui.core.logfile import (LogWriter, append_note, count_log_lines, raw_output, read_log_tail,
                                  read_log_tail_timed, read_log_timed)
 from pq_tui.core.lines import Lines
 from pq_tui.core.tail import Tail
@@ -245,3 +245,17 @@ def test_a_tail_keeps_the_times_of_the_lines_it_keeps():
     assert tail.marks() == [(0, 12.5), (2, 13.0)]
     # A copy made from them (the attached console's, from the tail op) has the same.
     assert Tail(list(tail), times=tail.marks()).marks() == tail.marks()
+
+
+def test_a_note_appended_to_a_log_its_writer_left_ends_a_cut_line_first(tmp_path):
+    whole, cut = tmp_path / "whole.log", tmp_path / "cut.log"
+    whole.write_bytes(b"# pid: 7\nO started\n")
+    cut.write_bytes(b"# pid: 7\nO half a li")  # the server stopped mid-write
+    for path in (whole, cut):
+        append_note(str(path), "interrupted: the pq-tui server stopped\x1b[2J while it ran")
+    assert whole.read_bytes() == (b"# pid: 7\nO started\n"
+                                  b"# interrupted: the pq-tui server stopped\\x1b[2J while it ran\n")
+    assert [line for _stream, line in read_log(str(cut))][-2:] == [
+        "half a li", "interrupted: the pq-tui server stopped\\x1b[2J while it ran"]
+    append_note(str(tmp_path / "gone.log"), "nothing to append to")
+    assert not (tmp_path / "gone.log").exists()

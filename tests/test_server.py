@@ -490,6 +490,10 @@ def test_kill_9_mid_job_restores_the_queue_and_runs_nothing_twice(env):
         # the first output: a job killed before any output would leave an empty log.)
         part = await client.ok("log", job_id="long")
         assert part["finished"] and ["out", "started"] in part["lines"], part
+        # How it ended is said at the end of its log, where `pq-tui log` and a pager show it.
+        with open(jobs["long"]["data"]["log"], encoding="utf-8") as log_file:
+            ended = [line for line in log_file if "interrupted" in line]
+        assert ended == [f"# {jobs['long']['data']['error']}\n"]
         tail = await client.ok("tail", job_id="long")
         assert tail["lines"] == [["out", "started"]] and tail["line_count"] == 1
         await client.ok("resume", lane="A")

@@ -66,6 +66,25 @@ def log_file_name(job_id, run: int) -> str:
     return f"{safe}.{run}.log"
 
 
+def append_note(path: str, text: str) -> None:
+    """A note at the end of a log its writer left without one: the server that ran the job
+    stopped (a crash, a reboot), and `pq-tui log` and a pager should say how it ended. A last
+    line cut short by the stop is ended first. A log that is gone or unwritable is let be."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        size = os.fstat(fd).st_size
+        torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+        lines = [printable(line) for line in text.rstrip("\n").split("\n")]
+        os.write(fd, (b"\n" if torn else b"") + _encoded("".join(f"# {line}\n" for line in lines)))
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class LogWriter:
     """A job's log file. A failed write (disk full, file-size limit) does not stop the job or
     its output: the file stops there and ``error`` says where and why."""

@@ -36,6 +36,7 @@ from pq_tui.core.events import (
 )
 from pq_tui.core.hooks import HookConfig, Hooks
 from pq_tui.core.job import Job, Status
+from pq_tui.core.logfile import append_note
 from pq_tui.wire import messages, protocol
 from pq_tui.wire.paths import (LOGS_NAME, ServerPaths, prepare, socket_answers)
 from pq_tui.wire.errors import Refused, ServerError
@@ -126,6 +127,11 @@ class Server:
         state = self.store.recover()
         for job in active:
             kill_leftover(job)
+        ended = {job.id: job for job in state.jobs if job.data.get("interrupted")}
+        for job in active:
+            interrupted = ended.get(job.id)
+            if interrupted is not None and interrupted.log_path:
+                append_note(interrupted.log_path, str(interrupted.data.get("error")))
         self.engine.add_journal(self._journal)
         self.engine.start_gate = self._may_start
         self.restored = restore(self.engine, state)

@@ -18,6 +18,9 @@ from pq_tui.ui import format as fmt
 from pq_tui.core.tail import Marks
 from pq_tui.ui.widgets.log_view import LogView
 
+# The runs whose end (or last attempt's) the title says: a skipped or removed job never ran.
+_ENDED_RUNS = frozenset({Status.FAILED, Status.KILLED, Status.TIMED_OUT, Status.RETRYING})
+
 
 class TitleLine(Widget):
     """One line of text in a box whose size the CSS fixes: a new text repaints it without the
@@ -110,6 +113,12 @@ class LogPane(Vertical):
         state = fmt.waiting_label(job.data) if job.status is Status.WAITING \
             else fmt.state_label(job.status)
         parts = [str(job.id), job.lane, state]
+        error = job.data.get("error")
+        if job.status in _ENDED_RUNS and isinstance(error, str) and error:
+            # How it ended, which the table's EXIT cannot say of a kill, a timeout, a command
+            # not found, or a run the server's stop interrupted (no toast said it then). A
+            # skipped job's pane says why already, in place of its output.
+            parts.append(error)
         if job.pid:
             parts.append(f"pid {job.pid}")
         # The command before the directory: on a narrow screen the end of the title goes first.
