@@ -166,6 +166,7 @@ class Hooks:
                 dropped[0] += len(chunk) - len(chunk[:room])
 
         problem: Optional[str]
+        cancelled = False
         try:
             code = await asyncio.wait_for(read_all(), self.config.timeout)
             problem = None if code == 0 else (
@@ -176,13 +177,14 @@ class Hooks:
                        f"were killed")
             await self._kill(tree, process)
         except asyncio.CancelledError:
-            # The loop is ending without close() (a console that crashed): the end of the loop
-            # kills the shell asyncio started, not what the shell started, in its own session.
-            tree.remember_descendants()
-            tree.signal(SIGKILL)
+            # The loop is ending without close() (a console that crashed): the tree stays in
+            # _trees for kill_now. The end of the loop kills the shell asyncio started, not
+            # what the shell started, in the session of its own.
+            cancelled = True
             raise
         finally:
-            self._trees.discard(tree)
+            if not cancelled:
+                self._trees.discard(tree)
         output = printable_lines(kept.decode("utf-8", "replace").rstrip("\n"))
         if dropped[0]:
             output += f"\n… {dropped[0]} more bytes"
@@ -199,6 +201,15 @@ class Hooks:
         except asyncio.TimeoutError:
             self.log.warning("hook pid %d: not reaped after SIGKILL", process.pid)
 
+    def kill_now(self) -> None:
+        """SIGKILL the hooks running, and start no more. Without the loop too: for a process
+        that ends without ``close`` (a console that crashed), whose loop may or may not have
+        cancelled the hooks' tasks (Python 3.9's Textual leaves them pending)."""
+        self._killing = True
+        for tree in list(self._trees):
+            tree.remember_descendants()
+            tree.signal(SIGKILL)
+
     async def close(self, wait: bool = False) -> None:
         """Stop hearing the engine; with ``wait``, let the hooks running or waiting end (each
         within its timeout), else kill them."""
@@ -210,9 +221,6 @@ class Hooks:
             self._idle_check.cancel()
             self._idle_check = None
         if not wait:
-            self._killing = True
-            for tree in list(self._trees):
-                tree.remember_descendants()
-                tree.signal(SIGKILL)
+            self.kill_now()
         while self._tasks:
             await asyncio.wait(list(self._tasks))

@@ -120,7 +120,9 @@ class LocalSession(Session):
 
     def abandon(self) -> list:
         """After a console that ended without ``leave`` (it crashed): kill the jobs still
-        running, now. The ids of those killed; none after ``leave``."""
+        running, and their hooks, now. The ids of the jobs killed; none after ``leave``."""
+        if self._hooks is not None:
+            self._hooks.kill_now()
         return self._queue.kill_now()
 
 
