@@ -154,7 +154,10 @@ on_finish = "sleep 300 & echo $! > {pids}/hook.child; echo $$ > {pids}/hook.main
         assert app.wait_exit() == 1
     finally:
         app.hang_up()
-    assert _alive(hook) == []
+    survivors = _alive(hook)
+    for pid in survivors:  # a failure here must not leave a sleep for five minutes
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == []
 
 
 def test_the_console_gives_a_job_files_lanes_their_slots(tmp_path):
