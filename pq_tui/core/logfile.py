@@ -28,8 +28,8 @@ from pq_tui.core.safe import SettledLines, output_line, printable
 from pq_tui.core.tail import Marks, shifted_marks
 
 try:
-    # CPython's own SHA-1, the digests hashlib's gives: hashlib loads OpenSSL's libcrypto, which
-    # is 3.6 MB of a server's RSS, for a few bytes of a file's name.
+    # CPython's own SHA-1, the digests hashlib's gives: hashlib loads OpenSSL's libcrypto (with
+    # ssl, kept out by cli/main.py, 1.6 MiB of a fresh server's RSS) for a few bytes of a name.
     from _sha1 import sha1  # type: ignore[import-not-found]
 except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import sha1
