@@ -5,7 +5,6 @@ terminal (or tmux outside it) would read them."""
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -13,7 +12,6 @@ import pytest
 
 from pq_tui.jobs.jobfile import load_jobs
 from pq_tui.ui import app as app_module
-from pq_tui.ui import notices as notices_module
 from pq_tui.ui.app import PQApp
 from pq_tui.ui.notices import NoticeSettings
 from pq_tui.ui.session import LocalSession
@@ -23,9 +21,8 @@ ESC, BEL = "\x1b", "\x07"
 
 
 class Recording(PQApp):
-    """The console, keeping every notice it showed (Textual drops expired toasts): what
-    pq_tui.ui.notices asks it to show; its other toasts ("2 job(s) queued in default") are not
-    notices."""
+    """The console, keeping every notice it showed (Textual drops expired toasts); the
+    console's other toasts ("2 job(s) queued in default") are not notices."""
 
     CSS_PATH = str(Path(app_module.__file__).parent / "app.tcss")  # its own, not next to here
 
@@ -34,7 +31,7 @@ class Recording(PQApp):
         self.shown: List[str] = []
 
     def notify(self, message: str, **kwargs: Any) -> None:
-        if sys._getframe(1).f_globals["__name__"] == notices_module.__name__:
+        if kwargs.get("title") == "pq-tui":
             self.shown.append(message)
         super().notify(message, **kwargs)
 

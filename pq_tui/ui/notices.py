@@ -109,9 +109,7 @@ class Notices:
             toasts.append((f"{len(self._idle)} lanes idle: {shown}{more}", "information"))
         self._ends, self._idle, self._done = {}, [], None
         for text, severity in toasts:
-            # No title: "pq-tui" above each would be a row more of the log hidden, and says
-            # nothing the operator does not know. A desktop notice has one (below).
-            self.app.notify(text, severity=severity, timeout=TOAST_TIMEOUT)
+            self.app.notify(text, title="pq-tui", severity=severity, timeout=TOAST_TIMEOUT)
         if not toasts:
             return
         if self.settings.bell:
