@@ -60,10 +60,15 @@ def _start_app(tmp_path: Path) -> Terminal:
 
 def _job_pids(tmp_path: Path) -> list[int]:
     """Wait until both jobs have written their pids; return them all."""
+    return _pids_in([tmp_path / "pids" / f"{name}.{kind}"
+                     for name in ("one", "two") for kind in ("main", "child")], "the jobs")
+
+
+def _pids_in(files: list[Path], who: str) -> list[int]:
+    """Wait until each of ``files`` holds a pid; return them."""
     deadline = time.monotonic() + 30
-    files = [tmp_path / "pids" / f"{name}.{kind}" for name in ("one", "two") for kind in ("main", "child")]
     while not all(f.exists() and f.read_text().strip() for f in files):
-        assert time.monotonic() < deadline, "the jobs never started"
+        assert time.monotonic() < deadline, f"{who} never started"
         time.sleep(0.05)
     return [int(f.read_text()) for f in files]
 
@@ -143,12 +148,7 @@ on_finish = "sleep 300 & echo $! > {pids}/hook.child; echo $$ > {pids}/hook.main
     app = Terminal([sys.executable, "-c", CRASHING_CONSOLE, "--embedded", str(tmp_path / "jobs.toml"),
                     "--log-dir", str(tmp_path / "logs"), "--kill-grace", "1"], cwd=str(REPO))
     try:
-        files = [pids / "hook.main", pids / "hook.child"]
-        deadline = time.monotonic() + 30
-        while not all(f.exists() and f.read_text().strip() for f in files):
-            assert time.monotonic() < deadline, "the hook never started"
-            time.sleep(0.05)
-        hook = [int(f.read_text()) for f in files]
+        hook = _pids_in([pids / "hook.main", pids / "hook.child"], "the hook")
         assert _alive(hook) == hook
         os.write(app.master, b"?")  # the help key, broken above
         assert app.wait_exit() == 1

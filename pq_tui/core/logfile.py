@@ -66,6 +66,14 @@ def log_file_name(job_id, run: int) -> str:
     return f"{safe}.{run}.log"
 
 
+def _note_lines(text: str) -> Tuple[bytes, int]:
+    """A note's lines as the log keeps them, and how many. A note is pq-tui's line, but quotes
+    a command, a folder, an error: a \r or an escape in those must not hide the rest of it, in
+    `pq-tui log` or in a pager."""
+    lines = [printable(line) for line in text.rstrip("\n").split("\n")]
+    return _encoded("".join(f"# {line}\n" for line in lines)), len(lines)
+
+
 def append_note(path: str, text: str) -> None:
     """A note at the end of a log its writer left without one: the server that ran the job
     stopped (a crash, a reboot), and `pq-tui log` and a pager should say how it ended. A last
@@ -77,8 +85,7 @@ def append_note(path: str, text: str) -> None:
     try:
         size = os.fstat(fd).st_size
         torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
-        lines = [printable(line) for line in text.rstrip("\n").split("\n")]
-        os.write(fd, (b"\n" if torn else b"") + _encoded("".join(f"# {line}\n" for line in lines)))
+        os.write(fd, (b"\n" if torn else b"") + _note_lines(text)[0])
     except OSError:
         pass
     finally:
@@ -156,17 +163,15 @@ class LogWriter:
         self._lines += lines.count
 
     def note(self, text: str) -> None:
-        # A note is pq-tui's line, but quotes a command, a folder, an error: a \r or an escape
-        # in those must not hide the rest of it, in `pq-tui log` or in a pager.
         if self.error is not None:
             return
-        lines = [printable(line) for line in text.rstrip("\n").split("\n")]
+        body, count = _note_lines(text)
         try:  # written here, not through write_lines: every job writes four of them
-            self._file.write(_encoded("".join(f"# {line}\n" for line in lines)))
+            self._file.write(body)
         except OSError as exc:
             self._failed(exc)
             return
-        self._lines += len(lines)
+        self._lines += count
 
     def flush(self) -> None:
         if self.error is not None:

@@ -127,11 +127,10 @@ class Server:
         state = self.store.recover()
         for job in active:
             kill_leftover(job)
-        ended = {job.id: job for job in state.jobs if job.data.get("interrupted")}
-        for job in active:
-            interrupted = ended.get(job.id)
-            if interrupted is not None and interrupted.log_path:
-                append_note(interrupted.log_path, str(interrupted.data.get("error")))
+        was_active = {job.id for job in active}
+        for job in state.jobs:  # what recover() just interrupted: its log says so at its end
+            if job.id in was_active and job.data.get("interrupted") and job.log_path:
+                append_note(job.log_path, str(job.data.get("error")))
         self.engine.add_journal(self._journal)
         self.engine.start_gate = self._may_start
         self.restored = restore(self.engine, state)
