@@ -976,6 +976,39 @@ def test_a_push_many_sent_again_under_its_key_is_queued_once_or_refused_whole(en
     run(shutdown(env, pid))
 
 
+def test_a_push_of_many_batches_is_in_the_state_file_in_order_when_it_is_answered(env):
+    """Staged compactly and written as it is queued (every PUSH_CHUNK jobs, issue 17 target 7):
+    a push of several batches answers once every job is recorded, in the order given, and the
+    queued jobs are kept packed."""
+    import sqlite3
+    from pq_tui.client.client import PUSH_BATCH, Client as Real
+    from pq_tui.server.connection import PUSH_CHUNK
+    from pq_tui.wire.ops import Op
+
+    count = 2 * PUSH_BATCH + PUSH_CHUNK + 7  # three batches, chunks and a part of one
+    pid = env.start()
+    jobs = [{"job_id": f"j{i}", "lane": "held", "data": sh(f"echo {i}", env.tmp)}
+            for i in range(count)]
+
+    async def main():
+        async with await Real.open(env.paths, start=False) as client:
+            await client.request(Op.PAUSE, lane="held", create=True)
+            queued = await client.push_many(jobs)
+            with sqlite3.connect(f"file:{env.paths.state_file}?mode=ro", uri=True) as db:
+                rows = db.execute("SELECT job_id, status, input FROM runs WHERE lane = 'held' "
+                                  "ORDER BY pos").fetchall()
+            snapshot = await client.request(Op.SNAPSHOT)
+            return queued, rows, snapshot
+
+    queued, rows, snapshot = run(main())
+    assert queued == count
+    assert [json.loads(job_id) for job_id, _, _ in rows] == [f"j{i}" for i in range(count)]
+    assert {status for _, status, _ in rows} == {"queued"}
+    assert json.loads(rows[-1][2])["cmd"] == jobs[-1]["data"]["cmd"]
+    assert [job["id"] for job in snapshot["jobs"]] == [f"j{i}" for i in range(count)]
+    run(shutdown(env, pid))
+
+
 def test_giving_memory_back_is_safe_to_call_at_any_time():
     # glibc's malloc_trim after a big push or reply (issue 17, target 7); a no-op elsewhere.
     from pq_tui.server import trim

@@ -136,7 +136,7 @@ class Server:
         self.restored = restore(self.engine, state)
         for finished in self.restored.values():  # their environments stay in the store
             release_env(finished.data)
-        self._flush_journal()
+        self.flush_journal()
         self.hooks = Hooks(self.engine, self.hook_config, log)  # a job's data may name one
         log.info("restored %d lanes, %d queued jobs, %d finished", len(state.lanes),
                  sum(1 for j in state.jobs if j.status in IN_QUEUE), len(self.restored))
@@ -152,13 +152,14 @@ class Server:
         if isinstance(event, JobStarted):
             # At once: the process exists already, and a kill -9 before a deferred flush would
             # leave the store without its pid, so recovery could not kill what is left of it.
-            self._flush_journal()
+            self.flush_journal()
         elif not self._journal_scheduled:
             self._journal_scheduled = True
             # Before the task that spawns the next job takes its first step (see store.py).
-            asyncio.get_running_loop().call_soon(self._flush_journal)
+            asyncio.get_running_loop().call_soon(self.flush_journal)
 
-    def _flush_journal(self) -> None:
+    def flush_journal(self) -> None:
+        """Write the events journaled so far (one transaction), then pack their jobs at rest."""
         self._journal_scheduled = False
         events, self._journal_pending = self._journal_pending, []
         if not events or self.store is None:
@@ -185,7 +186,7 @@ class Server:
         first, or the job waits at the head of its queue. Asked again before the spawn, once the
         start itself (``JobDequeued``) is to be in: if that write failed, the job waits for it,
         taken but without a process."""
-        self._flush_journal()
+        self.flush_journal()
         return self.store_error is None
 
     def _store_failed(self, store: Store, exc: Exception) -> None:
@@ -201,7 +202,7 @@ class Server:
 
     def _retry_store(self) -> None:
         self._store_retry = None
-        self._flush_journal()
+        self.flush_journal()
 
     def _store_recovered(self, store: Store) -> None:
         log.info("the state file %s is written again", store.path)
@@ -268,7 +269,7 @@ class Server:
 
     def _check_store_written(self, op: str) -> None:
         # What is kept is worked out from the store: one that lacks events would drop jobs.
-        self._flush_journal()
+        self.flush_journal()
         if self.store_error is not None:
             raise RuntimeError(f"{op}: {self.store_error}; try again once it can be written")
 
@@ -331,7 +332,7 @@ class Server:
         for name in paused_here:
             if not lanes[name].queued:
                 engine.resume(name)
-        self._flush_journal()
+        self.flush_journal()
         if self.store_error is not None:
             log.error("stopping with %d events not in the state file (%s): after a restart, "
                       "the jobs they concern are as last recorded (started ones interrupted)",
@@ -560,7 +561,7 @@ async def _serve_locked(paths: ServerPaths, kill_grace: float, retention: Option
         if listener is not None:
             await listener.wait_closed()
         await asyncio.sleep(0)
-        server._flush_journal()
+        server.flush_journal()
         if server.store is not None:
             server.store.close()
         log.info("pq-tui server stopped")
