@@ -45,6 +45,7 @@ SQLite's locking keeps them apart.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 from json.encoder import encode_basestring_ascii
 import logging
@@ -54,7 +55,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 from pq_tui.core.engine import DEFAULT_LANE
 from pq_tui.core.events import (
@@ -202,6 +203,7 @@ class Store:
         # nothing in the run reads the table without them.
         self._new_rows: list = []
         self._new_keys: set = set()
+        self._unseen: Optional[set] = None  # the run's keys that have no row (_unseen_among)
         self._handlers: Dict[type, Callable[[Any], None]] = {
             JobQueued: self._on_queued,
             JobDequeued: self._on_dequeued,
@@ -324,9 +326,11 @@ class Store:
             return
         with self._write():
             try:
-                for event in events:
+                for at, event in enumerate(events):
                     if not isinstance(event, JobQueued):
                         self._forget_queue_run()
+                    elif self._unseen is None:
+                        self._unseen = self._unseen_among(events, at)
                     handler = self._handlers.get(type(event))
                     if handler is None:
                         log.debug("store: ignoring %r", event)
@@ -339,6 +343,26 @@ class Store:
         self._insert_new_rows()
         self._known_lanes.clear()
         self._tail_keys.clear()
+        self._unseen = None
+
+    def _unseen_among(self, events: List[Any], first: int) -> set:
+        """The keys of the run of JobQueued events from ``first`` that no row has: a query for
+        every 500 instead of one each (a fifth of a push's write)."""
+        keys = []
+        for event in itertools.islice(events, first, None):
+            if not isinstance(event, JobQueued):
+                break
+            keys.append(_id_key(event.job_id))
+        unseen = set(keys)
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            unseen.difference_update(row[0] for row in self._connection().execute(
+                f"SELECT DISTINCT job_id FROM runs WHERE job_id IN ({', '.join('?' * len(part))})",
+                part))
+        return unseen
+
+    def _unseen_keys(self) -> set:
+        return self._unseen if self._unseen is not None else set()
 
     def _insert_new_rows(self) -> None:
         if self._new_rows:
@@ -356,12 +380,13 @@ class Store:
         status = _queue_status(data)
         if key in self._new_keys:  # not expected in one run of JobQueued; read with it then
             self._insert_new_rows()
-        latest = self._latest(key)
+        latest = None if key in self._unseen_keys() else self._latest(key)
         if latest is None or latest["status"] in FINISHED:
             # A new job, or a new run of a finished one: at the end of its lane, as most are.
             self._new_rows.append(_run_row(key, latest["run"] + 1 if latest is not None else 1,
                                            lane, data, status, self._append_key(lane)))
             self._new_keys.add(key)
+            self._unseen_keys().discard(key)
             return
         self._insert_new_rows()  # what follows reads the lane's rows
         if latest["status"] in IN_QUEUE:
