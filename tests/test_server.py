@@ -978,8 +978,7 @@ def test_a_push_many_sent_again_under_its_key_is_queued_once_or_refused_whole(en
 
 def test_a_push_of_many_batches_is_in_the_state_file_in_order_when_it_is_answered(env):
     """Staged compactly and written as it is queued (every PUSH_CHUNK jobs, issue 17 target 7):
-    a push of several batches answers once every job is recorded, in the order given, and the
-    queued jobs are kept packed."""
+    a push of several batches answers once every job is recorded, in the order given."""
     import sqlite3
     from pq_tui.client.client import PUSH_BATCH, Client as Real
     from pq_tui.server.connection import PUSH_CHUNK

@@ -361,9 +361,6 @@ class Store:
                 part))
         return unseen
 
-    def _unseen_keys(self) -> set:
-        return self._unseen if self._unseen is not None else set()
-
     def _insert_new_rows(self) -> None:
         if self._new_rows:
             rows, self._new_rows = self._new_rows, []
@@ -380,13 +377,14 @@ class Store:
         status = _queue_status(data)
         if key in self._new_keys:  # not expected in one run of JobQueued; read with it then
             self._insert_new_rows()
-        latest = None if key in self._unseen_keys() else self._latest(key)
+        unseen = self._unseen if self._unseen is not None else set()  # apply_many sets it
+        latest = None if key in unseen else self._latest(key)
         if latest is None or latest["status"] in FINISHED:
             # A new job, or a new run of a finished one: at the end of its lane, as most are.
             self._new_rows.append(_run_row(key, latest["run"] + 1 if latest is not None else 1,
                                            lane, data, status, self._append_key(lane)))
             self._new_keys.add(key)
-            self._unseen_keys().discard(key)
+            unseen.discard(key)
             return
         self._insert_new_rows()  # what follows reads the lane's rows
         if latest["status"] in IN_QUEUE:
